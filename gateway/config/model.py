@@ -1,0 +1,226 @@
+"""The typed, frozen model of a gateway configuration.
+
+The parser (:mod:`gateway.config.parser`) builds a :class:`Config` from the
+manual's CLI language; the policy/NAT engine, the ALGs and the node read it.
+Everything here is immutable: a configuration is replaced whole, never edited in
+place, so a file with an error can never be half-applied.
+
+Names follow the manual ("Naming Conventions"): zone, address, policy and other
+object names are case-sensitive strings; keywords are not kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from types import MappingProxyType
+from typing import Literal, Mapping
+
+# The zones every ScreenOS device has. Blocking of intra-zone traffic is on by
+# default in Untrust and off in Trust and in custom zones (manual, ch. 2
+# "Example: Untrust Intrazone" and "Example: Trust Intrazone").
+PREDEFINED_ZONES = ("trust", "untrust", "dmz", "global")
+DEFAULT_BLOCKING = {"untrust": True}
+DEFAULT_VROUTER = "trust-vr"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a configuration item came from: for errors and ``config check``."""
+
+    file: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A predefined service: protocol and destination ports."""
+
+    name: str
+    # (protocol, first port, last port); protocol is "tcp", "udp" or "any".
+    ports: tuple[tuple[str, int, int], ...]
+
+    def matches(self, protocol: str, dport: int) -> bool:
+        return any((p == "any" or p == protocol) and lo <= dport <= hi
+                   for p, lo, hi in self.ports)
+
+
+# Predefined services (manual ch. 1 "H.323", ch. 2 "SIP is a predefined service
+# ... port 5060", ch. 3 "MGCP-UA, UDP 2427 ... MGCP-CA, UDP 2727").
+# H.323: Q.931 call signalling on TCP 1720, RAS on UDP 1718-1719 (ITU-T H.225.0).
+SERVICES: Mapping[str, Service] = MappingProxyType({
+    "any": Service("any", (("any", 0, 65535),)),
+    "h.323": Service("h.323", (("tcp", 1720, 1720), ("udp", 1718, 1719))),
+    "sip": Service("sip", (("udp", 5060, 5060), ("tcp", 5060, 5060))),
+    "mgcp-ua": Service("mgcp-ua", (("udp", 2427, 2427),)),
+    "mgcp-ca": Service("mgcp-ca", (("udp", 2727, 2727),)),
+})
+
+
+@dataclass(frozen=True, slots=True)
+class UdpFloodScreen:
+    """``set zone Z screen udp-flood dst-ip IP threshold N`` (packets/s)."""
+
+    dst_ip: IPv4Address
+    threshold: int
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    name: str
+    block: bool = False
+    udp_flood: tuple[UdpFloodScreen, ...] = ()
+    # ``screen limit-session source-ip-based N``: concurrent sessions per source.
+    limit_session_per_source: int | None = None
+    vrouter: str = DEFAULT_VROUTER
+
+
+@dataclass(frozen=True, slots=True)
+class Mip:
+    """``mip IP host IP [netmask M] [vrouter VR]``: static one-to-one NAT."""
+
+    ip: IPv4Address
+    host: IPv4Address
+    netmask: IPv4Address = IPv4Address("255.255.255.255")
+    vrouter: str = DEFAULT_VROUTER
+
+    @property
+    def public(self) -> IPv4Network:
+        return IPv4Network(f"{self.ip}/{self.netmask}", strict=False)
+
+    @property
+    def private(self) -> IPv4Network:
+        return IPv4Network(f"{self.host}/{self.netmask}", strict=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DipPool:
+    """``dip ID IP1 IP2 [incoming]``: a pool of public source addresses."""
+
+    id: int
+    first: IPv4Address
+    last: IPv4Address
+    incoming: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Interface:
+    name: str                                  # e.g. "ethernet3", "loopback.1", "tunnel.1"
+    zone: str | None = None
+    ip: IPv4Interface | None = None            # ``ip A/M``
+    unnumbered: str | None = None              # ``ip unnumbered interface X``
+    mode: Literal["nat", "route"] | None = None
+    mips: tuple[Mip, ...] = ()
+    dips: tuple[DipPool, ...] = ()
+    dip_interface_incoming: bool = False       # ``dip interface-ip incoming``
+    loopback_group: str | None = None          # ``loopback-group loopback.N``
+    manage: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> Literal["ethernet", "loopback", "tunnel"]:
+        if self.name.startswith("loopback."):
+            return "loopback"
+        if self.name.startswith("tunnel."):
+            return "tunnel"
+        return "ethernet"
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """An address book entry: ``set address ZONE NAME A/M|A MASK ["comment"]``.
+
+    ``ip`` keeps the address as written (host bits included: the manual writes
+    phones as ``10.1.1.3/24``); :attr:`network` is the prefix it matches."""
+
+    zone: str
+    name: str
+    ip: IPv4Interface
+    comment: str | None = None
+
+    @property
+    def network(self) -> IPv4Network:
+        return self.ip.network
+
+    @property
+    def is_host(self) -> bool:
+        """True when the entry names one host (a /32, or a host address with
+        its subnet mask, as the manual writes phones)."""
+        return self.ip.network.prefixlen == 32 or self.ip.ip != self.ip.network.network_address
+
+
+@dataclass(frozen=True, slots=True)
+class AddressRef:
+    """A policy's source or destination.
+
+    kind: ``any``; ``name`` (an address book entry); ``mip`` (value: the MIP
+    address); ``dip`` (value: a DIP pool id as a string of digits, or an interface
+    name for interface DIP)."""
+
+    kind: Literal["any", "name", "mip", "dip"]
+    value: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    id: int                                    # order of definition, from 1
+    from_zone: str
+    to_zone: str
+    src: AddressRef
+    dst: AddressRef
+    service: str                               # key of SERVICES
+    action: Literal["permit", "deny"]
+    name: str | None = None
+    nat_src: bool = False                      # ``nat src``
+    nat_dip: int | None = None                 # ``nat src dip ID``
+    source: Source | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """``set [vrouter VR] route PREFIX interface IF [gateway IP]``."""
+
+    prefix: IPv4Network
+    interface: str
+    gateway: IPv4Address | None = None
+    vrouter: str = DEFAULT_VROUTER
+
+
+@dataclass(frozen=True, slots=True)
+class SipSettings:
+    """``set sip ...`` (manual ch. 2 "SIP Attack Protection", "Session
+    Inactivity Timeout"). Defaults are the manual's."""
+
+    protect_deny: bool = False
+    protect_deny_dst: IPv4Interface | None = None   # ``dst-ip P``: only this proxy
+    protect_deny_timeout: int = 3
+    signaling_inactivity_timeout: int = 43200
+    media_inactivity_timeout: int = 120
+
+
+@dataclass(frozen=True, slots=True)
+class Unenforced:
+    """A line that parses but that the gateway does not enforce (IKE/VPN: IPsec
+    belongs to the host). ``config check`` reports these."""
+
+    source: Source
+    text: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    zones: Mapping[str, Zone]
+    interfaces: Mapping[str, Interface]
+    addresses: Mapping[tuple[str, str], Address]   # (zone, name) -> Address
+    policies: tuple[Policy, ...]
+    routes: tuple[Route, ...]
+    sip: SipSettings = SipSettings()
+    dip_sticky: bool = False
+    unenforced: tuple[Unenforced, ...] = field(default=(), compare=False)
+
+    def address(self, zone: str, name: str) -> Address | None:
+        return self.addresses.get((zone, name))
+
+    def zone_of_interface(self, ifname: str) -> str | None:
+        iface = self.interfaces.get(ifname)
+        return iface.zone if iface else None

@@ -1,0 +1,131 @@
+"""The event vocabulary: frozen, versioned domain events and their registry.
+
+Every state change of a call, registration, MGCP endpoint or pinhole is an
+event. Events are frozen, slotted dataclasses declared with :func:`event`, which
+gives each a stable type name and a schema version. The journal stores
+``(type, schema, payload)`` where payload is :meth:`Event.to_payload` (plain
+dicts, lists, str, int, bytes, bool, None: whatever msgpack carries), and reads
+it back with :func:`decode`, upcasting old schema versions first (old payloads
+are never rewritten on disk).
+
+State is the fold of events: each domain module provides a pure
+``apply(state, event) -> state`` that the live path, replay and the standby
+all use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from ipaddress import IPv4Address
+from typing import Any, Callable, ClassVar, TypeVar
+
+_REGISTRY: dict[str, type["Event"]] = {}
+# (type name, from schema) -> function(payload) -> payload of schema + 1
+_UPCASTERS: dict[tuple[str, int], Callable[[dict], dict]] = {}
+
+
+class UnknownEvent(Exception):
+    """A journal record names an event type or schema this build does not know."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    """Base of every domain event. Subclasses are declared with :func:`event`."""
+
+    TYPE: ClassVar[str] = ""
+    SCHEMA: ClassVar[int] = 1
+
+    @property
+    def stream(self) -> str:
+        """The stream (entity) this event belongs to, e.g. ``call/<id>``."""
+        raise NotImplementedError(f"{type(self).__name__} must define stream")
+
+    def to_payload(self) -> dict[str, Any]:
+        return {f.name: _encode(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> "Event":
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name in payload:
+                kwargs[f.name] = _decode(f.type, payload[f.name])
+        return cls(**kwargs)
+
+
+E = TypeVar("E", bound=type[Event])
+
+
+def event(type_name: str, schema: int = 1) -> Callable[[E], E]:
+    """Class decorator: register a frozen, slotted event dataclass.
+
+    The class must already be a dataclass subclass of :class:`Event`; this
+    records its wire name and schema version."""
+
+    def wrap(cls: E) -> E:
+        if type_name in _REGISTRY and _REGISTRY[type_name] is not cls:
+            raise ValueError(f"event type {type_name!r} registered twice")
+        cls.TYPE = type_name
+        cls.SCHEMA = schema
+        _REGISTRY[type_name] = cls
+        return cls
+
+    return wrap
+
+
+def upcaster(type_name: str, from_schema: int) -> Callable[[Callable[[dict], dict]], Callable[[dict], dict]]:
+    """Register a function turning a payload of ``from_schema`` into ``from_schema + 1``."""
+
+    def wrap(fn: Callable[[dict], dict]) -> Callable[[dict], dict]:
+        _UPCASTERS[(type_name, from_schema)] = fn
+        return fn
+
+    return wrap
+
+
+def decode(type_name: str, schema: int, payload: dict[str, Any]) -> Event:
+    """Rebuild an event from its journal form, upcasting older schemas."""
+    cls = _REGISTRY.get(type_name)
+    if cls is None:
+        raise UnknownEvent(f"unknown event type {type_name!r}")
+    if schema > cls.SCHEMA:
+        raise UnknownEvent(f"{type_name} schema {schema} is newer than this build's {cls.SCHEMA}")
+    while schema < cls.SCHEMA:
+        step = _UPCASTERS.get((type_name, schema))
+        if step is None:
+            raise UnknownEvent(f"no upcaster for {type_name} schema {schema}")
+        payload = step(dict(payload))
+        schema += 1
+    return cls.from_payload(payload)
+
+
+def registered() -> dict[str, type[Event]]:
+    return dict(_REGISTRY)
+
+
+# --- payload encoding: keep the journal format plain and language-neutral ---
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, IPv4Address):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_encode(v) for v in value]
+    if isinstance(value, frozenset):
+        return sorted(_encode(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
+
+
+def _decode(annotation: Any, value: Any) -> Any:
+    # Annotations are strings under ``from __future__ import annotations``;
+    # the common shapes are handled by name so payloads stay plain data.
+    ann = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    if value is None:
+        return None
+    if ann.startswith("IPv4Address"):
+        return IPv4Address(value)
+    if ann.startswith("tuple") and isinstance(value, list):
+        return tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    if ann.startswith("frozenset") and isinstance(value, list):
+        return frozenset(tuple(v) if isinstance(v, list) else v for v in value)
+    return value
