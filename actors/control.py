@@ -1,0 +1,115 @@
+"""The node's local control channel: a Unix socket that ``gwctl`` talks to.
+
+One JSON object per line each way: ``{"cmd": NAME, "args": {...}}`` ->
+``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``.
+Only root, or members of the configured group, may use it: the socket file is
+mode 0660 owned by root:GROUP, and every connection's peer credentials
+(SO_PEERCRED) are checked again, so a mis-set file mode does not open it up."""
+
+from __future__ import annotations
+
+import grp
+import json
+import logging
+import os
+import socket
+import struct
+import threading
+from typing import Any, Callable
+
+log = logging.getLogger("gateway.control")
+
+Handler = Callable[[str, dict], Any]
+
+
+class ControlError(Exception):
+    """A request the node refuses, with a message for the operator."""
+
+
+class ControlServer:
+    def __init__(self, path: str, handler: Handler, *, group: str | None = None) -> None:
+        self.path = path
+        self.handler = handler
+        self.gid = grp.getgrnam(group).gr_gid if group else None
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o117)
+        try:
+            s.bind(self.path)
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o660)
+        if self.gid is not None:
+            os.chown(self.path, 0, self.gid)
+        s.listen(16)
+        s.settimeout(0.2)
+        self._sock = s
+        self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(2)
+        if self._sock:
+            self._sock.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def _allowed(self, conn: socket.socket) -> bool:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, gid = struct.unpack("3i", creds)
+        if uid == 0:
+            return True
+        if self.gid is not None:
+            if gid == self.gid:
+                return True
+            try:
+                import pwd
+                name = pwd.getpwuid(uid).pw_name
+                return name in grp.getgrgid(self.gid).gr_mem
+            except KeyError:
+                return False
+        return False
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+
+    def _client(self, conn: socket.socket) -> None:
+        with conn:
+            if not self._allowed(conn):
+                log.warning("control: refused a client that is neither root nor in the control group")
+                conn.sendall(b'{"ok": false, "error": "permission denied"}\n')
+                return
+            f = conn.makefile("rwb")
+            for line in f:
+                try:
+                    req = json.loads(line)
+                    cmd = str(req.get("cmd", ""))
+                    result = self.handler(cmd, dict(req.get("args") or {}))
+                    resp = {"ok": True, "result": result}
+                except ControlError as exc:
+                    resp = {"ok": False, "error": str(exc)}
+                except Exception as exc:   # a bug in a handler must not kill the channel
+                    log.exception("control: command failed")
+                    resp = {"ok": False, "error": f"internal error: {exc}"}
+                f.write(json.dumps(resp, default=str).encode() + b"\n")
+                f.flush()

@@ -1,0 +1,149 @@
+"""Group commit of events to the journal, and completion after replication.
+
+Producers (entity actors) submit the events of one step with a callback; one
+writer thread takes everything queued (up to ``max_batch``), appends it with
+ONE write and ONE fsync (``Journal.append_batch``), tells the replicator, and
+completes the callbacks:
+- ``async`` replication: right after the fsync;
+- ``sync`` replication (the default): once the standby acknowledged the batch,
+  so no event a peer has seen can be lost in a failover. A completion thread
+  waits for acknowledgements so the writer can go on with the next batch.
+If no standby is connected, sync mode completes after the fsync and the node
+reports itself as running without a standby (``degraded``); if a connected
+standby does not acknowledge within ``ack_timeout`` the batch completes anyway
+and the lapse is counted and logged: a wedged standby must not stall calls.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from typing import Callable
+
+log = logging.getLogger("gateway.journal")
+
+Callback = Callable[[list], None]
+
+
+class JournalWriter:
+    def __init__(self, journal, *, epoch: Callable[[], int], replicator=None,
+                 mode: str = "sync", max_batch: int = 1000, ack_timeout: float = 0.5,
+                 clock: Callable[[], float] = time.time,
+                 on_appended: Callable[[list], None] | None = None) -> None:
+        self.journal = journal
+        self.epoch = epoch
+        self.replicator = replicator
+        self.mode = mode
+        self.max_batch = max_batch
+        self.ack_timeout = ack_timeout
+        self.clock = clock
+        self.on_appended = on_appended
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending: collections.deque = collections.deque()
+        self._pending_cv = threading.Condition()
+        self._stop = False
+        self.batches = 0
+        self.events = 0
+        self.ack_lapses = 0
+        self.unreplicated_batches = 0
+        self._threads = [threading.Thread(target=self._write_loop, name="journal-writer", daemon=True),
+                         threading.Thread(target=self._complete_loop, name="journal-acks", daemon=True)]
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._q.put(None)
+        with self._pending_cv:
+            self._stop = True
+            self._pending_cv.notify_all()
+        for t in self._threads:
+            t.join(5)
+
+    def submit(self, events: list, callback: Callback | None = None) -> None:
+        """Journal ``events`` (one entity step); ``callback(records)`` runs on
+        completion (see the module docstring for what completion means)."""
+        self._q.put((events, callback))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything submitted so far is complete (for handover)."""
+        done = threading.Event()
+        self.submit([], lambda _r: done.set())
+        return done.wait(timeout)
+
+    # --------------------------------------------------------------- loops
+    def _write_loop(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            items = [item]
+            stop = False
+            while len(items) < self.max_batch:
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                items.append(nxt)
+            now = self.clock()
+            flat = [(ev, now) for evs, _cb in items for ev in evs]
+            try:
+                records = self.journal.append_batch(flat, self.epoch()) if flat else []
+            except Exception:
+                log.exception("journal: append of %d events failed; their packets are dropped", len(flat))
+                for _evs, cb in items:
+                    if cb:
+                        self._safe(cb, None)
+                if stop:
+                    return
+                continue
+            self.batches += 1
+            self.events += len(records)
+            if self.on_appended and records:
+                self._safe(self.on_appended, records)
+            if self.replicator is not None and records:
+                self.replicator.notify_appended()
+            # Split the records back to their producers, in order.
+            out, i = [], 0
+            for evs, cb in items:
+                out.append((cb, records[i:i + len(evs)]))
+                i += len(evs)
+            with self._pending_cv:
+                self._pending.append((self.journal.head, out))
+                self._pending_cv.notify_all()
+            if stop:
+                return
+
+    def _complete_loop(self) -> None:
+        while True:
+            with self._pending_cv:
+                while not self._pending and not self._stop:
+                    self._pending_cv.wait()
+                if not self._pending:
+                    return
+                seq, out = self._pending.popleft()
+            if self.mode == "sync" and self.replicator is not None and seq:
+                if self.replicator.has_standby():
+                    if not self.replicator.wait_acked(seq, self.ack_timeout):
+                        self.ack_lapses += 1
+                        log.warning("journal: standby did not acknowledge seq %d within %.0f ms",
+                                    seq, self.ack_timeout * 1000)
+                else:
+                    self.unreplicated_batches += 1
+            for cb, recs in out:
+                if cb:
+                    self._safe(cb, recs)
+
+    @staticmethod
+    def _safe(fn, arg) -> None:
+        try:
+            fn(arg)
+        except Exception:
+            log.exception("journal: completion callback failed")

@@ -1,0 +1,49 @@
+import os
+
+import pytest
+
+from gateway.nodefile import NodeFileError, parse_node_file
+from ops.gwctl import main as gwctl
+
+GOOD = """
+node = "gw-a"
+config = "gw.cfg"
+journal = "j/a"
+queue = 3
+[interfaces]
+ethernet1 = "eth1"
+[ha]
+bind = "tcp://127.0.0.1:7800"
+peer = "tcp://127.0.0.1:7801"
+key = "keys/gw-a.key_secret"
+peer_key = "keys/gw-b.key"
+"""
+
+
+def test_node_file_paths_are_relative_to_it(tmp_path):
+    s = parse_node_file(GOOD, str(tmp_path / "node.toml"))
+    assert s.node == "gw-a" and s.queue == 3 and s.interfaces == {"ethernet1": "eth1"}
+    assert s.journal == str(tmp_path / "j" / "a")
+    assert s.ha.key == str(tmp_path / "keys" / "gw-a.key_secret") and s.ha.curve
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("node = 1", "'node' is required"),
+    (GOOD.replace('queue = 3', 'queue = 70000'), "NFQUEUE number"),
+    ('colour = "red"\n' + GOOD, "unknown key(s) colour"),
+    (GOOD.replace('key = "keys/gw-a.key_secret"\n', ''), "needs 'key' and 'peer_key'"),
+    (GOOD.replace('tcp://127.0.0.1:7801', '127.0.0.1'), "ZeroMQ endpoint"),
+    ("node = [", "not valid TOML"),
+])
+def test_node_file_errors_say_what_and_where(text, needle):
+    with pytest.raises(NodeFileError) as e:
+        parse_node_file(text, "/etc/n.toml")
+    assert needle in str(e.value) and "/etc/n.toml" in str(e.value)
+
+
+def test_gwctl_keys_creates_pair_and_refuses_overwrite(tmp_path, capsys):
+    assert gwctl(["keys", str(tmp_path), "--name", "gw-a"]) == 0
+    assert (tmp_path / "gw-a.key").exists()
+    assert os.stat(tmp_path / "gw-a.key_secret").st_mode & 0o777 == 0o600
+    assert gwctl(["keys", str(tmp_path), "--name", "gw-a"]) == 1
+    assert gwctl(["keys", str(tmp_path), "--name", "gw-a", "--force"]) == 0
