@@ -1,0 +1,139 @@
+"""The journal's record: one event with its position in the log, and its frame.
+
+A frame on disk is::
+
+    [format u8][length u32 BE][crc32 u32 BE][body: `length` bytes]
+
+The CRC (zlib's CRC-32) covers the length field and the body, so a frame whose
+length was torn or flipped fails the check as surely as one whose body was.
+The format byte names the body's layout; readers keep the decoder of every
+format they ever wrote, so an old journal stays readable after the layout
+changes (DESIGN.md, "Event sourcing": old shapes are read, never rewritten).
+
+Body of format 0xA1 is one msgpack array::
+
+    [seq, epoch, timestamp, stream, version, type, schema, payload]
+
+``payload`` is the event's plain-data payload (:meth:`gateway.events.Event.to_payload`),
+nested in the same msgpack document so a record costs one unpack to read.
+Nothing here reads a clock: the timestamp is the caller's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+import zlib
+from typing import Any
+
+import msgpack
+
+from gateway import events as _events
+
+FORMAT_V1 = 0xA1
+# Every format this build can read. A new layout gets a new byte and keeps the old decoders.
+READABLE_FORMATS = frozenset({FORMAT_V1})
+
+HEADER = struct.Struct(">BII")
+HEADER_SIZE = HEADER.size
+_LENGTH = struct.Struct(">I")
+# A body larger than this is taken as a damaged length field, not as a record:
+# one event is a few hundred bytes, and a bound keeps a flipped bit from making
+# the reader swallow the rest of a segment as "one frame".
+MAX_BODY = 16 * 1024 * 1024
+
+
+class FrameError(Exception):
+    """A frame that cannot be read. ``torn`` is True when the bytes simply end
+    early (an interrupted write), False when the bytes are there but wrong."""
+
+    def __init__(self, reason: str, offset: int, *, torn: bool) -> None:
+        super().__init__(f"{reason} at offset {offset}")
+        self.reason = reason
+        self.offset = offset
+        self.torn = torn
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Record:
+    """One journaled event and where it sits: global ``seq`` (from 1, gapless),
+    per-stream ``version`` (from 1), the HA ``epoch`` it was written in, and the
+    caller-given ``timestamp`` (seconds)."""
+
+    seq: int
+    epoch: int
+    timestamp: float
+    stream: str
+    version: int
+    type: str
+    schema: int
+    payload: dict[str, Any]
+
+    def event(self) -> _events.Event:
+        """The domain event, upcast to this build's schema."""
+        return _events.decode(self.type, self.schema, self.payload)
+
+    @classmethod
+    def of(cls, ev: _events.Event, *, seq: int, epoch: int, timestamp: float, version: int) -> "Record":
+        return cls(seq, epoch, float(timestamp), ev.stream, version, ev.TYPE, ev.SCHEMA, ev.to_payload())
+
+
+def encode_record(record: Record, fmt: int = FORMAT_V1) -> bytes:
+    """The frame of ``record`` (header + body)."""
+    if fmt != FORMAT_V1:
+        raise ValueError(f"cannot write record format {fmt:#x}")
+    body = msgpack.packb(
+        [record.seq, record.epoch, record.timestamp, record.stream, record.version,
+         record.type, record.schema, record.payload],
+        use_bin_type=True,
+    )
+    if len(body) > MAX_BODY:
+        raise ValueError(f"record body of {len(body)} bytes exceeds {MAX_BODY}")
+    length = _LENGTH.pack(len(body))
+    return bytes((fmt,)) + length + _LENGTH.pack(zlib.crc32(body, zlib.crc32(length))) + body
+
+
+def frame_end(buf: Any, offset: int = 0, end: int | None = None) -> int:
+    """Check the frame at ``offset`` of ``buf`` (bytes, mmap, memoryview) and
+    return where it ends. Raises :class:`FrameError`."""
+    end = len(buf) if end is None else end
+    if end - offset < HEADER_SIZE:
+        raise FrameError(f"header cut short ({end - offset} of {HEADER_SIZE} bytes)", offset, torn=True)
+    fmt, length, crc = HEADER.unpack_from(buf, offset)
+    if fmt not in READABLE_FORMATS:
+        raise FrameError(f"unknown format byte {fmt:#04x}", offset, torn=False)
+    if length > MAX_BODY:
+        raise FrameError(f"length {length} exceeds the {MAX_BODY}-byte bound", offset, torn=False)
+    body_start = offset + HEADER_SIZE
+    stop = body_start + length
+    if stop > end:
+        raise FrameError(f"body cut short ({end - body_start} of {length} bytes)", offset, torn=True)
+    if zlib.crc32(buf[body_start:stop], zlib.crc32(buf[offset + 1:offset + 5])) != crc:
+        raise FrameError("CRC mismatch", offset, torn=False)
+    return stop
+
+
+def decode_record(buf: Any, offset: int = 0, end: int | None = None) -> tuple[Record, int]:
+    """Read the frame at ``offset``: the record and the offset just past it.
+    Raises :class:`FrameError` for a torn, corrupt or unreadable frame."""
+    stop = frame_end(buf, offset, end)
+    try:
+        fields = msgpack.unpackb(buf[offset + HEADER_SIZE:stop], raw=False)
+    except Exception as exc:  # msgpack raises several types for malformed input
+        raise FrameError(f"undecodable body ({exc.__class__.__name__})", offset, torn=False) from None
+    try:
+        record = _record_v1(fields)
+    except (TypeError, ValueError) as exc:
+        raise FrameError(f"malformed body ({exc})", offset, torn=False) from None
+    return record, stop
+
+
+def _record_v1(fields: Any) -> Record:
+    if not isinstance(fields, list) or len(fields) != 8:
+        raise ValueError("expected an 8-field array")
+    seq, epoch, ts, stream, version, type_, schema, payload = fields
+    if not (isinstance(seq, int) and isinstance(epoch, int) and isinstance(version, int)
+            and isinstance(schema, int) and isinstance(ts, (int, float))
+            and isinstance(stream, str) and isinstance(type_, str) and isinstance(payload, dict)):
+        raise ValueError("field of the wrong type")
+    return Record(seq, epoch, float(ts), stream, version, type_, schema, payload)

@@ -1,0 +1,137 @@
+"""Snapshots: the folded state as of a sequence number, so replay need not start
+at the first record (DESIGN.md, "Event sourcing": replay = newest snapshot at
+or below the target, then the records after it).
+
+A snapshot file ``<seq, 20 digits>.snap`` is::
+
+    b"GWSNAP" [format u8][length u32 BE][crc32 u32 BE][msgpack body]
+
+with the CRC over the length and the body. It is written to a temporary name,
+fsynced, renamed into place and the directory fsynced, so a crash leaves
+either the whole snapshot or none. A damaged snapshot is logged and passed
+over in favour of an older one: the journal, not the snapshot, is the truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from .segment import fsync_dir
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"GWSNAP"
+FORMAT_V1 = 1
+_HEADER = struct.Struct(">BII")
+_NAME = re.compile(r"^(\d{20})\.snap$")
+
+
+class SnapshotError(Exception):
+    """A snapshot file that cannot be read."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Snapshot:
+    """State as of record ``seq``. ``timestamp`` is the timestamp of that record
+    when the writer gave it (replay to a point in time needs it)."""
+
+    seq: int
+    epoch: int
+    timestamp: float | None
+    state: Any                # bytes or a plain-data dict, as written
+    path: Path
+
+
+def snapshot_name(seq: int) -> str:
+    return f"{seq:020d}.snap"
+
+
+def write_snapshot(directory: str | os.PathLike, seq: int, state_payload: bytes | dict, epoch: int,
+                   *, timestamp: float | None = None) -> Path:
+    """Write the state as of record ``seq`` atomically; returns the file's path."""
+    if not isinstance(state_payload, (bytes, dict)):
+        raise TypeError("state_payload must be bytes or a plain-data dict")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    body = msgpack.packb({"seq": seq, "epoch": epoch, "timestamp": timestamp, "state": state_payload},
+                         use_bin_type=True)
+    length = struct.pack(">I", len(body))
+    header = MAGIC + _HEADER.pack(FORMAT_V1, len(body), zlib.crc32(body, zlib.crc32(length)))
+    final = directory / snapshot_name(seq)
+    tmp = directory / f".{final.name}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(header + body)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(tmp, final)
+    fsync_dir(directory)
+    return final
+
+
+def read_snapshot(path: str | os.PathLike) -> Snapshot:
+    path = Path(path)
+    data = path.read_bytes()
+    start = len(MAGIC) + _HEADER.size
+    if len(data) < start or not data.startswith(MAGIC):
+        raise SnapshotError(f"{path}: not a snapshot")
+    fmt, length, crc = _HEADER.unpack_from(data, len(MAGIC))
+    if fmt != FORMAT_V1:
+        raise SnapshotError(f"{path}: unknown snapshot format {fmt}")
+    body = data[start:start + length]
+    if len(body) != length or len(data) != start + length:
+        raise SnapshotError(f"{path}: length {length} does not match the file")
+    if zlib.crc32(body, zlib.crc32(struct.pack(">I", length))) != crc:
+        raise SnapshotError(f"{path}: CRC mismatch")
+    try:
+        doc = msgpack.unpackb(body, raw=False)
+        return Snapshot(int(doc["seq"]), int(doc["epoch"]), doc["timestamp"], doc["state"], path)
+    except Exception as exc:
+        raise SnapshotError(f"{path}: undecodable body ({exc.__class__.__name__})") from None
+
+
+def list_snapshots(directory: str | os.PathLike) -> list[tuple[int, Path]]:
+    """(seq, path) of every snapshot file, oldest first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    out = [(int(m.group(1)), directory / e.name)
+           for e in os.scandir(directory) if (m := _NAME.match(e.name))]
+    out.sort()
+    return out
+
+
+def latest_snapshot(directory: str | os.PathLike, at_or_below: int | None = None, *,
+                    at_or_before_time: float | None = None) -> Snapshot | None:
+    """The newest readable snapshot with ``seq <= at_or_below`` (and, when
+    ``at_or_before_time`` is given, with a known timestamp not after it)."""
+    for seq, path in reversed(list_snapshots(directory)):
+        if at_or_below is not None and seq > at_or_below:
+            continue
+        try:
+            snap = read_snapshot(path)
+        except (OSError, SnapshotError) as exc:
+            log.warning("journal: skipping snapshot %s: %s", path, exc)
+            continue
+        if snap.seq != seq:
+            log.warning("journal: skipping snapshot %s: it says sequence %d", path, snap.seq)
+            continue
+        if at_or_before_time is not None and (snap.timestamp is None or snap.timestamp > at_or_before_time):
+            continue
+        return snap
+    return None
