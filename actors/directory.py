@@ -1,0 +1,130 @@
+"""Where the live entity actors are, by key: O(1) lookup, start-once.
+
+Keys are tuples whose first item is the kind of entity, e.g.
+`("call", call_id)`, `("registration", aor)`, `("endpoint", name)`,
+`("pinhole", flow)`.  A packet's owning actor is found here (DESIGN.md "A
+packet's way through", step 4), so lookup is a dict read, never a scan as in
+`pykka.ActorRegistry`.
+
+An entry leaves the directory when its actor stops (the runtime's stop
+watcher), or when a lookup finds it dead (for actors of other runtimes that
+have no watcher).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any, Callable, Hashable
+
+from pykka import ActorRef
+
+from actors.runtime import Mailbox, watch_stop
+
+__all__ = ["Directory", "kind_of"]
+
+
+def kind_of(key: Hashable) -> Hashable:
+    """The kind of an entity key: its first item if it is a tuple, else the key."""
+    if isinstance(key, tuple) and key:
+        return key[0]
+    return key
+
+
+class Directory:
+    """A thread-safe map from entity key to the ActorRef of its live actor."""
+
+    def __init__(self) -> None:
+        self._refs: dict[Hashable, ActorRef[Any]] = {}
+        self._kinds: Counter[Hashable] = Counter()
+        # Re-entrant: a factory may look up or start other entities.
+        self._lock = threading.RLock()
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return self.get(key) is not None
+
+    def get(self, key: Hashable) -> ActorRef[Any] | None:
+        """The live actor for `key`, or None."""
+        ref = self._refs.get(key)
+        if ref is None:
+            return None
+        if ref.is_alive():
+            return ref
+        self._forget(key, ref)
+        return None
+
+    def get_or_start(
+        self, key: Hashable, factory: Callable[[], ActorRef[Any]]
+    ) -> ActorRef[Any]:
+        """The live actor for `key`; if there is none, `factory()` starts it.
+
+        Two threads asking for the same new key get the same actor: the
+        factory runs under the directory's lock, so it must only start the
+        actor (a pooled actor's start does not wait for on_start).
+        """
+        ref = self.get(key)
+        if ref is not None:
+            return ref
+        with self._lock:
+            ref = self._refs.get(key)
+            if ref is not None and ref.is_alive():
+                return ref
+            if ref is not None:
+                self._forget(key, ref)
+            ref = factory()
+            self._add(key, ref)
+        return ref
+
+    def register(self, key: Hashable, ref: ActorRef[Any]) -> None:
+        """Record an actor started elsewhere; a live actor under `key` is an error."""
+        with self._lock:
+            old = self._refs.get(key)
+            if old is not None and old.is_alive():
+                raise KeyError(f"{key!r} already has a live actor {old}")
+            if old is not None:
+                self._forget(key, old)
+            self._add(key, ref)
+
+    def remove(self, key: Hashable) -> ActorRef[Any] | None:
+        """Forget `key` (the actor keeps running); returns what was there."""
+        with self._lock:
+            ref = self._refs.get(key)
+            if ref is not None:
+                self._forget(key, ref)
+            return ref
+
+    def count(self, kind: Hashable | None = None) -> int:
+        """How many entries, of one kind or in all."""
+        if kind is None:
+            return len(self._refs)
+        return self._kinds[kind]
+
+    def counts(self) -> dict[Hashable, int]:
+        with self._lock:
+            return {kind: n for kind, n in self._kinds.items() if n}
+
+    def keys(self, kind: Hashable | None = None) -> list[Hashable]:
+        with self._lock:
+            return [k for k in self._refs if kind is None or kind_of(k) == kind]
+
+    def items(self) -> list[tuple[Hashable, ActorRef[Any]]]:
+        with self._lock:
+            return list(self._refs.items())
+
+    def _add(self, key: Hashable, ref: ActorRef[Any]) -> None:
+        self._refs[key] = ref
+        self._kinds[kind_of(key)] += 1
+        if isinstance(ref.actor_inbox, Mailbox):
+            # May call back at once (actor already stopped): RLock.
+            watch_stop(ref, lambda stopped, key=key: self._forget(key, stopped))
+
+    def _forget(self, key: Hashable, ref: ActorRef[Any]) -> None:
+        # Only the entry for this very actor: a new actor may have taken the
+        # key since the old one stopped.
+        with self._lock:
+            if self._refs.get(key) is ref:
+                del self._refs[key]
+                self._kinds[kind_of(key)] -= 1
