@@ -195,6 +195,42 @@ class SipSettings:
     protect_deny_timeout: int = 3
     signaling_inactivity_timeout: int = 43200
     media_inactivity_timeout: int = 120
+    # ``set sip max-call-duration N``: hard maximum call duration, seconds.
+    max_call_duration: int = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class MgcpSettings:
+    """``set mgcp ...``: flood limits and timers of the MGCP ALG (manual ch. 3
+    "MGCP Security": message and connection flood protection, inactive media
+    and transaction timeouts, maximum call duration)."""
+
+    message_flood_threshold: int = 1000      # messages/s per media gateway
+    connection_flood_threshold: int = 200    # CRCX/s per media gateway
+    inactive_media_timeout: int = 120        # seconds
+    transaction_timeout: int = 30            # seconds
+    max_call_duration: int = 86400          # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class NsrpSettings:
+    """``set nsrp ...``: the active/standby pair. A lower VSD priority is the
+    preferred active node."""
+
+    cluster_id: int = 1
+    vsd_group: int = 0
+    priority: int = 100                      # 1..254
+    hb_interval_ms: int = 200                # heartbeat interval
+    hb_threshold: int = 3                    # missed heartbeats before failover
+    rto_mirror: Literal["sync", "async"] = "sync"
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSettings:
+    """``set flow queue-bypass``: fail open (forward unexamined) when no packet
+    worker listens; off by default, i.e. fail closed."""
+
+    queue_bypass: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +253,9 @@ class Config:
     sip: SipSettings = SipSettings()
     dip_sticky: bool = False
     unenforced: tuple[Unenforced, ...] = field(default=(), compare=False)
+    mgcp: MgcpSettings = MgcpSettings()
+    nsrp: NsrpSettings = NsrpSettings()
+    flow: FlowSettings = FlowSettings()
 
     def address(self, zone: str, name: str) -> Address | None:
         return self.addresses.get((zone, name))
