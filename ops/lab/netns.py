@@ -1,0 +1,421 @@
+"""Make a lab plan real with ``ip``, and take it down again.
+
+Everything made is recorded in a state file (``/run/voip-alg-lab/<lab>.json``)
+*before* it is made, so :func:`down` removes it all after a crash or a half-made
+:func:`up`, and may be run any number of times. Because the plan keeps every
+link inside the lab's namespaces (see :mod:`ops.lab.plan`), deleting those
+namespaces - after stopping the processes running in them - removes
+everything.
+
+Only the active gateway namespace holds the owned addresses (interface IPs,
+MIPs, DIP pool addresses). :func:`move_addresses` moves them to the other
+gateway namespace and announces them with gratuitous ARP: what the HA node does
+on takeover.
+
+What the gateway namespaces run is a pluggable *starter*. ``plain-routing`` is
+Linux forwarding with nothing else: the real baseline the benchmarks compare
+against, not a stand-in for the gateway.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from ipaddress import IPv4Interface
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from ops.lab.plan import HA_DEVICE, OwnedAddress, Plan, plan_from_data, to_data
+
+STATE_DIR = Path(os.environ.get("VOIP_ALG_LAB_STATE", "/run/voip-alg-lab"))
+NETNS_DIR = Path("/run/netns")
+COMMAND_TIMEOUT = 15.0
+# nft table in every host namespace counting media (UDP that is not SIP) in
+# and out: how a call's RTP is measured without trusting either peer.
+COUNTER_TABLE = "voiplab"
+SIP_PORT = 5060
+
+
+class LabError(RuntimeError):
+    """A lab command failed; the message carries the command and its stderr."""
+
+
+def run(cmd: Sequence[str], *, timeout: float = COMMAND_TIMEOUT, check: bool = True,
+        input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run one command, bounded in time; raise :class:`LabError` on failure."""
+    try:
+        proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout,
+                              input=input, stdin=None if input is not None else subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as exc:
+        raise LabError(f"timed out after {timeout}s: {' '.join(cmd)}") from exc
+    except FileNotFoundError as exc:
+        raise LabError(f"not installed: {cmd[0]}") from exc
+    if check and proc.returncode != 0:
+        raise LabError(f"{' '.join(cmd)}: exit {proc.returncode}: {proc.stderr.strip()}")
+    return proc
+
+
+def ns_cmd(netns: str, *cmd: str) -> list[str]:
+    return ["ip", "netns", "exec", netns, *cmd]
+
+
+def ns_exists(netns: str) -> bool:
+    return (NETNS_DIR / netns).exists()
+
+
+def available() -> str | None:
+    """Why the lab cannot run here, or None when it can."""
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    try:
+        run(["ip", "netns", "list"], timeout=5)
+    except LabError as exc:
+        return f"ip netns unavailable: {exc}"
+    return None
+
+
+# --- state -------------------------------------------------------------------
+
+@dataclass
+class LabState:
+    """What a lab has made; written before each step so ``down`` finds it."""
+
+    lab: str
+    plan: dict | None = None
+    config: str | None = None
+    namespaces: list[str] = field(default_factory=list)
+    active: str = "gw-a"
+    extra: list[list[str]] = field(default_factory=list)   # [address, device, announce]
+    starter: str | None = None
+    complete: bool = False
+
+    def get_plan(self) -> Plan | None:
+        return plan_from_data(self.plan) if self.plan is not None else None
+
+
+def state_path(lab: str, state_dir: Path | None = None) -> Path:
+    return (state_dir or STATE_DIR) / f"{lab}.json"
+
+
+def load_state(lab: str, state_dir: Path | None = None) -> LabState | None:
+    path = state_path(lab, state_dir)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        # A torn state file: keep what the name tells (the lab prefix).
+        return LabState(lab)
+    known = {k: v for k, v in data.items() if k in LabState.__dataclass_fields__}
+    return LabState(**known)
+
+
+def save_state(state: LabState, state_dir: Path | None = None) -> None:
+    path = state_path(state.lab, state_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state.__dict__, indent=1))
+    os.replace(tmp, path)
+
+
+def list_labs(state_dir: Path | None = None) -> list[str]:
+    d = state_dir or STATE_DIR
+    return sorted(p.stem for p in d.glob("*.json")) if d.is_dir() else []
+
+
+# --- gateway starters ----------------------------------------------------------
+
+GatewayStarter = Callable[[Plan, LabState], None]
+
+
+def start_plain_routing(plan: Plan, state: LabState) -> None:
+    """Linux forwarding and nothing else: forwarding is already on in both
+    gateway namespaces, no filter, no NAT, no helper."""
+    for g in plan.gateways:
+        value = run(ns_cmd(g.netns, "sysctl", "-n", "net.ipv4.ip_forward")).stdout.strip()
+        if value != "1":
+            raise LabError(f"{g.netns}: ip_forward is {value}")
+
+
+STARTERS: dict[str, GatewayStarter] = {"plain-routing": start_plain_routing}
+
+
+def register_gateway_starter(name: str, starter: GatewayStarter) -> None:
+    """Plug in what runs in the gateway namespaces (e.g. the gateway daemon).
+    A starter runs its processes inside the lab's namespaces: :func:`down`
+    stops every process found there."""
+    STARTERS[name] = starter
+
+
+# --- up ------------------------------------------------------------------------
+
+def _sysctl(netns: str, *settings: str) -> None:
+    run(ns_cmd(netns, "sysctl", "-q", "-w", *settings))
+
+
+def _new_netns(netns: str) -> None:
+    run(["ip", "netns", "add", netns])
+    run(["ip", "-n", netns, "link", "set", "lo", "up"])
+    # Reverse-path filtering drops the asymmetric paths a failover or a far
+    # host makes; the lab's hosts are trusted.
+    _sysctl(netns, "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0")
+
+
+def _veth_to_switch(plan: Plan, netns: str, switch_end: str, ifname: str, bridge: str) -> None:
+    run(["ip", "-n", plan.switch, "link", "add", switch_end, "type", "veth",
+         "peer", "name", ifname, "netns", netns])
+    run(["ip", "-n", plan.switch, "link", "set", switch_end, "master", bridge, "up"])
+    run(["ip", "-n", netns, "link", "set", ifname, "up"])
+    _sysctl(netns, f"net.ipv4.conf.{ifname}.rp_filter=0")
+
+
+def _install_counters(netns: str) -> None:
+    rules = (f"udp sport != {SIP_PORT} udp dport != {SIP_PORT} counter")
+    script = (f"table ip {COUNTER_TABLE} {{\n"
+              f" chain in {{ type filter hook input priority 0; policy accept; {rules}; }}\n"
+              f" chain out {{ type filter hook output priority 0; policy accept; {rules}; }}\n"
+              f"}}\n")
+    run(ns_cmd(netns, "nft", "-f", "-"), input=script)
+
+
+def read_counters(netns: str) -> tuple[int, int]:
+    """(media packets received, media packets sent) by a host namespace."""
+    out = run(ns_cmd(netns, "nft", "-j", "list", "table", "ip", COUNTER_TABLE)).stdout
+    got = {"in": 0, "out": 0}
+    for item in json.loads(out)["nftables"]:
+        rule = item.get("rule")
+        if not rule:
+            continue
+        for expr in rule["expr"]:
+            if "counter" in expr:
+                got[rule["chain"]] += int(expr["counter"]["packets"])
+    return got["in"], got["out"]
+
+
+def _hold(netns: str, owned: Iterable[OwnedAddress]) -> None:
+    for a in owned:
+        run(["ip", "-n", netns, "addr", "replace", str(a.address), "dev", a.device])
+
+
+def _install_routes(plan: Plan, netns: str) -> None:
+    for rt in plan.routes:
+        cmd = ["ip", "-n", netns, "route", "replace", str(rt.prefix)]
+        if rt.via is not None:
+            cmd += ["via", str(rt.via)]
+        run(cmd + ["dev", rt.device])
+
+
+def up(plan: Plan, *, starter: str = "plain-routing", config: str | None = None,
+       state_dir: Path | None = None, log: Callable[[str], None] | None = None) -> LabState:
+    """Build the lab. Anything left by an earlier lab of the same name is
+    removed first; if building fails, what was made is removed again."""
+    if starter not in STARTERS:
+        raise LabError(f"no gateway starter {starter!r} (known: {', '.join(sorted(STARTERS))})")
+    say = log or (lambda _m: None)
+    down(plan.lab, state_dir=state_dir, extra_namespaces=plan.namespaces())
+    state = LabState(plan.lab, plan=to_data(plan), config=config, starter=starter)  # type: ignore[arg-type]
+    save_state(state, state_dir)
+    try:
+        for netns in plan.namespaces():
+            state.namespaces.append(netns)
+            save_state(state, state_dir)
+            _new_netns(netns)
+        for s in plan.segments:
+            run(["ip", "-n", plan.switch, "link", "add", s.bridge, "type", "bridge"])
+            run(["ip", "-n", plan.switch, "link", "set", s.bridge, "up"])
+            say(f"segment {s.bridge} ({s.label} {s.network})")
+        a, b = plan.gateways
+        for g in plan.gateways:
+            _sysctl(g.netns, "net.ipv4.ip_forward=1")
+            for leg in g.legs:
+                _veth_to_switch(plan, g.netns, leg.switch_end, leg.ifname, leg.segment)
+            for dummy in g.dummies:
+                run(["ip", "-n", g.netns, "link", "add", dummy, "type", "dummy"])
+                run(["ip", "-n", g.netns, "link", "set", dummy, "up"])
+        run(["ip", "-n", a.netns, "link", "add", HA_DEVICE, "type", "veth",
+             "peer", "name", HA_DEVICE, "netns", b.netns])
+        for g in plan.gateways:
+            run(["ip", "-n", g.netns, "addr", "add", str(g.ha_address), "dev", HA_DEVICE])
+            run(["ip", "-n", g.netns, "link", "set", HA_DEVICE, "up"])
+            say(f"gateway {g.role} in {g.netns}")
+        active = plan.gateway(state.active)
+        _hold(active.netns, plan.owned)
+        _install_routes(plan, active.netns)
+        for r in plan.routers:
+            _sysctl(r.netns, "net.ipv4.ip_forward=1")
+            _veth_to_switch(plan, r.netns, r.near.switch_end, r.near.ifname, r.near.segment)
+            run(["ip", "-n", r.netns, "addr", "add", str(r.address), "dev", r.near.ifname])
+            run(["ip", "-n", r.netns, "route", "add", "default", "via", str(r.upstream)])
+            if r.far is not None and r.far_address is not None:
+                _veth_to_switch(plan, r.netns, r.far.switch_end, r.far.ifname, r.far.segment)
+                run(["ip", "-n", r.netns, "addr", "add", str(r.far_address), "dev", r.far.ifname])
+                for host in r.far_hosts:
+                    run(["ip", "-n", r.netns, "route", "add", f"{host}/32", "dev", r.far.ifname])
+            say(f"router {r.netns} at {r.address.ip}")
+        for h in plan.hosts:
+            _veth_to_switch(plan, h.netns, h.port.switch_end, h.port.ifname, h.port.segment)
+            run(["ip", "-n", h.netns, "addr", "add", str(h.address), "dev", h.port.ifname])
+            route = ["ip", "-n", h.netns, "route", "add", "default", "via", str(h.gateway),
+                     "dev", h.port.ifname]
+            run(route + (["onlink"] if h.onlink else []))
+            _install_counters(h.netns)
+            say(f"host {h.netns} {h.address}")
+        STARTERS[starter](plan, state)
+        state.complete = True
+        save_state(state, state_dir)
+        return state
+    except BaseException:
+        down(plan.lab, state_dir=state_dir)
+        raise
+
+
+# --- down ----------------------------------------------------------------------
+
+def _pids_in(netns: str) -> list[int]:
+    proc = run(["ip", "netns", "pids", netns], check=False, timeout=5)
+    return [int(p) for p in proc.stdout.split() if p.isdigit()]
+
+
+def stop_processes(netns: str, grace: float = 2.0) -> list[int]:
+    """Stop every process running in a lab namespace (TERM, then KILL)."""
+    pids = _pids_in(netns)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    while _pids_in(netns) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in _pids_in(netns):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
+def down(lab: str, *, state_dir: Path | None = None,
+         extra_namespaces: Iterable[str] = ()) -> list[str]:
+    """Remove a lab: every namespace it recorded (or its plan names), with the
+    processes running there, then its state file. Safe to repeat."""
+    state = load_state(lab, state_dir)
+    names: list[str] = list(extra_namespaces)
+    if state is not None:
+        names += state.namespaces
+        plan = None
+        try:
+            plan = state.get_plan()
+        except (KeyError, TypeError, ValueError):
+            pass
+        if plan is not None:
+            names += plan.namespaces()
+    removed = []
+    for netns in dict.fromkeys(names):
+        if not netns.startswith(f"{lab}-") or not ns_exists(netns):
+            continue
+        stop_processes(netns)
+        run(["ip", "netns", "delete", netns])
+        removed.append(netns)
+    state_path(lab, state_dir).unlink(missing_ok=True)
+    return removed
+
+
+# --- takeover --------------------------------------------------------------------
+
+def held_by(plan: Plan) -> str | None:
+    """The gateway role whose namespace holds the first owned address."""
+    if not plan.owned:
+        return None
+    probe = plan.owned[0]
+    for g in plan.gateways:
+        if not ns_exists(g.netns):
+            continue
+        out = run(["ip", "-n", g.netns, "-o", "addr", "show", "dev", probe.device],
+                  check=False).stdout
+        if f" {probe.address} " in out or f" {probe.address.ip}/" in out:
+            return g.role
+    return None
+
+
+_GARP_SCRIPT = """
+import sys
+from scapy.layers.l2 import ARP, Ether
+from scapy.arch import get_if_hwaddr
+from scapy.sendrecv import sendp
+for item in sys.argv[1:]:
+    dev, ip = item.split("=")
+    mac = get_if_hwaddr(dev)
+    bcast = "ff:ff:ff:ff:ff:ff"
+    # RFC 5227 s. 3 announcement (request, sender = target = own address) and
+    # the reply form older stacks expect; Linux updates its neighbour entries
+    # from either.
+    frames = [Ether(src=mac, dst=bcast) / ARP(op=1, hwsrc=mac, psrc=ip, hwdst="00:00:00:00:00:00", pdst=ip),
+              Ether(src=mac, dst=bcast) / ARP(op=2, hwsrc=mac, psrc=ip, hwdst=bcast, pdst=ip)]
+    sendp(frames, iface=dev, verbose=False)
+"""
+
+
+def gratuitous_arp(netns: str, announcements: Sequence[tuple[str, str]]) -> None:
+    """Announce (device, address) pairs from inside ``netns`` (scapy)."""
+    if not announcements:
+        return
+    args = [f"{dev}={ip}" for dev, ip in announcements]
+    run(ns_cmd(netns, sys.executable, "-c", _GARP_SCRIPT, *args), timeout=30)
+
+
+def move_addresses(lab: str, to_role: str, *, extra: Iterable[OwnedAddress] = (),
+                   state_dir: Path | None = None) -> list[OwnedAddress]:
+    """Move the owned addresses (and ``extra`` ones, e.g. MIPs or DIP pool
+    addresses learned at run time; they are remembered) to gateway ``to_role``,
+    install the configured routes there and announce the addresses."""
+    state = load_state(lab, state_dir)
+    if state is None or state.plan is None:
+        raise LabError(f"no lab {lab!r}")
+    plan = state.get_plan()
+    assert plan is not None
+    target = plan.gateway(to_role)
+    others = [g for g in plan.gateways if g.role != to_role]
+    known = {(str(a.address), a.device) for a in plan.owned}
+    for a in extra:
+        if (str(a.address), a.device) not in known:
+            state.extra.append([str(a.address), a.device, "1" if a.announce else ""])
+            known.add((str(a.address), a.device))
+    moving = list(plan.owned) + [OwnedAddress(IPv4Interface(addr), dev, "mip", bool(ann))
+                                 for addr, dev, ann in state.extra]
+    for g in others:
+        for a in moving:
+            run(["ip", "-n", g.netns, "addr", "del", str(a.address), "dev", a.device], check=False)
+    _hold(target.netns, moving)
+    _install_routes(plan, target.netns)
+    gratuitous_arp(target.netns, [(a.device, str(a.address.ip)) for a in moving if a.announce])
+    state.active = to_role
+    save_state(state, state_dir)
+    return moving
+
+
+# --- status ----------------------------------------------------------------------
+
+def status(lab: str, *, state_dir: Path | None = None) -> dict:
+    state = load_state(lab, state_dir)
+    if state is None:
+        return {"lab": lab, "exists": False}
+    plan = state.get_plan()
+    spaces = plan.namespaces() if plan is not None else tuple(state.namespaces)
+    info: dict = {
+        "lab": lab, "exists": True, "complete": state.complete, "config": state.config,
+        "starter": state.starter, "active": state.active,
+        "namespaces": {ns: ns_exists(ns) for ns in spaces},
+        "processes": {ns: _pids_in(ns) for ns in spaces if ns_exists(ns)},
+    }
+    if plan is not None:
+        info["holder"] = held_by(plan)
+        info["hosts"] = {h.label: {"netns": h.netns, "zone": h.zone, "address": str(h.address)}
+                         for h in plan.hosts}
+        info["owned"] = [str(a.address) for a in plan.owned] + [e[0] for e in state.extra]
+    return info
