@@ -319,6 +319,9 @@ class DispatcherPool:
         with self._live_lock:
             self._live.discard(actor)  # type: ignore[arg-type]
         watchers, mailbox.watchers = mailbox.watchers, None
+        # Refs outlive actors (in timers, tables, messages); let the stopped
+        # actor and its state go, and keep only what answers late messages.
+        mailbox.actor = _Tombstone(actor)  # type: ignore[assignment]
         for watcher in watchers or ():
             try:
                 watcher(actor.actor_ref)  # type: ignore[union-attr]
@@ -352,6 +355,21 @@ class DispatcherPool:
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout)
+
+
+class _Tombstone:
+    """Stands in a stopped actor's mailbox for it: enough to answer late
+    messages with ActorDeadError."""
+
+    __slots__ = ("actor_stopped", "actor_ref", "_name")
+
+    def __init__(self, actor: Any) -> None:
+        self.actor_stopped = actor.actor_stopped
+        self.actor_ref = actor.actor_ref
+        self._name = str(actor)
+
+    def __str__(self) -> str:
+        return self._name
 
 
 def _deliver(actor: Any, envelope: Any) -> None:

@@ -354,3 +354,34 @@ def test_pool_shutdown_stops_actors_and_threads():
                    for t in threading.enumerate())
     with pytest.raises(RuntimeError):
         cls.start()
+
+
+def test_a_stopped_actor_is_released_while_refs_remain(pool):
+    import gc
+    import weakref
+
+    ref = make_recorder(pool).start()
+    actor = weakref.ref(ref._actor_weakref())
+    ref.stop(timeout=5)
+    deadline = time.monotonic() + 5
+    while actor() is not None:
+        assert time.monotonic() < deadline, "stopped actor still referenced"
+        gc.collect()
+        time.sleep(0.001)
+    # The ref still answers: the actor is gone.
+    assert not ref.is_alive()
+    with pytest.raises(pykka.ActorDeadError):
+        ref.ask("x", timeout=5)
+
+
+def test_late_message_racing_the_stop_is_answered(pool):
+    """A message put straight into the inbox after the actor stopped (the race
+    ActorRef.ask's liveness check cannot close) still gets ActorDeadError."""
+    from pykka._envelope import Envelope
+
+    ref = make_recorder(pool).start()
+    ref.stop(timeout=5)
+    future = PooledFuture()
+    ref.actor_inbox.put(Envelope("late", reply_to=future))
+    with pytest.raises(pykka.ActorDeadError):
+        future.get(timeout=5)
