@@ -1,0 +1,204 @@
+"""Offset-preserving SDP parser (RFC 4566), for the SIP and MGCP ALGs.
+
+Only what NAT and pinholes need is read (manual chapter 2, "SDP" and
+"Pinhole Creation"): the o= unicast address, c= connection addresses at session
+and media level, m= ports, a=rtcp (RFC 3605) and the direction attributes.
+Every address and port is returned as a :class:`Span` of the enclosing message
+so that the ALG can rewrite it by position. Other lines are passed over."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from gateway.errors import RemoteProtocolError
+from gateway.span import Span
+
+_DIRECTIONS = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
+_PORT_RE = re.compile(rb"([0-9]{1,5})(?:/([0-9]{1,5}))?\Z")
+_TTL_RE = re.compile(rb"[0-9]{1,5}\Z")
+_RTCP_RE = re.compile(rb"rtcp:([0-9]{1,5})(?:[ \t]+(\S+)[ \t]+(\S+)[ \t]+(\S+))?[ \t]*\Z")
+_IPV4_RE = re.compile(rb"([0-9]{1,3})\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """A c= line: ``c=<nettype> <addrtype> <addr>[/<ttl>][/<count>]``."""
+
+    addr: Span
+    addrtype: str
+    is_multicast: bool
+    ttl: int | None = None
+    count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """One m= section. ``conn`` is its own c= line; ``session_conn`` the
+    session-level one it falls back to (RFC 4566 5.7)."""
+
+    kind: str
+    port: int
+    port_span: Span
+    port_count: int
+    proto: str
+    formats: tuple[str, ...]
+    conn: Connection | None
+    rtcp_port: int | None
+    rtcp_port_span: Span | None
+    rtcp_addr: Span | None
+    direction: str
+    session_conn: Connection | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDescription:
+    origin_addr: Span | None
+    session_conn: Connection | None
+    media: tuple[Media, ...]
+    direction: str = "sendrecv"
+
+    def media_destination(self, media: Media) -> tuple[str, int] | None:
+        return media_destination(media)
+
+
+def media_destination(media: Media) -> tuple[str, int] | None:
+    """Where the media of ``media`` is to be sent: the media-level c= address,
+    else the session-level one (manual chapter 2, "Pinhole Creation"); None
+    when neither exists, which the manual treats as an error (drop + log)."""
+    conn = media.conn if media.conn is not None else media.session_conn
+    if conn is None:
+        return None
+    return conn.addr.text, media.port
+
+
+def _bad(what: str, offset: int) -> RemoteProtocolError:
+    return RemoteProtocolError(f"malformed SDP {what}", offset=offset)
+
+
+def _span(body: bytes, start: int, end: int, base: int) -> Span:
+    return Span(base + start, base + end, body[start:end].decode("latin-1"))
+
+
+def _connection(body: bytes, vs: int, ve: int, base: int) -> Connection:
+    # c=<nettype> <addrtype> <connection-address>; fields are separated by
+    # exactly one space (RFC 4566 5), a trailing space is tolerated.
+    value = body[vs:ve]
+    fields = value.rstrip(b" \t").split(b" ")
+    if len(fields) != 3 or not all(fields):
+        raise _bad("c= line", base + vs)
+    addrtype = fields[1].decode("latin-1")
+    addr = fields[2]
+    a_start = vs + len(fields[0]) + len(fields[1]) + 2
+    ttl = count = None
+    slash = addr.find(b"/")
+    if slash >= 0:
+        extra = addr[slash + 1:].split(b"/")
+        if len(extra) > 2 or not all(_TTL_RE.match(x) for x in extra):
+            raise _bad("c= address suffix", base + vs)
+        if addrtype == "IP4" and len(extra) >= 1:
+            ttl = int(extra[0])
+            count = int(extra[1]) if len(extra) == 2 else None
+        else:
+            count = int(extra[0])
+        addr = addr[:slash]
+        if not addr:
+            raise _bad("c= address", base + vs)
+    multicast = False
+    if addrtype == "IP4":
+        m = _IPV4_RE.match(addr)
+        multicast = m is not None and 224 <= int(m.group(1)) <= 239
+    elif addrtype == "IP6":
+        multicast = addr[:2].lower() == b"ff"
+    return Connection(_span(body, a_start, a_start + len(addr), base), addrtype, multicast, ttl, count)
+
+
+def parse_sdp(body: bytes, base: int = 0) -> SessionDescription:
+    """Parse an SDP body; spans are ``base`` + offset in ``body``.
+
+    Raises :class:`RemoteProtocolError` (only) when a line is not
+    ``<type>=<value>`` or when an o=, c=, m= or a=rtcp line is malformed."""
+    if not isinstance(body, bytes):
+        body = bytes(body)
+    n = len(body)
+    pos = 0
+    origin = None
+    session_conn = None
+    session_dir = "sendrecv"
+    # Media sections collected as mutable lists, frozen at the end.
+    sections: list[list] = []
+    cur = None
+    while pos < n:
+        nl = body.find(b"\n", pos)
+        if nl < 0:
+            nl = n
+            end = n
+        else:
+            end = nl
+        if end > pos and body[end - 1] == 13:  # CR of CRLF
+            end -= 1
+        ls = pos
+        pos = nl + 1
+        if end == ls:
+            continue  # blank lines (e.g. a trailing CRLF) carry nothing
+        t = body[ls]
+        if end - ls < 2 or body[ls + 1] != 61 or not (97 <= t <= 122):  # "x="
+            raise _bad("line (not <type>=<value>)", base + ls)
+        vs = ls + 2
+        if t == 109:  # m=<media> <port>[/<count>] <proto> <fmt> ...
+            fields = body[vs:end].split(b" ")
+            if len(fields) < 3 or not fields[0] or not fields[2]:
+                raise _bad("m= line", base + ls)
+            pm = _PORT_RE.match(fields[1])
+            if pm is None or int(pm.group(1)) > 65535:
+                raise _bad("m= port", base + ls)
+            ps = vs + len(fields[0]) + 1
+            port_span = _span(body, ps, ps + len(pm.group(1)), base)
+            cur = [fields[0].decode("latin-1"), int(pm.group(1)), port_span,
+                   int(pm.group(2)) if pm.group(2) else 1, fields[2].decode("latin-1"),
+                   tuple(f.decode("latin-1") for f in fields[3:] if f),
+                   None, None, None, None, None]
+            sections.append(cur)
+        elif t == 99:  # c=
+            conn = _connection(body, vs, end, base)
+            if cur is None:
+                if session_conn is not None:
+                    raise _bad("session: more than one c= line", base + ls)
+                session_conn = conn
+            elif cur[6] is None:
+                cur[6] = conn
+            # several media-level c= lines (layered multicast, RFC 4566 5.7):
+            # the first one is the destination.
+        elif t == 111:  # o=<user> <sess-id> <sess-version> IN IP4 <addr>
+            if origin is not None or cur is not None:
+                raise _bad("o= line (repeated or after m=)", base + ls)
+            value = body[vs:end]
+            fields = value.split(b" ")
+            if len(fields) != 6 or not fields[5]:
+                raise _bad("o= line", base + ls)
+            a_start = end - len(fields[5])
+            origin = _span(body, a_start, end, base)
+        elif t == 97:  # a=
+            value = body[vs:end]
+            if value.startswith(b"rtcp:"):
+                rm = _RTCP_RE.match(value)
+                if rm is None or int(rm.group(1)) > 65535:
+                    raise _bad("a=rtcp line", base + ls)
+                if cur is not None:
+                    cur[7] = int(rm.group(1))
+                    cur[8] = _span(body, vs + 5, vs + 5 + len(rm.group(1)), base)
+                    if rm.group(4) is not None:
+                        cur[9] = _span(body, vs + rm.start(4), vs + rm.end(4), base)
+            else:
+                word = value.rstrip(b" \t").decode("latin-1")
+                if word in _DIRECTIONS:
+                    if cur is None:
+                        session_dir = word
+                    else:
+                        cur[10] = word
+    media = tuple(
+        Media(kind, port, port_span, count, proto, fmts, conn, rtcp_port, rtcp_span,
+              rtcp_addr, direction or session_dir, session_conn)
+        for (kind, port, port_span, count, proto, fmts, conn, rtcp_port, rtcp_span,
+             rtcp_addr, direction) in sections)
+    return SessionDescription(origin, session_conn, media, session_dir)

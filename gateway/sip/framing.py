@@ -1,0 +1,59 @@
+"""Message framing on stream transports (RFC 3261 18.3).
+
+Over TCP a segment may carry several messages or a part of one. A message
+ends Content-Length octets after the empty line closing its headers; on a
+stream the Content-Length header is mandatory. CRLFs between messages are
+keep-alives (RFC 5626 4.4.1) and are dropped."""
+
+from __future__ import annotations
+
+import re
+
+from gateway.errors import RemoteProtocolError
+
+# Header sections longer than this without an end are refused rather than
+# buffered for ever.
+MAX_HEADER_BYTES = 65536
+
+_CL_RE = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\S*)[ \t]*\r?$", re.I | re.M)
+_END_RE = re.compile(rb"\r?\n\r?\n")
+
+
+def frame_stream(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """Split ``buffer`` into complete messages and the incomplete rest.
+
+    Raises :class:`RemoteProtocolError` when a header section has no (or an
+    invalid, or more than one) Content-Length: the stream cannot be framed and
+    the connection is to be closed (RFC 3261 18.3)."""
+    if not isinstance(buffer, bytes):
+        buffer = bytes(buffer)
+    messages: list[bytes] = []
+    n = len(buffer)
+    pos = 0
+    while True:
+        while pos < n and buffer[pos] in (13, 10):
+            pos += 1
+        if pos >= n:
+            break
+        m = _END_RE.search(buffer, pos)
+        if m is None:
+            if n - pos > MAX_HEADER_BYTES:
+                raise RemoteProtocolError("SIP header section too long on stream")
+            break
+        head_end = m.end()
+        found = _CL_RE.findall(buffer, pos, m.start() + 1)
+        # A folded Content-Length would not match: treat as missing, that
+        # never happens in practice and the stream is then unframeable.
+        if not found:
+            raise RemoteProtocolError("missing Content-Length on a stream (RFC 3261 18.3)")
+        if len(found) > 1:
+            raise RemoteProtocolError("more than one Content-Length on a stream")
+        value = found[0]
+        if not value.isdigit() or len(value) > 10:
+            raise RemoteProtocolError("invalid Content-Length on a stream")
+        end = head_end + int(value)
+        if end > n:
+            break
+        messages.append(buffer[pos:end])
+        pos = end
+    return messages, buffer[pos:]

@@ -1,0 +1,509 @@
+"""Offset-preserving SIP message parser (RFC 3261 section 7 and 25).
+
+:func:`parse_message` reads a message without normalising it: every header,
+URI host and port, and SDP address is reported by its position in the original
+bytes, so that NAT can rewrite by position (manual chapter 2, "SIP Headers",
+Table 2, and "SIP Body") and a message with no edits passes byte-identical.
+
+Input that breaks the grammar raises :class:`RemoteProtocolError` with a
+one-line reason; the ALG drops the message and logs it. The checks follow
+RFC 3261 and the invalid messages of RFC 4475 section 3.1.2."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from gateway.errors import RemoteProtocolError
+from gateway.sdp.parse import SessionDescription, parse_sdp
+from gateway.sip.headers import (
+    DISPLAY_TOKENS_RE, HEADER_LINE_RE, NOT_LISTS, QUOTED_RE, TOKEN, TOKEN_RE,
+    canonical_name, parse_params, split_list, unfold,
+)
+from gateway.sip.uri import is_ipv4, parse_uri
+from gateway.span import Span
+
+_WS = " \t\r\n"
+_WSB = b" \t\r\n"
+_CSEQ_RE = re.compile(r"([0-9]+)\s+(" + TOKEN + r")\Z")
+_VIA_RE = re.compile(
+    r"(" + TOKEN + r")\s*/\s*(" + TOKEN + r")\s*/\s*(" + TOKEN + r")\s+"
+    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?:\s*:\s*([0-9]{1,5}))?")
+_ADDR_SPEC_RE = re.compile(r"[^\s;]+")
+_HAS_WS_RE = re.compile(r"\s")
+_CALLID_HOST_RE = re.compile(r"@([0-9.]+)(?::([0-9]{1,5}))?\Z")
+_DIGITS_RE = re.compile(r"[0-9]{1,10}\Z")
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:")
+
+# Header fields of which a request or response carries exactly one
+# (RFC 3261 7.3.1: only list-valued fields may repeat; RFC 4475 3.3.8/3.3.9).
+_SINGLE = ("from", "to", "call-id", "cseq", "content-length", "content-type")
+_REQUIRED = ("via", "from", "to", "call-id", "cseq")  # RFC 3261 8.1.1
+
+
+class Header(NamedTuple):
+    """One header field line (folds included), by position.
+
+    ``name`` is the canonical long name in lower case; ``raw_name`` and
+    ``value`` are spans of the original bytes (``value`` trimmed of the LWS
+    around it, its internal folds kept)."""
+
+    name: str
+    name_text: str
+    name_start: int
+    value_start: int
+    value_end: int
+    value_text: str
+
+    @property
+    def raw_name(self) -> Span:
+        return Span(self.name_start, self.name_start + len(self.name_text), self.name_text)
+
+    @property
+    def value(self) -> Span:
+        return Span(self.value_start, self.value_end, self.value_text)
+
+    @property
+    def text(self) -> str:
+        """The value with folds read as single spaces."""
+        return unfold(self.value_text)
+
+
+@dataclass(frozen=True, slots=True)
+class AddressRef:
+    """An IPv4 address in the start line or a header, with the port after it.
+
+    ``field`` is one of "request-uri", "via", "via-received", "via-maddr",
+    "via-rport", "from", "to", "call-id", "contact", "route", "record-route".
+    For "via-rport" ``port`` is the rport value and ``host`` the address it
+    belongs to (the received parameter if present, else the sent-by host)."""
+
+    field: str
+    host: Span
+    port: Span | None
+    header_index: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """One Contact value. ``host``/``port`` are None for ``*`` and for URIs
+    of other schemes than sip/sips."""
+
+    uri: Span
+    host: Span | None
+    port: Span | None
+    expires: int | None
+    star: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SipMessage:
+    raw: bytes
+    is_request: bool
+    method: str
+    request_uri: Span | None
+    status_code: int | None
+    reason: str | None
+    headers: tuple[Header, ...]
+    call_id: str
+    from_tag: str | None
+    to_tag: str | None
+    cseq: tuple[int, str]
+    via_branch: str | None
+    expires: int | None
+    contacts: tuple[Contact, ...]
+    session_expires: int | None
+    content_type: str | None
+    content_length: int | None
+    body_offset: int
+    body: bytes
+    sdp: SessionDescription | None
+    body_kind: str
+    addresses: tuple[AddressRef, ...]
+
+    def get(self, name: str) -> str | None:
+        """First value of header ``name`` (any case, compact forms mapped),
+        folds read as spaces; None when absent."""
+        want = canonical_name(name)
+        for h in self.headers:
+            if h.name == want:
+                return h.text
+        return None
+
+    def get_all(self, name: str) -> tuple[str, ...]:
+        """Every value of ``name``: all its header lines, and each
+        comma-separated element of list-valued ones (commas in quoted strings
+        and <...> do not split)."""
+        want = canonical_name(name)
+        out: list[str] = []
+        for h in self.headers:
+            if h.name != want:
+                continue
+            text = h.text
+            if want in NOT_LISTS:
+                out.append(text)
+            else:
+                out.extend(text[s:e] for s, e in split_list(text) if e > s)
+        return tuple(out)
+
+    def header_spans(self, name: str) -> tuple[Span, ...]:
+        """Value spans of every header line named ``name``."""
+        want = canonical_name(name)
+        return tuple(h.value for h in self.headers if h.name == want)
+
+
+def _err(reason: str) -> RemoteProtocolError:
+    return RemoteProtocolError(reason)
+
+
+def _opt_seconds(text: str) -> int | None:
+    """delta-seconds, clamped to 2**32-1 (RFC 3261 20.19); None when the
+    value is not a number (RFC 2543 allowed a date here)."""
+    t = text.strip(_WS)
+    if not t.isascii() or not t.isdigit():
+        return None
+    if len(t) > 10:
+        return 2**32 - 1
+    return min(int(t), 2**32 - 1)
+
+
+def _name_addr(text: str, what: str, allow_star: bool = False):
+    """Parse ``name-addr / addr-spec`` followed by parameters.
+
+    Returns ``(uri_start, uri_end, params, star)`` relative to ``text``."""
+    if allow_star and text == "*":
+        return 0, 1, [], True
+    n = len(text)
+    if text.startswith('"'):
+        m = QUOTED_RE.match(text)
+        if m is None:
+            raise _err(f"unterminated quoted string in {what}")
+        j = m.end()
+        while j < n and text[j] in _WS:
+            j += 1
+        if not text.startswith("<", j):
+            raise _err(f"quoted display name not followed by <URI> in {what}")
+        lt = j
+    else:
+        lt = text.find("<")
+        # display-name = *(token LWS) / quoted-string (RFC 3261 25.1;
+        # RFC 4475 3.1.2.15 has a comma in an unquoted one)
+        if lt > 0 and DISPLAY_TOKENS_RE.match(text[:lt]) is None:
+            raise _err(f"display name with non-token characters in {what}")
+    if lt >= 0:
+        gt = text.find(">", lt + 1)
+        if gt < 0:
+            raise _err(f"unterminated <URI> in {what}")
+        us, ue = lt + 1, gt
+        # No LWS inside <addr-spec> (RFC 4475 3.1.2.14).
+        if us == ue or _HAS_WS_RE.search(text, us, ue):
+            raise _err(f"empty or whitespace-containing URI in <> in {what}")
+        ppos = gt + 1
+    else:
+        m = _ADDR_SPEC_RE.match(text)
+        if m is None:
+            raise _err(f"missing URI in {what}")
+        us, ue = 0, m.end()
+        # A URI with headers, ',' or ';' must be a name-addr (RFC 3261 20,
+        # RFC 4475 3.1.2.13), or its end would be ambiguous.
+        if "?" in text[us:ue] or "," in text[us:ue]:
+            raise _err(f"URI with headers must be enclosed in <> in {what}")
+        ppos = ue
+    params = parse_params(text, ppos, what)
+    return us, ue, params, False
+
+
+def _host_refs(field: str, uri: str, base: int, hi: int | None, what: str,
+               out: list[AddressRef]):
+    """Append the IPv4 host of a URI (at ``base`` in the message) to ``out``;
+    return the UriParts."""
+    parts = parse_uri(uri, what)
+    if parts.host_start >= 0:
+        host = uri[parts.host_start:parts.host_end]
+        if is_ipv4(host):
+            port = None
+            if parts.port_start >= 0:
+                port = Span(base + parts.port_start, base + parts.port_end,
+                            uri[parts.port_start:parts.port_end])
+            out.append(AddressRef(field, Span(base + parts.host_start, base + parts.host_end, host),
+                                  port, hi))
+    return parts
+
+
+def parse_message(data: bytes) -> SipMessage:
+    """Parse one SIP message (a UDP datagram, or one framed by
+    :func:`frame_stream`). Raises :class:`RemoteProtocolError` only."""
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    n = len(data)
+    pos = 0
+    # CRLFs before the start line are keep-alives to skip (RFC 3261 7.5).
+    while pos < n and data[pos] in (13, 10):
+        pos += 1
+    le = data.find(b"\n", pos)
+    if le < 0:
+        raise _err("no complete start line")
+    se = le - 1 if le > pos and data[le - 1] == 13 else le
+    line = data[pos:se].decode("latin-1")
+    addresses: list[AddressRef] = []
+
+    request_uri = None
+    status_code = None
+    reason = None
+    if line[:4].upper() == "SIP/":
+        # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+        parts = line.split(" ", 2)
+        if parts[0].upper() != "SIP/2.0":
+            raise _err("unsupported SIP version in status line")
+        if len(parts) < 2 or len(parts[1]) != 3 or not parts[1].isdigit() or not parts[1].isascii():
+            raise _err("status code is not three digits")
+        status_code = int(parts[1])
+        if status_code < 100:
+            raise _err("status code below 100")
+        reason = parts[2] if len(parts) == 3 else ""
+        if "\r" in reason:
+            raise _err("CR in reason phrase")
+        is_request = False
+        method = ""
+    else:
+        # Request-Line = Method SP Request-URI SP SIP-Version: exactly one SP
+        # between elements and none at the end (RFC 4475 3.1.2.8-3.1.2.10).
+        parts = line.split(" ")
+        if len(parts) != 3:
+            raise _err("request line is not Method SP Request-URI SP SIP-Version")
+        method, uri, version = parts
+        if TOKEN_RE.match(method) is None:
+            raise _err("method is not a token")
+        if version.upper() != "SIP/2.0":
+            raise _err("unsupported SIP version in request line")
+        if not uri or uri[0] == "<" or _HAS_WS_RE.search(uri):
+            raise _err("malformed Request-URI")
+        us = pos + len(method) + 1
+        request_uri = Span(us, us + len(uri), uri)
+        rparts = _host_refs("request-uri", uri, us, None, "Request-URI", addresses)
+        if rparts.has_headers:
+            # RFC 3261 19.1.5: headers are not allowed in a Request-URI
+            # (RFC 4475 3.1.2.11).
+            raise _err("Request-URI carries URI headers")
+        is_request = True
+
+    # Header fields, one match per (possibly folded) line.
+    headers: list[Header] = []
+    hpos = le + 1
+    match = HEADER_LINE_RE.match
+    while True:
+        if data.startswith(b"\r\n", hpos):
+            body_offset = hpos + 2
+            break
+        if data.startswith(b"\n", hpos):
+            body_offset = hpos + 1
+            break
+        m = match(data, hpos)
+        if m is None:
+            if hpos >= n:
+                raise _err("header section not terminated by an empty line")
+            raise RemoteProtocolError("malformed header line", offset=hpos)
+        vs, ve = m.span(2)
+        raw = data[vs:ve]
+        stripped = raw.lstrip(_WSB)
+        vs += len(raw) - len(stripped)
+        stripped = stripped.rstrip(_WSB)
+        name_text = m.group(1).decode("latin-1")
+        low = name_text.lower()
+        headers.append(Header(_CANON.get(low) or canonical_name(low), name_text, m.start(1),
+                              vs, vs + len(stripped), stripped.decode("latin-1")))
+        hpos = m.end()
+
+    seen: dict[str, int] = {}
+    call_id = None
+    from_tag = to_tag = None
+    cseq = None
+    via_branch = None
+    top_via_seen = False
+    expires = None
+    contacts: list[Contact] = []
+    session_expires = None
+    content_type = None
+    content_length = None
+    content_encoding = None
+    for hi, h in enumerate(headers):
+        name = h.name
+        if name not in _INTERESTING:
+            continue
+        if name in seen and name in _SINGLE:
+            raise _err(f"more than one {name} header")
+        seen[name] = hi
+        text = h.value_text
+        base = h.value_start
+        if name == "via":
+            for s, e in split_list(text):
+                if s == e:
+                    raise _err("empty Via value")
+                branch = _via(text[s:e], base + s, hi, addresses)
+                if not top_via_seen:
+                    via_branch = branch
+                    top_via_seen = True
+        elif name == "from" or name == "to":
+            us, ue, params, _ = _name_addr(text, name)
+            _host_refs(name, text[us:ue], base + us, hi, name, addresses)
+            tag = None
+            for pname, _ns, _ne, pvs, pve in params:
+                if pname == "tag":
+                    tag = text[pvs:pve] if pvs >= 0 else ""
+            if name == "from":
+                from_tag = tag
+            else:
+                to_tag = tag
+        elif name == "contact" or name == "route" or name == "record-route":
+            is_contact = name == "contact"
+            for s, e in split_list(text):
+                if s == e:
+                    raise _err(f"empty {name} value")
+                elem = text[s:e]
+                us, ue, params, star = _name_addr(elem, name, allow_star=is_contact)
+                if star:
+                    contacts.append(Contact(Span(base + s, base + e, elem), None, None, None, True))
+                    continue
+                uri = elem[us:ue]
+                parts = _host_refs(name, uri, base + s + us, hi, name, addresses)
+                if is_contact:
+                    cexp = None
+                    for pname, _ns, _ne, pvs, pve in params:
+                        if pname == "expires" and pvs >= 0:
+                            cexp = _opt_seconds(elem[pvs:pve])
+                    ub = base + s + us
+                    host = port = None
+                    if parts.host_start >= 0:
+                        host = Span(ub + parts.host_start, ub + parts.host_end,
+                                    uri[parts.host_start:parts.host_end])
+                        if parts.port_start >= 0:
+                            port = Span(ub + parts.port_start, ub + parts.port_end,
+                                        uri[parts.port_start:parts.port_end])
+                    contacts.append(Contact(Span(ub, ub + len(uri), uri), host, port, cexp))
+        elif name == "call-id":
+            call_id = unfold(text)
+            if not call_id or _HAS_WS_RE.search(call_id):
+                raise _err("malformed Call-ID")
+            cm = _CALLID_HOST_RE.search(text)
+            if cm is not None and is_ipv4(cm.group(1)):
+                hs, he = cm.span(1)
+                port = None
+                if cm.group(2) is not None:
+                    port = Span(base + cm.start(2), base + cm.end(2), cm.group(2))
+                addresses.append(AddressRef("call-id", Span(base + hs, base + he, cm.group(1)), port, hi))
+        elif name == "cseq":
+            cm = _CSEQ_RE.match(text)
+            if cm is None:
+                raise _err("malformed CSeq")
+            num = cm.group(1)
+            # RFC 3261 8.1.1.5: the sequence number is below 2**31.
+            if len(num) > 10 or int(num) >= 2**31:
+                raise _err("CSeq number out of range")
+            cseq = (int(num), cm.group(2))
+        elif name == "content-length":
+            if _DIGITS_RE.match(text) is None:
+                raise _err("Content-Length is not a non-negative number")
+            content_length = int(text)
+        elif name == "content-type":
+            content_type = unfold(text).split(";", 1)[0].strip(_WS).lower()
+        elif name == "content-encoding":
+            content_encoding = unfold(text).strip(_WS).lower()
+        elif name == "expires":
+            if expires is None:
+                expires = _opt_seconds(text)
+        elif name == "session-expires":
+            if session_expires is None:
+                session_expires = _opt_seconds(text.split(";", 1)[0])
+
+    for req in _REQUIRED:
+        if req not in seen:
+            raise _err(f"missing {req} header (RFC 3261 8.1.1)")
+    assert cseq is not None and call_id is not None
+    if is_request:
+        # RFC 3261 8.1.1.5: the CSeq method matches the request's
+        # (RFC 4475 3.1.2.17, 3.1.2.18).
+        if cseq[1] != method:
+            raise _err("CSeq method does not match the request method")
+    else:
+        method = cseq[1]
+
+    avail = n - body_offset
+    if content_length is not None:
+        if content_length > avail:
+            raise _err("Content-Length larger than the message")
+        body = data[body_offset:body_offset + content_length]
+    else:
+        body = data[body_offset:]
+
+    sdp = None
+    if not body:
+        body_kind = "none"
+    elif content_type == "application/sdp" and content_encoding in (None, "identity"):
+        sdp = parse_sdp(body, body_offset)
+        body_kind = "sdp"
+    elif content_type is not None and content_type.startswith("multipart/"):
+        body_kind = "multipart"
+    elif content_type == "application/pkcs7-mime":
+        # S/MIME (RFC 3261 23): the ALG cannot read it and lets it pass
+        # (manual chapter 2, note on encrypted SDP).
+        body_kind = "encrypted"
+    else:
+        body_kind = "other"
+
+    return SipMessage(
+        data, is_request, method, request_uri, status_code, reason, tuple(headers),
+        call_id, from_tag, to_tag, cseq, via_branch, expires, tuple(contacts),
+        session_expires, content_type, content_length, body_offset, body, sdp,
+        body_kind, tuple(addresses))
+
+
+_INTERESTING = frozenset({
+    "via", "from", "to", "contact", "route", "record-route", "call-id", "cseq",
+    "content-length", "content-type", "content-encoding", "expires", "session-expires",
+})
+_CANON = {name: name for name in (
+    "via", "from", "to", "contact", "route", "record-route", "call-id", "cseq",
+    "content-length", "content-type", "max-forwards", "allow", "supported",
+    "user-agent", "expires")}
+
+
+def _via(elem: str, base: int, hi: int, out: list[AddressRef]) -> str | None:
+    """Parse one via-parm (RFC 3261 20.42); append its IPv4 addresses; return
+    the branch."""
+    m = _VIA_RE.match(elem)
+    if m is None:
+        raise _err("malformed Via")
+    if m.group(1).upper() != "SIP" or m.group(2) != "2.0":
+        raise _err("unsupported protocol in Via")
+    host = m.group(4)
+    host_ref = None
+    if m.group(5) is not None and int(m.group(5)) > 65535:
+        raise _err("Via port out of range")
+    if is_ipv4(host):
+        port = None
+        if m.group(5) is not None:
+            port = Span(base + m.start(5), base + m.end(5), m.group(5))
+        host_ref = Span(base + m.start(4), base + m.end(4), host)
+        out.append(AddressRef("via", host_ref, port, hi))
+    branch = None
+    received = None
+    rport = None
+    for pname, _ns, _ne, pvs, pve in parse_params(elem, m.end(), "Via"):
+        if pvs < 0:
+            continue
+        value = elem[pvs:pve]
+        if pname == "branch":
+            branch = value
+        elif pname == "received" and is_ipv4(value):
+            received = Span(base + pvs, base + pve, value)
+            out.append(AddressRef("via-received", received, None, hi))
+        elif pname == "maddr" and is_ipv4(value):
+            out.append(AddressRef("via-maddr", Span(base + pvs, base + pve, value), None, hi))
+        elif pname == "rport" and value.isdigit() and value.isascii() and len(value) <= 5:
+            rport = Span(base + pvs, base + pve, value)
+    if rport is not None:
+        owner = received if received is not None else host_ref
+        if owner is not None:
+            out.append(AddressRef("via-rport", owner, rport, hi))
+    return branch

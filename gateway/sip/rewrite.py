@@ -1,0 +1,32 @@
+"""Positional rewrite of a parsed SIP message, Content-Length kept true.
+
+As the Linux kernel's nf_nat_sip does, NAT replaces the bytes of addresses
+and ports where the parser found them and, when the body changed length,
+rewrites the Content-Length value (long or compact form, RFC 3261 20.14)."""
+
+from __future__ import annotations
+
+from gateway.sip.message import SipMessage
+from gateway.span import Edit, apply_edits
+
+
+def rewrite_message(data: bytes, msg: SipMessage, edits: list[Edit]) -> bytes:
+    """Apply ``edits`` (positions in ``data``, which ``msg`` was parsed from)
+    and fix Content-Length if the body's length changed. With no edits,
+    ``data`` is returned unchanged."""
+    if not edits:
+        return data
+    body_start = msg.body_offset
+    body_end = body_start + len(msg.body)
+    delta = 0
+    for e in edits:
+        if e.start >= body_start and e.end <= body_end:
+            delta += len(e.new) - (e.end - e.start)
+    if delta and msg.content_length is not None:
+        for h in msg.headers:
+            if h.name == "content-length":
+                edits = list(edits)
+                edits.append(Edit(h.value_start, h.value_end,
+                                  str(msg.content_length + delta).encode("ascii")))
+                break
+    return apply_edits(data, edits)
