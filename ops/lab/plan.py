@@ -410,7 +410,7 @@ class CallPlan:
     dial: IPv4Address
 
 
-def suggest_call(plan: Plan, config: Config) -> CallPlan:
+def suggest_call(plan: Plan, config: Config | None = None) -> CallPlan:
     """The call the configuration is written for.
 
     A MIP to a lab host that a policy lets some zone reach (``... mip(IP) sip
@@ -420,8 +420,8 @@ def suggest_call(plan: Plan, config: Config) -> CallPlan:
     if len(plan.hosts) < 2:
         raise PlanError("the lab needs at least two hosts to place a call")
     by_ip = {h.address.ip: h for h in plan.hosts}
-    mips = {m.ip: m for i in config.interfaces.values() for m in i.mips}
-    for pol in config.policies:
+    mips = {m.ip: m for i in config.interfaces.values() for m in i.mips} if config else {}
+    for pol in config.policies if config else ():
         if pol.action != "permit" or pol.dst.kind != "mip":
             continue
         try:

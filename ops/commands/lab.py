@@ -1,0 +1,210 @@
+"""gwctl lab: build a network-namespace test network from a configuration,
+place real SIP calls through it with SIPp, show it, take it down."""
+
+from __future__ import annotations
+
+import json
+import sys
+from ipaddress import IPv4Address
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+DEFAULT_LAB = "vg0"
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "lab", help="namespace lab: build a test network from a configuration and place calls",
+        description="A test network in Linux network namespaces built from a gateway "
+                    "configuration: one bridge per interface subnet, one namespace per host "
+                    "of the address book, and the active/standby gateway pair. Needs root.")
+    lab_sub = p.add_subparsers(dest="lab_command", metavar="ACTION")
+    lab_sub.required = True
+
+    up = lab_sub.add_parser("up", help="build the lab for an example or a configuration file")
+    up.add_argument("config", metavar="EXAMPLE",
+                    help="a name under examples/ (with or without .cfg) or a configuration path")
+    how = up.add_mutually_exclusive_group()
+    how.add_argument("--plain-routing", action="store_true",
+                     help="the gateway pair only forwards (Linux routing, no filter, no NAT)")
+    how.add_argument("--gateway", metavar="STARTER",
+                     help="a registered gateway starter to run in the gateway namespaces")
+    up.add_argument("--json", action="store_true", help="print the plan as JSON")
+    up.set_defaults(func=run_up)
+
+    call = lab_sub.add_parser("call", help="place SIPp calls with RTP between two lab hosts")
+    call.add_argument("--from", dest="caller", metavar="HOST",
+                      help="calling host (address book name, namespace or address)")
+    call.add_argument("--to", dest="callee", metavar="HOST", help="called host")
+    call.add_argument("--dial", metavar="ADDR",
+                      help="address the caller dials (the callee's own, its MIP or a DIP address)")
+    call.add_argument("--calls", type=int, default=5, help="number of calls (default 5)")
+    call.add_argument("--rate", type=float, default=10.0, help="calls per second (default 10)")
+    call.add_argument("--duration", type=float, default=1.0,
+                      help="seconds each call is held with RTP flowing (default 1)")
+    call.add_argument("--json", action="store_true", help="print one JSON object")
+    call.set_defaults(func=run_call)
+
+    st = lab_sub.add_parser("status", help="namespaces and which gateway holds the addresses")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=run_status)
+
+    tk = lab_sub.add_parser("takeover", help="move the gateway addresses to ROLE and announce them")
+    tk.add_argument("role", choices=("gw-a", "gw-b"))
+    tk.set_defaults(func=run_takeover)
+
+    dn = lab_sub.add_parser("down", help="remove the lab (also after a crash)")
+    dn.set_defaults(func=run_down)
+    for action in (up, call, st, tk, dn):
+        action.add_argument("--name", default=DEFAULT_LAB,
+                            help=f"lab name, prefix of its namespaces (default {DEFAULT_LAB})")
+
+
+def resolve_config(name: str) -> Path:
+    """An example name (``ch2-incoming-call-with-mip``) or a path."""
+    path = Path(name)
+    if path.is_file():
+        return path.resolve()
+    for candidate in (EXAMPLES / name, EXAMPLES / f"{name}.cfg"):
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(sorted(p.stem for p in EXAMPLES.glob("*.cfg"))) or "none"
+    raise SystemExit(f"gwctl lab: no configuration {name!r} (examples: {known})")
+
+
+def _fail(msg: str) -> int:
+    print(f"gwctl lab: {msg}", file=sys.stderr)
+    return 1
+
+
+def run_up(args) -> int:
+    from gateway.config import load_file
+    from ops.lab import netns
+    from ops.lab.plan import PlanError, build_plan, to_data
+
+    why = netns.available()
+    if why:
+        return _fail(why)
+    path = resolve_config(args.config)
+    try:
+        plan = build_plan(load_file(path), lab=args.name)
+    except PlanError as exc:
+        return _fail(str(exc))
+    starter = "plain-routing" if args.plain_routing else args.gateway
+    if starter is None:
+        others = sorted(set(netns.STARTERS) - {"plain-routing"})
+        if not others:
+            return _fail("no gateway daemon starter is registered; use --plain-routing "
+                         "for the Linux-forwarding baseline")
+        starter = others[0]
+    try:
+        netns.up(plan, starter=starter, config=str(path),
+                 log=None if args.json else (lambda m: print(f"  made {m}")))
+    except netns.LabError as exc:
+        return _fail(f"up failed, everything made was removed: {exc}")
+    if args.json:
+        print(json.dumps(to_data(plan), indent=1))
+    else:
+        print(plan.describe())
+        print(f"gateway pair: {starter}; active gw-a ({plan.gateway('gw-a').netns})")
+    return 0
+
+
+def _lab(args):
+    from ops.lab import netns
+    state = netns.load_state(args.name)
+    if state is None or state.plan is None or not state.complete:
+        raise SystemExit(f"gwctl lab: no lab {args.name!r} is up (gwctl lab up EXAMPLE)")
+    return state, state.get_plan()
+
+
+def run_call(args) -> int:
+    from gateway.config import load_file
+    from ops.lab import netns, sipp
+    from ops.lab.plan import PlanError, suggest_call
+
+    why = netns.available()
+    if why:
+        return _fail(why)
+    state, plan = _lab(args)
+    config = None
+    if state.config:
+        try:
+            config = load_file(state.config)
+        except Exception:  # the file may have changed or gone: the plan still stands
+            config = None
+    try:
+        suggested = suggest_call(plan, config)
+        caller = plan.host(args.caller) if args.caller else suggested.caller
+        callee = plan.host(args.callee) if args.callee else suggested.callee
+    except KeyError as exc:
+        return _fail(f"no host {exc.args[0]!r} (hosts: {', '.join(h.label for h in plan.hosts)})")
+    except PlanError as exc:
+        return _fail(str(exc))
+    if args.dial:
+        dial = IPv4Address(args.dial)
+    elif args.callee or args.caller:
+        dial = suggested.dial if callee is suggested.callee else callee.address.ip
+    else:
+        dial = suggested.dial
+    try:
+        result = sipp.run_calls(caller, callee, dial=dial, calls=args.calls, rate=args.rate,
+                                duration_ms=int(args.duration * 1000))
+    except (netns.LabError, ValueError) as exc:
+        return _fail(str(exc))
+    ok = (result.calls_completed == result.calls_attempted == args.calls
+          and result.rtp_received > 0 and result.callee_rtp_received > 0)
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(f"{result.caller} -> {result.callee} dialling {result.dial}: "
+              f"{result.calls_attempted} attempted, {result.calls_completed} completed, "
+              f"{result.calls_failed} failed in {result.seconds:.1f}s")
+        print(f"  RTP caller->callee: sent {result.rtp_sent}, received {result.callee_rtp_received}")
+        print(f"  RTP callee->caller: sent {result.callee_rtp_sent}, received {result.rtp_received}")
+        if result.errors:
+            print("  SIPp errors:\n" + result.errors)
+    return 0 if ok else 1
+
+
+def run_status(args) -> int:
+    from ops.lab import netns
+    info = netns.status(args.name)
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0 if info["exists"] else 1
+    if not info["exists"]:
+        print(f"lab {args.name}: not up")
+        return 1
+    print(f"lab {args.name}: {'up' if info['complete'] else 'half made (run gwctl lab down)'}, "
+          f"config {info['config']}, gateway {info['starter']}")
+    print(f"  addresses held by: {info.get('holder') or 'nobody'} (recorded active: {info['active']})")
+    for ns, present in info["namespaces"].items():
+        pids = info["processes"].get(ns, [])
+        print(f"  {ns}: {'present' if present else 'MISSING'}"
+              + (f", processes {' '.join(map(str, pids))}" if pids else ""))
+    for label, h in info.get("hosts", {}).items():
+        print(f"  host {label}: {h['zone']} {h['address']} in {h['netns']}")
+    return 0
+
+
+def run_takeover(args) -> int:
+    from ops.lab import netns
+    why = netns.available()
+    if why:
+        return _fail(why)
+    _lab(args)
+    moved = netns.move_addresses(args.name, args.role)
+    print(f"{args.role} now holds {len(moved)} addresses (gratuitous ARP sent)")
+    return 0
+
+
+def run_down(args) -> int:
+    from ops.lab import netns
+    why = netns.available()
+    if why:
+        return _fail(why)
+    removed = netns.down(args.name)
+    print(f"lab {args.name}: removed {len(removed)} namespaces" +
+          (f" ({' '.join(removed)})" if removed else ""))
+    return 0
