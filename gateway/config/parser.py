@@ -21,7 +21,6 @@ IKE/VPN and administrator lines are parsed and validated but recorded in
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
@@ -128,8 +127,11 @@ class _State:
         self.flow = FlowSettings()
         self.dip_sticky = False
         self.unenforced: list[Unenforced] = []
-        self.ike: dict[str, tuple[IPv4Address, str, int, Token]] = {}
         self.declared_ike: set[str] = set()
+        # IKE peers as far as their lines were read (also of lines with errors).
+        self.ike_peers: dict[str, tuple[IPv4Address, int, Token]] = {}
+        # Interfaces that have a zone line, even one with an error.
+        self.zone_lines: set[str] = set()
         self.vpns: dict[str, _Vpn] = {}
         self.declared_vpns: set[str] = set()
         self.refs: list[_Ref] = []
@@ -414,6 +416,7 @@ class _Parser:
         sub = ln.keyword(self.IFACE_SUB)
         line = ln.lineno
         if sub == "zone":
+            st.zone_lines.add(name)
             zone, ztok = self.zone_ref(ln)
             ln.end("an interface's zone binding")
 
@@ -1003,6 +1006,7 @@ class _Parser:
         st.declared_ike.add(gtok.text)
         ln.keyword(("address",))
         peer, ptok = ln.address("the peer address")
+        st.ike_peers[gtok.text] = (peer, ln.lineno, ptok)
         mode = ln.keyword(("main", "aggressive"))
         ln.keyword(("outgoing-interface",))
         iface, itok = ln.interface_name()
@@ -1012,15 +1016,9 @@ class _Parser:
         ln.keyword(("sec-level",))
         level = ln.keyword(SEC_LEVELS)
         ln.end()
-        line = ln.lineno
         text = (f"set ike gateway {_quote(gtok.text)} address {peer} {mode} outgoing-interface "
                 f"{iface} preshare \"{key.text}\" sec-level {level}")
-        record = self._unenforced(ln, text, IPSEC_REASON)
-
-        def apply() -> None:
-            st.ike[gtok.text] = (peer, iface, line, ptok)
-            record()
-        return apply
+        return self._unenforced(ln, text, IPSEC_REASON)
 
     def set_vpn(self, ln: _Line) -> Apply | None:
         st = self.state
@@ -1169,7 +1167,7 @@ class _Parser:
                               f"{iface.ip.ip} is already the address of {other}",
                               "give each interface its own address")
                 iface_ips.setdefault(iface.ip.ip, iface.name)
-                if iface.zone is None:
+                if iface.zone is None and iface.name not in st.zone_lines:
                     self.diag(line, tok.column, tok.raw,
                               f"{iface.name} has an address but is bound to no zone",
                               f"bind it first: set interface {iface.name} zone ZONE")
@@ -1230,7 +1228,7 @@ class _Parser:
                               f"by the connected subnet of {other.name} ({other.ip})",
                               "a connected subnet always wins over a static route to the "
                               "same prefix; one of the two addresses is wrong")
-        for name, (peer, out, line, tok) in st.ike.items():
+        for name, (peer, line, tok) in st.ike_peers.items():
             if peer in iface_ips:
                 self.diag(line, tok.column, tok.raw,
                           f"the IKE peer of '{name}' is this device's own address "
