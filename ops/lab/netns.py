@@ -315,6 +315,10 @@ def down(lab: str, *, state_dir: Path | None = None,
             pass
         if plan is not None:
             names += plan.namespaces()
+    # A lab owns every namespace named "<lab>-...": found even when the state
+    # file is torn or gone.
+    if NETNS_DIR.is_dir():
+        names += sorted(p.name for p in NETNS_DIR.iterdir() if p.name.startswith(f"{lab}-"))
     removed = []
     for netns in dict.fromkeys(names):
         if not netns.startswith(f"{lab}-") or not ns_exists(netns):
