@@ -388,10 +388,14 @@ class _Parser:
         if tok is not None and not tok.quoted:
             m = re.fullmatch(r"(interface)(\d+(/\d+)?)", tok.text, re.IGNORECASE)
             if m:
-                ln.pos += 1
                 ln.error(tok, "unknown keyword",
                          f"a keyword and an interface name run together: did you mean "
-                         f"'interface ethernet{m.group(2)}'?")
+                         f"'interface ethernet{m.group(2)}'?", abort=False)
+                # Read on as if the space were there, so that what the line
+                # defines (a MIP, say) does not cause errors elsewhere.
+                split = [Token("interface", tok.column, tok.raw),
+                         Token(f"ethernet{m.group(2)}", tok.column, tok.raw)]
+                ln.tokens[ln.pos:ln.pos + 1] = split
         return ln.keyword(choices, f"what to {ln.tokens[0].text.lower()}: {one_of(choices)}",
                           recover=False)
 
