@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from ipaddress import IPv4Address as A
 from ipaddress import IPv4Interface as I
 from ipaddress import IPv4Network as N
@@ -166,3 +167,31 @@ def test_device_names_fit_linux() -> None:
     assert device_name("ethernet0/1", 2) == "ethernet0-1"
     assert device_name("loopback.1", 3) == "loopback.1"
     assert device_name("ethernet1/1.1234567", 4) == "if4"
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.cfg"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_every_shipped_example_plans(path: Path) -> None:
+    from gateway.config import load_file
+    plan = build_plan(load_file(path), lab="ex1")
+    _names_ok(plan)
+    assert plan_from_data(json.loads(json.dumps(to_data(plan)))) == plan
+    # Every host has a default route through a lab address: a gateway
+    # interface, a router's far side, or an on-link gateway address.
+    gateway_side = {s.gateway_ip.ip for s in plan.segments if s.gateway_ip} \
+        | {r.far_address.ip for r in plan.routers if r.far_address}
+    assert all(h.gateway in gateway_side for h in plan.hosts)
+
+
+def test_shipped_mip_example_is_called_through_its_mip() -> None:
+    from gateway.config import load_file
+    path = Path(__file__).resolve().parents[1] / "examples" / "ch2-incoming-call-with-mip.cfg"
+    if not path.exists():
+        pytest.skip("example not shipped")
+    cfg = load_file(path)
+    plan = build_plan(cfg)
+    call = suggest_call(plan, cfg)
+    (mip,) = cfg.interfaces["ethernet3"].mips
+    assert (call.caller.zone, call.callee.address.ip, call.dial) == ("untrust", mip.host, mip.ip)

@@ -112,6 +112,7 @@ class CallResult:
     sipp_exit: int
     seconds: float
     errors: str = ""
+    timed_out: bool = False       # SIPp's global timeout ended calls still open
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -206,9 +207,13 @@ def run_calls(caller: HostNs, callee: HostNs, *, dial: IPv4Address | None = None
         raise LabError(f"SIPp UAC wrote no statistics (exit {uac.returncode}): "
                        f"{uac.stderr.strip()[-500:]}")
     errors = err_file.read_text(errors="replace")[-2000:] if err_file.exists() else ""
+    # SIPp counts a call still open at its global timeout as neither
+    # successful nor failed; for the lab every call not completed has failed.
+    failed = max(failed, attempted - completed)
     result = CallResult(
         caller=caller.label, callee=callee.label, dial=str(target),
         calls_attempted=attempted, calls_completed=completed, calls_failed=failed,
+        timed_out="timed out" in errors,
         rtp_sent=after_caller[1] - before_caller[1],
         rtp_received=after_caller[0] - before_caller[0],
         callee_rtp_received=after_callee[0] - before_callee[0],
