@@ -19,6 +19,13 @@ _CL_RE = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\S*)[ \t]*\r?$", re.I 
 _END_RE = re.compile(rb"\r?\n\r?\n")
 
 
+def is_keepalive(payload: bytes) -> bool:
+    """A datagram or segment that is only a keep-alive, not a message:
+    CRLFs (RFC 5626 3.5.1, 4.4.1) or, as some phones send, only spaces, tabs
+    or NULs. The ALG lets it pass without parsing."""
+    return bool(payload) and not payload.strip(b"\r\n \t\x00")
+
+
 def frame_stream(buffer: bytes) -> tuple[list[bytes], bytes]:
     """Split ``buffer`` into complete messages and the incomplete rest.
 

@@ -82,10 +82,6 @@ _LIST_TOKEN_RE = re.compile(QUOTED + r'|<[^>]*>|,|["<]')
 PARAM_RE = re.compile(
     r"\s*;\s*(" + TOKEN + r")(?:\s*=\s*(" + QUOTED + r'|[^\s;,"<>]+))?\s*')
 
-# A display name given as tokens must contain only token characters and LWS
-# (RFC 3261 25.1: display-name = *(token LWS) / quoted-string).
-DISPLAY_TOKENS_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~\s]*\Z")
-
 _WS = " \t\r\n"
 
 

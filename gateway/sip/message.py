@@ -18,7 +18,7 @@ from typing import NamedTuple
 from gateway.errors import RemoteProtocolError
 from gateway.sdp.parse import SessionDescription, parse_sdp
 from gateway.sip.headers import (
-    DISPLAY_TOKENS_RE, HEADER_LINE_RE, NOT_LISTS, QUOTED_RE, TOKEN, TOKEN_RE,
+    HEADER_LINE_RE, NOT_LISTS, QUOTED_RE, TOKEN, TOKEN_RE,
     canonical_name, parse_params, split_list, unfold,
 )
 from gateway.sip.uri import is_ipv4, parse_uri
@@ -187,10 +187,12 @@ def _name_addr(text: str, what: str, allow_star: bool = False):
         lt = j
     else:
         lt = text.find("<")
-        # display-name = *(token LWS) / quoted-string (RFC 3261 25.1;
-        # RFC 4475 3.1.2.15 has a comma in an unquoted one)
-        if lt > 0 and DISPLAY_TOKENS_RE.match(text[:lt]) is None:
-            raise _err(f"display name with non-token characters in {what}")
+        # display-name = *(token LWS) / quoted-string (RFC 3261 25.1). Real
+        # phones send other characters unquoted (a Nero SIPPS phone sends
+        # f: \"arik\" <sip:...>), which is harmless; a comma is not: it makes
+        # the value read as a list (RFC 4475 3.1.2.15), so that is refused.
+        if lt > 0 and "," in text[:lt]:
+            raise _err(f"display name with non-token characters (comma) in {what}")
     if lt >= 0:
         gt = text.find(">", lt + 1)
         if gt < 0:
