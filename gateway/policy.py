@@ -19,8 +19,8 @@ ch. 2 "SIP with Network Address Translation" and its examples):
    "Example: Untrust Intrazone"; off in Trust: "Example: Trust Intrazone").
 5. Source NAT: reverse MIP first (the host leaves as its MIP), then the
    policy's ``nat src`` (egress interface address, or ``dip ID``), then the
-   interface's NAT mode (ingress in ``nat`` mode, egress in another zone and
-   not in ``nat`` mode). Signalling keeps its source port; media ports are
+   interface's NAT mode (ingress in ``nat`` mode, egress in another zone, not
+   in ``nat`` mode and not a tunnel; not for destination-translated flows). Signalling keeps its source port; media ports are
    allocated by the ALGs (:mod:`gateway.ports`).
 
 Every deny carries a one-line reason; :meth:`Engine.decide` never raises."""
@@ -316,7 +316,10 @@ class Engine:
         if new_src is None and not dnat_kind and to_zone != from_zone:
             ing = routing.interface(flow.ingress)
             out = routing.interface(egress)
-            if ing is not None and ing.mode == "nat" and (out is None or out.mode != "nat"):
+            # Not into a tunnel: a route-based VPN carries the private subnets
+            # each site routes to the others (ch. 2 "Full-Mesh VPN for SIP").
+            if (ing is not None and ing.mode == "nat" and out is not None
+                    and out.mode != "nat" and out.kind != "tunnel"):
                 addr = routing.interface_ip(egress)
                 if addr is not None:
                     new_src = addr.ip
