@@ -242,8 +242,9 @@ def _endpoint(data: bytes, start: int, end: int) -> Endpoint:
         elif not _LOCAL_PART.match(part):
             # RFC 3435 appendix A: a name part is "$", "*", or a string without $ * / @
             raise _bad(f"bad local endpoint name {local!r}", start)
-        elif "[" in part:
-            if _RANGE.sub("", part).count("[") or "]" in _RANGE.sub("", part):
+        elif "[" in part or "]" in part:
+            rest = _RANGE.sub("", part)
+            if "[" in rest or "]" in rest:
                 raise _bad(f"unbalanced range in endpoint name {local!r}", start)
             has_range = True
     ds = start + at + 1
@@ -253,7 +254,7 @@ def _endpoint(data: bytes, start: int, end: int) -> Endpoint:
             raise _bad(f"unterminated [IP] domain {domain!r}", ds)
         _ip(domain[1:-1], ds + 1)
         ip_span = _span(data, ds + 1, end - 1)
-    elif not (_DNS_NAME.match(domain) or (domain.startswith("#") and domain[1:].isdigit())):
+    elif not (_DNS_NAME.match(domain) or (domain.startswith("#") and domain[1:].isdigit() and domain.isascii())):
         raise _bad(f"bad endpoint domain {domain!r}", ds)
     return Endpoint(local, domain, _span(data, start, end), _span(data, ds, end), ip_span,
                     any_wc, all_wc, has_range)
