@@ -353,3 +353,8 @@ def test_garbage_raises_only_remote_protocol_error(blob):
         parse_datagram(blob)
     except RemoteProtocolError:
         pass
+
+
+def test_sdp_with_lone_cr_line_ends_is_refused():
+    with pytest.raises(RemoteProtocolError):
+        parse_datagram(b"200 1 OK\r\rv=0\ro=- 1 1 IN IP4 10.0.0.1\rc=IN IP4 10.0.0.1\rm=audio 1 RTP/AVP 0\r")

@@ -7,9 +7,8 @@ from gateway.mgcp.message import (
     PARAMETER_CODES, RESTART_METHODS, VERBS, AddressSpan, Endpoint, MgcpMessage, NotifiedEntity, Param,
     parse_datagram, response_class,
 )
-from gateway.mgcp.sdp_scan import SdpMedia, SdpSpans
 
 __all__ = [
     "PARAMETER_CODES", "RESTART_METHODS", "VERBS", "AddressSpan", "Endpoint", "MgcpMessage",
-    "NotifiedEntity", "Param", "SdpMedia", "SdpSpans", "parse_datagram", "response_class",
+    "NotifiedEntity", "Param", "parse_datagram", "response_class",
 ]

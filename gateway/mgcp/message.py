@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from gateway.errors import RemoteProtocolError
-from gateway.mgcp.sdp_scan import SdpSpans, scan_sdp
+from gateway.sdp import SessionDescription, parse_sdp
 from gateway.span import Span
 
 # RFC 3435 section 2.3 / 3.2.1: the nine commands. MESG is not among them (it is
@@ -38,6 +38,7 @@ PARAMETER_CODES = frozenset({
 RESTART_METHODS = frozenset({"graceful", "forced", "restart", "disconnected", "cancel-graceful"})
 
 _LINE_END = re.compile(rb"\r\n|\n|\r")
+_LONE_CR = re.compile(rb"\r(?!\n)")
 _BAD_CHAR = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _COMMAND = re.compile(
     rb"([A-Za-z][A-Za-z0-9]{3})[ \t]+([0-9]{1,9})[ \t]+(\S+)[ \t]+([Mm][Gg][Cc][Pp])[ \t]+([0-9]{1,4}\.[0-9]{1,4})"
@@ -134,7 +135,7 @@ class MgcpMessage:
     commentary: str | None = None
     package: str | None = None
     notified_entity: NotifiedEntity | None = None
-    sdp: tuple[SdpSpans, ...] = ()
+    sdp: tuple[SessionDescription, ...] = ()
     sdp_span: Span | None = None
     address_spans: tuple[AddressSpan, ...] = ()
 
@@ -453,27 +454,50 @@ def _message(data: bytes, lines: list[tuple[int, int, int]]) -> MgcpMessage:
                 if ep.domain_ip_span is not None:
                     addr.append(AddressSpan("endpoint-ip", ep.domain_ip_span))
         params.append(Param(name, value, Span(vs, pe, value)))
-    sdp: list[SdpSpans] = []
+    sdp: list[SessionDescription] = []
     sdp_span = None
     if body_at is not None and body_at < len(lines):
         bs = lines[body_at][0]
         sdp_span = _span(data, bs, msg_end)
+        if _LONE_CR.search(data, bs, msg_end):
+            # The SDP parser splits lines at LF (RFC 4566 5); a body split by lone
+            # CRs would hide its addresses from NAT, so it is refused.
+            raise _bad("SDP body with lone CR line ends", bs)
         # RFC 3435 section 3.4: two session descriptions (e.g. an AUCX response's
         # local and remote descriptors) are separated by an empty line.
         s = None
         for ls2, le2, nx in lines[body_at:]:
             if ls2 == le2:
                 if s is not None:
-                    sdp.append(scan_sdp(data, s, ls2))
+                    sdp.append(parse_sdp(data[s:ls2], s))
                     s = None
             elif s is None:
                 s = ls2
         if s is not None:
-            sdp.append(scan_sdp(data, s, msg_end))
+            sdp.append(parse_sdp(data[s:msg_end], s))
         for d in sdp:
-            addr.extend(AddressSpan(k, sp) for k, sp in d.address_spans())
+            addr.extend(_sdp_address_spans(d))
     return MgcpMessage(kind=kind, transaction_id=tid, params=tuple(params), start=msg_start, end=msg_end,
                        sdp=tuple(sdp), sdp_span=sdp_span, address_spans=tuple(addr), **fields)
+
+
+def _sdp_address_spans(d: SessionDescription) -> list[AddressSpan]:
+    """The SDP addresses and ports NAT may rewrite (manual chapter 3, "Performs
+    Network Address Translation"), in the order they appear."""
+    out = []
+    if d.origin_addr is not None:
+        out.append(AddressSpan("sdp-origin", d.origin_addr))
+    if d.session_conn is not None:
+        out.append(AddressSpan("sdp-connection", d.session_conn.addr))
+    for m in d.media:
+        out.append(AddressSpan("sdp-media-port", m.port_span))
+        if m.conn is not None:
+            out.append(AddressSpan("sdp-connection", m.conn.addr))
+        if m.rtcp_port_span is not None:
+            out.append(AddressSpan("sdp-rtcp-port", m.rtcp_port_span))
+        if m.rtcp_addr is not None:
+            out.append(AddressSpan("sdp-rtcp-address", m.rtcp_addr))
+    return out
 
 
 def _list_items(data: bytes, start: int, end: int):
