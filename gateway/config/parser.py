@@ -844,21 +844,16 @@ class _Parser:
         "max-call-duration": ("max_call_duration", "seconds", 1, MAX_INT),
     }
 
-    def _settings(self, ln: _Line, section: str, table: dict, unset: bool) -> Apply:
-        key = ln.keyword(tuple(table))
-        attr, what, lo, hi = table[key]
-        words = key.split()
-        for extra in words[1:]:
-            ln.keyword((extra,))
+    def _sip_timer(self, ln: _Line, key: str, unset: bool) -> Apply:
+        attr, what, lo, hi = self.SIP_TIMERS[key]
         if unset:
             ln.end()
-            default = getattr(type(getattr(self.state, section))(), attr)
-            value = default
+            value = getattr(SipSettings(), attr)
         else:
             value, _ = ln.integer(f"the {what}", lo, hi)
             ln.end()
-        return lambda: setattr(self.state, section,
-                               replace(getattr(self.state, section), **{attr: value}))
+        st = self.state
+        return lambda: setattr(st, "sip", replace(st.sip, **{attr: value}))
 
     def set_sip(self, ln: _Line) -> Apply | None:
         return self._sip(ln, unset=False)
@@ -868,18 +863,9 @@ class _Parser:
 
     def _sip(self, ln: _Line, *, unset: bool) -> Apply | None:
         st = self.state
-        tok = ln.peek()
-        if tok is None or not ln.match(tok, ("protect",)):
-            table = {k: v for k, v in self.SIP_TIMERS.items()}
-            table_keys = tuple(table) + ("protect",)
-            tok2 = ln.peek()
-            if tok2 is None:
-                ln.missing(one_of(table_keys))
-            if ln.match(tok2, table_keys) is None:  # type: ignore[arg-type]
-                ln.keyword(table_keys)  # reports the error (or recovers)
-                ln.pos -= 1
-            return self._settings(ln, "sip", table, unset)
-        ln.pos += 1
+        key = ln.keyword(tuple(self.SIP_TIMERS) + ("protect",))
+        if key != "protect":
+            return self._sip_timer(ln, key, unset)
         ln.keyword(("deny",))
         opt = ln.optional(("dst-ip", "timeout"))
         if opt == "timeout":
@@ -1122,7 +1108,8 @@ class _Parser:
             elif ref.kind == "dip-iface":
                 if ref.value not in st.declared_interfaces:
                     self._undefined(ref, "interface", sorted(st.declared_interfaces), "")
-                elif not st.iface(ref.value).dip_interface_incoming:
+                elif ref.value in st.interfaces and \
+                        not st.interfaces[ref.value].dip_interface_incoming:
                     self.diag(ref.line, tok.column, tok.raw,
                               f"{ref.value} has no incoming interface DIP",
                               f"add 'set interface {ref.value} dip interface-ip incoming'")
