@@ -196,6 +196,8 @@ def on_timer(state: SipState, key: str, now: float,
                       "rejected": "INVITE rejected"}.get(call.phase, "torn down")
         elif call.max_deadline <= now:
             reason = "maximum call duration reached"
+        elif call.teardown_at is not None:
+            pass        # ending anyway, at teardown_at, with its own reason
         elif call.signalling_deadline <= now:
             reason = "signalling inactivity timeout"
         else:
@@ -525,6 +527,10 @@ class _Message:
         b = call.binding_for_public(ip, eff)
         if b is not None:
             return b.private_ip, (b.private_port if port is not None or b.private_port != eff else None)
+        reg = self.run.st.registrations.get((ip, eff))
+        if reg is not None:
+            return reg.private_ip, (reg.private_port if port is not None
+                                    or reg.private_port != eff else None)
         ctx = self.ctx
         if ctx.nat_dst is not None and (ip, eff) == (self.dst_ip, _port(ctx.dst[1])):
             return str(ctx.nat_dst[0]), (_port(ctx.nat_dst[1]) if port is not None else None)
@@ -665,8 +671,12 @@ class _Message:
                                                    self.now + life, reg.owned))
         # Bindings of this REGISTER the registrar no longer lists were
         # removed (e.g. Expires: 0, RFC 3261 §10.2.2).
+        # The answer carries the Call-ID as the registrar saw it (the ALG's
+        # address after the @); the binding keeps the one ph1 sent.
+        cid = msg.call_id.rpartition("@")[0] or msg.call_id
         for reg in list(st.registrations.values()):
-            if reg.call_id == msg.call_id and (reg.public_ip, reg.public_port) not in listed:
+            if (reg.public_ip == self.dst_ip and (reg.call_id.rpartition("@")[0] or reg.call_id) == cid
+                    and (reg.public_ip, reg.public_port) not in listed):
                 self.run.emit(ev.RegistrationRemoved(reg.public_ip, reg.public_port, "unregistered"))
         # Translate with the bindings as they were when the answer arrived.
         saved = self.run.st
