@@ -116,24 +116,44 @@ def frame_end(buf: Any, offset: int = 0, end: int | None = None) -> int:
 def decode_record(buf: Any, offset: int = 0, end: int | None = None) -> tuple[Record, int]:
     """Read the frame at ``offset``: the record and the offset just past it.
     Raises :class:`FrameError` for a torn, corrupt or unreadable frame."""
-    stop = frame_end(buf, offset, end)
-    try:
-        fields = msgpack.unpackb(buf[offset + HEADER_SIZE:stop], raw=False)
-    except Exception as exc:  # msgpack raises several types for malformed input
-        raise FrameError(f"undecodable body ({exc.__class__.__name__})", offset, torn=False) from None
-    try:
-        record = _record_v1(fields)
-    except (TypeError, ValueError) as exc:
-        raise FrameError(f"malformed body ({exc})", offset, torn=False) from None
-    return record, stop
+    if end is None:
+        end = len(buf)
+    # Fast path for a good frame (replay reads every record through here);
+    # any failed check falls back to frame_end, which names the problem.
+    if end - offset >= HEADER_SIZE:
+        fmt, length, crc = _unpack_header(buf, offset)
+        start = offset + HEADER_SIZE
+        stop = start + length
+        if fmt == FORMAT_V1 and stop <= end and length <= MAX_BODY:
+            body = buf[start:stop]
+            if _crc32(body, _crc32(buf[offset + 1:start - 4])) == crc:
+                try:
+                    fields = _unpackb(body, strict_map_key=False)
+                except Exception as exc:  # msgpack raises several types for malformed input
+                    raise FrameError(f"undecodable body ({exc.__class__.__name__})", offset, torn=False) from None
+                try:
+                    return _record_v1(fields), stop
+                except (TypeError, ValueError) as exc:
+                    raise FrameError(f"malformed body ({exc})", offset, torn=False) from None
+    frame_end(buf, offset, end)   # raises: each case the fast path rejects fails one of its checks
+    raise AssertionError("frame_end accepted a frame the fast path rejected")
+
+
+_unpack_header = HEADER.unpack_from
+_crc32 = zlib.crc32
+_unpackb = msgpack.unpackb
 
 
 def _record_v1(fields: Any) -> Record:
     if not isinstance(fields, list) or len(fields) != 8:
         raise ValueError("expected an 8-field array")
     seq, epoch, ts, stream, version, type_, schema, payload = fields
-    if not (isinstance(seq, int) and isinstance(epoch, int) and isinstance(version, int)
-            and isinstance(schema, int) and isinstance(ts, (int, float))
-            and isinstance(stream, str) and isinstance(type_, str) and isinstance(payload, dict)):
+    if (type(seq) is not int or type(epoch) is not int or type(version) is not int
+            or type(schema) is not int or type(stream) is not str or type(type_) is not str
+            or type(payload) is not dict):
         raise ValueError("field of the wrong type")
-    return Record(seq, epoch, float(ts), stream, version, type_, schema, payload)
+    if type(ts) is not float:
+        if type(ts) is not int:
+            raise ValueError("field of the wrong type")
+        ts = float(ts)
+    return Record(seq, epoch, ts, stream, version, type_, schema, payload)

@@ -135,36 +135,46 @@ def _valid_frame_after(buf: mmap.mmap, start: int, end: int) -> bool:
     return False
 
 
-def iter_frames(path: Path, start: int, end: int) -> Iterator[tuple[bytes, int]]:
-    """(frame bytes, offset) of the frames of ``path`` between two offsets
-    already known to be frame boundaries (checked when the segment was scanned
-    or written). Reads in large blocks; frames are not checked here."""
+def iter_spans(path: Path, start: int, end: int) -> Iterator[tuple[bytes, int, int, int]]:
+    """``(buffer, frame start, frame stop, file offset)`` for each frame of ``path`` between
+    two offsets already known to be frame boundaries (checked when the segment
+    was scanned or written). Reads in large blocks and does not copy frames;
+    the buffer changes between blocks. Frames are not checked here."""
     block = 1 << 20
+    unpack = HEADER.unpack_from
     with open(path, "rb") as f:
         f.seek(start)
         buf = b""
         base = start          # file offset of buf[0]
         i = 0                 # read position in buf
-
-        def refill(need: int) -> None:
-            nonlocal buf, base, i
-            buf = buf[i:]
-            base += i
-            i = 0
-            avail = end - (base + len(buf))
-            buf += f.read(min(max(block, need - len(buf)), avail))
-            if len(buf) < need:
-                raise JournalCorrupt(path, base, "segment shorter than its committed size")
-
+        n = 0                 # len(buf)
         while base + i < end:
-            if len(buf) - i < HEADER_SIZE:
-                refill(HEADER_SIZE)
-            _, length, _ = HEADER.unpack_from(buf, i)
-            need = HEADER_SIZE + length
-            if len(buf) - i < need:
-                refill(need)
-            yield buf[i:i + need], base + i
-            i += need
+            if n - i < HEADER_SIZE:
+                buf, base, i, n = _refill(f, path, buf, base, i, end, HEADER_SIZE, block)
+            length = unpack(buf, i)[1]
+            stop = i + HEADER_SIZE + length
+            if stop > n:
+                buf, base, i, n = _refill(f, path, buf, base, i, end, HEADER_SIZE + length, block)
+                stop = HEADER_SIZE + length
+            yield buf, i, stop, base + i
+            i = stop
+
+
+def _refill(f, path: Path, buf: bytes, base: int, i: int, end: int, need: int,
+            block: int) -> tuple[bytes, int, int, int]:
+    buf = buf[i:]
+    base += i
+    avail = end - (base + len(buf))
+    buf += f.read(min(max(block, need - len(buf)), avail))
+    if len(buf) < need:
+        raise JournalCorrupt(path, base, "segment shorter than its committed size")
+    return buf, base, 0, len(buf)
+
+
+def iter_frames(path: Path, start: int, end: int) -> Iterator[tuple[bytes, int]]:
+    """(frame bytes, file offset) of the frames of ``path`` between two frame boundaries."""
+    for buf, i, stop, offset in iter_spans(path, start, end):
+        yield buf[i:stop], offset
 
 
 def fsync_dir(directory: Path) -> None:

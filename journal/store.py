@@ -32,8 +32,8 @@ from typing import Iterable, Iterator, Sequence
 from gateway.events import Event
 
 from .record import FrameError, Record, decode_record, encode_record
-from .segment import (INDEX_STRIDE, JournalCorrupt, TailDamage, fsync_dir, iter_frames, list_segments,
-                      scan_segment, segment_name)
+from .segment import (INDEX_STRIDE, JournalCorrupt, TailDamage, fsync_dir, iter_frames, iter_spans,
+                      list_segments, scan_segment, segment_name)
 
 log = logging.getLogger(__name__)
 
@@ -329,20 +329,20 @@ class Journal:
 
     def read(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[Record]:
         """Records from ``from_seq`` to ``to_seq`` (default: the head when called), in order."""
-        for frame, _seq in self._frames(from_seq, to_seq):
+        for buf, i, stop, seq in self._spans(from_seq, to_seq):
             try:
-                rec, _ = decode_record(frame)
+                yield decode_record(buf, i, stop)[0]
             except FrameError as exc:
-                raise JournalCorrupt(self.path, 0, f"record {_seq}: {exc}") from None
-            yield rec
+                raise JournalCorrupt(self.path, 0, f"record {seq}: {exc}") from None
 
     def read_frames(self, from_seq: int, max_count: int) -> list[bytes]:
         """Up to ``max_count`` encoded frames from ``from_seq``, as stored (for replication)."""
         if max_count <= 0 or from_seq > self.head:
             return []
-        return [frame for frame, _ in self._frames(from_seq, from_seq + max_count - 1)]
+        return [buf[i:stop] for buf, i, stop, _ in self._spans(from_seq, from_seq + max_count - 1)]
 
-    def _frames(self, from_seq: int, to_seq: int | None) -> Iterator[tuple[bytes, int]]:
+    def _spans(self, from_seq: int, to_seq: int | None) -> Iterator[tuple[bytes, int, int, int]]:
+        """(buffer, start, stop, seq) of each frame in the range."""
         with self._lock:
             if self._closed:
                 raise ValueError("journal is closed")
@@ -360,11 +360,11 @@ class Journal:
                 continue
             k = max(0, from_seq - v.first_seq) // INDEX_STRIDE
             seq = v.first_seq + k * INDEX_STRIDE
-            for frame, _off in iter_frames(v.path, v.index[k], v.size):
+            for buf, i, stop, _off in iter_spans(v.path, v.index[k], v.size):
                 if seq > to_seq:
                     return
                 if seq >= from_seq:
-                    yield frame, seq
+                    yield buf, i, stop, seq
                 seq += 1
 
     # ------------------------------------------------------------ truncation
