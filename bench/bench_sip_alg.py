@@ -1,0 +1,91 @@
+"""SIP ALG throughput: parse + decide + rewrite (``gateway.sip.alg.step``)
+per message kind, on one core.
+
+Each case runs ``step`` on the state the message meets in a real call
+(Figure 8/9 addresses): an INVITE with SDP creating a call (bindings, an
+even/odd pair, pinholes), the 200 OK with SDP answering it, the ACK, the
+BYE. Beside it, measured in the same run on the same bytes: the parser
+alone (``parse_message``) and a trivial baseline (``bytes.split``). The
+ratios are what to compare across machines; absolute numbers move with the
+load of a shared machine.
+
+Run: .venv/bin/python bench/bench_sip_alg.py [seconds-per-case]"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from gateway.sip import parse_message
+from gateway.sip.alg import EMPTY, SipContext, step
+
+PH1, ALG, PH2 = "5.5.5.1", "6.6.6.1", "6.6.6.2"
+OUT = SipContext("outbound", (PH1, 5060), (PH2, 5060), nat_src=(ALG, 1234))
+IN = SipContext("inbound", (PH2, 5060), (ALG, 1234), nat_dst=(PH1, 5060))
+
+
+def _sdp(addr: str, port: int) -> bytes:
+    return (f"v=0\r\no=u 2890844526 2890844526 IN IP4 {addr}\r\ns=-\r\nc=IN IP4 {addr}\r\n"
+            f"t=0 0\r\nm=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\n"
+            "a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n").encode()
+
+
+def _msg(start: str, headers: str, body: bytes = b"") -> bytes:
+    head = start + "\r\n" + headers + "Max-Forwards: 70\r\nUser-Agent: bench/1.0\r\n"
+    if body:
+        head += "Content-Type: application/sdp\r\n"
+    return head.encode() + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def _hdrs(via: str, frm: str, to: str, cid: str, cseq: str, contact: str) -> str:
+    return (f"Via: SIP/2.0/UDP {via};branch=z9hG4bK{cseq.split()[0]}\r\nFrom: <sip:ph1@{frm}>;tag=a\r\n"
+            f"To: <sip:ph2@{PH2}>{to}\r\nCall-ID: a84b4c76e66710@{cid}\r\nCSeq: {cseq}\r\n"
+            f"Contact: <sip:{contact}>\r\n")
+
+
+INVITE = _msg(f"INVITE sip:ph2@{PH2} SIP/2.0",
+              _hdrs(f"{PH1}:5060", PH1, "", PH1, "1 INVITE", f"ph1@{PH1}:5060"), _sdp(PH1, 16384))
+OK = _msg("SIP/2.0 200 OK",
+          _hdrs(f"{ALG}:1234", ALG, ";tag=b", ALG, "1 INVITE", f"ph2@{PH2}:5060"), _sdp(PH2, 62002))
+ACK = _msg(f"ACK sip:ph2@{PH2}:5060 SIP/2.0",
+           _hdrs(f"{PH1}:5060", PH1, ";tag=b", PH1, "1 ACK", f"ph1@{PH1}:5060"))
+BYE = _msg(f"BYE sip:ph2@{PH2}:5060 SIP/2.0",
+           _hdrs(f"{PH1}:5060", PH1, ";tag=b", PH1, "2 BYE", f"ph1@{PH1}:5060"))
+
+
+def _states():
+    s0 = EMPTY
+    s1 = step(s0, OUT, INVITE, 1.0).state
+    s2 = step(s1, IN, OK, 2.0).state
+    s3 = step(s2, OUT, ACK, 3.0).state
+    return {"INVITE+SDP": (s0, OUT, INVITE), "200 OK+SDP": (s1, IN, OK),
+            "ACK": (s2, OUT, ACK), "BYE": (s3, OUT, BYE)}
+
+
+def _rate(fn, seconds: float) -> float:
+    n, start = 0, time.perf_counter()
+    end = start + seconds
+    while True:
+        for _ in range(200):
+            fn()
+        n += 200
+        now = time.perf_counter()
+        if now >= end:
+            return n / (now - start)
+
+
+def main(seconds: float = 1.0) -> None:
+    print(f"{'message':<12} {'alg msg/s':>10} {'parse msg/s':>12} {'split msg/s':>12} "
+          f"{'alg/parse':>10} {'alg/split':>10}")
+    for name, (state, ctx, data) in _states().items():
+        r = step(state, ctx, data, 10.0)
+        assert r.verdict == "forward", (name, r.reason)
+        alg = _rate(lambda: step(state, ctx, data, 10.0), seconds)
+        parse = _rate(lambda: parse_message(data), seconds)
+        split = _rate(lambda: data.split(b"\r\n"), seconds)
+        print(f"{name:<12} {alg:>10.0f} {parse:>12.0f} {split:>12.0f} "
+              f"{alg / parse:>10.3f} {alg / split:>10.4f}")
+
+
+if __name__ == "__main__":
+    main(float(sys.argv[1]) if len(sys.argv) > 1 else 1.0)
