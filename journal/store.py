@@ -120,7 +120,10 @@ class Journal:
         logged, truncated and listed in :attr:`report`; damage anywhere else
         raises :class:`~journal.segment.JournalCorrupt`."""
         directory = Path(path)
-        directory.mkdir(parents=True, exist_ok=True)
+        if not directory.is_dir():
+            directory.mkdir(parents=True)
+            if fsync:
+                fsync_dir(directory.parent)   # the new directory's own name must survive a crash
         lock_fd = os.open(directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
