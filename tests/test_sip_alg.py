@@ -696,3 +696,30 @@ CSeq: 1 FROBNICATE
 """)
     r = step(EMPTY, OUT, msg, 1.0)
     assert r.verdict == "forward" and r.data == msg and r.events == ()
+
+
+def test_refer_binds_the_referred_party_reusing_its_registration():
+    # ph1 (inside) refers ph2 (outside) to ph3 (inside, registered as
+    # 6.6.6.1:5555) and to ph4 (inside, not registered: a new binding).
+    _, reg = registered()
+    r = established(now=1100.0)
+    state = replace(r.state, registrations=reg.state.registrations,
+                    ports_in_use=r.state.ports_in_use | reg.state.ports_in_use)
+    refer = sip(f"REFER sip:ph2@{PH2}:5060 SIP/2.0", f"""
+Via: SIP/2.0/UDP {PH1}:5060;branch=z9hG4bKref
+From: <sip:ph1@{PH1}>;tag=a
+To: <sip:ph2@{PH2}>;tag=b
+Call-ID: a1234@{PH1}
+CSeq: 5 REFER
+Refer-To: <sip:ph3@{PH1}:1234>
+Contact: <sip:ph1@{PH1}:5060>
+""")
+    r2 = step(state, OUT, refer, 1200.0)
+    assert parse_message(r2.data).get("refer-to") == f"<sip:ph3@{ALG}:5555>"
+    other = refer.replace(f"ph3@{PH1}:1234".encode(), b"ph4@5.5.5.4:5062")
+    r3 = step(state, OUT, other, 1200.0)
+    target = parse_message(r3.data).get("refer-to")
+    assert target.startswith(f"<sip:ph4@{ALG}:")
+    (b,) = [b for b in the_call(r3.state).bindings if b.private_ip == "5.5.5.4"]
+    assert (b.private_port, b.owned) == (5062, True) and target == f"<sip:ph4@{ALG}:{b.public_port}>"
+    assert any(p.to == ("5.5.5.4", 5062) for p in r3.pinholes_open)
