@@ -366,3 +366,40 @@ def test_random_events_read_back_equal(batches, segment_bytes):
                 mine = [r.version for r in recs if r.stream == f"note/{key}"]
                 assert mine == list(range(1, len(mine) + 1))
                 assert j.stream_version(f"note/{key}") == len(mine)
+
+
+# ------------------------------------------------------------ concurrency
+
+def test_appends_from_several_threads_stay_gapless(jdir):
+    import threading
+
+    with Journal.open(jdir, fsync=False, segment_bytes=8192) as j:
+        def writer(key: str) -> None:
+            for _ in range(50):
+                j.append_batch([(Note(key, "t", i), 0.0) for i in range(3)], epoch=1)
+
+        threads = [threading.Thread(target=writer, args=(k,)) for k in "wxyz"]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        recs = list(j.read())
+    assert [r.seq for r in recs] == list(range(1, 601))
+    for key in "wxyz":
+        assert [r.version for r in recs if r.stream == f"note/{key}"] == list(range(1, 151))
+
+
+def test_read_only_reader_refuses_middle_corruption(jdir):
+    from journal.segment import iter_records
+
+    with Journal.open(jdir) as j:
+        written = j.append_batch(notes(5), epoch=1)
+    seg = _last_segment(jdir)
+    data = bytearray(seg.read_bytes())
+    data[HEADER_SIZE + 3] ^= 0x01                 # inside record 1's body
+    seg.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt, match="CRC mismatch"):
+        list(iter_records(jdir))
+    data[HEADER_SIZE + 3] ^= 0x01
+    seg.write_bytes(bytes(data))
+    assert list(iter_records(jdir, 3)) == written[2:]
