@@ -63,8 +63,19 @@ TOKEN_RE = re.compile(TOKEN + r"\Z")
 
 # One header line, folded continuation lines included (RFC 3261 7.3.1: a line
 # starting with SP or HT continues the previous one). CRLF or bare LF.
+# Group 2 is the value without the LWS before it (a fold may come first, RFC
+# 4475 3.1.1.1 "TO :<CRLF> sip:..."); the LWS after it is trimmed by the
+# caller. The value starts with a non-LWS octet so that no two parts of the
+# pattern can match the same spaces: matching stays linear in the line length.
 HEADER_LINE_RE = re.compile(
-    rb"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*:([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)\r?\n")
+    rb"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*:(?:[ \t]|\r?\n[ \t])*"
+    rb"((?:[^ \t\r\n][^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)?)\r?\n")
+
+# The same, for findall over a whole header section: (name, separator, value,
+# line end), each match starting right after a LF.
+HEADER_LINES_RE = re.compile(
+    rb"(?<=\n)([A-Za-z0-9\-.!%*_+`'~]+)([ \t]*:(?:[ \t]|\r?\n[ \t])*)"
+    rb"((?:[^ \t\r\n][^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)?)(\r?\n)")
 
 _FOLD_RE = re.compile(r"[ \t]*\r?\n[ \t]+")
 
@@ -75,7 +86,7 @@ QUOTED_RE = re.compile(QUOTED)
 
 # Top-level structure of a list value: a comma outside quotes and <...> splits.
 # A lone '"' or '<' is one left unterminated.
-_LIST_TOKEN_RE = re.compile(QUOTED + r'|<[^>]*>|,|["<]')
+_LIST_TOKEN_RE = re.compile(QUOTED + r'|<[^<>]*>|,|["<]')
 
 # generic-param = token [ EQUAL gen-value ]; SEMI and EQUAL allow LWS around
 # them (SWS includes folds, already validated by HEADER_LINE_RE).

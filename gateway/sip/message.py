@@ -18,7 +18,7 @@ from typing import NamedTuple
 from gateway.errors import RemoteProtocolError
 from gateway.sdp.parse import SessionDescription, parse_sdp
 from gateway.sip.headers import (
-    HEADER_LINE_RE, NOT_LISTS, QUOTED_RE, TOKEN, TOKEN_RE,
+    COMPACT_FORMS, HEADER_LINE_RE, HEADER_LINES_RE, NOT_LISTS, QUOTED_RE, TOKEN, TOKEN_RE,
     canonical_name, parse_params, split_list, unfold,
 )
 from gateway.sip.uri import is_ipv4, parse_uri
@@ -105,7 +105,9 @@ class SipMessage:
     request_uri: Span | None
     status_code: int | None
     reason: str | None
-    headers: tuple[Header, ...]
+    # (canonical name, name start, name end, value start, value end) per
+    # header line; ``headers`` gives them as Header objects.
+    lines: tuple[tuple[str, int, int, int, int], ...]
     call_id: str
     from_tag: str | None
     to_tag: str | None
@@ -122,13 +124,23 @@ class SipMessage:
     body_kind: str
     addresses: tuple[AddressRef, ...]
 
+    @property
+    def headers(self) -> tuple[Header, ...]:
+        raw = self.raw
+        return tuple(Header(name, raw[ns:ne].decode("latin-1"), ns, vs, ve, raw[vs:ve].decode("latin-1"))
+                     for name, ns, ne, vs, ve in self.lines)
+
+    def _texts(self, want: str):
+        raw = self.raw
+        for name, _ns, _ne, vs, ve in self.lines:
+            if name == want:
+                yield unfold(raw[vs:ve].decode("latin-1"))
+
     def get(self, name: str) -> str | None:
         """First value of header ``name`` (any case, compact forms mapped),
         folds read as spaces; None when absent."""
-        want = canonical_name(name)
-        for h in self.headers:
-            if h.name == want:
-                return h.text
+        for text in self._texts(canonical_name(name)):
+            return text
         return None
 
     def get_all(self, name: str) -> tuple[str, ...]:
@@ -137,10 +149,7 @@ class SipMessage:
         and <...> do not split)."""
         want = canonical_name(name)
         out: list[str] = []
-        for h in self.headers:
-            if h.name != want:
-                continue
-            text = h.text
+        for text in self._texts(want):
             if want in NOT_LISTS:
                 out.append(text)
             else:
@@ -150,7 +159,9 @@ class SipMessage:
     def header_spans(self, name: str) -> tuple[Span, ...]:
         """Value spans of every header line named ``name``."""
         want = canonical_name(name)
-        return tuple(h.value for h in self.headers if h.name == want)
+        raw = self.raw
+        return tuple(Span(vs, ve, raw[vs:ve].decode("latin-1"))
+                     for n, _ns, _ne, vs, ve in self.lines if n == want)
 
 
 def _err(reason: str) -> RemoteProtocolError:
@@ -290,33 +301,25 @@ def parse_message(data: bytes) -> SipMessage:
             raise _err("Request-URI carries URI headers")
         is_request = True
 
-    # Header fields, one match per (possibly folded) line.
-    headers: list[Header] = []
-    hpos = le + 1
-    match = HEADER_LINE_RE.match
-    while True:
-        if data.startswith(b"\r\n", hpos):
-            body_offset = hpos + 2
-            break
-        if data.startswith(b"\n", hpos):
-            body_offset = hpos + 1
-            break
-        m = match(data, hpos)
-        if m is None:
-            if hpos >= n:
-                raise _err("header section not terminated by an empty line")
-            raise RemoteProtocolError("malformed header line", offset=hpos)
-        vs, ve = m.span(2)
-        raw = data[vs:ve]
-        stripped = raw.lstrip(_WSB)
-        vs += len(raw) - len(stripped)
-        stripped = stripped.rstrip(_WSB)
-        name_text = m.group(1).decode("latin-1")
-        low = name_text.lower()
-        headers.append(Header(_CANON.get(low) or canonical_name(low), name_text, m.start(1),
-                              vs, vs + len(stripped), stripped.decode("latin-1")))
-        hpos = m.end()
+    # The header section ends at the first empty line (CRLF or bare LF).
+    # Folded lines start with SP/HT, so "\n\r\n" / "\n\n" cannot be a fold.
+    e1 = data.find(b"\n\r\n", le)
+    e2 = data.find(b"\n\n", le)
+    if e1 < 0 and e2 < 0:
+        raise _err("header section not terminated by an empty line")
+    if e2 < 0 or 0 <= e1 < e2:
+        hdr_end, body_offset = e1 + 1, e1 + 3
+    else:
+        hdr_end, body_offset = e2 + 1, e2 + 2
 
+    # Header fields: one match per (possibly folded) line, each starting
+    # right after a LF (the lookbehind keeps the search linear). The matches
+    # must tile the section; if they do not, _bad_line finds the culprit.
+    found = HEADER_LINES_RE.findall(data, le + 1, hdr_end)
+    lines: list[tuple[str, int, int, int, int]] = []
+    append = lines.append
+    canon = _CANON_B
+    interesting = _INTERESTING
     seen: dict[str, int] = {}
     call_id = None
     from_tag = to_tag = None
@@ -329,15 +332,34 @@ def parse_message(data: bytes) -> SipMessage:
     content_type = None
     content_length = None
     content_encoding = None
-    for hi, h in enumerate(headers):
-        name = h.name
-        if name not in _INTERESTING:
-            continue
+    pos = le + 1
+    hi = -1
+    todo: list[int] = []
+    for name_b, sep, value, eol in found:
+        hi += 1
+        ne = pos + len(name_b)
+        vs = ne + len(sep)
+        ve = vs + len(value)
+        ns = pos
+        pos = ve + len(eol)
+        if value and value[-1] in (32, 9):
+            ve = vs + len(value.rstrip(_WSB))
+        name = canon.get(name_b)
+        if name is None:
+            name = canonical_name(name_b.decode("latin-1"))
+        append((name, ns, ne, vs, ve))
+        if name in interesting:
+            todo.append(hi)
+    if pos != hdr_end:
+        _bad_line(data, le + 1, hdr_end)
+
+    for hi in todo:
+        name, _ns, _ne, vs, ve = lines[hi]
         if name in seen and name in _SINGLE:
             raise _err(f"more than one {name} header")
         seen[name] = hi
-        text = h.value_text
-        base = h.value_start
+        text = data[vs:ve].decode("latin-1")
+        base = vs
         if name == "via":
             for s, e in split_list(text):
                 if s == e:
@@ -387,7 +409,8 @@ def parse_message(data: bytes) -> SipMessage:
             call_id = unfold(text)
             if not call_id or _HAS_WS_RE.search(call_id):
                 raise _err("malformed Call-ID")
-            cm = _CALLID_HOST_RE.search(text)
+            at = text.rfind("@")
+            cm = _CALLID_HOST_RE.match(text, at) if at >= 0 else None
             if cm is not None and is_ipv4(cm.group(1)):
                 hs, he = cm.span(1)
                 port = None
@@ -454,7 +477,7 @@ def parse_message(data: bytes) -> SipMessage:
         body_kind = "other"
 
     return SipMessage(
-        data, is_request, method, request_uri, status_code, reason, tuple(headers),
+        data, is_request, method, request_uri, status_code, reason, tuple(lines),
         call_id, from_tag, to_tag, cseq, via_branch, expires, tuple(contacts),
         session_expires, content_type, content_length, body_offset, body, sdp,
         body_kind, tuple(addresses))
@@ -464,10 +487,28 @@ _INTERESTING = frozenset({
     "via", "from", "to", "contact", "route", "record-route", "call-id", "cseq",
     "content-length", "content-type", "content-encoding", "expires", "session-expires",
 })
-_CANON = {name: name for name in (
-    "via", "from", "to", "contact", "route", "record-route", "call-id", "cseq",
-    "content-length", "content-type", "max-forwards", "allow", "supported",
-    "user-agent", "expires")}
+# Header names as usually written, to their canonical names (a shortcut; any
+# spelling goes through canonical_name).
+_CANON_B = {}
+for _name in ("Via", "From", "To", "Contact", "Route", "Record-Route", "Call-ID", "Call-Id",
+              "CSeq", "Content-Length", "Content-Type", "Max-Forwards", "Allow", "Supported",
+              "User-Agent", "Expires", "Server", "Session-Expires", "Accept", "Subject"):
+    for _spelling in (_name, _name.lower(), _name.upper()):
+        _CANON_B[_spelling.encode()] = _name.lower()
+for _short, _long in COMPACT_FORMS.items():
+    _CANON_B[_short.encode()] = _long
+    _CANON_B[_short.upper().encode()] = _long
+
+
+def _bad_line(data: bytes, pos: int, end: int) -> None:
+    """Raise for the first header line that does not match the grammar."""
+    match = HEADER_LINE_RE.match
+    while pos < end:
+        m = match(data, pos, end)
+        if m is None:
+            break
+        pos = m.end()
+    raise RemoteProtocolError("malformed header line", offset=pos)
 
 
 def _via(elem: str, base: int, hi: int, out: list[AddressRef]) -> str | None:

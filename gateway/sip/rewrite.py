@@ -23,10 +23,9 @@ def rewrite_message(data: bytes, msg: SipMessage, edits: list[Edit]) -> bytes:
         if e.start >= body_start and e.end <= body_end:
             delta += len(e.new) - (e.end - e.start)
     if delta and msg.content_length is not None:
-        for h in msg.headers:
-            if h.name == "content-length":
+        for name, _ns, _ne, vs, ve in msg.lines:
+            if name == "content-length":
                 edits = list(edits)
-                edits.append(Edit(h.value_start, h.value_end,
-                                  str(msg.content_length + delta).encode("ascii")))
+                edits.append(Edit(vs, ve, str(msg.content_length + delta).encode("ascii")))
                 break
     return apply_edits(data, edits)
