@@ -1,0 +1,557 @@
+"""One gateway node: the ALG entity actors, the journal, HA, timers and control.
+
+What runs where (ARCHITECTURE.md, "The node"):
+- Packet-ingest workers (``actors/ingest.py``, or the pcap driver) run the pure
+  datapath; signalling for an ALG comes here as ``handle_alg(outcome, done)``.
+- Every SIP dialog (Call-ID) has an actor that takes its messages one at a time
+  and in order; every call, registration, protect-deny entry and pinhole has an
+  entity actor that owns its timer and answers ``show``. All are pooled pykka
+  actors (``actors/runtime.py``), found through the O(1) ``Directory``.
+- The SIP ALG's state is one immutable value folded from events (the same
+  ``apply`` the journal replay and the standby use). A dialog actor runs the
+  pure ``step`` against it under a short lock and swaps in the result: the
+  actor gives per-call order, the lock makes the shared tables (Incoming DIP,
+  media ports) consistent across calls.
+- The step's events go to the journal writer (group commit, then the standby's
+  acknowledgement in sync mode); only then is the held packet released. A
+  dropped message changes no state.
+- The standby folds the records it receives with the same ``apply`` and mirrors
+  the entity actors, so ``show`` answers the same on both; on promotion it arms
+  the timers and installs the pinholes from that state.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+from actors.directory import Directory
+from actors.journal_writer import JournalWriter
+from actors.runtime import DispatcherPool, PooledActor
+from actors.timers import TimerFired, TimerService
+from gateway import domain, ha
+from gateway.config.model import Config
+from gateway.sip import alg as sip_alg
+from gateway.sip import events as sip_ev
+from gateway.sip import state as sip_state
+from journal.store import Journal
+
+log = logging.getLogger("gateway.node")
+
+# Events after which an entity no longer exists (its actor stops).
+_ENDING = (sip_ev.CallEnded, sip_ev.RegistrationRemoved, sip_ev.ProtectDenyExpired)
+
+
+@dataclass(frozen=True, slots=True)
+class SipWork:
+    """A SIP message for a dialog actor: what the datapath decided, and how to
+    release the held packet once the step's events are durable."""
+
+    outcome: Any                   # gateway.datapath Alg outcome
+    ctx: sip_alg.SipContext
+    data: bytes
+    now: float
+    done: Callable[[Any], None]
+
+
+@dataclass(frozen=True, slots=True)
+class MediaReport:
+    group: str
+    pinhole: str | None
+    at: float
+
+
+class DialogActor(PooledActor):
+    """The messages of one SIP dialog (Call-ID), one at a time, in order."""
+
+    def __init__(self, node: "Node", call_id: str) -> None:
+        super().__init__()
+        self.node = node
+        self.call_id = call_id
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, SipWork):
+            self.node._sip_message(message)
+        return None
+
+
+class EntityActor(PooledActor):
+    """A call, registration, protect-deny entry or pinhole: owns its timer and
+    its summary; media reports for a pinhole come here."""
+
+    def __init__(self, node: "Node", stream: str) -> None:
+        super().__init__()
+        self.node = node
+        self.stream = stream
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, TimerFired):
+            if self.node.timers.take(message.key, message.generation):
+                self.node._sip_timer(self.stream)
+        elif isinstance(message, MediaReport):
+            self.node._sip_media(message)
+        elif message == "summary":
+            return self.node.entity_summary(self.stream)
+        return None
+
+
+class Node:
+    """A node of the pair. ``start()``/``stop()``; ingest workers call
+    :meth:`handle_alg`; the HA transport calls :meth:`on_trigger`."""
+
+    def __init__(self, node_id: str, config: Config, journal_dir: str, *,
+                 datapath=None, replicator_factory: Callable[["Node"], Any] | None = None,
+                 addresses=None, clock: Callable[[], float] = time.time,
+                 threads: int = 2, fsync: bool = True, mode: str | None = None,
+                 priority: int | None = None, timer_thread: bool = True) -> None:
+        self.node_id = node_id
+        self.config = config
+        self.clock = clock
+        self.datapath = datapath
+        self.dp_lock = threading.RLock()
+        self.addresses = addresses
+        nsrp = getattr(config, "nsrp", None)
+        self.mode = mode or getattr(nsrp, "rto_mirror", None) or "sync"
+        prio = priority if priority is not None else getattr(nsrp, "priority", 100)
+        self.journal = Journal.open(journal_dir, fsync=fsync)
+        self.pool = DispatcherPool(threads=threads, name=f"{node_id}-actors")
+        self.directory = Directory()
+        # Without a timer thread (pcap mode) the capture's clock drives both.
+        self.timers = TimerService(wall=clock, monotonic=time.monotonic if timer_thread else clock)
+        self._timer_thread = timer_thread
+        self._started = False
+        self.state_lock = threading.RLock()
+        self.state = domain.EMPTY
+        self.applied = 0
+        self.ha_lock = threading.RLock()
+        self.role = ha.RoleState(node_id, priority=prio, epoch=self.journal.epoch)
+        self.role_changed = threading.Condition(self.ha_lock)
+        self.last_failover: dict | None = None
+        self.counters = {"sip_forwarded": 0, "sip_dropped": 0, "events": 0}
+        self.drop_reasons: dict[str, int] = {}
+        self.replicator = replicator_factory(self) if replicator_factory else None
+        self.writer = JournalWriter(self.journal, epoch=lambda: self.role.epoch,
+                                    replicator=self.replicator, mode=self.mode, clock=clock)
+        self._recover()
+
+    # ------------------------------------------------------------ lifecycle
+    def _recover(self) -> None:
+        """Fold the whole journal: a restarted node resumes where it stopped."""
+        n = 0
+        for rec in self.journal.read(1):
+            self._fold(rec.event())
+            n += 1
+        self.applied = self.journal.head
+        if n:
+            log.info("node %s: recovered %d events from the journal (head %d, epoch %d)",
+                     self.node_id, n, self.journal.head, self.journal.epoch)
+        self._mirror_all()
+
+    def start(self, *, role: str | None = None) -> None:
+        """Start the writer and the HA transport. Without a replicator (a lone
+        node, pcap mode) the node is active at once, or as ``role`` says."""
+        self._started = True
+        self.writer.start()
+        if self.timer_thread_wanted():
+            self.timers.start()
+        if self.replicator is not None:
+            self.replicator.start()
+        elif role != "standby":
+            self.on_trigger("heartbeat_lost")      # a lone node takes the active role
+
+    def timer_thread_wanted(self) -> bool:
+        # pcap mode drives timers from the capture's clock with fire_due().
+        return self._timer_thread
+
+    def stop(self) -> None:
+        self.on_trigger("stop")
+        if self._started:
+            if self.replicator is not None:
+                self.replicator.stop()
+            self.writer.stop()
+            if self._timer_thread:
+                self.timers.stop()
+        self.pool.shutdown()
+        self.journal.close()
+
+    @property
+    def forwarding(self) -> bool:
+        return self.role.forwarding
+
+    # ------------------------------------------------------------------ HA
+    def on_trigger(self, trigger: str, *args) -> None:
+        with self.ha_lock:
+            if trigger == "diverged":
+                self._diverged(*args)
+                return
+            before = self.role
+            self.role, actions = ha.step(self.role, trigger, *args)
+            for a in actions:
+                self._act(a, before)
+            if self.role != before:
+                self.role_changed.notify_all()
+
+    def _act(self, a: ha.Action, before: ha.RoleState) -> None:
+        log.info("node %s: %s (epoch %d): %s", self.node_id, a.kind, a.epoch, a.reason)
+        if a.kind == "promote":
+            t0 = time.monotonic()
+            if self.replicator is not None:
+                self.replicator.set_role("active", self.role.epoch)
+            self._take_over()
+            self.last_failover = {"at": self.clock(), "epoch": a.epoch, "reason": a.reason,
+                                  "takeover_ms": round((time.monotonic() - t0) * 1000, 1)}
+        elif a.kind == "demote":
+            if self.replicator is not None:
+                self.replicator.set_role("standby", self.role.epoch)
+            self._stand_down()
+        elif a.kind == "handover":
+            # Everything submitted reaches the journal (and, in sync mode, the
+            # standby) before the standby is told to take over.
+            threading.Thread(target=self._handover, daemon=True, name="handover").start()
+
+    def _handover(self) -> None:
+        self.writer.flush()
+        if self.replicator is not None:
+            self.replicator.handover()
+        else:
+            self.on_trigger("handover_aborted")
+
+    def _diverged(self, head: int) -> None:
+        """Rejoining as standby, this node's journal has records the active
+        never had (written after the last acknowledgement before a crash): cut
+        them and rebuild the state from what remains."""
+        cut = self.journal.truncate_after(head)
+        log.warning("node %s: journal diverged from the active; dropped %d unreplicated records "
+                    "after seq %d", self.node_id, cut, head)
+        with self.state_lock:
+            self.state = domain.EMPTY
+            for rec in self.journal.read(1):
+                self._fold(rec.event())
+            self.applied = self.journal.head
+
+    def _take_over(self) -> None:
+        """Active from now on: own the addresses, arm timers, install pinholes."""
+        if self.addresses is not None:
+            self.addresses.acquire()
+        with self.state_lock:
+            st = self.sip
+        specs = []
+        for stream in self._streams(st):
+            deadline = st.next_deadline(stream)
+            if deadline is not None:
+                specs.append((stream, deadline, self._entity(stream)))
+        self.timers.rebuild(specs)
+        if self.datapath is not None:
+            with self.dp_lock:
+                self.datapath.rebuild(self._open_pinholes(st))
+
+    def _stand_down(self) -> None:
+        for key in list(self.timers.specs()):
+            self.timers.cancel(key.key)
+        if self.addresses is not None:
+            self.addresses.release()
+
+    # ------------------------------------------------------------ replication
+    def on_records(self, records: list) -> None:
+        """Standby: records received from the active, already in our journal."""
+        events = [r.event() for r in records]
+        with self.state_lock:
+            for e in events:
+                self._fold(e)
+            self.applied = records[-1].seq if records else self.applied
+        self._mirror(events)
+
+    # --------------------------------------------------------------- folding
+    @property
+    def sip(self):
+        return self.state.sip
+
+    @sip.setter
+    def sip(self, value) -> None:
+        self.state = replace(self.state, sip=value)
+
+    def _fold(self, e) -> None:
+        self.state = domain.apply(self.state, e)
+        self.counters["events"] += 1  # folded from the journal or the active
+
+    @staticmethod
+    def _streams(st) -> list[str]:
+        out = [sip_ev.call_stream(k) for k in st.calls]
+        out += [sip_ev.reg_stream(ip, port) for (ip, port) in st.registrations]
+        out += [sip_ev.protect_stream(s, p) for (s, p) in st.protect]
+        return out
+
+    @staticmethod
+    def _open_pinholes(st) -> list:
+        return [p for c in st.calls.values() for p in c.pinholes]
+
+    def _entity(self, stream: str):
+        return self.directory.get_or_start(("entity", stream),
+                                           lambda: EntityActor.start(self, stream)
+                                           if EntityActor.pool is self.pool else
+                                           _start_on(self.pool, EntityActor, self, stream))
+
+    def _end_entity(self, stream: str) -> None:
+        ref = self.directory.remove(("entity", stream))
+        self.timers.cancel(stream)
+        if ref is not None:
+            ref.stop(block=False)
+
+    def _mirror(self, events) -> None:
+        """Entity actors follow the events: created by the first, stopped by the last."""
+        for e in events:
+            if isinstance(e, sip_ev.PinholeOpened):
+                self._entity(f"pinhole/{e.pinhole}")
+            elif isinstance(e, sip_ev.PinholeClosed):
+                self._end_entity(f"pinhole/{e.pinhole}")
+            if isinstance(e, _ENDING):
+                self._end_entity(e.stream)
+            else:
+                self._entity(e.stream)
+
+    def _mirror_all(self) -> None:
+        st = self.sip
+        for stream in self._streams(st):
+            self._entity(stream)
+        for p in self._open_pinholes(st):
+            self._entity(f"pinhole/{p.id}")
+
+    # ------------------------------------------------------------------ SIP
+    def handle_alg(self, outcome, done: Callable[[Any], None], ctx: sip_alg.SipContext | None = None,
+                   data: bytes | None = None, now: float | None = None) -> None:
+        """Called by an ingest worker for a SIP message it holds: the dialog's
+        actor processes it; ``done(final_outcome)`` releases the packet.
+        ``ctx``/``data`` default to what the datapath's outcome carries."""
+        if ctx is None:
+            ctx = sip_context(outcome)
+        if data is None:
+            data = bytes(outcome.payload)
+        if not self.forwarding:
+            done(self._drop(outcome, "standby: not forwarding"))
+            return
+        key = ("dialog", getattr(outcome, "key", "") or "")
+        ref = self.directory.get_or_start(key, lambda: _start_on(self.pool, DialogActor, self, key[1]))
+        ref.tell(SipWork(outcome, ctx, data, self.clock() if now is None else now, done))
+
+    def _settings(self):
+        return self.config.sip
+
+    def _sip_message(self, w: SipWork) -> None:
+        with self.state_lock:
+            r = sip_alg.step(self.sip, w.ctx, w.data, w.now, self._settings())
+            if r.verdict == "forward":
+                self.sip = r.state
+        if r.verdict != "forward":
+            self.counters["sip_dropped"] += 1
+            for line in r.logs:
+                log.info("sip: %s", line)
+            w.done(self._drop(w.outcome, r.reason))
+            return
+        for line in r.logs:
+            log.info("sip: %s", line)
+        self._commit(r, lambda _recs: self._release(w, r))
+
+    def _release(self, w: SipWork, r) -> None:
+        self.counters["sip_forwarded"] += 1
+        final = w.outcome
+        if self.datapath is not None:
+            with self.dp_lock:
+                final = self.datapath.finish_alg(w.outcome, r.verdict, r.data, r.route_to,
+                                                 r.pinholes_open, r.pinholes_close, w.now)
+        w.done(final)
+
+    def _commit(self, r, then: Callable[[list], None]) -> None:
+        """Journal the step's events, mirror the entities, arm timers, then ``then``."""
+        if r.events:
+            self.counters["events"] += len(r.events)
+            self._mirror(r.events)
+        self._arm(r.timers)
+        if r.events:
+            self.writer.submit(list(r.events), then)
+        else:
+            then([])
+
+    def _arm(self, timers) -> None:
+        if not self.role.role == "active":
+            return
+        for t in timers:
+            if t.deadline is None:
+                self.timers.cancel(t.key)
+            else:
+                ref = self.directory.get(("entity", t.key))
+                if ref is not None:
+                    self.timers.schedule(t.key, t.deadline, ref)
+
+    def _sip_timer(self, stream: str) -> None:
+        if self.role.role != "active":
+            return
+        with self.state_lock:
+            r = sip_alg.on_timer(self.sip, stream, self.clock(), self._settings())
+            self.sip = r.state
+        for line in r.logs:
+            log.info("sip: %s", line)
+        self._commit(r, lambda _recs: self._close_pinholes(r))
+
+    def _sip_media(self, m: MediaReport) -> None:
+        if self.role.role != "active":
+            return
+        with self.state_lock:
+            r = sip_alg.media_activity(self.sip, m.group, m.at, self._settings(), pinhole=m.pinhole)
+            self.sip = r.state
+        self._commit(r, lambda _recs: self._close_pinholes(r))
+
+    def _close_pinholes(self, r) -> None:
+        if self.datapath is not None and (r.pinholes_close or r.pinholes_open):
+            with self.dp_lock:
+                if r.pinholes_close:
+                    self.datapath.remove_pinholes(r.pinholes_close)
+                if r.pinholes_open:
+                    self.datapath.install_pinholes(r.pinholes_open)
+
+    def report_media(self, activity) -> None:
+        """From the datapath's drain: (group, pinhole id or None, last seen) tuples."""
+        for group, pinhole, at in activity:
+            target = self.directory.get(("entity", f"pinhole/{pinhole}")) if pinhole else None
+            if target is None:
+                key = self.sip.group_index.get(group)
+                target = self.directory.get(("entity", sip_ev.call_stream(key))) if key else None
+            if target is not None:
+                target.tell(MediaReport(group, pinhole, at))
+
+    def _drop(self, outcome, reason: str):
+        self.drop_reasons[reason] = self.drop_reasons.get(reason, 0) + 1
+        if self.datapath is not None and hasattr(self.datapath, "drop"):
+            return self.datapath.drop(reason)
+        from gateway.datapath import Drop
+        return Drop(reason)
+
+    # --------------------------------------------------------------- ops
+    def entity_summary(self, stream: str) -> dict | None:
+        kind, _, rest = stream.partition("/")
+        st = self.sip
+        if kind == "call" and rest in st.calls:
+            c = st.calls[rest]
+            return {"call": c.key, "call_id": c.call_id, "phase": c.phase, "mode": c.mode,
+                    "private": c.private_ip, "alg": c.alg_ip, "since": c.started_at,
+                    "media": [{"group": g.group, "dst": f"{g.dst_ip}:{g.dst_port}",
+                               "public": f"{g.public_ip}:{g.public_port}" if g.public_ip else None}
+                              for g in c.groups],
+                    "pinholes": len(c.pinholes), "deadline": c.next_deadline()}
+        return None
+
+    def show(self, what: str) -> list[dict]:
+        with self.state_lock:
+            st = self.sip
+        if what == "calls":
+            return [self.entity_summary(sip_ev.call_stream(k)) for k in st.calls]
+        if what == "registrations":
+            return [{"public": f"{r.public_ip}:{r.public_port}", "private": f"{r.private_ip}:{r.private_port}",
+                     "call_id": r.call_id, "expires_at": r.expires_at} for r in st.registrations.values()]
+        if what == "pinholes":
+            return [{"id": p.id, "call": p.call, "group": p.group, "kind": p.kind, "proto": p.proto,
+                     "direction": p.direction, "dst": f"{p.dst[0]}:{p.dst[1]}",
+                     "to": f"{p.to[0]}:{p.to[1]}" if p.to else None, "expires_at": p.expires_at}
+                    for p in self._open_pinholes(st)]
+        if what == "endpoints":
+            return []
+        raise ValueError(f"show what? expected calls, registrations, endpoints or pinholes, got {what!r}")
+
+    def status(self) -> dict:
+        r = self.role
+        out = {"node": self.node_id, "role": r.role, "epoch": r.epoch, "forwarding": r.forwarding,
+               "replication": self.mode, "journal_head": self.journal.head,
+               "applied": self.journal.head if r.role == "active" else self.applied,
+               "calls": len(self.sip.calls), "registrations": len(self.sip.registrations),
+               "pinholes": sum(len(c.pinholes) for c in self.sip.calls.values()),
+               "actors": self.pool.live_count(), "counters": dict(self.counters),
+               "drops": dict(self.drop_reasons), "last_failover": self.last_failover,
+               "journal": {"batches": self.writer.batches, "events": self.writer.events,
+                           "ack_lapses": self.writer.ack_lapses,
+                           "unreplicated_batches": self.writer.unreplicated_batches}}
+        if self.replicator is not None:
+            rs = self.replicator.status()
+            lag = None if rs.peer_head is None else max(0, self.journal.head - (rs.peer_applied or 0))
+            out["peer"] = {"role": rs.peer_role, "epoch": rs.peer_epoch, "seen_ago_ms":
+                           None if rs.peer_seen_ago is None else round(rs.peer_seen_ago * 1000, 1),
+                           "head": rs.peer_head, "applied": rs.peer_applied,
+                           "lag_events": lag if r.role == "active" else None,
+                           "standby_connected": self.replicator.has_standby()}
+        if self.datapath is not None and hasattr(self.datapath, "stats"):
+            with self.dp_lock:
+                out["datapath"] = self.datapath.stats()
+        return out
+
+    def control(self, cmd: str, args: dict):
+        """The control channel's commands (``gwctl``)."""
+        from actors.control import ControlError
+        if cmd == "status":
+            return self.status()
+        if cmd == "show":
+            try:
+                return self.show(str(args.get("what", "")))
+            except ValueError as exc:
+                raise ControlError(str(exc)) from None
+        if cmd == "failover":
+            try:
+                return self.failover(float(args.get("timeout", 3.0)))
+            except RuntimeError as exc:
+                raise ControlError(str(exc)) from None
+        if cmd == "history":
+            return self.history(str(args.get("call", "")))
+        raise ControlError(f"unknown command {cmd!r}; expected status, show, failover or history")
+
+    def history(self, call_id: str) -> list[dict]:
+        """The journaled events of a call, by Call-ID (or a call key)."""
+        if not call_id:
+            raise ValueError("history needs a Call-ID")
+        prefix = f"call/{call_id}"
+        out = []
+        for rec in self.journal.read(1):
+            if rec.stream == prefix or rec.stream.startswith(prefix + ";"):
+                out.append({"seq": rec.seq, "epoch": rec.epoch, "at": rec.timestamp, "stream": rec.stream,
+                            "type": rec.type, "event": rec.payload})
+        return out
+
+    def failover(self, timeout: float = 3.0) -> dict:
+        """Graceful switch-over from the active (``gwctl failover``)."""
+        with self.ha_lock:
+            if self.role.role != "active":
+                raise RuntimeError(f"this node is {self.role.role}; run failover on the active node")
+            epoch = self.role.epoch
+            t0 = time.monotonic()
+            self.on_trigger("failover_requested")
+            deadline = t0 + timeout
+            while self.role.role == "active":
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.role_changed.wait(left)
+            ms = round((time.monotonic() - t0) * 1000, 1)
+        if self.role.role == "active":
+            return {"ok": False, "role": self.role.role, "epoch": self.role.epoch, "ms": ms,
+                    "reason": "no standby took over; still active" if self.role.forwarding
+                    else "handover not confirmed"}
+        return {"ok": True, "role": self.role.role, "from_epoch": epoch, "epoch": self.role.epoch, "ms": ms}
+
+
+def sip_context(outcome) -> sip_alg.SipContext:
+    """The SIP ALG's view of a signalling packet, from the datapath's decision."""
+    return sip_alg.SipContext(direction=outcome.direction, src=outcome.src, dst=outcome.dst,
+                              nat_src=outcome.nat_src, nat_dst=outcome.nat_dst,
+                              ingress=outcome.ingress, egress=outcome.egress,
+                              transport=getattr(outcome, "transport", "udp"))
+
+
+def _start_on(pool: DispatcherPool, cls, *args):
+    """Start a pooled actor class on this node's pool (each node has its own)."""
+    sub = _POOLED.get((cls, id(pool)))
+    if sub is None:
+        sub = type(cls.__name__, (cls,), {"pool": pool})
+        _POOLED[(cls, id(pool))] = sub
+    return sub.start(*args)
+
+
+_POOLED: dict = {}

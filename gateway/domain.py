@@ -1,0 +1,28 @@
+"""The whole ALG state of a node, folded from every domain's events.
+
+Each ALG keeps its own immutable state and pure ``apply``; this module
+dispatches an event to its domain by the event type's prefix (``sip.``,
+``mgcp.``). The node's live path, the standby, ``gwctl replay`` and the
+tests all fold through :func:`apply`, so they cannot disagree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from gateway.events import Event
+from gateway.sip import state as sip_state
+
+
+@dataclass(frozen=True, slots=True)
+class DomainState:
+    sip: sip_state.SipState = sip_state.EMPTY
+
+
+EMPTY = DomainState()
+
+
+def apply(state: DomainState, event: Event) -> DomainState:
+    domain = event.TYPE.partition(".")[0]
+    if domain == "sip":
+        return replace(state, sip=sip_state.apply(state.sip, event))
+    raise TypeError(f"no domain folds events of type {event.TYPE!r}")

@@ -1,0 +1,187 @@
+"""gatewayd: run one node of the VoIP ALG gateway, or run the core over a capture.
+
+Node mode (on a Linux host, as root):
+
+    gatewayd --node-file /etc/voip-alg-gateway/gw-a.toml
+
+binds the NFQUEUE, takes part in the active/standby pair named in the node
+file, and serves ``gwctl`` on its control socket until SIGTERM/SIGINT.
+
+pcap mode (offline, no root needed):
+
+    gatewayd --pcap-in IN.pcap --pcap-out OUT.pcap --config gateway.cfg [--journal DIR] [--json]
+
+runs the same core over a capture, with the capture's timestamps as the clock,
+writes what the gateway would emit and prints a summary of verdicts and drop
+reasons. With --journal the events are journaled, and ``gwctl replay DIR``
+reconstructs what happened in the capture.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+
+log = logging.getLogger("gatewayd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gatewayd",
+        description="Run a VoIP ALG gateway node (--node-file), or run the gateway's core over a "
+                    "packet capture (--pcap-in/--pcap-out/--config).",
+        epilog="The configuration is the ScreenOS CLI language (see `gwctl config check`); the node "
+               "file (TOML) maps its interfaces to Linux ones and names the journal, HA peer and "
+               "keys. See README.md.")
+    p.add_argument("--node-file", metavar="FILE", help="node file: run as a node of the pair")
+    p.add_argument("--config", metavar="CFG",
+                   help="gateway configuration (node mode: overrides the node file's 'config')")
+    p.add_argument("--standby", action="store_true",
+                   help="node mode: start as standby even without a peer (default: join as standby "
+                        "and take the active role if no active node answers within the "
+                        "heartbeat detection time)")
+    p.add_argument("--pcap-in", metavar="IN", help="pcap mode: capture to run through the core")
+    p.add_argument("--pcap-out", metavar="OUT", help="pcap mode: write what the gateway would emit here")
+    p.add_argument("--journal", metavar="DIR", help="pcap mode: journal the events in DIR")
+    p.add_argument("--ingress", action="append", default=[], metavar="SUBNET=IFACE",
+                   help="pcap mode: packets from SUBNET arrive on configuration interface IFACE "
+                        "(default: inferred from interface subnets and routes); repeatable")
+    p.add_argument("--json", action="store_true", help="pcap mode: print the summary as JSON")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    if args.pcap_in or args.pcap_out:
+        if not (args.pcap_in and args.pcap_out and args.config):
+            print("gatewayd: pcap mode needs --pcap-in, --pcap-out and --config", file=sys.stderr)
+            return 2
+        return run_pcap(args)
+    if not args.node_file:
+        print("gatewayd: give --node-file (node mode) or --pcap-in/--pcap-out/--config (pcap mode); "
+              "see gatewayd --help", file=sys.stderr)
+        return 2
+    return run_node(args)
+
+
+def _load_config(path: str):
+    from gateway.config import ConfigError, load_file
+    try:
+        return load_file(path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        print(f"gatewayd: {path} has errors; nothing was applied", file=sys.stderr)
+        return None
+    except OSError as exc:
+        print(f"gatewayd: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return None
+
+
+def run_node(args) -> int:
+    from actors.addresses import AddressManager
+    from actors.control import ControlServer
+    from actors.ingest import NfqueueWorker
+    from actors.node import Node
+    from actors.replication import CurveKeys, Replicator
+    from gateway.datapath import Datapath
+    from gateway.nodefile import NodeFileError, parse_node_file
+    from gateway.policy import Engine
+
+    try:
+        with open(args.node_file) as f:
+            settings = parse_node_file(f.read(), args.node_file)
+    except (OSError, NodeFileError) as exc:
+        print(f"gatewayd: {exc}", file=sys.stderr)
+        return 1
+    cfg = _load_config(args.config or settings.config)
+    if cfg is None:
+        return 1
+    engine = Engine(cfg)
+    datapath = Datapath(cfg, engine)
+    keys = None
+    if settings.ha is not None and settings.ha.curve:
+        try:
+            keys = CurveKeys.load(settings.ha.key, settings.ha.peer_key)
+        except (OSError, ValueError) as exc:
+            print(f"gatewayd: cannot load the HA keys: {exc}", file=sys.stderr)
+            return 1
+    nsrp = cfg.nsrp
+
+    def make_replicator(node):
+        if settings.ha is None:
+            return None
+        return Replicator(node_id=settings.node, bind=settings.ha.bind, peer=settings.ha.peer,
+                          journal=node.journal, on_records=node.on_records, on_trigger=node.on_trigger,
+                          keys=keys, hb_interval=nsrp.hb_interval / 1000.0, hb_threshold=nsrp.hb_threshold,
+                          priority=nsrp.priority, mode=nsrp.rto_mirror)
+
+    node = Node(settings.node, cfg, settings.journal, datapath=datapath,
+                replicator_factory=make_replicator if settings.ha else None,
+                addresses=AddressManager(cfg, engine, settings.interfaces))
+
+    linux_to_cfg = {linux: name for name, linux in settings.interfaces.items()}
+    worker = NfqueueWorker(settings.queue, linux_to_cfg, datapath, node.dp_lock, on_alg=node.handle_alg,
+                           forwarding=lambda: node.forwarding, bypass=cfg.flow.queue_bypass)
+    control = ControlServer(settings.socket_path(), node.control, group=settings.control_group)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        control.start()
+        worker.start()
+        node.start(role="standby" if args.standby else None)
+    except Exception as exc:
+        log.error("gatewayd: start failed: %s", exc)
+        for part in (worker, control):
+            try:
+                part.stop()
+            except Exception:
+                pass
+        node.stop()
+        return 1
+    log.info("gatewayd: node %s running (config %s, journal %s, control %s)", settings.node,
+             args.config or settings.config, settings.journal, settings.socket_path())
+    while not stop.wait(0.2):
+        # Media activity goes to the pinholes' actors in batches; idle flows expire.
+        now = time.time()
+        with node.dp_lock:
+            activity = datapath.drain_activity()
+            datapath.expire(now)
+        if activity:
+            node.report_media(activity)
+    log.info("gatewayd: stopping")
+    worker.stop()
+    control.stop()
+    node.stop()
+    return 0
+
+
+def run_pcap(args) -> int:
+    from actors.pcap_ingest import run_capture
+    cfg = _load_config(args.config)
+    if cfg is None:
+        return 1
+    try:
+        summary = run_capture(cfg, args.pcap_in, args.pcap_out, journal=args.journal,
+                              ingress_overrides=args.ingress)
+    except (OSError, ValueError) as exc:
+        print(f"gatewayd: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        from actors.pcap_ingest import format_summary
+        print(format_summary(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""The node: SIP messages through dialog actors, events journaled before the
+packet is released, timers from the node's clock, recovery from the journal,
+a standby mirroring from records, and `show`/`status` answers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from actors.node import Node
+from gateway.config.model import Config, SipSettings
+from gateway.sip import state as sip_state
+from journal.replay import replay
+from tests.test_sip_alg import IN, OUT, invite, request_out, response, sdp, PH2
+
+CFG = Config(zones={}, interfaces={}, addresses={}, policies=(), routes=())
+
+
+class Clock:
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def send(node: Node, ctx, data: bytes, key: str = "a1234"):
+    done = threading.Event()
+    out = []
+    node.handle_alg(SimpleNamespace(key=key), lambda o: (out.append(o), done.set()), ctx, data)
+    assert done.wait(5), "the packet was never released"
+    return out[0]
+
+
+def wait_for(pred, timeout: float = 5.0) -> None:
+    end = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < end, "condition not reached"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def lone(tmp_path):
+    clock = Clock()
+    node = Node("gw-a", CFG, str(tmp_path / "j"), clock=clock, fsync=False, timer_thread=False)
+    node.start()
+    yield node, clock
+    node.stop()
+
+
+def test_call_through_node_is_journaled_then_released(lone, tmp_path):
+    node, clock = lone
+    assert node.status()["role"] == "active"
+    send(node, OUT, invite())
+    # released only after the writer appended the step's events
+    assert node.journal.head > 0
+    send(node, IN, response(200, "OK", body=sdp(PH2, 62002)))
+    send(node, OUT, request_out("ACK", 1, "z9hG4bK2"))
+    (call,) = node.show("calls")
+    assert call["phase"] == "confirmed" and call["private"] == "5.5.5.1"
+    assert node.show("pinholes")
+    # replaying the journal gives exactly the live state
+    state, last = replay(node.journal, sip_state.apply, sip_state.EMPTY)
+    assert state == node.sip and last == node.journal.head
+
+
+def test_bye_tears_down_five_seconds_later_by_the_node_clock(lone):
+    node, clock = lone
+    send(node, OUT, invite())
+    send(node, IN, response(200, "OK", body=sdp(PH2, 62002)))
+    send(node, OUT, request_out("BYE", 2, "z9hG4bK3"))
+    send(node, IN, response(200, "OK", method="BYE", cseq=2, branch="z9hG4bK3"))
+    clock.t += 4.0
+    node.timers.fire_due()
+    time.sleep(0.1)
+    assert len(node.show("calls")) == 1          # not yet: 5 s after the BYE
+    clock.t += 1.5
+    node.timers.fire_due()
+    wait_for(lambda: not node.show("calls"))
+    assert not node.show("pinholes")
+    assert node.directory.count("entity") == 0
+
+
+def test_dropped_message_changes_nothing(lone):
+    node, _ = lone
+    head = node.journal.head
+    out = send(node, OUT, b"INVITE garbage\r\n\r\n")
+    assert "malformed" in out.reason
+    assert node.journal.head == head and not node.show("calls")
+
+
+def test_restarted_node_recovers_calls_from_its_journal(tmp_path):
+    clock = Clock()
+    a = Node("gw-a", CFG, str(tmp_path / "j"), clock=clock, fsync=False, timer_thread=False)
+    a.start()
+    send(a, OUT, invite())
+    live = a.sip
+    a.stop()
+    b = Node("gw-a", CFG, str(tmp_path / "j"), clock=clock, fsync=False, timer_thread=False)
+    try:
+        assert b.sip == live and len(b.show("calls")) == 1
+        assert b.directory.count("entity") >= 1      # entity actors mirrored from state
+    finally:
+        b.stop()
+
+
+def test_standby_mirrors_records_and_does_not_forward(tmp_path, lone):
+    node, clock = lone
+    send(node, OUT, invite())
+    send(node, IN, response(200, "OK", body=sdp(PH2, 62002)))
+    standby = Node("gw-b", CFG, str(tmp_path / "s"), clock=clock, fsync=False, timer_thread=False)
+    try:
+        standby.start(role="standby")
+        frames = node.journal.read_frames(1, 1000)
+        standby.on_records(standby.journal.append_frames(frames))
+        assert standby.sip == node.sip
+        assert standby.show("calls") == node.show("calls")
+        out = send(standby, OUT, request_out("BYE", 2, "z9hG4bK3"))
+        assert out.reason == "standby: not forwarding"
+    finally:
+        standby.stop()
+
+
+def test_failover_without_standby_keeps_the_active_role(lone):
+    node, _ = lone
+    res = node.failover(timeout=1.0)
+    assert res["ok"] is False and node.status()["role"] == "active" and node.forwarding
