@@ -1,0 +1,200 @@
+"""Media pinholes opened by the ALGs, and the media activity reported back.
+
+A pinhole admits packets whose source is not known in advance (manual ch. 2,
+"Pinhole Creation": "Protocol: UDP / Source IP: unknown / Source port:
+unknown / Destination IP ... Destination port ... Lifetime"). So the table is
+keyed by ``(proto, dst ip, dst port)`` as the packet arrives, and holds what
+the ALG decided: ``to`` (where the packet really goes after NAT) and
+``src_to`` (the source it leaves with), the lifetime and the owning call and
+voice channel (group).
+
+The first packet through a pinhole becomes a media session (both directions,
+:mod:`gateway.datapath.sessions`); the pinhole is then reported as used: "When
+a packet goes through the pinhole within the lifetime period, immediately
+after, the SIP ALG removes the pinhole for the direction from which the packet
+came". The ALG decides the removal (it owns the state, which is journaled and
+replicated); this table keeps the pinhole until told to remove it or until its
+lifetime passes, so a standby rebuilt from the state matches the same packets.
+
+Media activity (packets per group, last time seen, pinholes used) is counted
+here per packet and drained in batches (DESIGN.md step 2: "Media activity is
+counted and delivered to the pinhole's actor in batches").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Iterable, Protocol
+
+PROTO_NUMBERS = {"udp": 17, "tcp": 6}
+
+
+class PinholeLike(Protocol):
+    """What an ALG's pinhole carries (:class:`gateway.sip.state.Pinhole` has it)."""
+
+    id: str
+    call: str
+    group: str
+    kind: str
+    proto: str
+    direction: str
+    dst: tuple[str, int]
+    to: tuple[str, int] | None
+    src_to: tuple[str, int] | None
+    expires_at: float | None
+
+
+@dataclass(slots=True, eq=False)
+class Hole:
+    """A pinhole in the table: the ALG's object, its key and translations as ints."""
+
+    pinhole: PinholeLike
+    key: tuple[int, int, int]                    # proto, dst ip, dst port
+    to: tuple[int, int] | None
+    src_to: tuple[int, int] | None
+    expires_at: float | None
+    uses: int = 0
+
+    @property
+    def id(self) -> str:
+        return self.pinhole.id
+
+    @property
+    def group(self) -> str:
+        return self.pinhole.group
+
+    @property
+    def call(self) -> str:
+        return self.pinhole.call
+
+
+def _ip_port(v) -> tuple[int, int] | None:
+    if v is None:
+        return None
+    return int(IPv4Address(str(v[0]))), int(v[1])
+
+
+class PinholeTable:
+    def __init__(self) -> None:
+        # Several pinholes may share a destination (two calls to one media
+        # address); the first live one answers.
+        self._by_key: dict[tuple[int, int, int], list[Hole]] = {}
+        self._by_id: dict[str, Hole] = {}
+        self.installed = 0
+        self.removed = 0
+        self.expired = 0
+        self.matched = 0
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, pid: str) -> bool:
+        return pid in self._by_id
+
+    def get(self, pid: str) -> Hole | None:
+        return self._by_id.get(pid)
+
+    def holes(self) -> list[Hole]:
+        return list(self._by_id.values())
+
+    def install(self, pinhole: PinholeLike) -> Hole:
+        """Add (or replace, by id) one pinhole. Raises ValueError for a pinhole
+        an ALG should never produce (unknown protocol, bad address)."""
+        proto = PROTO_NUMBERS.get(pinhole.proto)
+        if proto is None:
+            raise ValueError(f"pinhole {pinhole.id}: protocol {pinhole.proto!r} not supported")
+        dst = _ip_port(pinhole.dst)
+        hole = Hole(pinhole, (proto, dst[0], dst[1]), _ip_port(pinhole.to),
+                    _ip_port(pinhole.src_to), pinhole.expires_at)
+        if pinhole.id in self._by_id:
+            self.remove(pinhole.id)
+        self._by_key.setdefault(hole.key, []).append(hole)
+        self._by_id[pinhole.id] = hole
+        self.installed += 1
+        return hole
+
+    def remove(self, pid: str) -> Hole | None:
+        hole = self._by_id.pop(pid, None)
+        if hole is None:
+            return None
+        lst = self._by_key.get(hole.key)
+        if lst is not None:
+            lst.remove(hole)
+            if not lst:
+                del self._by_key[hole.key]
+        self.removed += 1
+        return hole
+
+    def match(self, proto: int, dst: int, dport: int, now: float) -> Hole | None:
+        """The live pinhole for a packet to ``dst:dport`` (any source)."""
+        lst = self._by_key.get((proto, dst, dport))
+        if not lst:
+            return None
+        for hole in lst:
+            if hole.expires_at is None or hole.expires_at > now:
+                return hole
+        return None
+
+    def expire(self, now: float) -> list[Hole]:
+        """Remove and return the pinholes whose lifetime has passed ("When the
+        lifetime expires, the SIP ALG removes the pinhole")."""
+        gone = [h for h in self._by_id.values() if h.expires_at is not None and h.expires_at <= now]
+        for h in gone:
+            self.remove(h.id)
+        self.expired += len(gone)
+        return gone
+
+    def rebuild(self, pinholes: Iterable[PinholeLike]) -> None:
+        """Replace the whole table (after failover or replay, from state)."""
+        self._by_key.clear()
+        self._by_id.clear()
+        for p in pinholes:
+            self.install(p)
+
+    def stats(self) -> dict[str, int]:
+        return {"pinholes": len(self._by_id), "installed": self.installed,
+                "removed": self.removed, "expired": self.expired, "matched": self.matched}
+
+
+class MediaActivity:
+    """Per voice channel: packets seen, the last time, the pinholes used.
+    ``drain()`` gives a batch for the ALG's ``media_activity``."""
+
+    __slots__ = ("_last", "_used", "packets")
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._used: dict[str, list[str]] = {}
+        self.packets: dict[str, int] = {}
+
+    def seen(self, group: str, now: float) -> None:
+        self._last[group] = now
+        packets = self.packets
+        packets[group] = packets.get(group, 0) + 1
+
+    def used(self, group: str, pinhole: str, now: float) -> None:
+        self._used.setdefault(group, []).append(pinhole)
+        self.seen(group, now)
+
+    def forget(self, groups: Iterable[str]) -> None:
+        for g in groups:
+            self._last.pop(g, None)
+            self._used.pop(g, None)
+            self.packets.pop(g, None)
+
+    def drain(self) -> list[tuple[str, str | None, float]]:
+        """``(group, pinhole id or None, last seen)`` since the last drain: one
+        entry per pinhole used, and one with None for a group that only had
+        traffic. Per-group packet totals stay in ``packets``."""
+        out: list[tuple[str, str | None, float]] = []
+        used = self._used
+        for group, last in self._last.items():
+            holes = used.get(group)
+            if holes:
+                out.extend((group, pid, last) for pid in holes)
+            else:
+                out.append((group, None, last))
+        self._last = {}
+        self._used = {}
+        return out

@@ -1,0 +1,592 @@
+"""One packet's way through the gateway, sans-I/O (DESIGN.md, "A packet's way
+through"): ``Datapath.process(buf, ingress, now) -> Forward | Drop | Alg``.
+
+Order:
+
+1. Parse the IPv4 header (:func:`gateway.packet.parse`); broken input is a
+   Drop with the parser's reason.
+2. UDP flood screen (per zone of arrival and destination). It runs before the
+   session lookup: a flood along an established flow is still a flood (the
+   manual counts "UDP packets that can be received on IP address 1.1.1.5"). It
+   costs nothing when no zone has the screen.
+3. Session fast path: one dict probe on the 5-tuple as it arrived; the header
+   rewrite comes from the table. Signalling sessions of an ALG go to the ALG.
+4. IP fragments: a first fragment follows its session; later fragments carry
+   no ports and follow the first one (same addresses rewritten). A fragment of
+   no session is dropped: the gateway does not reassemble.
+5. Pinhole fast path: media to an open pinhole (any source) becomes a media
+   session.
+6. Source-IP-based session limit (new flows only).
+7. Policy and NAT (:meth:`gateway.policy.Engine.decide`); a deny is a Drop
+   with the engine's reason.
+8. ALG dispatch: permitted UDP to the SIP port 5060 goes to the SIP ALG, to
+   2427/2727 to the MGCP ALG, as an :class:`Alg` outcome; the caller runs the
+   ALG and calls :meth:`Datapath.finish_alg`. SIP to an incoming-DIP address
+   (whose internal host only the ALG's registration table knows, ch. 2
+   "Incoming SIP Call Support Using the SIP Registrar") goes to the ALG
+   before policy, and policy is decided in ``finish_alg`` with the ALG's
+   ``route_to``. TCP signalling (SIP 5060, H.323 1720) is forwarded by policy
+   and NAT, not inspected, with a note on the flow's first packet.
+9. Everything else permitted: a new session, forwarded.
+
+Every Drop has a one-line reason and a category; counters by path, drop
+category and reason, screens, sessions and pinholes are in :meth:`stats`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Iterable, NamedTuple
+
+from gateway.config.model import Config
+from gateway.datapath.pinholes import Hole, MediaActivity, PinholeLike, PinholeTable
+from gateway.datapath.screens import Screens
+from gateway.datapath.sessions import (
+    PROTO_ICMP, PROTO_TCP, PROTO_UDP, Rewrite, Session, SessionTable,
+)
+from gateway.errors import RemoteProtocolError
+from gateway.packet import Packet, parse, rewrite
+from gateway.policy import Decision, Engine, Flow
+from gateway.sip.alg import SipContext
+
+SIP_PORT = 5060
+MGCP_PORTS = (2427, 2727)          # manual ch. 3: MGCP-UA UDP 2427, MGCP-CA UDP 2727
+H323_TCP_PORT = 1720               # H.225.0 call signalling (Q.931)
+TCP_SIGNALLING_NOTE = "TCP signalling not inspected"
+FRAGMENT_DROP = "fragment: reassembly not supported"
+# Fragments of a session wait at most this long for their siblings.
+FRAGMENT_LIFETIME = 30.0
+MAX_FRAGMENT_FLOWS = 4096
+MAX_DROP_REASONS = 256
+MGCP_SESSION_TIMEOUT = 3600.0      # a call agent's commands to a gateway behind NAT come rarely
+
+_PROTO_NAMES = {PROTO_UDP: "udp", PROTO_TCP: "tcp", PROTO_ICMP: "icmp"}
+_ICMP_ECHO = (0, 8)
+
+
+# ------------------------------------------------------------------ outcomes
+# Forward and Drop are made for every packet: NamedTuples (about 0.1 us to
+# make; a frozen slotted dataclass costs over 1 us, see gateway/packet.py).
+
+class Forward(NamedTuple):
+    """Let the packet go as ``data`` (rewritten when NAT applies)."""
+
+    data: bytes
+    path: str                       # "fast-session" | "fast-pinhole" | "policy"
+    note: str = ""
+
+
+class Drop(NamedTuple):
+    """Drop the packet; ``reason`` is the one line to log."""
+
+    reason: str
+    category: str = "other"         # malformed, fragment, policy, screen-*, alg, session
+
+
+@dataclass(frozen=True, slots=True)
+class Alg:
+    """A signalling packet for an ALG: the caller runs the ALG (in the owning
+    actor, found by ``key``) and calls :meth:`Datapath.finish_alg`.
+
+    ``key``: the Call-ID for SIP (cheap scan; "" when none found: the ALG's
+    parser will say why); for MGCP ``ep:<endpoint>`` for a command,
+    ``tid:<transaction id>`` for a response. ``direction``/``src``/``dst``/
+    ``nat_src``/``nat_dst``/``ingress``/``egress``/``transport`` are the
+    :class:`gateway.sip.alg.SipContext` fields (:meth:`sip_context`).
+    ``decision`` is None for SIP to an incoming-DIP address: policy is decided
+    in ``finish_alg`` once the ALG has named the internal host (``route_to``).
+    ``rewrite``: the header translation (new src, sport, dst, dport) as far as
+    known. ``session``: id of the signalling session it matched, if any."""
+
+    alg: str
+    key: str
+    packet: Packet
+    decision: Decision | None
+    direction: str
+    src: tuple[str, int]
+    dst: tuple[str, int]
+    nat_src: tuple[str, int] | None
+    nat_dst: tuple[str, int] | None
+    ingress: str
+    egress: str
+    transport: str
+    payload: bytes
+    rewrite: Rewrite | None
+    session: int | None = None
+
+    def sip_context(self) -> SipContext:
+        return SipContext(self.direction, self.src, self.dst, self.nat_src, self.nat_dst,
+                          self.ingress, self.egress, self.transport)
+
+
+Outcome = Forward | Drop | Alg
+
+
+# ------------------------------------------------------------------ cheap scans
+
+def sip_call_id(payload: bytes) -> str:
+    """The Call-ID header's value (RFC 3261 §20.8, compact form ``i``), found
+    in the header part without a full parse; "" when there is none. Header
+    names are case-insensitive (§7.3.1), the value is not."""
+    low = payload.lower()
+    end = low.find(b"\r\n\r\n")
+    if end < 0:
+        end = len(low)
+    for name in (b"\ncall-id", b"\ni"):
+        start = 0
+        while True:
+            i = low.find(name, start, end)
+            if i < 0:
+                break
+            j = i + len(name)
+            while j < end and low[j] in b" \t":
+                j += 1
+            if j < end and low[j] == 58:                    # ':'
+                k = j + 1
+                while k < end and low[k] not in b"\r\n":
+                    k += 1
+                return payload[j + 1:k].strip().decode("utf-8", "replace")
+            start = i + 1
+    return ""
+
+
+def looks_like_sip(payload: bytes) -> bool:
+    """A SIP request or response line (RFC 3261 §7.1, §7.2)."""
+    line_end = payload.find(b"\n", 0, 512)
+    line = payload[:line_end if line_end >= 0 else 512].rstrip(b"\r")
+    return line.startswith(b"SIP/2.0 ") or line.endswith(b" SIP/2.0")
+
+
+def mgcp_key(payload: bytes) -> str:
+    """Actor key of an MGCP message from its first line (RFC 3435 §3.2.1, §3.3):
+    ``ep:<endpoint>`` (lower case: endpoint names are case-insensitive) for a
+    command, ``tid:<id>`` for a response; "" when the line is not MGCP."""
+    line_end = payload.find(b"\n", 0, 512)
+    words = payload[:line_end if line_end >= 0 else 512].split()
+    if len(words) >= 2 and words[0].isdigit():
+        return "tid:" + words[1].decode("ascii", "replace")
+    if len(words) >= 3:
+        return "ep:" + words[2].decode("utf-8", "replace").lower()
+    return ""
+
+
+def _direction(d: Decision) -> str:
+    """outbound (private to public: source translated), inbound (destination
+    translated), or none: what the ALGs call the NAT direction."""
+    nat = d.nat
+    if nat.dst is not None:
+        return "inbound"
+    if nat.src is not None:
+        return "outbound"
+    return "none"
+
+
+_FLIP = {"outbound": "inbound", "inbound": "outbound"}
+
+
+def _ip(n: int) -> str:
+    return str(IPv4Address(n))
+
+
+# ------------------------------------------------------------------ the datapath
+
+class Datapath:
+    """The per-packet path for one configuration (pure: time is an argument,
+    nothing here does I/O or locking; one caller at a time)."""
+
+    def __init__(self, config: Config, engine: Engine | None = None, *,
+                 timeouts: dict[int, float] | None = None) -> None:
+        self.config = config
+        self.engine = engine if engine is not None else Engine(config)
+        self.sessions = SessionTable(timeouts)
+        self.pinholes = PinholeTable()
+        self.activity = MediaActivity()
+        self.screens = Screens(config)
+        self._zones: dict[str, str | None] = {
+            name: self.engine.zone_of(name) for name in config.interfaces}
+        self._flood = bool(self.screens.flood_thresholds)
+        self._limits = bool(self.screens.session_limits)
+        self.media_timeout = float(config.sip.media_inactivity_timeout)
+        self.alg_timeouts = {"sip": float(config.sip.signaling_inactivity_timeout),
+                             "mgcp": MGCP_SESSION_TIMEOUT}
+        # (proto, src, dst, ident) of a fragmented datagram of a session ->
+        # (new src, new dst, deadline)
+        self._frags: dict[tuple[int, int, int, int], tuple[int, int, float]] = {}
+        self.paths = {"fast-session": 0, "fast-pinhole": 0, "policy": 0, "alg": 0}
+        self.drops: dict[str, int] = {}
+        self.drop_reasons: dict[str, int] = {}
+
+    # -- outcomes -----------------------------------------------------------------
+
+    def _drop(self, reason: str, category: str) -> Drop:
+        self.drops[category] = self.drops.get(category, 0) + 1
+        reasons = self.drop_reasons
+        if reason in reasons:
+            reasons[reason] += 1
+        elif len(reasons) < MAX_DROP_REASONS:
+            reasons[reason] = 1
+        else:
+            reasons["(other reasons)"] = reasons.get("(other reasons)", 0) + 1
+        return Drop(reason, category)
+
+    # -- the per-packet path ------------------------------------------------------
+
+    def process(self, buf: bytes, ingress: str, now: float) -> Outcome:
+        """Decide one packet that arrived on interface ``ingress`` (the
+        configuration's name, e.g. ``ethernet1``)."""
+        try:
+            pkt = parse(buf)
+        except RemoteProtocolError as e:
+            return self._drop(f"malformed packet: {e}", "malformed")
+        proto = pkt.proto
+        sport = pkt.sport
+        if sport is None:
+            if pkt.frag_offset:
+                return self._later_fragment(pkt, now)
+            sport = dport = self._icmp_id(pkt) if proto == PROTO_ICMP else 0
+        else:
+            dport = pkt.dport
+        if self._flood and proto == PROTO_UDP:
+            why = self.screens.udp_flood(self._zones.get(ingress), pkt.dst_int, now)
+            if why is not None:
+                return self._drop(why, "screen-udp-flood")
+
+        key = (proto, pkt.src_int, sport, pkt.dst_int, dport)
+        hit = self.sessions._map.get(key)
+        if hit is not None:
+            sess, rw, fwd = hit
+            sess.deadline = now + sess.timeout
+            if fwd:
+                sess.fwd_packets += 1
+                sess.fwd_bytes += pkt.total_length
+            else:
+                sess.rev_packets += 1
+                sess.rev_bytes += pkt.total_length
+            if sess.alg is not None:
+                return self._alg_of_session(pkt, sess, rw, fwd, ingress)
+            if sess.group is not None:
+                self._media_seen(sess, fwd, now)
+            if pkt.more_fragments:
+                self._remember_fragment(pkt, rw, now)
+            self.paths["fast-session"] += 1
+            if rw is None:
+                return Forward(buf, "fast-session")
+            if pkt.sport is None:
+                return Forward(rewrite(pkt, src=rw[0], dst=rw[2]), "fast-session")
+            return Forward(rewrite(pkt, src=rw[0], sport=rw[1], dst=rw[2], dport=rw[3]),
+                           "fast-session")
+
+        if pkt.more_fragments:
+            return self._drop(FRAGMENT_DROP, "fragment")
+
+        if proto == PROTO_UDP or proto == PROTO_TCP:
+            hole = self.pinholes.match(proto, pkt.dst_int, dport, now)
+            if hole is not None:
+                return self._through_pinhole(pkt, key, hole, ingress, now)
+
+        zone = self._zones.get(ingress)
+        if self._limits:
+            why = self.screens.session_limit(zone, pkt.src_int)
+            if why is not None:
+                return self._drop(why, "screen-limit-session")
+
+        src_ip, dst_ip = IPv4Address(pkt.src_int), IPv4Address(pkt.dst_int)
+        if proto == PROTO_UDP and self.engine.is_incoming_dip(dst_ip):
+            payload = pkt.payload_bytes
+            if looks_like_sip(payload):
+                # Only the SIP ALG knows which registered host this is for.
+                self.paths["alg"] += 1
+                return Alg("sip", sip_call_id(payload), pkt, None, "inbound",
+                           (str(src_ip), sport), (str(dst_ip), dport), None, None, ingress, "",
+                           "udp", payload, None)
+
+        flow = Flow(ingress, src_ip, dst_ip, _PROTO_NAMES.get(proto, f"ip-{proto}"), sport, dport)
+        d = self.engine.decide(flow)
+        if d.action != "permit":
+            return self._drop(d.reason, "policy")
+        rw = self._rewrite_of(key, d)
+
+        if proto == PROTO_UDP and (dport == SIP_PORT or dport in MGCP_PORTS):
+            return self._alg_of_decision(pkt, key, d, rw, ingress)
+
+        note = ""
+        if proto == PROTO_TCP and (dport == SIP_PORT or dport == H323_TCP_PORT):
+            note = TCP_SIGNALLING_NOTE
+        sess = self._new_session(key, rw, now, ingress, d, note=note)
+        if isinstance(sess, Drop):
+            return sess
+        self.paths["policy"] += 1
+        return Forward(self._apply(pkt, sess.fwd_rewrite), "policy", note)
+
+    # -- helpers of process ----------------------------------------------------------
+
+    @staticmethod
+    def _icmp_id(pkt: Packet) -> int:
+        # ICMP echo (RFC 792): the identifier tells one host's pings from
+        # another's behind one public address; it serves as both "ports".
+        buf, o = pkt.buf, pkt.l4_offset
+        if o + 8 <= pkt.total_length and buf[o] in _ICMP_ECHO:
+            return (buf[o + 4] << 8) | buf[o + 5]
+        return 0
+
+    @staticmethod
+    def _apply(pkt: Packet, rw: Rewrite | None, payload: bytes | None = None) -> bytes:
+        if rw is None:
+            if payload is None:
+                return pkt.buf
+            return rewrite(pkt, payload=payload)
+        if pkt.sport is None:
+            return rewrite(pkt, src=rw[0], dst=rw[2])
+        return rewrite(pkt, src=rw[0], sport=rw[1], dst=rw[2], dport=rw[3], payload=payload)
+
+    def _rewrite_of(self, key, d: Decision) -> Rewrite | None:
+        nat = d.nat
+        if nat.src is None and nat.dst is None and nat.sport is None and nat.dport is None:
+            return None
+        _p, s, sp, dd, dp = key
+        return (int(nat.src) if nat.src is not None else s,
+                nat.sport if nat.sport is not None else sp,
+                int(nat.dst) if nat.dst is not None else dd,
+                nat.dport if nat.dport is not None else dp)
+
+    def _new_session(self, key, rw, now: float, ingress: str, d: Decision | None, *,
+                     kind: str = "policy", note: str = "", egress: str = "",
+                     to_zone: str | None = None, **kw) -> Session | Drop:
+        have = self.sessions._map.get(key)
+        if have is not None and have[2]:
+            return have[0]
+        if d is not None:
+            egress, to_zone = d.egress or "", d.to_zone
+        sess = self.sessions.create(
+            key, rw, now, ingress=ingress, egress=egress,
+            from_zone=d.from_zone if d is not None else self._zones.get(ingress),
+            to_zone=to_zone,
+            policy_id=d.policy.id if d is not None and d.policy is not None else None,
+            kind=kind, note=note, **kw)
+        if sess is None:
+            if rw is not None and rw[0] != key[1]:
+                return self._drop(f"no free port on {_ip(rw[0])} for {_PROTO_NAMES.get(key[0])} "
+                                  f"or the reply tuple is taken by another session", "session")
+            return self._drop("the reply tuple of this flow belongs to another session", "session")
+        self.screens.opened(sess.from_zone, key[1])
+        return sess
+
+    def _media_seen(self, sess: Session, fwd: bool, now: float) -> None:
+        if fwd:
+            self.activity.seen(sess.group, now)
+            return
+        if sess.rev_pinhole is not None:
+            self.activity.used(sess.rev_group, sess.rev_pinhole, now)
+            sess.rev_pinhole = None
+        else:
+            self.activity.seen(sess.rev_group or sess.group, now)
+
+    def _remember_fragment(self, pkt: Packet, rw: Rewrite | None, now: float) -> None:
+        frags = self._frags
+        if len(frags) >= MAX_FRAGMENT_FLOWS:
+            self._expire_fragments(now)
+            if len(frags) >= MAX_FRAGMENT_FLOWS:
+                return
+        s, d = (rw[0], rw[2]) if rw is not None else (pkt.src_int, pkt.dst_int)
+        frags[(pkt.proto, pkt.src_int, pkt.dst_int, pkt.ident)] = (s, d, now + FRAGMENT_LIFETIME)
+
+    def _later_fragment(self, pkt: Packet, now: float) -> Outcome:
+        f = self._frags.get((pkt.proto, pkt.src_int, pkt.dst_int, pkt.ident))
+        if f is None or f[2] <= now:
+            return self._drop(FRAGMENT_DROP, "fragment")
+        self.paths["fast-session"] += 1
+        if f[0] == pkt.src_int and f[1] == pkt.dst_int:
+            return Forward(pkt.buf, "fast-session")
+        return Forward(rewrite(pkt, src=f[0], dst=f[1]), "fast-session")
+
+    def _expire_fragments(self, now: float) -> None:
+        for k in [k for k, v in self._frags.items() if v[2] <= now]:
+            del self._frags[k]
+
+    # -- pinholes -------------------------------------------------------------------
+
+    def _through_pinhole(self, pkt: Packet, key, hole: Hole, ingress: str, now: float) -> Outcome:
+        p, s, sp, d, dp = key
+        ndst, ndport = hole.to if hole.to is not None else (d, dp)
+        if hole.src_to is not None:
+            nsrc, nsport = hole.src_to
+        else:
+            nsrc, nsport = s, sp
+            if hole.to is None:
+                # A pinhole toward a public party whose private peer has not
+                # announced its public pair yet: the source gets the NAT the
+                # policy engine would give this packet, if any.
+                d0 = self.engine.decide(Flow(ingress, IPv4Address(s), IPv4Address(d),
+                                             _PROTO_NAMES[p], sp, dp))
+                if d0.action == "permit" and d0.nat.src is not None:
+                    nsrc = int(d0.nat.src)
+        rw = (nsrc, nsport, ndst, ndport)
+        # The reply arrives addressed to this packet's source: a pinhole there
+        # (the other party's, opened from its own SDP) is satisfied by it.
+        back = self.pinholes.match(p, s, sp, now)
+        route = self.engine.route(IPv4Address(ndst), ingress=ingress)
+        sess = self._new_session(
+            key, rw, now, ingress, None, kind="media", timeout=self.media_timeout,
+            egress=route[0] if route else "", to_zone=route[1] if route else None,
+            call=hole.call, group=hole.group, pinhole=hole.id,
+            rev_group=back.group if back is not None else None,
+            rev_pinhole=back.id if back is not None else None,
+            translate_port=hole.src_to is None)
+        if isinstance(sess, Drop):
+            return sess
+        hole.uses += 1
+        self.pinholes.matched += 1
+        self.activity.used(hole.group, hole.id, now)
+        self.paths["fast-pinhole"] += 1
+        sess.fwd_packets += 1
+        sess.fwd_bytes += pkt.total_length
+        return Forward(self._apply(pkt, sess.fwd_rewrite), "fast-pinhole")
+
+    # -- ALG dispatch ----------------------------------------------------------------
+
+    def _alg_of_decision(self, pkt: Packet, key, d: Decision, rw: Rewrite | None,
+                         ingress: str) -> Alg:
+        p, s, sp, dd, dp = key
+        if rw is not None and rw[0] != s:
+            # The public port this flow will get, so the ALG writes the same
+            # one into Via/Contact as the header carries.
+            port = self.sessions.public_port(p, rw[0], rw[1])
+            if port is not None and port != rw[1]:
+                rw = (rw[0], port, rw[2], rw[3])
+        payload = pkt.payload_bytes
+        alg = "sip" if dp == SIP_PORT else "mgcp"
+        akey = sip_call_id(payload) if alg == "sip" else mgcp_key(payload)
+        nat_src = (_ip(rw[0]), rw[1]) if rw is not None and rw[0] != s else None
+        nat_dst = (_ip(rw[2]), rw[3]) if rw is not None and (rw[2], rw[3]) != (dd, dp) else None
+        self.paths["alg"] += 1
+        return Alg(alg, akey, pkt, d, _direction(d), (_ip(s), sp), (_ip(dd), dp), nat_src,
+                   nat_dst, ingress, d.egress or "", "udp", payload, rw)
+
+    def _alg_of_session(self, pkt: Packet, sess: Session, rw: Rewrite | None, fwd: bool,
+                        ingress: str) -> Alg:
+        _p, s, sp, dd, dp = (sess.fwd_key if fwd else sess.rev_key)
+        direction = sess.direction if fwd else _FLIP.get(sess.direction, sess.direction)
+        nat_src = (_ip(rw[0]), rw[1]) if rw is not None and (rw[0], rw[1]) != (s, sp) else None
+        nat_dst = (_ip(rw[2]), rw[3]) if rw is not None and (rw[2], rw[3]) != (dd, dp) else None
+        payload = pkt.payload_bytes
+        akey = sip_call_id(payload) if sess.alg == "sip" else mgcp_key(payload)
+        egress = sess.egress if fwd else sess.ingress
+        self.paths["alg"] += 1
+        return Alg(sess.alg, akey, pkt, None, direction, (_ip(s), sp), (_ip(dd), dp), nat_src,
+                   nat_dst, ingress, egress, "udp", payload, rw, sess.id)
+
+    def finish_alg(self, outcome: Alg, verdict: str, data: bytes, route_to=None,
+                   pinholes_open: Iterable[PinholeLike] = (), pinholes_close: Iterable[str] = (),
+                   now: float = 0.0, *, reason: str = "") -> Forward | Drop:
+        """Apply an ALG's answer to the packet of ``outcome``: close and open
+        pinholes, then drop, or rewrite (payload ``data``, header NAT, the
+        destination overridden by ``route_to`` from the SIP Incoming DIP table)
+        and create the signalling session so that later messages of the flow
+        and their answers match."""
+        self.remove_pinholes(pinholes_close)
+        self.install_pinholes(pinholes_open)
+        if verdict != "forward":
+            return self._drop(reason or f"{outcome.alg} ALG dropped the message", "alg")
+        pkt = outcome.packet
+        payload = None if data == outcome.payload else bytes(data)
+        rw = outcome.rewrite
+        if outcome.session is not None:
+            if route_to is not None:
+                rw = self._route_to(pkt, rw, route_to)
+            return Forward(self._apply(pkt, rw, payload), "fast-session", outcome.alg)
+        p, s, sp = pkt.proto, pkt.src_int, pkt.sport
+        key = (p, s, sp, pkt.dst_int, pkt.dport)
+        d = outcome.decision
+        if d is None:
+            if route_to is None:
+                return self._drop(f"{outcome.dst[0]}:{outcome.dst[1]} is an incoming DIP address "
+                                  f"and the {outcome.alg} ALG knows no registration for it",
+                                  "policy")
+            host = (IPv4Address(str(route_to[0])), int(route_to[1]))
+            d = self.engine.decide(Flow(outcome.ingress, IPv4Address(s), IPv4Address(pkt.dst_int),
+                                        "udp", sp, pkt.dport), incoming_dip=host,
+                                   service=outcome.alg)
+            if d.action != "permit":
+                return self._drop(d.reason, "policy")
+            rw = self._rewrite_of(key, d)
+        elif route_to is not None:
+            rw = self._route_to(pkt, rw, route_to)
+        sess = self._new_session(key, rw, now, outcome.ingress, d, kind="signalling",
+                                 timeout=self.alg_timeouts.get(outcome.alg), alg=outcome.alg,
+                                 direction=outcome.direction if outcome.decision is not None
+                                 else "inbound", call=outcome.key or None)
+        if isinstance(sess, Drop):
+            return sess
+        sess.fwd_packets += 1
+        sess.fwd_bytes += pkt.total_length
+        return Forward(self._apply(pkt, sess.fwd_rewrite, payload), "policy", outcome.alg)
+
+    @staticmethod
+    def _route_to(pkt: Packet, rw: Rewrite | None, route_to) -> Rewrite:
+        base = rw if rw is not None else (pkt.src_int, pkt.sport, pkt.dst_int, pkt.dport)
+        return (base[0], base[1], int(IPv4Address(str(route_to[0]))), int(route_to[1]))
+
+    # -- tables ----------------------------------------------------------------------
+
+    def install_pinholes(self, pinholes: Iterable[PinholeLike]) -> None:
+        for p in pinholes:
+            self.pinholes.install(p)
+
+    def remove_pinholes(self, ids: Iterable[str]) -> None:
+        for pid in ids:
+            self.pinholes.remove(pid)
+
+    def rebuild(self, pinholes: Iterable[PinholeLike]) -> None:
+        """After failover or replay: the pinhole table from the ALGs' state."""
+        self.pinholes.rebuild(pinholes)
+
+    def release_groups(self, groups: Iterable[str]) -> list[Session]:
+        """A voice channel ended (e.g. SIP ``MediaReleased``): its media sessions go."""
+        gs = set(groups)
+        self.activity.forget(gs)
+        return self._remove(lambda s: s.group in gs or (s.rev_group in gs and s.kind == "media"))
+
+    def release_call(self, call: str) -> list[Session]:
+        """A call ended (SIP ``CallEnded``): its media sessions and pinholes go."""
+        for h in self.pinholes.holes():
+            if h.call == call:
+                self.pinholes.remove(h.id)
+        gone = self._remove(lambda s: s.kind == "media" and s.call == call)
+        self.activity.forget({s.group for s in gone} | {s.rev_group for s in gone if s.rev_group})
+        return gone
+
+    def remove_session(self, sess: Session) -> bool:
+        if self.sessions.remove(sess):
+            self.screens.closed(sess.from_zone, sess.fwd_key[1])
+            return True
+        return False
+
+    def _remove(self, pred) -> list[Session]:
+        gone = self.sessions.remove_where(pred)
+        for s in gone:
+            self.screens.closed(s.from_zone, s.fwd_key[1])
+        return gone
+
+    def drain_activity(self) -> list[tuple[str, str | None, float]]:
+        """Media activity since the last call: ``(group, pinhole id or None, last seen)``."""
+        return self.activity.drain()
+
+    def drain_alarms(self) -> list[str]:
+        return self.screens.drain_alarms()
+
+    def expire(self, now: float) -> list[Session | Hole]:
+        """Remove what has passed its deadline: idle sessions and pinholes
+        whose lifetime ended; returns them."""
+        out: list[Session | Hole] = []
+        for s in self.sessions.expire(now):
+            self.screens.closed(s.from_zone, s.fwd_key[1])
+            out.append(s)
+        out.extend(self.pinholes.expire(now))
+        self._expire_fragments(now)
+        return out
+
+    def stats(self) -> dict:
+        return {"paths": dict(self.paths), "drops": dict(self.drops),
+                "drop_reasons": dict(self.drop_reasons), "screens": self.screens.stats(),
+                "sessions": self.sessions.stats(), "pinholes": self.pinholes.stats()}
