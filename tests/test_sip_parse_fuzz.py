@@ -123,3 +123,33 @@ def test_mutated_sdp_bodies_parse_or_raise(data):
         return
     for m in sdp.media:
         assert body[m.port_span.start - 7:m.port_span.end - 7].decode("latin-1") == m.port_span.text
+
+
+_HEAD = (b"INVITE sip:a@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\n"
+         b"To: <sip:b@h>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n")
+_N = 60000
+PATHOLOGICAL = {
+    "many <": _HEAD + b"Contact: " + b"<" * _N + b"\r\n\r\n",
+    "many quotes": _HEAD + b"Contact: " + b'"a\\' * (_N // 3) + b"\r\n\r\n",
+    "long token without colon": _HEAD + b"a" * _N + b"\r\n\r\n",
+    "long LWS": _HEAD + b"X:" + b" " * _N + b"x\r\n\r\n",
+    "many folds": _HEAD + b"X: a" + b"\r\n " * (_N // 3) + b"\r\n\r\n",
+    "many params": _HEAD + b"Via: SIP/2.0/UDP h" + b" ; a = b" * (_N // 8) + b"\r\n\r\n",
+    "many commas": _HEAD + b"Via: SIP/2.0/UDP h" + b"," * _N + b"\r\n\r\n",
+    "many lines": _HEAD + b"X: y\r\n" * (_N // 6) + b"\r\n",
+}
+
+
+def test_pathological_inputs_take_linear_time():
+    # A quadratic regex search on 60 kB would take seconds; all of these take
+    # milliseconds (the bound is loose for a shared, noisy machine).
+    import time
+
+    for name, data in PATHOLOGICAL.items():
+        t0 = time.perf_counter()
+        for fn in (parse_message, frame_stream):
+            try:
+                fn(data)
+            except RemoteProtocolError:
+                pass
+        assert time.perf_counter() - t0 < 1.0, name

@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from gateway.errors import RemoteProtocolError
 from gateway.span import Span
 
-_DIRECTIONS = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
 _PORT_RE = re.compile(rb"([0-9]{1,5})(?:/([0-9]{1,5}))?\Z")
 _TTL_RE = re.compile(rb"[0-9]{1,5}\Z")
 _RTCP_RE = re.compile(rb"rtcp:([0-9]{1,5})(?:[ \t]+(\S+)[ \t]+(\S+)[ \t]+(\S+))?[ \t]*\Z")
 _IPV4_RE = re.compile(rb"([0-9]{1,3})\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\Z")
+_BAD_LINE_RE = re.compile(rb"^(?![a-z]=|\r?$)", re.M)
+_LONE_CR_RE = re.compile(rb"\r(?!\n)")
+_LINES_RE = re.compile(
+    rb"^(?:([ocm])=([^\r\n]*)|a=(rtcp:[^\r\n]*|sendrecv|sendonly|recvonly|inactive)[ \t]*)\r?$", re.M)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,38 +123,50 @@ def parse_sdp(body: bytes, base: int = 0) -> SessionDescription:
     ``<type>=<value>`` or when an o=, c=, m= or a=rtcp line is malformed."""
     if not isinstance(body, bytes):
         body = bytes(body)
-    n = len(body)
-    pos = 0
+    # Every line is "<type>=<value>" (RFC 4566 5) or empty; a CR not ending a
+    # line would hide a line from a CRLF-or-LF reader, so it is refused.
+    bad = _BAD_LINE_RE.search(body)
+    if bad is not None:
+        raise _bad("line (not <type>=<value>)", base + bad.start())
+    bad = _LONE_CR_RE.search(body)
+    if bad is not None:
+        raise _bad("line (lone CR)", base + bad.start())
     origin = None
     session_conn = None
     session_dir = "sendrecv"
     # Media sections collected as mutable lists, frozen at the end.
     sections: list[list] = []
     cur = None
-    while pos < n:
-        nl = body.find(b"\n", pos)
-        if nl < 0:
-            nl = n
-            end = n
-        else:
-            end = nl
-        if end > pos and body[end - 1] == 13:  # CR of CRLF
-            end -= 1
-        ls = pos
-        pos = nl + 1
-        if end == ls:
-            continue  # blank lines (e.g. a trailing CRLF) carry nothing
-        t = body[ls]
-        if end - ls < 2 or body[ls + 1] != 61 or not (97 <= t <= 122):  # "x="
-            raise _bad("line (not <type>=<value>)", base + ls)
-        vs = ls + 2
-        if t == 109:  # m=<media> <port>[/<count>] <proto> <fmt> ...
-            fields = body[vs:end].split(b" ")
+    # Only the lines NAT and pinholes need: o=, c=, m=, a=rtcp and directions.
+    for lm in _LINES_RE.finditer(body):
+        t = lm.group(1)
+        if t is None:
+            value = lm.group(3)
+            if value[:5] == b"rtcp:":
+                vs = lm.start(3)
+                rm = _RTCP_RE.match(value)
+                if rm is None or int(rm.group(1)) > 65535:
+                    raise _bad("a=rtcp line", base + vs)
+                if cur is not None:
+                    cur[7] = int(rm.group(1))
+                    cur[8] = _span(body, vs + 5, vs + 5 + len(rm.group(1)), base)
+                    if rm.group(4) is not None:
+                        cur[9] = _span(body, vs + rm.start(4), vs + rm.end(4), base)
+            else:
+                word = value.decode("latin-1")
+                if cur is None:
+                    session_dir = word
+                else:
+                    cur[10] = word
+            continue
+        vs, end = lm.span(2)
+        if t == b"m":  # m=<media> <port>[/<count>] <proto> <fmt> ...
+            fields = lm.group(2).split(b" ")
             if len(fields) < 3 or not fields[0] or not fields[2]:
-                raise _bad("m= line", base + ls)
+                raise _bad("m= line", base + vs)
             pm = _PORT_RE.match(fields[1])
             if pm is None or int(pm.group(1)) > 65535:
-                raise _bad("m= port", base + ls)
+                raise _bad("m= port", base + vs)
             ps = vs + len(fields[0]) + 1
             port_span = _span(body, ps, ps + len(pm.group(1)), base)
             cur = [fields[0].decode("latin-1"), int(pm.group(1)), port_span,
@@ -159,43 +174,23 @@ def parse_sdp(body: bytes, base: int = 0) -> SessionDescription:
                    tuple(f.decode("latin-1") for f in fields[3:] if f),
                    None, None, None, None, None]
             sections.append(cur)
-        elif t == 99:  # c=
+        elif t == b"c":
             conn = _connection(body, vs, end, base)
             if cur is None:
                 if session_conn is not None:
-                    raise _bad("session: more than one c= line", base + ls)
+                    raise _bad("session: more than one c= line", base + vs)
                 session_conn = conn
             elif cur[6] is None:
                 cur[6] = conn
             # several media-level c= lines (layered multicast, RFC 4566 5.7):
             # the first one is the destination.
-        elif t == 111:  # o=<user> <sess-id> <sess-version> IN IP4 <addr>
+        else:  # o=<user> <sess-id> <sess-version> IN IP4 <addr>
             if origin is not None or cur is not None:
-                raise _bad("o= line (repeated or after m=)", base + ls)
-            value = body[vs:end]
-            fields = value.split(b" ")
+                raise _bad("o= line (repeated or after m=)", base + vs)
+            fields = lm.group(2).split(b" ")
             if len(fields) != 6 or not fields[5]:
-                raise _bad("o= line", base + ls)
-            a_start = end - len(fields[5])
-            origin = _span(body, a_start, end, base)
-        elif t == 97:  # a=
-            value = body[vs:end]
-            if value.startswith(b"rtcp:"):
-                rm = _RTCP_RE.match(value)
-                if rm is None or int(rm.group(1)) > 65535:
-                    raise _bad("a=rtcp line", base + ls)
-                if cur is not None:
-                    cur[7] = int(rm.group(1))
-                    cur[8] = _span(body, vs + 5, vs + 5 + len(rm.group(1)), base)
-                    if rm.group(4) is not None:
-                        cur[9] = _span(body, vs + rm.start(4), vs + rm.end(4), base)
-            else:
-                word = value.rstrip(b" \t").decode("latin-1")
-                if word in _DIRECTIONS:
-                    if cur is None:
-                        session_dir = word
-                    else:
-                        cur[10] = word
+                raise _bad("o= line", base + vs)
+            origin = _span(body, end - len(fields[5]), end, base)
     media = tuple(
         Media(kind, port, port_span, count, proto, fmts, conn, rtcp_port, rtcp_span,
               rtcp_addr, direction or session_dir, session_conn)
