@@ -1,0 +1,668 @@
+"""The MGCP ALG, sans-I/O: ``step(state, ctx, data, now) -> Result``.
+
+The datapath has already decided policy and NAT for the signalling datagram
+and describes it in an :class:`MgcpContext`. :func:`step` parses the datagram
+(RFC 3435, :mod:`gateway.mgcp.message`), applies per-gateway flood control,
+then for each message looks its transition up in
+:mod:`gateway.mgcp.transitions` and runs the actions. Every durable change is
+an event (:mod:`gateway.mgcp.events`) folded into the state as it is emitted
+with :func:`gateway.mgcp.state.apply`: the state returned is the fold of the
+events returned (plus the soft flood counters). A dropped datagram changes
+nothing durable: its events are discarded with it.
+
+Time comes in as ``now``; deadlines are absolute and live in the state. The
+caller arms one timer per key of ``Result.timers`` (call streams and
+transaction keys) and calls :func:`on_timer` when it passes. RTP/RTCP
+activity comes in through :func:`media_activity`.
+
+Manual references are to chapter 3 of the ScreenOS guide; RFC 3435 sections
+are given as "RFC 3435 x.y".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address
+from typing import Callable
+
+from gateway.config.model import MgcpSettings
+from gateway.errors import RemoteProtocolError
+from gateway.events import Event
+from gateway.mgcp import events as ev
+from gateway.mgcp.flood import admit
+from gateway.mgcp.message import MgcpMessage, parse_datagram
+from gateway.mgcp.nat import Translation, dedupe, header_edits, translation
+from gateway.mgcp.state import EMPTY, Call, MgcpState, Pinhole, Txn, apply, txn_key
+from gateway.mgcp.transitions import CA, GW, command_rule, response_actions, response_kind
+from gateway.ports import allocate_pair
+from gateway.span import Edit, apply_edits
+
+DEFAULT_SETTINGS = MgcpSettings()
+# RFC 3435 3.5.3: the call agent listens on 2727, the gateway on 2427; a
+# NotifiedEntity without a port means the call agent's default port.
+CA_PORT = 2727
+GW_PORT = 2427
+STATEFUL = "stateful inspection at the UDP packet, transaction and call level"
+
+
+@dataclass(frozen=True, slots=True)
+class MgcpContext:
+    """What the datapath knows of a signalling datagram.
+
+    ``direction``: "outbound" (private to public), "inbound" or "none".
+    ``src``/``dst``: the packet's addresses as it arrived; ``nat_src``: the
+    public source NAT gives it (outbound); ``nat_dst``: the private destination
+    (inbound to a MIP). ``role``: who sent it: "gateway" (sent to UDP 2727,
+    service MGCP-CA) or "call-agent" (sent to UDP 2427, MGCP-UA).
+    ``media_nat``: optional, the public address NAT gives media of a private
+    host other than the sender toward this message's destination (e.g. a
+    second gateway's SDP relayed by the call agent, manual "ISP-Hosted
+    Service": sf_gw's media leaves by ``nat src``); None when it is not
+    translated."""
+
+    direction: str
+    src: tuple[str, int]
+    dst: tuple[str, int]
+    nat_src: tuple[str, int] | None = None
+    nat_dst: tuple[str, int] | None = None
+    ingress: str = ""
+    egress: str = ""
+    role: str = GW
+    media_nat: Callable[[str], str | None] | None = None
+
+    @property
+    def gateway(self) -> str:
+        """The media gateway's own address (as seen on its side of the NAT):
+        the key of its endpoints, calls and flood counters."""
+        if self.role == GW:
+            return str(self.src[0])
+        return str(self.nat_dst[0] if self.nat_dst is not None else self.dst[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """Call :func:`on_timer` with ``key`` at ``deadline`` (None: cancel)."""
+
+    key: str
+    deadline: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    state: MgcpState
+    verdict: str                        # "forward" | "drop"
+    reason: str = ""
+    data: bytes = b""
+    edits: tuple[Edit, ...] = ()
+    pinholes_open: tuple[Pinhole, ...] = ()
+    pinholes_close: tuple[str, ...] = ()
+    timers: tuple[Timer, ...] = ()
+    events: tuple[Event, ...] = ()
+    logs: tuple[str, ...] = ()
+    # Where the message must go: a response goes "to the source address of
+    # the command" (ch. 3 "Response Codes"), as the responder saw it.
+    route_to: tuple[str, int] | None = None
+
+
+class _Drop(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _is_ipv4(text: str) -> bool:
+    parts = text.split(".")
+    return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)
+
+
+class _Run:
+    """One evaluation: the running state and what it emitted."""
+
+    def __init__(self, state: MgcpState, now: float, settings: MgcpSettings) -> None:
+        self.st = state
+        self.now = now
+        self.settings = settings
+        self.events: list[Event] = []
+        self.logs: list[str] = []
+        self.edits: list[Edit] = []
+        self.route_to: tuple[str, int] | None = None
+
+    def emit(self, e: Event) -> None:
+        self.st = apply(self.st, e)
+        self.events.append(e)
+
+    def result(self, verdict: str = "forward", reason: str = "", data: bytes = b"") -> Result:
+        opened: dict[str, Pinhole] = {}
+        closed: list[str] = []
+        keys: dict[str, None] = {}
+        for e in self.events:
+            if isinstance(e, (ev.TransactionStarted, ev.TransactionAnswered, ev.TransactionEnded)):
+                keys[txn_key(e.gateway, e.origin, e.tid)] = None
+            elif isinstance(e, ev.EndpointRestarted | ev.NotifiedEntitySet):
+                pass
+            else:
+                keys[e.stream] = None
+            if isinstance(e, ev.PinholeOpened):
+                call = self.st.calls.get((e.gateway, e.call_id))
+                hole = call.pinholes.get(e.pinhole) if call else None
+                if hole is not None:
+                    opened[e.pinhole] = hole
+            elif isinstance(e, ev.PinholeClosed):
+                if opened.pop(e.pinhole, None) is None:
+                    closed.append(e.pinhole)
+        timers = tuple(Timer(k, self.st.next_deadline(k)) for k in keys)
+        return Result(self.st, verdict, reason, data, tuple(self.edits), tuple(opened.values()),
+                      tuple(closed), timers, tuple(self.events), tuple(self.logs), self.route_to)
+
+    # --- calls and connections ----------------------------------------------
+
+    def release_group(self, call: Call, group: str, reason: str) -> None:
+        for p in list(call.pinholes.values()):
+            if p.group == group:
+                self.emit(ev.PinholeClosed(call.gateway, call.call_id, p.id, reason))
+        self.emit(ev.MediaReleased(call.gateway, call.call_id, group, reason))
+
+    def end_call(self, gateway: str, call_id: str, reason: str) -> None:
+        call = self.st.calls[(gateway, call_id)]
+        for p in call.pinholes:
+            self.emit(ev.PinholeClosed(gateway, call_id, p, reason))
+        self.emit(ev.CallEnded(gateway, call_id, reason))
+        self.logs.append(f"MGCP call {call_id} of gateway {gateway} ended: {reason}")
+
+    def delete_connection(self, gateway: str, call_id: str, conn_id: str, reason: str) -> None:
+        call = self.st.calls[(gateway, call_id)]
+        for g in list(call.groups.values()):
+            if g.conn_id == conn_id:
+                self.release_group(self.st.calls[(gateway, call_id)], g.group, reason)
+        self.emit(ev.ConnectionDeleted(gateway, call_id, conn_id, reason))
+        self.end_if_empty(gateway, call_id, reason)
+
+    def end_if_empty(self, gateway: str, call_id: str, reason: str) -> None:
+        call = self.st.calls.get((gateway, call_id))
+        if call is None or len(call.connections):
+            return
+        # A CRCX still waiting for its response keeps the call.
+        if not len(call.pending):
+            self.end_call(gateway, call_id, reason)
+
+
+# --------------------------------------------------------------------------
+# public API
+
+def step(state: MgcpState, ctx: MgcpContext, data: bytes, now: float,
+         settings: MgcpSettings = DEFAULT_SETTINGS) -> Result:
+    """Process one MGCP datagram (one message or several piggy-backed ones,
+    RFC 3435 3.5.5). Never raises on wire input: a malformed datagram is a
+    drop with the parser's reason; if any message of a datagram is dropped,
+    the whole datagram is."""
+    try:
+        msgs = parse_datagram(data)
+    except RemoteProtocolError as e:
+        reason = f"malformed MGCP message: {e}"
+        return Result(state, "drop", reason, data, logs=(f"drop: {reason}",))
+    gw = ctx.gateway
+    is_crcx = any(m.verb == "CRCX" for m in msgs)
+    counters, flood_reason = admit(state.flood.get(gw), now, is_crcx=is_crcx,
+                                   count_message=ctx.role == GW,
+                                   message_threshold=settings.message_flood_threshold,
+                                   connection_threshold=settings.connection_flood_threshold)
+    if flood_reason is not None:
+        reason = f"{flood_reason} (gateway {gw})"
+        return Result(state, "drop", reason, data, logs=(f"drop: {reason}",))
+    state = replace(state, flood=state.flood.set(gw, counters))
+    run = _Run(state, now, settings)
+    try:
+        for m in msgs:
+            _Message(run, ctx, m).process()
+    except _Drop as d:
+        return Result(state, "drop", d.reason, data, logs=tuple(run.logs) + (f"drop: {d.reason}",))
+    run.edits = dedupe(run.edits)
+    out = apply_edits(data, run.edits) if run.edits else data
+    return run.result("forward", "", out)
+
+
+def on_timer(state: MgcpState, key: str, now: float,
+             settings: MgcpSettings = DEFAULT_SETTINGS) -> Result:
+    """A deadline of ``key`` (a call stream ``mgcp-call/..`` or a transaction
+    key ``mgcp-txn/..``) has passed: end what is due. A stale key is harmless."""
+    run = _Run(state, now, settings)
+    kind, _, rest = key.partition("/")
+    if kind == "mgcp-txn":
+        parts = rest.split("/")
+        t = state.txns.get((parts[0], parts[1], int(parts[2]))) \
+            if len(parts) == 3 and parts[2].isdigit() else None
+        if t is not None and t.expires_at <= now:
+            run.emit(ev.TransactionEnded(t.gateway, t.endpoint, t.origin, t.tid, "transaction timeout"))
+            if t.verb == "CRCX" and not t.final and t.call_id is not None:
+                _release_pending(run, t, "CRCX unanswered: transaction timeout")
+    elif kind == "mgcp-call":
+        gw, _, cid = rest.partition("/")
+        call = state.calls.get((gw, cid))
+        if call is not None:
+            reason = None
+            if call.max_deadline <= now:
+                reason = "maximum call duration reached"
+            else:
+                for g in call.groups.values():
+                    if g.media_deadline <= now:
+                        reason = f"media inactivity timeout (media group {g.group})"
+                        break
+            if reason is not None:
+                run.end_call(gw, cid, reason)
+    res = run.result()
+    if not any(t.key == key for t in res.timers):
+        res = replace(res, timers=res.timers + (Timer(key, res.state.next_deadline(key)),))
+    return res
+
+
+def media_activity(state: MgcpState, group: str, now: float,
+                   settings: MgcpSettings = DEFAULT_SETTINGS) -> Result:
+    """RTP or RTCP of media group ``group`` was seen (the datapath reports in
+    batches): its inactivity timer restarts (``set mgcp inactive-media-timeout``)."""
+    run = _Run(state, now, settings)
+    where = state.group_index.get(group)
+    call = state.calls.get(where) if where is not None else None
+    if call is None or group not in call.groups:
+        return run.result()
+    run.emit(ev.MediaSeen(call.gateway, call.call_id, group, now, now + settings.inactive_media_timeout))
+    return run.result()
+
+
+def _release_pending(run: _Run, t: Txn, reason: str) -> None:
+    call = run.st.calls.get((t.gateway, t.call_id))
+    if call is None:
+        return
+    for g in list(call.groups.values()):
+        if g.conn_id is None and g.tid == t.tid:
+            run.release_group(run.st.calls[(t.gateway, t.call_id)], g.group, reason)
+    run.end_if_empty(t.gateway, t.call_id, reason)
+
+
+# --------------------------------------------------------------------------
+# one message
+
+class _Message:
+    def __init__(self, run: _Run, ctx: MgcpContext, msg: MgcpMessage) -> None:
+        self.run = run
+        self.ctx = ctx
+        self.msg = msg
+        self.now = run.now
+        self.settings = run.settings
+        self.gw = ctx.gateway
+        self.tr: Translation | None = translation(ctx)
+        # The source of this message as its receiver sees it (after NAT).
+        src = ctx.nat_src if ctx.nat_src is not None else ctx.src
+        self.seen_src = (str(src[0]), int(src[1]))
+
+    def process(self) -> None:
+        if self.tr is not None:
+            self.run.edits += header_edits(self.msg, self.tr)
+        if self.msg.is_command:
+            self.command()
+        else:
+            self.response()
+
+    # --- names --------------------------------------------------------------
+
+    def endpoint_name(self, ep) -> str:
+        """The endpoint as its gateway names it (lower case: RFC 3435 2.1.1
+        endpoint names are case-insensitive); an ``[IP]`` domain written by the
+        call agent is translated to the gateway's side."""
+        domain = ep.domain
+        if ep.domain_ip_span is not None and self.ctx.role == CA and self.tr is not None:
+            new = self.tr.address(ep.domain_ip_span.text)
+            if new is not None:
+                domain = f"[{new}]"
+        return f"{ep.local}@{domain}".lower()
+
+    def in_service(self, name: str) -> bool:
+        """The latest RSIP naming this endpoint, itself or through a wildcard
+        (``*@gw``, ``aaln/*@gw``), decides (RFC 3435 2.3.12)."""
+        local, _, domain = name.rpartition("@")
+        names = [name, f"*@{domain}"]
+        parts = local.split("/")
+        for i in range(1, len(parts)):
+            names.append("/".join(parts[:i]) + f"/*@{domain}")
+        latest = None
+        for n in names:
+            ep = self.run.st.endpoints.get((self.gw, n))
+            if ep is not None and ep.restart_method is not None and (latest is None or ep.changed_at > latest.changed_at):
+                latest = ep
+        return latest is None or latest.in_service(self.now)
+
+    # --- commands -------------------------------------------------------------
+
+    def command(self) -> None:
+        msg, ctx, run = self.msg, self.ctx, self.run
+        verb, tid = msg.verb, msg.transaction_id
+        ep = msg.endpoint
+        name = self.endpoint_name(ep)
+        t = run.st.txns.get((self.gw, ctx.role, tid))
+        if t is not None:
+            if t.verb != verb or t.src != self.seen_src:
+                raise _Drop(f"{STATEFUL}: transaction id {tid} already in use by {t.verb} from "
+                            f"{t.src[0]}:{t.src[1]}")
+            # RFC 3435 3.5.1: a retransmission of a command in progress (or
+            # answered: the gateway repeats its response). Translated the same
+            # way; nothing new is bound.
+            run.logs.append(f"{verb} {tid}: retransmission")
+            if verb in ("CRCX", "MDCX"):
+                self.media("remote", t.conn_id, tid, t.call_id)
+            else:
+                self.sdp_addresses()
+            return
+        rule = command_rule(ctx.role, verb)
+        if rule is None:
+            raise _Drop(f"{STATEFUL}: {verb} is not sent by a {ctx.role}")
+        if ep.is_wildcard:
+            if rule.wildcard == "none" or (rule.wildcard == "any" and (ep.all_wildcard or ep.has_range)):
+                raise _Drop(f"{STATEFUL}: {verb} does not take the wildcard endpoint {ep.span.text}")
+        if rule.service and not self.in_service(name):
+            raise _Drop(f"{STATEFUL}: endpoint {name} of gateway {self.gw} is out of service")
+        call_id, conn_id = msg.call_id, msg.connection_id
+        if rule.needs == "call-id" and call_id is None:
+            raise _Drop(f"{STATEFUL}: {verb} without a call id (C:)")
+        if rule.needs == "connection":
+            if conn_id is None:
+                raise _Drop(f"{STATEFUL}: {verb} without a connection id (I:)")
+            owner = run.st.conn_index.get((self.gw, conn_id))
+            if owner is None or (call_id is not None and owner != call_id):
+                raise _Drop(f"{STATEFUL}: {verb} for unknown connection {conn_id} of gateway {self.gw}")
+            if verb == "MDCX" and call_id is None:
+                raise _Drop(f"{STATEFUL}: MDCX without a call id (C:)")
+            call_id = owner
+        if "start_call" in rule.actions and (self.gw, call_id) not in run.st.calls:
+            run.emit(ev.CallStarted(self.gw, call_id, self.now, self.now + self.settings.max_call_duration))
+        run.emit(ev.TransactionStarted(self.gw, name, ctx.role, tid, verb, self.seen_src[0],
+                                       self.seen_src[1], call_id, conn_id, self.now,
+                                       self.now + self.settings.transaction_timeout))
+        handled_sdp = False
+        for action in rule.actions:
+            if action == "media":
+                handled_sdp = True
+                self.media("remote", conn_id, tid, call_id)
+            else:
+                getattr(self, "do_" + action)(name, call_id, conn_id)
+        if not handled_sdp:
+            self.sdp_addresses()
+
+    def do_start_call(self, name, call_id, conn_id) -> None:
+        """The call exists from here on (started before the transaction, so
+        the call knows its CRCX is pending)."""
+
+    def do_notified(self, name, call_id, conn_id) -> None:
+        ne = self.msg.notified_entity
+        if ne is None:
+            return
+        if ne.host_is_ip:
+            host = ne.host
+            port = ne.port if ne.port is not None else CA_PORT
+            if self.tr is not None:
+                new = self.tr.address(host)
+                if new is not None:
+                    port = self.tr.port(host, port) or port
+                    host = new
+            entity = f"{host}:{port}"
+        else:
+            entity = self.msg.get("N").strip()
+        self.run.emit(ev.NotifiedEntitySet(self.gw, name, entity, "N:"))
+
+    def do_notified_check(self, name, call_id, conn_id) -> None:
+        """"An endpoint should send any MGCP command to its notified entity"
+        (ch. 3 "Call Agent"). Only an entity known as an address can be
+        checked (a domain name needs DNS, which the ALG does not do)."""
+        ep = self.run.st.endpoints.get((self.gw, name))
+        if ep is None or ep.notified_entity is None:
+            return
+        host, _, port = ep.notified_entity.rpartition(":")
+        if not _is_ipv4(host) or not port.isdigit():
+            return
+        dst = (str(self.ctx.dst[0]), int(self.ctx.dst[1]))
+        if dst != (host, int(port)):
+            raise _Drop(f"{STATEFUL}: {self.msg.verb} from {name} sent to {dst[0]}:{dst[1]}, not to "
+                        f"its notified entity {ep.notified_entity}")
+
+    def do_restart(self, name, call_id, conn_id) -> None:
+        method = self.msg.restart_method or "restart"
+        if method not in ("graceful", "forced", "restart", "disconnected", "cancel-graceful"):
+            self.run.logs.append(f"RSIP {name}: restart method {method} leaves the service state")
+            return
+        out = None
+        if method == "forced":
+            out = self.now
+        elif method == "graceful":
+            rd = self.msg.get("RD")
+            out = self.now + (int(rd.strip()) if rd is not None else 0)
+        self.run.emit(ev.EndpointRestarted(self.gw, name, method, self.now, out))
+
+    def do_delete(self, name, call_id, conn_id) -> None:
+        run, msg = self.run, self.msg
+        reason = f"DLCX from the {self.ctx.role}"
+        e = msg.get("E")
+        if e is not None:
+            reason += f" ({e.strip()})"
+        if conn_id is not None:
+            owner = run.st.conn_index.get((self.gw, conn_id))
+            if owner is None or (call_id is not None and owner != call_id):
+                raise _Drop(f"{STATEFUL}: DLCX for unknown connection {conn_id} of gateway {self.gw}")
+            run.delete_connection(self.gw, owner, conn_id, reason)
+            return
+        ep = msg.endpoint
+        if call_id is not None:
+            call = run.st.calls.get((self.gw, call_id))
+            if call is None:
+                raise _Drop(f"{STATEFUL}: DLCX for unknown call {call_id} of gateway {self.gw}")
+            calls = [call]
+        else:
+            # RFC 3435 2.3.7: without C: every connection of the endpoint(s).
+            calls = [c for (g, _), c in run.st.calls.items() if g == self.gw]
+        for call in calls:
+            for c in list(call.connections.values()):
+                if ep.is_wildcard or c.endpoint == name:
+                    if (self.gw, call.call_id) in run.st.calls:
+                        run.delete_connection(self.gw, call.call_id, c.conn_id, reason)
+
+    # --- responses ------------------------------------------------------------
+
+    def response(self) -> None:
+        msg, ctx, run = self.msg, self.ctx, self.run
+        code, tid = msg.code, msg.transaction_id
+        kind = response_kind(code)
+        if kind == "ack":
+            # RFC 3435 3.5.6: the command's sender acknowledges the final response.
+            origin = ctx.role
+        else:
+            origin = CA if ctx.role == GW else GW
+        t = run.st.txns.get((self.gw, origin, tid))
+        if t is None:
+            raise _Drop(f"{STATEFUL}: response {code} {tid} to no command of gateway {self.gw}")
+        actions = response_actions("final" if t.final else "open", kind)
+        if actions is None:
+            raise _Drop(f"{STATEFUL}: response {code} {tid} out of state for {t.verb}")
+        if kind != "ack":
+            run.route_to = t.src
+            dst = (str(ctx.dst[0]), int(ctx.dst[1]))
+            if dst != t.src:
+                run.logs.append(f"response {code} {tid} addressed to {dst[0]}:{dst[1]}; "
+                                f"the command came from {t.src[0]}:{t.src[1]}")
+        handled_sdp = False
+        for action in actions:
+            if action == "answer":
+                run.emit(ev.TransactionAnswered(t.gateway, t.endpoint, t.origin, t.tid, code,
+                                                self.now + self.settings.transaction_timeout))
+            elif action == "retransmission":
+                if t.code != code:
+                    raise _Drop(f"{STATEFUL}: response {code} {tid} after final response {t.code}")
+                run.logs.append(f"response {code} {tid}: retransmission")
+                if t.verb in ("CRCX", "MDCX") and kind == "success" and t.call_id is not None:
+                    handled_sdp = True
+                    self.media("local", self._conn_of(t), t.tid, t.call_id)
+            elif action == "ack":
+                run.emit(ev.TransactionEnded(t.gateway, t.endpoint, t.origin, t.tid,
+                                             "response acknowledged"))
+            elif action == "created" and t.verb == "CRCX":
+                conn = msg.connection_id
+                if conn is None:
+                    raise _Drop(f"{STATEFUL}: CRCX success response {tid} without a connection id")
+                if (t.gateway, t.call_id) not in run.st.calls:
+                    raise _Drop(f"{STATEFUL}: CRCX response {tid} for a call that has ended")
+                if (t.gateway, conn) in run.st.conn_index:
+                    raise _Drop(f"{STATEFUL}: connection id {conn} already exists on gateway {t.gateway}")
+                z = msg.get("Z")
+                endpoint = t.endpoint
+                if z is not None and z.strip() and "," not in z:
+                    endpoint = z.strip().lower()
+                run.emit(ev.ConnectionCreated(t.gateway, t.call_id, conn, endpoint, t.tid))
+            elif action == "media" and t.verb in ("CRCX", "MDCX"):
+                handled_sdp = True
+                self.media("local", self._conn_of(t), t.tid, t.call_id)
+            elif action == "notified_default" and t.origin == CA and t.verb not in ("AUEP", "AUCX"):
+                ep = run.st.endpoints.get((t.gateway, t.endpoint))
+                if ep is None or ep.notified_source != "N:":
+                    entity = f"{t.src[0]}:{t.src[1]}"
+                    if ep is None or ep.notified_entity != entity:
+                        run.emit(ev.NotifiedEntitySet(t.gateway, t.endpoint, entity, "command"))
+            elif action == "failed" and t.verb == "CRCX" and t.call_id is not None:
+                _release_pending(run, replace(t, code=code), f"CRCX failed ({code})")
+        if not handled_sdp:
+            self.sdp_addresses()
+
+    def _conn_of(self, t: Txn) -> str | None:
+        if t.verb == "MDCX":
+            return t.conn_id
+        return self.msg.connection_id or t.conn_id
+
+    # --- SDP, media and pinholes -----------------------------------------------
+
+    def sdp_addresses(self, mapped: dict[str, str] | None = None) -> None:
+        """Translate the sender's own address in o=, c= and a=rtcp of every
+        session description (no ports: those belong to media bindings)."""
+        tr = self.tr
+        mapped = mapped or {}
+        if tr is None and not mapped:
+            return
+        for d in self.msg.sdp:
+            spans = [d.origin_addr]
+            if d.session_conn is not None:
+                spans.append(d.session_conn.addr)
+            for m in d.media:
+                if m.conn is not None:
+                    spans.append(m.conn.addr)
+                spans.append(m.rtcp_addr)
+            for s in spans:
+                if s is None:
+                    continue
+                new = mapped.get(s.text)
+                if new is None and tr is not None:
+                    new = tr.address(s.text)
+                if new is not None and new != s.text:
+                    self.run.edits.append(Edit.replace(s, new))
+
+    def public_for(self, addr: str) -> str | None:
+        """The public address standing for media at ``addr`` in a message
+        leaving the private side, or None when it needs no translation."""
+        if self.ctx.direction != "outbound":
+            return None
+        if self.tr is not None:
+            new = self.tr.address(addr)
+            if new is not None:
+                return new
+        if self.ctx.media_nat is not None:
+            return self.ctx.media_nat(addr)
+        return None
+
+    def media(self, side: str, conn_id: str | None, tid: int, call_id: str | None) -> None:
+        """Bind the media destinations of the first session description and
+        open their pinholes (RTP and RTCP as one group); translate the SDP."""
+        run, msg = self.run, self.msg
+        key = (self.gw, call_id)
+        if call_id is None or key not in run.st.calls or not msg.sdp:
+            self.sdp_addresses()
+            return
+        sd = msg.sdp[0]
+        call = run.st.calls[key]
+
+        def mine(g) -> bool:
+            if g.side != side:
+                return False
+            return g.conn_id == conn_id if conn_id is not None else (g.conn_id is None and g.tid == tid)
+
+        existing = {g.index: g for g in call.groups.values() if mine(g)}
+        mapped: dict[str, str] = {}
+        for i, m in enumerate(sd.media):
+            old = existing.get(i)
+            dest = m.conn if m.conn is not None else m.session_conn
+            if dest is None:
+                raise _Drop(f"SDP m= line {i + 1} has no c= at media or session level")
+            addr = dest.addr.text
+            if m.port == 0 or addr == "0.0.0.0" or dest.is_multicast or not _is_ipv4(addr):
+                # No media to this side now (RFC 3264 port 0, on hold, or not
+                # a unicast IPv4 destination): no pinhole.
+                if old is not None:
+                    run.release_group(run.st.calls[key], old.group, "media stream removed")
+                continue
+            rtcp_port = m.rtcp_port if m.rtcp_port is not None else m.port + 1
+            rtcp_ip = m.rtcp_addr.text if m.rtcp_addr is not None else addr
+            # An inbound description naming one of the ALG's public pairs:
+            # give the private side the destination it stands for.
+            if self.ctx.direction == "inbound":
+                gid = run.st.ports_in_use.get((IPv4Address(addr), m.port))
+                where = run.st.group_index.get(gid) if gid is not None else None
+                if where is not None:
+                    g = run.st.calls[where].groups[gid]
+                    mapped[addr] = g.dst_ip
+                    if g.dst_port != m.port:
+                        run.edits.append(Edit.replace(m.port_span, str(g.dst_port)))
+                    if m.rtcp_port_span is not None and g.rtcp_port != m.rtcp_port:
+                        run.edits.append(Edit.replace(m.rtcp_port_span, str(g.rtcp_port)))
+                    continue
+            public_ip = self.public_for(addr)
+            if old is not None and old.dst_ip == addr and old.dst_port == m.port \
+                    and old.rtcp_port == rtcp_port and old.public_ip == public_ip:
+                pub = old.public_port
+            else:
+                if old is not None:
+                    run.release_group(run.st.calls[key], old.group, "media changed")
+                pub = self.bind(key, side, conn_id, tid, i, addr, m.port, rtcp_ip, rtcp_port, public_ip)
+            if public_ip is not None and pub is not None:
+                mapped[addr] = public_ip
+                if m.rtcp_addr is not None:
+                    mapped[rtcp_ip] = public_ip
+                if pub != m.port:
+                    run.edits.append(Edit.replace(m.port_span, str(pub)))
+                if m.rtcp_port_span is not None and m.rtcp_port != pub + 1:
+                    run.edits.append(Edit.replace(m.rtcp_port_span, str(pub + 1)))
+        for idx, g in existing.items():
+            if idx >= len(sd.media) and g.group in run.st.calls[key].groups:
+                run.release_group(run.st.calls[key], g.group, "media stream removed")
+        self.sdp_addresses(mapped)
+
+    def bind(self, key, side, conn_id, tid, index, addr, port, rtcp_ip, rtcp_port, public_ip) -> int | None:
+        run = self.run
+        call = run.st.calls[key]
+        pub = None
+        if public_ip is not None:
+            # RTP on an even port and RTCP on the next odd one (gateway.ports).
+            pub = allocate_pair(run.st.ports_in_use, IPv4Address(public_ip), hint=port)
+            if pub is None:
+                raise _Drop(f"no free even/odd port pair on {public_ip} for media {addr}:{port}; "
+                            "MGCP message discarded")
+        group = f"{call.stream}#g{call.seq}"
+        deadline = self.now + self.settings.inactive_media_timeout
+        run.emit(ev.MediaBound(self.gw, call.call_id, group, conn_id, tid, side, index, addr, port,
+                               rtcp_ip, rtcp_port, public_ip, pub, deadline))
+        if public_ip is not None:
+            holes = (("inbound", (public_ip, pub), (addr, port)),
+                     ("inbound", (public_ip, pub + 1), (rtcp_ip, rtcp_port)))
+        else:
+            holes = (("any", (addr, port), None), ("any", (rtcp_ip, rtcp_port), None))
+        for direction, dst, to in holes:
+            call = run.st.calls[key]
+            pid = f"{call.stream}#p{call.seq}"
+            run.emit(ev.PinholeOpened(self.gw, call.call_id, pid, group, direction, dst[0], dst[1],
+                                      to[0] if to else None, to[1] if to else None))
+        return pub
+
+
+__all__ = ["MgcpContext", "Result", "Timer", "step", "on_timer", "media_activity", "EMPTY",
+           "MgcpState", "DEFAULT_SETTINGS", "CA_PORT", "GW_PORT"]
