@@ -1,15 +1,20 @@
 """SIP ALG throughput: parse + decide + rewrite (``gateway.sip.alg.step``)
-per message kind, on one core.
+per message kind, on one core, with 0, 1,000 and 10,000 established calls
+already in the state.
 
 Each case runs ``step`` on the state the message meets in a real call
 (Figure 8/9 addresses): an INVITE with SDP creating a call (bindings, an
 even/odd pair, pinholes), the 200 OK with SDP answering it, the ACK, the
-BYE. Beside it, measured in the same run on the same bytes: the parser
-alone (``parse_message``) and a trivial baseline (``bytes.split``). The
-ratios are what to compare across machines; absolute numbers move with the
-load of a shared machine.
+BYE. The background calls are built through ``step`` as well (INVITE, 200
+OK, ACK each, all from phones using the same private RTP port, so the ALG's
+pair allocation meets every pair already held). Beside it, measured in the
+same run on the same bytes: the parser alone (``parse_message``) and a
+trivial baseline (``bytes.split``). The ratios are what to compare across
+machines; absolute numbers move with the load of a shared machine. A step
+cost that grows with the number of calls shows as a falling ``alg/parse``
+ratio down a column.
 
-Run: .venv/bin/python bench/bench_sip_alg.py [seconds-per-case]"""
+Run: .venv/bin/python bench/bench_sip_alg.py [seconds-per-case] [calls,calls,...]"""
 
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from gateway.sip.alg import EMPTY, SipContext, step
 PH1, ALG, PH2 = "5.5.5.1", "6.6.6.1", "6.6.6.2"
 OUT = SipContext("outbound", (PH1, 5060), (PH2, 5060), nat_src=(ALG, 1234))
 IN = SipContext("inbound", (PH2, 5060), (ALG, 1234), nat_dst=(PH1, 5060))
+CALL_ID = "a84b4c76e66710"
 
 
 def _sdp(addr: str, port: int) -> bytes:
@@ -39,7 +45,7 @@ def _msg(start: str, headers: str, body: bytes = b"") -> bytes:
 
 def _hdrs(via: str, frm: str, to: str, cid: str, cseq: str, contact: str) -> str:
     return (f"Via: SIP/2.0/UDP {via};branch=z9hG4bK{cseq.split()[0]}\r\nFrom: <sip:ph1@{frm}>;tag=a\r\n"
-            f"To: <sip:ph2@{PH2}>{to}\r\nCall-ID: a84b4c76e66710@{cid}\r\nCSeq: {cseq}\r\n"
+            f"To: <sip:ph2@{PH2}>{to}\r\nCall-ID: {CALL_ID}@{cid}\r\nCSeq: {cseq}\r\n"
             f"Contact: <sip:{contact}>\r\n")
 
 
@@ -53,8 +59,25 @@ BYE = _msg(f"BYE sip:ph2@{PH2}:5060 SIP/2.0",
            _hdrs(f"{PH1}:5060", PH1, ";tag=b", PH1, "2 BYE", f"ph1@{PH1}:5060"))
 
 
-def _states():
-    s0 = EMPTY
+def _with_call_id(data: bytes, cid: str) -> bytes:
+    # Content-Length counts the body only: the header may change length.
+    return data.replace(CALL_ID.encode(), cid.encode())
+
+
+def background(n: int, now: float = 1.0):
+    """A state holding ``n`` established calls (INVITE, 200 OK, ACK each)."""
+    s = EMPTY
+    for i in range(n):
+        cid = f"bg{i:07d}"
+        for ctx, data in ((OUT, INVITE), (IN, OK), (OUT, ACK)):
+            r = step(s, ctx, _with_call_id(data, cid), now)
+            assert r.verdict == "forward", r.reason
+            s = r.state
+    return s
+
+
+def _states(base):
+    s0 = base
     s1 = step(s0, OUT, INVITE, 1.0).state
     s2 = step(s1, IN, OK, 2.0).state
     s3 = step(s2, OUT, ACK, 3.0).state
@@ -66,26 +89,43 @@ def _rate(fn, seconds: float) -> float:
     n, start = 0, time.perf_counter()
     end = start + seconds
     while True:
-        for _ in range(200):
+        for _ in range(50):
             fn()
-        n += 200
+        n += 50
         now = time.perf_counter()
         if now >= end:
             return n / (now - start)
 
 
-def main(seconds: float = 1.0) -> None:
-    print(f"{'message':<12} {'alg msg/s':>10} {'parse msg/s':>12} {'split msg/s':>12} "
-          f"{'alg/parse':>10} {'alg/split':>10}")
-    for name, (state, ctx, data) in _states().items():
-        r = step(state, ctx, data, 10.0)
-        assert r.verdict == "forward", (name, r.reason)
-        alg = _rate(lambda: step(state, ctx, data, 10.0), seconds)
-        parse = _rate(lambda: parse_message(data), seconds)
-        split = _rate(lambda: data.split(b"\r\n"), seconds)
-        print(f"{name:<12} {alg:>10.0f} {parse:>12.0f} {split:>12.0f} "
-              f"{alg / parse:>10.3f} {alg / split:>10.4f}")
+def main(seconds: float = 1.0, sizes: tuple[int, ...] = (0, 1000, 10000)) -> None:
+    cases = _states(EMPTY)
+    parse, split = {}, {}
+    for name, (_, _, data) in cases.items():
+        parse[name] = _rate(lambda: parse_message(data), seconds)
+        split[name] = _rate(lambda: data.split(b"\r\n"), seconds)
+    print(f"{'message':<12} {'parse msg/s':>12} {'split msg/s':>12}")
+    for name in cases:
+        print(f"{name:<12} {parse[name]:>12.0f} {split[name]:>12.0f}")
+    print()
+    print(f"{'message':<12} {'calls':>6} {'alg msg/s':>10} {'alg/parse':>10} {'alg/split':>10} "
+          f"{'vs 0 calls':>10}")
+    flat: dict[str, float] = {}
+    for n in sizes:
+        t0 = time.perf_counter()
+        base = background(n)
+        built = time.perf_counter() - t0
+        for name, (state, ctx, data) in _states(base).items():
+            r = step(state, ctx, data, 10.0)
+            assert r.verdict == "forward", (name, r.reason)
+            alg = _rate(lambda: step(state, ctx, data, 10.0), seconds)
+            flat.setdefault(name, alg)
+            print(f"{name:<12} {n:>6} {alg:>10.0f} {alg / parse[name]:>10.3f} "
+                  f"{alg / split[name]:>10.4f} {alg / flat[name]:>10.3f}")
+        print(f"  ({n} background calls built through step in {built:.1f} s, "
+              f"{3 * n / built if built else 0:.0f} msg/s)")
 
 
 if __name__ == "__main__":
-    main(float(sys.argv[1]) if len(sys.argv) > 1 else 1.0)
+    secs = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
+    sizes = tuple(int(x) for x in sys.argv[2].split(",")) if len(sys.argv) > 2 else (0, 1000, 10000)
+    main(secs, sizes)

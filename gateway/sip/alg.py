@@ -19,15 +19,14 @@ Manual references are to chapter 2 of the ScreenOS guide.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from ipaddress import IPv4Address
-
 from gateway.config.model import SipSettings
 from gateway.errors import RemoteProtocolError
 from gateway.events import Event
-from gateway.ports import MEDIA_PORT_LOW, allocate_pair, allocate_port
+from gateway.ports import MEDIA_PORT_LOW
 from gateway.sip import parse_message, rewrite_message
 from gateway.sip import events as ev
 from gateway.sip import nat
+from gateway.sip.portmap import allocate_pair, allocate_port
 from gateway.sip.state import EMPTY, Call, Pinhole, SipState, apply
 from gateway.sip.transitions import lookup, request_trigger, response_trigger
 from gateway.span import Edit
@@ -508,8 +507,7 @@ class _Message:
             if reg is not None and reg.public_ip == call.alg_ip:
                 pub, owned = reg.public_port, False
             else:
-                got = allocate_port(self.run.st.ports_in_use, IPv4Address(call.alg_ip),
-                                    hint=port, low=MEDIA_PORT_LOW)
+                got = allocate_port(self.run.st.ports, call.alg_ip, hint=port, low=MEDIA_PORT_LOW)
                 if got is None:
                     raise _Drop(f"no free public port on {call.alg_ip} for {ip}:{port}")
                 pub, owned = got, True
@@ -634,7 +632,7 @@ class _Message:
             if (c.host.text, port) == (self.src_ip, _port(ctx.src[1])):
                 pub, owned = _port(ctx.nat_src[1]), False
             else:
-                got = allocate_port(st.ports_in_use, IPv4Address(alg), hint=port, low=MEDIA_PORT_LOW)
+                got = allocate_port(st.ports, alg, hint=port, low=MEDIA_PORT_LOW)
                 if got is None:
                     raise _Drop(f"no free public port on {alg} for contact {c.host.text}:{port}")
                 pub, owned = got, True
@@ -673,10 +671,8 @@ class _Message:
         # removed (e.g. Expires: 0, RFC 3261 §10.2.2).
         # The answer carries the Call-ID as the registrar saw it (the ALG's
         # address after the @); the binding keeps the one ph1 sent.
-        cid = msg.call_id.rpartition("@")[0] or msg.call_id
-        for reg in list(st.registrations.values()):
-            if (reg.public_ip == self.dst_ip and (reg.call_id.rpartition("@")[0] or reg.call_id) == cid
-                    and (reg.public_ip, reg.public_port) not in listed):
+        for reg in st.registrations_of(self.dst_ip, msg.call_id):
+            if (reg.public_ip, reg.public_port) not in listed:
                 self.run.emit(ev.RegistrationRemoved(reg.public_ip, reg.public_port, "unregistered"))
         # Translate with the bindings as they were when the answer arrived.
         saved = self.run.st
@@ -831,7 +827,7 @@ class _Message:
         if nat_side:
             # "the ALG provides consecutive even-odd ports. If it is unable
             # to find a pair of ports it discards the SIP message."
-            pub = allocate_pair(self.run.st.ports_in_use, IPv4Address(call.alg_ip), hint=port)
+            pub = allocate_pair(self.run.st.ports, call.alg_ip, hint=port)
             if pub is None:
                 raise _Drop(f"no free even/odd port pair on {call.alg_ip} for media "
                             f"{addr}:{port}; SIP message discarded")

@@ -1,7 +1,11 @@
 """The SIP ALG's state, and :func:`apply`, the fold of its events.
 
 The state is a frozen value. :func:`apply` never mutates its argument: it
-returns a new state sharing what did not change. The ALG's ``step`` computes
+returns a new state sharing what did not change. Every mapping in it is an
+``immutables.Map`` (a hash array mapped trie): setting or deleting a key is
+O(log n) and shares the rest, so an event of one call among thousands costs
+the same as with one call (a dict or frozenset copied per event would cost
+O(calls)). Held ports are per-address bitmaps (:mod:`gateway.sip.portmap`). The ALG's ``step`` computes
 events and folds them with this same function, so the state a live node holds
 is, by construction, the fold of its journal (tests/test_sip_alg_replay.py
 checks it on random message sequences).
@@ -14,11 +18,16 @@ the same call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, fields, replace
 from ipaddress import IPv4Address
-from typing import Mapping
+
+from immutables import Map
 
 from gateway.sip import events as ev
+from gateway.sip import portmap
+from gateway.sip.portmap import EMPTY_PORTS, PortMap
+
+_EMPTY_MAP: Map = Map()
 
 # Transactions remembered per call: enough to match responses and recognise
 # retransmissions of the requests in flight (RFC 3261 §17: a transaction
@@ -158,16 +167,31 @@ class Registration:
 
 @dataclass(frozen=True, slots=True)
 class SipState:
-    calls: Mapping[str, Call] = field(default_factory=dict)
+    calls: Map = _EMPTY_MAP                 # call key -> Call
     # (Call-ID text as seen on either side, caller's From tag) -> call key
-    call_index: Mapping[tuple[str, str], str] = field(default_factory=dict)
-    # pinhole id / group id -> call key, for the datapath's reports
-    group_index: Mapping[str, str] = field(default_factory=dict)
-    registrations: Mapping[tuple[str, int], Registration] = field(default_factory=dict)
-    protect: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    call_index: Map = _EMPTY_MAP
+    # group id -> call key, for the datapath's reports
+    group_index: Map = _EMPTY_MAP
+    registrations: Map = _EMPTY_MAP         # (public ip, port) -> Registration
+    # (private ip, port) -> public keys of the registrations of that contact
+    reg_by_private: Map = _EMPTY_MAP
+    # (public ip, Call-ID before its "@") -> public keys of that REGISTER's
+    # registrations
+    reg_by_call: Map = _EMPTY_MAP
+    # public key -> ordinal of the registration's creation, so that "the
+    # first registration" means the oldest, whatever the map's hash order
+    reg_since: Map = _EMPTY_MAP
+    reg_seq: int = 0
+    protect: Map = _EMPTY_MAP               # (source ip, proxy ip) -> until
     # public (ALG) ports held by media pairs, ALG-allocated signalling
-    # bindings and registrations: the input of gateway.ports allocation.
-    ports_in_use: frozenset[tuple[IPv4Address, int]] = frozenset()
+    # bindings and registrations: the input of port allocation.
+    ports: PortMap = EMPTY_PORTS
+
+    @property
+    def ports_in_use(self) -> frozenset[tuple[IPv4Address, int]]:
+        """The held ports as a set of (address, port) (O(ports): for
+        inspection; allocation reads :attr:`ports`)."""
+        return portmap.as_set(self.ports)
 
     def find_call(self, call_id: str, *tags: str | None) -> Call | None:
         for tag in tags:
@@ -178,11 +202,24 @@ class SipState:
                 return self.calls[key]
         return None
 
+    def _oldest(self, keys: tuple) -> list[Registration]:
+        since = self.reg_since
+        return [self.registrations[k] for k in sorted(keys, key=since.__getitem__)]
+
     def registration_for_private(self, ip: str, port: int) -> Registration | None:
-        for r in self.registrations.values():
-            if r.private_ip == ip and r.private_port == port:
-                return r
-        return None
+        """The oldest registration of the private contact ``ip:port``."""
+        keys = self.reg_by_private.get((ip, port))
+        if not keys:
+            return None
+        if len(keys) == 1:
+            return self.registrations[keys[0]]
+        return self._oldest(keys)[0]
+
+    def registrations_of(self, public_ip: str, call_id: str) -> list[Registration]:
+        """The registrations made by the REGISTER of ``call_id`` (compared
+        without its host part, which the ALG translates) through
+        ``public_ip``, oldest first."""
+        return self._oldest(self.reg_by_call.get((public_ip, _call_base(call_id)), ()))
 
     def next_deadline(self, stream: str) -> float | None:
         """The earliest absolute deadline of an entity (its timer key is its
@@ -204,15 +241,36 @@ class SipState:
 EMPTY = SipState()
 
 
-def _ports(ip: str, *ports: int) -> set[tuple[IPv4Address, int]]:
-    a = IPv4Address(ip)
-    return {(a, p) for p in ports}
+def _call_base(call_id: str) -> str:
+    return call_id.rpartition("@")[0] or call_id
+
+
+def _index_add(index: Map, key, value) -> Map:
+    have = index.get(key, ())
+    return index if value in have else index.set(key, have + (value,))
+
+
+def _index_remove(index: Map, key, value) -> Map:
+    have = index.get(key)
+    if have is None or value not in have:
+        return index
+    rest = tuple(v for v in have if v != value)
+    return index.set(key, rest) if rest else index.delete(key)
+
+
+_CALL_FIELDS = tuple(f.name for f in fields(Call))
+
+
+def _evolve(c: Call, **changes) -> Call:
+    # dataclasses.replace without its per-call field introspection: the fold
+    # runs this for nearly every event.
+    values = {n: getattr(c, n) for n in _CALL_FIELDS}
+    values.update(changes)
+    return Call(**values)
 
 
 def _with_call(state: SipState, call: Call, **more) -> SipState:
-    calls = dict(state.calls)
-    calls[call.key] = call
-    return replace(state, calls=calls, **more)
+    return replace(state, calls=state.calls.set(call.key, call), **more)
 
 
 def apply(state: SipState, event: ev.Event) -> SipState:
@@ -235,29 +293,28 @@ def _call_started(s: SipState, e: ev.CallStarted) -> SipState:
                 alg_ip=e.alg_ip, ingress=e.ingress, egress=e.egress,
                 started_at=e.at, max_deadline=e.max_deadline,
                 signalling_deadline=e.max_deadline)
-    index = dict(s.call_index)
-    index[(e.call_id, e.from_tag)] = e.key
-    index[(e.public_call_id, e.from_tag)] = e.key
+    index = s.call_index.set((e.call_id, e.from_tag), e.key) \
+        .set((e.public_call_id, e.from_tag), e.key)
     return _with_call(s, call, call_index=index)
 
 
 def _call_activity(s: SipState, e: ev.CallActivity) -> SipState:
     c = s.calls[e.key]
-    return _with_call(s, replace(c, signalling_deadline=e.signalling_deadline,
+    return _with_call(s, _evolve(c, signalling_deadline=e.signalling_deadline,
                                  session_expires=e.session_expires))
 
 
 def _txn_seen(s: SipState, e: ev.TransactionSeen) -> SipState:
     c = s.calls[e.key]
     txns = (c.txns + (Txn(e.branch, e.cseq, e.method, e.sender, e.src_ip, e.dst_ip),))[-MAX_TXNS:]
-    return _with_call(s, replace(c, txns=txns))
+    return _with_call(s, _evolve(c, txns=txns))
 
 
 def _binding_added(s: SipState, e: ev.BindingAdded) -> SipState:
     c = s.calls[e.key]
     b = Binding(e.private_ip, e.private_port, e.public_ip, e.public_port, e.owned)
-    used = s.ports_in_use | _ports(e.public_ip, e.public_port) if e.owned else s.ports_in_use
-    return _with_call(s, replace(c, bindings=c.bindings + (b,)), ports_in_use=used)
+    used = portmap.hold(s.ports, e.public_ip, e.public_port) if e.owned else s.ports
+    return _with_call(s, _evolve(c, bindings=c.bindings + (b,)), ports=used)
 
 
 def _call_answered(s: SipState, e: ev.CallAnswered) -> SipState:
@@ -266,60 +323,59 @@ def _call_answered(s: SipState, e: ev.CallAnswered) -> SipState:
     holes = tuple(replace(p, expires_at=e.pinhole_expires)
                   if p.kind == "media" and p.direction == "inbound" else p
                   for p in c.pinholes)
-    return _with_call(s, replace(c, phase="confirmed", to_tag=e.to_tag,
+    return _with_call(s, _evolve(c, phase="confirmed", to_tag=e.to_tag,
                                  groups=groups, pinholes=holes, teardown_at=None))
 
 
 def _call_rejected(s: SipState, e: ev.CallRejected) -> SipState:
     c = s.calls[e.key]
-    return _with_call(s, replace(c, phase="rejected", teardown_at=e.teardown_at))
+    return _with_call(s, _evolve(c, phase="rejected", teardown_at=e.teardown_at))
 
 
 def _call_retried(s: SipState, e: ev.CallRetried) -> SipState:
     c = s.calls[e.key]
-    return _with_call(s, replace(c, phase="calling", teardown_at=None))
+    return _with_call(s, _evolve(c, phase="calling", teardown_at=None))
 
 
 def _call_forwarded(s: SipState, e: ev.CallForwarded) -> SipState:
     c = s.calls[e.key]
-    return _with_call(s, replace(c, forwarded=True))
+    return _with_call(s, _evolve(c, forwarded=True))
 
 
 def _call_terminating(s: SipState, e: ev.CallTerminating) -> SipState:
     c = s.calls[e.key]
-    return _with_call(s, replace(c, phase="terminating", teardown_at=e.teardown_at))
+    return _with_call(s, _evolve(c, phase="terminating", teardown_at=e.teardown_at))
 
 
 def _media_bound(s: SipState, e: ev.MediaBound) -> SipState:
     c = s.calls[e.key]
     g = MediaGroup(e.group, e.side, e.index, e.dst_ip, e.dst_port, e.rtcp_port,
                    e.public_ip, e.public_port, e.media_deadline)
-    used = s.ports_in_use
+    used = s.ports
     if e.public_ip is not None and e.public_port is not None:
-        used = used | _ports(e.public_ip, e.public_port, e.public_port + 1)
-    gi = dict(s.group_index)
-    gi[e.group] = e.key
-    return _with_call(s, replace(c, groups=c.groups + (g,), seq=c.seq + 1),
-                      ports_in_use=used, group_index=gi)
+        used = portmap.hold(used, e.public_ip, e.public_port, e.public_port + 1)
+    return _with_call(s, _evolve(c, groups=c.groups + (g,), seq=c.seq + 1),
+                      ports=used, group_index=s.group_index.set(e.group, e.key))
 
 
 def _media_released(s: SipState, e: ev.MediaReleased) -> SipState:
     c = s.calls[e.key]
     g = c.group(e.group)
-    used = s.ports_in_use
+    used = s.ports
     if g is not None and g.public_ip is not None and g.public_port is not None:
-        used = used - _ports(g.public_ip, g.public_port, g.public_port + 1)
-    gi = dict(s.group_index)
-    gi.pop(e.group, None)
-    return _with_call(s, replace(c, groups=tuple(x for x in c.groups if x.group != e.group)),
-                      ports_in_use=used, group_index=gi)
+        used = portmap.release(used, g.public_ip, g.public_port, g.public_port + 1)
+    gi = s.group_index
+    if e.group in gi:
+        gi = gi.delete(e.group)
+    return _with_call(s, _evolve(c, groups=tuple(x for x in c.groups if x.group != e.group)),
+                      ports=used, group_index=gi)
 
 
 def _media_seen(s: SipState, e: ev.MediaSeen) -> SipState:
     c = s.calls[e.key]
     groups = tuple(replace(g, media_deadline=e.media_deadline) if g.group == e.group else g
                    for g in c.groups)
-    return _with_call(s, replace(c, groups=groups))
+    return _with_call(s, _evolve(c, groups=groups))
 
 
 def _pinhole_opened(s: SipState, e: ev.PinholeOpened) -> SipState:
@@ -329,58 +385,80 @@ def _pinhole_opened(s: SipState, e: ev.PinholeOpened) -> SipState:
                 (e.to_ip, e.to_port) if e.to_ip is not None and e.to_port is not None else None,
                 (e.from_ip, e.from_port) if e.from_ip is not None and e.from_port is not None else None,
                 e.expires_at)
-    return _with_call(s, replace(c, pinholes=c.pinholes + (p,), seq=c.seq + 1))
+    return _with_call(s, _evolve(c, pinholes=c.pinholes + (p,), seq=c.seq + 1))
 
 
 def _pinhole_closed(s: SipState, e: ev.PinholeClosed) -> SipState:
     c = s.calls[e.key]
-    return _with_call(s, replace(c, pinholes=tuple(p for p in c.pinholes if p.id != e.pinhole)))
+    return _with_call(s, _evolve(c, pinholes=tuple(p for p in c.pinholes if p.id != e.pinhole)))
 
 
 def _call_ended(s: SipState, e: ev.CallEnded) -> SipState:
     c = s.calls[e.key]
-    freed: set[tuple[IPv4Address, int]] = set()
+    used = s.ports
     for g in c.groups:
         if g.public_ip is not None and g.public_port is not None:
-            freed |= _ports(g.public_ip, g.public_port, g.public_port + 1)
+            used = portmap.release(used, g.public_ip, g.public_port, g.public_port + 1)
     for b in c.bindings:
         if b.owned:
-            freed |= _ports(b.public_ip, b.public_port)
-    calls = dict(s.calls)
-    del calls[e.key]
-    index = {k: v for k, v in s.call_index.items() if v != e.key}
-    gi = {k: v for k, v in s.group_index.items() if v != e.key}
-    return replace(s, calls=calls, call_index=index, group_index=gi,
-                   ports_in_use=s.ports_in_use - freed)
+            used = portmap.release(used, b.public_ip, b.public_port)
+    # Only this call's own entries point at its key: the two Call-ID forms
+    # it was started with, and its live groups (a group leaves the index
+    # and the call together, on MediaReleased).
+    index = s.call_index
+    for k in ((c.call_id, c.from_tag), (c.public_call_id, c.from_tag)):
+        if index.get(k) == e.key:
+            index = index.delete(k)
+    gi = s.group_index
+    for g in c.groups:
+        if gi.get(g.group) == e.key:
+            gi = gi.delete(g.group)
+    return replace(s, calls=s.calls.delete(e.key), call_index=index, group_index=gi, ports=used)
+
+
+def _unindex(s: SipState, r: Registration) -> tuple[Map, Map]:
+    pub = (r.public_ip, r.public_port)
+    return (_index_remove(s.reg_by_private, (r.private_ip, r.private_port), pub),
+            _index_remove(s.reg_by_call, (r.public_ip, _call_base(r.call_id)), pub))
 
 
 def _registration_bound(s: SipState, e: ev.RegistrationBound) -> SipState:
-    regs = dict(s.registrations)
-    regs[(e.public_ip, e.public_port)] = Registration(
-        e.public_ip, e.public_port, e.private_ip, e.private_port, e.call_id, e.expires_at, e.owned)
-    used = s.ports_in_use | _ports(e.public_ip, e.public_port) if e.owned else s.ports_in_use
-    return replace(s, registrations=regs, ports_in_use=used)
+    pub = (e.public_ip, e.public_port)
+    new = Registration(e.public_ip, e.public_port, e.private_ip, e.private_port, e.call_id,
+                       e.expires_at, e.owned)
+    old = s.registrations.get(pub)
+    by_private, by_call, since, seq = s.reg_by_private, s.reg_by_call, s.reg_since, s.reg_seq
+    if old is None:
+        since, seq = since.set(pub, seq), seq + 1
+    else:
+        by_private, by_call = _unindex(s, old)
+    by_private = _index_add(by_private, (e.private_ip, e.private_port), pub)
+    by_call = _index_add(by_call, (e.public_ip, _call_base(e.call_id)), pub)
+    # As with a set: a port held twice is one port, and it is released by
+    # whichever holder goes first.
+    used = portmap.hold(s.ports, e.public_ip, e.public_port) if e.owned else s.ports
+    return replace(s, registrations=s.registrations.set(pub, new), reg_by_private=by_private,
+                   reg_by_call=by_call, reg_since=since, reg_seq=seq, ports=used)
 
 
 def _registration_removed(s: SipState, e: ev.RegistrationRemoved) -> SipState:
-    regs = dict(s.registrations)
-    r = regs.pop((e.public_ip, e.public_port), None)
-    used = s.ports_in_use
-    if r is not None and r.owned:
-        used = used - _ports(r.public_ip, r.public_port)
-    return replace(s, registrations=regs, ports_in_use=used)
+    pub = (e.public_ip, e.public_port)
+    r = s.registrations.get(pub)
+    if r is None:
+        return s
+    by_private, by_call = _unindex(s, r)
+    used = portmap.release(s.ports, r.public_ip, r.public_port) if r.owned else s.ports
+    return replace(s, registrations=s.registrations.delete(pub), reg_by_private=by_private,
+                   reg_by_call=by_call, reg_since=s.reg_since.delete(pub), ports=used)
 
 
 def _protect_added(s: SipState, e: ev.ProtectDenyAdded) -> SipState:
-    p = dict(s.protect)
-    p[(e.src_ip, e.proxy_ip)] = e.until
-    return replace(s, protect=p)
+    return replace(s, protect=s.protect.set((e.src_ip, e.proxy_ip), e.until))
 
 
 def _protect_expired(s: SipState, e: ev.ProtectDenyExpired) -> SipState:
-    p = dict(s.protect)
-    p.pop((e.src_ip, e.proxy_ip), None)
-    return replace(s, protect=p)
+    k = (e.src_ip, e.proxy_ip)
+    return replace(s, protect=s.protect.delete(k)) if k in s.protect else s
 
 
 _HANDLERS = {
