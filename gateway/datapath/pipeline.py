@@ -97,7 +97,8 @@ class Alg:
     ``decision`` is None for SIP to an incoming-DIP address: policy is decided
     in ``finish_alg`` once the ALG has named the internal host (``route_to``).
     ``rewrite``: the header translation (new src, sport, dst, dport) as far as
-    known. ``session``: id of the signalling session it matched, if any."""
+    known. ``session``: id of the signalling session it matched, if any;
+    ``pinhole``: id of the signalling pinhole it came through, if any."""
 
     alg: str
     key: str
@@ -114,6 +115,7 @@ class Alg:
     payload: bytes
     rewrite: Rewrite | None
     session: int | None = None
+    pinhole: str | None = None
 
     def sip_context(self) -> SipContext:
         return SipContext(self.direction, self.src, self.dst, self.nat_src, self.nat_dst,
@@ -408,6 +410,7 @@ class Datapath:
 
     def _through_pinhole(self, pkt: Packet, key, hole: Hole, ingress: str, now: float) -> Outcome:
         p, s, sp, d, dp = key
+        signalling = hole.pinhole.kind != "media"
         ndst, ndport = hole.to if hole.to is not None else (d, dp)
         if hole.src_to is not None:
             nsrc, nsport = hole.src_to
@@ -422,6 +425,8 @@ class Datapath:
                 if d0.action == "permit" and d0.nat.src is not None:
                     nsrc = int(d0.nat.src)
         rw = (nsrc, nsport, ndst, ndport)
+        if signalling:
+            return self._signalling_pinhole(pkt, key, hole, rw, ingress, now)
         # The reply arrives addressed to this packet's source: a pinhole there
         # (the other party's, opened from its own SDP) is satisfied by it.
         back = self.pinholes.match(p, s, sp, now)
@@ -442,6 +447,32 @@ class Datapath:
         sess.fwd_packets += 1
         sess.fwd_bytes += pkt.total_length
         return Forward(self._apply(pkt, sess.fwd_rewrite), "fast-pinhole")
+
+    def _signalling_pinhole(self, pkt: Packet, key, hole: Hole, rw: Rewrite, ingress: str,
+                            now: float) -> Outcome:
+        """A Via/Contact pinhole (manual ch. 2, Figure 9): signalling from a
+        source not seen before. UDP goes to the ALG like any SIP message; TCP
+        is forwarded uninspected, as all TCP signalling is."""
+        p, s, sp, d, dp = key
+        if p == PROTO_UDP:
+            payload = pkt.payload_bytes
+            nat_src = (_ip(rw[0]), rw[1]) if (rw[0], rw[1]) != (s, sp) else None
+            nat_dst = (_ip(rw[2]), rw[3]) if (rw[2], rw[3]) != (d, dp) else None
+            route = self.engine.route(IPv4Address(rw[2]), ingress=ingress)
+            self.paths["alg"] += 1
+            return Alg("sip", sip_call_id(payload), pkt, None, hole.pinhole.direction,
+                       (_ip(s), sp), (_ip(d), dp), nat_src, nat_dst, ingress,
+                       route[0] if route else "", "udp", payload, rw, None, hole.id)
+        route = self.engine.route(IPv4Address(rw[2]), ingress=ingress)
+        sess = self._new_session(key, rw, now, ingress, None, kind="signalling",
+                                 egress=route[0] if route else "",
+                                 to_zone=route[1] if route else None, call=hole.call,
+                                 pinhole=hole.id, note=TCP_SIGNALLING_NOTE,
+                                 translate_port=hole.src_to is None)
+        if isinstance(sess, Drop):
+            return sess
+        self.paths["fast-pinhole"] += 1
+        return Forward(self._apply(pkt, sess.fwd_rewrite), "fast-pinhole", TCP_SIGNALLING_NOTE)
 
     # -- ALG dispatch ----------------------------------------------------------------
 
@@ -498,6 +529,19 @@ class Datapath:
         p, s, sp = pkt.proto, pkt.src_int, pkt.sport
         key = (p, s, sp, pkt.dst_int, pkt.dport)
         d = outcome.decision
+        if outcome.pinhole is not None:
+            # Through a signalling pinhole the ALG opened: no policy lookup.
+            if route_to is not None:
+                rw = self._route_to(pkt, rw, route_to)
+            sess = self._new_session(key, rw, now, outcome.ingress, None, kind="signalling",
+                                     egress=outcome.egress, timeout=self.alg_timeouts.get(outcome.alg),
+                                     alg=outcome.alg, direction=outcome.direction,
+                                     call=outcome.key or None, pinhole=outcome.pinhole)
+            if isinstance(sess, Drop):
+                return sess
+            sess.fwd_packets += 1
+            sess.fwd_bytes += pkt.total_length
+            return Forward(self._apply(pkt, sess.fwd_rewrite, payload), "fast-pinhole", outcome.alg)
         if d is None:
             if route_to is None:
                 return self._drop(f"{outcome.dst[0]}:{outcome.dst[1]} is an incoming DIP address "
