@@ -57,12 +57,11 @@ class JournalWriter:
             t.start()
 
     def stop(self) -> None:
+        """Complete everything submitted before, then stop both threads."""
         self._q.put(None)
-        with self._pending_cv:
-            self._stop = True
-            self._pending_cv.notify_all()
         for t in self._threads:
-            t.join(5)
+            if t.is_alive():
+                t.join(5)
 
     def submit(self, events: list, callback: Callback | None = None) -> None:
         """Journal ``events`` (one entity step); ``callback(records)`` runs on
@@ -80,6 +79,7 @@ class JournalWriter:
         while True:
             item = self._q.get()
             if item is None:
+                self._finish()
                 return
             items = [item]
             stop = False
@@ -102,6 +102,7 @@ class JournalWriter:
                     if cb:
                         self._safe(cb, None)
                 if stop:
+                    self._finish()
                     return
                 continue
             self.batches += 1
@@ -119,7 +120,14 @@ class JournalWriter:
                 self._pending.append((self.journal.head, out))
                 self._pending_cv.notify_all()
             if stop:
+                self._finish()
                 return
+
+    def _finish(self) -> None:
+        # The completion thread ends once it has completed everything before this.
+        with self._pending_cv:
+            self._stop = True
+            self._pending_cv.notify_all()
 
     def _complete_loop(self) -> None:
         while True:

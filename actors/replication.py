@@ -14,6 +14,13 @@ has a key pair (``gwctl keys``); the ROUTER accepts only the public keys in
 Role decisions are not made here: triggers go to ``on_trigger`` (the node's HA
 controller, which runs ``gateway.ha``), and the controller tells this thread
 the role with :meth:`set_role`. The protocol itself is ``journal/replication.py``.
+
+Liveness, both ways (ARCHITECTURE.md, "High availability"):
+- a standby that hears nothing from an *active* peer for ``hb_interval *
+  hb_threshold`` triggers ``heartbeat_lost`` (a standby peer's heartbeats do
+  not count: two standbys must not wait for each other forever);
+- an active forgets a standby it has not heard from for as long, so sync-mode
+  completions stop waiting for a dead peer's acknowledgements.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ from typing import Callable
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from journal.replication import ProtocolViolation, Sender, decode, encode
+from journal.replication import (Ack, Batch, Handover, Heartbeat, Hello, ProtocolViolation, Receiver,
+                                 Refused, Sender, Taken, decode, encode, frame_mark, hello_verdict)
 
 log = logging.getLogger("gateway.replication")
 
@@ -84,7 +92,9 @@ class Replicator:
     journal:      the node's ``journal.store.Journal`` (head, read_frames, append_frames)
     on_records:   standby side: called (on this thread) with the records just appended,
                   to fold them into the mirrored state
-    on_trigger:   called with (trigger, *args) for ``gateway.ha.step``
+    on_trigger:   called with (trigger, *args) for ``gateway.ha.step``, and with
+                  ("diverged", seq): cut the journal after seq (``truncate_after``)
+                  and rebuild the state from it
     """
 
     def __init__(self, *, node_id: str, bind: str, peer: str, journal,
@@ -94,6 +104,7 @@ class Replicator:
                  hb_interval: float = 0.2, hb_threshold: int = 3,
                  priority: int = 100, mode: str = "sync",
                  window: int = 20000, batch: int = 500,
+                 handover_timeout: float = 2.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.node_id = node_id
         self.bind, self.peer = bind, peer
@@ -102,10 +113,13 @@ class Replicator:
         self.keys = keys
         self.hb_interval, self.hb_threshold = hb_interval, hb_threshold
         self.priority, self.mode = priority, mode
+        self.handover_timeout = handover_timeout
         self.clock = clock
         self.sender = Sender(journal.read_frames, window=window, batch=batch)
+        self.receiver = Receiver(resync_after=hb_interval)
         self.role = "standby"
         self.epoch = 0
+        self.refused_hellos = 0
         self._cmds: queue.SimpleQueue = queue.SimpleQueue()
         self._ctx = zmq.Context()
         self._wake_addr = f"inproc://repl-wake-{id(self)}"
@@ -117,9 +131,12 @@ class Replicator:
         # Sync-mode waiters: producers wait until the standby acknowledged a seq.
         self._acked = 0
         self._acked_cv = threading.Condition()
-        self._peer_last = None
+        self._peer_last: float | None = None
+        self._active_seen = 0.0
         self._peer_info: dict = {}
         self._helloed = False
+        self._handover_deadline: float | None = None
+        self._handover_sent = False
         self._ready = threading.Event()
         self.start_error: BaseException | None = None
 
@@ -132,13 +149,22 @@ class Replicator:
             raise self.start_error
 
     def stop(self) -> None:
+        if self._ctx.closed:
+            return
         self._stop.set()
         self._wake()
         if self._thread:
             self._thread.join(5)
+        with self._wake_lock:
+            if self._wake_tx is not None:
+                self._wake_tx.close(0)
+                self._wake_tx = None
         if self._auth:
             self._auth.stop()
+            self._auth = None
         self._ctx.destroy(linger=0)
+        with self._acked_cv:
+            self._acked_cv.notify_all()
 
     def set_role(self, role: str, epoch: int) -> None:
         """Take effect at once (the HA controller may call this from the
@@ -149,10 +175,10 @@ class Replicator:
 
     def notify_appended(self) -> None:
         """The journal grew: stream the new records to the standby."""
-        self._cmd(("appended",))
+        self._wake()
 
     def handover(self) -> None:
-        """Graceful failover: after every record is sent, tell the standby to promote."""
+        """Graceful failover: after every record is acknowledged, tell the standby to promote."""
         self._cmd(("handover",))
 
     def wait_acked(self, seq: int, timeout: float) -> bool:
@@ -162,8 +188,8 @@ class Replicator:
         with self._acked_cv:
             while self._acked < seq:
                 left = deadline - time.monotonic()
-                if left <= 0 or not self.sender.peers:
-                    return self._acked >= seq
+                if left <= 0 or not self.sender.peers or self._stop.is_set():
+                    return False
                 self._acked_cv.wait(left)
             return True
 
@@ -186,9 +212,12 @@ class Replicator:
 
     def _wake(self) -> None:
         with self._wake_lock:
+            if self._stop.is_set() and self._thread is not None and not self._thread.is_alive():
+                return
             if self._wake_tx is None:
                 try:
                     self._wake_tx = self._ctx.socket(zmq.PAIR)
+                    self._wake_tx.setsockopt(zmq.LINGER, 0)
                     self._wake_tx.connect(self._wake_addr)
                 except zmq.ZMQError:
                     self._wake_tx = None
@@ -196,7 +225,7 @@ class Replicator:
             try:
                 self._wake_tx.send(b"", zmq.NOBLOCK)
             except zmq.ZMQError:
-                pass
+                pass                   # a wake-up is already queued: that is enough
 
     def _secure(self, sock, server: bool) -> None:
         if self.keys is None:
@@ -208,9 +237,22 @@ class Replicator:
         else:
             sock.curve_serverkey = self.keys.peer_public
 
+    def _update_acked(self) -> None:
+        with self._acked_cv:
+            self._acked = self.sender.min_acked() or 0
+            self._acked_cv.notify_all()
+
+    def _trigger(self, *args) -> None:
+        # The controller's errors must not kill the transport (and with it the heartbeats).
+        try:
+            self.on_trigger(*args)
+        except Exception:
+            log.exception("replication: HA trigger %s failed", args[0])
+
     def _run(self) -> None:
         try:
             wake_rx = self._ctx.socket(zmq.PAIR)
+            wake_rx.setsockopt(zmq.LINGER, 0)
             wake_rx.bind(self._wake_addr)
             if self.keys is not None:
                 self._auth = ThreadAuthenticator(self._ctx, log=logging.getLogger("gateway.replication.zap"))
@@ -227,64 +269,96 @@ class Replicator:
             self._ready.set()
             return
         self._ready.set()
+        try:
+            self._loop(wake_rx, router, dealer)
+        except Exception:
+            log.exception("replication: transport thread failed")
+        finally:
+            for s in (router, dealer, wake_rx):
+                s.close(0)
+
+    def _loop(self, wake_rx, router, dealer) -> None:
         poller = zmq.Poller()
         poller.register(wake_rx, zmq.POLLIN)
         poller.register(router, zmq.POLLIN)
         poller.register(dealer, zmq.POLLIN)
-        started = self.clock()
+        self._active_seen = self.clock()
         next_hb = 0.0
-        handover_pending = False
+        loss = self.hb_interval * self.hb_threshold
         while not self._stop.is_set():
             now = self.clock()
             if now >= next_hb:
-                self._send_dealer(dealer, b"HB", self._hb_body(now))
                 if self.role == "standby" and not self._helloed:
-                    self._send_dealer(dealer, b"HELLO", {"node": self.node_id, "last_seq": self.journal.head,
-                                                         "epoch": self.epoch})
-                    self._helloed = True
+                    self._helloed = self._send_dealer(dealer, self._hello())
+                self._send_dealer(dealer, self._hb(now))
                 next_hb = now + self.hb_interval
-            # Heartbeat loss: only a standby acts on it (gateway.ha ignores it otherwise).
-            last = self._peer_last if self._peer_last is not None else started
-            if self.role == "standby" and now - last > self.hb_interval * self.hb_threshold:
-                self._peer_last = now          # one trigger per detection period
-                self.on_trigger("heartbeat_lost")
-            timeout_ms = max(0, int((next_hb - self.clock()) * 1000)) or 1
+            wake_at = next_hb
+            if self.role == "standby":
+                # Only a standby acts on heartbeat loss (gateway.ha ignores it otherwise).
+                if now - self._active_seen > loss:
+                    self._active_seen = now          # one trigger per detection period
+                    self._trigger("heartbeat_lost")
+                wake_at = min(wake_at, self._active_seen + loss + 0.001)
+            elif self.role == "active" and self.sender.peers:
+                gone = self.sender.expire(now - loss)
+                for p in gone:
+                    log.warning("replication: standby %s silent for %.0f ms; replicating to nobody",
+                                p.node, loss * 1000)
+                if gone:
+                    self._update_acked()
+            if self._handover_deadline is not None and now > self._handover_deadline:
+                self._handover_deadline = None
+                if self.role == "active":
+                    log.warning("replication: the standby did not take over within %.1f s",
+                                self.handover_timeout)
+                    self._trigger("handover_aborted")
+            timeout_ms = max(1, int((wake_at - self.clock()) * 1000) + 1)
             events = dict(poller.poll(timeout_ms))
             if wake_rx in events:
                 while wake_rx.poll(0):
                     wake_rx.recv()
-            while True:
-                try:
-                    c = self._cmds.get_nowait()
-                except queue.Empty:
-                    break
-                if c[0] == "role":
-                    if c[1] != self.role:
-                        self._helloed = False
-                        if self.role == "active":
-                            self.sender.peers.clear()
-                    self._send_dealer(dealer, b"HB", self._hb_body(self.clock()))
-                elif c[0] == "handover":
-                    handover_pending = True
+            self._commands(dealer)
             if router in events:
                 self._drain_router(router)
             if dealer in events:
                 self._drain_dealer(dealer)
             if self.role == "active":
-                for ident, msg in self.sender.batches(self.journal.head, self.epoch):
-                    router.send_multipart([ident, *msg])
-                if handover_pending:
-                    if self.sender.peers and (self.sender.min_acked() or 0) >= self.journal.head:
-                        for ident in list(self.sender.peers):
-                            router.send_multipart([ident, *encode(b"HANDOVER", {"epoch": self.epoch,
-                                                                                "head": self.journal.head})])
-                        handover_pending = False
-                    elif not self.sender.peers:
-                        log.warning("replication: failover requested but no standby is connected")
-                        handover_pending = False
-                        self.on_trigger("handover_aborted")
-        for s in (router, dealer, wake_rx):
-            s.close(0)
+                self._stream(router)
+
+    def _commands(self, dealer) -> None:
+        while True:
+            try:
+                c = self._cmds.get_nowait()
+            except queue.Empty:
+                return
+            if c[0] == "role":
+                if c[1] != self.role:
+                    self._helloed = False
+                    self._handover_deadline = None
+                    self._handover_sent = False
+                    self._active_seen = self.clock()
+                    if c[1] == "active":
+                        self.sender.peers.clear()
+                        self._update_acked()
+                self._send_dealer(dealer, self._hb(self.clock()))
+            elif c[0] == "handover":
+                if self.role == "active":
+                    self._handover_deadline = self.clock() + self.handover_timeout
+                    self._handover_sent = False
+
+    def _stream(self, router) -> None:
+        for ident, msg in self.sender.batches(self.journal.head, self.epoch):
+            router.send_multipart([ident, *encode(msg)])
+        if self._handover_deadline is None or self._handover_sent:
+            return
+        if not self.sender.peers:
+            log.warning("replication: failover requested but no standby is connected")
+            self._handover_deadline = None
+            self._trigger("handover_aborted")
+        elif (self.sender.min_acked() or 0) >= self.journal.head:
+            for ident in list(self.sender.peers):
+                router.send_multipart([ident, *encode(Handover(self.epoch, self.journal.head))])
+            self._handover_sent = True
 
     def _new_dealer(self):
         dealer = self._ctx.socket(zmq.DEALER)
@@ -293,104 +367,141 @@ class Replicator:
         # Never queue heartbeats for a dead peer: drop instead of piling up.
         dealer.setsockopt(zmq.SNDHWM, 1000)
         dealer.setsockopt(zmq.IMMEDIATE, 1)
+        dealer.setsockopt(zmq.RECONNECT_IVL, max(10, int(self.hb_interval * 250)))
         self._secure(dealer, server=False)
         dealer.connect(self.peer)
         return dealer
 
-    def _send_dealer(self, dealer, kind: bytes, body: dict) -> None:
+    def _send_dealer(self, dealer, msg) -> bool:
         try:
-            dealer.send_multipart(encode(kind, body), zmq.NOBLOCK)
+            dealer.send_multipart(encode(msg), zmq.NOBLOCK)
+            return True
         except zmq.Again:
-            pass                       # no connection to the peer right now
+            return False               # no connection to the peer right now
 
-    def _hb_body(self, now: float) -> dict:
-        return {"node": self.node_id, "role": self.role, "epoch": self.epoch, "head": self.journal.head,
-                "prio": self.priority, "applied": self.journal.head, "ts": time.time()}
+    def _hb(self, now: float) -> Heartbeat:
+        head = self.journal.head
+        return Heartbeat(self.node_id, self.role, self.epoch, head, self.priority, head, time.time())
 
-    def _seen_peer(self, body: dict) -> None:
-        self._peer_last = self.clock()
-        for k in ("role", "epoch", "head", "applied"):
-            if k in body:
-                self._peer_info[k] = body[k]
-        if "epoch" in body and "role" in body:
-            self.on_trigger("peer_epoch", body["role"], int(body["epoch"]), int(body.get("prio", 100)),
-                            str(body.get("node", "?")))
+    def _hello(self) -> Hello:
+        head = self.journal.head
+        epoch, crc = frame_mark(self.journal.read_frames(head, 1)[0]) if head else (0, 0)
+        return Hello(self.node_id, head, epoch, crc, self.epoch)
+
+    def _mark_at(self, seq: int) -> tuple[int, int]:
+        return frame_mark(self.journal.read_frames(seq, 1)[0])
+
+    def _seen_peer(self, hb: Heartbeat) -> None:
+        now = self.clock()
+        self._peer_last = now
+        if hb.role == "active":
+            self._active_seen = now
+        self._peer_info.update(role=hb.role, epoch=hb.epoch, head=hb.head, applied=hb.applied)
+        self._trigger("peer_epoch", hb.role, hb.epoch, hb.prio, hb.node)
 
     def _drain_router(self, router) -> None:
         while router.poll(0):
             ident, *frames = router.recv_multipart()
             try:
-                kind, body = decode(frames)
+                msg = decode(frames)
             except ProtocolViolation as exc:
-                log.warning("replication: dropped a message from %r: %s", ident, exc)
+                log.warning("replication: dropped a message from %r: %s", ident, exc.reason)
                 continue
             now = self.clock()
-            if kind == b"HB":
-                self._seen_peer(body)
-                router.send_multipart([ident, *encode(b"HB", self._hb_body(now))])
-                if self.role == "active" and body.get("role") == "standby" and ident not in self.sender.peers:
+            self.sender.seen(ident, now)
+            if isinstance(msg, Heartbeat):
+                self._seen_peer(msg)
+                router.send_multipart([ident, *encode(self._hb(now))])
+                if self.role == "active" and msg.role == "standby" and ident not in self.sender.peers:
                     # A standby that lost its session (we restarted): ask it to re-HELLO.
-                    router.send_multipart([ident, *encode(b"REFUSED", {"reason": "hello again"})])
-            elif kind == b"HELLO":
-                if self.role != "active":
-                    router.send_multipart([ident, *encode(b"REFUSED", {"reason": "not active"})])
-                    continue
-                last = int(body.get("last_seq", 0))
-                if last > self.journal.head:
-                    log.warning("replication: peer %s is ahead (%d > %d): its tail is not from this term",
-                                body.get("node"), last, self.journal.head)
-                    router.send_multipart([ident, *encode(b"REFUSED", {"reason": "diverged",
-                                                                       "head": self.journal.head})])
-                    continue
-                self.sender.hello(ident, str(body.get("node")), last, self.journal.head, now)
-                log.info("replication: standby %s joined at seq %d (head %d)", body.get("node"), last,
-                         self.journal.head)
-            elif kind == b"ACK":
-                p = self.sender.ack(ident, int(body.get("seq", 0)), now)
-                if p is not None:
-                    with self._acked_cv:
-                        self._acked = self.sender.min_acked() or 0
-                        self._acked_cv.notify_all()
-            elif kind == b"TAKEN":
-                self.on_trigger("handover_done", int(body.get("epoch", 0)))
+                    router.send_multipart([ident, *encode(Refused("hello again"))])
+            elif isinstance(msg, Hello):
+                self._hello_from(router, ident, msg, now)
+            elif isinstance(msg, Ack):
+                if self.sender.ack(ident, msg.seq, now) is not None:
+                    self._update_acked()
+            elif isinstance(msg, Taken):
+                self._handover_deadline = None
+                self._trigger("handover_done", msg.epoch)
+
+    def _hello_from(self, router, ident: bytes, msg: Hello, now: float) -> None:
+        if self.role != "active":
+            router.send_multipart([ident, *encode(Refused("not active"))])
+            return
+        if msg.epoch > self.epoch:
+            # The peer is in a newer term than ours; its heartbeat will demote us.
+            router.send_multipart([ident, *encode(Refused("not active"))])
+            return
+        head = self.journal.head
+        try:
+            cut = hello_verdict(msg.last_seq, msg.last_epoch, msg.last_crc, head, self._mark_at)
+        except (ValueError, IndexError) as exc:
+            log.warning("replication: cannot check %s's journal against ours: %s", msg.node, exc)
+            return
+        if cut is not None:
+            self.refused_hellos += 1
+            log.warning("replication: standby %s diverged (its seq %d is not ours); it must cut after %d",
+                        msg.node, msg.last_seq, cut)
+            router.send_multipart([ident, *encode(Refused("diverged", cut))])
+            return
+        self.sender.hello(ident, msg.node, msg.last_seq, head, now)
+        self._update_acked()
+        log.info("replication: standby %s joined at seq %d (head %d)", msg.node, msg.last_seq, head)
 
     def _drain_dealer(self, dealer) -> None:
+        pending: list[bytes] = []       # consecutive BATCH frames: one append, one ACK
         while dealer.poll(0):
             frames = dealer.recv_multipart()
             try:
-                kind, body = decode(frames)
+                msg = decode(frames)
             except ProtocolViolation as exc:
-                log.warning("replication: dropped a message from the peer: %s", exc)
+                log.warning("replication: dropped a message from the peer: %s", exc.reason)
                 continue
-            if kind == b"HB":
-                self._seen_peer(body)
-            elif kind == b"BATCH":
-                self._peer_last = self.clock()
-                if self.role != "standby":
+            if isinstance(msg, Batch):
+                self._active_seen = self._peer_last = self.clock()
+                if self.role != "standby" or msg.epoch < self.epoch:
                     continue
-                first = int(body["first"])
-                frames_in = body["frames"]
-                head = self.journal.head
-                if first > head + 1:
-                    # We missed frames (the peer restarted its session): resume.
-                    self._send_dealer(dealer, b"HELLO", {"node": self.node_id, "last_seq": head,
-                                                         "epoch": self.epoch})
-                    continue
-                skip = head + 1 - first               # duplicates after a re-HELLO
-                new = frames_in[skip:] if skip > 0 else frames_in
-                if new:
-                    records = self.journal.append_frames(new)
-                    self.on_records(records)
-                self._send_dealer(dealer, b"ACK", {"seq": self.journal.head, "epoch": self.epoch})
-            elif kind == b"HANDOVER":
-                if self.journal.head >= int(body.get("head", 0)):
-                    self.on_trigger("handover_received", int(body.get("epoch", 0)))
-                    self._send_dealer(dealer, b"TAKEN", {"epoch": self.epoch})
+                head = self.journal.head + len(pending)
+                new, resync = self.receiver.admit(msg, head, self._peer_last)
+                pending += new
+                if resync:
+                    self._apply(dealer, pending)
+                    pending = []
+                    self._send_dealer(dealer, self._hello())
+                continue
+            self._apply(dealer, pending)
+            pending = []
+            if isinstance(msg, Heartbeat):
+                self._seen_peer(msg)
+            elif isinstance(msg, Handover):
+                self._active_seen = self.clock()
+                if self.role == "standby" and self.journal.head >= msg.head:
+                    self._trigger("handover_received", msg.epoch)
+                    if self.role == "active":
+                        self._send_dealer(dealer, Taken(self.epoch))
                 else:
-                    log.warning("replication: handover at head %s but only %d applied; waiting",
-                                body.get("head"), self.journal.head)
-            elif kind == b"REFUSED":
-                reason = body.get("reason")
-                if reason == "diverged":
-                    self.on_trigger("diverged", int(body.get("head", 0)))
+                    log.warning("replication: handover at head %d but only %d applied; not taking over",
+                                msg.head, self.journal.head)
+            elif isinstance(msg, Refused):
                 self._helloed = False
+                if msg.reason == "diverged":
+                    self._trigger("diverged", msg.head)
+                if msg.reason != "not active" and self.role == "standby":
+                    # Say HELLO again now (a "not active" peer waits for the next beat).
+                    self._helloed = self._send_dealer(dealer, self._hello())
+        self._apply(dealer, pending)
+
+    def _apply(self, dealer, frames: list[bytes]) -> None:
+        if not frames:
+            return
+        try:
+            records = self.journal.append_frames(frames)
+        except Exception as exc:      # AppendRejected, JournalFailed: start over from our head
+            log.warning("replication: could not store %d frames from the active: %s", len(frames), exc)
+            self._helloed = False
+            return
+        try:
+            self.on_records(records)
+        except Exception:
+            log.exception("replication: folding %d records failed", len(records))
+        self._send_dealer(dealer, Ack(self.journal.head, self.epoch))

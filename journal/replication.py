@@ -2,7 +2,7 @@
 
 Transport (``actors/replication.py``): every node binds a ZeroMQ ROUTER on its
 HA address and connects a DEALER to its peer's ROUTER, both with CURVE. Over
-the DEALER a node sends HELLO / HB / ACK / HANDOVER; the ROUTER answers HB with
+the DEALER a node sends HELLO / HB / ACK / TAKEN; the ROUTER answers HB with
 its own HB and, when its node is active, streams the journal to a peer that said
 HELLO. Because both nodes always heartbeat each other, two nodes that both
 believe they are active see each other's epoch on the next heartbeat, and the
@@ -10,7 +10,8 @@ lower one demotes (``gateway/ha.py``).
 
 Messages are two ZeroMQ frames: the type (one ASCII word) and a msgpack map.
 
-  HELLO    {node, last_seq, epoch}           standby -> active: resume after last_seq
+  HELLO    {node, last_seq, last_epoch, last_crc, epoch}
+                                             standby -> active: resume after last_seq
   BATCH    {first, frames: [bytes], head, epoch}
                                              active -> standby: journal frames as written
   ACK      {seq, epoch}                      standby -> active: cumulative
@@ -18,46 +19,217 @@ Messages are two ZeroMQ frames: the type (one ASCII word) and a msgpack map.
                                              both ways
   HANDOVER {epoch, head}                     active -> standby: promote once you have head
   TAKEN    {epoch}                           new active -> old active: done, demote
-  REFUSED  {reason}
+  REFUSED  {reason, head}                    "diverged" (truncate after head, then
+                                             HELLO again), "not active", "hello again"
+
+``last_epoch``/``last_crc`` name the standby's last record (its epoch and the
+CRC of its frame): the active accepts the HELLO only if its own record at
+``last_seq`` is the same one, so a node that was active in a term the other
+never saw (it wrote records nobody acknowledged) is told where to cut its
+journal instead of silently keeping a different history
+(:func:`hello_verdict`).
 
 Flow control: the active keeps at most ``window`` unacknowledged events in
 flight per peer and sends batches of at most ``batch`` frames (batching is what
 makes replication fast; one event in flight at a time is ~50x slower).
+
+A message that is not this protocol raises :class:`ProtocolViolation` (a
+:class:`gateway.errors.RemoteProtocolError`) from :func:`decode`, and nothing
+else: the transport logs it and drops it.
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import Callable
 
 import msgpack
 
-TYPES = frozenset({b"HELLO", b"BATCH", b"ACK", b"HB", b"HANDOVER", b"TAKEN", b"REFUSED"})
+from gateway.errors import RemoteProtocolError
+
+from .record import HEADER_SIZE, FrameError, decode_record
+
+ROLES = frozenset({"active", "standby", "stopped"})
 
 
-class ProtocolViolation(Exception):
+class ProtocolViolation(RemoteProtocolError):
     """A peer sent something that is not this protocol: logged and dropped."""
 
 
-def encode(kind: bytes, body: dict) -> list[bytes]:
-    if kind not in TYPES:
-        raise ValueError(f"unknown replication message {kind!r}")
-    return [kind, msgpack.packb(body, use_bin_type=True)]
+# ------------------------------------------------------------------ messages
 
 
-def decode(frames: list[bytes]) -> tuple[bytes, dict]:
+@dataclass(frozen=True, slots=True)
+class Hello:
+    node: str
+    last_seq: int
+    last_epoch: int
+    last_crc: int
+    epoch: int
+    KIND = b"HELLO"
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    first: int
+    frames: list
+    head: int
+    epoch: int
+    KIND = b"BATCH"
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    seq: int
+    epoch: int
+    KIND = b"ACK"
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    node: str
+    role: str
+    epoch: int
+    head: int
+    prio: int
+    applied: int
+    ts: float
+    KIND = b"HB"
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    epoch: int
+    head: int
+    KIND = b"HANDOVER"
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    epoch: int
+    KIND = b"TAKEN"
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    reason: str
+    head: int = 0
+    KIND = b"REFUSED"
+
+
+Message = Hello | Batch | Ack | Heartbeat | Handover | Taken | Refused
+
+_CLASSES = {c.KIND: c for c in (Hello, Batch, Ack, Heartbeat, Handover, Taken, Refused)}
+TYPES = frozenset(_CLASSES)
+_FIELDS = {k: c.__slots__ for k, c in _CLASSES.items()}
+_OPTIONAL = {b"REFUSED": {"head": 0}}
+# One event is a few hundred bytes; a batch is at most a few thousand frames.
+MAX_FRAMES = 100_000
+
+
+def encode(msg: Message) -> list[bytes]:
+    body = {name: getattr(msg, name) for name in _FIELDS[msg.KIND]}
+    return [msg.KIND, msgpack.packb(body, use_bin_type=True)]
+
+
+def _int(kind: str, name: str, v) -> int:
+    if type(v) is not int or v < 0:
+        raise ProtocolViolation(f"{kind} {name} is not a non-negative integer")
+    return v
+
+
+def decode(frames: list) -> Message:
+    """The message in ``frames`` (type, msgpack body). Raises ProtocolViolation only."""
     if len(frames) != 2:
         raise ProtocolViolation(f"expected 2 frames, got {len(frames)}")
     kind, raw = bytes(frames[0]), frames[1]
-    if kind not in TYPES:
+    cls = _CLASSES.get(kind)
+    if cls is None:
         raise ProtocolViolation(f"unknown message type {kind[:16]!r}")
+    name = kind.decode()
     try:
         body = msgpack.unpackb(raw, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several types for garbage
-        raise ProtocolViolation(f"undecodable {kind.decode()} body: {exc}") from None
+        raise ProtocolViolation(f"undecodable {name} body ({exc.__class__.__name__})") from None
     if not isinstance(body, dict):
-        raise ProtocolViolation(f"{kind.decode()} body is not a map")
-    return kind, body
+        raise ProtocolViolation(f"{name} body is not a map")
+    values = []
+    for f in _FIELDS[kind]:
+        if f in body:
+            v = body[f]
+        elif f in _OPTIONAL.get(kind, ()):
+            v = _OPTIONAL[kind][f]
+        else:
+            raise ProtocolViolation(f"{name} without {f}")
+        if f in ("node", "role", "reason"):
+            if type(v) is not str:
+                raise ProtocolViolation(f"{name} {f} is not a string")
+        elif f == "ts":
+            if type(v) not in (int, float):
+                raise ProtocolViolation(f"{name} ts is not a number")
+            v = float(v)
+        elif f == "frames":
+            if type(v) is not list or len(v) > MAX_FRAMES or any(type(x) is not bytes for x in v):
+                raise ProtocolViolation(f"{name} frames is not a list of byte strings")
+        else:
+            v = _int(name, f, v)
+        values.append(v)
+    msg = cls(*values)
+    if kind == b"HB" and msg.role not in ROLES:
+        raise ProtocolViolation(f"HB role {msg.role[:16]!r} is not a role")
+    if kind == b"BATCH" and msg.first == 0:
+        raise ProtocolViolation("BATCH first sequence 0")
+    return msg
+
+
+# ------------------------------------------------------------ record marks
+
+_CRC = struct.Struct(">I")
+
+
+def frame_mark(frame: bytes) -> tuple[int, int]:
+    """(epoch, crc) of one journal frame: what HELLO says about the last record."""
+    try:
+        rec, _ = decode_record(frame)
+    except FrameError as exc:
+        raise ValueError(f"not a journal frame: {exc}") from None
+    return rec.epoch, _CRC.unpack_from(frame, HEADER_SIZE - 4)[0]
+
+
+def hello_verdict(last_seq: int, last_epoch: int, last_crc: int, head: int,
+                  mark_at: Callable[[int], tuple[int, int]]) -> int | None:
+    """Whether the active can stream to a standby whose last record is
+    (``last_seq``, ``last_epoch``, ``last_crc``): None when the standby's
+    journal is a prefix of ours, else the sequence it must truncate after
+    before saying HELLO again. ``mark_at(seq)`` is our (epoch, crc) at seq.
+
+    Epochs never decrease along a journal, and only the active of an epoch
+    writes records of that epoch, so when the two records at ``last_seq``
+    differ, our whole term at that point is suspect: the cut goes to our last
+    record of an older epoch (Raft's log matching, skipping a term per round
+    trip; cutting too much only costs a resend). Each answer is strictly below
+    ``last_seq``, so the exchange ends, at worst at 0 (an empty journal)."""
+    if last_seq == 0:
+        return None
+    if last_seq > head:
+        # Records we never had: cut them; the record at our head is then checked.
+        return head
+    epoch, crc = mark_at(last_seq)
+    if (epoch, crc) == (last_epoch, last_crc):
+        return None
+    bound = epoch
+    lo, hi = 0, last_seq - 1          # find the last seq in [1, hi] with epoch < bound
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if mark_at(mid)[0] < bound:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+# ------------------------------------------------------------- active side
 
 
 @dataclass(slots=True)
@@ -83,12 +255,9 @@ class Sender:
     peers: dict[bytes, PeerProgress] = field(default_factory=dict)
 
     def hello(self, identity: bytes, node: str, last_seq: int, head: int, now: float) -> PeerProgress:
-        if last_seq > head:
-            # The peer has records this node never wrote: it was active in a term
-            # this node did not see. Its extra tail is not ours to keep; the HA
-            # epoch rule decides who is active, and the peer must re-sync.
-            last_seq = head
-        p = PeerProgress(identity, node, acked=last_seq, sent=last_seq, last_seen=now)
+        """A standby (re)joined at ``last_seq``: whatever was in flight to it is
+        gone with its old connection, so streaming restarts from there."""
+        p = PeerProgress(identity, node, acked=min(last_seq, head), sent=min(last_seq, head), last_seen=now)
         self.peers[identity] = p
         return p
 
@@ -101,7 +270,20 @@ class Sender:
         p.last_seen = now
         return p
 
-    def batches(self, head: int, epoch: int) -> list[tuple[bytes, list[bytes]]]:
+    def seen(self, identity: bytes, now: float) -> None:
+        p = self.peers.get(identity)
+        if p is not None:
+            p.last_seen = now
+
+    def expire(self, older_than: float) -> list[PeerProgress]:
+        """Forget peers not heard from since ``older_than`` (dead standbys must
+        not hold sync-mode completions)."""
+        gone = [p for p in self.peers.values() if p.last_seen < older_than]
+        for p in gone:
+            del self.peers[p.identity]
+        return gone
+
+    def batches(self, head: int, epoch: int) -> list[tuple[bytes, Batch]]:
         """Messages to send now: for every peer, frames past ``sent`` within its window."""
         out = []
         for p in self.peers.values():
@@ -112,8 +294,7 @@ class Sender:
                     break
                 first = p.sent + 1
                 p.sent += len(frames)
-                out.append((p.identity, encode(b"BATCH", {
-                    "first": first, "frames": frames, "head": head, "epoch": epoch})))
+                out.append((p.identity, Batch(first, frames, head, epoch)))
         return out
 
     def min_acked(self) -> int | None:
@@ -122,3 +303,29 @@ class Sender:
 
     def forget(self, identity: bytes) -> None:
         self.peers.pop(identity, None)
+
+
+# ------------------------------------------------------------ standby side
+
+
+@dataclass(slots=True)
+class Receiver:
+    """Standby side: which part of a BATCH is new (pure bookkeeping).
+
+    After a gap (frames lost with an old connection) the standby says HELLO
+    again once, then ignores further out-of-order batches until the resent
+    stream arrives or ``resync_after`` has passed."""
+
+    resync_after: float
+    resync_at: float | None = None
+
+    def admit(self, msg: Batch, head: int, now: float) -> tuple[list, bool]:
+        """(frames to append, whether to say HELLO again)."""
+        if msg.first > head + 1:
+            if self.resync_at is None or now - self.resync_at >= self.resync_after:
+                self.resync_at = now
+                return [], True
+            return [], False
+        self.resync_at = None
+        skip = head + 1 - msg.first               # duplicates after a re-HELLO
+        return (msg.frames[skip:] if skip else msg.frames), False
