@@ -49,13 +49,26 @@ def register(sub) -> None:
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=run_status)
 
-    tk = lab_sub.add_parser("takeover", help="move the gateway addresses to ROLE and announce them")
+    tk = lab_sub.add_parser("takeover", help="move the gateway addresses to ROLE and announce them "
+                                               "(--plain-routing labs; gatewayd nodes do it themselves)")
     tk.add_argument("role", choices=("gw-a", "gw-b"))
     tk.set_defaults(func=run_takeover)
 
+    fo = lab_sub.add_parser("failover", help="force a failover of the gatewayd pair and time it",
+                            description="Graceful: the active node's `failover` command (it hands "
+                                        "over to the standby). --crash: SIGKILL the active "
+                                        "gatewayd; the standby takes over when the heartbeats stop, "
+                                        "and the killed node is started again as standby. Prints "
+                                        "the time until the other node reports active and "
+                                        "forwarding on its control socket.")
+    fo.add_argument("--crash", action="store_true", help="SIGKILL the active instead of asking it")
+    fo.add_argument("--timeout", type=float, default=15.0, help="seconds to wait (default 15)")
+    fo.add_argument("--json", action="store_true")
+    fo.set_defaults(func=run_failover)
+
     dn = lab_sub.add_parser("down", help="remove the lab (also after a crash)")
     dn.set_defaults(func=run_down)
-    for action in (up, call, st, tk, dn):
+    for action in (up, call, st, tk, fo, dn):
         action.add_argument("--name", default=DEFAULT_LAB,
                             help=f"lab name, prefix of its namespaces (default {DEFAULT_LAB})")
 
@@ -79,7 +92,7 @@ def _fail(msg: str) -> int:
 
 def run_up(args) -> int:
     from gateway.config import load_file
-    from ops.lab import netns
+    from ops.lab import gateway_starter, netns  # noqa: F401 (registers the gatewayd starter)
     from ops.lab.plan import PlanError, build_plan, to_data
 
     why = netns.available()
@@ -96,7 +109,7 @@ def run_up(args) -> int:
         if not others:
             return _fail("no gateway daemon starter is registered; use --plain-routing "
                          "for the Linux-forwarding baseline")
-        starter = others[0]
+        starter = gateway_starter.NAME if gateway_starter.NAME in others else others[0]
     try:
         netns.up(plan, starter=starter, config=str(path),
                  log=None if args.json else (lambda m: print(f"  made {m}")))
@@ -107,6 +120,11 @@ def run_up(args) -> int:
     else:
         print(plan.describe())
         print(f"gateway pair: {starter}; active gw-a ({plan.gateway('gw-a').netns})")
+        if starter == gateway_starter.NAME:
+            state = netns.load_state(args.name)
+            print(f"node files, logs and journals: {gateway_starter.lab_dir(state)}")
+            print(f"control sockets: GWCTL_RUN_DIR={gateway_starter.run_dir(state)} "
+                  f"gwctl status --node gw-a")
     return 0
 
 
@@ -168,8 +186,11 @@ def run_call(args) -> int:
 
 
 def run_status(args) -> int:
-    from ops.lab import netns
+    from ops.lab import gateway_starter, netns
     info = netns.status(args.name)
+    state = netns.load_state(args.name) if info["exists"] else None
+    if state is not None and state.starter == gateway_starter.NAME and state.plan is not None:
+        info["nodes"] = gateway_starter.node_status(state)
     if args.json:
         print(json.dumps(info, indent=1))
         return 0 if info["exists"] else 1
@@ -185,17 +206,53 @@ def run_status(args) -> int:
               + (f", processes {' '.join(map(str, pids))}" if pids else ""))
     for label, h in info.get("hosts", {}).items():
         print(f"  host {label}: {h['zone']} {h['address']} in {h['netns']}")
+    for role, st in info.get("nodes", {}).items():
+        if not st.get("reachable"):
+            print(f"  node {role}: control socket does not answer "
+                  f"({'running' if st.get('running') else 'not running'}, log {st.get('log')})")
+            continue
+        print(f"  node {role}: {st['role']} (epoch {st['epoch']}), "
+              f"{'forwarding' if st.get('forwarding') else 'not forwarding'}, calls {st.get('calls')}, "
+              f"pinholes {st.get('pinholes')}, journal head {st.get('journal_head')}")
     return 0
 
 
 def run_takeover(args) -> int:
-    from ops.lab import netns
+    from ops.lab import gateway_starter, netns
     why = netns.available()
     if why:
         return _fail(why)
-    _lab(args)
+    state, _plan = _lab(args)
+    if state.starter in netns.SELF_ADDRESSED:
+        return _fail(f"the {state.starter} nodes hold the addresses themselves: "
+                     f"use gwctl lab failover [--crash]")
     moved = netns.move_addresses(args.name, args.role)
     print(f"{args.role} now holds {len(moved)} addresses (gratuitous ARP sent)")
+    return 0
+
+
+def run_failover(args) -> int:
+    from ops.lab import gateway_starter, netns
+    why = netns.available()
+    if why:
+        return _fail(why)
+    state, _plan = _lab(args)
+    if state.starter != gateway_starter.NAME:
+        return _fail(f"failover needs the gatewayd pair (this lab runs {state.starter}); "
+                     f"gwctl lab takeover moves plain-routing addresses")
+    try:
+        res = gateway_starter.failover(state, crash=args.crash, timeout=args.timeout)
+    except (netns.LabError, ConnectionError, RuntimeError) as exc:
+        return _fail(f"failover: {exc}")
+    if args.json:
+        from dataclasses import asdict
+        print(json.dumps(asdict(res)))
+    else:
+        how = "SIGKILL of" if res.crash else "failover command to"
+        print(f"{how} {res.from_role}: {res.to_role} active and forwarding after "
+              f"{res.seconds * 1000:.0f} ms (epoch {res.epoch})")
+        if res.restarted:
+            print(f"{res.from_role} restarted and rejoined as standby")
     return 0
 
 

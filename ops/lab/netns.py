@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -93,6 +94,8 @@ class LabState:
     extra: list[list[str]] = field(default_factory=list)   # [address, device, announce]
     starter: str | None = None
     complete: bool = False
+    state_dir: str | None = None      # where this state file (and <lab>.d/) lives
+    daemons: dict = field(default_factory=dict)   # role -> pid of a starter's daemon
 
     def get_plan(self) -> Plan | None:
         return plan_from_data(self.plan) if self.plan is not None else None
@@ -143,13 +146,28 @@ def start_plain_routing(plan: Plan, state: LabState) -> None:
 
 
 STARTERS: dict[str, GatewayStarter] = {"plain-routing": start_plain_routing}
+# Starters whose gateways take the owned addresses themselves (the HA node adds
+# them on promotion): :func:`up` gives the gateway namespaces none of them and
+# installs no routes; the starter does what its gateways need.
+SELF_ADDRESSED: set[str] = set()
 
 
-def register_gateway_starter(name: str, starter: GatewayStarter) -> None:
+def register_gateway_starter(name: str, starter: GatewayStarter, *,
+                             owns_addresses: bool = False) -> None:
     """Plug in what runs in the gateway namespaces (e.g. the gateway daemon).
     A starter runs its processes inside the lab's namespaces: :func:`down`
-    stops every process found there."""
+    stops every process found there. Files it keeps belong under
+    ``<state dir>/<lab>.d/``, which :func:`down` removes."""
     STARTERS[name] = starter
+    if owns_addresses:
+        SELF_ADDRESSED.add(name)
+    else:
+        SELF_ADDRESSED.discard(name)
+
+
+def lab_files(lab: str, state_dir: Path | None = None) -> Path:
+    """A lab's own directory beside its state file (node files, logs...)."""
+    return (state_dir or STATE_DIR) / f"{lab}.d"
 
 
 # --- up ------------------------------------------------------------------------
@@ -218,7 +236,8 @@ def up(plan: Plan, *, starter: str = "plain-routing", config: str | None = None,
         raise LabError(f"no gateway starter {starter!r} (known: {', '.join(sorted(STARTERS))})")
     say = log or (lambda _m: None)
     down(plan.lab, state_dir=state_dir, extra_namespaces=plan.namespaces())
-    state = LabState(plan.lab, plan=to_data(plan), config=config, starter=starter)  # type: ignore[arg-type]
+    state = LabState(plan.lab, plan=to_data(plan), config=config, starter=starter,  # type: ignore[arg-type]
+                     state_dir=str(state_dir) if state_dir is not None else None)
     save_state(state, state_dir)
     try:
         for netns in plan.namespaces():
@@ -243,9 +262,10 @@ def up(plan: Plan, *, starter: str = "plain-routing", config: str | None = None,
             run(["ip", "-n", g.netns, "addr", "add", str(g.ha_address), "dev", HA_DEVICE])
             run(["ip", "-n", g.netns, "link", "set", HA_DEVICE, "up"])
             say(f"gateway {g.role} in {g.netns}")
-        active = plan.gateway(state.active)
-        _hold(active.netns, plan.owned)
-        _install_routes(plan, active.netns)
+        if starter not in SELF_ADDRESSED:
+            active = plan.gateway(state.active)
+            _hold(active.netns, plan.owned)
+            _install_routes(plan, active.netns)
         for r in plan.routers:
             _sysctl(r.netns, "net.ipv4.ip_forward=1")
             _veth_to_switch(plan, r.netns, r.near.switch_end, r.near.ifname, r.near.segment)
@@ -326,6 +346,7 @@ def down(lab: str, *, state_dir: Path | None = None,
         stop_processes(netns)
         run(["ip", "netns", "delete", netns])
         removed.append(netns)
+    shutil.rmtree(lab_files(lab, state_dir), ignore_errors=True)
     state_path(lab, state_dir).unlink(missing_ok=True)
     return removed
 

@@ -1,0 +1,344 @@
+"""The gateway pair in the lab: one ``gatewayd`` node in each gateway namespace.
+
+``gwctl lab up EXAMPLE`` (without ``--plain-routing``) runs this starter after
+the namespaces, bridges and hosts exist. For each of ``gw-a`` and ``gw-b`` it
+writes, under the lab's directory ``<state dir>/<lab>.d/``:
+
+* a CURVE key pair (``keys/<node>.key`` and ``.key_secret``, made with
+  ``zmq.auth.create_certificates`` as ``gwctl keys`` does);
+* a node file ``<node>.toml`` (gateway/nodefile.py): the example's
+  configuration, a journal directory per node, NFQUEUE 0, ``[interfaces]``
+  mapping every configured interface to the namespace's device on that segment,
+  ``[ha]`` bind/peer on the HA link (169.254.100.1/.2, port 7800) and the keys;
+* the control socket ``run/<node>.sock`` (``GWCTL_RUN_DIR=<lab>.d/run`` lets
+  ``gwctl status --node gw-a`` reach it) and the log ``<node>.log``.
+
+Who holds what (decided here, see ARCHITECTURE.md "Gateway pair in the lab"):
+
+* The lab gives the gateway namespaces **no** owned address (interface IPs,
+  MIPs, DIP pool addresses): the active node adds them itself on promotion and
+  the standby removes them (actors/addresses.py), as on real hosts.
+* The nodes do not install routes; the configuration's static routes are the
+  host's routing table. The starter installs them in **both** gateway
+  namespaces, next hops ``onlink``: a route via 1.1.1.250 needs no address on
+  the leg to be accepted, so the standby has its routes ready before it holds
+  any address, and a takeover only moves addresses. Connected subnets appear
+  with the interface addresses the active node adds.
+* Packets reach the node through NFQUEUE 0 from the ``mangle`` PREROUTING hook
+  of every segment leg (not the HA link): before the routing decision, so a
+  destination the datapath rewrites (a MIP, an incoming DIP, a reply to a
+  source-translated flow) is routed by its new address. Without ``set flow
+  queue-bypass`` no listener means drop (fail closed).
+
+``gw-a`` starts first and must report ``active`` on its control socket before
+``gw-b`` starts and reports ``standby``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ops.lab import netns
+from ops.lab.netns import LabError, LabState, ns_cmd, register_gateway_starter, run
+from ops.lab.plan import HA_DEVICE, Plan
+
+NAME = "gatewayd"
+HA_PORT = 7800
+QUEUE = 0
+START_TIMEOUT = 20.0
+POLL = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class NodePaths:
+    role: str
+    netns: str
+    node_file: Path
+    socket: Path
+    log: Path
+    journal: Path
+
+
+def lab_dir(state: LabState) -> Path:
+    """Where the node files, keys, journals, sockets and logs of a lab live."""
+    return netns.lab_files(state.lab, Path(state.state_dir) if state.state_dir else None)
+
+
+def run_dir(state: LabState) -> Path:
+    """The control sockets' directory (``GWCTL_RUN_DIR`` for gwctl)."""
+    return lab_dir(state) / "run"
+
+
+def node_paths(state: LabState, plan: Plan) -> dict[str, NodePaths]:
+    d = lab_dir(state)
+    return {g.role: NodePaths(g.role, g.netns, d / f"{g.role}.toml", d / "run" / f"{g.role}.sock",
+                              d / f"{g.role}.log", d / "journal" / g.role)
+            for g in plan.gateways}
+
+
+def interface_map(plan: Plan, config) -> dict[str, str]:
+    """Configuration interface -> device in a gateway namespace: the leg on
+    the interface's segment, or the dummy carrying a loopback's address."""
+    out: dict[str, str] = {}
+    gw = plan.gateways[0]
+    leg_of_bridge = {p.segment: p.ifname for p in gw.legs}
+    for seg in plan.segments:
+        if seg.gateway_ip is not None and seg.bridge in leg_of_bridge:
+            out[seg.label] = leg_of_bridge[seg.bridge]
+    loop_dev = {a.address: a.device for a in plan.owned if a.kind == "loopback"}
+    for name, iface in config.interfaces.items():
+        if iface.kind == "loopback" and iface.ip in loop_dev:
+            out[name] = loop_dev[iface.ip]
+    return out
+
+
+def _toml_str(s: str) -> str:
+    return json.dumps(s)        # a JSON string is a valid TOML basic string
+
+
+def node_file_text(*, node: str, config: str, journal: str, interfaces: dict[str, str],
+                   control_socket: str, bind: str, peer: str, key: str, peer_key: str,
+                   queue: int = QUEUE) -> str:
+    """A node file for one lab node (pure)."""
+    lines = [f"node = {_toml_str(node)}", f"config = {_toml_str(config)}",
+             f"journal = {_toml_str(journal)}", f"queue = {queue}",
+             f"control_socket = {_toml_str(control_socket)}", "", "[interfaces]"]
+    lines += [f"{_toml_str(k)} = {_toml_str(v)}" for k, v in interfaces.items()]
+    lines += ["", "[ha]", f"bind = {_toml_str(bind)}", f"peer = {_toml_str(peer)}",
+              f"key = {_toml_str(key)}", f"peer_key = {_toml_str(peer_key)}", ""]
+    return "\n".join(lines)
+
+
+def write_node_files(plan: Plan, state: LabState, config_path: str) -> dict[str, NodePaths]:
+    from gateway.config import load_file
+    import zmq.auth
+
+    config = load_file(config_path)
+    d = lab_dir(state)
+    keys = d / "keys"
+    keys.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (d / "run").mkdir(exist_ok=True)
+    paths = node_paths(state, plan)
+    for role in paths:
+        _pub, sec = zmq.auth.create_certificates(str(keys), role)
+        os.chmod(sec, 0o600)
+    ifaces = interface_map(plan, config)
+    ha = {g.role: g.ha_address.ip for g in plan.gateways}
+    for g in plan.gateways:
+        other = next(o for o in plan.gateways if o.role != g.role)
+        p = paths[g.role]
+        p.journal.mkdir(parents=True, exist_ok=True)
+        p.node_file.write_text(node_file_text(
+            node=g.role, config=str(config_path), journal=str(p.journal), interfaces=ifaces,
+            control_socket=str(p.socket), bind=f"tcp://{ha[g.role]}:{HA_PORT}",
+            peer=f"tcp://{ha[other.role]}:{HA_PORT}",
+            key=str(keys / f"{g.role}.key_secret"), peer_key=str(keys / f"{other.role}.key")))
+    return paths
+
+
+def route_commands(plan: Plan, gw_netns: str) -> list[list[str]]:
+    """The configuration's static routes for one gateway namespace, next hops
+    on-link (see the module's docstring)."""
+    cmds = []
+    for rt in plan.routes:
+        cmd = ["ip", "-n", gw_netns, "route", "replace", str(rt.prefix)]
+        if rt.via is not None:
+            cmd += ["via", str(rt.via), "dev", rt.device, "onlink"]
+        else:
+            cmd += ["dev", rt.device]
+        cmds.append(cmd)
+    return cmds
+
+
+def queue_rules(plan: Plan, role: str, queue: int = QUEUE, bypass: bool = False) -> str:
+    """iptables-restore input sending every packet arriving on a segment leg
+    to the node's NFQUEUE (the HA link stays out: replication is the node's
+    own traffic)."""
+    g = plan.gateway(role)
+    target = f"NFQUEUE --queue-num {queue}" + (" --queue-bypass" if bypass else "")
+    rules = [f"-A PREROUTING -i {leg.ifname} -j {target}" for leg in g.legs]
+    return "*mangle\n" + "\n".join(rules) + "\nCOMMIT\n"
+
+
+def gatewayd_command() -> list[str]:
+    exe = Path(sys.executable).with_name("gatewayd")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "ops.gatewayd"]
+
+
+def _launch(p: NodePaths, log_level: str = "INFO") -> int:
+    with open(p.log, "ab") as log:
+        proc = subprocess.Popen(ns_cmd(p.netns, *gatewayd_command(), "--node-file", str(p.node_file),
+                                       "--log-level", log_level),
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)
+    return proc.pid
+
+
+def node_call(sock: Path | str, cmd: str, args: dict | None = None, timeout: float = 5.0):
+    from ops.control_client import call
+    return call(cmd, args or {}, node=str(sock), timeout=timeout)
+
+
+def try_status(sock: Path | str, timeout: float = 2.0) -> dict | None:
+    try:
+        return node_call(sock, "status", timeout=timeout)
+    except (ConnectionError, RuntimeError, OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:   # a zombie of ours counts as gone
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return True
+
+
+def _log_tail(path: Path, n: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+def wait_role(p: NodePaths, role: str, *, timeout: float = START_TIMEOUT, pid: int | None = None,
+              forwarding: bool | None = None) -> dict:
+    """Poll the node's control socket until it reports ``role`` (and, if asked,
+    forwarding); raise :class:`LabError` with the log's tail otherwise."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        st = try_status(p.socket)
+        if st is not None:
+            last = st
+            if st.get("role") == role and (forwarding is None or st.get("forwarding") == forwarding):
+                return st
+        if pid is not None and not _alive(pid):
+            raise LabError(f"gatewayd in {p.netns} exited; its log ends:\n{_log_tail(p.log)}")
+        time.sleep(POLL)
+    seen = f"last status: role {last.get('role')}" if last else "control socket never answered"
+    raise LabError(f"gatewayd {p.role} in {p.netns} did not become {role} within {timeout:.0f}s "
+                   f"({seen}); its log ends:\n{_log_tail(p.log)}")
+
+
+def start_gatewayd(plan: Plan, state: LabState) -> None:
+    """The ``gatewayd`` starter: node files, routes, queue rules, both nodes."""
+    if not state.config:
+        raise LabError("the gatewayd starter needs the lab's configuration file")
+    from gateway.config import load_file
+    bypass = load_file(state.config).flow.queue_bypass
+    paths = write_node_files(plan, state, state.config)
+    for g in plan.gateways:
+        for cmd in route_commands(plan, g.netns):
+            run(cmd)
+        run(ns_cmd(g.netns, "iptables-restore", "--noflush"),
+            input=queue_rules(plan, g.role, bypass=bypass))
+    state.daemons = {}
+    for role, want in (("gw-a", "active"), ("gw-b", "standby")):
+        p = paths[role]
+        pid = _launch(p)
+        state.daemons[role] = pid
+        netns.save_state(state, Path(state.state_dir) if state.state_dir else None)
+        wait_role(p, want, pid=pid)
+    state.active = "gw-a"
+
+
+# --- operations on a running pair --------------------------------------------------------
+
+def node_status(state: LabState) -> dict[str, dict]:
+    """Each node's status from its control socket, or why it has none."""
+    plan = state.get_plan()
+    assert plan is not None
+    out: dict[str, dict] = {}
+    for role, p in node_paths(state, plan).items():
+        pid = (state.daemons or {}).get(role)
+        st = try_status(p.socket)
+        if st is None:
+            out[role] = {"reachable": False, "pid": pid,
+                         "running": bool(pid and _alive(pid)), "log": str(p.log)}
+        else:
+            out[role] = {"reachable": True, "pid": pid, **st}
+    return out
+
+
+def active_role(state: LabState) -> str | None:
+    for role, st in node_status(state).items():
+        if st.get("reachable") and st.get("role") == "active":
+            return role
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverResult:
+    from_role: str
+    to_role: str
+    crash: bool
+    seconds: float                # until the other node reported active and forwarding
+    epoch: int
+    node_reply: dict | None       # the active's answer to ``failover`` (graceful only)
+    restarted: bool               # a crashed node was started again (as standby)
+
+
+def failover(state: LabState, *, crash: bool = False, timeout: float = 15.0,
+             restart: bool = True) -> FailoverResult:
+    """Forced failover of the pair: the active's ``failover`` command, or with
+    ``crash`` a SIGKILL of the active gatewayd. Returns the time until the
+    other node reports active and forwarding on its control socket. After a
+    crash the killed node is started again and must rejoin as standby."""
+    plan = state.get_plan()
+    assert plan is not None
+    paths = node_paths(state, plan)
+    src = active_role(state)
+    if src is None:
+        raise LabError("no node reports active: nothing to fail over")
+    dst = next(r for r in paths if r != src)
+    reply = None
+    t0 = time.monotonic()
+    if crash:
+        pid = (state.daemons or {}).get(src)
+        if not pid or not _alive(pid):
+            raise LabError(f"no running gatewayd recorded for {src}")
+        os.kill(pid, signal.SIGKILL)
+    else:
+        reply = node_call(paths[src].socket, "failover", {"timeout": timeout}, timeout=timeout + 5)
+    st = wait_role(paths[dst], "active", timeout=timeout, forwarding=True)
+    seconds = time.monotonic() - t0
+    restarted = False
+    state_dir = Path(state.state_dir) if state.state_dir else None
+    state.active = dst
+    if crash and restart:
+        _wait_gone(pid)
+        paths[src].socket.unlink(missing_ok=True)
+        state.daemons[src] = _launch(paths[src])
+        netns.save_state(state, state_dir)
+        wait_role(paths[src], "standby", pid=state.daemons[src], timeout=timeout)
+        restarted = True
+    elif not crash:
+        wait_role(paths[src], "standby", timeout=timeout)
+    netns.save_state(state, state_dir)
+    return FailoverResult(src, dst, crash, round(seconds, 3), int(st.get("epoch", 0)), reply,
+                          restarted)
+
+
+def _wait_gone(pid: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(POLL)
+
+
+register_gateway_starter(NAME, start_gatewayd, owns_addresses=True)
+
+__all__ = ["NAME", "NodePaths", "FailoverResult", "lab_dir", "run_dir", "node_paths",
+           "interface_map", "node_file_text", "write_node_files", "route_commands", "queue_rules",
+           "start_gatewayd", "node_status", "active_role", "failover", "wait_role", "node_call",
+           "try_status"]
