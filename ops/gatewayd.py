@@ -120,7 +120,7 @@ def run_node(args) -> int:
             return None
         return Replicator(node_id=settings.node, bind=settings.ha.bind, peer=settings.ha.peer,
                           journal=node.journal, on_records=node.on_records, on_trigger=node.on_trigger,
-                          keys=keys, hb_interval=nsrp.hb_interval / 1000.0, hb_threshold=nsrp.hb_threshold,
+                          keys=keys, hb_interval=nsrp.hb_interval_ms / 1000.0, hb_threshold=nsrp.hb_threshold,
                           priority=nsrp.priority, mode=nsrp.rto_mirror)
 
     node = Node(settings.node, cfg, settings.journal, datapath=datapath,
