@@ -36,6 +36,7 @@ from gateway import domain, ha
 from gateway.config.model import Config
 from gateway.sip import alg as sip_alg
 from gateway.sip import events as sip_ev
+from gateway.sip import is_keepalive
 from gateway.sip import state as sip_state
 from journal.store import Journal
 
@@ -43,6 +44,20 @@ log = logging.getLogger("gateway.node")
 
 # Events after which an entity no longer exists (its actor stops).
 _ENDING = (sip_ev.CallEnded, sip_ev.RegistrationRemoved, sip_ev.ProtectDenyExpired)
+
+
+@dataclass(frozen=True, slots=True)
+class _Unchanged:
+    """An ALG answer that forwards the message as it is and changes nothing."""
+
+    verdict: str = "forward"
+    data: bytes | None = None
+    route_to: None = None
+    pinholes_open: tuple = ()
+    pinholes_close: tuple = ()
+
+
+_KEEPALIVE = _Unchanged()
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +278,32 @@ class Node:
                 self._fold(e)
             self.applied = records[-1].seq if records else self.applied
         self._mirror(events)
+        self._datapath_follow(events)
+
+    def _datapath_follow(self, events) -> None:
+        """Media sessions go with the voice channel or call that owned them."""
+        if self.datapath is None:
+            return
+        ended = [e.key for e in events if isinstance(e, sip_ev.CallEnded)]
+        released = [e.group for e in events if isinstance(e, sip_ev.MediaReleased)]
+        if ended or released:
+            with self.dp_lock:
+                for key in ended:
+                    self.datapath.release_call(key)
+                if released:
+                    self.datapath.release_groups(released)
+
+    def quiesce(self, timeout: float = 10.0) -> bool:
+        """Wait until no actor has work and every submitted event is complete
+        (offline drivers: pcap mode steps time only when the node is still)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.pool.wait_idle(max(0.0, deadline - time.monotonic())):
+                return False
+            self.writer.flush(max(0.1, deadline - time.monotonic()))
+            if self.pool.idle():
+                return True
+        return False
 
     # --------------------------------------------------------------- folding
     @property
@@ -325,6 +366,9 @@ class Node:
         """Called by an ingest worker for a SIP message it holds: the dialog's
         actor processes it; ``done(final_outcome)`` releases the packet.
         ``ctx``/``data`` default to what the datapath's outcome carries."""
+        if getattr(outcome, "alg", "sip") != "sip":
+            self._other_alg(outcome, done)
+            return
         if ctx is None:
             ctx = sip_context(outcome)
         if data is None:
@@ -336,10 +380,27 @@ class Node:
         ref = self.directory.get_or_start(key, lambda: _start_on(self.pool, DialogActor, self, key[1]))
         ref.tell(SipWork(outcome, ctx, data, self.clock() if now is None else now, done))
 
+    def _other_alg(self, outcome, done) -> None:
+        """Signalling of an ALG this node does not run: policy and header NAT
+        only, counted and logged once, never silently."""
+        name = f"{outcome.alg}_not_inspected"
+        if not self.counters.get(name):
+            log.warning("node %s: %s signalling passes by policy only: its ALG is not enabled",
+                        self.node_id, outcome.alg)
+        self.counters[name] = self.counters.get(name, 0) + 1
+        with self.dp_lock:
+            final = self.datapath.finish_alg(outcome, "forward", outcome.payload, None, (), (),
+                                             self.clock()) if self.datapath is not None else outcome
+        done(final)
+
     def _settings(self):
         return self.config.sip
 
     def _sip_message(self, w: SipWork) -> None:
+        if is_keepalive(w.data):
+            # CRLF keep-alives (RFC 5626 §4.4.1) belong to the flow, not to a dialog.
+            self._release(w, _KEEPALIVE)
+            return
         with self.state_lock:
             r = sip_alg.step(self.sip, w.ctx, w.data, w.now, self._settings())
             if r.verdict == "forward":
@@ -359,7 +420,8 @@ class Node:
         final = w.outcome
         if self.datapath is not None:
             with self.dp_lock:
-                final = self.datapath.finish_alg(w.outcome, r.verdict, r.data, r.route_to,
+                final = self.datapath.finish_alg(w.outcome, r.verdict,
+                                                 w.data if r.data is None else r.data, r.route_to,
                                                  r.pinholes_open, r.pinholes_close, w.now)
         w.done(final)
 
@@ -368,6 +430,7 @@ class Node:
         if r.events:
             self.counters["events"] += len(r.events)
             self._mirror(r.events)
+            self._datapath_follow(r.events)
         self._arm(r.timers)
         if r.events:
             self.writer.submit(list(r.events), then)

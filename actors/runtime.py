@@ -264,6 +264,22 @@ class DispatcherPool:
         with self._live_lock:
             return [actor.actor_ref for actor in self._live]
 
+    def idle(self) -> bool:
+        """No actor of the pool has a message queued or is in a turn (O(actors):
+        for offline drivers such as pcap mode, not for the packet path)."""
+        with self._live_lock:
+            actors = list(self._live)
+        return all(not a.actor_inbox._queue and not a.actor_inbox._scheduled.locked()
+                   for a in actors)
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.idle():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.0005)
+        return True
+
     def _adopt(self, actor: PooledActor) -> None:
         if self._closed:
             raise RuntimeError(f"{self.name} is shut down")
