@@ -231,6 +231,22 @@ def wait_role(p: NodePaths, role: str, *, timeout: float = START_TIMEOUT, pid: i
                    f"({seen}); its log ends:\n{_log_tail(p.log)}")
 
 
+def wait_standby_joined(active: NodePaths, *, timeout: float = START_TIMEOUT) -> dict:
+    """Poll the active node until its replicator has a standby connected (a
+    node reports ``standby`` as soon as it starts; only the active knows when
+    the standby's HELLO arrived and it can take over)."""
+    deadline = time.monotonic() + timeout
+    st = None
+    while time.monotonic() < deadline:
+        st = try_status(active.socket)
+        peer = (st or {}).get("peer") or {}
+        if st and st.get("role") == "active" and peer.get("standby_connected"):
+            return st
+        time.sleep(POLL)
+    raise LabError(f"no standby joined {active.role} within {timeout:.0f}s (last status: "
+                   f"{json.dumps((st or {}).get('peer'))}); its log ends:\n{_log_tail(active.log)}")
+
+
 def start_gatewayd(plan: Plan, state: LabState) -> None:
     """The ``gatewayd`` starter: node files, routes, queue rules, both nodes."""
     if not state.config:
@@ -250,6 +266,7 @@ def start_gatewayd(plan: Plan, state: LabState) -> None:
         state.daemons[role] = pid
         netns.save_state(state, Path(state.state_dir) if state.state_dir else None)
         wait_role(p, want, pid=pid)
+    wait_standby_joined(paths["gw-a"])
     state.active = "gw-a"
 
 
@@ -302,6 +319,7 @@ def failover(state: LabState, *, crash: bool = False, timeout: float = 15.0,
     if src is None:
         raise LabError("no node reports active: nothing to fail over")
     dst = next(r for r in paths if r != src)
+    wait_standby_joined(paths[src], timeout=timeout)
     reply = None
     t0 = time.monotonic()
     if crash:
@@ -322,9 +340,11 @@ def failover(state: LabState, *, crash: bool = False, timeout: float = 15.0,
         state.daemons[src] = _launch(paths[src])
         netns.save_state(state, state_dir)
         wait_role(paths[src], "standby", pid=state.daemons[src], timeout=timeout)
+        wait_standby_joined(paths[dst], timeout=timeout)
         restarted = True
     elif not crash:
         wait_role(paths[src], "standby", timeout=timeout)
+        wait_standby_joined(paths[dst], timeout=timeout)
     netns.save_state(state, state_dir)
     return FailoverResult(src, dst, crash, round(seconds, 3), int(st.get("epoch", 0)), reply,
                           restarted)
