@@ -123,9 +123,14 @@ def run_node(args) -> int:
                           keys=keys, hb_interval=nsrp.hb_interval_ms / 1000.0, hb_threshold=nsrp.hb_threshold,
                           priority=nsrp.priority, mode=nsrp.rto_mirror)
 
+    addresses = AddressManager(cfg, engine, settings.interfaces)
+    # A node restarted after a crash (SIGKILL, power loss of the process) may
+    # still have the pair's addresses on its interfaces; it starts as standby
+    # and must not answer for them until it is promoted.
+    addresses.release()
     node = Node(settings.node, cfg, settings.journal, datapath=datapath,
                 replicator_factory=make_replicator if settings.ha else None,
-                addresses=AddressManager(cfg, engine, settings.interfaces))
+                addresses=addresses)
 
     linux_to_cfg = {linux: name for name, linux in settings.interfaces.items()}
     worker = NfqueueWorker(settings.queue, linux_to_cfg, datapath, node.dp_lock, on_alg=node.handle_alg,
