@@ -1,0 +1,499 @@
+"""The NFQUEUE ingest worker: packets from the kernel through the datapath.
+
+``NfqueueWorker`` binds one netfilter queue, installs the iptables rules that
+feed it and the sysctls the gateway needs, and runs the per-packet path
+(:class:`gateway.datapath.Datapath`) on its own thread (DESIGN.md, "A packet's
+way through").
+
+Verdicts:
+* ``Forward`` -> ``set_payload`` (when rewritten) and accept;
+* ``Drop`` -> drop, and a log line with the reason (at most one per second per
+  reason, with the count of the ones not logged);
+* ``Alg`` -> the packet is held (``retain()`` copies its bytes; the kernel
+  keeps it queued) and ``on_alg(outcome, done)`` is called. The node runs the
+  ALG in the call's actor and calls ``done(Forward | Drop)`` later, from any
+  thread (usually after ``worker.finish_alg(...)``). ``done`` only queues the
+  verdict: it is given on the worker thread, so libnetfilter_queue's handle is
+  only ever used by one thread. A held packet with no verdict after
+  ``hold_timeout`` seconds is dropped with that reason.
+
+Order: the worker takes packets in the kernel's order and gives fast-path
+verdicts at once; it never reorders. Signalling packets of one call go to one
+actor, which handles its messages in order and so calls ``done`` in order;
+``done`` verdicts are applied in the order they are called. Packets of one
+dialog therefore leave in the order they came.
+
+The datapath is not thread-safe: the worker holds ``lock`` around every call
+into it, and other threads use ``finish_alg`` / ``locked()`` for theirs.
+
+Why these kernel settings: the rules sit in ``raw PREROUTING``, before
+conntrack and the routing decision, so the rewritten destination is what the
+kernel routes; the gateway may rewrite the *source* to one of its own
+addresses (interface NAT, MIP), which the kernel would drop as a martian
+without ``accept_local=1``, and ``rp_filter`` would drop replies whose
+rewritten source does not route back through the ingress interface.
+``--queue-bypass`` makes the kernel accept packets when no worker listens
+(fail-open); without it, the default, they are dropped (fail-closed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+from typing import Callable, Iterable
+
+from gateway.datapath import Alg, Datapath, Drop, Forward
+
+log = logging.getLogger("voip_alg.ingest")
+
+DEFAULT_MAX_LEN = 8192          # the default 1024 drops bursts (DESIGN.md, measured facts)
+HOLD_TIMEOUT = 5.0
+STANDBY_DROP = "standby: not forwarding"
+RULE_COMMENT = "voip-alg-q{queue}"
+
+
+def _sysctl_path(name: str) -> str:
+    return "/proc/sys/" + name.replace(".", "/")
+
+
+def read_sysctl(name: str) -> str | None:
+    try:
+        with open(_sysctl_path(name)) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def write_sysctl(name: str, value: str) -> None:
+    with open(_sysctl_path(name), "w") as f:
+        f.write(value)
+
+
+class DropLog:
+    """Drop reasons to the log, at most one line per reason per ``interval``."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 1.0, max_reasons: int = 1024) -> None:
+        self.log = logger
+        self.interval = interval
+        self.max_reasons = max_reasons
+        self._last: dict[str, list] = {}         # reason -> [last logged, suppressed]
+
+    def __call__(self, reason: str, now: float) -> bool:
+        st = self._last.get(reason)
+        if st is None:
+            if len(self._last) >= self.max_reasons:
+                self._last.clear()
+            self._last[reason] = [now, 0]
+            self.log.info("drop: %s", reason)
+            return True
+        if now - st[0] >= self.interval:
+            extra = f" (and {st[1]} more since)" if st[1] else ""
+            self.log.info("drop: %s%s", reason, extra)
+            st[0], st[1] = now, 0
+            return True
+        st[1] += 1
+        return False
+
+
+class NfqueueWorker:
+    """One NFQUEUE, one thread, one datapath.
+
+    ``linux_ifaces``: Linux interface name -> configuration interface name
+    (``{"veth-gw-a": "ethernet1"}``); only these interfaces are queued.
+    ``on_alg(outcome, done)``: runs the ALG for a held packet (None: such
+    packets are dropped). ``forwarding()``: False on a standby or during a
+    handover: every packet is dropped. ``on_activity(batch)``,
+    ``on_expired(items)``, ``on_alarm(text)``: housekeeping results, called on
+    the worker thread every ``housekeeping_interval`` seconds."""
+
+    def __init__(self, queue_num: int, linux_ifaces: dict[str, str], datapath: Datapath, *,
+                 on_alg: Callable[[Alg, Callable[[Forward | Drop], None]], None] | None = None,
+                 forwarding: Callable[[], bool] = lambda: True, bypass: bool = False,
+                 max_len: int = DEFAULT_MAX_LEN, hold_timeout: float = HOLD_TIMEOUT,
+                 on_activity: Callable[[list], None] | None = None,
+                 on_expired: Callable[[list], None] | None = None,
+                 on_alarm: Callable[[str], None] | None = None,
+                 housekeeping_interval: float = 0.2, install: bool = True,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.queue_num = queue_num
+        self.linux_ifaces = dict(linux_ifaces)
+        self.datapath = datapath
+        self.on_alg = on_alg
+        self.forwarding = forwarding
+        self.bypass = bypass
+        self.max_len = max_len
+        self.hold_timeout = hold_timeout
+        self.on_activity = on_activity
+        self.on_expired = on_expired
+        self.on_alarm = on_alarm
+        self.housekeeping_interval = housekeeping_interval
+        self.install = install
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.drop_log = DropLog(log)
+        self.counters = {"packets": 0, "accepted": 0, "dropped": 0, "held": 0, "held_timeout": 0,
+                         "errors": 0, "standby_dropped": 0}
+        self._ifnames: dict[int, str | None] = {}
+        self._held: dict[int, tuple[object, float]] = {}     # token -> (nfq packet, since)
+        self._next_token = 1
+        self._verdicts: deque = deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._nfq = None
+        self._rules: list[list[str]] = []
+        self._saved_sysctls: dict[str, str] = {}
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    # -- the datapath, shared with the node ---------------------------------------
+
+    @contextmanager
+    def locked(self):
+        """``with worker.locked() as dp:`` — use the datapath from another thread."""
+        with self.lock:
+            yield self.datapath
+
+    def finish_alg(self, outcome: Alg, verdict: str, data: bytes, route_to=None,
+                   pinholes_open=(), pinholes_close=(), now: float | None = None, *,
+                   reason: str = "") -> Forward | Drop:
+        with self.lock:
+            return self.datapath.finish_alg(outcome, verdict, data, route_to, pinholes_open,
+                                            pinholes_close, self.clock() if now is None else now,
+                                            reason=reason)
+
+    def replace_datapath(self, datapath: Datapath) -> None:
+        with self.lock:
+            self.datapath = datapath
+
+    # -- kernel setup -------------------------------------------------------------
+
+    def rule_specs(self) -> list[list[str]]:
+        out = []
+        for ifname in self.linux_ifaces:
+            spec = ["PREROUTING", "-i", ifname, "-m", "comment", "--comment",
+                    RULE_COMMENT.format(queue=self.queue_num), "-j", "NFQUEUE",
+                    "--queue-num", str(self.queue_num)]
+            if self.bypass:
+                spec.append("--queue-bypass")
+            out.append(spec)
+        return out
+
+    def _iptables(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["iptables", "-w", "5", "-t", "raw", *args],
+                              capture_output=True, text=True)
+
+    def _set_sysctl(self, name: str, value: str) -> None:
+        old = read_sysctl(name)
+        if old is None:
+            raise OSError(f"sysctl {name} not found")
+        if old != value:
+            self._saved_sysctls.setdefault(name, old)
+            write_sysctl(name, value)
+
+    def install_kernel_state(self) -> None:
+        self._set_sysctl("net.ipv4.ip_forward", "1")
+        # rp_filter is the maximum of "all" and the interface's value.
+        self._set_sysctl("net.ipv4.conf.all.rp_filter", "0")
+        for ifname in self.linux_ifaces:
+            self._set_sysctl(f"net.ipv4.conf.{ifname}.accept_local", "1")
+            self._set_sysctl(f"net.ipv4.conf.{ifname}.rp_filter", "0")
+        for spec in self.rule_specs():
+            r = self._iptables("-I", *spec)
+            if r.returncode != 0:
+                raise OSError(f"iptables -t raw -I {' '.join(spec)}: {r.stderr.strip()}")
+            self._rules.append(spec)
+
+    def remove_kernel_state(self) -> None:
+        for spec in self._rules:
+            # Delete every copy (a crashed earlier run may have left one).
+            for _ in range(16):
+                if self._iptables("-D", *spec).returncode != 0:
+                    break
+        self._rules.clear()
+        for name, old in reversed(list(self._saved_sysctls.items())):
+            try:
+                write_sysctl(name, old)
+            except OSError as e:
+                log.warning("could not restore %s=%s: %s", name, old, e)
+        self._saved_sysctls.clear()
+
+    # -- life cycle ---------------------------------------------------------------
+
+    def start(self, timeout: float = 5.0) -> None:
+        from netfilterqueue import NetfilterQueue
+
+        if self.install:
+            try:
+                self.install_kernel_state()
+            except BaseException:
+                self.remove_kernel_state()
+                raise
+        try:
+            nfq = NetfilterQueue()
+            nfq.bind(self.queue_num, self._callback, max_len=self.max_len)
+        except BaseException:
+            if self.install:
+                self.remove_kernel_state()
+            raise
+        self._nfq = nfq
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"nfqueue-{self.queue_num}",
+                                        daemon=True)
+        self._thread.start()
+        self._ready.wait(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self._nfq is not None:
+            try:
+                self._nfq.unbind()
+            finally:
+                self._nfq = None
+        if self.install:
+            self.remove_kernel_state()
+
+    def __enter__(self) -> "NfqueueWorker":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- the loop -----------------------------------------------------------------
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"!")
+        except BlockingIOError:
+            pass                      # a wake-up is already pending
+
+    def _run(self) -> None:
+        nfq = self._nfq
+        fd = nfq.get_fd()
+        next_house = self.clock() + self.housekeeping_interval
+        self._ready.set()
+        try:
+            while not self._stop.is_set():
+                now = self.clock()
+                wait = max(0.0, min(next_house - now, 0.5))
+                r, _w, _x = select.select([fd, self._wake_r], [], [], wait)
+                if fd in r:
+                    nfq.run(block=False)
+                if self._wake_r in r:
+                    try:
+                        while os.read(self._wake_r, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                if self._verdicts:
+                    self._apply_verdicts()
+                now = self.clock()
+                if now >= next_house:
+                    next_house = now + self.housekeeping_interval
+                    self._housekeeping(now)
+        except BaseException as e:           # the loop must say why it ended
+            self._error = e
+            log.exception("NFQUEUE %d worker stopped", self.queue_num)
+        finally:
+            # Held packets must not stay queued for ever.
+            self._apply_verdicts()
+            for token in list(self._held):
+                self._give(token, Drop("worker stopping", "worker"))
+
+    def _housekeeping(self, now: float) -> None:
+        for token, (_pkt, since) in list(self._held.items()):
+            if now - since > self.hold_timeout:
+                self.counters["held_timeout"] += 1
+                self._give(token, Drop(f"alg: no verdict within {self.hold_timeout:g} s", "alg"))
+        with self.lock:
+            expired = self.datapath.expire(now)
+            activity = self.datapath.drain_activity() if self.on_activity else []
+            alarms = self.datapath.drain_alarms()
+        for a in alarms:
+            log.warning("%s", a)
+            if self.on_alarm:
+                self._safe(self.on_alarm, a)
+        if expired and self.on_expired:
+            self._safe(self.on_expired, expired)
+        if activity:
+            self._safe(self.on_activity, activity)
+
+    @staticmethod
+    def _safe(fn, arg) -> None:
+        try:
+            fn(arg)
+        except Exception:
+            log.exception("ingest callback %r failed", fn)
+
+    # -- per packet ---------------------------------------------------------------
+
+    def _ifname(self, ifindex: int) -> str | None:
+        try:
+            return self._ifnames[ifindex]
+        except KeyError:
+            try:
+                linux = socket.if_indextoname(ifindex)
+            except OSError:
+                linux = None
+            name = self.linux_ifaces.get(linux) if linux else None
+            self._ifnames[ifindex] = name
+            return name
+
+    def _drop(self, pkt, reason: str, now: float) -> None:
+        pkt.drop()
+        self.counters["dropped"] += 1
+        self.drop_log(reason, now)
+
+    def _callback(self, pkt) -> None:
+        c = self.counters
+        c["packets"] += 1
+        now = self.clock()
+        try:
+            if not self.forwarding():
+                c["standby_dropped"] += 1
+                self._drop(pkt, STANDBY_DROP, now)
+                return
+            ingress = self._ifnames.get(pkt.indev) or self._ifname(pkt.indev)
+            if ingress is None:
+                self._drop(pkt, f"ingress ifindex {pkt.indev} is not a gateway interface", now)
+                return
+            buf = pkt.get_payload()
+            with self.lock:
+                out = self.datapath.process(buf, ingress, now)
+            kind = type(out)
+            if kind is Forward:
+                if out.data is not buf:
+                    pkt.set_payload(out.data)
+                pkt.accept()
+                c["accepted"] += 1
+                if out.note:
+                    log.info("%s: %s", out.note, _describe(buf))
+            elif kind is Drop:
+                self._drop(pkt, out.reason, now)
+            else:
+                self._hold(pkt, out, now)
+        except Exception:
+            c["errors"] += 1
+            log.exception("datapath failed on a packet; dropped")
+            try:
+                pkt.drop()
+            except RuntimeError:
+                pass                      # the verdict was already given
+
+    def _hold(self, pkt, out: Alg, now: float) -> None:
+        if self.on_alg is None:
+            self._drop(pkt, f"{out.alg} ALG not running", now)
+            return
+        pkt.retain()
+        token = self._next_token
+        self._next_token += 1
+        self._held[token] = (pkt, now)
+        self.counters["held"] += 1
+
+        def done(result: Forward | Drop, _token=token) -> None:
+            self._verdicts.append((_token, result))
+            self._wake()
+
+        try:
+            self.on_alg(out, done)
+        except Exception:
+            log.exception("on_alg failed; packet dropped")
+            done(Drop(f"{out.alg} ALG hand-off failed", "alg"))
+
+    def _apply_verdicts(self) -> None:
+        q = self._verdicts
+        while q:
+            token, result = q.popleft()
+            self._give(token, result)
+
+    def _give(self, token: int, result) -> None:
+        held = self._held.pop(token, None)
+        if held is None:
+            return                        # timed out already, or given twice
+        pkt = held[0]
+        try:
+            if type(result) is Forward:
+                pkt.set_payload(result.data)
+                pkt.accept()
+                self.counters["accepted"] += 1
+            else:
+                reason = result.reason if type(result) is Drop else f"bad ALG verdict {result!r}"
+                self._drop(pkt, reason, self.clock())
+        except RuntimeError as e:         # queue unbound meanwhile
+            log.warning("verdict for a held packet lost: %s", e)
+
+    def stats(self) -> dict:
+        with self.lock:
+            dp = self.datapath.stats()
+        return {"worker": dict(self.counters), "held_now": len(self._held), "datapath": dp}
+
+
+def _describe(buf: bytes) -> str:
+    if len(buf) < 24:
+        return "?"
+    src = socket.inet_ntoa(buf[12:16])
+    dst = socket.inet_ntoa(buf[16:20])
+    hl = (buf[0] & 15) * 4
+    sp = int.from_bytes(buf[hl:hl + 2], "big") if len(buf) >= hl + 4 else 0
+    dp = int.from_bytes(buf[hl + 2:hl + 4], "big") if len(buf) >= hl + 4 else 0
+    return f"{src}:{sp} -> {dst}:{dp} proto {buf[9]}"
+
+
+# ------------------------------------------------------------------ stand-alone run
+
+def main(argv: Iterable[str] | None = None) -> int:
+    """Run one worker stand-alone (no ALG actors: signalling packets for an ALG
+    are dropped) until SIGTERM/SIGINT; print ``ready`` when the queue is bound
+    and the stats as JSON at exit. Used by the namespace tests and benchmarks."""
+    from gateway.config import load_file
+
+    ap = argparse.ArgumentParser(prog="python -m actors.ingest")
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--queue", type=int, default=0)
+    ap.add_argument("--iface", action="append", default=[], metavar="LINUX=CONFIG",
+                    help="a queued Linux interface and its configuration name")
+    ap.add_argument("--bypass", action="store_true", help="--queue-bypass: fail open")
+    ap.add_argument("--accept-only", action="store_true",
+                    help="accept every packet without the datapath (benchmark baseline)")
+    ap.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds")
+    args = ap.parse_args(list(argv) if argv is not None else None)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    ifaces = dict(s.split("=", 1) for s in args.iface)
+    worker = NfqueueWorker(args.queue, ifaces, Datapath(load_file(args.config)), bypass=args.bypass)
+    if args.accept_only:
+        def accept_all(pkt, c=worker.counters):
+            c["packets"] += 1
+            pkt.accept()
+        worker._callback = accept_all
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    worker.start()
+    print("ready", flush=True)
+    stop.wait(args.duration or None)
+    worker.stop()
+    print(json.dumps(worker.stats(), default=str), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
