@@ -25,7 +25,6 @@ import logging
 import signal
 import sys
 import threading
-import time
 
 log = logging.getLogger("gatewayd")
 
@@ -133,9 +132,20 @@ def run_node(args) -> int:
                 addresses=addresses)
 
     linux_to_cfg = {linux: name for name, linux in settings.interfaces.items()}
-    worker = NfqueueWorker(settings.queue, linux_to_cfg, datapath, node.dp_lock, on_alg=node.handle_alg,
-                           forwarding=lambda: node.forwarding, bypass=cfg.flow.queue_bypass)
-    control = ControlServer(settings.socket_path(), node.control, group=settings.control_group)
+    # The worker does the datapath's housekeeping (expiry, media activity to
+    # the pinholes' actors); the node and the worker share one datapath lock.
+    worker = NfqueueWorker(settings.queue, linux_to_cfg, datapath, on_alg=node.handle_alg,
+                           forwarding=lambda: node.forwarding, bypass=cfg.flow.queue_bypass,
+                           on_activity=node.report_media)
+    worker.lock = node.dp_lock
+
+    def control_handler(cmd: str, args: dict):
+        result = node.control(cmd, args)
+        if cmd == "status" and isinstance(result, dict):
+            result["ingest"] = {**worker.counters, "held_now": len(worker._held)}
+        return result
+
+    control = ControlServer(settings.socket_path(), control_handler, group=settings.control_group)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -155,13 +165,7 @@ def run_node(args) -> int:
     log.info("gatewayd: node %s running (config %s, journal %s, control %s)", settings.node,
              args.config or settings.config, settings.journal, settings.socket_path())
     while not stop.wait(0.2):
-        # Media activity goes to the pinholes' actors in batches; idle flows expire.
-        now = time.time()
-        with node.dp_lock:
-            activity = datapath.drain_activity()
-            datapath.expire(now)
-        if activity:
-            node.report_media(activity)
+        pass
     log.info("gatewayd: stopping")
     worker.stop()
     control.stop()

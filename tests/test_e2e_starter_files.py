@@ -1,5 +1,5 @@
 """The gatewayd lab starter's files and commands, without root: node files the
-node parses back, the interface map, on-link routes and the queue rules."""
+node parses back, the interface map and on-link routes."""
 
 from __future__ import annotations
 
@@ -61,18 +61,6 @@ def test_routes_are_installed_on_link_in_both_gateways(tmp_path):
             assert c[:4] == ["ip", "-n", g.netns, "route"]
             if "via" in c:
                 assert c[-1] == "onlink" and c[c.index("dev") + 1] in {p.ifname for p in g.legs}
-
-
-def test_queue_rules_cover_every_segment_leg_and_not_the_ha_link(tmp_path):
-    _path, _cfg, plan, _state = _lab("ch2-incoming-call-with-mip", tmp_path)
-    text = gs.queue_rules(plan, "gw-b", queue=3)
-    assert text.startswith("*mangle\n") and text.rstrip().endswith("COMMIT")
-    legs = {p.ifname for p in plan.gateway("gw-b").legs}
-    rules = [line for line in text.splitlines() if line.startswith("-A")]
-    assert {r.split()[3] for r in rules} == legs
-    assert all("NFQUEUE --queue-num 3" in r and "bypass" not in r for r in rules)
-    assert "ha0" not in text
-    assert "--queue-bypass" in gs.queue_rules(plan, "gw-a", bypass=True)
 
 
 @pytest.mark.parametrize("example", ["ch2-incoming-call-with-mip", "ch2-three-zone-proxy-in-dmz",

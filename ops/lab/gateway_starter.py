@@ -24,11 +24,11 @@ Who holds what (decided here, see ARCHITECTURE.md "Gateway pair in the lab"):
   the leg to be accepted, so the standby has its routes ready before it holds
   any address, and a takeover only moves addresses. Connected subnets appear
   with the interface addresses the active node adds.
-* Packets reach the node through NFQUEUE 0 from the ``mangle`` PREROUTING hook
-  of every segment leg (not the HA link): before the routing decision, so a
-  destination the datapath rewrites (a MIP, an incoming DIP, a reply to a
-  source-translated flow) is routed by its new address. Without ``set flow
-  queue-bypass`` no listener means drop (fail closed).
+* Packets reach the node through NFQUEUE 0: the node's ingest worker
+  (actors/ingest.py) installs the ``raw`` PREROUTING rules for the legs its
+  node file maps (not the HA link) and removes them when it stops. After a
+  SIGKILL they stay: without ``set flow queue-bypass`` a namespace whose node
+  is dead drops what still reaches it (fail closed), as a real host would.
 
 ``gw-a`` starts first and must report ``active`` on its control socket before
 ``gw-b`` starts and reports ``standby``.
@@ -157,16 +157,6 @@ def route_commands(plan: Plan, gw_netns: str) -> list[list[str]]:
     return cmds
 
 
-def queue_rules(plan: Plan, role: str, queue: int = QUEUE, bypass: bool = False) -> str:
-    """iptables-restore input sending every packet arriving on a segment leg
-    to the node's NFQUEUE (the HA link stays out: replication is the node's
-    own traffic)."""
-    g = plan.gateway(role)
-    target = f"NFQUEUE --queue-num {queue}" + (" --queue-bypass" if bypass else "")
-    rules = [f"-A PREROUTING -i {leg.ifname} -j {target}" for leg in g.legs]
-    return "*mangle\n" + "\n".join(rules) + "\nCOMMIT\n"
-
-
 def gatewayd_command() -> list[str]:
     exe = Path(sys.executable).with_name("gatewayd")
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "ops.gatewayd"]
@@ -251,14 +241,10 @@ def start_gatewayd(plan: Plan, state: LabState) -> None:
     """The ``gatewayd`` starter: node files, routes, queue rules, both nodes."""
     if not state.config:
         raise LabError("the gatewayd starter needs the lab's configuration file")
-    from gateway.config import load_file
-    bypass = load_file(state.config).flow.queue_bypass
     paths = write_node_files(plan, state, state.config)
     for g in plan.gateways:
         for cmd in route_commands(plan, g.netns):
             run(cmd)
-        run(ns_cmd(g.netns, "iptables-restore", "--noflush"),
-            input=queue_rules(plan, g.role, bypass=bypass))
     state.daemons = {}
     for role, want in (("gw-a", "active"), ("gw-b", "standby")):
         p = paths[role]
@@ -359,6 +345,91 @@ def _wait_gone(pid: int, timeout: float = 5.0) -> None:
 register_gateway_starter(NAME, start_gatewayd, owns_addresses=True)
 
 __all__ = ["NAME", "NodePaths", "FailoverResult", "lab_dir", "run_dir", "node_paths",
-           "interface_map", "node_file_text", "write_node_files", "route_commands", "queue_rules",
+           "interface_map", "node_file_text", "write_node_files", "route_commands",
            "start_gatewayd", "node_status", "active_role", "failover", "wait_role", "node_call",
            "try_status"]
+
+
+# --- calls with a failover in the middle ----------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class RtpSplit:
+    """Media packets counted by the hosts' nft counters (see ops/lab/sipp.py),
+    split at the moment the failover was started."""
+
+    caller_sent: int
+    callee_received: int
+    callee_sent: int
+    caller_received: int
+
+    def both_ways(self) -> bool:
+        return min(self.caller_sent, self.callee_received, self.callee_sent,
+                   self.caller_received) > 0
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverRun:
+    calls: object                  # ops.lab.sipp.CallResult
+    failover: FailoverResult | None
+    failover_error: str | None
+    rtp_before: RtpSplit
+    rtp_after: RtpSplit
+    failover_at: float             # seconds after the first INVITE was due
+
+
+def calls_with_failover(state: LabState, caller, callee, dial, *, calls: int, rate: float,
+                        duration_ms: int, failover_at: float | None, crash: bool = False,
+                        timeout: float = 15.0) -> FailoverRun:
+    """Run SIPp calls (ops.lab.sipp.run_calls) and, ``failover_at`` seconds
+    after they start, fail the pair over (graceful or SIGKILL). Every number
+    comes from SIPp's statistics, the hosts' counters and the nodes."""
+    import threading
+
+    from ops.lab import sipp
+    from ops.lab.netns import read_counters
+
+    def snap() -> tuple[tuple[int, int], tuple[int, int]]:
+        return read_counters(caller.netns), read_counters(callee.netns)
+
+    result: dict = {}
+
+    def place() -> None:
+        try:
+            result["calls"] = sipp.run_calls(caller, callee, dial=dial, calls=calls, rate=rate,
+                                             duration_ms=duration_ms)
+        except BaseException as exc:     # reported by the caller of this function
+            result["error"] = exc
+
+    start = snap()
+    t0 = time.monotonic()
+    th = threading.Thread(target=place, name="sipp-calls", daemon=True)
+    th.start()
+    fo = fo_err = None
+    mid = start
+    at = 0.0
+    if failover_at is not None:
+        # run_calls lets the UAS settle before the first INVITE.
+        while time.monotonic() - t0 < failover_at + 0.3 and th.is_alive():
+            time.sleep(0.05)
+        mid = snap()
+        at = time.monotonic() - t0 - 0.3
+        try:
+            fo = failover(state, crash=crash, timeout=timeout)
+        except (LabError, ConnectionError, RuntimeError) as exc:
+            fo_err = str(exc)
+    th.join(calls / rate + duration_ms / 1000.0 + 60)
+    end = snap()
+    if "error" in result:
+        raise result["error"]
+    if "calls" not in result:
+        raise LabError("SIPp calls did not finish")
+
+    def split(a, b) -> RtpSplit:
+        (ca_in0, ca_out0), (ce_in0, ce_out0) = a
+        (ca_in1, ca_out1), (ce_in1, ce_out1) = b
+        return RtpSplit(ca_out1 - ca_out0, ce_in1 - ce_in0, ce_out1 - ce_out0, ca_in1 - ca_in0)
+
+    return FailoverRun(result["calls"], fo, fo_err, split(start, mid), split(mid, end), round(at, 2))
+
+
+__all__ += ["RtpSplit", "FailoverRun", "calls_with_failover", "wait_standby_joined"]
