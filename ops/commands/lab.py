@@ -167,7 +167,7 @@ def run_call(args) -> int:
         dial = suggested.dial
     try:
         result = sipp.run_calls(caller, callee, dial=dial, calls=args.calls, rate=args.rate,
-                                duration_ms=int(args.duration * 1000))
+                                duration_ms=int(args.duration * 1000), per_call_media_port=True)
     except (netns.LabError, ValueError) as exc:
         return _fail(str(exc))
     ok = (result.calls_completed == result.calls_attempted == args.calls

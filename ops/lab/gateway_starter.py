@@ -396,7 +396,7 @@ def calls_with_failover(state: LabState, caller, callee, dial, *, calls: int, ra
     def place() -> None:
         try:
             result["calls"] = sipp.run_calls(caller, callee, dial=dial, calls=calls, rate=rate,
-                                             duration_ms=duration_ms)
+                                             duration_ms=duration_ms, per_call_media_port=True)
         except BaseException as exc:     # reported by the caller of this function
             result["error"] = exc
 

@@ -93,8 +93,16 @@ _UAC_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 """
 
 
-def uac_scenario(pcap: Path = G711A_PCAP) -> str:
-    return _UAC_SCENARIO.replace("@PCAP@", str(pcap))
+def uac_scenario(pcap: Path = G711A_PCAP, *, per_call_media_port: bool = False) -> str:
+    """The UAC scenario. ``per_call_media_port``: each call offers (and plays
+    its RTP from) its own port, SIPp's ``[auto_media_port]``, as distinct
+    phones would; otherwise every call uses ``-mp``. Through a NAT that maps
+    each call's media to its own public port, calls sharing one private media
+    address *and* one remote address would be the same flow twice."""
+    text = _UAC_SCENARIO.replace("@PCAP@", str(pcap))
+    if per_call_media_port:
+        text = text.replace("m=audio [media_port] ", "m=audio [auto_media_port] ")
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +158,7 @@ def _stop(proc: subprocess.Popen, grace: float = 3.0) -> None:
 def run_calls(caller: HostNs, callee: HostNs, *, dial: IPv4Address | None = None,
               calls: int = 5, rate: float = 10.0, duration_ms: int = 1000,
               timeout: float | None = None, workdir: Path | None = None,
-              settle: float = 0.3) -> CallResult:
+              settle: float = 0.3, per_call_media_port: bool = False) -> CallResult:
     """Place ``calls`` calls at ``rate`` calls/s from ``caller`` to ``callee``,
     each held ``duration_ms`` with RTP both ways, dialling ``dial`` (the
     callee's own address, its MIP or a DIP address: whatever the configuration
@@ -165,7 +173,7 @@ def run_calls(caller: HostNs, callee: HostNs, *, dial: IPv4Address | None = None
     tmp = Path(tempfile.mkdtemp(prefix="voip-lab-sipp-")) if own_dir else workdir
     assert tmp is not None
     scenario = tmp / "uac_rtp.xml"
-    scenario.write_text(uac_scenario())
+    scenario.write_text(uac_scenario(per_call_media_port=per_call_media_port))
     stat_file = tmp / "uac_stat.csv"
     err_file = tmp / "uac_errors.log"
 
