@@ -500,3 +500,41 @@ def test_tables_name_only_known_actions():
     known_resp = {"answer", "created", "media", "notified_default", "failed", "retransmission", "ack"}
     for actions in RESPONSES.values():
         assert set(actions) <= known_resp
+
+
+# --- wire input never escapes step ---------------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_EXAMPLES = [crlf(x) for x in (CRCX, MDCX, DLCX1, DLCX2, EPCF, RQNT, NTFY, AUEP1, AUEP2, AUCX, RSIP)] + [
+    resp(200, 1205, "I: FDE234C8\n", RESP_SDP)]
+
+
+def _live_state():
+    f = Flow()
+    f.send(CA_CMD, crlf(CRCX))
+    f.send(GW_MSG, resp(200, 1205, "I: FDE234C8\n", RESP_SDP))
+    return f.state
+
+
+_LIVE = _live_state()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(_EXAMPLES), st.integers(0, 400), st.integers(0, 8), st.binary(max_size=12),
+       st.sampled_from([CA_CMD, GW_MSG]))
+def test_mutated_messages_forward_or_drop_never_raise(data, at, cut, junk, ctx):
+    at = min(at, len(data))
+    mutated = data[:at] + junk + data[at + cut:]
+    r = step(_LIVE, ctx, mutated, 2000.0)
+    assert r.verdict in ("forward", "drop")
+    if r.verdict == "drop":
+        assert r.reason and durable(r.state) == durable(_LIVE)
+    else:
+        assert durable(r.state) == fold(r.events, durable(_LIVE))
+
+
+def test_rtp_port_65535_leaves_no_rtcp_port_and_is_dropped():
+    data = crlf(CRCX.replace("m=audio 3456", "m=audio 65535"))
+    r = step(EMPTY, CA_CMD, data, 1.0)
+    assert r.verdict == "drop" and "no port for RTCP" in r.reason

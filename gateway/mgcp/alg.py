@@ -21,7 +21,8 @@ are given as "RFC 3435 x.y".
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import zlib
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Callable
 
@@ -32,9 +33,9 @@ from gateway.mgcp import events as ev
 from gateway.mgcp.flood import admit
 from gateway.mgcp.message import MgcpMessage, parse_datagram
 from gateway.mgcp.nat import Translation, dedupe, header_edits, translation
-from gateway.mgcp.state import EMPTY, Call, MgcpState, Pinhole, Txn, apply, txn_key
+from gateway.mgcp.state import EMPTY, Call, MgcpState, Pinhole, Txn, apply, replace, txn_key
 from gateway.mgcp.transitions import CA, GW, command_rule, response_actions, response_kind
-from gateway.ports import allocate_pair
+from gateway.ports import MEDIA_PORT_HIGH, MEDIA_PORT_LOW, allocate_pair
 from gateway.span import Edit, apply_edits
 
 DEFAULT_SETTINGS = MgcpSettings()
@@ -113,6 +114,20 @@ class _Drop(Exception):
 def _is_ipv4(text: str) -> bool:
     parts = text.split(".")
     return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)
+
+
+def _port_hint(in_use, public_ip: str, port: int, salt: str) -> int:
+    """Where the search for a free pair starts: the private port itself when
+    it is free, else a point spread by a hash of the group. A fixed start
+    would make every allocation scan the pairs already taken (O(n) with n
+    calls); a spread start finds a free pair in ~1/(1 - load) probes. The
+    hint is a pure function of the state, and the port chosen is recorded in
+    the event, so replay and the standby agree."""
+    a = IPv4Address(public_ip)
+    if port >= MEDIA_PORT_LOW and port % 2 == 0 and (a, port) not in in_use and (a, port + 1) not in in_use:
+        return port
+    pairs = (MEDIA_PORT_HIGH - MEDIA_PORT_LOW) // 2
+    return MEDIA_PORT_LOW + 2 * (zlib.crc32(salt.encode()) % pairs)
 
 
 class _Run:
@@ -602,6 +617,9 @@ class _Message:
                     run.release_group(run.st.calls[key], old.group, "media stream removed")
                 continue
             rtcp_port = m.rtcp_port if m.rtcp_port is not None else m.port + 1
+            if rtcp_port > 65535:
+                # RTCP is on the next port (RFC 3550 11); none follows 65535.
+                raise _Drop(f"SDP m= line {i + 1}: RTP port {m.port} leaves no port for RTCP")
             rtcp_ip = m.rtcp_addr.text if m.rtcp_addr is not None else addr
             # An inbound description naming one of the ALG's public pairs:
             # give the private side the destination it stands for.
@@ -643,7 +661,8 @@ class _Message:
         pub = None
         if public_ip is not None:
             # RTP on an even port and RTCP on the next odd one (gateway.ports).
-            pub = allocate_pair(run.st.ports_in_use, IPv4Address(public_ip), hint=port)
+            pub = allocate_pair(run.st.ports_in_use, IPv4Address(public_ip),
+                                hint=_port_hint(run.st.ports_in_use, public_ip, port, f"{call.stream}#{call.seq}"))
             if pub is None:
                 raise _Drop(f"no free even/odd port pair on {public_ip} for media {addr}:{port}; "
                             "MGCP message discarded")

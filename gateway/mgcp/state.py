@@ -14,7 +14,7 @@ with the live state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, fields
 from ipaddress import IPv4Address
 
 from immutables import Map
@@ -22,6 +22,22 @@ from immutables import Map
 from gateway.mgcp import events as ev
 
 _EMPTY_MAP: Map = Map()
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_set = object.__setattr__
+
+
+def replace(obj, **changes):
+    """``dataclasses.replace`` for the state's frozen, slotted records, without
+    its per-call field introspection and ``__init__`` (the fold runs this
+    several times per event, on the per-packet path)."""
+    cls = type(obj)
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in fields(cls))
+    new = object.__new__(cls)
+    for n in names:
+        _set(new, n, changes[n] if n in changes else getattr(obj, n))
+    return new
 
 
 @dataclass(frozen=True, slots=True)
