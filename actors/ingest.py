@@ -459,6 +459,34 @@ def _describe(buf: bytes) -> str:
 
 # ------------------------------------------------------------------ stand-alone run
 
+def _inline_sip(worker: NfqueueWorker, config):
+    """An ``on_alg`` that runs the SIP ALG on one thread, in arrival order,
+    and answers with ``done`` from that thread, as the node's actors do."""
+    import queue
+
+    from gateway.sip import alg as sip_alg
+
+    jobs: queue.Queue = queue.Queue()
+    state = [sip_alg.EMPTY]
+
+    def run() -> None:
+        while True:
+            out, done = jobs.get()
+            if out.alg != "sip":
+                done(Drop(f"{out.alg} ALG not running", "alg"))
+                continue
+            now = worker.clock()
+            r = sip_alg.step(state[0], out.sip_context(), out.payload, now, config.sip)
+            state[0] = r.state
+            for line in r.logs:
+                log.info("sip: %s", line)
+            done(worker.finish_alg(out, r.verdict, r.data, r.route_to, r.pinholes_open,
+                                   r.pinholes_close, now, reason=r.reason))
+
+    threading.Thread(target=run, name="sip-inline", daemon=True).start()
+    return lambda out, done: jobs.put((out, done))
+
+
 def main(argv: Iterable[str] | None = None) -> int:
     """Run one worker stand-alone (no ALG actors: signalling packets for an ALG
     are dropped) until SIGTERM/SIGINT; print ``ready`` when the queue is bound
@@ -473,12 +501,18 @@ def main(argv: Iterable[str] | None = None) -> int:
     ap.add_argument("--bypass", action="store_true", help="--queue-bypass: fail open")
     ap.add_argument("--accept-only", action="store_true",
                     help="accept every packet without the datapath (benchmark baseline)")
+    ap.add_argument("--sip-inline", action="store_true",
+                    help="run the SIP ALG on one thread of this process (no actors, journal or "
+                         "HA): to try the held-packet path without the node")
     ap.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds")
     args = ap.parse_args(list(argv) if argv is not None else None)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     ifaces = dict(s.split("=", 1) for s in args.iface)
-    worker = NfqueueWorker(args.queue, ifaces, Datapath(load_file(args.config)), bypass=args.bypass)
+    config = load_file(args.config)
+    worker = NfqueueWorker(args.queue, ifaces, Datapath(config), bypass=args.bypass)
+    if args.sip_inline:
+        worker.on_alg = _inline_sip(worker, config)
     if args.accept_only:
         def accept_all(pkt, c=worker.counters):
             c["packets"] += 1

@@ -94,11 +94,11 @@ def lab(tmp_path):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-def start_worker(lab, queue: int = 7):
+def start_worker(lab, queue: int = 7, *extra: str):
     err = open(lab["tmp"] / "worker.log", "w")
     p = subprocess.Popen(["ip", "netns", "exec", lab["gw"], PY, "-m", "actors.ingest",
                           "--config", str(lab["cfg"]), "--queue", str(queue),
-                          "--iface", "gwa=ethernet1", "--iface", "gwb=ethernet3"],
+                          "--iface", "gwa=ethernet1", "--iface", "gwb=ethernet3", *extra],
                          cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
     line = p.stdout.readline()
     assert line.strip() == "ready", (line, (lab["tmp"] / "worker.log").read_text())
@@ -178,3 +178,36 @@ def test_fail_closed_without_a_worker_and_bypass_fails_open(lab):
     echo.terminate()
     echo.communicate(timeout=10)
     assert json.loads(opened.stdout)["data"] == "echo:y"
+
+
+def test_sip_call_held_for_the_alg_then_media_through_pinholes(lab):
+    # The INVITE and its 200 OK are held in the queue while the SIP ALG runs
+    # on another thread, then released rewritten; RTP passes both ways through
+    # the pinholes the ALG opened.
+    worker = start_worker(lab, 8, "--sip-inline")
+    try:
+        uas = subprocess.Popen(["ip", "netns", "exec", lab["b"], PY, PEER, "uas", "1.1.1.9", "6"],
+                               stdout=subprocess.PIPE, text=True)
+        assert uas.stdout.readline().strip() == "listening"
+        uac = sh("ip", "netns", "exec", lab["a"], PY, PEER, "uac", "10.1.1.3", "1.1.1.9", "4")
+        uas.terminate()
+        seen = [json.loads(x) for x in uas.communicate(timeout=10)[0].splitlines() if x.strip()]
+    finally:
+        stats = stop_worker(worker)
+    log_text = (lab["tmp"] / "worker.log").read_text()
+    invite = next(s for s in seen if s["data"].startswith("INVITE"))
+    # The INVITE left as the gateway, with its addresses rewritten by the ALG.
+    assert invite["from"] == ["1.1.1.1", 5060], log_text
+    assert "Via: SIP/2.0/UDP 1.1.1.1:5060" in invite["data"]
+    assert "c=IN IP4 1.1.1.1" in invite["data"] and "10.1.1.3" not in invite["data"]
+    out = json.loads(uac.stdout)
+    # The 200 OK reached the caller, from the callee.
+    assert out["answer"] and out["answer"]["from"] == ["1.1.1.9", 5060]
+    assert "SIP/2.0 200 OK" in out["answer"]["data"]
+    # Media: the callee's RTP reached the caller's private port through the
+    # pinhole; the caller's RTP reached the callee from the public pair.
+    assert out["rtp"] and out["rtp"][0]["data"] == "rtp-from-uas"
+    rtp_at_b = [s for s in seen if s["port"] == 7000]
+    assert rtp_at_b and rtp_at_b[0]["from"][0] == "1.1.1.1", log_text
+    assert stats["worker"]["held"] == 2 and stats["held_now"] == 0
+    assert stats["datapath"]["paths"]["fast-pinhole"] >= 1
