@@ -538,3 +538,28 @@ def test_rtp_port_65535_leaves_no_rtcp_port_and_is_dropped():
     data = crlf(CRCX.replace("m=audio 3456", "m=audio 65535"))
     r = step(EMPTY, CA_CMD, data, 1.0)
     assert r.verdict == "drop" and "no port for RTCP" in r.reason
+
+
+def test_forced_restart_loses_the_connections_of_the_endpoints_it_names():
+    f = Flow()
+    f.send(CA_CMD, crlf(CRCX))
+    f.send(GW_MSG, resp(200, 1205, "I: FDE234C8\n", RESP_SDP))
+    holes = set(call_of(f.state).pinholes)
+    # A graceful restart of another endpoint, and of this one, keep the call.
+    f.send(GW_MSG, crlf("RSIP 1 aaln/2@gw-25.att.net MGCP 1.0\nRM: forced\n"))
+    f.send(GW_MSG, crlf("RSIP 2 aaln/*@gw-25.att.net MGCP 1.0\nRM: graceful\nRD: 60\n"))
+    assert call_of(f.state) is not None
+    r = f.send(GW_MSG, crlf("RSIP 3 aaln/*@gw-25.att.net MGCP 1.0\nRM: forced\n"))
+    assert r.verdict == "forward" and set(r.pinholes_close) == holes and call_of(f.state) is None
+
+
+def test_response_acknowledgement_list_ends_answered_transactions():
+    f = Flow()
+    for tid in (30, 31, 32):
+        f.send(CA_CMD, crlf(f"RQNT {tid} aaln/1@gw-25.att.net MGCP 1.0\nX: {tid}\n"))
+    f.send(GW_MSG, resp(200, 30))
+    f.send(GW_MSG, resp(200, 31))
+    r = f.send(CA_CMD, crlf("RQNT 33 aaln/1@gw-25.att.net MGCP 1.0\nX: 9\nK: 30-32, 1-999999\n"))
+    assert r.verdict == "forward"
+    left = {tid for (_, origin, tid) in f.state.txns if origin == "call-agent"}
+    assert left == {32, 33}                    # 32 is unanswered; the wide range is ignored

@@ -43,6 +43,9 @@ DEFAULT_SETTINGS = MgcpSettings()
 # NotifiedEntity without a port means the call agent's default port.
 CA_PORT = 2727
 GW_PORT = 2427
+# K: ranges wider than this are not expanded (RFC 3435 3.5.6 confirms a
+# handful of recent transactions at a time).
+MAX_ACK_RANGE = 256
 STATEFUL = "stateful inspection at the UDP packet, transaction and call level"
 
 
@@ -114,6 +117,20 @@ class _Drop(Exception):
 def _is_ipv4(text: str) -> bool:
     parts = text.split(".")
     return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)
+
+
+def _covers(pattern: str, name: str) -> bool:
+    """Whether endpoint ``pattern`` (possibly ``*`` wildcarded, RFC 3435
+    2.1.2) names endpoint ``name`` (both lower case)."""
+    if pattern == name:
+        return True
+    plocal, _, pdomain = pattern.rpartition("@")
+    local, _, domain = name.rpartition("@")
+    if pdomain != domain:
+        return False
+    if plocal == "*":
+        return True
+    return plocal.endswith("/*") and local.startswith(plocal[:-1])
 
 
 def _port_hint(in_use, public_ip: str, port: int, salt: str) -> int:
@@ -391,6 +408,7 @@ class _Message:
         run.emit(ev.TransactionStarted(self.gw, name, ctx.role, tid, verb, self.seen_src[0],
                                        self.seen_src[1], call_id, conn_id, self.now,
                                        self.now + self.settings.transaction_timeout))
+        self.do_ack_list(name, call_id, conn_id)
         handled_sdp = False
         for action in rule.actions:
             if action == "media":
@@ -449,6 +467,39 @@ class _Message:
             rd = self.msg.get("RD")
             out = self.now + (int(rd.strip()) if rd is not None else 0)
         self.run.emit(ev.EndpointRestarted(self.gw, name, method, self.now, out))
+        if method == "forced":
+            # RFC 3435 2.3.12: "forced" -- "the endpoints are taken abruptly
+            # out of service and any established connections are lost": their
+            # pinholes close now. (A graceful restart leaves them be.)
+            run = self.run
+            for (g, cid), call in list(run.st.calls.items()):
+                if g != self.gw:
+                    continue
+                for c in list(call.connections.values()):
+                    if _covers(name, c.endpoint) and (g, cid) in run.st.calls:
+                        run.delete_connection(g, cid, c.conn_id, "RSIP forced")
+
+    def do_ack_list(self, name, call_id, conn_id) -> None:
+        """K: (RFC 3435 3.5.6): the sender acknowledges final responses to its
+        earlier transactions; they are over."""
+        k = self.msg.get("K")
+        if k is None:
+            return
+        run = self.run
+        for item in k.split(","):
+            lo, _, hi = item.strip().partition("-")
+            if not lo.isdigit() or (hi and not hi.isdigit()):
+                continue
+            a, b = int(lo), int(hi or lo)
+            if b < a or b - a > MAX_ACK_RANGE:
+                # A range wider than any sender keeps in flight is not
+                # expanded (it would cost the ALG, not the sender).
+                continue
+            for tid in range(a, b + 1):
+                t = run.st.txns.get((self.gw, self.ctx.role, tid))
+                if t is not None and t.final:
+                    run.emit(ev.TransactionEnded(t.gateway, t.endpoint, t.origin, tid,
+                                                 "response acknowledged (K:)"))
 
     def do_delete(self, name, call_id, conn_id) -> None:
         run, msg = self.run, self.msg
@@ -473,7 +524,7 @@ class _Message:
             calls = [c for (g, _), c in run.st.calls.items() if g == self.gw]
         for call in calls:
             for c in list(call.connections.values()):
-                if ep.is_wildcard or c.endpoint == name:
+                if _covers(name, c.endpoint):
                     if (self.gw, call.call_id) in run.st.calls:
                         run.delete_connection(self.gw, call.call_id, c.conn_id, reason)
 
