@@ -16,6 +16,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from gateway.config import load_file, parse_text
 from gateway.datapath import (
     FRAGMENT_DROP, TCP_SIGNALLING_NOTE, Alg, Datapath, Drop, Forward, mgcp_key, sip_call_id,
+    sip_media_pinholes,
 )
 from gateway.packet import SYN, build_tcp, build_udp, parse, rewrite
 from gateway.sip.alg import EMPTY, media_activity, step
@@ -269,6 +270,29 @@ def test_full_call_through_the_sip_alg_with_media_pinholes():
     again = dp.process(build_udp("1.1.1.4", "1.1.1.1", 6000, pub, b"\x80" * 20), "ethernet3", 13.0)
     assert again.path == "fast-session"
     assert dp.drain_activity() and dp.drain_activity() == []
+    # A node taking over has neither the sessions nor the used pinholes: it
+    # rebuilds from the ALG's state, and media flows on both ways.
+    standby = dp_for("ch2-incoming-call-interface-dip.cfg")
+    standby.rebuild([h.pinhole for h in dp.pinholes.holes()] + sip_media_pinholes(state))
+    b = standby.process(build_udp("1.1.1.4", "1.1.1.1", 6000, pub, b"\x80" * 20), "ethernet3", 20.0)
+    p = checked(b.data)
+    assert b.path == "fast-pinhole" and (p.dst, p[UDP].dport) == ("10.1.1.3", 4000)
+    a = standby.process(build_udp("10.1.1.3", "1.1.1.4", 4000, 6000, b"\x80" * 20), "ethernet1", 20.1)
+    p = checked(a.data)
+    assert a.path == "fast-session" and (p.src, p[UDP].sport) == ("1.1.1.1", pub)
+    # RTCP of the private party, first this time, through its restored pinhole.
+    c = standby.process(build_udp("10.1.1.3", "1.1.1.4", 4001, 6001, b"\x81" * 8), "ethernet1", 20.2)
+    p = checked(c.data)
+    assert c.path == "fast-pinhole" and (p.src, p[UDP].sport) == ("1.1.1.1", pub + 1)
+    # Their use reports the groups' activity; the ALG ignores the restored ids.
+    reports = standby.drain_activity()
+    assert any(pid and pid.endswith("#restored-rtp") for _g, pid, _t in reports)
+    for group, pid, last in reports:
+        closes = media_activity(state, group, last, pinhole=pid).pinholes_close
+        # A restored pinhole is unknown to the ALG; the RTCP packet found the
+        # real pinhole still open (installed first) and that one closes.
+        assert closes == (() if "#restored" in (pid or "#restored") else (pid,))
+
     # The call ends: its media sessions go.
     call = next(iter(state.calls))
     gone = dp.release_call(call)

@@ -198,3 +198,49 @@ class MediaActivity:
         self._last = {}
         self._used = {}
         return out
+
+
+# ------------------------------------------------------------------ after failover
+
+def sip_media_pinholes(state) -> list:
+    """Pinholes for every voice channel of the SIP ALG's state
+    (:class:`gateway.sip.state.SipState`), for :meth:`Datapath.rebuild` after
+    failover or replay.
+
+    The media sessions of a live node are not replicated (they are made per
+    packet), and the pinholes the first packets used are closed. So a node
+    taking over opens, for each channel of each call, what the ALG opened when
+    the channel was negotiated (``bind_media`` in :mod:`gateway.sip.alg`):
+    toward the private party, from its public pair (RTP and RTCP); toward a
+    public party, with the private party's public pair as source. They have no
+    lifetime: they end with their call or channel (``release_call``,
+    ``release_groups``). Their ids end in ``#restored`` so reports of their use
+    name no pinhole the ALG knows (it ignores such ids)."""
+    from gateway.sip.state import Pinhole
+
+    out: list = []
+    for call in state.calls.values():
+        if call.forwarded:
+            continue
+        private = {"outbound": "a", "inbound": "b"}.get(call.mode)
+        for g in call.groups:
+            base = f"{g.group}#restored"
+            if g.public_port is not None:
+                out.append(Pinhole(base + "-rtp", call.key, g.group, "media", "udp", "inbound",
+                                   (g.public_ip, g.public_port), (g.dst_ip, g.dst_port), None, None))
+                out.append(Pinhole(base + "-rtcp", call.key, g.group, "media", "udp", "inbound",
+                                   (g.public_ip, g.public_port + 1), (g.dst_ip, g.rtcp_port), None,
+                                   None))
+                continue
+            src_rtp = src_rtcp = None
+            if call.alg_ip is not None:
+                for mine in call.groups:
+                    if mine.side == private and mine.index == g.index and mine.public_port is not None:
+                        src_rtp = (mine.public_ip, mine.public_port)
+                        src_rtcp = (mine.public_ip, mine.public_port + 1)
+            direction = "any" if call.alg_ip is None else "outbound"
+            out.append(Pinhole(base + "-rtp", call.key, g.group, "media", "udp", direction,
+                               (g.dst_ip, g.dst_port), None, src_rtp, None))
+            out.append(Pinhole(base + "-rtcp", call.key, g.group, "media", "udp", direction,
+                               (g.dst_ip, g.rtcp_port), None, src_rtcp, None))
+    return out
