@@ -563,3 +563,19 @@ def test_response_acknowledgement_list_ends_answered_transactions():
     assert r.verdict == "forward"
     left = {tid for (_, origin, tid) in f.state.txns if origin == "call-agent"}
     assert left == {32, 33}                    # 32 is unanswered; the wide range is ignored
+
+
+def test_piggy_backed_messages_are_each_processed_and_dropped_together():
+    f = Flow()
+    f.send(CA_CMD, crlf(CRCX))
+    ntfy = NTFY.replace("rgw-25", "gw-25").replace("N: ca@ca1.att.net:5678\n", "")
+    both = resp(200, 1205, "I: FDE234C8\n") + b".\r\n" + crlf(ntfy)
+    r = f.send(GW_MSG, both)
+    assert r.verdict == "forward" and r.data == both
+    assert "FDE234C8" in call_of(f.state).connections
+    assert ("2.2.2.25", "gateway", 2002) in f.state.txns
+    # One message out of state drops the datagram, and nothing of it is kept.
+    before = durable(f.state)
+    bad = crlf(ntfy.replace("2002", "2003")) + b".\r\n" + resp(200, 4444)
+    r = f.send(GW_MSG, bad)
+    assert r.verdict == "drop" and "4444" in r.reason and durable(f.state) == before
