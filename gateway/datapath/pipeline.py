@@ -202,6 +202,7 @@ class Datapath:
         self.config = config
         self.engine = engine if engine is not None else Engine(config)
         self.sessions = SessionTable(timeouts)
+        self._smap = self.sessions._map       # the fast path's one probe
         self.pinholes = PinholeTable()
         self.activity = MediaActivity()
         self.screens = Screens(config)
@@ -255,7 +256,7 @@ class Datapath:
                 return self._drop(why, "screen-udp-flood")
 
         key = (proto, pkt.src_int, sport, pkt.dst_int, dport)
-        hit = self.sessions._map.get(key)
+        hit = self._smap.get(key)
         if hit is not None:
             sess, rw, fwd = hit
             sess.deadline = now + sess.timeout
@@ -276,8 +277,8 @@ class Datapath:
                 return Forward(buf, "fast-session")
             if pkt.sport is None:
                 return Forward(rewrite(pkt, src=rw[0], dst=rw[2]), "fast-session")
-            return Forward(rewrite(pkt, src=rw[0], sport=rw[1], dst=rw[2], dport=rw[3]),
-                           "fast-session")
+            s, sp, d, dp = rw
+            return Forward(rewrite(pkt, src=s, sport=sp, dst=d, dport=dp), "fast-session")
 
         if pkt.more_fragments:
             return self._drop(FRAGMENT_DROP, "fragment")
