@@ -115,7 +115,8 @@ class NfqueueWorker:
     packets are dropped). ``forwarding()``: False on a standby or during a
     handover: every packet is dropped. ``on_activity(batch)``,
     ``on_expired(items)``, ``on_alarm(text)``: housekeeping results, called on
-    the worker thread every ``housekeeping_interval`` seconds."""
+    the worker thread every ``housekeeping_interval`` seconds. ``lock``: the
+    lock guarding the datapath, when others share it (default: the worker's own)."""
 
     def __init__(self, queue_num: int, linux_ifaces: dict[str, str], datapath: Datapath, *,
                  on_alg: Callable[[Alg, Callable[[Forward | Drop], None]], None] | None = None,
@@ -125,7 +126,7 @@ class NfqueueWorker:
                  on_expired: Callable[[list], None] | None = None,
                  on_alarm: Callable[[str], None] | None = None,
                  housekeeping_interval: float = 0.2, install: bool = True,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, lock=None) -> None:
         self.queue_num = queue_num
         self.linux_ifaces = dict(linux_ifaces)
         self.datapath = datapath
@@ -140,7 +141,8 @@ class NfqueueWorker:
         self.housekeeping_interval = housekeeping_interval
         self.install = install
         self.clock = clock
-        self.lock = threading.Lock()
+        # Shared with whoever else calls into the datapath (the node's lock).
+        self.lock = lock if lock is not None else threading.RLock()
         self.drop_log = DropLog(log)
         self.counters = {"packets": 0, "accepted": 0, "dropped": 0, "held": 0, "held_timeout": 0,
                          "errors": 0, "standby_dropped": 0}

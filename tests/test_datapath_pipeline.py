@@ -439,3 +439,9 @@ def test_well_formed_packets_give_an_outcome_with_valid_checksums(src, dst, spor
         assert p.ip_checksum_ok and p.l4_checksum_ok
     # A truncated copy never raises either.
     assert isinstance(_DP.process(buf[:cut], ingress, 5.0), Drop)
+
+
+def test_drop_decided_outside_is_counted():
+    dp = Datapath(parse_text(NAT_CFG))
+    assert dp.drop("standby: not forwarding") == Drop("standby: not forwarding", "alg")
+    assert dp.stats()["drop_reasons"] == {"standby: not forwarding": 1}

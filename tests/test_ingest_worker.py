@@ -192,3 +192,13 @@ def test_rule_specs():
         assert s[0] == "PREROUTING" and s[s.index("--queue-num") + 1] == "4"
         assert s[-1] == "--queue-bypass" and "NFQUEUE" in s
     assert "--queue-bypass" not in NfqueueWorker(4, {"v": "e"}, w.datapath).rule_specs()[0]
+
+
+def test_shared_lock_is_used():
+    import threading
+    shared = threading.RLock()
+    w = worker(lock=shared)
+    assert w.lock is shared
+    with w.locked() as dp:
+        assert dp is w.datapath
+        assert shared._is_owned()

@@ -233,6 +233,10 @@ class Datapath:
             reasons["(other reasons)"] = reasons.get("(other reasons)", 0) + 1
         return Drop(reason, category)
 
+    def drop(self, reason: str, category: str = "alg") -> Drop:
+        """A Drop decided outside ``process`` (e.g. by the node), counted here."""
+        return self._drop(reason, category)
+
     # -- the per-packet path ------------------------------------------------------
 
     def process(self, buf: bytes, ingress: str, now: float) -> Outcome:
