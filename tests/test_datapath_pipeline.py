@@ -445,3 +445,21 @@ def test_drop_decided_outside_is_counted():
     dp = Datapath(parse_text(NAT_CFG))
     assert dp.drop("standby: not forwarding") == Drop("standby: not forwarding", "alg")
     assert dp.stats()["drop_reasons"] == {"standby: not forwarding": 1}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=3000), st.sampled_from(["forward", "drop"]),
+       st.sampled_from([None, ("10.1.1.3", 5060), ("10.1.1.9", 1)]), st.booleans())
+def test_finish_alg_with_any_answer_gives_forward_or_drop(data, verdict, route_to, huge):
+    dp = dp_for("ch2-incoming-call-interface-dip.cfg")
+    inv = sip_msg("INVITE sip:ph1@1.1.1.1 SIP/2.0", INVITE_HDRS)
+    outs = [dp.process(build_udp("10.1.1.3", "1.1.1.4", 5060, 5060, inv), "ethernet1", 0),
+            dp.process(build_udp("1.1.1.3", "1.1.1.1", 5060, 5555, inv), "ethernet3", 0)]
+    for out in outs:
+        assert isinstance(out, Alg)
+        body = data * 40 if huge else data
+        res = dp.finish_alg(out, verdict, body, route_to, (), (), 1.0)
+        assert isinstance(res, (Forward, Drop))
+        if isinstance(res, Forward):
+            p = parse(res.data)
+            assert p.payload_bytes == body and p.ip_checksum_ok and p.l4_checksum_ok

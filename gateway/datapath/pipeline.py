@@ -526,6 +526,10 @@ class Datapath:
             return self._drop(reason or f"{outcome.alg} ALG dropped the message", "alg")
         pkt = outcome.packet
         payload = None if data == outcome.payload else bytes(data)
+        if payload is not None and pkt.payload_offset + len(payload) > 0xFFFF:
+            return self._drop(f"{outcome.alg} ALG rewrite makes the packet "
+                              f"{pkt.payload_offset + len(payload)} bytes, over the IPv4 maximum",
+                              "alg")
         rw = outcome.rewrite
         if outcome.session is not None:
             if route_to is not None:
