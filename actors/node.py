@@ -34,7 +34,7 @@ from actors.runtime import DispatcherPool, PooledActor
 from actors.timers import TimerFired, TimerService
 from gateway import domain, ha
 from gateway.config.model import Config
-from gateway.sip import alg as sip_alg
+from actors.algs import ADAPTERS, MgcpAdapter, SipAdapter, adapter_for_stream
 from gateway.sip import events as sip_ev
 from gateway.sip import is_keepalive
 from gateway.sip import state as sip_state
@@ -43,7 +43,7 @@ from journal.store import Journal
 log = logging.getLogger("gateway.node")
 
 # Events after which an entity no longer exists (its actor stops).
-_ENDING = (sip_ev.CallEnded, sip_ev.RegistrationRemoved, sip_ev.ProtectDenyExpired)
+_ENDING = SipAdapter.ending + MgcpAdapter.ending
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,7 @@ class SipWork:
     release the held packet once the step's events are durable."""
 
     outcome: Any                   # gateway.datapath Alg outcome
-    ctx: sip_alg.SipContext
+    ctx: Any                       # the ALG's context (SipContext, MgcpContext)
     data: bytes
     now: float
     done: Callable[[Any], None]
@@ -74,6 +74,7 @@ class SipWork:
 
 @dataclass(frozen=True, slots=True)
 class MediaReport:
+    alg: str
     group: str
     pinhole: str | None
     at: float
@@ -89,7 +90,7 @@ class DialogActor(PooledActor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, SipWork):
-            self.node._sip_message(message)
+            self.node._alg_message(message)
         return None
 
 
@@ -105,9 +106,9 @@ class EntityActor(PooledActor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, TimerFired):
             if self.node.timers.take(message.key, message.generation):
-                self.node._sip_timer(self.stream)
+                self.node._timer(self.stream)
         elif isinstance(message, MediaReport):
-            self.node._sip_media(message)
+            self.node._media(message)
         elif message == "summary":
             return self.node.entity_summary(self.stream)
         return None
@@ -252,7 +253,7 @@ class Node:
         if self.addresses is not None:
             self.addresses.acquire()
         with self.state_lock:
-            st = self.sip
+            st = self.state
         specs = []
         for stream in self._streams(st):
             deadline = st.next_deadline(stream)
@@ -261,7 +262,12 @@ class Node:
         self.timers.rebuild(specs)
         if self.datapath is not None:
             with self.dp_lock:
-                self.datapath.rebuild(self._open_pinholes(st))
+                # Sessions left from this node's earlier term as active are
+                # stale (the calls moved on without it); flows start again
+                # from policy and the pinholes below.
+                for sess in list(self.datapath.sessions):
+                    self.datapath.remove_session(sess)
+                self.datapath.rebuild(self._open_pinholes(st) + _takeover_pinholes(st.sip))
 
     def _stand_down(self) -> None:
         for key in list(self.timers.specs()):
@@ -284,8 +290,11 @@ class Node:
         """Media sessions go with the voice channel or call that owned them."""
         if self.datapath is None:
             return
-        ended = [e.key for e in events if isinstance(e, sip_ev.CallEnded)]
-        released = [e.group for e in events if isinstance(e, sip_ev.MediaReleased)]
+        ended, released = [], []
+        for a in ADAPTERS.values():
+            e, r = a.released(events)
+            ended += e
+            released += r
         if ended or released:
             with self.dp_lock:
                 for key in ended:
@@ -320,14 +329,14 @@ class Node:
 
     @staticmethod
     def _streams(st) -> list[str]:
-        out = [sip_ev.call_stream(k) for k in st.calls]
-        out += [sip_ev.reg_stream(ip, port) for (ip, port) in st.registrations]
-        out += [sip_ev.protect_stream(s, p) for (s, p) in st.protect]
-        return out
+        """Timer keys of every live entity of every ALG (``st``: a DomainState)."""
+        return SipAdapter.streams(st.sip) + MgcpAdapter.streams(st.mgcp)
 
     @staticmethod
     def _open_pinholes(st) -> list:
-        return [p for c in st.calls.values() for p in c.pinholes]
+        """Every ALG's open pinholes, as the datapath's table takes them."""
+        return (SipAdapter.for_datapath(SipAdapter.pinholes(st.sip)) +
+                MgcpAdapter.for_datapath(MgcpAdapter.pinholes(st.mgcp)))
 
     def _entity(self, stream: str):
         return self.directory.get_or_start(("entity", stream),
@@ -344,9 +353,9 @@ class Node:
     def _mirror(self, events) -> None:
         """Entity actors follow the events: created by the first, stopped by the last."""
         for e in events:
-            if isinstance(e, sip_ev.PinholeOpened):
+            if isinstance(e, (SipAdapter.pinhole_opened, MgcpAdapter.pinhole_opened)):
                 self._entity(f"pinhole/{e.pinhole}")
-            elif isinstance(e, sip_ev.PinholeClosed):
+            elif isinstance(e, (SipAdapter.pinhole_closed, MgcpAdapter.pinhole_closed)):
                 self._end_entity(f"pinhole/{e.pinhole}")
             if isinstance(e, _ENDING):
                 self._end_entity(e.stream)
@@ -354,29 +363,32 @@ class Node:
                 self._entity(e.stream)
 
     def _mirror_all(self) -> None:
-        st = self.sip
+        st = self.state
         for stream in self._streams(st):
             self._entity(stream)
         for p in self._open_pinholes(st):
             self._entity(f"pinhole/{p.id}")
 
-    # ------------------------------------------------------------------ SIP
-    def handle_alg(self, outcome, done: Callable[[Any], None], ctx: sip_alg.SipContext | None = None,
+    # ------------------------------------------------------------------ ALGs
+    def handle_alg(self, outcome, done: Callable[[Any], None], ctx: Any = None,
                    data: bytes | None = None, now: float | None = None) -> None:
-        """Called by an ingest worker for a SIP message it holds: the dialog's
-        actor processes it; ``done(final_outcome)`` releases the packet.
-        ``ctx``/``data`` default to what the datapath's outcome carries."""
-        if getattr(outcome, "alg", "sip") != "sip":
+        """Called by an ingest worker for a signalling message it holds: the
+        dialog's actor (SIP: per Call-ID; MGCP: per endpoint or transaction)
+        processes it; ``done(final_outcome)`` releases the packet. ``ctx`` and
+        ``data`` default to what the datapath's outcome carries."""
+        alg = getattr(outcome, "alg", "sip")
+        adapter = ADAPTERS.get(alg)
+        if adapter is None:
             self._other_alg(outcome, done)
             return
         if ctx is None:
-            ctx = sip_context(outcome)
+            ctx = adapter.context(outcome)
         if data is None:
             data = bytes(outcome.payload)
         if not self.forwarding:
             done(self._drop(outcome, "standby: not forwarding"))
             return
-        key = ("dialog", getattr(outcome, "key", "") or "")
+        key = (alg, getattr(outcome, "key", "") or "")
         ref = self.directory.get_or_start(key, lambda: _start_on(self.pool, DialogActor, self, key[1]))
         ref.tell(SipWork(outcome, ctx, data, self.clock() if now is None else now, done))
 
@@ -393,36 +405,49 @@ class Node:
                                              self.clock()) if self.datapath is not None else outcome
         done(final)
 
-    def _settings(self):
-        return self.config.sip
+    def _settings(self, adapter=SipAdapter):
+        return adapter.settings(self.config)
 
-    def _sip_message(self, w: SipWork) -> None:
-        if is_keepalive(w.data):
+    def _get(self, adapter):
+        return getattr(self.state, adapter.name)
+
+    @staticmethod
+    def _get_from(st, adapter):
+        return getattr(st, adapter.name)
+
+    def _put(self, adapter, st) -> None:
+        self.state = replace(self.state, **{adapter.name: st})
+
+    def _alg_message(self, w: SipWork) -> None:
+        adapter = ADAPTERS[getattr(w.outcome, "alg", "sip")]
+        if adapter is SipAdapter and is_keepalive(w.data):
             # CRLF keep-alives (RFC 5626 §4.4.1) belong to the flow, not to a dialog.
-            self._release(w, _KEEPALIVE)
+            self._release(w, _KEEPALIVE, adapter)
             return
         with self.state_lock:
-            r = sip_alg.step(self.sip, w.ctx, w.data, w.now, self._settings())
-            if r.verdict == "forward":
-                self.sip = r.state
+            r = adapter.step(self._get(adapter), w.ctx, w.data, w.now, self._settings(adapter))
+            if r.verdict == "forward" or adapter is MgcpAdapter:
+                # MGCP keeps soft state (flood counters) even for what it drops;
+                # a drop emits no events, so the durable state is unchanged.
+                self._put(adapter, r.state)
+        for line in r.logs:
+            log.info("%s: %s", adapter.name, line)
         if r.verdict != "forward":
-            self.counters["sip_dropped"] += 1
-            for line in r.logs:
-                log.info("sip: %s", line)
+            self.counters[f"{adapter.name}_dropped"] = self.counters.get(f"{adapter.name}_dropped", 0) + 1
             w.done(self._drop(w.outcome, r.reason))
             return
-        for line in r.logs:
-            log.info("sip: %s", line)
-        self._commit(r, lambda _recs: self._release(w, r))
+        self._commit(r, lambda _recs: self._release(w, r, adapter))
 
-    def _release(self, w: SipWork, r) -> None:
-        self.counters["sip_forwarded"] += 1
+    def _release(self, w: SipWork, r, adapter=SipAdapter) -> None:
+        name = f"{adapter.name}_forwarded"
+        self.counters[name] = self.counters.get(name, 0) + 1
         final = w.outcome
         if self.datapath is not None:
             with self.dp_lock:
                 final = self.datapath.finish_alg(w.outcome, r.verdict,
                                                  w.data if r.data is None else r.data, r.route_to,
-                                                 r.pinholes_open, r.pinholes_close, w.now)
+                                                 adapter.for_datapath(r.pinholes_open),
+                                                 r.pinholes_close, w.now)
         w.done(final)
 
     def _commit(self, r, then: Callable[[list], None]) -> None:
@@ -445,44 +470,59 @@ class Node:
                 self.timers.cancel(t.key)
             else:
                 ref = self.directory.get(("entity", t.key))
-                if ref is not None:
-                    self.timers.schedule(t.key, t.deadline, ref)
+                if ref is None:
+                    ref = self._entity(t.key)
+                self.timers.schedule(t.key, t.deadline, ref)
 
-    def _sip_timer(self, stream: str) -> None:
+    def _timer(self, stream: str) -> None:
         if self.role.role != "active":
             return
+        adapter = adapter_for_stream(stream)
         with self.state_lock:
-            r = sip_alg.on_timer(self.sip, stream, self.clock(), self._settings())
-            self.sip = r.state
+            r = adapter.on_timer(self._get(adapter), stream, self.clock(), self._settings(adapter))
+            self._put(adapter, r.state)
         for line in r.logs:
-            log.info("sip: %s", line)
-        self._commit(r, lambda _recs: self._close_pinholes(r))
+            log.info("%s: %s", adapter.name, line)
+        self._commit(r, lambda _recs: self._close_pinholes(r, adapter))
 
-    def _sip_media(self, m: MediaReport) -> None:
+    def _media(self, m: MediaReport) -> None:
         if self.role.role != "active":
             return
+        adapter = ADAPTERS[m.alg]
         with self.state_lock:
-            r = sip_alg.media_activity(self.sip, m.group, m.at, self._settings(), pinhole=m.pinhole)
-            self.sip = r.state
-        self._commit(r, lambda _recs: self._close_pinholes(r))
+            r = adapter.media_activity(self._get(adapter), m.group, m.at, self._settings(adapter),
+                                       pinhole=m.pinhole)
+            self._put(adapter, r.state)
+        self._commit(r, lambda _recs: self._close_pinholes(r, adapter))
 
-    def _close_pinholes(self, r) -> None:
+    def _close_pinholes(self, r, adapter=SipAdapter) -> None:
         if self.datapath is not None and (r.pinholes_close or r.pinholes_open):
             with self.dp_lock:
                 if r.pinholes_close:
                     self.datapath.remove_pinholes(r.pinholes_close)
                 if r.pinholes_open:
-                    self.datapath.install_pinholes(r.pinholes_open)
+                    self.datapath.install_pinholes(adapter.for_datapath(r.pinholes_open))
 
     def report_media(self, activity) -> None:
         """From the datapath's drain: (group, pinhole id or None, last seen) tuples."""
+        used = [p for _g, p, _a in activity if p and TAKEOVER_PINHOLE in p]
+        if used and self.datapath is not None:
+            # A takeover pinhole did its job: the media session exists again.
+            with self.dp_lock:
+                self.datapath.remove_pinholes(used)
+        st = self.state
         for group, pinhole, at in activity:
+            for adapter in (SipAdapter, MgcpAdapter):
+                call = adapter.call_of_group(self._get_from(st, adapter), group)
+                if call is not None:
+                    break
+            else:
+                continue                       # the channel ended meanwhile
             target = self.directory.get(("entity", f"pinhole/{pinhole}")) if pinhole else None
             if target is None:
-                key = self.sip.group_index.get(group)
-                target = self.directory.get(("entity", sip_ev.call_stream(key))) if key else None
+                target = self.directory.get(("entity", call))
             if target is not None:
-                target.tell(MediaReport(group, pinhole, at))
+                target.tell(MediaReport(adapter.name, group, pinhole, at))
 
     def _drop(self, outcome, reason: str):
         self.drop_reasons[reason] = self.drop_reasons.get(reason, 0) + 1
@@ -494,32 +534,48 @@ class Node:
     # --------------------------------------------------------------- ops
     def entity_summary(self, stream: str) -> dict | None:
         kind, _, rest = stream.partition("/")
-        st = self.sip
-        if kind == "call" and rest in st.calls:
-            c = st.calls[rest]
-            return {"call": c.key, "call_id": c.call_id, "phase": c.phase, "mode": c.mode,
-                    "private": c.private_ip, "alg": c.alg_ip, "since": c.started_at,
+        st = self.state
+        if kind == "call" and rest in st.sip.calls:
+            c = st.sip.calls[rest]
+            return {"alg": "sip", "call": c.key, "call_id": c.call_id, "phase": c.phase, "mode": c.mode,
+                    "private": c.private_ip, "alg_address": c.alg_ip, "since": c.started_at,
                     "media": [{"group": g.group, "dst": f"{g.dst_ip}:{g.dst_port}",
                                "public": f"{g.public_ip}:{g.public_port}" if g.public_ip else None}
                               for g in c.groups],
+                    "pinholes": len(c.pinholes), "deadline": c.next_deadline()}
+        if kind == "mgcp-call":
+            gw, _, cid = rest.partition("/")
+            c = st.mgcp.calls.get((gw, cid))
+            if c is None:
+                return None
+            return {"alg": "mgcp", "call": c.stream, "call_id": c.call_id, "gateway": c.gateway,
+                    "since": c.started_at, "connections": sorted(c.connections),
+                    "media": [{"group": g.group, "dst": f"{g.dst_ip}:{g.dst_port}",
+                               "public": f"{g.public_ip}:{g.public_port}" if g.public_ip else None}
+                              for g in c.groups.values()],
                     "pinholes": len(c.pinholes), "deadline": c.next_deadline()}
         return None
 
     def show(self, what: str) -> list[dict]:
         with self.state_lock:
-            st = self.sip
+            st = self.state
         if what == "calls":
-            return [self.entity_summary(sip_ev.call_stream(k)) for k in st.calls]
+            return ([self.entity_summary(sip_ev.call_stream(k)) for k in st.sip.calls] +
+                    [self.entity_summary(c.stream) for c in st.mgcp.calls.values()])
         if what == "registrations":
             return [{"public": f"{r.public_ip}:{r.public_port}", "private": f"{r.private_ip}:{r.private_port}",
-                     "call_id": r.call_id, "expires_at": r.expires_at} for r in st.registrations.values()]
+                     "call_id": r.call_id, "expires_at": r.expires_at} for r in st.sip.registrations.values()]
         if what == "pinholes":
             return [{"id": p.id, "call": p.call, "group": p.group, "kind": p.kind, "proto": p.proto,
                      "direction": p.direction, "dst": f"{p.dst[0]}:{p.dst[1]}",
                      "to": f"{p.to[0]}:{p.to[1]}" if p.to else None, "expires_at": p.expires_at}
                     for p in self._open_pinholes(st)]
         if what == "endpoints":
-            return []
+            now = self.clock()
+            return [{"gateway": e.gateway, "endpoint": e.name,
+                     "state": "in service" if e.in_service(now) else f"out of service ({e.restart_method})",
+                     "notified_entity": e.notified_entity or e.notified_source}
+                    for e in st.mgcp.endpoints.values()]
         raise ValueError(f"show what? expected calls, registrations, endpoints or pinholes, got {what!r}")
 
     def status(self) -> dict:
@@ -527,8 +583,10 @@ class Node:
         out = {"node": self.node_id, "role": r.role, "epoch": r.epoch, "forwarding": r.forwarding,
                "replication": self.mode, "journal_head": self.journal.head,
                "applied": self.journal.head if r.role == "active" else self.applied,
-               "calls": len(self.sip.calls), "registrations": len(self.sip.registrations),
-               "pinholes": sum(len(c.pinholes) for c in self.sip.calls.values()),
+               "calls": len(self.sip.calls) + len(self.state.mgcp.calls),
+               "registrations": len(self.sip.registrations),
+               "endpoints": len(self.state.mgcp.endpoints),
+               "pinholes": len(self._open_pinholes(self.state)),
                "actors": self.pool.live_count(), "counters": dict(self.counters),
                "drops": dict(self.drop_reasons), "last_failover": self.last_failover,
                "journal": {"batches": self.writer.batches, "events": self.writer.events,
@@ -573,7 +631,9 @@ class Node:
         prefix = f"call/{call_id}"
         out = []
         for rec in self.journal.read(1):
-            if rec.stream == prefix or rec.stream.startswith(prefix + ";"):
+            # SIP: call/<Call-ID>;<tag>; MGCP: mgcp-call/<gateway>/<CallId>
+            if (rec.stream == prefix or rec.stream.startswith(prefix + ";")
+                    or (rec.stream.startswith("mgcp-call/") and rec.stream.endswith("/" + call_id))):
                 out.append({"seq": rec.seq, "epoch": rec.epoch, "at": rec.timestamp, "stream": rec.stream,
                             "type": rec.type, "event": rec.payload})
         return out
@@ -600,12 +660,42 @@ class Node:
         return {"ok": True, "role": self.role.role, "from_epoch": epoch, "epoch": self.role.epoch, "ms": ms}
 
 
-def sip_context(outcome) -> sip_alg.SipContext:
-    """The SIP ALG's view of a signalling packet, from the datapath's decision."""
-    return sip_alg.SipContext(direction=outcome.direction, src=outcome.src, dst=outcome.dst,
-                              nat_src=outcome.nat_src, nat_dst=outcome.nat_dst,
-                              ingress=outcome.ingress, egress=outcome.egress,
-                              transport=getattr(outcome, "transport", "udp"))
+TAKEOVER_PINHOLE = "#takeover-"
+
+
+def _takeover_pinholes(st) -> list:
+    """Pinholes that let the media of calls in progress find their way on a
+    new active node. The media sessions a used pinhole turned into live only
+    in the old active's datapath (the ALG removes a pinhole once a packet went
+    through it, ch. 2 "Pinhole Creation"), so the new active reopens, for every
+    voice channel still bound, the openings the ALG made when it bound it
+    (gateway/sip/alg.py ``bind_media``): to the channel's public pair
+    translated to the private party, or toward the party from the private
+    side's public pair. Each is removed on first use, like the ALG's own."""
+    out = []
+    for c in st.calls.values():
+        if c.phase == "terminated":
+            continue
+        open_dst = {p.dst for p in c.pinholes}
+        for g in c.groups:
+            rtp_rtcp = ((g.dst_port, 0), (g.rtcp_port, 1))
+            for port, n in rtp_rtcp:
+                if g.public_port is not None and g.public_ip is not None:
+                    dst, to, src_to, direction = (g.public_ip, g.public_port + n), (g.dst_ip, port), \
+                        None, "inbound"
+                else:
+                    src_to = None
+                    if c.alg_ip is not None:
+                        for o in c.groups:
+                            if o.side != g.side and o.index == g.index and o.public_port is not None:
+                                src_to = (o.public_ip, o.public_port + n)
+                    dst, to, direction = (g.dst_ip, port), None, \
+                        ("any" if c.alg_ip is None else "outbound")
+                if dst in open_dst:
+                    continue
+                out.append(sip_state.Pinhole(f"{g.group}{TAKEOVER_PINHOLE}{n}", c.key, g.group, "media",
+                                             "udp", direction, dst, to, src_to, g.media_deadline))
+    return out
 
 
 def _start_on(pool: DispatcherPool, cls, *args):

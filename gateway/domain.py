@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from gateway.events import Event
+from gateway.mgcp import state as mgcp_state
 from gateway.sip import state as sip_state
 
 
 @dataclass(frozen=True, slots=True)
 class DomainState:
     sip: sip_state.SipState = sip_state.EMPTY
+    mgcp: mgcp_state.MgcpState = mgcp_state.EMPTY
 
 
 EMPTY = DomainState()
@@ -25,4 +27,6 @@ def apply(state: DomainState, event: Event) -> DomainState:
     domain = event.TYPE.partition(".")[0]
     if domain == "sip":
         return replace(state, sip=sip_state.apply(state.sip, event))
+    if domain == "mgcp":
+        return replace(state, mgcp=mgcp_state.apply(state.mgcp, event))
     raise TypeError(f"no domain folds events of type {event.TYPE!r}")
