@@ -463,3 +463,19 @@ def test_finish_alg_with_any_answer_gives_forward_or_drop(data, verdict, route_t
         if isinstance(res, Forward):
             p = parse(res.data)
             assert p.payload_bytes == body and p.ip_checksum_ok and p.l4_checksum_ok
+
+
+def test_tcp_fin_or_rst_shortens_the_session():
+    from gateway.packet import ACK, FIN, RST
+    dp = dp_for("ch1-outgoing-calls-with-nat.cfg")
+    for port in (40000, 40001, 40002):
+        out = dp.process(build_tcp("10.1.1.5", "2.2.2.5", port, 1720, seq=1, flags=SYN),
+                         "ethernet1", 0.0)
+        assert isinstance(out, Forward)
+    assert dp.expire(100.0) == []
+    dp.process(build_tcp("2.2.2.5", "1.1.1.5", 1720, 40000, seq=5, flags=FIN | ACK), "ethernet3", 100.0)
+    dp.process(build_tcp("10.1.1.5", "2.2.2.5", 40001, 1720, seq=5, flags=RST), "ethernet1", 100.0)
+    assert dp.expire(109.9) == []
+    gone = dp.expire(110.0)
+    assert sorted(s.fwd_key[2] for s in gone) == [40000, 40001]
+    assert [s.fwd_key[2] for s in dp.sessions] == [40002]

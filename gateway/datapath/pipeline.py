@@ -63,6 +63,9 @@ MGCP_SESSION_TIMEOUT = 3600.0      # a call agent's commands to a gateway behind
 
 _PROTO_NAMES = {PROTO_UDP: "udp", PROTO_TCP: "tcp", PROTO_ICMP: "icmp"}
 _ICMP_ECHO = (0, 8)
+_FIN_RST = 0x01 | 0x04
+# After FIN or RST a TCP session lives this long idle (instead of 30 minutes).
+TCP_CLOSING_TIMEOUT = 10.0
 
 
 # ------------------------------------------------------------------ outcomes
@@ -270,6 +273,11 @@ class Datapath:
             else:
                 sess.rev_packets += 1
                 sess.rev_bytes += pkt.total_length
+            if proto == PROTO_TCP and pkt.tcp_flags & _FIN_RST and sess.timeout > TCP_CLOSING_TIMEOUT:
+                # A closing connection: keep it only long enough for the last
+                # segments and their acknowledgements.
+                sess.timeout = TCP_CLOSING_TIMEOUT
+                self.sessions.reschedule(sess, now + TCP_CLOSING_TIMEOUT)
             if sess.alg is not None:
                 return self._alg_of_session(pkt, sess, rw, fwd, ingress)
             if sess.group is not None:

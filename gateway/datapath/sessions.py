@@ -17,7 +17,8 @@ ARCHITECTURE.md "Policy and NAT engine").
 Idle deadlines are absolute (time is passed in); every packet moves its
 session's deadline. :meth:`SessionTable.expire` keeps a heap of deadlines and
 checks each popped session against its current deadline (lazy refresh: the
-per-packet cost is one attribute store, not a heap operation).
+per-packet cost is one attribute store, not a heap operation); a deadline
+moved earlier is pushed again (:meth:`SessionTable.reschedule`).
 """
 
 from __future__ import annotations
@@ -207,6 +208,12 @@ class SessionTable:
         heapq.heappush(self._heap, (sess.deadline, sid))
         self.created += 1
         return sess
+
+    def reschedule(self, sess: Session, deadline: float) -> None:
+        """Move a session's deadline earlier (a later one needs no call: the
+        heap entry is checked against ``sess.deadline`` when it comes up)."""
+        sess.deadline = deadline
+        heapq.heappush(self._heap, (deadline, sess.id))
 
     def remove(self, sess: Session) -> bool:
         """Remove a session (both keys); False when it was already gone."""
