@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from gateway.errors import RemoteProtocolError
+from gateway.sdp.construct import frozen_constructor
 from gateway.sdp.parse import SessionDescription, parse_sdp
 from gateway.sip.headers import (
     COMPACT_FORMS, HEADER_LINE_RE, HEADER_LINES_RE, NOT_LISTS, QUOTED_RE, TOKEN, TOKEN_RE,
@@ -244,9 +245,124 @@ def _host_refs(field: str, uri: str, base: int, hi: int | None, what: str,
     return parts
 
 
+# Hot-path constructors (same classes, slots set directly; see
+# gateway.sdp.construct).
+_mk_span = frozen_constructor(Span)
+_mk_ref = frozen_constructor(AddressRef)
+_mk_contact = frozen_constructor(Contact)
+_mk_msg = frozen_constructor(SipMessage)
+
+# Fast paths. Each pattern accepts a strict subset of what the general code
+# accepts, and yields the same positions: the common, plain spelling of a
+# field (no escapes, folds, IPv6 references, quoted parameter values or LWS
+# around separators). Anything else takes the general path, which either
+# reads it the same way or raises. tests/test_sip_parse_equivalence.py checks
+# that both paths agree.
+_F_PARAMS = r'(?:;' + TOKEN + r'(?:=[^\s;,"<>]+)?)*'
+_F_HOST = r"([A-Za-z0-9\-.]+)(?::([0-9]{1,5}))?"
+# name-addr with a sip/sips URI in <>, or a bare sip/sips addr-spec; then
+# parameters. The user part holds no '@' and the URI parameters none either,
+# so the one '@' matched is the last (parse_uri reads the host after the last).
+_F_NAME_ADDR_RE = re.compile(
+    r'(?:(?:"[^"\\\r\n]*"[ \t]*|[^"<>,\r\n]*)<((?i:sips?):(?:[^\s<>@?]*@)?' + _F_HOST
+    + r'(?:;[^\s<>@?]*)?)>|((?i:sips?):(?:[^\s;@?,<>"]*@)?' + _F_HOST + r'))(' + _F_PARAMS + r')')
+_F_VIA_RE = re.compile(r"(?i:SIP)/2\.0/" + TOKEN + r"[ \t]+" + _F_HOST + r"(" + _F_PARAMS + r")")
+_F_URI_RE = re.compile(r"(?i:sips?):(?:[^@?]*@)?" + _F_HOST + r"(?:;[^@?]*)?")
+_IPV4_MATCH = re.compile(
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}\Z"
+).match
+
+
+def _fast_params(params: str) -> list[tuple[str, str | None]]:
+    """(lower name, value or None) of a parameter block matched by _F_PARAMS."""
+    out = []
+    for item in params[1:].split(";"):
+        name, eq, value = item.partition("=")
+        out.append((name.lower(), value if eq else None))
+    return out
+
+
+def _fast_name_addr(text: str, s: int, e: int, field: str, hi: int, addresses: list):
+    """Read one name-addr/addr-spec at ``text[s:e]`` by the fast pattern.
+
+    Returns None when the pattern does not apply (nothing appended), else
+    ``(uri_start, uri_end, host_start, host_end, port_start, port_end,
+    params)`` with absolute positions (port -1 when absent)."""
+    m = _F_NAME_ADDR_RE.fullmatch(text, s, e)
+    if m is None:
+        return None
+    if m.start(1) >= 0:
+        us, ue = m.span(1)
+        hs, he = m.span(2)
+        ps, pe = m.span(3)
+    else:
+        us, ue = m.span(4)
+        hs, he = m.span(5)
+        ps, pe = m.span(6)
+    if ps >= 0 and int(text[ps:pe]) > 65535:
+        return None
+    host = text[hs:he]
+    if _IPV4_MATCH(host) is not None:
+        addresses.append(_mk_ref(field, _mk_span(hs, he, host),
+                                 _mk_span(ps, pe, text[ps:pe]) if ps >= 0 else None, hi))
+    ps_, pe_ = m.span(7)
+    return us, ue, hs, he, ps, pe, (_fast_params(text[ps_:pe_]) if pe_ > ps_ else ())
+
+
+def _fast_via(text: str, s: int, e: int, hi: int, addresses: list):
+    """One via-parm by the fast pattern: ``(branch,)``, or None when the
+    pattern does not apply (nothing appended)."""
+    m = _F_VIA_RE.fullmatch(text, s, e)
+    if m is None:
+        return None
+    ps, pe = m.span(2)
+    if ps >= 0 and int(text[ps:pe]) > 65535:
+        return None
+    hs, he = m.span(1)
+    host = text[hs:he]
+    host_ref = None
+    out = []
+    if _IPV4_MATCH(host) is not None:
+        host_ref = _mk_span(hs, he, host)
+        out.append(_mk_ref("via", host_ref, _mk_span(ps, pe, text[ps:pe]) if ps >= 0 else None, hi))
+    branch = received = rport = None
+    qs, qe = m.span(3)
+    if qe > qs:
+        pos = qs + 1
+        for item in text[qs + 1:qe].split(";"):
+            name, eq, value = item.partition("=")
+            if eq:
+                name = name.lower()
+                vs = pos + len(name) + 1
+                if name == "branch":
+                    branch = value
+                elif name == "received":
+                    if _IPV4_MATCH(value) is not None:
+                        received = _mk_span(vs, vs + len(value), value)
+                        out.append(_mk_ref("via-received", received, None, hi))
+                elif name == "maddr":
+                    if _IPV4_MATCH(value) is not None:
+                        out.append(_mk_ref("via-maddr", _mk_span(vs, vs + len(value), value), None, hi))
+                elif name == "rport" and value.isdigit() and value.isascii() and len(value) <= 5:
+                    rport = _mk_span(vs, vs + len(value), value)
+            pos += len(item) + 1
+    if rport is not None:
+        owner = received if received is not None else host_ref
+        if owner is not None:
+            out.append(_mk_ref("via-rport", owner, rport, hi))
+    addresses.extend(out)
+    return (branch,)
+
+
 def parse_message(data: bytes) -> SipMessage:
     """Parse one SIP message (a UDP datagram, or one framed by
     :func:`frame_stream`). Raises :class:`RemoteProtocolError` only."""
+    return _parse(data, True)
+
+
+def _parse(data: bytes, fast: bool) -> SipMessage:
+    """:func:`parse_message`; with ``fast`` false every field takes the
+    general path (the reference the fast paths are tested against)."""
     if not isinstance(data, bytes):
         data = bytes(data)
     n = len(data)
@@ -257,69 +373,52 @@ def parse_message(data: bytes) -> SipMessage:
     le = data.find(b"\n", pos)
     if le < 0:
         raise _err("no complete start line")
-    se = le - 1 if le > pos and data[le - 1] == 13 else le
-    line = data[pos:se].decode("latin-1")
-    addresses: list[AddressRef] = []
-
-    request_uri = None
-    status_code = None
-    reason = None
-    if line[:4].upper() == "SIP/":
-        # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
-        parts = line.split(" ", 2)
-        if parts[0].upper() != "SIP/2.0":
-            raise _err("unsupported SIP version in status line")
-        if len(parts) < 2 or len(parts[1]) != 3 or not parts[1].isdigit() or not parts[1].isascii():
-            raise _err("status code is not three digits")
-        status_code = int(parts[1])
-        if status_code < 100:
-            raise _err("status code below 100")
-        reason = parts[2] if len(parts) == 3 else ""
-        if "\r" in reason:
-            raise _err("CR in reason phrase")
-        is_request = False
-        method = ""
-    else:
-        # Request-Line = Method SP Request-URI SP SIP-Version: exactly one SP
-        # between elements and none at the end (RFC 4475 3.1.2.8-3.1.2.10).
-        parts = line.split(" ")
-        if len(parts) != 3:
-            raise _err("request line is not Method SP Request-URI SP SIP-Version")
-        method, uri, version = parts
-        if TOKEN_RE.match(method) is None:
-            raise _err("method is not a token")
-        if version.upper() != "SIP/2.0":
-            raise _err("unsupported SIP version in request line")
-        if not uri or uri[0] == "<" or _HAS_WS_RE.search(uri):
-            raise _err("malformed Request-URI")
-        us = pos + len(method) + 1
-        request_uri = Span(us, us + len(uri), uri)
-        rparts = _host_refs("request-uri", uri, us, None, "Request-URI", addresses)
-        if rparts.has_headers:
-            # RFC 3261 19.1.5: headers are not allowed in a Request-URI
-            # (RFC 4475 3.1.2.11).
-            raise _err("Request-URI carries URI headers")
-        is_request = True
-
     # The header section ends at the first empty line (CRLF or bare LF).
     # Folded lines start with SP/HT, so "\n\r\n" / "\n\n" cannot be a fold.
     e1 = data.find(b"\n\r\n", le)
-    e2 = data.find(b"\n\n", le)
+    # Only a "\n\n" before e1 matters (it cannot start at e1, where "\n\r" is).
+    e2 = data.find(b"\n\n", le, e1 + 1 if e1 >= 0 else n)
     if e1 < 0 and e2 < 0:
+        # The start line is checked first: its reason is the better one.
+        _start_line(data[pos:le - 1 if le > pos and data[le - 1] == 13 else le].decode("latin-1"), pos, [])
         raise _err("header section not terminated by an empty line")
     if e2 < 0 or 0 <= e1 < e2:
         hdr_end, body_offset = e1 + 1, e1 + 3
     else:
         hdr_end, body_offset = e2 + 1, e2 + 2
+    # One decode of the start line and header section: latin-1 maps each
+    # octet to one character, so offsets in ``text`` are offsets in ``data``.
+    text = data[:hdr_end].decode("latin-1")
+    se = le - 1 if le > pos and data[le - 1] == 13 else le
+    addresses: list[AddressRef] = []
+    is_request, method, request_uri, status_code, reason = _start_line(text[pos:se], pos, addresses, fast)
 
     # Header fields: one match per (possibly folded) line, each starting
     # right after a LF (the lookbehind keeps the search linear). The matches
     # must tile the section; if they do not, _bad_line finds the culprit.
-    found = HEADER_LINES_RE.findall(data, le + 1, hdr_end)
+    found = HEADER_LINES_STR_RE.findall(text, le + 1, hdr_end)
     lines: list[tuple[str, int, int, int, int]] = []
     append = lines.append
-    canon = _CANON_B
+    canon = _CANON
     interesting = _INTERESTING
+    todo: list[int] = []
+    pos = le + 1
+    hi = 0
+    for name_t, sep, value, eol in found:
+        ne = pos + len(name_t)
+        vs = ne + len(sep)
+        ve = vs + len(value)
+        if value[-1:] in _TRAILING:
+            append((canon.get(name_t) or canonical_name(name_t), pos, ne, vs, vs + len(value.rstrip(_WS))))
+        else:
+            append((canon.get(name_t) or canonical_name(name_t), pos, ne, vs, ve))
+        if lines[hi][0] in interesting:
+            todo.append(hi)
+        hi += 1
+        pos = ve + len(eol)
+    if pos != hdr_end:
+        _bad_line(data, le + 1, hdr_end)
+
     seen: dict[str, int] = {}
     call_id = None
     from_tag = to_tag = None
@@ -332,93 +431,65 @@ def parse_message(data: bytes) -> SipMessage:
     content_type = None
     content_length = None
     content_encoding = None
-    pos = le + 1
-    hi = -1
-    todo: list[int] = []
-    for name_b, sep, value, eol in found:
-        hi += 1
-        ne = pos + len(name_b)
-        vs = ne + len(sep)
-        ve = vs + len(value)
-        ns = pos
-        pos = ve + len(eol)
-        if value and value[-1] in (32, 9):
-            ve = vs + len(value.rstrip(_WSB))
-        name = canon.get(name_b)
-        if name is None:
-            name = canonical_name(name_b.decode("latin-1"))
-        append((name, ns, ne, vs, ve))
-        if name in interesting:
-            todo.append(hi)
-    if pos != hdr_end:
-        _bad_line(data, le + 1, hdr_end)
-
     for hi in todo:
         name, _ns, _ne, vs, ve = lines[hi]
         if name in seen and name in _SINGLE:
             raise _err(f"more than one {name} header")
         seen[name] = hi
-        text = data[vs:ve].decode("latin-1")
-        base = vs
         if name == "via":
-            for s, e in split_list(text):
+            if fast and "," not in text[vs:ve]:
+                got = _fast_via(text, vs, ve, hi, addresses)
+                if got is not None:
+                    if not top_via_seen:
+                        via_branch = got[0]
+                        top_via_seen = True
+                    continue
+            value = text[vs:ve]
+            for s, e in split_list(value):
                 if s == e:
                     raise _err("empty Via value")
-                branch = _via(text[s:e], base + s, hi, addresses)
+                branch = _via(value[s:e], vs + s, hi, addresses)
                 if not top_via_seen:
                     via_branch = branch
                     top_via_seen = True
         elif name == "from" or name == "to":
-            us, ue, params, _ = _name_addr(text, name)
-            _host_refs(name, text[us:ue], base + us, hi, name, addresses)
-            tag = None
-            for pname, _ns, _ne, pvs, pve in params:
-                if pname == "tag":
-                    tag = text[pvs:pve] if pvs >= 0 else ""
+            got = _fast_name_addr(text, vs, ve, name, hi, addresses) if fast else None
+            if got is not None:
+                tag = None
+                for pname, pvalue in got[6]:
+                    if pname == "tag":
+                        tag = pvalue if pvalue is not None else ""
+            else:
+                value = text[vs:ve]
+                us, ue, params, _ = _name_addr(value, name)
+                _host_refs(name, value[us:ue], vs + us, hi, name, addresses)
+                tag = None
+                for pname, _pns, _pne, pvs, pve in params:
+                    if pname == "tag":
+                        tag = value[pvs:pve] if pvs >= 0 else ""
             if name == "from":
                 from_tag = tag
             else:
                 to_tag = tag
         elif name == "contact" or name == "route" or name == "record-route":
-            is_contact = name == "contact"
-            for s, e in split_list(text):
-                if s == e:
-                    raise _err(f"empty {name} value")
-                elem = text[s:e]
-                us, ue, params, star = _name_addr(elem, name, allow_star=is_contact)
-                if star:
-                    contacts.append(Contact(Span(base + s, base + e, elem), None, None, None, True))
-                    continue
-                uri = elem[us:ue]
-                parts = _host_refs(name, uri, base + s + us, hi, name, addresses)
-                if is_contact:
-                    cexp = None
-                    for pname, _ns, _ne, pvs, pve in params:
-                        if pname == "expires" and pvs >= 0:
-                            cexp = _opt_seconds(elem[pvs:pve])
-                    ub = base + s + us
-                    host = port = None
-                    if parts.host_start >= 0:
-                        host = Span(ub + parts.host_start, ub + parts.host_end,
-                                    uri[parts.host_start:parts.host_end])
-                        if parts.port_start >= 0:
-                            port = Span(ub + parts.port_start, ub + parts.port_end,
-                                        uri[parts.port_start:parts.port_end])
-                    contacts.append(Contact(Span(ub, ub + len(uri), uri), host, port, cexp))
+            if fast and _fast_uri_list(text, vs, ve, name, hi, addresses, contacts):
+                continue
+            _uri_list(text[vs:ve], vs, name, hi, addresses, contacts)
         elif name == "call-id":
-            call_id = unfold(text)
+            value = text[vs:ve]
+            call_id = unfold(value)
             if not call_id or _HAS_WS_RE.search(call_id):
                 raise _err("malformed Call-ID")
-            at = text.rfind("@")
-            cm = _CALLID_HOST_RE.match(text, at) if at >= 0 else None
+            at = value.rfind("@")
+            cm = _CALLID_HOST_RE.match(value, at) if at >= 0 else None
             if cm is not None and is_ipv4(cm.group(1)):
                 hs, he = cm.span(1)
                 port = None
                 if cm.group(2) is not None:
-                    port = Span(base + cm.start(2), base + cm.end(2), cm.group(2))
-                addresses.append(AddressRef("call-id", Span(base + hs, base + he, cm.group(1)), port, hi))
+                    port = _mk_span(vs + cm.start(2), vs + cm.end(2), cm.group(2))
+                addresses.append(_mk_ref("call-id", _mk_span(vs + hs, vs + he, cm.group(1)), port, hi))
         elif name == "cseq":
-            cm = _CSEQ_RE.match(text)
+            cm = _CSEQ_RE.match(text, vs, ve)
             if cm is None:
                 raise _err("malformed CSeq")
             num = cm.group(1)
@@ -427,19 +498,19 @@ def parse_message(data: bytes) -> SipMessage:
                 raise _err("CSeq number out of range")
             cseq = (int(num), cm.group(2))
         elif name == "content-length":
-            if _DIGITS_RE.match(text) is None:
+            if _DIGITS_RE.match(text, vs, ve) is None:
                 raise _err("Content-Length is not a non-negative number")
-            content_length = int(text)
+            content_length = int(text[vs:ve])
         elif name == "content-type":
-            content_type = unfold(text).split(";", 1)[0].strip(_WS).lower()
+            content_type = unfold(text[vs:ve]).split(";", 1)[0].strip(_WS).lower()
         elif name == "content-encoding":
-            content_encoding = unfold(text).strip(_WS).lower()
+            content_encoding = unfold(text[vs:ve]).strip(_WS).lower()
         elif name == "expires":
             if expires is None:
-                expires = _opt_seconds(text)
+                expires = _opt_seconds(text[vs:ve])
         elif name == "session-expires":
             if session_expires is None:
-                session_expires = _opt_seconds(text.split(";", 1)[0])
+                session_expires = _opt_seconds(text[vs:ve].split(";", 1)[0])
 
     for req in _REQUIRED:
         if req not in seen:
@@ -453,9 +524,8 @@ def parse_message(data: bytes) -> SipMessage:
     else:
         method = cseq[1]
 
-    avail = n - body_offset
     if content_length is not None:
-        if content_length > avail:
+        if content_length > n - body_offset:
             raise _err("Content-Length larger than the message")
         body = data[body_offset:body_offset + content_length]
     else:
@@ -476,11 +546,119 @@ def parse_message(data: bytes) -> SipMessage:
     else:
         body_kind = "other"
 
-    return SipMessage(
+    return _mk_msg(
         data, is_request, method, request_uri, status_code, reason, tuple(lines),
         call_id, from_tag, to_tag, cseq, via_branch, expires, tuple(contacts),
         session_expires, content_type, content_length, body_offset, body, sdp,
         body_kind, tuple(addresses))
+
+
+def _start_line(line: str, pos: int, addresses: list, fast: bool = False):
+    """Read the start line at ``pos``: ``(is_request, method, request_uri,
+    status_code, reason)``; the Request-URI's address goes to ``addresses``."""
+    if line[:4].upper() == "SIP/":
+        # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+        parts = line.split(" ", 2)
+        if parts[0].upper() != "SIP/2.0":
+            raise _err("unsupported SIP version in status line")
+        if len(parts) < 2 or len(parts[1]) != 3 or not parts[1].isdigit() or not parts[1].isascii():
+            raise _err("status code is not three digits")
+        status_code = int(parts[1])
+        if status_code < 100:
+            raise _err("status code below 100")
+        reason = parts[2] if len(parts) == 3 else ""
+        if "\r" in reason:
+            raise _err("CR in reason phrase")
+        return False, "", None, status_code, reason
+    # Request-Line = Method SP Request-URI SP SIP-Version: exactly one SP
+    # between elements and none at the end (RFC 4475 3.1.2.8-3.1.2.10).
+    parts = line.split(" ")
+    if len(parts) != 3:
+        raise _err("request line is not Method SP Request-URI SP SIP-Version")
+    method, uri, version = parts
+    if TOKEN_RE.match(method) is None:
+        raise _err("method is not a token")
+    if version.upper() != "SIP/2.0":
+        raise _err("unsupported SIP version in request line")
+    if not uri or uri[0] == "<" or _HAS_WS_RE.search(uri):
+        raise _err("malformed Request-URI")
+    us = pos + len(method) + 1
+    request_uri = _mk_span(us, us + len(uri), uri)
+    m = _F_URI_RE.fullmatch(uri) if fast else None
+    if m is not None and (m.start(2) < 0 or int(m.group(2)) <= 65535):
+        host = m.group(1)
+        if _IPV4_MATCH(host) is not None:
+            port = None
+            if m.start(2) >= 0:
+                port = _mk_span(us + m.start(2), us + m.end(2), m.group(2))
+            addresses.append(_mk_ref("request-uri", _mk_span(us + m.start(1), us + m.end(1), host),
+                                     port, None))
+    else:
+        rparts = _host_refs("request-uri", uri, us, None, "Request-URI", addresses)
+        if rparts.has_headers:
+            # RFC 3261 19.1.5: headers are not allowed in a Request-URI
+            # (RFC 4475 3.1.2.11).
+            raise _err("Request-URI carries URI headers")
+    return True, method, request_uri, None, None
+
+
+def _fast_uri_list(text: str, vs: int, ve: int, name: str, hi: int, addresses: list,
+                   contacts: list) -> bool:
+    """Contact / Route / Record-Route by the fast pattern; False (nothing
+    appended) when an element does not fit it."""
+    if "," in text[vs:ve]:
+        elems = [(vs + s, vs + e) for s, e in split_list(text[vs:ve])]
+    else:
+        elems = ((vs, ve),)
+    refs: list = []
+    found = []
+    for s, e in elems:
+        got = _fast_name_addr(text, s, e, name, hi, refs)
+        if got is None:
+            return False
+        found.append(got)
+    addresses.extend(refs)
+    if name == "contact":
+        for us, ue, hs, he, ps, pe, params in found:
+            cexp = None
+            for pname, pvalue in params:
+                if pname == "expires" and pvalue is not None:
+                    cexp = _opt_seconds(pvalue)
+            contacts.append(_mk_contact(_mk_span(us, ue, text[us:ue]), _mk_span(hs, he, text[hs:he]),
+                                        _mk_span(ps, pe, text[ps:pe]) if ps >= 0 else None, cexp, False))
+    return True
+
+
+def _uri_list(text: str, base: int, name: str, hi: int, addresses: list, contacts: list) -> None:
+    """Contact / Route / Record-Route (a list of name-addr), general path."""
+    is_contact = name == "contact"
+    for s, e in split_list(text):
+        if s == e:
+            raise _err(f"empty {name} value")
+        elem = text[s:e]
+        us, ue, params, star = _name_addr(elem, name, allow_star=is_contact)
+        if star:
+            contacts.append(Contact(Span(base + s, base + e, elem), None, None, None, True))
+            continue
+        uri = elem[us:ue]
+        parts = _host_refs(name, uri, base + s + us, hi, name, addresses)
+        if is_contact:
+            cexp = None
+            for pname, _ns, _ne, pvs, pve in params:
+                if pname == "expires" and pvs >= 0:
+                    cexp = _opt_seconds(elem[pvs:pve])
+            ub = base + s + us
+            host = port = None
+            if parts.host_start >= 0:
+                host = Span(ub + parts.host_start, ub + parts.host_end,
+                            uri[parts.host_start:parts.host_end])
+                if parts.port_start >= 0:
+                    port = Span(ub + parts.port_start, ub + parts.port_end,
+                                uri[parts.port_start:parts.port_end])
+            contacts.append(Contact(Span(ub, ub + len(uri), uri), host, port, cexp))
+
+
+_TRAILING = (" ", "\t")
 
 
 _INTERESTING = frozenset({
@@ -489,15 +667,18 @@ _INTERESTING = frozenset({
 })
 # Header names as usually written, to their canonical names (a shortcut; any
 # spelling goes through canonical_name).
-_CANON_B = {}
+_CANON: dict[str, str] = {}
 for _name in ("Via", "From", "To", "Contact", "Route", "Record-Route", "Call-ID", "Call-Id",
               "CSeq", "Content-Length", "Content-Type", "Max-Forwards", "Allow", "Supported",
               "User-Agent", "Expires", "Server", "Session-Expires", "Accept", "Subject"):
     for _spelling in (_name, _name.lower(), _name.upper()):
-        _CANON_B[_spelling.encode()] = _name.lower()
+        _CANON[_spelling] = _name.lower()
 for _short, _long in COMPACT_FORMS.items():
-    _CANON_B[_short.encode()] = _long
-    _CANON_B[_short.upper().encode()] = _long
+    _CANON[_short] = _long
+    _CANON[_short.upper()] = _long
+
+# HEADER_LINES_RE for the latin-1 text of the header section.
+HEADER_LINES_STR_RE = re.compile(HEADER_LINES_RE.pattern.decode("latin-1"))
 
 
 def _bad_line(data: bytes, pos: int, end: int) -> None:
