@@ -123,6 +123,10 @@ def run_node(args) -> int:
                           priority=nsrp.priority, mode=nsrp.rto_mirror)
 
     addresses = AddressManager(cfg, engine, settings.interfaces)
+    # Gratuitous ARP is sent with scapy, whose first import takes a second or
+    # more: load it now, so a takeover announces the addresses at once and
+    # hosts stop sending to the old active (measured in the namespace lab).
+    threading.Thread(target=_preload_scapy, name="scapy-preload", daemon=True).start()
     # A node restarted after a crash (SIGKILL, power loss of the process) may
     # still have the pair's addresses on its interfaces; it starts as standby
     # and must not answer for them until it is promoted.
@@ -171,6 +175,13 @@ def run_node(args) -> int:
     control.stop()
     node.stop()
     return 0
+
+
+def _preload_scapy() -> None:
+    try:
+        import scapy.all  # noqa: F401
+    except Exception as exc:
+        log.warning("gatewayd: scapy did not load (gratuitous ARP will fail): %s", exc)
 
 
 def run_pcap(args) -> int:

@@ -362,9 +362,13 @@ class RtpSplit:
     callee_sent: int
     caller_received: int
 
-    def both_ways(self) -> bool:
-        return min(self.caller_sent, self.callee_received, self.callee_sent,
-                   self.caller_received) > 0
+    def both_ways(self, min_ratio: float = 0.9) -> bool:
+        """Media flowed both ways: something was sent each way and at least
+        ``min_ratio`` of it arrived (the callee echoes what it receives, so a
+        stream cut at the gateway shows as a low ratio, not as zero sent)."""
+        return (self.caller_sent > 0 and self.callee_sent > 0
+                and self.callee_received >= min_ratio * self.caller_sent
+                and self.caller_received >= min_ratio * self.callee_sent)
 
 
 @dataclass(frozen=True, slots=True)
