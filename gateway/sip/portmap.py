@@ -92,6 +92,8 @@ def allocate_pair(ports: PortMap, ip: str, *, hint: int | None = None,
     if hint is not None and low <= hint <= last:
         start = hint - (hint % 2)
     bits = ports.get(ip, 0)
+    if not (bits >> start) & 3:
+        return start            # the hint's pair (or the first) is free
     # Bit p of ``free``: p even, in range, p and p + 1 both free.
     free = _even_range(low, last) & ~(bits | (bits >> 1))
     above = free >> start

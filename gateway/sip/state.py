@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 from ipaddress import IPv4Address
+from operator import attrgetter
 
 from immutables import Map
 
@@ -258,19 +259,36 @@ def _index_remove(index: Map, key, value) -> Map:
     return index.set(key, rest) if rest else index.delete(key)
 
 
-_CALL_FIELDS = tuple(f.name for f in fields(Call))
+def _evolver(cls):
+    """A ``dataclasses.replace`` for the frozen, slotted ``cls``, for the fold's
+    hot path (nearly every event rebuilds one Call and the SipState):
+    ``replace`` inspects the fields and runs ``__init__`` (one guarded
+    ``__setattr__`` per field) on every call; this copies the slots of the
+    old value into a fresh instance through the slot descriptors, then sets
+    the changed ones, before the new value is seen by anyone."""
+    names = tuple(f.name for f in fields(cls))
+    get = attrgetter(*names)
+    setters = tuple(getattr(cls, n).__set__ for n in names)
+    by_name = dict(zip(names, setters))
+    new = object.__new__
+
+    def evolve(obj, **changes):
+        out = new(cls)
+        for put, value in zip(setters, get(obj)):
+            put(out, value)
+        for name, value in changes.items():
+            by_name[name](out, value)
+        return out
+
+    return evolve
 
 
-def _evolve(c: Call, **changes) -> Call:
-    # dataclasses.replace without its per-call field introspection: the fold
-    # runs this for nearly every event.
-    values = {n: getattr(c, n) for n in _CALL_FIELDS}
-    values.update(changes)
-    return Call(**values)
+_evolve = _evolver(Call)
+_evolve_state = _evolver(SipState)
 
 
 def _with_call(state: SipState, call: Call, **more) -> SipState:
-    return replace(state, calls=state.calls.set(call.key, call), **more)
+    return _evolve_state(state, calls=state.calls.set(call.key, call), **more)
 
 
 def apply(state: SipState, event: ev.Event) -> SipState:
@@ -413,7 +431,7 @@ def _call_ended(s: SipState, e: ev.CallEnded) -> SipState:
     for g in c.groups:
         if gi.get(g.group) == e.key:
             gi = gi.delete(g.group)
-    return replace(s, calls=s.calls.delete(e.key), call_index=index, group_index=gi, ports=used)
+    return _evolve_state(s, calls=s.calls.delete(e.key), call_index=index, group_index=gi, ports=used)
 
 
 def _unindex(s: SipState, r: Registration) -> tuple[Map, Map]:
@@ -437,7 +455,7 @@ def _registration_bound(s: SipState, e: ev.RegistrationBound) -> SipState:
     # As with a set: a port held twice is one port, and it is released by
     # whichever holder goes first.
     used = portmap.hold(s.ports, e.public_ip, e.public_port) if e.owned else s.ports
-    return replace(s, registrations=s.registrations.set(pub, new), reg_by_private=by_private,
+    return _evolve_state(s, registrations=s.registrations.set(pub, new), reg_by_private=by_private,
                    reg_by_call=by_call, reg_since=since, reg_seq=seq, ports=used)
 
 
@@ -448,17 +466,17 @@ def _registration_removed(s: SipState, e: ev.RegistrationRemoved) -> SipState:
         return s
     by_private, by_call = _unindex(s, r)
     used = portmap.release(s.ports, r.public_ip, r.public_port) if r.owned else s.ports
-    return replace(s, registrations=s.registrations.delete(pub), reg_by_private=by_private,
+    return _evolve_state(s, registrations=s.registrations.delete(pub), reg_by_private=by_private,
                    reg_by_call=by_call, reg_since=s.reg_since.delete(pub), ports=used)
 
 
 def _protect_added(s: SipState, e: ev.ProtectDenyAdded) -> SipState:
-    return replace(s, protect=s.protect.set((e.src_ip, e.proxy_ip), e.until))
+    return _evolve_state(s, protect=s.protect.set((e.src_ip, e.proxy_ip), e.until))
 
 
 def _protect_expired(s: SipState, e: ev.ProtectDenyExpired) -> SipState:
     k = (e.src_ip, e.proxy_ip)
-    return replace(s, protect=s.protect.delete(k)) if k in s.protect else s
+    return _evolve_state(s, protect=s.protect.delete(k)) if k in s.protect else s
 
 
 _HANDLERS = {
