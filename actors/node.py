@@ -256,7 +256,10 @@ class Node:
             st = self.state
         specs = []
         for stream in self._streams(st):
-            deadline = st.next_deadline(stream)
+            # Each ALG's state knows its own entities' deadlines.
+            deadline = st.sip.next_deadline(stream)
+            if deadline is None:
+                deadline = st.mgcp.next_deadline(stream)
             if deadline is not None:
                 specs.append((stream, deadline, self._entity(stream)))
         self.timers.rebuild(specs)
