@@ -18,7 +18,7 @@ the same call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from ipaddress import IPv4Address
 from operator import attrgetter
 
@@ -285,6 +285,8 @@ def _evolver(cls):
 
 _evolve = _evolver(Call)
 _evolve_state = _evolver(SipState)
+_evolve_group = _evolver(MediaGroup)
+_evolve_pinhole = _evolver(Pinhole)
 
 
 def _with_call(state: SipState, call: Call, **more) -> SipState:
@@ -337,8 +339,8 @@ def _binding_added(s: SipState, e: ev.BindingAdded) -> SipState:
 
 def _call_answered(s: SipState, e: ev.CallAnswered) -> SipState:
     c = s.calls[e.key]
-    groups = tuple(replace(g, media_deadline=e.media_deadline) for g in c.groups)
-    holes = tuple(replace(p, expires_at=e.pinhole_expires)
+    groups = tuple(_evolve_group(g, media_deadline=e.media_deadline) for g in c.groups)
+    holes = tuple(_evolve_pinhole(p, expires_at=e.pinhole_expires)
                   if p.kind == "media" and p.direction == "inbound" else p
                   for p in c.pinholes)
     return _with_call(s, _evolve(c, phase="confirmed", to_tag=e.to_tag,
@@ -391,7 +393,7 @@ def _media_released(s: SipState, e: ev.MediaReleased) -> SipState:
 
 def _media_seen(s: SipState, e: ev.MediaSeen) -> SipState:
     c = s.calls[e.key]
-    groups = tuple(replace(g, media_deadline=e.media_deadline) if g.group == e.group else g
+    groups = tuple(_evolve_group(g, media_deadline=e.media_deadline) if g.group == e.group else g
                    for g in c.groups)
     return _with_call(s, _evolve(c, groups=groups))
 
