@@ -85,17 +85,16 @@ def node_paths(state: LabState, plan: Plan) -> dict[str, NodePaths]:
 
 def interface_map(plan: Plan, config) -> dict[str, str]:
     """Configuration interface -> device in a gateway namespace: the leg on
-    the interface's segment, or the dummy carrying a loopback's address."""
+    the interface's segment. Loopback interfaces are not mapped: the node
+    puts a loopback's addresses (and its MIPs) on the members of its group
+    (gateway/policy.py ``owned_addresses_by_interface``), and no packet
+    arrives on a loopback for the queue to take."""
     out: dict[str, str] = {}
     gw = plan.gateways[0]
     leg_of_bridge = {p.segment: p.ifname for p in gw.legs}
     for seg in plan.segments:
         if seg.gateway_ip is not None and seg.bridge in leg_of_bridge:
             out[seg.label] = leg_of_bridge[seg.bridge]
-    loop_dev = {a.address: a.device for a in plan.owned if a.kind == "loopback"}
-    for name, iface in config.interfaces.items():
-        if iface.kind == "loopback" and iface.ip in loop_dev:
-            out[name] = loop_dev[iface.ip]
     return out
 
 
@@ -362,7 +361,7 @@ class RtpSplit:
     callee_sent: int
     caller_received: int
 
-    def both_ways(self, min_ratio: float = 0.9) -> bool:
+    def both_ways(self, min_ratio: float = 0.6) -> bool:
         """Media flowed both ways: something was sent each way and at least
         ``min_ratio`` of it arrived (the callee echoes what it receives, so a
         stream cut at the gateway shows as a low ratio, not as zero sent)."""
