@@ -108,7 +108,7 @@ def test_table3_call_lifecycle_crcx_response_mdcx_dlcx():
                for t in r.timers)
     # The manual's "200 1204 OK" response, as the answer of this CRCX (1205).
     r = f.send(GW_MSG, resp(200, 1205, "I: FDE234C8\n", RESP_SDP))
-    assert r.verdict == "forward" and r.route_to == CA_ADDR
+    assert r.verdict == "forward" and r.route_to is None      # addressed to the command's source
     call = call_of(f.state)
     assert list(call.connections) == ["FDE234C8"]
     assert f.state.conn_index[("2.2.2.25", "FDE234C8")] == "A3C47F21456789F0"
@@ -326,7 +326,7 @@ def test_notified_entity_defaults_to_source_of_last_successful_non_audit_command
     ca3 = MgcpContext("none", ("10.1.1.103", 2727), GW_ADDR, role="call-agent")
     f.send(ca3, crlf("RQNT 13 aaln/1@gw-25.att.net MGCP 1.0\nX: 3\n"))
     r = f.send(MgcpContext("none", GW_ADDR, ("10.1.1.103", 2727), role="gateway"), resp(200, 13))
-    assert r.verdict == "forward" and r.route_to == ("10.1.1.103", 2727)
+    assert r.verdict == "forward" and r.route_to is None
     assert f.state.endpoints[name].notified_entity == "10.1.1.102:2727"
 
 
@@ -376,7 +376,7 @@ def test_isp_hosted_call_between_sf_gw_and_asia_gw():
                               "N: ca@[10.1.1.101]:2727\nM: recvonly\n"))
     assert r.verdict == "forward" and r.data.count(b"10.1.1.101") == 1
     r = f.send(SF_TO_CA, resp(200, 100, "I: 5F01\n", sdp("2.2.2.201", 4000)))
-    assert r.verdict == "forward" and r.route_to == WEST_CA
+    assert r.verdict == "forward" and r.route_to is None
     assert [p.dst for p in r.pinholes_open] == [("2.2.2.201", 4000), ("2.2.2.201", 4001)]
     # 2. CRCX to asia_gw with sf_gw's descriptor: leaves by the MIP; the call
     # agent's N: becomes the MIP, sf_gw's media address the egress interface
@@ -393,10 +393,11 @@ def test_isp_hosted_call_between_sf_gw_and_asia_gw():
         ("inbound", (EGRESS, pub), ("2.2.2.201", 4000)),
         ("inbound", (EGRESS, pub + 1), ("2.2.2.201", 4001))]
     assert (IPv4Address(EGRESS), pub) in f.state.ports_in_use
-    # 3. asia_gw answers (to the MIP): the response goes to the command's
-    # source as asia_gw saw it; its own public media needs no translation.
+    # 3. asia_gw answers the command's source as it saw it (the MIP): no
+    # rerouting, the MIP's NAT takes it on; its own public media needs no
+    # translation.
     r = f.send(ASIA_TO_CA, resp(200, 101, "I: A5A5\n", sdp("3.3.3.110", 5000)))
-    assert r.verdict == "forward" and r.route_to == CA_MIP and r.data == resp(200, 101, "I: A5A5\n",
+    assert r.verdict == "forward" and r.route_to is None and r.data == resp(200, 101, "I: A5A5\n",
                                                                             sdp("3.3.3.110", 5000))
     assert sorted(p.dst for p in r.pinholes_open) == [("3.3.3.110", 5000), ("3.3.3.110", 5001)]
     # The notified entity of asia_gw's endpoint is the MIP (its side of the NAT).
@@ -436,7 +437,7 @@ def test_gateway_behind_nat_response_sdp_gets_a_public_pair():
     assert r.verdict == "forward" and b"aaln/1@[192.168.1.20]" in r.data
     assert ("192.168.1.20", "77") in f.state.calls
     r = f.send(gw_out, resp(200, 1, "I: 1\nZ: aaln/1@[192.168.1.20]\n", sdp("192.168.1.20", 16384)))
-    assert r.verdict == "forward" and r.route_to == ca
+    assert r.verdict == "forward" and r.route_to is None
     text = r.data.decode()
     assert "192.168.1" not in text and "Z: aaln/1@[1.1.1.1]" in text
     port = int(text.split("m=audio ")[1].split()[0])
@@ -579,3 +580,42 @@ def test_piggy_backed_messages_are_each_processed_and_dropped_together():
     bad = crlf(ntfy.replace("2002", "2003")) + b".\r\n" + resp(200, 4444)
     r = f.send(GW_MSG, bad)
     assert r.verdict == "drop" and "4444" in r.reason and durable(f.state) == before
+
+
+# --- a response through the MIP, with the datapath ----------------------------------
+def test_response_addressed_to_the_mip_reaches_the_call_agent_through_the_datapath():
+    # "ISP-Hosted Service": west_ca's CRCX leaves by the MIP; asia_gw answers
+    # the MIP (the command's source as it saw it). The response must be
+    # rerouted by nothing: the signalling session's NAT takes it to
+    # 10.1.1.101. (Rerouting it "to the command's source" sent it to the
+    # MIP itself, i.e. to the gateway: the call agent never got an answer.)
+    from pathlib import Path
+
+    from gateway.config import load_file
+    from gateway.datapath import Alg, Datapath, Forward
+    from gateway.packet import build_udp, parse
+
+    cfg = load_file(Path(__file__).resolve().parents[1] / "examples" / "ch3-isp-hosted-service.cfg")
+    dp = Datapath(cfg)
+    cmd = crlf("AUEP 7 rtpbridge/*@mgw MGCP 1.0\n")
+    out = dp.process(build_udp("10.1.1.101", "3.3.3.110", 2727, 2427, cmd), "ethernet5", 1.0)
+    assert isinstance(out, Alg) and out.alg == "mgcp" and out.nat_src == ("3.3.3.101", 2727)
+    ctx = MgcpContext(out.direction, out.src, out.dst, out.nat_src, out.nat_dst, out.ingress,
+                      out.egress, "call-agent")
+    r = step(EMPTY, ctx, out.payload, 1.0)
+    fwd = dp.finish_alg(out, r.verdict, r.data, r.route_to, r.pinholes_open, r.pinholes_close, 1.0)
+    assert isinstance(fwd, Forward)
+    p = parse(fwd.data)
+    assert (str(p.src), p.sport, str(p.dst), p.dport) == ("3.3.3.101", 2727, "3.3.3.110", 2427)
+
+    back = dp.process(build_udp("3.3.3.110", "3.3.3.101", 2427, 2727, crlf("200 7 OK\n")),
+                      "ethernet6", 1.1)
+    assert isinstance(back, Alg) and back.session is not None and back.nat_dst == ("10.1.1.101", 2727)
+    ctx = MgcpContext(back.direction, back.src, back.dst, back.nat_src, back.nat_dst, back.ingress,
+                      back.egress, "gateway")
+    r2 = step(r.state, ctx, back.payload, 1.1)
+    assert r2.verdict == "forward" and r2.route_to is None
+    fwd = dp.finish_alg(back, r2.verdict, r2.data, r2.route_to, r2.pinholes_open,
+                        r2.pinholes_close, 1.1)
+    p = parse(fwd.data)
+    assert (str(p.src), p.sport, str(p.dst), p.dport) == ("3.3.3.110", 2427, "10.1.1.101", 2727)

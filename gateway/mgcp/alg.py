@@ -103,8 +103,9 @@ class Result:
     timers: tuple[Timer, ...] = ()
     events: tuple[Event, ...] = ()
     logs: tuple[str, ...] = ()
-    # Where the message must go: a response goes "to the source address of
-    # the command" (ch. 3 "Response Codes"), as the responder saw it.
+    # Where the message must go when it is not addressed there already: a
+    # response goes "to the source address of the command" (ch. 3 "Response
+    # Codes"), as the responder saw it. None: where it is addressed.
     route_to: tuple[str, int] | None = None
 
 
@@ -546,9 +547,15 @@ class _Message:
         if actions is None:
             raise _Drop(f"{STATEFUL}: response {code} {tid} out of state for {t.verb}")
         if kind != "ack":
-            run.route_to = t.src
             dst = (str(ctx.dst[0]), int(ctx.dst[1]))
             if dst != t.src:
+                # Only a response addressed elsewhere is redirected. One
+                # addressed to the command's source needs nothing: the flow's
+                # own NAT takes it to the sender (through a MIP, to the call
+                # agent's private address). ``t.src`` is that source as the
+                # responder saw it, so rerouting a well-addressed response to
+                # it would send it to the MIP itself, i.e. nowhere.
+                run.route_to = t.src
                 run.logs.append(f"response {code} {tid} addressed to {dst[0]}:{dst[1]}; "
                                 f"the command came from {t.src[0]}:{t.src[1]}")
         handled_sdp = False
