@@ -698,7 +698,14 @@ def _takeover_pinholes(st) -> list:
                     continue
                 out.append(sip_state.Pinhole(f"{g.group}{TAKEOVER_PINHOLE}{n}", c.key, g.group, "media",
                                              "udp", direction, dst, to, src_to, g.media_deadline))
-    return out
+    # A pinhole matches by destination only. Calls in progress that all send
+    # to one media address (many phones to one media server) would all take
+    # the first one's source translation, whose reply tuple is taken: where a
+    # destination is shared, the source gets an ordinary NAT port instead.
+    seen: dict = {}
+    for p in out:
+        seen[p.dst] = seen.get(p.dst, 0) + 1
+    return [replace(p, src_to=None) if p.src_to is not None and seen[p.dst] > 1 else p for p in out]
 
 
 def _start_on(pool: DispatcherPool, cls, *args):
