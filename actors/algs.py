@@ -9,9 +9,11 @@ decision, and which events end an entity or free media."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 
 from gateway.mgcp import alg as mgcp_alg
 from gateway.mgcp import events as mgcp_ev
+from gateway.policy import Flow
 from gateway.sip import alg as sip_alg
 from gateway.sip import events as sip_ev
 
@@ -36,6 +38,36 @@ class MediaHole:
         return cls(p.id, p.call, p.group, p.direction, p.dst, p.to)
 
 
+def media_nat_of(engine, o):
+    """The public address NAT gives the media of a private gateway named in
+    an outbound message's SDP, toward the message's destination gateway, or
+    None (the ALG's ``MgcpContext.media_nat``).
+
+    Manual ch. 3 "ISP-Hosted Service": the call agent (behind a MIP) relays
+    sf_gw's descriptor (2.2.2.201) to asia_gw, and sf_gw's traffic to asia_gw
+    leaves by "set policy from trust to untrust sf_gw asia_gw mgcp-ua nat
+    src" ("a single policy is sufficient to allow bidirectional communication
+    between gateways"). The policy between two gateways is written for their
+    MGCP, so the flow asked about is sf_gw's MGCP-UA datagram to asia_gw; its
+    source NAT is where asia_gw must send the media, and the ALG binds a
+    public pair there. Without this the private address left in the SDP."""
+    dst = IPv4Address(str((o.nat_dst or o.dst)[0]))
+
+    def nat(addr: str) -> str | None:
+        try:
+            host = IPv4Address(addr)
+        except ValueError:
+            return None
+        where = engine.route(host)
+        if where is None:
+            return None
+        d = engine.decide(Flow(where[0], host, dst, "udp", mgcp_alg.GW_PORT, mgcp_alg.GW_PORT))
+        if d.action != "permit" or d.nat is None or d.nat.src is None:
+            return None
+        return str(d.nat.src)
+    return nat
+
+
 class SipAdapter:
     name = "sip"
     step = staticmethod(sip_alg.step)
@@ -49,7 +81,7 @@ class SipAdapter:
         return config.sip
 
     @staticmethod
-    def context(o):
+    def context(o, engine=None):
         return sip_alg.SipContext(o.direction, o.src, o.dst, o.nat_src, o.nat_dst, o.ingress, o.egress,
                                   getattr(o, "transport", "udp"))
 
@@ -97,12 +129,13 @@ class MgcpAdapter:
         return config.mgcp
 
     @staticmethod
-    def context(o):
+    def context(o, engine=None):
         # Who sent it: a datagram to the call agent's port comes from a gateway
         # (service MGCP-CA), one to the gateway's port from a call agent (MGCP-UA).
         role = mgcp_alg.GW if o.dst[1] == mgcp_alg.CA_PORT else "call-agent"
+        media_nat = media_nat_of(engine, o) if engine is not None and o.direction == "outbound" else None
         return mgcp_alg.MgcpContext(o.direction, o.src, o.dst, o.nat_src, o.nat_dst, o.ingress, o.egress,
-                                    role)
+                                    role, media_nat)
 
     @staticmethod
     def streams(st) -> list[str]:

@@ -385,7 +385,7 @@ class Node:
             self._other_alg(outcome, done)
             return
         if ctx is None:
-            ctx = adapter.context(outcome)
+            ctx = adapter.context(outcome, getattr(self.datapath, "engine", None))
         if data is None:
             data = bytes(outcome.payload)
         if not self.forwarding:
