@@ -82,3 +82,19 @@ def test_activity_batches():
     assert a.drain() == [("g1", None, 13.0)]
     a.forget(["g1"])
     assert "g1" not in a.packets
+
+
+def test_translating_to_finds_the_public_pair_of_a_private_media_address():
+    t = PinholeTable()
+    h = t.install(hole(expires=30.0))                       # 1.1.1.1:20000 -> 10.1.1.3:4000
+    assert t.translating_to(17, ip("10.1.1.3"), 4000, 0.0) is h
+    assert t.translating_to(17, ip("10.1.1.3"), 4001, 0.0) is None
+    assert t.translating_to(6, ip("10.1.1.3"), 4000, 0.0) is None
+    assert t.translating_to(17, ip("10.1.1.3"), 4000, 30.0) is None     # lifetime over
+    t.install(hole("c#p2", dst=("1.1.1.1", 20002), to=None))
+    t.remove("c#p1")
+    assert t.translating_to(17, ip("10.1.1.3"), 4000, 0.0) is None
+    t.rebuild([hole(expires=None)])
+    assert t.translating_to(17, ip("10.1.1.3"), 4000, 0.0) is not None
+    t.rebuild([])
+    assert t.translating_to(17, ip("10.1.1.3"), 4000, 0.0) is None

@@ -479,3 +479,35 @@ def test_tcp_fin_or_rst_shortens_the_session():
     gone = dp.expire(110.0)
     assert sorted(s.fwd_key[2] for s in gone) == [40000, 40001]
     assert [s.fwd_key[2] for s in dp.sessions] == [40002]
+
+
+def test_private_media_through_an_any_pinhole_leaves_from_its_public_pair():
+    # Manual ch. 3 "ISP-Hosted Service" with the MGCP ALG: asia_gw's media
+    # address 3.3.3.110:16002 has an "any" pinhole; sf_gw's 2.2.2.201:4000 was
+    # given the public pair 3.3.3.10:45190 (an inbound pinhole). sf_gw's RTP
+    # to asia_gw must leave from that pair (the address asia_gw was told and
+    # checks), not from its private address, whichever side sends first.
+    from gateway.mgcp.state import Pinhole as MgcpHole
+    from actors.algs import MediaHole
+
+    for first in ("sf", "asia"):
+        dp = dp_for("ch3-isp-hosted-service.cfg")
+        dp.install_pinholes([MediaHole.of(p) for p in (
+            MgcpHole("c#p1", "c", "c#g0", "any", ("3.3.3.110", 16002), None),
+            MgcpHole("c#p2", "c", "c#g1", "inbound", ("3.3.3.10", 45190), ("2.2.2.201", 4000)))])
+        sf = build_udp("2.2.2.201", "3.3.3.110", 4000, 16002, b"\x80\x08rtp-sf")
+        asia = build_udp("3.3.3.110", "3.3.3.10", 16002, 45190, b"\x80\x08rtp-asia")
+        order = [(sf, "ethernet4"), (asia, "ethernet6")]
+        if first == "asia":
+            order.reverse()
+        for _ in range(2):
+            for pkt, iface in order:
+                out = dp.process(pkt, iface, 1.0)
+                assert isinstance(out, Forward), (first, out)
+                p = checked(out.data)
+                if iface == "ethernet4":
+                    assert (p.src, p[UDP].sport, p.dst, p[UDP].dport) == ("3.3.3.10", 45190,
+                                                                          "3.3.3.110", 16002)
+                else:
+                    assert (p.src, p[UDP].sport, p.dst, p[UDP].dport) == ("3.3.3.110", 16002,
+                                                                          "2.2.2.201", 4000)

@@ -81,6 +81,9 @@ class PinholeTable:
         # address); the first live one answers.
         self._by_key: dict[tuple[int, int, int], list[Hole]] = {}
         self._by_id: dict[str, Hole] = {}
+        # (proto, to ip, to port) -> pinholes translating to that private
+        # media address (see :meth:`translating_to`).
+        self._by_to: dict[tuple[int, int, int], list[Hole]] = {}
         self.installed = 0
         self.removed = 0
         self.expired = 0
@@ -111,6 +114,8 @@ class PinholeTable:
             self.remove(pinhole.id)
         self._by_key.setdefault(hole.key, []).append(hole)
         self._by_id[pinhole.id] = hole
+        if hole.to is not None:
+            self._by_to.setdefault((proto,) + hole.to, []).append(hole)
         self.installed += 1
         return hole
 
@@ -123,6 +128,13 @@ class PinholeTable:
             lst.remove(hole)
             if not lst:
                 del self._by_key[hole.key]
+        if hole.to is not None:
+            tkey = (hole.key[0],) + hole.to
+            lst = self._by_to.get(tkey)
+            if lst is not None:
+                lst.remove(hole)
+                if not lst:
+                    del self._by_to[tkey]
         self.removed += 1
         return hole
 
@@ -132,6 +144,14 @@ class PinholeTable:
         if not lst:
             return None
         for hole in lst:
+            if hole.expires_at is None or hole.expires_at > now:
+                return hole
+        return None
+
+    def translating_to(self, proto: int, ip: int, port: int, now: float) -> Hole | None:
+        """A live pinhole whose packets are translated to ``ip:port``: that
+        private media address has a public pair (the pinhole's destination)."""
+        for hole in self._by_to.get((proto, ip, port), ()):
             if hole.expires_at is None or hole.expires_at > now:
                 return hole
         return None
@@ -149,6 +169,7 @@ class PinholeTable:
         """Replace the whole table (after failover or replay, from state)."""
         self._by_key.clear()
         self._by_id.clear()
+        self._by_to.clear()
         for p in pinholes:
             self.install(p)
 

@@ -425,11 +425,23 @@ class Datapath:
         p, s, sp, d, dp = key
         signalling = hole.pinhole.kind != "media"
         ndst, ndport = hole.to if hole.to is not None else (d, dp)
+        mapped = hole.src_to is not None
         if hole.src_to is not None:
             nsrc, nsport = hole.src_to
         else:
             nsrc, nsport = s, sp
-            if hole.to is None:
+            pair = self.pinholes.translating_to(p, s, sp, now) if hole.to is None else None
+            if pair is not None:
+                # The source is a private media address the ALG gave a public
+                # pair (an inbound pinhole translating to it): its media leaves
+                # from that pair, the address its peer was told. Symmetric RTP
+                # (RFC 4961); a media gateway drops RTP from any other source
+                # (osmo-mgw: "data from wrong source"). MGCP opens no outbound
+                # pinhole with a source for this (manual ch. 3 "ISP-Hosted
+                # Service": sf_gw's media to asia_gw behind "nat src").
+                nsrc, nsport = pair.key[1], pair.key[2]
+                mapped = True
+            elif hole.to is None:
                 # A pinhole toward a public party whose private peer has not
                 # announced its public pair yet: the source gets the NAT the
                 # policy engine would give this packet, if any.
@@ -450,7 +462,7 @@ class Datapath:
             call=hole.call, group=hole.group, pinhole=hole.id,
             rev_group=back.group if back is not None else None,
             rev_pinhole=back.id if back is not None else None,
-            translate_port=hole.src_to is None)
+            translate_port=not mapped)
         if isinstance(sess, Drop):
             return sess
         hole.uses += 1
