@@ -1,0 +1,163 @@
+"""Highest SIPp call rate with zero failed calls: the gatewayd pair beside plain
+routing and the Linux kernel's own SIP helper, same topology, same run.
+
+    sudo .venv/bin/python bench/bench_calls.py [--example NAME] [--seconds 3] [--hold-ms 500]
+
+Three gateways in turn, each in a fresh namespace lab built from one example
+(outgoing calls from the trust host to the untrust host, suggest_call):
+
+* ``plain``: Linux forwarding only (no NAT; the untrust host routes back to the
+  private address through the gateway namespace);
+* ``kernel``: nf_conntrack_sip + nf_nat_sip with masquerade on the untrust leg,
+  the helper assigned explicitly (an nft ``ct helper`` rule: since Linux 4.7
+  helpers are not assigned by port automatically);
+* ``gatewayd``: the active/standby pair, sync replication to the standby.
+
+For each, a ladder of call rates (each step ``--seconds`` worth of calls, each
+call held ``--hold-ms`` with RTP both ways) runs until a step has a failed
+call, a call not completed, or RTP that did not arrive; the result is the
+highest rate that passed. Every step is bounded by SIPp's global timeout.
+Numbers come from SIPp's statistics and the hosts' nft counters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gateway.config import load_file  # noqa: E402
+from ops.lab import gateway_starter as gs  # noqa: E402
+from ops.lab import netns, sipp  # noqa: E402
+from ops.lab.plan import Plan, build_plan, suggest_call  # noqa: E402
+
+DEFAULT_EXAMPLE = "ch2-incoming-call-interface-dip"
+LADDER = (10, 20, 40, 60, 80, 120, 160, 240, 320, 480, 640)
+LAB = "bc0"
+
+
+def kernel_helper_rules(plan: Plan, nat_leg: str) -> str:
+    return (f"table ip voipbench {{\n"
+            f" ct helper sip5060 {{ type \"sip\" protocol udp; }}\n"
+            f" chain pre {{ type filter hook prerouting priority 0; policy accept;\n"
+            f"   udp dport {sipp.SIP_PORT} ct helper set \"sip5060\"; }}\n"
+            f" chain post {{ type nat hook postrouting priority 100; policy accept;\n"
+            f"   oifname \"{nat_leg}\" masquerade; }}\n"
+            f"}}\n")
+
+
+def start_kernel_helper(plan: Plan, state: netns.LabState) -> None:
+    """plain routing plus the kernel's SIP helper and masquerade on the leg
+    of the callee's segment, in the gateway namespace holding the addresses."""
+    netns.start_plain_routing(plan, state)
+    call = suggest_call(plan, load_file(state.config) if state.config else None)
+    leg = next(p.ifname for p in plan.gateway("gw-a").legs if p.segment == call.callee.port.segment)
+    netns.run(netns.ns_cmd(plan.gateway("gw-a").netns, "nft", "-f", "-"),
+              input=kernel_helper_rules(plan, leg))
+
+
+netns.register_gateway_starter("kernel-sip-helper", start_kernel_helper)
+
+
+def step_ok(r: sipp.CallResult, calls: int) -> bool:
+    return (r.calls_attempted == calls == r.calls_completed and r.calls_failed == 0
+            and r.rtp_sent > 0 and r.callee_rtp_received >= 0.95 * r.rtp_sent
+            and r.rtp_received >= 0.95 * r.callee_rtp_sent)
+
+
+def wait_idle(state, timeout: float = 10.0) -> None:
+    """gatewayd: let the calls of a step end (the ALG's 5 s BYE teardown) so
+    the next step's calls do not meet their media ports."""
+    if state.starter != gs.NAME:
+        return
+    paths = gs.node_paths(state, state.get_plan())
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        role = gs.active_role(state)
+        if role and gs.node_call(paths[role].socket, "status").get("calls") == 0:
+            return
+        time.sleep(0.25)
+
+
+def measure(example: Path, starter: str, seconds: float, hold_ms: int, max_rate: float,
+            log) -> dict:
+    cfg = load_file(example)
+    plan = build_plan(cfg, lab=LAB)
+    call = suggest_call(plan, cfg)
+    best = 0.0
+    steps = []
+    try:
+        state = netns.up(plan, starter=starter, config=str(example))
+        for rate in LADDER:
+            if rate > max_rate:
+                break
+            calls = max(3, int(rate * seconds))
+            r = sipp.run_calls(call.caller, call.callee, dial=call.dial, calls=calls, rate=rate,
+                               duration_ms=hold_ms, per_call_media_port=True,
+                               timeout=calls / rate + hold_ms / 1000 + 20)
+            ok = step_ok(r, calls)
+            steps.append({"rate": rate, "calls": calls, "completed": r.calls_completed,
+                          "failed": r.calls_failed, "rtp_sent": r.rtp_sent,
+                          "rtp_echoed_back": r.rtp_received, "seconds": r.seconds, "ok": ok})
+            log(f"  {starter:>18} {rate:>5}/s: {r.calls_completed}/{calls} completed, "
+                f"{r.calls_failed} failed, RTP {r.callee_rtp_received}/{r.rtp_sent} there, "
+                f"{r.rtp_received}/{r.callee_rtp_sent} back {'ok' if ok else 'FAIL'}")
+            if not ok:
+                break
+            best = float(rate)
+            wait_idle(state)
+        extra = {}
+        if starter == gs.NAME:
+            st = gs.node_status(state)
+            active = st.get(gs.active_role(state) or "gw-a", {})
+            extra = {"replication": active.get("replication"),
+                     "journal_head": active.get("journal_head"),
+                     "ack_lapses": (active.get("journal") or {}).get("ack_lapses")}
+        return {"starter": starter, "best_rate": best, "steps": steps, **extra}
+    finally:
+        netns.down(LAB)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--example", default=DEFAULT_EXAMPLE)
+    ap.add_argument("--seconds", type=float, default=3.0, help="seconds of calls per step")
+    ap.add_argument("--hold-ms", type=int, default=500, help="call hold time with RTP")
+    ap.add_argument("--max-rate", type=float, default=LADDER[-1])
+    ap.add_argument("--only", choices=["plain-routing", "kernel-sip-helper", gs.NAME], action="append")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    why = netns.available()
+    if why:
+        print(f"bench_calls: {why}", file=sys.stderr)
+        return 1
+    example = ROOT / "examples" / f"{args.example}.cfg"
+    starters = args.only or ["plain-routing", "kernel-sip-helper", gs.NAME]
+    results = {}
+    for s in starters:
+        print(f"{s}:", flush=True)
+        results[s] = measure(example, s, args.seconds, args.hold_ms, args.max_rate,
+                             lambda m: print(m, flush=True))
+    print()
+    print(f"highest call rate with every call completed and RTP both ways "
+          f"({args.example}, {args.seconds:g}s of calls per step, {args.hold_ms} ms hold):")
+    base = results.get("plain-routing", {}).get("best_rate") or 0
+    for s, r in results.items():
+        ratio = f"{r['best_rate'] / base:.2f}x plain routing" if base else ""
+        print(f"  {s:>18}: {r['best_rate']:>6g} calls/s  {ratio}")
+    k = results.get("kernel-sip-helper", {}).get("best_rate")
+    g = results.get(gs.NAME, {}).get("best_rate")
+    if k and g is not None:
+        print(f"  gatewayd / kernel SIP helper: {g / k:.2f}")
+    if args.json:
+        print(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
