@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from gateway.errors import RemoteProtocolError
+from gateway.sdp.construct import frozen_constructor
 from gateway.span import Span
 
 _PORT_RE = re.compile(rb"([0-9]{1,5})(?:/([0-9]{1,5}))?\Z")
@@ -65,6 +66,16 @@ class SessionDescription:
         return media_destination(media)
 
 
+# Hot-path constructors (same classes; see gateway.sdp.construct).
+_mk_span = frozen_constructor(Span)
+_mk_conn = frozen_constructor(Connection)
+_mk_media = frozen_constructor(Media)
+_mk_sd = frozen_constructor(SessionDescription)
+# The plain c= line "<nettype> IP4 <dotted quad>" (no TTL, no trailing LWS);
+# anything else takes the general path of _connection.
+_F_CONN = re.compile(rb"[^ ]+ IP4 (([0-9]{1,3})\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})").fullmatch
+
+
 def media_destination(media: Media) -> tuple[str, int] | None:
     """Where the media of ``media`` is to be sent: the media-level c= address,
     else the session-level one (manual chapter 2, "Pinhole Creation"); None
@@ -80,12 +91,17 @@ def _bad(what: str, offset: int) -> RemoteProtocolError:
 
 
 def _span(body: bytes, start: int, end: int, base: int) -> Span:
-    return Span(base + start, base + end, body[start:end].decode("latin-1"))
+    return _mk_span(base + start, base + end, body[start:end].decode("latin-1"))
 
 
 def _connection(body: bytes, vs: int, ve: int, base: int) -> Connection:
     # c=<nettype> <addrtype> <connection-address>; fields are separated by
     # exactly one space (RFC 4566 5), a trailing space is tolerated.
+    m = _F_CONN(body, vs, ve)
+    if m is not None:
+        (a_start, a_end), (o_start, o_end) = m.regs[1:3]
+        return _mk_conn(_mk_span(base + a_start, base + a_end, body[a_start:a_end].decode("latin-1")), "IP4",
+                        224 <= int(body[o_start:o_end]) <= 239, None, None)
     value = body[vs:ve]
     fields = value.rstrip(b" \t").split(b" ")
     if len(fields) != 3 or not all(fields):
@@ -113,7 +129,7 @@ def _connection(body: bytes, vs: int, ve: int, base: int) -> Connection:
         multicast = m is not None and 224 <= int(m.group(1)) <= 239
     elif addrtype == "IP6":
         multicast = addr[:2].lower() == b"ff"
-    return Connection(_span(body, a_start, a_start + len(addr), base), addrtype, multicast, ttl, count)
+    return _mk_conn(_span(body, a_start, a_start + len(addr), base), addrtype, multicast, ttl, count)
 
 
 def parse_sdp(body: bytes, base: int = 0) -> SessionDescription:
@@ -128,9 +144,10 @@ def parse_sdp(body: bytes, base: int = 0) -> SessionDescription:
     bad = _BAD_LINE_RE.search(body)
     if bad is not None:
         raise _bad("line (not <type>=<value>)", base + bad.start())
-    bad = _LONE_CR_RE.search(body)
-    if bad is not None:
-        raise _bad("line (lone CR)", base + bad.start())
+    # A lone CR is one not counted as part of a CRLF (two counts in C; the
+    # search only to say where).
+    if body.count(b"\r") != body.count(b"\r\n"):
+        raise _bad("line (lone CR)", base + _LONE_CR_RE.search(body).start())
     origin = None
     session_conn = None
     session_dir = "sendrecv"
@@ -171,7 +188,7 @@ def parse_sdp(body: bytes, base: int = 0) -> SessionDescription:
             port_span = _span(body, ps, ps + len(pm.group(1)), base)
             cur = [fields[0].decode("latin-1"), int(pm.group(1)), port_span,
                    int(pm.group(2)) if pm.group(2) else 1, fields[2].decode("latin-1"),
-                   tuple(f.decode("latin-1") for f in fields[3:] if f),
+                   tuple(filter(None, b" ".join(fields[3:]).decode("latin-1").split(" "))),
                    None, None, None, None, None]
             sections.append(cur)
         elif t == b"c":
@@ -191,9 +208,5 @@ def parse_sdp(body: bytes, base: int = 0) -> SessionDescription:
             if len(fields) != 6 or not fields[5]:
                 raise _bad("o= line", base + vs)
             origin = _span(body, end - len(fields[5]), end, base)
-    media = tuple(
-        Media(kind, port, port_span, count, proto, fmts, conn, rtcp_port, rtcp_span,
-              rtcp_addr, direction or session_dir, session_conn)
-        for (kind, port, port_span, count, proto, fmts, conn, rtcp_port, rtcp_span,
-             rtcp_addr, direction) in sections)
-    return SessionDescription(origin, session_conn, media, session_dir)
+    media = tuple([_mk_media(*sec[:10], sec[10] or session_dir, session_conn) for sec in sections])
+    return _mk_sd(origin, session_conn, media, session_dir)

@@ -12,7 +12,7 @@ RFC 3261 and the invalid messages of RFC 4475 section 3.1.2."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from gateway.errors import RemoteProtocolError
@@ -106,9 +106,6 @@ class SipMessage:
     request_uri: Span | None
     status_code: int | None
     reason: str | None
-    # (canonical name, name start, name end, value start, value end) per
-    # header line; ``headers`` gives them as Header objects.
-    lines: tuple[tuple[str, int, int, int, int], ...]
     call_id: str
     from_tag: str | None
     to_tag: str | None
@@ -124,6 +121,23 @@ class SipMessage:
     sdp: SessionDescription | None
     body_kind: str
     addresses: tuple[AddressRef, ...]
+    # Where the header lines are (start, end) in ``raw``, the header lines
+    # once read (a one-element list: filled on first use of ``lines``), and
+    # the Content-Length value's (start, end) or None.
+    _section: tuple[int, int] = field(repr=False, compare=False)
+    _lines: list = field(repr=False, compare=False)
+    _cl_value: tuple[int, int] | None = field(repr=False, compare=False)
+
+    @property
+    def lines(self) -> tuple[tuple[str, int, int, int, int], ...]:
+        """(canonical name, name start, name end, value start, value end) per
+        header line; ``headers`` gives them as Header objects. Read on first
+        use: parse_message has checked every line already."""
+        cached = self._lines[0]
+        if cached is None:
+            cached = self._lines[0] = _header_lines(self.raw.decode("latin-1"), *self._section)
+        return cached
+
 
     @property
     def headers(self) -> tuple[Header, ...]:
@@ -259,98 +273,106 @@ _mk_msg = frozen_constructor(SipMessage)
 # reads it the same way or raises. tests/test_sip_parse_equivalence.py checks
 # that both paths agree.
 _F_PARAMS = r'(?:;' + TOKEN + r'(?:=[^\s;,"<>]+)?)*'
-_F_HOST = r"([A-Za-z0-9\-.]+)(?::([0-9]{1,5}))?"
+# A port of at most five digits and at most 65535 (RFC 3261 25.1 port is
+# 1*DIGIT; the general path refuses more, so the fast one does not match it).
+_F_PORT = r"([0-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]|[0-9]{1,4})"
+_F_HOST = r"([A-Za-z0-9\-.]+)(?::" + _F_PORT + r")?"
 # name-addr with a sip/sips URI in <>, or a bare sip/sips addr-spec; then
 # parameters. The user part holds no '@' and the URI parameters none either,
 # so the one '@' matched is the last (parse_uri reads the host after the last).
-_F_NAME_ADDR_RE = re.compile(
-    r'(?:(?:"[^"\\\r\n]*"[ \t]*|[^"<>,\r\n]*)<((?i:sips?):(?:[^\s<>@?]*@)?' + _F_HOST
-    + r'(?:;[^\s<>@?]*)?)>|((?i:sips?):(?:[^\s;@?,<>"]*@)?' + _F_HOST + r'))(' + _F_PARAMS + r')')
-_F_VIA_RE = re.compile(r"(?i:SIP)/2\.0/" + TOKEN + r"[ \t]+" + _F_HOST + r"(" + _F_PARAMS + r")")
-_F_URI_RE = re.compile(r"(?i:sips?):(?:[^@?]*@)?" + _F_HOST + r"(?:;[^@?]*)?")
+# Groups: 1 URI in <>, 2 host, 3 port; 4 bare URI, 5 host, 6 port; 7 params.
+_F_NAME_ADDR = re.compile(
+    r'(?:(?:"[^"\\\r\n]*"[ \t]*|[^"<>,\r\n]*)<([Ss][Ii][Pp][Ss]?:(?:[^\s<>@?]*@)?' + _F_HOST
+    + r'(?:;[^\s<>@?]*)?)>|([Ss][Ii][Pp][Ss]?:(?:[^\s;@?,<>"]*@)?' + _F_HOST + r'))(' + _F_PARAMS + r')'
+).fullmatch
+# Groups: 1 host, 2 port, 3 params.
+_F_VIA = re.compile(r"[Ss][Ii][Pp]/2\.0/" + TOKEN + r"[ \t]+" + _F_HOST + r"(" + _F_PARAMS + r")").fullmatch
+# Request-Line with a sip/sips Request-URI without headers. Groups: 1 method,
+# 2 URI, 3 host, 4 port.
+_F_REQUEST_LINE = re.compile(
+    r"(" + TOKEN + r") ([Ss][Ii][Pp][Ss]?:(?:[^\s@?]*@)?" + _F_HOST + r"(?:;[^\s@?]*)?) [Ss][Ii][Pp]/2\.0"
+).fullmatch
+# Status-Line. Groups: 1 code, 2 reason.
+_F_STATUS_LINE = re.compile(r"[Ss][Ii][Pp]/2\.0 ([1-9][0-9][0-9])(?: ([^\r]*))?").fullmatch
 _IPV4_MATCH = re.compile(
     r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}\Z"
 ).match
 
 
-def _fast_params(params: str) -> list[tuple[str, str | None]]:
-    """(lower name, value or None) of a parameter block matched by _F_PARAMS."""
-    out = []
-    for item in params[1:].split(";"):
-        name, eq, value = item.partition("=")
-        out.append((name.lower(), value if eq else None))
-    return out
-
-
-def _fast_name_addr(text: str, s: int, e: int, field: str, hi: int, addresses: list):
-    """Read one name-addr/addr-spec at ``text[s:e]`` by the fast pattern.
-
-    Returns None when the pattern does not apply (nothing appended), else
-    ``(uri_start, uri_end, host_start, host_end, port_start, port_end,
-    params)`` with absolute positions (port -1 when absent)."""
-    m = _F_NAME_ADDR_RE.fullmatch(text, s, e)
+def _fast_elem(text: str, s: int, e: int, field: str, hi: int, addresses: list):
+    """One name-addr/addr-spec at ``text[s:e]`` by the fast pattern: None
+    when it does not apply (nothing appended), else ``(uri_start, uri_end,
+    host span, port span or None, params start, params end)``; the host goes
+    to ``addresses`` when it is an IPv4 address. The spans are built only for
+    an IPv4 host or a Contact (else None)."""
+    m = _F_NAME_ADDR(text, s, e)
     if m is None:
         return None
-    if m.start(1) >= 0:
-        us, ue = m.span(1)
-        hs, he = m.span(2)
-        ps, pe = m.span(3)
+    r = m.regs
+    if r[1][0] >= 0:
+        (us, ue), (hs, he), (ps, pe) = r[1], r[2], r[3]
     else:
-        us, ue = m.span(4)
-        hs, he = m.span(5)
-        ps, pe = m.span(6)
-    if ps >= 0 and int(text[ps:pe]) > 65535:
-        return None
-    host = text[hs:he]
-    if _IPV4_MATCH(host) is not None:
-        addresses.append(_mk_ref(field, _mk_span(hs, he, host),
-                                 _mk_span(ps, pe, text[ps:pe]) if ps >= 0 else None, hi))
-    ps_, pe_ = m.span(7)
-    return us, ue, hs, he, ps, pe, (_fast_params(text[ps_:pe_]) if pe_ > ps_ else ())
+        (us, ue), (hs, he), (ps, pe) = r[4], r[5], r[6]
+    if _IPV4_MATCH(text, hs, he) is not None:
+        host = _mk_span(hs, he, text[hs:he])
+        port = _mk_span(ps, pe, text[ps:pe]) if ps >= 0 else None
+        addresses.append(_mk_ref(field, host, port, hi))
+    elif field == "contact":
+        host = _mk_span(hs, he, text[hs:he])
+        port = _mk_span(ps, pe, text[ps:pe]) if ps >= 0 else None
+    else:
+        host = port = None  # not needed
+    return us, ue, host, port, r[7][0], r[7][1]
+
+
+def _fast_param(text: str, s: int, e: int, want: str, valued: bool = False):
+    """The value of the last parameter ``want`` in ``text[s:e]`` (a block
+    matched by _F_PARAMS): its text, "" when it has no value, None when absent.
+    With ``valued``, parameters without a value are passed over."""
+    found = None
+    for item in text[s + 1:e].split(";"):
+        name, eq, value = item.partition("=")
+        if name.lower() == want and (eq or not valued):
+            found = value
+    return found
 
 
 def _fast_via(text: str, s: int, e: int, hi: int, addresses: list):
     """One via-parm by the fast pattern: ``(branch,)``, or None when the
     pattern does not apply (nothing appended)."""
-    m = _F_VIA_RE.fullmatch(text, s, e)
+    m = _F_VIA(text, s, e)
     if m is None:
         return None
-    ps, pe = m.span(2)
-    if ps >= 0 and int(text[ps:pe]) > 65535:
-        return None
-    hs, he = m.span(1)
-    host = text[hs:he]
+    (hs, he), (ps, pe), (qs, qe) = m.regs[1:4]
     host_ref = None
-    out = []
-    if _IPV4_MATCH(host) is not None:
-        host_ref = _mk_span(hs, he, host)
-        out.append(_mk_ref("via", host_ref, _mk_span(ps, pe, text[ps:pe]) if ps >= 0 else None, hi))
+    if _IPV4_MATCH(text, hs, he) is not None:
+        host_ref = _mk_span(hs, he, text[hs:he])
+        addresses.append(_mk_ref("via", host_ref, _mk_span(ps, pe, text[ps:pe]) if ps >= 0 else None, hi))
     branch = received = rport = None
-    qs, qe = m.span(3)
     if qe > qs:
         pos = qs + 1
-        for item in text[qs + 1:qe].split(";"):
+        for item in text[pos:qe].split(";"):
             name, eq, value = item.partition("=")
             if eq:
                 name = name.lower()
-                vs = pos + len(name) + 1
                 if name == "branch":
                     branch = value
-                elif name == "received":
+                elif name == "rport":
+                    if value.isdigit() and value.isascii() and len(value) <= 5:
+                        vs = pos + 6
+                        rport = _mk_span(vs, vs + len(value), value)
+                elif name == "received" or name == "maddr":
                     if _IPV4_MATCH(value) is not None:
-                        received = _mk_span(vs, vs + len(value), value)
-                        out.append(_mk_ref("via-received", received, None, hi))
-                elif name == "maddr":
-                    if _IPV4_MATCH(value) is not None:
-                        out.append(_mk_ref("via-maddr", _mk_span(vs, vs + len(value), value), None, hi))
-                elif name == "rport" and value.isdigit() and value.isascii() and len(value) <= 5:
-                    rport = _mk_span(vs, vs + len(value), value)
+                        vs = pos + len(name) + 1
+                        span = _mk_span(vs, vs + len(value), value)
+                        if name == "received":
+                            received = span
+                        addresses.append(_mk_ref("via-" + name, span, None, hi))
             pos += len(item) + 1
     if rport is not None:
         owner = received if received is not None else host_ref
         if owner is not None:
-            out.append(_mk_ref("via-rport", owner, rport, hi))
-    addresses.extend(out)
+            addresses.append(_mk_ref("via-rport", owner, rport, hi))
     return (branch,)
 
 
@@ -373,6 +395,7 @@ def _parse(data: bytes, fast: bool) -> SipMessage:
     le = data.find(b"\n", pos)
     if le < 0:
         raise _err("no complete start line")
+    se = le - 1 if le > pos and data[le - 1] == 13 else le
     # The header section ends at the first empty line (CRLF or bare LF).
     # Folded lines start with SP/HT, so "\n\r\n" / "\n\n" cannot be a fold.
     e1 = data.find(b"\n\r\n", le)
@@ -380,7 +403,7 @@ def _parse(data: bytes, fast: bool) -> SipMessage:
     e2 = data.find(b"\n\n", le, e1 + 1 if e1 >= 0 else n)
     if e1 < 0 and e2 < 0:
         # The start line is checked first: its reason is the better one.
-        _start_line(data[pos:le - 1 if le > pos and data[le - 1] == 13 else le].decode("latin-1"), pos, [])
+        _start_line(data[pos:se].decode("latin-1"), pos, [])
         raise _err("header section not terminated by an empty line")
     if e2 < 0 or 0 <= e1 < e2:
         hdr_end, body_offset = e1 + 1, e1 + 3
@@ -389,35 +412,48 @@ def _parse(data: bytes, fast: bool) -> SipMessage:
     # One decode of the start line and header section: latin-1 maps each
     # octet to one character, so offsets in ``text`` are offsets in ``data``.
     text = data[:hdr_end].decode("latin-1")
-    se = le - 1 if le > pos and data[le - 1] == 13 else le
     addresses: list[AddressRef] = []
-    is_request, method, request_uri, status_code, reason = _start_line(text[pos:se], pos, addresses, fast)
 
-    # Header fields: one match per (possibly folded) line, each starting
-    # right after a LF (the lookbehind keeps the search linear). The matches
-    # must tile the section; if they do not, _bad_line finds the culprit.
-    found = HEADER_LINES_STR_RE.findall(text, le + 1, hdr_end)
-    lines: list[tuple[str, int, int, int, int]] = []
-    append = lines.append
-    canon = _CANON
-    interesting = _INTERESTING
-    todo: list[int] = []
-    pos = le + 1
-    hi = 0
-    for name_t, sep, value, eol in found:
-        ne = pos + len(name_t)
-        vs = ne + len(sep)
-        ve = vs + len(value)
-        if value[-1:] in _TRAILING:
-            append((canon.get(name_t) or canonical_name(name_t), pos, ne, vs, vs + len(value.rstrip(_WS))))
+    m = _F_REQUEST_LINE(text, pos, se) if fast else None
+    if m is not None:
+        is_request = True
+        status_code = reason = None
+        (ms, me), (us, ue), (hs, he), (ps, pe) = m.regs[1:5]
+        method = text[ms:me]
+        request_uri = _mk_span(us, ue, text[us:ue])
+        if _IPV4_MATCH(text, hs, he) is not None:
+            addresses.append(_mk_ref("request-uri", _mk_span(hs, he, text[hs:he]),
+                                     _mk_span(ps, pe, text[ps:pe]) if ps >= 0 else None, None))
+    else:
+        m = _F_STATUS_LINE(text, pos, se) if fast else None
+        if m is not None:
+            is_request = False
+            method = ""
+            request_uri = None
+            status_code = int(m.group(1))
+            reason = m.group(2) or ""
         else:
-            append((canon.get(name_t) or canonical_name(name_t), pos, ne, vs, ve))
-        if lines[hi][0] in interesting:
-            todo.append(hi)
-        hi += 1
-        pos = ve + len(eol)
-    if pos != hdr_end:
-        _bad_line(data, le + 1, hdr_end)
+            is_request, method, request_uri, status_code, reason = _start_line(
+                text[pos:se], pos, addresses)
+
+    if fast:
+        # The general check, every line matched in turn (_header_lines),
+        # costs a Python loop per line; this one is a few scans in C and
+        # accepts exactly the same sections: every LF but the last starts a
+        # fold (SP/HT) or a line ``token *WSP ":"``, the first one a line,
+        # and every CR ends a line.
+        if _BAD_LINE_START(text, le, hdr_end - 1) is not None or text[le + 1:le + 2] in _TRAILING \
+                or text.count("\r", le, hdr_end) != text.count("\r\n", le, hdr_end):
+            _bad_line(data, le + 1, hdr_end)
+        lines = None
+        folded = "\n " in text or "\n\t" in text
+        todo = _INTERESTING_LINE_RE.finditer(text, le, hdr_end)
+    else:
+        lines = _header_lines(text, le + 1, hdr_end)
+        if lines is None:
+            _bad_line(data, le + 1, hdr_end)
+        todo = [(name, hi, vs, ve) for hi, (name, _ns, _ne, vs, ve) in enumerate(lines)
+                if name in _INTERESTING]
 
     seen: dict[str, int] = {}
     call_id = None
@@ -430,9 +466,23 @@ def _parse(data: bytes, fast: bool) -> SipMessage:
     session_expires = None
     content_type = None
     content_length = None
+    cl_value = None
     content_encoding = None
-    for hi in todo:
-        name, _ns, _ne, vs, ve = lines[hi]
+    names = _LINE_NAMES
+    for item in todo:
+        if fast:
+            gi = item.lastindex
+            name = names[gi]
+            vs, ve = item.regs[gi]
+            if text[ve - 1] in " \t":
+                ve = vs + len(text[vs:ve].rstrip(_WS))
+            # The line's index: the LFs before it, less the folds.
+            ns = item.start() + 1
+            hi = text.count("\n", le + 1, ns)
+            if folded:
+                hi -= text.count("\n ", le + 1, ns) + text.count("\n\t", le + 1, ns)
+        else:
+            name, hi, vs, ve = item
         if name in seen and name in _SINGLE:
             raise _err(f"more than one {name} header")
         seen[name] = hi
@@ -453,12 +503,9 @@ def _parse(data: bytes, fast: bool) -> SipMessage:
                     via_branch = branch
                     top_via_seen = True
         elif name == "from" or name == "to":
-            got = _fast_name_addr(text, vs, ve, name, hi, addresses) if fast else None
+            got = _fast_elem(text, vs, ve, name, hi, addresses) if fast else None
             if got is not None:
-                tag = None
-                for pname, pvalue in got[6]:
-                    if pname == "tag":
-                        tag = pvalue if pvalue is not None else ""
+                tag = _fast_param(text, got[4], got[5], "tag") if got[5] > got[4] else None
             else:
                 value = text[vs:ve]
                 us, ue, params, _ = _name_addr(value, name)
@@ -471,10 +518,6 @@ def _parse(data: bytes, fast: bool) -> SipMessage:
                 from_tag = tag
             else:
                 to_tag = tag
-        elif name == "contact" or name == "route" or name == "record-route":
-            if fast and _fast_uri_list(text, vs, ve, name, hi, addresses, contacts):
-                continue
-            _uri_list(text[vs:ve], vs, name, hi, addresses, contacts)
         elif name == "call-id":
             value = text[vs:ve]
             call_id = unfold(value)
@@ -482,12 +525,12 @@ def _parse(data: bytes, fast: bool) -> SipMessage:
                 raise _err("malformed Call-ID")
             at = value.rfind("@")
             cm = _CALLID_HOST_RE.match(value, at) if at >= 0 else None
-            if cm is not None and is_ipv4(cm.group(1)):
-                hs, he = cm.span(1)
+            if cm is not None and _IPV4_MATCH(cm.group(1)) is not None:
+                (hs, he), (ps, pe) = cm.regs[1:3]
                 port = None
-                if cm.group(2) is not None:
-                    port = _mk_span(vs + cm.start(2), vs + cm.end(2), cm.group(2))
-                addresses.append(_mk_ref("call-id", _mk_span(vs + hs, vs + he, cm.group(1)), port, hi))
+                if ps >= 0:
+                    port = _mk_span(vs + ps, vs + pe, value[ps:pe])
+                addresses.append(_mk_ref("call-id", _mk_span(vs + hs, vs + he, value[hs:he]), port, hi))
         elif name == "cseq":
             cm = _CSEQ_RE.match(text, vs, ve)
             if cm is None:
@@ -497,10 +540,15 @@ def _parse(data: bytes, fast: bool) -> SipMessage:
             if len(num) > 10 or int(num) >= 2**31:
                 raise _err("CSeq number out of range")
             cseq = (int(num), cm.group(2))
+        elif name == "contact" or name == "route" or name == "record-route":
+            if fast and _fast_uri_list(text, vs, ve, name, hi, addresses, contacts):
+                continue
+            _uri_list(text[vs:ve], vs, name, hi, addresses, contacts)
         elif name == "content-length":
             if _DIGITS_RE.match(text, vs, ve) is None:
                 raise _err("Content-Length is not a non-negative number")
             content_length = int(text[vs:ve])
+            cl_value = (vs, ve)
         elif name == "content-type":
             content_type = unfold(text[vs:ve]).split(";", 1)[0].strip(_WS).lower()
         elif name == "content-encoding":
@@ -547,13 +595,13 @@ def _parse(data: bytes, fast: bool) -> SipMessage:
         body_kind = "other"
 
     return _mk_msg(
-        data, is_request, method, request_uri, status_code, reason, tuple(lines),
+        data, is_request, method, request_uri, status_code, reason,
         call_id, from_tag, to_tag, cseq, via_branch, expires, tuple(contacts),
         session_expires, content_type, content_length, body_offset, body, sdp,
-        body_kind, tuple(addresses))
+        body_kind, tuple(addresses), (le + 1, hdr_end), [lines], cl_value)
 
 
-def _start_line(line: str, pos: int, addresses: list, fast: bool = False):
+def _start_line(line: str, pos: int, addresses: list):
     """Read the start line at ``pos``: ``(is_request, method, request_uri,
     status_code, reason)``; the Request-URI's address goes to ``addresses``."""
     if line[:4].upper() == "SIP/":
@@ -583,22 +631,12 @@ def _start_line(line: str, pos: int, addresses: list, fast: bool = False):
     if not uri or uri[0] == "<" or _HAS_WS_RE.search(uri):
         raise _err("malformed Request-URI")
     us = pos + len(method) + 1
-    request_uri = _mk_span(us, us + len(uri), uri)
-    m = _F_URI_RE.fullmatch(uri) if fast else None
-    if m is not None and (m.start(2) < 0 or int(m.group(2)) <= 65535):
-        host = m.group(1)
-        if _IPV4_MATCH(host) is not None:
-            port = None
-            if m.start(2) >= 0:
-                port = _mk_span(us + m.start(2), us + m.end(2), m.group(2))
-            addresses.append(_mk_ref("request-uri", _mk_span(us + m.start(1), us + m.end(1), host),
-                                     port, None))
-    else:
-        rparts = _host_refs("request-uri", uri, us, None, "Request-URI", addresses)
-        if rparts.has_headers:
-            # RFC 3261 19.1.5: headers are not allowed in a Request-URI
-            # (RFC 4475 3.1.2.11).
-            raise _err("Request-URI carries URI headers")
+    request_uri = Span(us, us + len(uri), uri)
+    rparts = _host_refs("request-uri", uri, us, None, "Request-URI", addresses)
+    if rparts.has_headers:
+        # RFC 3261 19.1.5: headers are not allowed in a Request-URI
+        # (RFC 4475 3.1.2.11).
+        raise _err("Request-URI carries URI headers")
     return True, method, request_uri, None, None
 
 
@@ -608,24 +646,26 @@ def _fast_uri_list(text: str, vs: int, ve: int, name: str, hi: int, addresses: l
     appended) when an element does not fit it."""
     if "," in text[vs:ve]:
         elems = [(vs + s, vs + e) for s, e in split_list(text[vs:ve])]
+        refs: list = []
     else:
         elems = ((vs, ve),)
-    refs: list = []
+        refs = addresses  # a single element appends only once it fits
     found = []
     for s, e in elems:
-        got = _fast_name_addr(text, s, e, name, hi, refs)
+        got = _fast_elem(text, s, e, name, hi, refs)
         if got is None:
             return False
         found.append(got)
-    addresses.extend(refs)
+    if refs is not addresses:
+        addresses.extend(refs)
     if name == "contact":
-        for us, ue, hs, he, ps, pe, params in found:
+        for us, ue, host, port, qs, qe in found:
             cexp = None
-            for pname, pvalue in params:
-                if pname == "expires" and pvalue is not None:
-                    cexp = _opt_seconds(pvalue)
-            contacts.append(_mk_contact(_mk_span(us, ue, text[us:ue]), _mk_span(hs, he, text[hs:he]),
-                                        _mk_span(ps, pe, text[ps:pe]) if ps >= 0 else None, cexp, False))
+            if qe > qs:
+                value = _fast_param(text, qs, qe, "expires", True)
+                if value is not None:
+                    cexp = _opt_seconds(value)
+            contacts.append(_mk_contact(_mk_span(us, ue, text[us:ue]), host, port, cexp, False))
     return True
 
 
@@ -661,10 +701,55 @@ def _uri_list(text: str, base: int, name: str, hi: int, addresses: list, contact
 _TRAILING = (" ", "\t")
 
 
+def _header_lines(text: str, start: int, end: int):
+    """The header lines of ``text[start:end]`` as (canonical name, name
+    start, name end, value start, value end), the value trimmed of LWS; None
+    when the section is not made of header lines only."""
+    lines = []
+    append = lines.append
+    canon = _CANON
+    pos = start
+    for name_t, sep, value, eol in HEADER_LINES_STR_RE.findall(text, start, end):
+        ne = pos + len(name_t)
+        vs = ne + len(sep)
+        ve = vs + len(value)
+        if value[-1:] in _TRAILING:
+            ve = vs + len(value.rstrip(_WS))
+        append((canon.get(name_t) or canonical_name(name_t), pos, ne, vs, ve))
+        pos = ne + len(sep) + len(value) + len(eol)
+    # findall skips what does not match: the lines tile the section only if
+    # nothing was skipped.
+    return tuple(lines) if pos == end else None
+
+
+
+
 _INTERESTING = frozenset({
     "via", "from", "to", "contact", "route", "record-route", "call-id", "cseq",
     "content-length", "content-type", "content-encoding", "expires", "session-expires",
 })
+_TOKEN_CHARS = r"A-Za-z0-9\-.!%*_+`'~"
+_BAD_LINE_START = re.compile(r"\n(?![ \t]|[" + _TOKEN_CHARS + r"]+[ \t]*:)").search
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+# The header lines parse_message reads, by any of their names in any case
+# (character classes rather than IGNORECASE: the scan stays a plain search for
+# LF). Each canonical name has its own alternative whose one group is the
+# value as HEADER_LINE_RE delimits it (LWS after it not trimmed), so that
+# ``lastindex`` says which header matched: _LINE_NAMES[lastindex].
+_LINE_NAMES = [""]
+_alternatives = []
+for _canonical in sorted(_INTERESTING):
+    _spellings = [n for n in list(COMPACT_FORMS) + [_canonical] if canonical_name(n) == _canonical]
+    _alternatives.append(
+        "(?:" + "|".join(_any_case(n) for n in sorted(_spellings, key=len, reverse=True)) + ")"
+        + r"[ \t]*:(?:[ \t]|\r?\n[ \t])*((?:[^ \t\r\n][^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)?)")
+    _LINE_NAMES.append(_canonical)
+_INTERESTING_LINE_RE = re.compile(r"\n(?:" + "|".join(_alternatives) + ")")
 # Header names as usually written, to their canonical names (a shortcut; any
 # spelling goes through canonical_name).
 _CANON: dict[str, str] = {}

@@ -23,9 +23,8 @@ def rewrite_message(data: bytes, msg: SipMessage, edits: list[Edit]) -> bytes:
         if e.start >= body_start and e.end <= body_end:
             delta += len(e.new) - (e.end - e.start)
     if delta and msg.content_length is not None:
-        for name, _ns, _ne, vs, ve in msg.lines:
-            if name == "content-length":
-                edits = list(edits)
-                edits.append(Edit(vs, ve, str(msg.content_length + delta).encode("ascii")))
-                break
+        # parse_message noted where the (single) Content-Length value is.
+        vs, ve = msg._cl_value
+        edits = list(edits)
+        edits.append(Edit(vs, ve, str(msg.content_length + delta).encode("ascii")))
     return apply_edits(data, edits)
