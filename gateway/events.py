@@ -41,15 +41,65 @@ class Event:
         raise NotImplementedError(f"{type(self).__name__} must define stream")
 
     def to_payload(self) -> dict[str, Any]:
-        return {f.name: _encode(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        # Every event is journaled: the field plan is computed once per class
+        # (dataclasses.fields() per call was most of the cost of an append).
+        plan = _PLANS.get(type(self)) or _plan(type(self))
+        return {name: (v if type(v) in _PLAIN else _encode(v))
+                for name in plan.names for v in (getattr(self, name),)}
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> "Event":
+        plan = _PLANS.get(cls) or _plan(cls)
         kwargs = {}
-        for f in dataclasses.fields(cls):
-            if f.name in payload:
-                kwargs[f.name] = _decode(f.type, payload[f.name])
+        for name, kind in plan.decoders:
+            if name in payload:
+                v = payload[name]
+                kwargs[name] = v if kind is None or v is None else kind(v)
         return cls(**kwargs)
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None), bytes})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Plan:
+    names: tuple[str, ...]
+    # (field name, decoder or None for plain values)
+    decoders: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+
+
+_PLANS: dict[type, _Plan] = {}
+
+
+def _plan(cls: type) -> _Plan:
+    fields = dataclasses.fields(cls)
+    decoders = []
+    for f in fields:
+        ann = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        if ann.startswith("IPv4Address"):
+            dec = IPv4Address
+        elif ann.startswith("tuple"):
+            dec = _as_tuple
+        elif ann.startswith("frozenset"):
+            dec = _as_frozenset
+        else:
+            dec = None
+        decoders.append((f.name, dec))
+    plan = _Plan(tuple(f.name for f in fields), tuple(decoders))
+    _PLANS[cls] = plan
+    return plan
+
+
+def _as_tuple(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    return value
+
+
+def _as_frozenset(value: Any) -> Any:
+    if isinstance(value, list):
+        return frozenset(tuple(v) if isinstance(v, list) else v for v in value)
+    return value
 
 
 E = TypeVar("E", bound=type[Event])
@@ -113,19 +163,4 @@ def _encode(value: Any) -> Any:
         return sorted(_encode(v) for v in value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    return value
-
-
-def _decode(annotation: Any, value: Any) -> Any:
-    # Annotations are strings under ``from __future__ import annotations``;
-    # the common shapes are handled by name so payloads stay plain data.
-    ann = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
-    if value is None:
-        return None
-    if ann.startswith("IPv4Address"):
-        return IPv4Address(value)
-    if ann.startswith("tuple") and isinstance(value, list):
-        return tuple(tuple(v) if isinstance(v, list) else v for v in value)
-    if ann.startswith("frozenset") and isinstance(value, list):
-        return frozenset(tuple(v) if isinstance(v, list) else v for v in value)
     return value
