@@ -639,6 +639,22 @@ class LabCall:
                         tuple(sorted({f"{p[0]}:{p[1]}" for p, _ in far_got})))
 
 
+    def probe(self, far_target: tuple[str, int], packets: int = 10) -> RtpCount:
+        """After the connections are gone: the far end sends to connection A's
+        old address and a socket now bound there (osmo-mgw released it) sends
+        to ``far_target`` (where the far end's media was addressed, its public
+        pair behind NAT). What still arrives passed the gateway."""
+        assert self.far_peer and self.media_a
+        sink = RtpPeer(self.mgw.netns, (self.mgw.ip, self.media_a[1]), ssrc=0x3003)
+        try:
+            got_mgw, got_far = exchange(self.far_peer, self.media_a, sink, far_target, packets=packets)
+        finally:
+            sink.close()
+        return RtpCount(packets, len(got_mgw), packets, len(got_far),
+                        tuple(sorted({f"{p[0]}:{p[1]}" for p, _ in got_mgw})),
+                        tuple(sorted({f"{p[0]}:{p[1]}" for p, _ in got_far})))
+
+
 def node_pinholes(state, role: str | None = None) -> list[dict]:
     """``gwctl show pinholes`` of the active node (or ``role``), through its
     control socket."""
@@ -654,3 +670,275 @@ def node_pinholes(state, role: str | None = None) -> list[dict]:
 def mgcp_pinholes(holes: list[dict], call_id: str) -> list[dict]:
     return [h for h in holes if str(h.get("call", "")).startswith("mgcp-call/")
             and str(h["call"]).endswith("/" + call_id)]
+
+
+# --- capture ---------------------------------------------------------------------------------
+
+class Capture:
+    """tshark writing one lab segment's traffic (UDP) to a file, run on the
+    segment's bridge in the switch namespace: every frame on that wire, from
+    either gateway node or any host."""
+
+    def __init__(self, switch_ns: str, bridge: str, path: Path) -> None:
+        self.path = path
+        self.switch_ns, self.bridge = switch_ns, bridge
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.path.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(ns_cmd(self.switch_ns, "tshark", "-q", "-n", "-i", self.bridge,
+                                            "-f", "udp", "-w", str(self.path)),
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+        # tshark writes the file's header once it captures; then it is live.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.path.exists() and self.path.stat().st_size > 0:
+                time.sleep(0.2)
+                return
+            if self.proc.poll() is not None:
+                raise LabError(f"tshark on {self.bridge}: {self.proc.stderr.read().decode()[-300:]}")
+            time.sleep(0.05)
+        self.stop()
+        raise LabError(f"tshark on {self.bridge} did not start capturing")
+
+    def stop(self) -> None:
+        p = self.proc
+        if p is None or p.poll() is not None:
+            return
+        time.sleep(0.3)          # the last frames reach the file
+        os.killpg(p.pid, signal.SIGINT)
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(3)
+
+    def count(self, display_filter: str) -> int:
+        out = run(["tshark", "-n", "-r", str(self.path), "-Y", display_filter, "-T", "fields",
+                   "-e", "frame.number"], timeout=60).stdout
+        return len(out.split())
+
+    def private_leaks(self, addresses: list[str]) -> dict[str, int]:
+        """Frames naming each address in a header or anywhere in the bytes
+        (MGCP and SDP are text)."""
+        return {a: self.count(f'ip.addr == {a} || frame contains "{a}"') for a in addresses}
+
+
+# --- who is who in a configuration -------------------------------------------------------------
+
+# Subscribers' IADs made on a gateway subnet that the address book names only
+# as a subnet (manual ch. 3 "Media Gateway in Subscribers' Homes": host
+# numbers in SubscriberSubNet 2.2.2.0/24).
+IAD_HOSTS = (101, 102)
+
+
+@dataclass(frozen=True, slots=True)
+class CallParties:
+    ca: Leg
+    mgw: Leg
+    far: Leg
+    crosses: bool           # media between mgw and far crosses the gateway
+    notes: tuple[str, ...] = ()
+
+
+def _policy_hosts(plan, config, service: str):
+    """(source, destination) address book entries of permit policies for
+    ``service``; a MIP destination stands for its host."""
+    mips = {str(m.ip): str(m.host) for i in config.interfaces.values() for m in i.mips}
+    for pol in config.policies:
+        if pol.action != "permit" or pol.service.lower() != service:
+            continue
+
+        def entry(ref, zone):
+            if ref.kind == "mip":
+                return ("host", mips.get(ref.value))
+            if ref.kind != "name":
+                return (None, None)
+            e = config.addresses.get((zone, ref.value))
+            if e is None:
+                return (None, None)
+            return ("host", str(e.ip.ip)) if e.is_host else ("subnet", e.ip.network)
+        yield entry(pol.src, pol.from_zone), entry(pol.dst, pol.to_zone)
+
+
+def choose_parties(state, config) -> CallParties:
+    """The call a configuration is written for (manual ch. 3 "Examples"):
+    the call agent is the destination of the MGCP-CA policies (gateways send
+    to it), the media gateway the first MGCP-UA destination of a policy from
+    the call agent, the far end another gateway host; when the gateways are
+    only a subnet, two IADs are made on it (and media between them does not
+    cross the gateway)."""
+    plan = state.get_plan()
+    hosts = {str(h.address.ip): h for h in plan.hosts}
+    cas = [d[1] for _s, d in _policy_hosts(plan, config, "mgcp-ca") if d[0] == "host" and d[1] in hosts]
+    if not cas:
+        raise LabError("no call agent: no permit policy to a host with service MGCP-CA")
+    ca = hosts[cas[0]]
+    controlled: list[str] = []
+    others: list[str] = []
+    subnets = []
+    for (sk, sv), (dk, dv) in _policy_hosts(plan, config, "mgcp-ua"):
+        if dk == "host" and dv in hosts and dv != cas[0]:
+            # Gateways the call agent itself controls first, in policy order.
+            (controlled if sv == cas[0] else others).append(dv)
+        elif dk == "subnet" and dv not in subnets:
+            subnets.append(dv)
+    gw_hosts = list(dict.fromkeys(controlled + others))
+    notes: list[str] = []
+    if len(gw_hosts) >= 2:
+        mgw, far = hosts[gw_hosts[0]], hosts[gw_hosts[1]]
+        return CallParties(Leg(ca.netns, str(ca.address.ip)), Leg(mgw.netns, str(mgw.address.ip)),
+                           Leg(far.netns, str(far.address.ip)), True)
+    if not subnets:
+        raise LabError("no media gateways: no MGCP-UA policy to a host or subnet")
+    net = subnets[0]
+    seg = next((s for s in plan.segments if s.gateway_ip is not None and net.overlaps(s.network)), None)
+    if seg is None:
+        raise LabError(f"no lab segment holds the gateways' subnet {net}")
+    legs = []
+    for n in IAD_HOSTS:
+        ip = net.network_address + n
+        ns = add_host(state.lab, f"iad{n}", f"{ip}/{seg.network.prefixlen}", seg.bridge,
+                      str(seg.gateway_ip.ip), Path(state.state_dir) if state.state_dir else None)
+        legs.append(Leg(ns, str(ip)))
+    notes.append(f"the media gateways are the subnet {net}: IADs {legs[0].ip} and {legs[1].ip} "
+                 f"made on {seg.label}; media between them stays on that segment and does not "
+                 f"cross the gateway (only signalling does)")
+    return CallParties(Leg(ca.netns, str(ca.address.ip)), legs[0], legs[1], False, tuple(notes))
+
+
+def translated_toward(config, host: str, peer: str) -> str | None:
+    """The source NAT the configuration gives ``host``'s MGCP toward ``peer``
+    (a MIP's reverse mapping or a policy's ``nat src``), or None."""
+    from gateway.policy import Engine, Flow
+
+    eng = Engine(config)
+    where = eng.route(IPv4Address(host))
+    if where is None:
+        return None
+    d = eng.decide(Flow(where[0], IPv4Address(host), IPv4Address(peer), "udp", GW_PORT, GW_PORT))
+    return str(d.nat.src) if d.action == "permit" and d.nat.src is not None else None
+
+
+@dataclass
+class CallReport:
+    """What :func:`run_call` saw, stage by stage."""
+
+    lab: str
+    parties: dict
+    notes: list[str]
+    steps: list[dict] = field(default_factory=list)
+    pinholes: int = 0                     # MGCP pinholes of the call on the active node
+    far_public: str | None = None         # the far end's public pair, when NAT gives it one
+    rtp: dict | None = None
+    failover: dict | None = None
+    pinholes_after_failover: int | None = None
+    rtp_after_failover: dict | None = None
+    rtp_after_mdcx: dict | None = None
+    pinholes_after_delete: int | None = None
+    rtp_after_delete: dict | None = None
+    media_through_gateway: int = 0        # media packets the active datapath passed (fast paths)
+    capture_segment: str | None = None
+    private: list[str] = field(default_factory=list)
+    leaks: dict = field(default_factory=dict)
+    mgcp_frames: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        if self.error is not None:
+            return False
+        rtp_ok = all(r is None or (r["local_received"] >= 0.8 * r["far_sent"]
+                                   and r["far_received"] >= 0.8 * r["local_sent"])
+                     for r in (self.rtp, self.rtp_after_failover, self.rtp_after_mdcx))
+        blocked = self.rtp_after_delete is None or (self.rtp_after_delete["local_received"] == 0
+                                                    and self.rtp_after_delete["far_received"] == 0)
+        return (rtp_ok and blocked and self.pinholes > 0 and self.pinholes_after_delete == 0
+                and not any(self.leaks.values()))
+
+
+def _paths(state) -> int:
+    from ops.lab import gateway_starter
+    out = 0
+    for st in gateway_starter.node_status(state).values():
+        paths = (st.get("datapath") or {}).get("paths") or {}
+        out += int(paths.get("fast-pinhole", 0)) + int(paths.get("fast-session", 0))
+    return out
+
+
+def run_call(lab: str, *, failover: str | None = None, call_id: str | None = None,
+             packets: int = 20, workdir: Path | None = None, capture: bool = True) -> CallReport:
+    """One MGCP call through a running gatewayd lab (``gwctl lab up`` of a
+    chapter 3 example): the parties :func:`choose_parties` names; AUEP, CRCX
+    without SDP, CRCX with SDP, MDCX with the far end's descriptor; RTP both
+    ways; the call's pinholes on the active node's control socket; then,
+    with ``failover`` ("graceful" or "crash"), the pair fails over, RTP must
+    resume and an MDCX moving the far end's port must succeed on the new
+    active; DLCX of both connections; the pinholes must be gone and, where
+    media crosses the gateway, RTP must no longer pass. With ``capture`` the
+    media gateway's segment is captured (tshark) and searched for the
+    addresses NAT hides from it."""
+    from gateway.config import load_file
+    from ops.lab import gateway_starter
+
+    state = labns.load_state(lab)
+    if state is None or state.plan is None or not state.complete:
+        raise LabError(f"no lab {lab!r} is up (gwctl lab up EXAMPLE --name {lab})")
+    if state.starter != gateway_starter.NAME:
+        raise LabError(f"lab {lab} runs {state.starter}, not the gatewayd pair")
+    config = load_file(state.config)
+    plan = state.get_plan()
+    parties = choose_parties(state, config)
+    workdir = workdir or labns.lab_files(lab, Path(state.state_dir) if state.state_dir else None) / "mgcp"
+    call_id = call_id or f"{random.getrandbits(32):08X}"
+    rep = CallReport(lab, {k: asdict(getattr(parties, k)) for k in ("ca", "mgw", "far")},
+                     list(parties.notes))
+    private = [h for h in (parties.ca.ip, parties.far.ip)
+               if translated_toward(config, h, parties.mgw.ip) is not None]
+    cap = None
+    if capture and private:
+        seg = next(s for s in plan.segments if IPv4Address(parties.mgw.ip) in s.network)
+        cap = Capture(plan.switch, seg.bridge, workdir / f"{seg.bridge}-{call_id}.pcap")
+        rep.capture_segment, rep.private = f"{seg.label} ({seg.bridge})", private
+        workdir.mkdir(parents=True, exist_ok=True)
+        cap.start()
+    media0 = _paths(state)
+    call = LabCall(parties.ca, parties.mgw, parties.far, workdir, call_id=call_id)
+    try:
+        with call:
+            call.audit()
+            call.create()
+            holes = mgcp_pinholes(node_pinholes(state), call_id)
+            rep.pinholes = len(holes)
+            pub = [h["dst"] for h in holes if h.get("to") == f"{parties.far.ip}:{call.far_port}"]
+            rep.far_public = pub[0] if pub else None
+            rep.rtp = asdict(call.rtp(packets))
+            if failover:
+                res = gateway_starter.failover(state, crash=failover == "crash")
+                rep.failover = asdict(res)
+                state = labns.load_state(lab)
+                rep.pinholes_after_failover = len(mgcp_pinholes(node_pinholes(state), call_id))
+                rep.rtp_after_failover = asdict(call.rtp(packets))
+                call.modify(call.far_port + 2)
+                holes = mgcp_pinholes(node_pinholes(state), call_id)
+                pub = [h["dst"] for h in holes if h.get("to") == f"{parties.far.ip}:{call.far_port}"]
+                rep.far_public = pub[0] if pub else None
+                rep.rtp_after_mdcx = asdict(call.rtp(packets))
+            # A restarted node's counters start again: only a gain counts.
+            rep.media_through_gateway = max(0, _paths(state) - media0)
+            call.delete()
+            rep.pinholes_after_delete = len(mgcp_pinholes(node_pinholes(state), call_id))
+            if parties.crosses:
+                target = rep.far_public or f"{parties.far.ip}:{call.far_port}"
+                ip, _, port = target.rpartition(":")
+                rep.rtp_after_delete = asdict(call.probe((ip, int(port))))
+    except (LabError, OSError, RuntimeError, ConnectionError) as exc:
+        rep.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        rep.steps = [asdict(s) for s in call.steps]
+        if cap is not None:
+            cap.stop()
+            rep.leaks = cap.private_leaks(private)
+            rep.mgcp_frames = cap.count("mgcp")
+    return rep
