@@ -130,7 +130,7 @@ def _report(args, r, nodes) -> bool:
             drops = st.get("drops") or {}
             _say(f"  node {role}: {st.get('role')} epoch {st.get('epoch')}, "
                  f"SIP forwarded {st.get('counters', {}).get('sip_forwarded')}, "
-                 f"calls open {st.get('calls')}, pinholes {st.get('pinholes')}"
+                 f"calls still held {st.get('calls')} (5 s BYE teardown), pinholes {st.get('pinholes')}"
                  + (", drops " + ", ".join(f"{k}: {v}" for k, v in drops.items()) if drops else ""))
         else:
             _say(f"  node {role}: not reachable")
