@@ -45,6 +45,21 @@ def register(sub) -> None:
     call.add_argument("--json", action="store_true", help="print one JSON object")
     call.set_defaults(func=run_call)
 
+    mg = lab_sub.add_parser("mgcp-call", help="an MGCP call agent drives osmo-mgw through the pair",
+                            description="In a gatewayd lab of a chapter 3 example: a call agent "
+                                        "(the address book's, from the MGCP-CA policies) controls "
+                                        "osmo-mgw on a media gateway host: AUEP, CRCX without and "
+                                        "with SDP, MDCX with the far end's SDP, RTP both ways, the "
+                                        "pinholes on the active node, DLCX. --failover fails the "
+                                        "pair over in the middle (RTP must resume, MDCX succeed).")
+    mg.add_argument("--failover", choices=("graceful", "crash"),
+                    help="fail over in the middle of the call (crash: SIGKILL of the active)")
+    mg.add_argument("--packets", type=int, default=20, help="RTP packets each way per check")
+    mg.add_argument("--no-capture", action="store_true",
+                    help="do not capture the media gateway's segment with tshark")
+    mg.add_argument("--json", action="store_true", help="print one JSON object")
+    mg.set_defaults(func=run_mgcp_call)
+
     st = lab_sub.add_parser("status", help="namespaces and which gateway holds the addresses")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=run_status)
@@ -68,7 +83,7 @@ def register(sub) -> None:
 
     dn = lab_sub.add_parser("down", help="remove the lab (also after a crash)")
     dn.set_defaults(func=run_down)
-    for action in (up, call, st, tk, fo, dn):
+    for action in (up, call, mg, st, tk, fo, dn):
         action.add_argument("--name", default=DEFAULT_LAB,
                             help=f"lab name, prefix of its namespaces (default {DEFAULT_LAB})")
 
@@ -183,6 +198,53 @@ def run_call(args) -> int:
         if result.errors:
             print("  SIPp errors:\n" + result.errors)
     return 0 if ok else 1
+
+
+def run_mgcp_call(args) -> int:
+    from ops.lab import mgcp, netns
+
+    why = netns.available()
+    if why:
+        return _fail(why)
+    _lab(args)
+    try:
+        rep = mgcp.run_call(args.name, failover=args.failover, packets=args.packets,
+                            capture=not args.no_capture)
+    except netns.LabError as exc:
+        return _fail(str(exc))
+    if args.json:
+        print(json.dumps(rep.__dict__ | {"ok": rep.ok}))
+        return 0 if rep.ok else 1
+    p = rep.parties
+    print(f"call agent {p['ca']['ip']} -> osmo-mgw on {p['mgw']['ip']}, far RTP end {p['far']['ip']}")
+    for n in rep.notes:
+        print(f"  note: {n}")
+    for s in rep.steps:
+        print(f"  {s['name']}: {s['code']}" + (f" ({s['tries']} sends)" if s["tries"] > 1 else ""))
+    print(f"  pinholes of the call on the active node: {rep.pinholes}"
+          + (f"; far end's public pair {rep.far_public}" if rep.far_public else ""))
+
+    def rtp(label, r):
+        if r is not None:
+            print(f"  RTP {label}: far->mgw {r['local_received']}/{r['far_sent']}, "
+                  f"mgw->far {r['far_received']}/{r['local_sent']}")
+    rtp("in the call", rep.rtp)
+    if rep.failover:
+        fo = rep.failover
+        print(f"  failover ({'SIGKILL' if fo['crash'] else 'graceful'}) {fo['from_role']} -> "
+              f"{fo['to_role']} in {fo['seconds'] * 1000:.0f} ms; pinholes there: "
+              f"{rep.pinholes_after_failover}")
+        rtp("after failover", rep.rtp_after_failover)
+        rtp("after MDCX on the new active", rep.rtp_after_mdcx)
+    print(f"  pinholes after DLCX: {rep.pinholes_after_delete}")
+    rtp("after DLCX (must be 0)", rep.rtp_after_delete)
+    if rep.capture_segment:
+        print(f"  capture on {rep.capture_segment}: {rep.mgcp_frames} MGCP frames; private "
+              f"addresses seen: {rep.leaks}")
+    if rep.error:
+        print(f"  error: {rep.error}")
+    print("ok" if rep.ok else "FAILED")
+    return 0 if rep.ok else 1
 
 
 def run_status(args) -> int:
