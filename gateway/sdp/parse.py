@@ -99,7 +99,8 @@ def _connection(body: bytes, vs: int, ve: int, base: int) -> Connection:
     # exactly one space (RFC 4566 5), a trailing space is tolerated.
     m = _F_CONN(body, vs, ve)
     if m is not None:
-        (a_start, a_end), (o_start, o_end) = m.regs[1:3]
+        a_start, a_end = m.span(1)
+        o_start, o_end = m.span(2)
         return _mk_conn(_mk_span(base + a_start, base + a_end, body[a_start:a_end].decode("latin-1")), "IP4",
                         224 <= int(body[o_start:o_end]) <= 239, None, None)
     value = body[vs:ve]

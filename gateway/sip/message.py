@@ -308,11 +308,15 @@ def _fast_elem(text: str, s: int, e: int, field: str, hi: int, addresses: list):
     m = _F_NAME_ADDR(text, s, e)
     if m is None:
         return None
-    r = m.regs
-    if r[1][0] >= 0:
-        (us, ue), (hs, he), (ps, pe) = r[1], r[2], r[3]
+    span = m.span  # (not m.regs: that builds a pair for every group)
+    us, ue = span(1)
+    if us >= 0:
+        hs, he = span(2)
+        ps, pe = span(3)
     else:
-        (us, ue), (hs, he), (ps, pe) = r[4], r[5], r[6]
+        us, ue = span(4)
+        hs, he = span(5)
+        ps, pe = span(6)
     if _IPV4_MATCH(text, hs, he) is not None:
         host = _mk_span(hs, he, text[hs:he])
         port = _mk_span(ps, pe, text[ps:pe]) if ps >= 0 else None
@@ -322,7 +326,8 @@ def _fast_elem(text: str, s: int, e: int, field: str, hi: int, addresses: list):
         port = _mk_span(ps, pe, text[ps:pe]) if ps >= 0 else None
     else:
         host = port = None  # not needed
-    return us, ue, host, port, r[7][0], r[7][1]
+    qs, qe = span(7)
+    return us, ue, host, port, qs, qe
 
 
 def _fast_param(text: str, s: int, e: int, want: str, valued: bool = False):
@@ -343,7 +348,9 @@ def _fast_via(text: str, s: int, e: int, hi: int, addresses: list):
     m = _F_VIA(text, s, e)
     if m is None:
         return None
-    (hs, he), (ps, pe), (qs, qe) = m.regs[1:4]
+    hs, he = m.span(1)
+    ps, pe = m.span(2)
+    qs, qe = m.span(3)
     host_ref = None
     if _IPV4_MATCH(text, hs, he) is not None:
         host_ref = _mk_span(hs, he, text[hs:he])
@@ -418,8 +425,10 @@ def _parse(data: bytes, fast: bool) -> SipMessage:
     if m is not None:
         is_request = True
         status_code = reason = None
-        (ms, me), (us, ue), (hs, he), (ps, pe) = m.regs[1:5]
-        method = text[ms:me]
+        method = m.group(1)
+        us, ue = m.span(2)
+        hs, he = m.span(3)
+        ps, pe = m.span(4)
         request_uri = _mk_span(us, ue, text[us:ue])
         if _IPV4_MATCH(text, hs, he) is not None:
             addresses.append(_mk_ref("request-uri", _mk_span(hs, he, text[hs:he]),
@@ -471,10 +480,18 @@ def _parse(data: bytes, fast: bool) -> SipMessage:
     names = _LINE_NAMES
     for item in todo:
         if fast:
-            gi = item.lastindex
-            name = names[gi]
-            vs, ve = item.regs[gi]
-            if text[ve - 1] in " \t":
+            name = names[item.lastindex]
+            # The value runs from the end of the match to the LF ending the
+            # line, folds included, less the CR before that LF and any LWS
+            # at its end (as HEADER_LINE_RE and _header_lines delimit it).
+            vs = item.end()
+            ve = text.find("\n", vs)
+            if folded:
+                while text[ve + 1:ve + 2] in _TRAILING:
+                    ve = text.find("\n", ve + 1)
+            if text[ve - 1] == "\r":
+                ve -= 1
+            if ve > vs and text[ve - 1] in " \t":
                 ve = vs + len(text[vs:ve].rstrip(_WS))
             # The line's index: the LFs before it, less the folds.
             ns = item.start() + 1
@@ -520,13 +537,15 @@ def _parse(data: bytes, fast: bool) -> SipMessage:
                 to_tag = tag
         elif name == "call-id":
             value = text[vs:ve]
-            call_id = unfold(value)
+            # Without whitespace there is no fold to unfold.
+            call_id = value if _HAS_WS_RE.search(value) is None else unfold(value)
             if not call_id or _HAS_WS_RE.search(call_id):
                 raise _err("malformed Call-ID")
             at = value.rfind("@")
             cm = _CALLID_HOST_RE.match(value, at) if at >= 0 else None
             if cm is not None and _IPV4_MATCH(cm.group(1)) is not None:
-                (hs, he), (ps, pe) = cm.regs[1:3]
+                hs, he = cm.span(1)
+                ps, pe = cm.span(2)
                 port = None
                 if ps >= 0:
                     port = _mk_span(vs + ps, vs + pe, value[ps:pe])
@@ -541,8 +560,21 @@ def _parse(data: bytes, fast: bool) -> SipMessage:
                 raise _err("CSeq number out of range")
             cseq = (int(num), cm.group(2))
         elif name == "contact" or name == "route" or name == "record-route":
-            if fast and _fast_uri_list(text, vs, ve, name, hi, addresses, contacts):
-                continue
+            if fast:
+                if name == "contact" and text.find(",", vs, ve) < 0:
+                    # The usual single Contact, inline.
+                    got = _fast_elem(text, vs, ve, name, hi, addresses)
+                    if got is not None:
+                        us, ue, host, port, qs, qe = got
+                        cexp = None
+                        if qe > qs:
+                            pvalue = _fast_param(text, qs, qe, "expires", True)
+                            if pvalue is not None:
+                                cexp = _opt_seconds(pvalue)
+                        contacts.append(_mk_contact(_mk_span(us, ue, text[us:ue]), host, port, cexp, False))
+                        continue
+                elif _fast_uri_list(text, vs, ve, name, hi, addresses, contacts):
+                    continue
             _uri_list(text[vs:ve], vs, name, hi, addresses, contacts)
         elif name == "content-length":
             if _DIGITS_RE.match(text, vs, ve) is None:
@@ -738,16 +770,17 @@ def _any_case(word: str) -> str:
 
 # The header lines parse_message reads, by any of their names in any case
 # (character classes rather than IGNORECASE: the scan stays a plain search for
-# LF). Each canonical name has its own alternative whose one group is the
-# value as HEADER_LINE_RE delimits it (LWS after it not trimmed), so that
-# ``lastindex`` says which header matched: _LINE_NAMES[lastindex].
+# LF), up to the start of the value. Each canonical name has its own
+# alternative ending in an empty group, so that ``lastindex`` says which header
+# matched: _LINE_NAMES[lastindex]. (Capturing the value in the pattern costs a
+# step per character; a find for the line's LF is cheaper.)
 _LINE_NAMES = [""]
 _alternatives = []
 for _canonical in sorted(_INTERESTING):
     _spellings = [n for n in list(COMPACT_FORMS) + [_canonical] if canonical_name(n) == _canonical]
     _alternatives.append(
         "(?:" + "|".join(_any_case(n) for n in sorted(_spellings, key=len, reverse=True)) + ")"
-        + r"[ \t]*:(?:[ \t]|\r?\n[ \t])*((?:[^ \t\r\n][^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)?)")
+        + r"[ \t]*:(?:[ \t]|\r?\n[ \t])*()")
     _LINE_NAMES.append(_canonical)
 _INTERESTING_LINE_RE = re.compile(r"\n(?:" + "|".join(_alternatives) + ")")
 # Header names as usually written, to their canonical names (a shortcut; any
