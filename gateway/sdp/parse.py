@@ -21,8 +21,12 @@ _RTCP_RE = re.compile(rb"rtcp:([0-9]{1,5})(?:[ \t]+(\S+)[ \t]+(\S+)[ \t]+(\S+))?
 _IPV4_RE = re.compile(rb"([0-9]{1,3})\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\Z")
 _BAD_LINE_RE = re.compile(rb"^(?![a-z]=|\r?$)", re.M)
 _LONE_CR_RE = re.compile(rb"\r(?!\n)")
-_LINES_RE = re.compile(
-    rb"^(?:([ocm])=([^\r\n]*)|a=(rtcp:[^\r\n]*|sendrecv|sendonly|recvonly|inactive)[ \t]*)\r?$", re.M)
+# A line start (after a LF) that is not "<type>=" nor an empty line; and the
+# lines the parser reads (o=, c=, m=, a=rtcp and the directions). Each match
+# starts at the LF before its line.
+_BAD_LF_RE = re.compile(rb"\n(?![a-z]=|\r?(?:\n|\Z))")
+_LF_LINES_RE = re.compile(
+    rb"\n(?:([ocm])=([^\r\n]*)|a=(rtcp:[^\r\n]*|sendrecv|sendonly|recvonly|inactive)[ \t]*)\r?(?=\n|\Z)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,13 +146,23 @@ def parse_sdp(body: bytes, base: int = 0) -> SessionDescription:
         body = bytes(body)
     # Every line is "<type>=<value>" (RFC 4566 5) or empty; a CR not ending a
     # line would hide a line from a CRLF-or-LF reader, so it is refused.
-    bad = _BAD_LINE_RE.search(body)
-    if bad is not None:
+    # (The scans look for LF rather than use "^" with re.M, which tries
+    # every position: the first line is checked on its own, and the lines
+    # are read from a copy of the body with a LF in front, its positions one
+    # more than the body's -- hence ``base - 1`` below.)
+    bad = _BAD_LINE_RE.match(body)
+    if bad is None:
+        bad = _BAD_LF_RE.search(body)
+        if bad is not None:
+            raise _bad("line (not <type>=<value>)", base + bad.start() + 1)
+    else:
         raise _bad("line (not <type>=<value>)", base + bad.start())
     # A lone CR is one not counted as part of a CRLF (two counts in C; the
     # search only to say where).
     if body.count(b"\r") != body.count(b"\r\n"):
         raise _bad("line (lone CR)", base + _LONE_CR_RE.search(body).start())
+    body = b"\n" + body
+    base -= 1
     origin = None
     session_conn = None
     session_dir = "sendrecv"
@@ -156,7 +170,7 @@ def parse_sdp(body: bytes, base: int = 0) -> SessionDescription:
     sections: list[list] = []
     cur = None
     # Only the lines NAT and pinholes need: o=, c=, m=, a=rtcp and directions.
-    for lm in _LINES_RE.finditer(body):
+    for lm in _LF_LINES_RE.finditer(body):
         t = lm.group(1)
         if t is None:
             value = lm.group(3)
@@ -209,5 +223,8 @@ def parse_sdp(body: bytes, base: int = 0) -> SessionDescription:
             if len(fields) != 6 or not fields[5]:
                 raise _bad("o= line", base + vs)
             origin = _span(body, end - len(fields[5]), end, base)
-    media = tuple([_mk_media(*sec[:10], sec[10] or session_dir, session_conn) for sec in sections])
+    media = tuple([_mk_media(kind, port, port_span, count, proto, fmts, conn, rtcp_port, rtcp_span,
+                             rtcp_addr, direction or session_dir, session_conn)
+                   for (kind, port, port_span, count, proto, fmts, conn, rtcp_port, rtcp_span,
+                        rtcp_addr, direction) in sections])
     return _mk_sd(origin, session_conn, media, session_dir)
