@@ -41,6 +41,7 @@ _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:")
 # (RFC 3261 7.3.1: only list-valued fields may repeat; RFC 4475 3.3.8/3.3.9).
 _SINGLE = ("from", "to", "call-id", "cseq", "content-length", "content-type")
 _REQUIRED = ("via", "from", "to", "call-id", "cseq")  # RFC 3261 8.1.1
+_REQUIRED_SET = frozenset(_REQUIRED)
 
 
 class Header(NamedTuple):
@@ -522,7 +523,13 @@ def _parse(data: bytes, fast: bool) -> SipMessage:
         elif name == "from" or name == "to":
             got = _fast_elem(text, vs, ve, name, hi, addresses) if fast else None
             if got is not None:
-                tag = _fast_param(text, got[4], got[5], "tag") if got[5] > got[4] else None
+                qs, qe = got[4], got[5]
+                if qe == qs:
+                    tag = None
+                elif text.startswith(";tag=", qs) and text.find(";", qs + 1, qe) < 0:
+                    tag = text[qs + 5:qe]  # the usual lone tag
+                else:
+                    tag = _fast_param(text, qs, qe, "tag")
             else:
                 value = text[vs:ve]
                 us, ue, params, _ = _name_addr(value, name)
@@ -592,9 +599,10 @@ def _parse(data: bytes, fast: bool) -> SipMessage:
             if session_expires is None:
                 session_expires = _opt_seconds(text[vs:ve].split(";", 1)[0])
 
-    for req in _REQUIRED:
-        if req not in seen:
-            raise _err(f"missing {req} header (RFC 3261 8.1.1)")
+    if not _REQUIRED_SET <= seen.keys():
+        for req in _REQUIRED:
+            if req not in seen:
+                raise _err(f"missing {req} header (RFC 3261 8.1.1)")
     assert cseq is not None and call_id is not None
     if is_request:
         # RFC 3261 8.1.1.5: the CSeq method matches the request's
