@@ -2,9 +2,10 @@
 
 For each message (INVITE with SDP, 200 OK with SDP, ACK, BYE): parse, then
 rewrite the private address of Via / Contact / SDP o= c= and the m= ports
-(Content-Length fixed by rewrite_message). A baseline measured in the same run
--- ``bytes.split(b"\\r\\n")`` over the same message -- is printed beside it, so
-that the ratio says something on a noisy, shared machine.
+(Content-Length fixed by rewrite_message); and the parse alone. A baseline
+measured in the same run -- ``bytes.split(b"\\r\\n")`` over the same message --
+is printed beside each, so that the ratios say something on a noisy, shared
+machine.
 
 Run: .venv/bin/python bench/bench_sip_parse.py [seconds-per-case]"""
 
@@ -85,12 +86,15 @@ def main(argv: list[str]) -> int:
     # Sanity: the rewritten INVITE parses back with a true Content-Length.
     out = parse_message(parse_and_rewrite(CASES["INVITE+SDP"]))
     assert out.content_length == len(out.body) and out.sdp.session_conn.addr.text == PUBLIC
-    print(f"{'message':<12} {'parse+rewrite/s':>16} {'split/s':>12} {'ratio':>8} {'us/msg':>8}")
+    print(f"{'message':<12} {'parse+rewrite/s':>16} {'split/s':>12} {'ratio':>8} {'us/msg':>8} "
+          f"{'parse/s':>10} {'ratio':>8} {'us':>6}")
     worst = None
     for name, data in CASES.items():
         r = rate(parse_and_rewrite, data, seconds)
         b = rate(baseline, data, seconds / 4)
-        print(f"{name:<12} {r:>16,.0f} {b:>12,.0f} {r / b:>8.4f} {1e6 / r:>8.1f}")
+        p = rate(parse_message, data, seconds / 2)
+        print(f"{name:<12} {r:>16,.0f} {b:>12,.0f} {r / b:>8.4f} {1e6 / r:>8.1f} "
+              f"{p:>10,.0f} {p / b:>8.4f} {1e6 / p:>6.1f}")
         if name == "INVITE+SDP":
             worst = r
     target = 50_000
