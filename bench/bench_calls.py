@@ -4,13 +4,14 @@ routing and the Linux kernel's own SIP helper, same topology, same run.
     sudo .venv/bin/python bench/bench_calls.py [--example NAME] [--seconds 3] [--hold-ms 500]
 
 Three gateways in turn, each in a fresh namespace lab built from one example
-(outgoing calls from the trust host to the untrust host, suggest_call):
+(the call the configuration is written for, suggest_call):
 
 * ``plain``: Linux forwarding only (no NAT; the untrust host routes back to the
   private address through the gateway namespace);
-* ``kernel``: nf_conntrack_sip + nf_nat_sip with masquerade on the untrust leg,
-  the helper assigned explicitly (an nft ``ct helper`` rule: since Linux 4.7
-  helpers are not assigned by port automatically);
+* ``kernel``: nf_conntrack_sip + nf_nat_sip with the same NAT (static DNAT/SNAT
+  for a MIP, masquerade on the callee's leg otherwise), the helper assigned
+  explicitly (an nft ``ct helper`` rule: since Linux 4.7 helpers are not
+  assigned by port automatically);
 * ``gatewayd``: the active/standby pair, sync replication to the standby.
 
 For each, a ladder of call rates (each step ``--seconds`` worth of calls, each
@@ -36,19 +37,31 @@ from ops.lab import gateway_starter as gs  # noqa: E402
 from ops.lab import netns, sipp  # noqa: E402
 from ops.lab.plan import Plan, build_plan, suggest_call  # noqa: E402
 
-DEFAULT_EXAMPLE = "ch2-incoming-call-interface-dip"
-LADDER = (10, 20, 40, 60, 80, 120, 160, 240, 320, 480, 640)
+# Incoming calls to a MIP: each call's media gets its own public pair. (With
+# interface NAT, concurrent calls from one private host to one media address
+# meet the datapath's destination-only pinhole match; see ARCHITECTURE.md.)
+DEFAULT_EXAMPLE = "ch2-incoming-call-with-mip"
+LADDER = (10, 20, 40, 80, 160, 320, 640, 960, 1280, 1920)
 LAB = "bc0"
 
 
-def kernel_helper_rules(plan: Plan, nat_leg: str) -> str:
+def kernel_helper_rules(plan: Plan, nat_leg: str, dial: str, callee: str) -> str:
+    """The kernel's SIP helper with the same NAT: a call to a MIP is a static
+    DNAT to the host (and the host's own traffic leaves as the MIP); a call
+    to the callee's own address leaves masqueraded."""
+    if dial != callee:
+        nat = (f" chain natpre {{ type nat hook prerouting priority -100; policy accept;\n"
+               f"   ip daddr {dial} dnat to {callee}; }}\n"
+               f" chain post {{ type nat hook postrouting priority 100; policy accept;\n"
+               f"   ip saddr {callee} snat to {dial}; }}\n")
+    else:
+        nat = (f" chain post {{ type nat hook postrouting priority 100; policy accept;\n"
+               f"   oifname \"{nat_leg}\" masquerade; }}\n")
     return (f"table ip voipbench {{\n"
             f" ct helper sip5060 {{ type \"sip\" protocol udp; }}\n"
-            f" chain pre {{ type filter hook prerouting priority 0; policy accept;\n"
+            f" chain pre {{ type filter hook prerouting priority -300; policy accept;\n"
             f"   udp dport {sipp.SIP_PORT} ct helper set \"sip5060\"; }}\n"
-            f" chain post {{ type nat hook postrouting priority 100; policy accept;\n"
-            f"   oifname \"{nat_leg}\" masquerade; }}\n"
-            f"}}\n")
+            + nat + "}\n")
 
 
 def start_kernel_helper(plan: Plan, state: netns.LabState) -> None:
@@ -58,7 +71,7 @@ def start_kernel_helper(plan: Plan, state: netns.LabState) -> None:
     call = suggest_call(plan, load_file(state.config) if state.config else None)
     leg = next(p.ifname for p in plan.gateway("gw-a").legs if p.segment == call.callee.port.segment)
     netns.run(netns.ns_cmd(plan.gateway("gw-a").netns, "nft", "-f", "-"),
-              input=kernel_helper_rules(plan, leg))
+              input=kernel_helper_rules(plan, leg, str(call.dial), str(call.callee.address.ip)))
 
 
 netns.register_gateway_starter("kernel-sip-helper", start_kernel_helper)
@@ -89,6 +102,9 @@ def measure(example: Path, starter: str, seconds: float, hold_ms: int, max_rate:
     cfg = load_file(example)
     plan = build_plan(cfg, lab=LAB)
     call = suggest_call(plan, cfg)
+    # Plain routing translates nothing: the caller reaches the callee at its
+    # own address (a MIP exists only where something answers for it).
+    dial = call.callee.address.ip if starter == "plain-routing" else call.dial
     best = 0.0
     steps = []
     try:
@@ -97,7 +113,7 @@ def measure(example: Path, starter: str, seconds: float, hold_ms: int, max_rate:
             if rate > max_rate:
                 break
             calls = max(3, int(rate * seconds))
-            r = sipp.run_calls(call.caller, call.callee, dial=call.dial, calls=calls, rate=rate,
+            r = sipp.run_calls(call.caller, call.callee, dial=dial, calls=calls, rate=rate,
                                duration_ms=hold_ms, per_call_media_port=True,
                                timeout=calls / rate + hold_ms / 1000 + 20)
             ok = step_ok(r, calls)
