@@ -136,7 +136,10 @@ class SipMessage:
         use: parse_message has checked every line already."""
         cached = self._lines[0]
         if cached is None:
-            cached = self._lines[0] = _header_lines(self.raw.decode("latin-1"), *self._section)
+            cached = _header_lines(self.raw.decode("latin-1"), *self._section)
+            if cached is None:  # pragma: no cover - parse_message checked the same section
+                raise RemoteProtocolError("malformed header line")
+            self._lines[0] = cached
         return cached
 
 
