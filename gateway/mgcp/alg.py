@@ -37,6 +37,7 @@ from gateway.mgcp.state import EMPTY, Call, MgcpState, Pinhole, Txn, apply, repl
 from gateway.mgcp.transitions import CA, GW, command_rule, response_actions, response_kind
 from gateway.ports import MEDIA_PORT_HIGH, MEDIA_PORT_LOW, allocate_pair
 from gateway.span import Edit, apply_edits
+from gateway.alg_result import Result, Timer
 
 DEFAULT_SETTINGS = MgcpSettings()
 # RFC 3435 3.5.3: the call agent listens on 2727, the gateway on 2427; a
@@ -81,32 +82,6 @@ class MgcpContext:
         if self.role == GW:
             return str(self.src[0])
         return str(self.nat_dst[0] if self.nat_dst is not None else self.dst[0])
-
-
-@dataclass(frozen=True, slots=True)
-class Timer:
-    """Call :func:`on_timer` with ``key`` at ``deadline`` (None: cancel)."""
-
-    key: str
-    deadline: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    state: MgcpState
-    verdict: str                        # "forward" | "drop"
-    reason: str = ""
-    data: bytes = b""
-    edits: tuple[Edit, ...] = ()
-    pinholes_open: tuple[Pinhole, ...] = ()
-    pinholes_close: tuple[str, ...] = ()
-    timers: tuple[Timer, ...] = ()
-    events: tuple[Event, ...] = ()
-    logs: tuple[str, ...] = ()
-    # Where the message must go when it is not addressed there already: a
-    # response goes "to the source address of the command" (ch. 3 "Response
-    # Codes"), as the responder saw it. None: where it is addressed.
-    route_to: tuple[str, int] | None = None
 
 
 class _Drop(Exception):
@@ -514,7 +489,6 @@ class _Message:
                 raise _Drop(f"{STATEFUL}: DLCX for unknown connection {conn_id} of gateway {self.gw}")
             run.delete_connection(self.gw, owner, conn_id, reason)
             return
-        ep = msg.endpoint
         if call_id is not None:
             call = run.st.calls.get((self.gw, call_id))
             if call is None:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from gateway.errors import RemoteProtocolError
-from gateway.sdp.construct import frozen_constructor
+from gateway.construct import frozen_constructor
 from gateway.span import Span
 
 _PORT_RE = re.compile(rb"([0-9]{1,5})(?:/([0-9]{1,5}))?\Z")
@@ -70,7 +70,7 @@ class SessionDescription:
         return media_destination(media)
 
 
-# Hot-path constructors (same classes; see gateway.sdp.construct).
+# Hot-path constructors (same classes; see gateway.construct).
 _mk_span = frozen_constructor(Span)
 _mk_conn = frozen_constructor(Connection)
 _mk_media = frozen_constructor(Media)

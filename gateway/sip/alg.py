@@ -30,6 +30,7 @@ from gateway.sip.portmap import allocate_pair, allocate_port
 from gateway.sip.state import EMPTY, Call, Pinhole, SipState, apply
 from gateway.sip.transitions import lookup, request_trigger, response_trigger
 from gateway.span import Edit
+from gateway.alg_result import Result, Timer
 
 # "the ALG delays call teardown for five seconds to allow time for
 # transmission of the 200 OK" (Call Termination, Call Cancellation).
@@ -64,29 +65,6 @@ class SipContext:
     ingress: str = ""
     egress: str = ""
     transport: str = "udp"
-
-
-@dataclass(frozen=True, slots=True)
-class Timer:
-    """Call :func:`on_timer` with ``key`` at ``deadline`` (None: cancel)."""
-
-    key: str
-    deadline: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    state: SipState
-    verdict: str                        # "forward" | "drop"
-    reason: str = ""
-    data: bytes = b""
-    edits: tuple[Edit, ...] = ()
-    pinholes_open: tuple[Pinhole, ...] = ()
-    pinholes_close: tuple[str, ...] = ()
-    timers: tuple[Timer, ...] = ()
-    events: tuple[Event, ...] = ()
-    logs: tuple[str, ...] = ()
-    route_to: tuple[str, int] | None = None
 
 
 class _Drop(Exception):
@@ -642,7 +620,7 @@ class _Message:
         self.do_stateless()
 
     def do_registered(self) -> None:
-        ctx, msg = self.ctx, self.msg
+        msg = self.msg
         if self.msg_direction(None) != "inbound":
             return self.do_stateless()
         st = self.run.st

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from gateway.errors import RemoteProtocolError
-from gateway.sdp.construct import frozen_constructor
+from gateway.construct import frozen_constructor
 from gateway.sdp.parse import SessionDescription, parse_sdp
 from gateway.sip.headers import (
     COMPACT_FORMS, HEADER_LINE_RE, HEADER_LINES_RE, NOT_LISTS, QUOTED_RE, TOKEN, TOKEN_RE,
@@ -264,7 +264,7 @@ def _host_refs(field: str, uri: str, base: int, hi: int | None, what: str,
 
 
 # Hot-path constructors (same classes, slots set directly; see
-# gateway.sdp.construct).
+# gateway.construct).
 _mk_span = frozen_constructor(Span)
 _mk_ref = frozen_constructor(AddressRef)
 _mk_contact = frozen_constructor(Contact)

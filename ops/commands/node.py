@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 from ops.control_client import call
 
@@ -102,7 +101,6 @@ def run_status(args) -> int:
 
 
 def run_failover(args) -> int:
-    t0 = time.monotonic()
     res = _call(args, "failover", {"timeout": args.timeout})
 
     def human(r):

@@ -1,0 +1,43 @@
+"""What every ALG's pure step returns (SIP: gateway/sip/alg.py, MGCP:
+gateway/mgcp/alg.py), so the node handles them with one code path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.events import Event
+from gateway.span import Edit
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """Call the ALG's ``on_timer`` with ``key`` at ``deadline`` (None: cancel)."""
+
+    key: str
+    deadline: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The outcome of one message, timer or media report.
+
+    ``state`` is the new state: exactly the fold of ``events`` into the old
+    one. ``verdict`` is "forward" or "drop" (with a one-line ``reason``);
+    ``data`` the bytes to send (rewritten by ``edits``, or the input);
+    ``pinholes_open``/``pinholes_close`` what the datapath must change;
+    ``timers`` the deadlines to (re)arm; ``logs`` lines for the operator;
+    ``route_to`` where the message must go when it is not addressed there
+    already (SIP Incoming DIP table; an MGCP response to its command's source)."""
+
+    state: Any
+    verdict: str
+    reason: str = ""
+    data: bytes = b""
+    edits: tuple[Edit, ...] = ()
+    pinholes_open: tuple = ()
+    pinholes_close: tuple[str, ...] = ()
+    timers: tuple[Timer, ...] = ()
+    events: tuple[Event, ...] = ()
+    logs: tuple[str, ...] = ()
+    route_to: tuple[str, int] | None = None
