@@ -63,20 +63,36 @@ STANDBY_DROP = "standby: not forwarding"
 RULE_COMMENT = "voip-alg-q{queue}"
 
 
-def _sysctl_path(name: str) -> str:
-    return "/proc/sys/" + name.replace(".", "/")
+PROC_SYS = "/proc/sys"
 
 
-def read_sysctl(name: str) -> str | None:
+def sysctl_path(*parts: str, root: str = PROC_SYS) -> str:
+    """The /proc/sys file of a setting given by its components, e.g.
+    ``("net", "ipv4", "conf", "eth0.100", "rp_filter")``. Not the dotted
+    ``sysctl`` name: an interface name may itself hold dots (VLAN devices
+    such as ``eth0.100``, ``loopback.1``), and replacing every dot by a slash
+    would split it into two path components."""
+    for part in parts:
+        if not part or "/" in part or part in (".", ".."):
+            raise ValueError(f"bad sysctl path component {part!r}")
+    return "/".join((root, *parts))
+
+
+def conf_path(ifname: str, setting: str, root: str = PROC_SYS) -> str:
+    """``net/ipv4/conf/<ifname>/<setting>`` (``ifname`` may be ``all``)."""
+    return sysctl_path("net", "ipv4", "conf", ifname, setting, root=root)
+
+
+def read_sysctl(path: str) -> str | None:
     try:
-        with open(_sysctl_path(name)) as f:
+        with open(path) as f:
             return f.read().strip()
     except OSError:
         return None
 
 
-def write_sysctl(name: str, value: str) -> None:
-    with open(_sysctl_path(name), "w") as f:
+def write_sysctl(path: str, value: str) -> None:
+    with open(path, "w") as f:
         f.write(value)
 
 
@@ -126,7 +142,8 @@ class NfqueueWorker:
                  on_expired: Callable[[list], None] | None = None,
                  on_alarm: Callable[[str], None] | None = None,
                  housekeeping_interval: float = 0.2, install: bool = True,
-                 clock: Callable[[], float] = time.time, lock=None) -> None:
+                 clock: Callable[[], float] = time.time, lock=None,
+                 proc_sys: str = PROC_SYS) -> None:
         self.queue_num = queue_num
         self.linux_ifaces = dict(linux_ifaces)
         self.datapath = datapath
@@ -140,6 +157,7 @@ class NfqueueWorker:
         self.on_alarm = on_alarm
         self.housekeeping_interval = housekeeping_interval
         self.install = install
+        self.proc_sys = proc_sys          # tests point this at a scratch tree
         self.clock = clock
         # Shared with whoever else calls into the datapath (the node's lock).
         self.lock = lock if lock is not None else threading.RLock()
@@ -198,21 +216,39 @@ class NfqueueWorker:
         return subprocess.run(["iptables", "-w", "5", "-t", "raw", *args],
                               capture_output=True, text=True)
 
-    def _set_sysctl(self, name: str, value: str) -> None:
-        old = read_sysctl(name)
+    def _set_sysctl(self, path: str, value: str) -> None:
+        old = read_sysctl(path)
         if old is None:
-            raise OSError(f"sysctl {name} not found")
+            raise OSError(f"sysctl {path} not found")
         if old != value:
-            self._saved_sysctls.setdefault(name, old)
-            write_sysctl(name, value)
+            self._saved_sysctls.setdefault(path, old)
+            write_sysctl(path, value)
+
+    def sysctl_settings(self) -> list[tuple[str, str]]:
+        """(/proc/sys path, value) of every setting the worker needs."""
+        root = self.proc_sys
+        out = [(sysctl_path("net", "ipv4", "ip_forward", root=root), "1"),
+               # rp_filter is the maximum of "all" and the interface's value.
+               (conf_path("all", "rp_filter", root), "0")]
+        for ifname in self.linux_ifaces:
+            out.append((conf_path(ifname, "accept_local", root), "1"))
+            out.append((conf_path(ifname, "rp_filter", root), "0"))
+        return out
+
+    def install_sysctls(self) -> None:
+        for path, value in self.sysctl_settings():
+            self._set_sysctl(path, value)
+
+    def restore_sysctls(self) -> None:
+        for path, old in reversed(list(self._saved_sysctls.items())):
+            try:
+                write_sysctl(path, old)
+            except OSError as e:
+                log.warning("could not restore %s=%s: %s", path, old, e)
+        self._saved_sysctls.clear()
 
     def install_kernel_state(self) -> None:
-        self._set_sysctl("net.ipv4.ip_forward", "1")
-        # rp_filter is the maximum of "all" and the interface's value.
-        self._set_sysctl("net.ipv4.conf.all.rp_filter", "0")
-        for ifname in self.linux_ifaces:
-            self._set_sysctl(f"net.ipv4.conf.{ifname}.accept_local", "1")
-            self._set_sysctl(f"net.ipv4.conf.{ifname}.rp_filter", "0")
+        self.install_sysctls()
         for spec in self.rule_specs():
             r = self._iptables("-I", *spec)
             if r.returncode != 0:
@@ -226,12 +262,7 @@ class NfqueueWorker:
                 if self._iptables("-D", *spec).returncode != 0:
                     break
         self._rules.clear()
-        for name, old in reversed(list(self._saved_sysctls.items())):
-            try:
-                write_sysctl(name, old)
-            except OSError as e:
-                log.warning("could not restore %s=%s: %s", name, old, e)
-        self._saved_sysctls.clear()
+        self.restore_sysctls()
 
     # -- life cycle ---------------------------------------------------------------
 
