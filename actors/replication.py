@@ -293,13 +293,18 @@ class Replicator:
                 self._send_dealer(dealer, self._hb(now))
                 next_hb = now + self.hb_interval
             wake_at = next_hb
+            # Silence is judged only with nothing from the peer waiting on our
+            # sockets: this thread may itself have been busy (storing and
+            # folding a large batch, rejoining) for longer than the detection
+            # time while the peer's heartbeats queued up. Counting that as the
+            # peer's silence made a loaded standby promote itself (two actives).
             if self.role == "standby":
                 # Only a standby acts on heartbeat loss (gateway.ha ignores it otherwise).
-                if now - self._active_seen > loss:
+                if now - self._active_seen > loss and not _waiting(dealer, router):
                     self._active_seen = now          # one trigger per detection period
                     self._trigger("heartbeat_lost")
                 wake_at = min(wake_at, self._active_seen + loss + 0.001)
-            elif self.role == "active" and self.sender.peers:
+            elif self.role == "active" and self.sender.peers and not _waiting(router):
                 gone = self.sender.expire(now - loss)
                 for p in gone:
                     log.warning("replication: standby %s silent for %.0f ms; replicating to nobody",
@@ -505,3 +510,8 @@ class Replicator:
         except Exception:
             log.exception("replication: folding %d records failed", len(records))
         self._send_dealer(dealer, Ack(self.journal.head, self.epoch))
+
+
+def _waiting(*sockets) -> bool:
+    """Whether a message is ready on any of ``sockets`` (no wait)."""
+    return any(sock.poll(0) for sock in sockets)
