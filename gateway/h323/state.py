@@ -1,0 +1,204 @@
+"""The H.323 ALG's state and :func:`apply`, the fold of its events.
+
+Mappings are ``immutables.Map`` (shared structure, O(log n) updates) as in
+the MGCP ALG; :func:`apply` never mutates its argument."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from immutables import Map
+
+from gateway.h323 import events as ev
+
+_EMPTY: Map = Map()
+
+
+@dataclass(frozen=True, slots=True)
+class RasTxn:
+    requester: str
+    seq: int
+    kind: str
+    expires_at: float
+    binding: tuple = ()
+    call: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    public: tuple
+    private: tuple
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Pinhole:
+    """An opening for ``transport`` packets to ``dst``, translated to ``to``
+    (None: unchanged). RTP and RTCP of one logical channel share a group."""
+
+    id: str
+    call: str
+    kind: str
+    transport: str
+    dst: tuple
+    to: tuple | None
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    key: str
+    conn: str
+    call_reference: int
+    started_at: float
+    phase: str
+    signalling_deadline: float
+    max_deadline: float
+    pinholes: Map = _EMPTY          # id -> Pinhole
+    media: Map = _EMPTY             # group -> media deadline
+    ports: Map = _EMPTY             # public (ip, port) -> private (ip, port)
+    h245: tuple = ()
+
+    def next_deadline(self) -> float:
+        d = min(self.signalling_deadline, self.max_deadline)
+        for m in self.media.values():
+            d = min(d, m)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class H323State:
+    calls: Map = _EMPTY             # key -> Call
+    call_refs: Map = _EMPTY         # (conn, call reference) -> key
+    h245_index: Map = _EMPTY        # (ip, port) of an H.245 listener -> key
+    ras: Map = _EMPTY               # (requester, seq) -> RasTxn
+    registrations: Map = _EMPTY     # public (ip, port) -> Registration
+    ports_in_use: Map = _EMPTY      # public (IPv4 ip str, port) -> call key
+
+    def next_deadline(self, key: str) -> float | None:
+        kind, _, rest = key.partition("/")
+        if kind == "h323-call":
+            c = self.calls.get(rest)
+            return c.next_deadline() if c else None
+        if kind == "h323-ras":
+            requester, _, seq = rest.rpartition("/")
+            t = self.ras.get((requester, int(seq))) if seq.isdigit() else None
+            return t.expires_at if t else None
+        if kind == "h323-reg":
+            ip, _, port = rest.rpartition(":")
+            r = self.registrations.get((ip, int(port))) if port.isdigit() else None
+            return r.expires_at if r else None
+        return None
+
+
+EMPTY = H323State()
+
+
+def _call(s: H323State, c: Call, **more) -> H323State:
+    return replace(s, calls=s.calls.set(c.key, c), **more)
+
+
+def _ras_requested(s, e):
+    return replace(s, ras=s.ras.set((e.requester, e.seq), RasTxn(e.requester, e.seq, e.kind, e.expires_at, e.binding, e.call)))
+
+
+def _ras_ended(s, e):
+    return replace(s, ras=s.ras.delete((e.requester, e.seq)))
+
+
+def _registered(s, e):
+    return replace(s, registrations=s.registrations.set(tuple(e.public), Registration(tuple(e.public), tuple(e.private), e.expires_at)))
+
+
+def _unregistered(s, e):
+    return replace(s, registrations=s.registrations.delete(tuple(e.public)))
+
+
+def _call_started(s, e):
+    old = s.calls.get(e.key)
+    if old is not None:
+        # admitted by ACF before its Setup: the Setup's connection joins it
+        c = replace(old, conn=e.conn, call_reference=e.call_reference,
+                    signalling_deadline=e.signalling_deadline)
+        return _call(s, c, call_refs=s.call_refs.set((e.conn, e.call_reference), e.key))
+    c = Call(e.key, e.conn, e.call_reference, e.at, "setup", e.signalling_deadline, e.max_deadline)
+    return _call(s, c, call_refs=s.call_refs.set((e.conn, e.call_reference), e.key))
+
+
+def _call_progressed(s, e):
+    c = s.calls[e.key]
+    return _call(s, replace(c, phase=e.phase, signalling_deadline=e.signalling_deadline))
+
+
+def _port_mapped(s, e):
+    c = s.calls[e.key]
+    pub = tuple(e.public)
+    return _call(s, replace(c, ports=c.ports.set(pub, tuple(e.private))),
+                 ports_in_use=s.ports_in_use.set(pub, e.key))
+
+
+def _h245_bound(s, e):
+    c = s.calls[e.key]
+    idx = s.h245_index
+    for a in e.addresses:
+        idx = idx.set(tuple(a), e.key)
+    return _call(s, replace(c, h245=c.h245 + tuple(tuple(a) for a in e.addresses)), h245_index=idx)
+
+
+def _pinhole_opened(s, e):
+    c = s.calls[e.key]
+    p = Pinhole(e.pinhole, e.key, e.kind, e.transport, tuple(e.dst), tuple(e.to) if e.to else None, e.group)
+    media = c.media.set(e.group, e.media_deadline) if e.media_deadline is not None else c.media
+    return _call(s, replace(c, pinholes=c.pinholes.set(e.pinhole, p), media=media))
+
+
+def _pinhole_closed(s, e):
+    c = s.calls[e.key]
+    p = c.pinholes[e.pinhole]
+    pins = c.pinholes.delete(e.pinhole)
+    media = c.media
+    if p.group in media and not any(q.group == p.group for q in pins.values()):
+        media = media.delete(p.group)
+    return _call(s, replace(c, pinholes=pins, media=media))
+
+
+def _media_seen(s, e):
+    c = s.calls[e.key]
+    return _call(s, replace(c, media=c.media.set(e.group, e.media_deadline)))
+
+
+def _call_ended(s, e):
+    c = s.calls[e.key]
+    refs = s.call_refs
+    if refs.get((c.conn, c.call_reference)) == c.key:
+        refs = refs.delete((c.conn, c.call_reference))
+    idx = s.h245_index
+    for a in c.h245:
+        if idx.get(a) == c.key:
+            idx = idx.delete(a)
+    used = s.ports_in_use
+    for pub in c.ports:
+        if used.get(pub) == c.key:
+            used = used.delete(pub)
+    return replace(s, calls=s.calls.delete(c.key), call_refs=refs, h245_index=idx, ports_in_use=used)
+
+
+_HANDLERS = {
+    ev.RasRequested: _ras_requested, ev.RasEnded: _ras_ended, ev.Registered: _registered,
+    ev.Unregistered: _unregistered, ev.CallStarted: _call_started, ev.CallProgressed: _call_progressed,
+    ev.PortMapped: _port_mapped, ev.H245Bound: _h245_bound, ev.PinholeOpened: _pinhole_opened,
+    ev.PinholeClosed: _pinhole_closed, ev.MediaSeen: _media_seen, ev.CallEnded: _call_ended,
+}
+
+
+def apply(state: H323State, event) -> H323State:
+    handler = _HANDLERS.get(type(event))
+    if handler is None:
+        raise TypeError(f"not an H.323 ALG event: {type(event).__name__}")
+    return handler(state, event)
+
+
+def fold(events, state: H323State = EMPTY) -> H323State:
+    for e in events:
+        state = apply(state, e)
+    return state
