@@ -282,3 +282,35 @@ def test_call_signal_fuzz_mutations(streams, data):
         except RemoteProtocolError:
             continue
         _check_located(msg.addresses, raw)
+
+
+def _faststart_setup(streams):
+    """The corpus Setup with the corpus OpenLogicalChannel twice in
+    fastStart (the capture has none); built with pycrate's encoder."""
+    m = _setup_frame(streams)
+    uu_at = m.index(b"\x7e", 4)
+    value = per.decode(per.USER_INFORMATION, m[uu_at + 4:], "setup")
+    olc_msg = next(x for s in streams.values() for n, x in s["msgs"] if n == 38)
+    olc = per.decode(per.H245_MESSAGE, olc_msg[4:], "olc")[1][1]
+    per.OPEN_LOGICAL_CHANNEL.set_val(olc)
+    item = per.OPEN_LOGICAL_CHANNEL.to_aper()
+    value["h323-uu-pdu"]["h323-message-body"][1]["fastStart"] = [item, item]
+    per.USER_INFORMATION.set_val(value)
+    pdu = per.USER_INFORMATION.to_aper()
+    q = m[4:uu_at] + b"\x7e" + (len(pdu) + 1).to_bytes(2, "big") + b"\x05" + pdu
+    return b"\x03\x00" + (len(q) + 4).to_bytes(2, "big") + q
+
+
+def test_faststart_addresses(streams):
+    msg_bytes = _faststart_setup(streams)
+    msg = parse_call_signal(msg_bytes)
+    _check_located(msg.addresses, msg_bytes)
+    fs = [a for a in msg.addresses if "fastStart" in a.path]
+    assert [(a.field, a.span.text) for a in fs] == [("mediaControlChannel", "10.1.3.143:5001")] * 2
+    assert len(msg.nested) == 2
+    start = msg_bytes.index(b"\x7e", 4) + 4
+    offs = per.structure_offsets(per.USER_INFORMATION, msg_bytes[start:], "uuie")
+    assert [start + o for o in offs] == [a.span.start for a in msg.addresses]
+    out = apply_edits(msg_bytes, [address_edit(a, "1.1.1.5", a.port) for a in fs])
+    assert len(out) == len(msg_bytes)
+    assert [a.span.text for a in parse_call_signal(out).addresses if "fastStart" in a.path] == ["1.1.1.5:5001"] * 2
