@@ -725,3 +725,42 @@ Contact: <sip:ph1@{PH1}:5060>
     (b,) = [b for b in the_call(r3.state).bindings if b.private_ip == "5.5.5.4"]
     assert (b.private_port, b.owned) == (5062, True) and target == f"<sip:ph4@{ALG}:{b.public_port}>"
     assert any(p.to == ("5.5.5.4", 5062) for p in r3.pinholes_open)
+
+
+# --- state a remote peer can make grow ---------------------------------------------
+
+def _info_from_outside(i: int, contact: str) -> bytes:
+    return sip(f"INFO sip:ph1@{ALG}:1234 SIP/2.0", f"""
+Via: SIP/2.0/UDP {PH2}:5060;branch=z9hG4bKi{i}
+From: <sip:ph2@{PH2}>;tag=b
+To: <sip:ph1@{ALG}>;tag=a
+Call-ID: a1234@{ALG}
+CSeq: {10 + i} INFO
+Contact: {contact}
+""")
+
+
+def test_public_contact_pinhole_follows_the_remote_target_and_does_not_accumulate():
+    # A dialog has one remote target, the latest Contact the peer sent
+    # (RFC 3261 §12.2.1.2 target refresh). Before, every in-dialog message
+    # from outside with a new Contact (or a list of them) added a signalling
+    # pinhole without lifetime that lived as long as the call: a peer could
+    # grow the pinhole table without bound.
+    results = [established()]
+    inside = SipContext("inbound", (PH2, 5060), (ALG, 1234))
+    for i in range(20):
+        contact = f"<sip:x@9.9.{i}.1:{6000 + i}>, <sip:y@9.8.{i}.1:7000>, <sip:z@9.7.{i}.1>"
+        r = step(results[-1].state, inside, _info_from_outside(i, contact), 110.0 + i)
+        assert r.verdict == "forward"
+        results.append(r)
+    outward = [p.dst for p in the_call(results[-1].state).pinholes
+               if p.kind == "signalling" and p.direction == "outbound"]
+    assert outward == [("9.9.19.1", 6019)]
+    last = results[-1]
+    assert [p.dst for p in last.pinholes_open if p.kind == "signalling"] == [("9.9.19.1", 6019)]
+    assert len(last.pinholes_close) == 1
+    # A message without a Contact leaves the target as it is.
+    r = step(last.state, inside, _info_from_outside(99, "<sip:x@9.9.19.1:6019>").replace(
+        b"Contact: <sip:x@9.9.19.1:6019>\r\n", b""), 140.0)
+    assert r.verdict == "forward" and not r.pinholes_open and not r.pinholes_close
+    assert_replays(*results, r)

@@ -517,19 +517,30 @@ class _Message:
     def contact_pinholes(self, call: Call) -> None:
         # The public party's Contact is where the private side sends its
         # next requests: open a Via/Contact pinhole toward it (Figure 9).
-        if not self.msg.contacts:
+        # A dialog has one remote target, the latest Contact of a request or
+        # a 1xx/2xx (RFC 3261 §12.1, §12.2.1.2 target refresh), so the call
+        # holds one such pinhole and a new target replaces the old one;
+        # the Contacts of a 3xx-6xx are alternatives, not a target. Opening
+        # one per Contact ever seen let a peer grow the table without bound.
+        msg = self.msg
+        if not msg.is_request and (msg.status_code or 0) >= 300:
             return
-        for c in self.msg.contacts:
-            if c.host is None:
-                continue
-            port = int(c.port.text) if c.port is not None and c.port.text.isdigit() else nat.SIP_PORT
-            dst = (c.host.text, port)
-            if dst[0] == call.alg_ip:
-                continue
-            if any(p.kind == "signalling" and p.dst == dst for p in self.call.pinholes):
-                continue
-            self.open_pinhole(self.call, "", "signalling", "outbound", dst, None, None, None,
-                              proto=self.ctx.transport)
+        target = next((c for c in msg.contacts if c.host is not None and not c.star), None)
+        if target is None:
+            return
+        port = (int(target.port.text) if target.port is not None and target.port.text.isdigit()
+                else nat.SIP_PORT)
+        dst = (target.host.text, port)
+        if dst[0] == call.alg_ip:
+            return
+        holes = [p for p in self.call.pinholes
+                 if p.kind == "signalling" and p.direction == "outbound"]
+        if any(p.dst == dst for p in holes):
+            return
+        for p in holes:
+            self.run.close_pinhole(self.call, p.id, "remote target changed")
+        self.open_pinhole(self.call, "", "signalling", "outbound", dst, None, None, None,
+                          proto=self.ctx.transport)
 
     def stateless_mapper(self):
         """Translation with the packet's own NAT only (messages of no call):
