@@ -689,6 +689,25 @@ def test_protect_deny_off_by_default_and_dst_ip_only():
     assert dict(r4.state.protect) == {(PH1, PH2): 105.1}
 
 
+def test_protect_deny_only_from_answers_to_an_invite_the_alg_saw():
+    # "monitor INVITE requests and proxy server replies to them": a 3xx-5xx
+    # that answers no INVITE the ALG passed is no such reply. Before, a stray
+    # (or forged, UDP) 503 with "CSeq: 1 INVITE" put its destination and
+    # source in the table, so anyone could make the device drop a phone's
+    # INVITEs to its proxy, again and again.
+    settings = SipSettings(protect_deny=True)
+    stray = step(EMPTY, IN, response(503, "Service Unavailable", call="nosuch"), 100.0, settings)
+    assert stray.verdict == "forward" and len(stray.state.protect) == 0
+    assert step(stray.state, OUT, invite(), 100.5, settings).verdict == "forward"
+    # Within a call, only an answer to one of its INVITE transactions counts.
+    r1 = step(EMPTY, OUT, invite(), 100.0, settings)
+    other_branch = step(r1.state, IN, response(486, "Busy Here", branch="z9hG4bKforged"), 100.1,
+                        settings)
+    assert len(other_branch.state.protect) == 0
+    real = step(r1.state, IN, response(486, "Busy Here"), 100.1, settings)
+    assert dict(real.state.protect) == {(PH1, PH2): 103.1}
+
+
 def test_unknown_method_passes_untouched():
     msg = sip(f"FROBNICATE sip:x@{PH2} SIP/2.0", f"""
 Via: SIP/2.0/UDP {PH2}:5060;branch=z9hG4bKz

@@ -309,16 +309,18 @@ class _Message:
         code = self.msg.status_code or 0
         if not s.protect_deny or not 300 <= code < 600:
             return
-        src = proxy = None
+        # Only a reply to an INVITE the ALG passed ("monitor INVITE requests
+        # and proxy server replies to them", SIP Attack Protection): the
+        # request's own transaction names its source and the proxy. A
+        # response matching none (stray, or forged: it is UDP) would let
+        # anyone block a phone's INVITEs to its proxy.
         call = self.call
+        txn = None
         if call is not None and self.msg.via_branch is not None:
             txn = call.txn(self.msg.via_branch, self.msg.cseq[0], "INVITE")
-            if txn is not None:
-                src, proxy = txn.src_ip, txn.dst_ip
-        if src is None:
-            # The answer travels back from the proxy to the INVITE's source.
-            proxy = self.src_ip
-            src = str(self.ctx.nat_dst[0]) if self.ctx.nat_dst else self.dst_ip
+        if txn is None:
+            return
+        src, proxy = txn.src_ip, txn.dst_ip
         if s.protect_deny_dst is not None and proxy != str(s.protect_deny_dst.ip):
             return
         self.run.emit(ev.ProtectDenyAdded(src, proxy, self.now + s.protect_deny_timeout))
