@@ -341,6 +341,41 @@ CSeq: 3 REGISTER
     assert_replays(r1, r2, r3, r4, r5, r6)
 
 
+def test_a_registration_port_a_call_still_uses_is_not_released_with_the_registration():
+    # ph1 registers contact :5070 (not its source port: the ALG gives it a
+    # port of its own), then calls with that Contact: the call's binding
+    # borrows the registration's port. Before, the registration expiring
+    # mid-call released the port while the call's binding and inbound
+    # pinhole still translated it to ph1, and the next registration got the
+    # same public port for another phone.
+    r1 = step(EMPTY, REG_OUT, register(f"{PH1}:5070", 3600), 1000.0)
+    (reg,) = r1.state.registrations.values()
+    assert reg.owned
+    port = reg.public_port
+    r2 = step(r1.state, REG_IN, register_ok(f"{ALG}:{port}", 60), 1000.1)
+    call_invite = invite().replace(f"Contact: <sip:ph1@{PH1}:5060>".encode(),
+                                   f"Contact: <sip:ph1@{PH1}:5070>".encode())
+    r3 = step(r2.state, OUT, call_invite, 1001.0)
+    assert any((b.private_port, b.public_port) == (5070, port) for b in the_call(r3.state).bindings)
+    held = (IPv4Address(ALG), port)
+    r4 = on_timer(r3.state, ev.reg_stream(ALG, port), 1060.1)
+    assert len(r4.state.registrations) == 0
+    assert held in r4.state.ports_in_use
+    other = SipContext("outbound", ("5.5.5.9", 1234), (PH2, 5060), nat_src=(ALG, 5556))
+    r5 = step(r4.state, other, register("5.5.5.9:5070", 3600, src_host="5.5.5.9"), 1100.0)
+    assert port not in {r.public_port for r in r5.state.registrations.values()}
+    # The call ending releases it, once; so does the reverse order.
+    (call,) = r4.state.calls.values()
+    ended = on_timer(r4.state, call.stream, call.max_deadline)
+    assert len(ended.state.calls) == 0 and not ended.state.ports_in_use
+    call_first = on_timer(r3.state, call.stream, call.max_deadline)
+    assert held in call_first.state.ports_in_use
+    reg_after = on_timer(call_first.state, ev.reg_stream(ALG, port), call.max_deadline + 1)
+    assert not reg_after.state.ports_in_use
+    assert_replays(r1, r2, r3, r4, ended)
+    assert_replays(r1, r2, r3, call_first, reg_after)
+
+
 def test_incoming_invite_via_incoming_dip_table():
     _, r2 = registered()
     inv = sip(f"INVITE sip:ph1@{ALG}:5555 SIP/2.0", f"""

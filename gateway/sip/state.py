@@ -187,6 +187,11 @@ class SipState:
     # public (ALG) ports held by media pairs, ALG-allocated signalling
     # bindings and registrations: the input of port allocation.
     ports: PortMap = EMPTY_PORTS
+    # (public ip, port) of an ALG-allocated registration port -> number of
+    # call bindings using it (a call of a registered contact shares its
+    # port): the port is released when the last of them and the
+    # registration are gone, not with whichever goes first.
+    borrowed: Map = _EMPTY_MAP
 
     @property
     def ports_in_use(self) -> frozenset[tuple[IPv4Address, int]]:
@@ -334,7 +339,13 @@ def _binding_added(s: SipState, e: ev.BindingAdded) -> SipState:
     c = s.calls[e.key]
     b = Binding(e.private_ip, e.private_port, e.public_ip, e.public_port, e.owned)
     used = portmap.hold(s.ports, e.public_ip, e.public_port) if e.owned else s.ports
-    return _with_call(s, _evolve(c, bindings=c.bindings + (b,)), ports=used)
+    borrowed = s.borrowed
+    if not e.owned:
+        pub = (e.public_ip, e.public_port)
+        reg = s.registrations.get(pub)
+        if reg is not None and reg.owned:
+            borrowed = borrowed.set(pub, borrowed.get(pub, 0) + 1)
+    return _with_call(s, _evolve(c, bindings=c.bindings + (b,)), ports=used, borrowed=borrowed)
 
 
 def _call_answered(s: SipState, e: ev.CallAnswered) -> SipState:
@@ -419,8 +430,20 @@ def _call_ended(s: SipState, e: ev.CallEnded) -> SipState:
     for g in c.groups:
         if g.public_ip is not None and g.public_port is not None:
             used = portmap.release(used, g.public_ip, g.public_port, g.public_port + 1)
+    borrowed = s.borrowed
     for b in c.bindings:
         if b.owned:
+            used = portmap.release(used, b.public_ip, b.public_port)
+            continue
+        pub = (b.public_ip, b.public_port)
+        n = borrowed.get(pub)
+        if n is None:
+            continue
+        if n > 1:
+            borrowed = borrowed.set(pub, n - 1)
+            continue
+        borrowed = borrowed.delete(pub)
+        if pub not in s.registrations:
             used = portmap.release(used, b.public_ip, b.public_port)
     # Only this call's own entries point at its key: the two Call-ID forms
     # it was started with, and its live groups (a group leaves the index
@@ -433,7 +456,8 @@ def _call_ended(s: SipState, e: ev.CallEnded) -> SipState:
     for g in c.groups:
         if gi.get(g.group) == e.key:
             gi = gi.delete(g.group)
-    return _evolve_state(s, calls=s.calls.delete(e.key), call_index=index, group_index=gi, ports=used)
+    return _evolve_state(s, calls=s.calls.delete(e.key), call_index=index, group_index=gi, ports=used,
+                         borrowed=borrowed)
 
 
 def _unindex(s: SipState, r: Registration) -> tuple[Map, Map]:
@@ -467,7 +491,9 @@ def _registration_removed(s: SipState, e: ev.RegistrationRemoved) -> SipState:
     if r is None:
         return s
     by_private, by_call = _unindex(s, r)
-    used = portmap.release(s.ports, r.public_ip, r.public_port) if r.owned else s.ports
+    used = s.ports
+    if r.owned and pub not in s.borrowed:
+        used = portmap.release(used, r.public_ip, r.public_port)
     return _evolve_state(s, registrations=s.registrations.delete(pub), reg_by_private=by_private,
                    reg_by_call=by_call, reg_since=s.reg_since.delete(pub), ports=used)
 
