@@ -131,7 +131,8 @@ class NfqueueWorker:
     packets are dropped). ``forwarding()``: False on a standby or during a
     handover: every packet is dropped. ``on_activity(batch)``,
     ``on_expired(items)``, ``on_alarm(text)``: housekeeping results, called on
-    the worker thread every ``housekeeping_interval`` seconds. ``lock``: the
+    the worker thread every ``housekeeping_interval`` seconds (``on_activity``
+    at every one, with an empty batch when no media was seen). ``lock``: the
     lock guarding the datapath, when others share it (default: the worker's own)."""
 
     def __init__(self, queue_num: int, linux_ifaces: dict[str, str], datapath: Datapath, *,
@@ -366,7 +367,9 @@ class NfqueueWorker:
                 self._safe(self.on_alarm, a)
         if expired and self.on_expired:
             self._safe(self.on_expired, expired)
-        if activity:
+        if self.on_activity is not None:
+            # Also when empty: a receiver that holds back reports of steady
+            # media (Node.coalesce_media) passes them on once a channel is quiet.
             self._safe(self.on_activity, activity)
 
     @staticmethod

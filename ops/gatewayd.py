@@ -133,7 +133,7 @@ def run_node(args) -> int:
     addresses.release()
     node = Node(settings.node, cfg, settings.journal, datapath=datapath,
                 replicator_factory=make_replicator if settings.ha else None,
-                addresses=addresses)
+                addresses=addresses, media_refresh=Node.media_refresh_for(cfg))
 
     linux_to_cfg = {linux: name for name, linux in settings.interfaces.items()}
     # The worker does the datapath's housekeeping (expiry, media activity to

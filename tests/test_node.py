@@ -128,3 +128,37 @@ def test_failover_without_standby_keeps_the_active_role(lone):
     node, _ = lone
     res = node.failover(timeout=1.0)
     assert res["ok"] is False and node.status()["role"] == "active" and node.forwarding
+
+
+def test_steady_media_is_reported_once_per_refresh_and_its_last_time_when_quiet(tmp_path):
+    node = Node("gw-a", CFG, str(tmp_path / "j"), fsync=False, timer_thread=False, media_refresh=10.0)
+    try:
+        c = node.coalesce_media
+        # First traffic and every pinhole use pass at once.
+        assert c([("g1", "p1", 100.0), ("g2", None, 100.1)]) == [("g1", "p1", 100.0), ("g2", None, 100.1)]
+        # Steady traffic within the refresh interval is held back ...
+        assert c([("g1", None, 100.2), ("g2", None, 100.3)]) == []
+        assert c([("g1", "p2", 100.4), ("g2", None, 105.0)]) == [("g1", "p2", 100.4)]
+        # ... and passed again a refresh interval after the last report.
+        assert c([("g1", None, 110.5), ("g2", None, 110.2)]) == [("g1", None, 110.5), ("g2", None, 110.2)]
+        assert c([("g1", None, 110.7)]) == []
+        # g1 falls quiet: its held-back last time goes to the ALG (exact deadline).
+        assert c([]) == [("g1", None, 110.7)]
+        assert c([]) == []
+        # A quiet channel's next packet is reported at once.
+        assert c([("g1", None, 111.0)]) == [("g1", None, 111.0)]
+    finally:
+        node.stop()
+
+
+def test_without_a_refresh_every_media_report_passes(lone):
+    node, _clock = lone
+    batch = [("g1", None, 1.0), ("g1", None, 1.1)]
+    assert node.media_refresh == 0 and node.coalesce_media(batch) == batch
+
+
+def test_media_refresh_is_a_quarter_of_the_shortest_inactivity_timeout():
+    assert Node.media_refresh_for(CFG) == 30.0                       # 120 s defaults, capped
+    short = Config(zones={}, interfaces={}, addresses={}, policies=(), routes=(),
+                   sip=SipSettings(media_inactivity_timeout=8))
+    assert Node.media_refresh_for(short) == 2.0
