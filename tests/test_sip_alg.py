@@ -376,6 +376,25 @@ def test_a_registration_port_a_call_still_uses_is_not_released_with_the_registra
     assert_replays(r1, r2, r3, call_first, reg_after)
 
 
+def test_a_register_answer_changes_only_the_bindings_of_its_own_register():
+    # A 2xx to REGISTER changed the lifetime of every binding it listed,
+    # whatever REGISTER it answered: any host able to send UDP to the ALG's
+    # address could remove a phone's Incoming DIP entry (Expires: 0) or make
+    # it and its port last for decades, knowing only the public contact.
+    # Only the bindings of the REGISTER the answer belongs to (its Call-ID,
+    # compared without the host the ALG translates) are its to change.
+    _, r2 = registered()
+    before = r2.state.registrations[(ALG, 5555)]
+    forger = SipContext("inbound", ("9.9.9.9", 5060), (ALG, 5555), nat_dst=(PH1, 1234))
+    for expires in (0, 2 ** 31):
+        forged = register_ok(f"{ALG}:5555", expires).replace(b"reg1@", b"forged@")
+        r3 = step(r2.state, forger, forged, 1001.0)
+        assert r3.state.registrations.get((ALG, 5555)) == before
+    # The answer to the REGISTER itself still does.
+    r4 = step(r2.state, REG_IN, register_ok(f"{ALG}:5555", 0), 1001.0)
+    assert len(r4.state.registrations) == 0
+
+
 def test_incoming_invite_via_incoming_dip_table():
     _, r2 = registered()
     inv = sip(f"INVITE sip:ph1@{ALG}:5555 SIP/2.0", f"""

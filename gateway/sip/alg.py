@@ -27,7 +27,7 @@ from gateway.sip import parse_message, rewrite_message
 from gateway.sip import events as ev
 from gateway.sip import nat
 from gateway.sip.portmap import allocate_pair, allocate_port
-from gateway.sip.state import EMPTY, Call, Pinhole, SipState, apply
+from gateway.sip.state import EMPTY, Call, Pinhole, SipState, _call_base, apply
 from gateway.sip.transitions import lookup, request_trigger, response_trigger
 from gateway.span import Edit
 from gateway.alg_result import Result, Timer
@@ -644,6 +644,11 @@ class _Message:
             port = int(c.port.text) if c.port is not None and c.port.text.isdigit() else nat.SIP_PORT
             reg = st.registrations.get((c.host.text, port))
             if reg is None:
+                continue
+            if _call_base(reg.call_id) != _call_base(msg.call_id):
+                # A binding of another REGISTER (RFC 3261 §10.3 lists all
+                # of the AOR's): not this answer's to change, and a forged
+                # answer naming only a public contact must change nothing.
                 continue
             listed.add((reg.public_ip, reg.public_port))
             # The lifetime is the registrar's: the contact's expires
