@@ -13,7 +13,8 @@ import pytest
 from gateway.config.model import SipSettings
 from gateway.sip import parse_message
 from gateway.sip import events as ev
-from gateway.sip.alg import EMPTY, SipContext, media_activity, on_timer, step
+from gateway.sip.alg import (EMPTY, MAX_BINDINGS_PER_CALL, SipContext, media_activity,
+                             on_timer, step)
 from gateway.sip import portmap
 from gateway.sip.state import fold
 
@@ -837,3 +838,30 @@ def test_public_contact_pinhole_follows_the_remote_target_and_does_not_accumulat
         b"Contact: <sip:x@9.9.19.1:6019>\r\n", b""), 140.0)
     assert r.verdict == "forward" and not r.pinholes_open and not r.pinholes_close
     assert_replays(*results, r)
+
+
+def test_bindings_per_call_are_bounded():
+    # Each private transport address (Via, Contact, Record-Route) of a call
+    # gets a public port and an inbound pinhole until the call ends. Before,
+    # one 25 kB datagram with 500 Via lines took 500 ports of the ALG's
+    # address and opened 500 pinholes; a few such messages left no port for
+    # anyone else's media. A call holds at most MAX_BINDINGS_PER_CALL; a
+    # message needing more is discarded, as when no port is free.
+    r = established()
+    def info(n: int, cseq: int) -> bytes:
+        vias = "".join(f"Via: SIP/2.0/UDP {PH1}:{10000 + 100 * cseq + i};branch=z9hG4bKv{i}\n"
+                       for i in range(n))
+        return sip(f"INFO sip:ph2@{PH2}:5060 SIP/2.0", f"""
+Via: SIP/2.0/UDP {PH1}:5060;branch=z9hG4bKx{cseq}
+{vias}From: <sip:ph1@{PH1}>;tag=a
+To: <sip:ph2@{PH2}>;tag=b
+Call-ID: a1234@{PH1}
+CSeq: {cseq} INFO
+""")
+    few = step(r.state, OUT, info(3, 5), 105.0)
+    assert few.verdict == "forward"
+    assert len(the_call(few.state).bindings) == len(the_call(r.state).bindings) + 3
+    many = step(few.state, OUT, info(500, 6), 106.0)
+    assert many.verdict == "drop" and "bindings" in many.reason
+    assert many.state == few.state
+    assert len(the_call(few.state).bindings) <= MAX_BINDINGS_PER_CALL

@@ -38,6 +38,11 @@ TEARDOWN_DELAY = 5.0
 # "Juniper Networks security devices support up to 6 SDP channels negotiated
 # for each direction, for a total of 12 channels per call" (SIP Body).
 MAX_CHANNELS_PER_DIRECTION = 6
+# Private transport addresses (Via, Contact, Record-Route) one call may bind
+# to public ports, each with an inbound pinhole, until it ends. A call has a
+# handful (the party, a proxy or two); without a bound one datagram of Via
+# lines took hundreds of the ALG address's ports.
+MAX_BINDINGS_PER_CALL = 16
 # A REGISTER waiting for its answer: a non-INVITE transaction ends within
 # 64*T1 = 32 s (RFC 3261 §17.1.2.2, Timer F).
 PENDING_REGISTRATION = 32.0
@@ -478,6 +483,9 @@ class _Message:
 
     def bind(self, call: Call, ip: str, port: int):
         ctx = self.ctx
+        if len(self.run.st.calls[call.key].bindings) >= MAX_BINDINGS_PER_CALL:
+            raise _Drop(f"call {call.call_id}: more than {MAX_BINDINGS_PER_CALL} private transport "
+                        f"bindings ({ip}:{port}); SIP message discarded")
         if (ctx.direction == "outbound" and ctx.nat_src is not None
                 and (ip, port) == (self.src_ip, _port(ctx.src[1]))
                 and str(ctx.nat_src[0]) == call.alg_ip):
@@ -866,4 +874,4 @@ def _is_ipv4(text: str) -> bool:
 
 
 __all__ = ["SipContext", "Result", "Timer", "step", "on_timer", "media_activity", "EMPTY",
-           "SipState", "TEARDOWN_DELAY", "MAX_CHANNELS_PER_DIRECTION"]
+           "SipState", "TEARDOWN_DELAY", "MAX_CHANNELS_PER_DIRECTION", "MAX_BINDINGS_PER_CALL"]
