@@ -38,6 +38,11 @@ def parse_h245_pdu(pdu: bytes, base: int = 0) -> H245Message:
     if not pdu:
         raise RemoteProtocolError("empty H.245 message")
     value = per.decode(per.H245_MESSAGE, pdu, "MultimediaSystemControlMessage")
+    # A CHOICE of a CHOICE: (request|response|command|indication, (name, fields)).
+    # pycrate can hand back an empty value for some truncated encodings.
+    if not (isinstance(value, tuple) and len(value) == 2
+            and isinstance(value[1], tuple) and len(value[1]) == 2):
+        raise RemoteProtocolError("H.245 message without a message type")
     addresses, _ = per.locate(per.H245_MESSAGE, pdu, base, value, "MultimediaSystemControlMessage")
     kind, (name, fields) = value
     return H245Message(kind, name, fields, addresses)
