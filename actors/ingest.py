@@ -53,6 +53,7 @@ from collections import deque
 from contextlib import contextmanager
 from typing import Callable, Iterable
 
+from actors.nfq_verdicts import BatchedVerdicts, PacketVerdicts
 from gateway.datapath import Alg, Datapath, Drop, Forward
 
 log = logging.getLogger("voip_alg.ingest")
@@ -144,7 +145,7 @@ class NfqueueWorker:
                  on_alarm: Callable[[str], None] | None = None,
                  housekeeping_interval: float = 0.2, install: bool = True,
                  clock: Callable[[], float] = time.time, lock=None,
-                 proc_sys: str = PROC_SYS) -> None:
+                 proc_sys: str = PROC_SYS, batch_verdicts: bool = True) -> None:
         self.queue_num = queue_num
         self.linux_ifaces = dict(linux_ifaces)
         self.datapath = datapath
@@ -159,6 +160,7 @@ class NfqueueWorker:
         self.housekeeping_interval = housekeeping_interval
         self.install = install
         self.proc_sys = proc_sys          # tests point this at a scratch tree
+        self.batch_verdicts = batch_verdicts
         self.clock = clock
         # Shared with whoever else calls into the datapath (the node's lock).
         self.lock = lock if lock is not None else threading.RLock()
@@ -169,6 +171,9 @@ class NfqueueWorker:
         self._held: dict[int, tuple[object, float]] = {}     # token -> (nfq packet, since)
         self._next_token = 1
         self._verdicts: deque = deque()
+        # How verdicts reach the kernel: batched on the queue's socket once
+        # bound (start), else through the packets' own methods.
+        self.verdicts = PacketVerdicts()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -284,6 +289,8 @@ class NfqueueWorker:
                 self.remove_kernel_state()
             raise
         self._nfq = nfq
+        if self.batch_verdicts:
+            self.verdicts = BatchedVerdicts(nfq.get_fd(), self.queue_num)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=f"nfqueue-{self.queue_num}",
                                         daemon=True)
@@ -296,6 +303,8 @@ class NfqueueWorker:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self.verdicts.close()
+        self.verdicts = PacketVerdicts()
         if self._nfq is not None:
             try:
                 self._nfq.unbind()
@@ -331,6 +340,7 @@ class NfqueueWorker:
                 r, _w, _x = select.select([fd, self._wake_r], [], [], wait)
                 if fd in r:
                     nfq.run(block=False)
+                    self.verdicts.flush()
                 if self._wake_r in r:
                     try:
                         while os.read(self._wake_r, 4096):
@@ -339,10 +349,12 @@ class NfqueueWorker:
                         pass
                 if self._verdicts:
                     self._apply_verdicts()
+                    self.verdicts.flush()
                 now = self.clock()
                 if now >= next_house:
                     next_house = now + self.housekeeping_interval
                     self._housekeeping(now)
+                    self.verdicts.flush()          # held packets timed out
         except BaseException as e:           # the loop must say why it ended
             self._error = e
             log.exception("NFQUEUE %d worker stopped", self.queue_num)
@@ -351,6 +363,7 @@ class NfqueueWorker:
             self._apply_verdicts()
             for token in list(self._held):
                 self._give(token, Drop("worker stopping", "worker"))
+            self.verdicts.flush()
 
     def _housekeeping(self, now: float) -> None:
         for token, (_pkt, since) in list(self._held.items()):
@@ -394,7 +407,7 @@ class NfqueueWorker:
             return name
 
     def _drop(self, pkt, reason: str, now: float) -> None:
-        pkt.drop()
+        self.verdicts.drop(pkt)
         self.counters["dropped"] += 1
         self.drop_log(reason, now)
 
@@ -416,9 +429,7 @@ class NfqueueWorker:
                 out = self.datapath.process(buf, ingress, now)
             kind = type(out)
             if kind is Forward:
-                if out.data is not buf:
-                    pkt.set_payload(out.data)
-                pkt.accept()
+                self.verdicts.accept(pkt, None if out.data is buf else out.data)
                 c["accepted"] += 1
                 if out.note:
                     log.info("%s: %s", out.note, _describe(buf))
@@ -430,7 +441,7 @@ class NfqueueWorker:
             c["errors"] += 1
             log.exception("datapath failed on a packet; dropped")
             try:
-                pkt.drop()
+                self.verdicts.drop(pkt)
             except RuntimeError:
                 pass                      # the verdict was already given
 
@@ -467,8 +478,7 @@ class NfqueueWorker:
         pkt = held[0]
         try:
             if type(result) is Forward:
-                pkt.set_payload(result.data)
-                pkt.accept()
+                self.verdicts.accept(pkt, result.data)
                 self.counters["accepted"] += 1
             else:
                 reason = result.reason if type(result) is Drop else f"bad ALG verdict {result!r}"
