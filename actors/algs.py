@@ -2,7 +2,7 @@
 
 The node's machinery (dialog actors, journal-then-release, entity actors with
 timers, pinholes into the datapath, mirroring on the standby) is the same for
-SIP and MGCP; these adapters name the pure functions, the state slot in
+SIP, MGCP and H.323; these adapters name the pure functions, the state slot in
 ``gateway.domain.DomainState``, the context built from the datapath's
 decision, and which events end an entity or free media."""
 
@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from gateway.h323 import alg as h323_alg
+from gateway.h323 import events as h323_ev
+from gateway.h323 import segment as h323_segment
 from gateway.mgcp import alg as mgcp_alg
 from gateway.mgcp import events as mgcp_ev
 from gateway.policy import Flow
@@ -36,6 +39,33 @@ class MediaHole:
     @classmethod
     def of(cls, p) -> "MediaHole":
         return cls(p.id, p.call, p.group, p.direction, p.dst, p.to)
+
+
+def far_side_of(engine, o):
+    """The SIP ALG's ``far_side`` test for a message leaving by ``o.egress``:
+    True for an address that routes into the egress interface's zone.
+
+    A pinhole exists so that media (or requests) from the far side can reach a
+    party on the sender's side. An SDP ``c=`` or a Contact naming an address in
+    the zone the message is going to describes traffic that stays inside that
+    zone (intra-zone policy governs it), or a third party the sender has no
+    business opening a path to: an outside caller writing ``c=`` with an
+    inside server's address would otherwise get UDP to that server from
+    anywhere for the pinhole's lifetime."""
+    if engine is None or not getattr(o, "egress", ""):
+        return None
+    zone = engine.zone_of(o.egress)
+    if zone is None:
+        return None
+
+    def far(addr: str) -> bool:
+        try:
+            where = engine.route(IPv4Address(addr))
+        except ValueError:
+            return False
+        return where is not None and where[1] == zone
+
+    return far
 
 
 def media_nat_of(engine, o):
@@ -83,7 +113,7 @@ class SipAdapter:
     @staticmethod
     def context(o, engine=None):
         return sip_alg.SipContext(o.direction, o.src, o.dst, o.nat_src, o.nat_dst, o.ingress, o.egress,
-                                  getattr(o, "transport", "udp"))
+                                  getattr(o, "transport", "udp"), far_side_of(engine, o))
 
     @staticmethod
     def streams(st) -> list[str]:
@@ -162,8 +192,115 @@ class MgcpAdapter:
         return mgcp_ev.call_stream(*k) if k else None
 
 
-ADAPTERS = {"sip": SipAdapter, "mgcp": MgcpAdapter}
+@dataclass(frozen=True, slots=True)
+class H323Hole:
+    """An H.323 pinhole as the datapath's pinhole table wants it.
+
+    RTP/RTCP pinholes are media (any source, translated to ``to``); Q.931
+    (from an ACF) and H.245 (from an h245Address) pinholes are signalling
+    over TCP: the connection they admit is framed and inspected like TCP
+    1720 (``alg``/``channel`` tell the datapath so). Lifetimes: none; they
+    close with their call (ReleaseComplete, CloseLogicalChannel, timers)."""
+
+    id: str
+    call: str
+    group: str
+    kind: str
+    proto: str
+    direction: str
+    dst: tuple[str, int]
+    to: tuple[str, int] | None
+    channel: str
+    src_to: tuple[str, int] | None = None
+    expires_at: float | None = None
+    alg: str = "h323"
+
+    @classmethod
+    def of(cls, p) -> "H323Hole":
+        media = p.kind in ("rtp", "rtcp")
+        # Media groups already name their call (``<call>/s<session>``); the
+        # signalling ones ("q931", "h245") are made unique here.
+        group = p.group if media else f"{p.call}/{p.group}"
+        return cls(p.id, p.call, group, "media" if media else "signalling", p.transport,
+                   "inbound" if p.to is not None else "any", tuple(p.dst),
+                   tuple(p.to) if p.to is not None else None, "" if media else p.kind)
+
+
+class H323Adapter:
+    """H.323 (manual ch. 1): RAS datagrams, and TCP segments that completed
+    TPKT messages (Q.931 on 1720, H.245), one dialog actor per connection."""
+
+    name = "h323"
+    step = staticmethod(h323_segment.step_packet)
+    ending = (h323_ev.CallEnded, h323_ev.Unregistered, h323_ev.RasEnded)
+    pinhole_opened, pinhole_closed = h323_ev.PinholeOpened, h323_ev.PinholeClosed
+
+    @staticmethod
+    def on_timer(state, key, now, settings=h323_alg.DEFAULT_SETTINGS):
+        return h323_alg.on_timer(state, key, now, settings)
+
+    @staticmethod
+    def media_activity(state, group, now, settings=h323_alg.DEFAULT_SETTINGS, pinhole=None):
+        """Media of ``group`` was seen: the ALG keeps its channel by pinhole,
+        so a report naming none stands for any pinhole of the group."""
+        key = group.split("/", 1)[0]
+        call = state.calls.get(key)
+        if call is not None and pinhole not in call.pinholes:
+            pinhole = next((p.id for p in call.pinholes.values() if p.group == group), None)
+        return h323_alg.media_activity(state, pinhole or "", now, settings)
+
+    @staticmethod
+    def settings(config):
+        # The manual gives H.323 no timers of its own (gateway.h323.alg.H323Settings).
+        return h323_alg.DEFAULT_SETTINGS
+
+    @staticmethod
+    def context(o, engine=None):
+        seg = getattr(o, "segment", None)
+        ctx = h323_alg.H323Context(o.channel or "ras", o.direction, o.src, o.dst, o.nat_src, o.nat_dst,
+                                   o.conn)
+        return h323_segment.PacketContext(ctx, seg.messages if seg is not None else ())
+
+    @staticmethod
+    def streams(st) -> list[str]:
+        out = [h323_ev.call_stream(k) for k in st.calls]
+        out += [f"h323-ras/{r}/{q}" for (r, q) in st.ras]
+        out += [f"h323-reg/{ip}:{port}" for (ip, port) in st.registrations]
+        return out
+
+    @staticmethod
+    def pinholes(st) -> list:
+        return [p for c in st.calls.values() for p in c.pinholes.values()]
+
+    @staticmethod
+    def for_datapath(pinholes):
+        return [H323Hole.of(p) for p in pinholes]
+
+    @staticmethod
+    def released(events) -> tuple[list[str], list[str]]:
+        return [e.key for e in events if isinstance(e, h323_ev.CallEnded)], []
+
+    @staticmethod
+    def call_of_group(st, group: str) -> str | None:
+        key = group.split("/", 1)[0]
+        return h323_ev.call_stream(key) if key in st.calls else None
+
+    @staticmethod
+    def summary(st, key: str) -> dict | None:
+        """``show calls`` / ``gwctl replay``: one H.323 call."""
+        c = st.calls.get(key)
+        if c is None:
+            return None
+        return {"alg": "h323", "call": c.key, "call_id": c.key, "phase": c.phase, "connection": c.conn,
+                "call_reference": c.call_reference, "since": c.started_at,
+                "h245": [f"{a[0]}:{a[1]}" for a in c.h245],
+                "media": sorted(c.media), "pinholes": len(c.pinholes), "deadline": c.next_deadline()}
+
+
+ADAPTERS = {"sip": SipAdapter, "mgcp": MgcpAdapter, "h323": H323Adapter}
 
 
 def adapter_for_stream(stream: str):
+    if stream.startswith("h323-"):
+        return H323Adapter
     return MgcpAdapter if stream.startswith("mgcp-") else SipAdapter

@@ -19,6 +19,8 @@ Manual references are to chapter 2 of the ScreenOS guide.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Callable
+
 from gateway.config.model import SipSettings
 from gateway.errors import RemoteProtocolError
 from gateway.events import Event
@@ -60,7 +62,12 @@ class SipContext:
     arrived. ``nat_src``: the public source the NAT engine gives it
     (outbound); ``nat_dst``: the private destination (inbound to a MIP/VIP);
     None for an inbound packet to an interface or DIP address, whose internal
-    host only the ALG knows (Incoming DIP table: ``Result.route_to``)."""
+    host only the ALG knows (Incoming DIP table: ``Result.route_to``).
+    ``far_side``: optional, True for an address that lies in the zone the
+    message is going to: media or requests to it would not cross the gateway
+    from the side the message came from, so no pinhole is opened to it (an
+    SDP or Contact naming a third party behind the gateway must not open a
+    path to it from anywhere). None: not checked (no routing known)."""
 
     direction: str
     src: tuple[str, int]
@@ -70,6 +77,7 @@ class SipContext:
     ingress: str = ""
     egress: str = ""
     transport: str = "udp"
+    far_side: Callable[[str], bool] | None = None
 
 
 class _Drop(Exception):
@@ -734,6 +742,14 @@ class _Message:
 
     def open_pinhole(self, call: Call, group: str, kind: str, direction: str,
                      dst: tuple[str, int], to, src_to, expires, proto: str = "udp") -> None:
+        target = to if to else dst
+        far = self.ctx.far_side
+        if far is not None and far(str(target[0])):
+            self.run.logs.append(
+                f"call {call.call_id}: no {kind} pinhole to {target[0]}:{target[1]}: it lies in the "
+                f"zone the message goes to ({self.ctx.egress}), so traffic to it does not cross the "
+                "gateway from the sender's side")
+            return
         call = self.run.st.calls[call.key]
         pid = f"{call.key}#p{call.seq}"
         self.run.emit(ev.PinholeOpened(
