@@ -2,7 +2,7 @@
 
 Each ALG keeps its own immutable state and pure ``apply``; this module
 dispatches an event to its domain by the event type's prefix (``sip.``,
-``mgcp.``). The node's live path, the standby, ``gwctl replay`` and the
+``mgcp.``, ``h323.``). The node's live path, the standby, ``gwctl replay`` and the
 tests all fold through :func:`apply`, so they cannot disagree."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from gateway.events import Event
+from gateway.h323 import state as h323_state
 from gateway.mgcp import state as mgcp_state
 from gateway.sip import state as sip_state
 
@@ -18,6 +19,7 @@ from gateway.sip import state as sip_state
 class DomainState:
     sip: sip_state.SipState = sip_state.EMPTY
     mgcp: mgcp_state.MgcpState = mgcp_state.EMPTY
+    h323: h323_state.H323State = h323_state.EMPTY
 
 
 EMPTY = DomainState()
@@ -29,4 +31,6 @@ def apply(state: DomainState, event: Event) -> DomainState:
         return replace(state, sip=sip_state.apply(state.sip, event))
     if domain == "mgcp":
         return replace(state, mgcp=mgcp_state.apply(state.mgcp, event))
+    if domain == "h323":
+        return replace(state, h323=h323_state.apply(state.h323, event))
     raise TypeError(f"no domain folds events of type {event.TYPE!r}")

@@ -25,8 +25,14 @@ Order:
    (whose internal host only the ALG's registration table knows, ch. 2
    "Incoming SIP Call Support Using the SIP Registrar") goes to the ALG
    before policy, and policy is decided in ``finish_alg`` with the ALG's
-   ``route_to``. TCP signalling (SIP 5060, H.323 1720) is forwarded by policy
-   and NAT, not inspected, with a note on the flow's first packet.
+   ``route_to``. UDP to 1718/1719 goes to the H.323 ALG (RAS, channel
+   "ras"). TCP to 1720 (and TCP through an H.323 signalling pinhole: the
+   H.245 connection, or Q.931 to an ACF's destCallSignalAddress) becomes an
+   H.323 session whose segments are framed per direction
+   (:mod:`gateway.datapath.tcp_stream`): a segment completing TPKT messages
+   goes to the ALG as an :class:`Alg` with ``segment`` set. TCP SIP (5060) is
+   forwarded by policy and NAT, not inspected, with a note on the flow's
+   first packet.
 9. Everything else permitted: a new session, forwarded.
 
 Every Drop has a one-line reason and a category; counters by path, drop
@@ -45,6 +51,7 @@ from gateway.datapath.screens import Screens
 from gateway.datapath.sessions import (
     PROTO_ICMP, PROTO_TCP, PROTO_UDP, Rewrite, Session, SessionTable,
 )
+from gateway.datapath.tcp_stream import SegmentWork, StreamStats, TpktStream
 from gateway.errors import RemoteProtocolError
 from gateway.packet import Packet, parse, rewrite
 from gateway.policy import Decision, Engine, Flow
@@ -53,6 +60,13 @@ from gateway.sip.alg import SipContext
 SIP_PORT = 5060
 MGCP_PORTS = (2427, 2727)          # manual ch. 3: MGCP-UA UDP 2427, MGCP-CA UDP 2727
 H323_TCP_PORT = 1720               # H.225.0 call signalling (Q.931)
+H323_RAS_PORTS = (1718, 1719)      # H.225.0 RAS: gatekeeper discovery, RAS
+# Idle lifetimes of H.323 flows: RAS as a registration without timeToLive
+# (gateway.h323.alg.H323Settings.registration_ttl), call signalling as the
+# ALG's signalling inactivity timeout (a call may be silent for hours).
+H323_RAS_TIMEOUT = 3600.0
+H323_SIGNALLING_TIMEOUT = 43200.0
+_SYN = 0x02
 TCP_SIGNALLING_NOTE = "TCP signalling not inspected"
 FRAGMENT_DROP = "fragment: reassembly not supported"
 # Fragments of a session wait at most this long for their siblings.
@@ -119,6 +133,13 @@ class Alg:
     rewrite: Rewrite | None
     session: int | None = None
     pinhole: str | None = None
+    # H.323: "ras", "q931" or "h245"; the connection's name, the same for
+    # both directions (the two real endpoints: private and public side);
+    # for TCP the segment's complete messages (payload is then
+    # ``segment.data``, the part the ALG may rewrite).
+    channel: str = ""
+    conn: str = ""
+    segment: SegmentWork | None = None
 
     def sip_context(self) -> SipContext:
         return SipContext(self.direction, self.src, self.dst, self.nat_src, self.nat_dst,
@@ -194,6 +215,25 @@ def _ip(n: int) -> str:
     return str(IPv4Address(n))
 
 
+def _conn_name(a: tuple[str, int], b: tuple[str, int]) -> str:
+    """An H.323 connection's name, the same in both directions: its two real
+    endpoints (the sender, and the receiver after NAT), in sorted order. A
+    node that takes over mid-call names it the same, whichever direction it
+    sees first (Q.931 call references are per connection)."""
+    x, y = f"{a[0]}:{a[1]}", f"{b[0]}:{b[1]}"
+    return f"{x}-{y}" if x <= y else f"{y}-{x}"
+
+
+def _rw_direction(key, rw: Rewrite | None) -> str:
+    if rw is None:
+        return "none"
+    if rw[2] != key[3]:
+        return "inbound"
+    if rw[0] != key[1]:
+        return "outbound"
+    return "none"
+
+
 # ------------------------------------------------------------------ the datapath
 
 class Datapath:
@@ -215,7 +255,10 @@ class Datapath:
         self._limits = bool(self.screens.session_limits)
         self.media_timeout = float(config.sip.media_inactivity_timeout)
         self.alg_timeouts = {"sip": float(config.sip.signaling_inactivity_timeout),
-                             "mgcp": MGCP_SESSION_TIMEOUT}
+                             "mgcp": MGCP_SESSION_TIMEOUT, "h323": H323_RAS_TIMEOUT}
+        # H.323 TCP sessions (by session id): their TPKT streams.
+        self._tpkt: dict[int, TpktStream] = {}
+        self.tpkt_stats = StreamStats()
         # (proto, src, dst, ident) of a fragmented datagram of a session ->
         # (new src, new dst, deadline)
         self._frags: dict[tuple[int, int, int, int], tuple[int, int, float]] = {}
@@ -279,6 +322,8 @@ class Datapath:
                 sess.timeout = TCP_CLOSING_TIMEOUT
                 self.sessions.reschedule(sess, now + TCP_CLOSING_TIMEOUT)
             if sess.alg is not None:
+                if proto == PROTO_TCP:
+                    return self._h323_tcp(pkt, sess, rw, fwd, ingress)
                 return self._alg_of_session(pkt, sess, rw, fwd, ingress)
             if sess.group is not None:
                 self._media_seen(sess, fwd, now)
@@ -322,11 +367,13 @@ class Datapath:
             return self._drop(d.reason, "policy")
         rw = self._rewrite_of(key, d)
 
-        if proto == PROTO_UDP and (dport == SIP_PORT or dport in MGCP_PORTS):
+        if proto == PROTO_UDP and (dport == SIP_PORT or dport in MGCP_PORTS or dport in H323_RAS_PORTS):
             return self._alg_of_decision(pkt, key, d, rw, ingress)
+        if proto == PROTO_TCP and dport == H323_TCP_PORT:
+            return self._h323_connection(pkt, key, rw, now, ingress, d, "q931")
 
         note = ""
-        if proto == PROTO_TCP and (dport == SIP_PORT or dport == H323_TCP_PORT):
+        if proto == PROTO_TCP and dport == SIP_PORT:
             note = TCP_SIGNALLING_NOTE
         sess = self._new_session(key, rw, now, ingress, d, note=note)
         if isinstance(sess, Drop):
@@ -489,6 +536,14 @@ class Datapath:
                        (_ip(s), sp), (_ip(d), dp), nat_src, nat_dst, ingress,
                        route[0] if route else "", "udp", payload, rw, None, hole.id)
         route = self.engine.route(IPv4Address(rw[2]), ingress=ingress)
+        channel = getattr(hole.pinhole, "channel", "")
+        if getattr(hole.pinhole, "alg", "") == "h323" and channel in ("q931", "h245"):
+            # The H.245 connection (or Q.931 to an ACF's destCallSignalAddress):
+            # inspected like TCP 1720.
+            return self._h323_connection(pkt, key, rw, now, ingress, None, channel,
+                                         egress=route[0] if route else "",
+                                         to_zone=route[1] if route else None, call=hole.call,
+                                         pinhole=hole.id, translate_port=hole.src_to is None)
         sess = self._new_session(key, rw, now, ingress, None, kind="signalling",
                                  egress=route[0] if route else "",
                                  to_zone=route[1] if route else None, call=hole.call,
@@ -511,11 +566,16 @@ class Datapath:
             if port is not None and port != rw[1]:
                 rw = (rw[0], port, rw[2], rw[3])
         payload = pkt.payload_bytes
-        alg = "sip" if dp == SIP_PORT else "mgcp"
-        akey = sip_call_id(payload) if alg == "sip" else mgcp_key(payload)
         nat_src = (_ip(rw[0]), rw[1]) if rw is not None and rw[0] != s else None
         nat_dst = (_ip(rw[2]), rw[3]) if rw is not None and (rw[2], rw[3]) != (dd, dp) else None
         self.paths["alg"] += 1
+        if dp in H323_RAS_PORTS:
+            conn = _conn_name((_ip(s), sp), nat_dst or (_ip(dd), dp))
+            return Alg("h323", "ras:" + conn, pkt, d, _direction(d), (_ip(s), sp), (_ip(dd), dp),
+                       nat_src, nat_dst, ingress, d.egress or "", "udp", payload, rw,
+                       channel="ras", conn=conn)
+        alg = "sip" if dp == SIP_PORT else "mgcp"
+        akey = sip_call_id(payload) if alg == "sip" else mgcp_key(payload)
         return Alg(alg, akey, pkt, d, _direction(d), (_ip(s), sp), (_ip(dd), dp), nat_src,
                    nat_dst, ingress, d.egress or "", "udp", payload, rw)
 
@@ -526,9 +586,14 @@ class Datapath:
         nat_src = (_ip(rw[0]), rw[1]) if rw is not None and (rw[0], rw[1]) != (s, sp) else None
         nat_dst = (_ip(rw[2]), rw[3]) if rw is not None and (rw[2], rw[3]) != (dd, dp) else None
         payload = pkt.payload_bytes
-        akey = sip_call_id(payload) if sess.alg == "sip" else mgcp_key(payload)
         egress = sess.egress if fwd else sess.ingress
         self.paths["alg"] += 1
+        if sess.alg == "h323":
+            conn = _conn_name((_ip(s), sp), nat_dst or (_ip(dd), dp))
+            return Alg("h323", "ras:" + conn, pkt, None, direction, (_ip(s), sp), (_ip(dd), dp),
+                       nat_src, nat_dst, ingress, egress, "udp", payload, rw, sess.id,
+                       channel="ras", conn=conn)
+        akey = sip_call_id(payload) if sess.alg == "sip" else mgcp_key(payload)
         return Alg(sess.alg, akey, pkt, None, direction, (_ip(s), sp), (_ip(dd), dp), nat_src,
                    nat_dst, ingress, egress, "udp", payload, rw, sess.id)
 
@@ -542,6 +607,8 @@ class Datapath:
         and their answers match."""
         self.remove_pinholes(pinholes_close)
         self.install_pinholes(pinholes_open)
+        if outcome.segment is not None:
+            return self._h323_segment_done(outcome, verdict, data, reason)
         if verdict != "forward":
             return self._drop(reason or f"{outcome.alg} ALG dropped the message", "alg")
         pkt = outcome.packet
@@ -595,6 +662,76 @@ class Datapath:
         sess.fwd_bytes += pkt.total_length
         return Forward(self._apply(pkt, sess.fwd_rewrite, payload), "policy", outcome.alg)
 
+    # -- H.323 over TCP ---------------------------------------------------------------
+
+    def _h323_connection(self, pkt: Packet, key, rw: Rewrite | None, now: float, ingress: str,
+                         d: Decision | None, channel: str, **kw) -> Outcome:
+        """A TCP connection carrying H.323 signalling (to 1720 by policy, or
+        through the ALG's pinhole): an H.323 session and its TPKT streams."""
+        if d is not None:
+            direction = _direction(d)
+            path = "policy"
+        else:
+            direction = _rw_direction(key, rw)
+            path = "fast-pinhole"
+        sess = self._new_session(key, rw, now, ingress, d, kind="signalling",
+                                 timeout=H323_SIGNALLING_TIMEOUT, alg="h323", direction=direction,
+                                 **kw)
+        if isinstance(sess, Drop):
+            return sess
+        if sess.id not in self._tpkt:
+            self._tpkt[sess.id] = TpktStream(channel, self.tpkt_stats)
+        sess.fwd_packets += 1
+        sess.fwd_bytes += pkt.total_length
+        return self._h323_tcp(pkt, sess, sess.fwd_rewrite, True, ingress, path)
+
+    def _h323_tcp(self, pkt: Packet, sess: Session, rw: Rewrite | None, fwd: bool, ingress: str,
+                  path: str = "fast-session") -> Outcome:
+        """One segment of an H.323 TCP session (tcp_stream module docstring):
+        forwarded with the session's NAT, dropped, or an Alg outcome."""
+        stream = self._tpkt.get(sess.id)
+        if stream is None:
+            stream = self._tpkt[sess.id] = TpktStream("q931", self.tpkt_stats)
+        payload = pkt.payload_bytes
+        if not payload:
+            if pkt.tcp_flags & _SYN:
+                stream.syn(fwd, pkt.tcp_seq)
+            self.paths[path] += 1
+            return Forward(self._apply(pkt, rw), path)
+        kind, val = stream.segment(fwd, pkt.tcp_seq, payload)
+        if kind == "forward":
+            self.paths[path] += 1
+            return Forward(self._apply(pkt, rw, None if val == payload else val), path)
+        if kind == "drop":
+            return self._drop(val, "alg")
+        s, sp, dd, dp = pkt.src_int, pkt.sport, pkt.dst_int, pkt.dport
+        direction = sess.direction if fwd else _FLIP.get(sess.direction, sess.direction)
+        nat_src = (_ip(rw[0]), rw[1]) if rw is not None and (rw[0], rw[1]) != (s, sp) else None
+        nat_dst = (_ip(rw[2]), rw[3]) if rw is not None and (rw[2], rw[3]) != (dd, dp) else None
+        conn = _conn_name((_ip(s), sp), nat_dst or (_ip(dd), dp))
+        self.paths["alg"] += 1
+        return Alg("h323", f"{stream.channel}:{conn}", pkt, None, direction, (_ip(s), sp),
+                   (_ip(dd), dp), nat_src, nat_dst, ingress, sess.egress if fwd else sess.ingress,
+                   "tcp", val.data, rw, sess.id, channel=stream.channel, conn=conn, segment=val)
+
+    def _h323_segment_done(self, outcome: Alg, verdict: str, data: bytes, reason: str) -> Forward | Drop:
+        work = outcome.segment
+        if verdict != "forward":
+            TpktStream.finished(work, None)
+            return self._drop(reason or "h323 ALG dropped the message", "alg")
+        data = bytes(data)
+        if len(data) != len(work.data):
+            # H.323 rewrites are six octets for six: a change of length would
+            # need sequence adjustment this path does not do.
+            TpktStream.finished(work, None)
+            return self._drop("h323 ALG rewrite changed the segment's length", "alg")
+        TpktStream.finished(work, data)
+        pkt = outcome.packet
+        payload = work.prefix + data
+        if payload == pkt.payload_bytes:
+            payload = None
+        return Forward(self._apply(pkt, outcome.rewrite, payload), "fast-session", "h323")
+
     @staticmethod
     def _route_to(pkt: Packet, rw: Rewrite | None, route_to) -> Rewrite:
         base = rw if rw is not None else (pkt.src_int, pkt.sport, pkt.dst_int, pkt.dport)
@@ -630,6 +767,7 @@ class Datapath:
         return gone
 
     def remove_session(self, sess: Session) -> bool:
+        self._tpkt.pop(sess.id, None)
         if self.sessions.remove(sess):
             self.screens.closed(sess.from_zone, sess.fwd_key[1])
             return True
@@ -639,6 +777,7 @@ class Datapath:
         gone = self.sessions.remove_where(pred)
         for s in gone:
             self.screens.closed(s.from_zone, s.fwd_key[1])
+            self._tpkt.pop(s.id, None)
         return gone
 
     def drain_activity(self) -> list[tuple[str, str | None, float]]:
@@ -654,6 +793,7 @@ class Datapath:
         out: list[Session | Hole] = []
         for s in self.sessions.expire(now):
             self.screens.closed(s.from_zone, s.fwd_key[1])
+            self._tpkt.pop(s.id, None)
             out.append(s)
         out.extend(self.pinholes.expire(now))
         self._expire_fragments(now)
@@ -662,4 +802,5 @@ class Datapath:
     def stats(self) -> dict:
         return {"paths": dict(self.paths), "drops": dict(self.drops),
                 "drop_reasons": dict(self.drop_reasons), "screens": self.screens.stats(),
-                "sessions": self.sessions.stats(), "pinholes": self.pinholes.stats()}
+                "sessions": self.sessions.stats(), "pinholes": self.pinholes.stats(),
+                "h323_tcp": self.tpkt_stats.as_dict()}
