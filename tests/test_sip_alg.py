@@ -865,3 +865,24 @@ CSeq: {cseq} INFO
     assert many.verdict == "drop" and "bindings" in many.reason
     assert many.state == few.state
     assert len(the_call(few.state).bindings) <= MAX_BINDINGS_PER_CALL
+
+
+def test_forged_final_answer_outside_the_invite_transaction_is_dropped():
+    """A 486 whose Via branch names no INVITE of the call (stray, or forged:
+    it is UDP) must not reject the call; the real one still can."""
+    r1 = step(EMPTY, OUT, invite(), 100.0)
+    forged = step(r1.state, IN, response(486, "Busy Here", branch="z9hG4bKforged"), 101.0)
+    assert forged.verdict == "drop" and "no INVITE transaction" in forged.reason
+    assert forged.state is r1.state and not forged.events
+    real = step(r1.state, IN, response(486, "Busy Here"), 101.0)
+    assert real.verdict == "forward" and the_call(real.state).phase == "rejected"
+
+
+def test_registrar_lifetime_is_capped():
+    from gateway.sip.alg import MAX_REGISTRATION
+    now = 100.0
+    r1 = step(EMPTY, REG_OUT, register(f"{PH1}:1234", 3600), now)
+    r2 = step(r1.state, REG_IN, register_ok("6.6.6.1:5555", 2**31 - 1), now + 1)
+    (reg,) = r2.state.registrations.values()
+    assert reg.expires_at == now + 1 + MAX_REGISTRATION
+    assert_replays(r1, r2)

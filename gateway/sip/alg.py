@@ -50,6 +50,8 @@ MAX_BINDINGS_PER_CALL = 16
 PENDING_REGISTRATION = 32.0
 # RFC 3261 §10.2.1.1: a registration without Expires lasts 3600 s.
 DEFAULT_REGISTRATION = 3600
+# The longest lifetime an Incoming DIP table entry gets, whatever the registrar says.
+MAX_REGISTRATION = 86400
 DEFAULT_SETTINGS = SipSettings()
 
 
@@ -296,6 +298,8 @@ class _Message:
                 phase = call.phase
                 if trigger == "INVITE" and self.is_forward(call):
                     trigger = "FORWARD"
+                if not msg.is_request and cseq_method == "INVITE":
+                    self.check_invite_transaction(call)
         t = lookup(phase, trigger)
         for action in t.actions:
             getattr(self, "do_" + action)()
@@ -316,6 +320,15 @@ class _Message:
         if until is not None and until > self.now:
             raise _Drop(f"sip protect deny: INVITE from {self.src_ip} to {self.dst_ip} "
                         f"refused for {until - self.now:.1f} s more after a 3xx/4xx/5xx answer")
+
+    def check_invite_transaction(self, call: Call) -> None:
+        """A response to an INVITE must answer an INVITE transaction of the call
+        (its Via branch and CSeq): a stray or forged one (it is UDP) must not
+        answer, reject or fork the call ("stateful inspection", ch. 2 "SIP ALG")."""
+        branch = self.msg.via_branch
+        if branch is None or call.txn(branch, self.msg.cseq[0], "INVITE") is None:
+            raise _Drop(f"SIP {self.msg.status_code} to INVITE answers no INVITE transaction of "
+                        f"call {call.call_id} (Via branch {branch}, CSeq {self.msg.cseq[0]})")
 
     def do_protect(self) -> None:
         s = self.settings
@@ -673,6 +686,10 @@ class _Message:
             life = c.expires if c.expires is not None else msg.expires
             if life is None:
                 life = DEFAULT_REGISTRATION
+            # An Incoming DIP entry holds a public port and a way in: the
+            # registrar's word is capped, so a forged or careless 2^31 s cannot
+            # pin them for ever (phones refresh well within a day).
+            life = min(life, MAX_REGISTRATION)
             if life == 0:
                 self.run.emit(ev.RegistrationRemoved(reg.public_ip, reg.public_port, "unregistered"))
             else:
