@@ -619,3 +619,22 @@ def test_response_addressed_to_the_mip_reaches_the_call_agent_through_the_datapa
                         r2.pinholes_close, 1.1)
     p = parse(fwd.data)
     assert (str(p.src), p.sport, str(p.dst), p.dport) == ("3.3.3.110", 2427, "10.1.1.101", 2727)
+
+
+def test_endpoint_records_per_gateway_are_bounded(monkeypatch):
+    """A gateway naming ever new endpoints (RSIP here) cannot grow the state
+    without end: past the bound a new name is refused; known ones still pass."""
+    import gateway.mgcp.alg as mgcp_alg
+    monkeypatch.setattr(mgcp_alg, "MAX_ENDPOINTS_PER_GATEWAY", 3)
+    f = Flow()
+    for n in range(3):
+        r = f.send(GW_MSG, crlf(f"RSIP {100 + n} aaln/{n}@gw-25.att.net MGCP 1.0\nRM: restart\n"))
+        assert r.verdict == "forward"
+    assert f.state.endpoint_counts["2.2.2.25"] == 3
+    r = f.send(GW_MSG, crlf("RSIP 200 aaln/9@gw-25.att.net MGCP 1.0\nRM: restart\n"))
+    assert r.verdict == "drop" and "already has 3 endpoints" in r.reason
+    r = f.send(GW_MSG, crlf("RSIP 201 aaln/1@gw-25.att.net MGCP 1.0\nRM: graceful\n"))
+    assert r.verdict == "forward"
+    # another gateway has its own allowance
+    other = MgcpContext("none", ("2.2.2.26", 2427), CA_ADDR, role="gateway")
+    assert f.send(other, crlf("RSIP 300 aaln/9@gw-26.att.net MGCP 1.0\nRM: restart\n")).verdict == "forward"

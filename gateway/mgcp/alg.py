@@ -47,6 +47,10 @@ GW_PORT = 2427
 # K: ranges wider than this are not expanded (RFC 3435 3.5.6 confirms a
 # handful of recent transactions at a time).
 MAX_ACK_RANGE = 256
+# Endpoint records per media gateway: a residential gateway has a handful of
+# lines, a trunking gateway some hundreds; past this a gateway naming ever new
+# endpoints (RSIP, N:) is refused rather than growing the state without end.
+MAX_ENDPOINTS_PER_GATEWAY = 2048
 STATEFUL = "stateful inspection at the UDP packet, transaction and call level"
 
 
@@ -414,7 +418,15 @@ class _Message:
             entity = f"{host}:{port}"
         else:
             entity = self.msg.get("N").strip()
+        self.check_endpoint_room(name)
         self.run.emit(ev.NotifiedEntitySet(self.gw, name, entity, "N:"))
+
+    def check_endpoint_room(self, name) -> None:
+        st = self.run.st
+        if (self.gw, name) not in st.endpoints and \
+                st.endpoint_counts.get(self.gw, 0) >= MAX_ENDPOINTS_PER_GATEWAY:
+            raise _Drop(f"{STATEFUL}: gateway {self.gw} already has {MAX_ENDPOINTS_PER_GATEWAY} "
+                        f"endpoints; {self.msg.verb} naming a new one ({name}) refused")
 
     def do_notified_check(self, name, call_id, conn_id) -> None:
         """"An endpoint should send any MGCP command to its notified entity"
@@ -442,6 +454,7 @@ class _Message:
         elif method == "graceful":
             rd = self.msg.get("RD")
             out = self.now + (int(rd.strip()) if rd is not None else 0)
+        self.check_endpoint_room(name)
         self.run.emit(ev.EndpointRestarted(self.gw, name, method, self.now, out))
         if method == "forced":
             # RFC 3435 2.3.12: "forced" -- "the endpoints are taken abruptly
@@ -565,7 +578,10 @@ class _Message:
                 self.media("local", self._conn_of(t), t.tid, t.call_id)
             elif action == "notified_default" and t.origin == CA and t.verb not in ("AUEP", "AUCX"):
                 ep = run.st.endpoints.get((t.gateway, t.endpoint))
-                if ep is None or ep.notified_source != "N:":
+                if ep is None and run.st.endpoint_counts.get(t.gateway, 0) >= MAX_ENDPOINTS_PER_GATEWAY:
+                    run.logs.append(f"gateway {t.gateway}: endpoint {t.endpoint} not recorded "
+                                    f"(already {MAX_ENDPOINTS_PER_GATEWAY} endpoints)")
+                elif ep is None or ep.notified_source != "N:":
                     entity = f"{t.src[0]}:{t.src[1]}"
                     if ep is None or ep.notified_entity != entity:
                         run.emit(ev.NotifiedEntitySet(t.gateway, t.endpoint, entity, "command"))

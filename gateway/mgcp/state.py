@@ -152,6 +152,10 @@ class MgcpState:
     # public (ip, port) of media pairs -> group id: the in-use set of
     # gateway.ports allocation, and the reverse map for inbound SDP.
     ports_in_use: Map = _EMPTY_MAP
+    # gateway -> how many endpoint records it has: an endpoint record is made
+    # by an RSIP or N: naming it and is never removed (wildcard RSIP
+    # precedence needs them), so the ALG bounds them per gateway.
+    endpoint_counts: Map = _EMPTY_MAP
     flood: Map = _EMPTY_MAP           # soft: gateway -> FloodCounters
 
     def endpoint(self, gateway: str, name: str) -> Endpoint | None:
@@ -233,15 +237,23 @@ def _ep(s: MgcpState, gateway: str, name: str) -> Endpoint:
     return s.endpoints.get((gateway, name)) or Endpoint(gateway, name)
 
 
+def _set_endpoint(s: MgcpState, ep: Endpoint) -> MgcpState:
+    key = (ep.gateway, ep.name)
+    counts = s.endpoint_counts
+    if key not in s.endpoints:
+        counts = counts.set(ep.gateway, counts.get(ep.gateway, 0) + 1)
+    return replace(s, endpoints=s.endpoints.set(key, ep), endpoint_counts=counts)
+
+
 def _endpoint_restarted(s: MgcpState, e: ev.EndpointRestarted) -> MgcpState:
     ep = replace(_ep(s, e.gateway, e.endpoint), out_of_service_at=e.out_of_service_at,
                  restart_method=e.method, changed_at=e.at)
-    return replace(s, endpoints=s.endpoints.set((e.gateway, e.endpoint), ep))
+    return _set_endpoint(s, ep)
 
 
 def _notified_set(s: MgcpState, e: ev.NotifiedEntitySet) -> MgcpState:
     ep = replace(_ep(s, e.gateway, e.endpoint), notified_entity=e.entity, notified_source=e.source)
-    return replace(s, endpoints=s.endpoints.set((e.gateway, e.endpoint), ep))
+    return _set_endpoint(s, ep)
 
 
 def _with_call(s: MgcpState, call: Call, **more) -> MgcpState:
