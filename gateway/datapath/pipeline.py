@@ -61,6 +61,7 @@ SIP_PORT = 5060
 MGCP_PORTS = (2427, 2727)          # manual ch. 3: MGCP-UA UDP 2427, MGCP-CA UDP 2727
 H323_TCP_PORT = 1720               # H.225.0 call signalling (Q.931)
 H323_RAS_PORTS = (1718, 1719)      # H.225.0 RAS: gatekeeper discovery, RAS
+H323_SERVICE = "h.323"             # the predefined service's name (gateway/config/model.py)
 # Idle lifetimes of H.323 flows: RAS as a registration without timeToLive
 # (gateway.h323.alg.H323Settings.registration_ttl), call signalling as the
 # ALG's signalling inactivity timeout (a call may be silent for hours).
@@ -492,8 +493,13 @@ class Datapath:
                 # A pinhole toward a public party whose private peer has not
                 # announced its public pair yet: the source gets the NAT the
                 # policy engine would give this packet, if any.
+                # An H.323 pinhole's flow belongs to the call: the policy
+                # for the h.323 service gives its NAT, whatever the port
+                # (the H.245 listener or RTP port is not 1720).
                 d0 = self.engine.decide(Flow(ingress, IPv4Address(s), IPv4Address(d),
-                                             _PROTO_NAMES[p], sp, dp))
+                                             _PROTO_NAMES[p], sp, dp),
+                                        service=H323_SERVICE if getattr(hole.pinhole, "alg", "") == "h323"
+                                        else None)
                 if d0.action == "permit" and d0.nat.src is not None:
                     nsrc = int(d0.nat.src)
         rw = (nsrc, nsport, ndst, ndport)
