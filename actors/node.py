@@ -34,7 +34,7 @@ from actors.runtime import DispatcherPool, PooledActor
 from actors.timers import TimerFired, TimerService
 from gateway import domain, ha
 from gateway.config.model import Config
-from actors.algs import ADAPTERS, MgcpAdapter, SipAdapter, adapter_for_stream
+from actors.algs import ADAPTERS, H323Adapter, MgcpAdapter, SipAdapter, adapter_for_stream
 from gateway.sip import events as sip_ev
 from gateway.sip import is_keepalive
 from gateway.sip import state as sip_state
@@ -43,7 +43,7 @@ from journal.store import Journal
 log = logging.getLogger("gateway.node")
 
 # Events after which an entity no longer exists (its actor stops).
-_ENDING = SipAdapter.ending + MgcpAdapter.ending
+_ENDING = SipAdapter.ending + MgcpAdapter.ending + H323Adapter.ending
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +265,8 @@ class Node:
             deadline = st.sip.next_deadline(stream)
             if deadline is None:
                 deadline = st.mgcp.next_deadline(stream)
+            if deadline is None:
+                deadline = st.h323.next_deadline(stream)
             if deadline is not None:
                 specs.append((stream, deadline, self._entity(stream)))
         self.timers.rebuild(specs)
@@ -338,13 +340,14 @@ class Node:
     @staticmethod
     def _streams(st) -> list[str]:
         """Timer keys of every live entity of every ALG (``st``: a DomainState)."""
-        return SipAdapter.streams(st.sip) + MgcpAdapter.streams(st.mgcp)
+        return SipAdapter.streams(st.sip) + MgcpAdapter.streams(st.mgcp) + H323Adapter.streams(st.h323)
 
     @staticmethod
     def _open_pinholes(st) -> list:
         """Every ALG's open pinholes, as the datapath's table takes them."""
         return (SipAdapter.for_datapath(SipAdapter.pinholes(st.sip)) +
-                MgcpAdapter.for_datapath(MgcpAdapter.pinholes(st.mgcp)))
+                MgcpAdapter.for_datapath(MgcpAdapter.pinholes(st.mgcp)) +
+                H323Adapter.for_datapath(H323Adapter.pinholes(st.h323)))
 
     def _entity(self, stream: str):
         return self.directory.get_or_start(("entity", stream),
@@ -361,9 +364,9 @@ class Node:
     def _mirror(self, events) -> None:
         """Entity actors follow the events: created by the first, stopped by the last."""
         for e in events:
-            if isinstance(e, (SipAdapter.pinhole_opened, MgcpAdapter.pinhole_opened)):
+            if isinstance(e, (SipAdapter.pinhole_opened, MgcpAdapter.pinhole_opened, H323Adapter.pinhole_opened)):
                 self._entity(f"pinhole/{e.pinhole}")
-            elif isinstance(e, (SipAdapter.pinhole_closed, MgcpAdapter.pinhole_closed)):
+            elif isinstance(e, (SipAdapter.pinhole_closed, MgcpAdapter.pinhole_closed, H323Adapter.pinhole_closed)):
                 self._end_entity(f"pinhole/{e.pinhole}")
             if isinstance(e, _ENDING):
                 self._end_entity(e.stream)
@@ -568,7 +571,7 @@ class Node:
                 self.datapath.remove_pinholes(used)
         st = self.state
         for group, pinhole, at in activity:
-            for adapter in (SipAdapter, MgcpAdapter):
+            for adapter in (SipAdapter, MgcpAdapter, H323Adapter):
                 call = adapter.call_of_group(self._get_from(st, adapter), group)
                 if call is not None:
                     break
@@ -610,6 +613,8 @@ class Node:
                                "public": f"{g.public_ip}:{g.public_port}" if g.public_ip else None}
                               for g in c.groups.values()],
                     "pinholes": len(c.pinholes), "deadline": c.next_deadline()}
+        if kind == "h323-call":
+            return H323Adapter.summary(st.h323, rest)
         return None
 
     def show(self, what: str) -> list[dict]:
@@ -617,7 +622,8 @@ class Node:
             st = self.state
         if what == "calls":
             return ([self.entity_summary(sip_ev.call_stream(k)) for k in st.sip.calls] +
-                    [self.entity_summary(c.stream) for c in st.mgcp.calls.values()])
+                    [self.entity_summary(c.stream) for c in st.mgcp.calls.values()] +
+                    [H323Adapter.summary(st.h323, k) for k in st.h323.calls])
         if what == "registrations":
             return [{"public": f"{r.public_ip}:{r.public_port}", "private": f"{r.private_ip}:{r.private_port}",
                      "call_id": r.call_id, "expires_at": r.expires_at} for r in st.sip.registrations.values()]
@@ -639,7 +645,7 @@ class Node:
         out = {"node": self.node_id, "role": r.role, "epoch": r.epoch, "forwarding": r.forwarding,
                "replication": self.mode, "journal_head": self.journal.head,
                "applied": self.journal.head if r.role == "active" else self.applied,
-               "calls": len(self.sip.calls) + len(self.state.mgcp.calls),
+               "calls": len(self.sip.calls) + len(self.state.mgcp.calls) + len(self.state.h323.calls),
                "registrations": len(self.sip.registrations),
                "endpoints": len(self.state.mgcp.endpoints),
                "pinholes": len(self._open_pinholes(self.state)),
