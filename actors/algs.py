@@ -165,7 +165,7 @@ class MgcpAdapter:
         role = mgcp_alg.GW if o.dst[1] == mgcp_alg.CA_PORT else "call-agent"
         media_nat = media_nat_of(engine, o) if engine is not None and o.direction == "outbound" else None
         return mgcp_alg.MgcpContext(o.direction, o.src, o.dst, o.nat_src, o.nat_dst, o.ingress, o.egress,
-                                    role, media_nat)
+                                    role, media_nat, far_side_of(engine, o))
 
     @staticmethod
     def streams(st) -> list[str]:

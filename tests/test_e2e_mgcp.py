@@ -86,6 +86,10 @@ def _both_ways(r: dict) -> bool:
             and r["far_received"] >= 0.8 * r["local_sent"])
 
 
+# Pinholes of the test call per lab (mgsub: subscribers' homes, mgisp: ISP-hosted).
+PINHOLES = {"mgsub": 4, "mgisp": 6}
+
+
 def _check_common(rep) -> None:
     assert rep.error is None, rep.error
     names = [s["name"] for s in rep.steps]
@@ -93,8 +97,12 @@ def _check_common(rep) -> None:
     assert names[-2:] == ["DLCX", "DLCX"]
     # osmo-mgw answers 200 to AUEP/CRCX/MDCX and 250 (connection deleted) to DLCX.
     assert all(s["code"] == (250 if s["name"] == "DLCX" else 200) for s in rep.steps), rep.steps
-    # RTP and RTCP of each connection's local and remote descriptors.
-    assert rep.pinholes == 8
+    # RTP and RTCP of each connection's local and remote descriptors, but for
+    # descriptors in the zone their message goes to: media to those never
+    # crosses the gateway (connection B's remote is the media gateway itself;
+    # in the subscribers' homes the far IAD shares its segment), so no pinhole
+    # opens for them (actors/algs.py far_side_of).
+    assert rep.pinholes == PINHOLES[rep.lab]
     assert rep.pinholes_after_delete == 0
     assert _both_ways(rep.rtp), rep.rtp
 
@@ -129,7 +137,7 @@ def test_mgcp_call_through_the_pair(lab, failover) -> None:
         assert rep.failover is not None and rep.failover["crash"] == (failover == "crash")
         # The new active knows the call: its pinholes, media, and an MDCX
         # moving the far end that only a replicated ALG state lets through.
-        assert rep.pinholes_after_failover == 8
+        assert rep.pinholes_after_failover == PINHOLES[rep.lab]
         assert _both_ways(rep.rtp_after_failover), rep.rtp_after_failover
         assert _both_ways(rep.rtp_after_mdcx), rep.rtp_after_mdcx
         assert [s["name"] for s in rep.steps].count("MDCX") == 2

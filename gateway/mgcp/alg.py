@@ -78,6 +78,9 @@ class MgcpContext:
     egress: str = ""
     role: str = GW
     media_nat: Callable[[str], str | None] | None = None
+    # As gateway.sip.alg.SipContext.far_side: True for an address in the zone
+    # the message goes to (no pinhole is opened to it). None: not checked.
+    far_side: Callable[[str], bool] | None = None
 
     @property
     def gateway(self) -> str:
@@ -723,7 +726,16 @@ class _Message:
                      ("inbound", (public_ip, pub + 1), (rtcp_ip, rtcp_port)))
         else:
             holes = (("any", (addr, port), None), ("any", (rtcp_ip, rtcp_port), None))
+        far = self.ctx.far_side
         for direction, dst, to in holes:
+            target = to if to else dst
+            if far is not None and far(str(target[0])):
+                # Media to it stays in the zone the message goes to: no path
+                # through the gateway is needed, and a descriptor naming a host
+                # behind the gateway must not open one from anywhere.
+                run.logs.append(f"call {call.call_id}: no media pinhole to {target[0]}:{target[1]}: it "
+                                f"lies in the zone the message goes to ({self.ctx.egress})")
+                continue
             call = run.st.calls[key]
             pid = f"{call.stream}#p{call.seq}"
             run.emit(ev.PinholeOpened(self.gw, call.call_id, pid, group, direction, dst[0], dst[1],
