@@ -74,6 +74,18 @@ def run(args) -> int:
                                  "to": f"{p.to[0]}:{p.to[1]}" if p.to else None} for p in c.pinholes]}
                   for c in calls],
     }
+    # H.323 calls (manual ch. 1), keyed by their H.225.0 callIdentifier.
+    from actors.algs import H323Adapter
+    h323 = state.h323
+    out["h323_calls"] = [H323Adapter.summary(h323, k) | {
+        "pinhole_list": [{"id": p.id, "kind": p.kind, "dst": f"{p.dst[0]}:{p.dst[1]}",
+                          "to": f"{p.to[0]}:{p.to[1]}" if p.to else None}
+                         for p in h323.calls[k].pinholes.values()]}
+        for k in h323.calls if args.call is None or args.call == k]
+    if args.call is None:
+        out["h323_registrations"] = [{"public": f"{r.public[0]}:{r.public[1]}",
+                                      "private": f"{r.private[0]}:{r.private[1]}",
+                                      "expires_at": r.expires_at} for r in h323.registrations.values()]
     if args.call is None:
         out["registrations"] = [{"public": f"{r.public_ip}:{r.public_port}",
                                  "private": f"{r.private_ip}:{r.private_port}",
@@ -89,7 +101,7 @@ def run(args) -> int:
                 break
             if until_time is not None and rec.timestamp > until_time:
                 break
-            if rec.stream in streams or rec.stream.startswith(prefix):
+            if rec.stream in streams or rec.stream.startswith(prefix) or rec.stream == f"h323-call/{args.call}":
                 evs.append({"seq": rec.seq, "at": rec.timestamp, "type": rec.type, "event": rec.payload})
         out["events"] = evs
     if args.json:
@@ -102,6 +114,12 @@ def run(args) -> int:
               f"media={len(c['media'])} pinholes={len(c['pinholes'])}")
     for r in out.get("registrations", []):
         print(f"  registration {r['public']} -> {r['private']}")
+    print(f"{len(out['h323_calls'])} H.323 call(s)")
+    for c in out["h323_calls"]:
+        print(f"  {c['call']}  {c['phase']}  connection={c['connection'] or '-'}  "
+              f"h245={','.join(c['h245']) or '-'}  media={len(c['media'])} pinholes={c['pinholes']}")
+    for r in out.get("h323_registrations", []):
+        print(f"  H.323 registration {r['public']} -> {r['private']}")
     for e in out.get("events", []):
         print(f"  #{e['seq']} {e['at']:.3f} {e['type']} {e['event']}")
     return 0
