@@ -15,7 +15,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 
 from gateway.config import load_file, parse_text
 from gateway.datapath import (
-    FRAGMENT_DROP, TCP_SIGNALLING_NOTE, Alg, Datapath, Drop, Forward, mgcp_key, sip_call_id,
+    FRAGMENT_DROP, Alg, Datapath, Drop, Forward, mgcp_key, sip_call_id,
     sip_media_pinholes,
 )
 from gateway.packet import SYN, build_tcp, build_udp, parse, rewrite
