@@ -12,7 +12,10 @@ Three gateways in turn, each in a fresh namespace lab built from one example
   for a MIP, masquerade on the callee's leg otherwise), the helper assigned
   explicitly (an nft ``ct helper`` rule: since Linux 4.7 helpers are not
   assigned by port automatically);
-* ``gatewayd``: the active/standby pair, sync replication to the standby.
+* ``gatewayd``: the active/standby pair, sync replication to the standby;
+* ``gatewayd-async``: the same pair with ``set nsrp rto-mirror async`` added
+  to the configuration (the held packet is released after the active's own
+  fsync; the standby follows), for comparison.
 
 For each, a ladder of call rates (each step ``--seconds`` worth of calls, each
 call held ``--hold-ms`` with RTP both ways) runs until a step has a failed
@@ -25,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,8 +46,17 @@ from ops.lab.plan import Plan, build_plan, suggest_call  # noqa: E402
 # interface NAT, concurrent calls from one private host to one media address
 # meet the datapath's destination-only pinhole match; see ARCHITECTURE.md.)
 DEFAULT_EXAMPLE = "ch2-incoming-call-with-mip"
-LADDER = (10, 20, 40, 80, 160, 320, 640, 960, 1280, 1920)
+LADDER = (10, 20, 40, 80, 160, 240, 320, 480, 640, 960, 1280, 1600, 1920, 2560)
 LAB = "bc0"
+ASYNC = "gatewayd-async"
+STARTERS = ("plain-routing", "kernel-sip-helper", gs.NAME, ASYNC)
+
+
+def async_config(example: Path, directory: Path) -> Path:
+    """The example with asynchronous replication to the standby."""
+    out = directory / f"{example.stem}-async.cfg"
+    out.write_text(example.read_text().rstrip("\n") + "\nset nsrp rto-mirror async\n")
+    return out
 
 
 def kernel_helper_rules(plan: Plan, nat_leg: str, dial: str, callee: str) -> str:
@@ -98,7 +112,13 @@ def wait_idle(state, timeout: float = 10.0) -> None:
 
 
 def measure(example: Path, starter: str, seconds: float, hold_ms: int, max_rate: float,
-            log) -> dict:
+            log, ladder: tuple[int, ...] = LADDER) -> dict:
+    name = starter
+    tmp = None
+    if starter == ASYNC:
+        starter = gs.NAME
+        tmp = Path(tempfile.mkdtemp(prefix="bench-calls-"))
+        example = async_config(example, tmp)
     cfg = load_file(example)
     plan = build_plan(cfg, lab=LAB)
     call = suggest_call(plan, cfg)
@@ -109,7 +129,7 @@ def measure(example: Path, starter: str, seconds: float, hold_ms: int, max_rate:
     steps = []
     try:
         state = netns.up(plan, starter=starter, config=str(example))
-        for rate in LADDER:
+        for rate in ladder:
             if rate > max_rate:
                 break
             calls = max(3, int(rate * seconds))
@@ -120,7 +140,7 @@ def measure(example: Path, starter: str, seconds: float, hold_ms: int, max_rate:
             steps.append({"rate": rate, "calls": calls, "completed": r.calls_completed,
                           "failed": r.calls_failed, "rtp_sent": r.rtp_sent,
                           "rtp_echoed_back": r.rtp_received, "seconds": r.seconds, "ok": ok})
-            log(f"  {starter:>18} {rate:>5}/s: {r.calls_completed}/{calls} completed, "
+            log(f"  {name:>18} {rate:>5}/s: {r.calls_completed}/{calls} completed, "
                 f"{r.calls_failed} failed, RTP {r.callee_rtp_received}/{r.rtp_sent} there, "
                 f"{r.rtp_received}/{r.callee_rtp_sent} back {'ok' if ok else 'FAIL'}")
             if not ok:
@@ -133,10 +153,13 @@ def measure(example: Path, starter: str, seconds: float, hold_ms: int, max_rate:
             active = st.get(gs.active_role(state) or "gw-a", {})
             extra = {"replication": active.get("replication"),
                      "journal_head": active.get("journal_head"),
-                     "ack_lapses": (active.get("journal") or {}).get("ack_lapses")}
-        return {"starter": starter, "best_rate": best, "steps": steps, **extra}
+                     "ack_lapses": (active.get("journal") or {}).get("ack_lapses"),
+                     "failovers": active.get("epoch")}
+        return {"starter": name, "best_rate": best, "steps": steps, **extra}
     finally:
         netns.down(LAB)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=3.0, help="seconds of calls per step")
     ap.add_argument("--hold-ms", type=int, default=500, help="call hold time with RTP")
     ap.add_argument("--max-rate", type=float, default=LADDER[-1])
-    ap.add_argument("--only", choices=["plain-routing", "kernel-sip-helper", gs.NAME], action="append")
+    ap.add_argument("--only", choices=list(STARTERS), action="append")
+    ap.add_argument("--ladder", help="comma-separated call rates to try in turn "
+                                     f"(default {','.join(map(str, LADDER))})")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     why = netns.available()
@@ -153,12 +178,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_calls: {why}", file=sys.stderr)
         return 1
     example = ROOT / "examples" / f"{args.example}.cfg"
-    starters = args.only or ["plain-routing", "kernel-sip-helper", gs.NAME]
+    starters = args.only or list(STARTERS)
+    ladder = tuple(int(x) for x in args.ladder.split(",")) if args.ladder else LADDER
     results = {}
     for s in starters:
         print(f"{s}:", flush=True)
         results[s] = measure(example, s, args.seconds, args.hold_ms, args.max_rate,
-                             lambda m: print(m, flush=True))
+                             lambda m: print(m, flush=True), ladder)
     print()
     print(f"highest call rate with every call completed and RTP both ways "
           f"({args.example}, {args.seconds:g}s of calls per step, {args.hold_ms} ms hold):")
@@ -170,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     g = results.get(gs.NAME, {}).get("best_rate")
     if k and g is not None:
         print(f"  gatewayd / kernel SIP helper: {g / k:.2f}")
+    for s, r in results.items():
+        if r.get("failovers", 1) > 1:
+            print(f"  {s}: the pair changed roles during the run (epoch {r['failovers']})")
     if args.json:
         print(json.dumps(results, indent=1))
     return 0
