@@ -41,3 +41,26 @@ class Result:
     events: tuple[Event, ...] = ()
     logs: tuple[str, ...] = ()
     route_to: tuple[str, int] | None = None
+
+
+class Run:
+    """One evaluation of an ALG (a message, a timer, a media report): the
+    running state and what it emitted. Every change goes through
+    :meth:`emit`, which folds the event at once with the ALG's own ``apply``,
+    so the state a step returns is exactly the fold of its events.
+    Subclasses set ``apply`` (a staticmethod) and build their ``Result``."""
+
+    apply: Any = None
+
+    def __init__(self, state: Any, now: float, settings: Any) -> None:
+        self.st = state
+        self.now = now
+        self.settings = settings
+        self.events: list[Event] = []
+        self.logs: list[str] = []
+        self.edits: list[Edit] = []
+        self.route_to: tuple[str, int] | None = None
+
+    def emit(self, e: Event) -> None:
+        self.st = self.apply(self.st, e)
+        self.events.append(e)

@@ -18,19 +18,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from gateway.alg_result import Result, Timer
+from gateway.alg_result import Result, Run, Timer
 from gateway.errors import RemoteProtocolError
-from gateway.events import Event
 from gateway.h323 import events as ev
 from gateway.h323.h245 import logical_channel, parse_h245
 from gateway.h323.nat import address_edit
 from gateway.h323.per import Address
 from gateway.h323.q931 import parse_call_signal
 from gateway.h323.ras import parse_ras
-from gateway.h323.state import Call, H323State, apply
+from gateway.h323.state import H323State, apply
 from gateway.h323.transitions import ANY, lookup
 from gateway.ports import allocate_port
-from gateway.span import Edit, apply_edits
+from gateway.span import apply_edits
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,22 +91,14 @@ def _ep(a: tuple) -> str:
     return f"{a[0]}:{a[1]}"
 
 
-class _Run:
+class _Run(Run):
+    apply = staticmethod(apply)
+
     def __init__(self, state: H323State, ctx: H323Context, now: float, settings: H323Settings) -> None:
-        self.st = state
+        super().__init__(state, now, settings)
         self.ctx = ctx
-        self.now = now
-        self.settings = settings
-        self.events: list[Event] = []
-        self.logs: list[str] = []
-        self.edits: list[Edit] = []
-        self.route_to: tuple[str, int] | None = None
         # (original, final) of every address, by id()
         self.moved: dict[int, tuple[tuple, tuple]] = {}
-
-    def emit(self, e: Event) -> None:
-        self.st = apply(self.st, e)
-        self.events.append(e)
 
     def result(self, data: bytes) -> Result:
         opened, closed, streams = [], [], {}

@@ -28,7 +28,6 @@ from typing import Callable
 
 from gateway.config.model import MgcpSettings
 from gateway.errors import RemoteProtocolError
-from gateway.events import Event
 from gateway.mgcp import events as ev
 from gateway.mgcp.flood import admit
 from gateway.mgcp.message import MgcpMessage, parse_datagram
@@ -37,7 +36,7 @@ from gateway.mgcp.state import EMPTY, Call, MgcpState, Pinhole, Txn, apply, repl
 from gateway.mgcp.transitions import CA, GW, command_rule, response_actions, response_kind
 from gateway.ports import MEDIA_PORT_HIGH, MEDIA_PORT_LOW, allocate_pair
 from gateway.span import Edit, apply_edits
-from gateway.alg_result import Result, Timer
+from gateway.alg_result import Result, Run, Timer
 
 DEFAULT_SETTINGS = MgcpSettings()
 # RFC 3435 3.5.3: the call agent listens on 2727, the gateway on 2427; a
@@ -130,21 +129,10 @@ def _port_hint(in_use, public_ip: str, port: int, salt: str) -> int:
     return MEDIA_PORT_LOW + 2 * (zlib.crc32(salt.encode()) % pairs)
 
 
-class _Run:
+class _Run(Run):
     """One evaluation: the running state and what it emitted."""
 
-    def __init__(self, state: MgcpState, now: float, settings: MgcpSettings) -> None:
-        self.st = state
-        self.now = now
-        self.settings = settings
-        self.events: list[Event] = []
-        self.logs: list[str] = []
-        self.edits: list[Edit] = []
-        self.route_to: tuple[str, int] | None = None
-
-    def emit(self, e: Event) -> None:
-        self.st = apply(self.st, e)
-        self.events.append(e)
+    apply = staticmethod(apply)
 
     def result(self, verdict: str = "forward", reason: str = "", data: bytes = b"") -> Result:
         opened: dict[str, Pinhole] = {}

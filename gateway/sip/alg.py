@@ -23,7 +23,6 @@ from typing import Callable
 
 from gateway.config.model import SipSettings
 from gateway.errors import RemoteProtocolError
-from gateway.events import Event
 from gateway.ports import MEDIA_PORT_LOW
 from gateway.sip import parse_message, rewrite_message
 from gateway.sip import events as ev
@@ -32,7 +31,7 @@ from gateway.sip.portmap import allocate_pair, allocate_port
 from gateway.sip.state import EMPTY, Call, Pinhole, SipState, _call_base, apply
 from gateway.sip.transitions import lookup, request_trigger, response_trigger
 from gateway.span import Edit
-from gateway.alg_result import Result, Timer
+from gateway.alg_result import Result, Run, Timer
 
 # "the ALG delays call teardown for five seconds to allow time for
 # transmission of the 200 OK" (Call Termination, Call Cancellation).
@@ -98,21 +97,10 @@ def _port(p) -> int:
     return int(p)
 
 
-class _Run:
+class _Run(Run):
     """One evaluation: the running state, and what it emitted."""
 
-    def __init__(self, state: SipState, now: float, settings: SipSettings) -> None:
-        self.st = state
-        self.now = now
-        self.settings = settings
-        self.events: list[Event] = []
-        self.logs: list[str] = []
-        self.edits: list[Edit] = []
-        self.route_to: tuple[str, int] | None = None
-
-    def emit(self, e: Event) -> None:
-        self.st = apply(self.st, e)
-        self.events.append(e)
+    apply = staticmethod(apply)
 
     def result(self, verdict: str = "forward", reason: str = "", data: bytes = b"") -> Result:
         opened: list[Pinhole] = []
