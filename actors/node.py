@@ -34,10 +34,10 @@ from actors.runtime import DispatcherPool, PooledActor
 from actors.timers import TimerFired, TimerService
 from gateway import domain, ha
 from gateway.config.model import Config
+from gateway.datapath.pinholes import TAKEOVER_PINHOLE, sip_media_pinholes
 from actors.algs import ADAPTERS, H323Adapter, MgcpAdapter, SipAdapter, adapter_for_stream
 from gateway.sip import events as sip_ev
 from gateway.sip import is_keepalive
-from gateway.sip import state as sip_state
 from journal.store import Journal
 
 log = logging.getLogger("gateway.node")
@@ -277,7 +277,7 @@ class Node:
                 # from policy and the pinholes below.
                 for sess in list(self.datapath.sessions):
                     self.datapath.remove_session(sess)
-                self.datapath.rebuild(self._open_pinholes(st) + _takeover_pinholes(st.sip))
+                self.datapath.rebuild(self._open_pinholes(st) + sip_media_pinholes(st.sip))
 
     def _stand_down(self) -> None:
         for key in list(self.timers.specs()):
@@ -720,51 +720,6 @@ class Node:
                     "reason": "no standby took over; still active" if self.role.forwarding
                     else "handover not confirmed"}
         return {"ok": True, "role": self.role.role, "from_epoch": epoch, "epoch": self.role.epoch, "ms": ms}
-
-
-TAKEOVER_PINHOLE = "#takeover-"
-
-
-def _takeover_pinholes(st) -> list:
-    """Pinholes that let the media of calls in progress find their way on a
-    new active node. The media sessions a used pinhole turned into live only
-    in the old active's datapath (the ALG removes a pinhole once a packet went
-    through it, ch. 2 "Pinhole Creation"), so the new active reopens, for every
-    voice channel still bound, the openings the ALG made when it bound it
-    (gateway/sip/alg.py ``bind_media``): to the channel's public pair
-    translated to the private party, or toward the party from the private
-    side's public pair. Each is removed on first use, like the ALG's own."""
-    out = []
-    for c in st.calls.values():
-        if c.phase == "terminated":
-            continue
-        open_dst = {p.dst for p in c.pinholes}
-        for g in c.groups:
-            rtp_rtcp = ((g.dst_port, 0), (g.rtcp_port, 1))
-            for port, n in rtp_rtcp:
-                if g.public_port is not None and g.public_ip is not None:
-                    dst, to, src_to, direction = (g.public_ip, g.public_port + n), (g.dst_ip, port), \
-                        None, "inbound"
-                else:
-                    src_to = None
-                    if c.alg_ip is not None:
-                        for o in c.groups:
-                            if o.side != g.side and o.index == g.index and o.public_port is not None:
-                                src_to = (o.public_ip, o.public_port + n)
-                    dst, to, direction = (g.dst_ip, port), None, \
-                        ("any" if c.alg_ip is None else "outbound")
-                if dst in open_dst:
-                    continue
-                out.append(sip_state.Pinhole(f"{g.group}{TAKEOVER_PINHOLE}{n}", c.key, g.group, "media",
-                                             "udp", direction, dst, to, src_to, g.media_deadline))
-    # A pinhole matches by destination only. Calls in progress that all send
-    # to one media address (many phones to one media server) would all take
-    # the first one's source translation, whose reply tuple is taken: where a
-    # destination is shared, the source gets an ordinary NAT port instead.
-    seen: dict = {}
-    for p in out:
-        seen[p.dst] = seen.get(p.dst, 0) + 1
-    return [replace(p, src_to=None) if p.src_to is not None and seen[p.dst] > 1 else p for p in out]
 
 
 def _start_on(pool: DispatcherPool, cls, *args):

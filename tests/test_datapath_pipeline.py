@@ -14,6 +14,7 @@ from hypothesis import given, settings, strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 
 from gateway.config import load_file, parse_text
+from gateway.datapath.pinholes import TAKEOVER_PINHOLE
 from gateway.datapath import (
     FRAGMENT_DROP, Alg, Datapath, Drop, Forward, mgcp_key, sip_call_id,
     sip_media_pinholes,
@@ -287,12 +288,12 @@ def test_full_call_through_the_sip_alg_with_media_pinholes():
     assert c.path == "fast-pinhole" and (p.src, p[UDP].sport) == ("1.1.1.1", pub + 1)
     # Their use reports the groups' activity; the ALG ignores the restored ids.
     reports = standby.drain_activity()
-    assert any(pid and pid.endswith("#restored-rtp") for _g, pid, _t in reports)
+    assert any(pid and pid.endswith(f"{TAKEOVER_PINHOLE}0") for _g, pid, _t in reports)
     for group, pid, last in reports:
         closes = media_activity(state, group, last, pinhole=pid).pinholes_close
         # A restored pinhole is unknown to the ALG; the RTCP packet found the
         # real pinhole still open (installed first) and that one closes.
-        assert closes == (() if "#restored" in (pid or "#restored") else (pid,))
+        assert closes == (() if TAKEOVER_PINHOLE in (pid or TAKEOVER_PINHOLE) else (pid,))
 
     # The call ends: its media sessions go.
     call = next(iter(state.calls))

@@ -23,7 +23,7 @@ counted and delivered to the pinhole's actor in batches").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from typing import Iterable, Protocol
 
@@ -223,45 +223,51 @@ class MediaActivity:
 
 # ------------------------------------------------------------------ after failover
 
-def sip_media_pinholes(state) -> list:
-    """Pinholes for every voice channel of the SIP ALG's state
-    (:class:`gateway.sip.state.SipState`), for :meth:`Datapath.rebuild` after
-    failover or replay.
+TAKEOVER_PINHOLE = "#takeover-"
 
-    The media sessions of a live node are not replicated (they are made per
-    packet), and the pinholes the first packets used are closed. So a node
-    taking over opens, for each channel of each call, what the ALG opened when
-    the channel was negotiated (``bind_media`` in :mod:`gateway.sip.alg`):
-    toward the private party, from its public pair (RTP and RTCP); toward a
-    public party, with the private party's public pair as source. They have no
-    lifetime: they end with their call or channel (``release_call``,
-    ``release_groups``). Their ids end in ``#restored`` so reports of their use
-    name no pinhole the ALG knows (it ignores such ids)."""
+
+def sip_media_pinholes(state) -> list:
+    """Pinholes that let the media of calls in progress find their way on a
+    node taking over (:class:`gateway.sip.state.SipState` in, for
+    :meth:`Datapath.rebuild`).
+
+    The media sessions a used pinhole turned into live only in the old
+    active's datapath (the ALG removes a pinhole once a packet went through
+    it, ch. 2 "Pinhole Creation"), so the new active reopens, for every voice
+    channel still bound, the openings the ALG made when it bound it
+    (``bind_media`` in :mod:`gateway.sip.alg`): to the channel's public pair
+    translated to the private party, or toward the party from the private
+    side's public pair. Their ids carry ``TAKEOVER_PINHOLE``; the node removes
+    each on first use, like the ALG's own (the ALG does not know the ids)."""
     from gateway.sip.state import Pinhole
 
-    out: list = []
-    for call in state.calls.values():
-        if call.forwarded:
+    out = []
+    for c in state.calls.values():
+        if c.phase == "terminated" or c.forwarded:
             continue
-        private = {"outbound": "a", "inbound": "b"}.get(call.mode)
-        for g in call.groups:
-            base = f"{g.group}#restored"
-            if g.public_port is not None:
-                out.append(Pinhole(base + "-rtp", call.key, g.group, "media", "udp", "inbound",
-                                   (g.public_ip, g.public_port), (g.dst_ip, g.dst_port), None, None))
-                out.append(Pinhole(base + "-rtcp", call.key, g.group, "media", "udp", "inbound",
-                                   (g.public_ip, g.public_port + 1), (g.dst_ip, g.rtcp_port), None,
-                                   None))
-                continue
-            src_rtp = src_rtcp = None
-            if call.alg_ip is not None:
-                for mine in call.groups:
-                    if mine.side == private and mine.index == g.index and mine.public_port is not None:
-                        src_rtp = (mine.public_ip, mine.public_port)
-                        src_rtcp = (mine.public_ip, mine.public_port + 1)
-            direction = "any" if call.alg_ip is None else "outbound"
-            out.append(Pinhole(base + "-rtp", call.key, g.group, "media", "udp", direction,
-                               (g.dst_ip, g.dst_port), None, src_rtp, None))
-            out.append(Pinhole(base + "-rtcp", call.key, g.group, "media", "udp", direction,
-                               (g.dst_ip, g.rtcp_port), None, src_rtcp, None))
-    return out
+        open_dst = {p.dst for p in c.pinholes}
+        for g in c.groups:
+            for port, n in ((g.dst_port, 0), (g.rtcp_port, 1)):
+                if g.public_port is not None and g.public_ip is not None:
+                    dst, to, src_to, direction = ((g.public_ip, g.public_port + n), (g.dst_ip, port),
+                                                  None, "inbound")
+                else:
+                    src_to = None
+                    if c.alg_ip is not None:
+                        for o in c.groups:
+                            if o.side != g.side and o.index == g.index and o.public_port is not None:
+                                src_to = (o.public_ip, o.public_port + n)
+                    dst, to = (g.dst_ip, port), None
+                    direction = "any" if c.alg_ip is None else "outbound"
+                if dst in open_dst:
+                    continue
+                out.append(Pinhole(f"{g.group}{TAKEOVER_PINHOLE}{n}", c.key, g.group, "media", "udp",
+                                   direction, dst, to, src_to, g.media_deadline))
+    # A pinhole matches by destination only. Calls in progress that all send
+    # to one media address (many phones to one media server) would all take
+    # the first one's source translation, whose reply tuple is taken: where a
+    # destination is shared, the source gets an ordinary NAT port instead.
+    seen: dict = {}
+    for p in out:
+        seen[p.dst] = seen.get(p.dst, 0) + 1
+    return [replace(p, src_to=None) if p.src_to is not None and seen[p.dst] > 1 else p for p in out]
