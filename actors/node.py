@@ -252,6 +252,10 @@ class Node:
             for rec in self.journal.read(1):
                 self._fold(rec.event())
             self.applied = self.journal.head
+        # Entities of the cut records are gone: the actors follow the state again.
+        for key in self.directory.keys("entity"):
+            self._end_entity(key[1])
+        self._mirror_all()
 
     def _take_over(self) -> None:
         """Active from now on: own the addresses, arm timers, install pinholes."""

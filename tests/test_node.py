@@ -162,3 +162,14 @@ def test_media_refresh_is_a_quarter_of_the_shortest_inactivity_timeout():
     short = Config(zones={}, interfaces={}, addresses={}, policies=(), routes=(),
                    sip=SipSettings(media_inactivity_timeout=8))
     assert Node.media_refresh_for(short) == 2.0
+
+
+def test_diverged_journal_is_cut_and_the_entities_follow(lone):
+    """Rejoining as standby with records the active never had: they are cut,
+    the state is refolded, and no actor is left for an entity that is gone."""
+    node, _ = lone
+    send(node, OUT, invite())
+    assert node.show("calls") and node.directory.count("entity") >= 1
+    node.on_trigger("diverged", 0)
+    assert node.journal.head == 0 and not node.show("calls")
+    wait_for(lambda: node.directory.count("entity") == 0)
