@@ -226,6 +226,14 @@ def test_calls_survive_failover(lab, example, crash) -> None:
                                  failover_at=(calls / rate + hold_ms / 1000) / 2, crash=crash)
     assert run.failover is not None, run.failover_error
     assert run.failover.to_role != run.failover.from_role
+    # Right after taking over, the new active holds the calls in progress with
+    # their timers (a next deadline in the future) and their pinholes.
+    taken = run.calls_after_failover
+    assert taken, run
+    assert all(c["deadline"] is not None and c["deadline"] > time.time() for c in taken), taken
+    assert run.pinholes_after_failover, run
+    calls_with_media = {c["call"] for c in taken if c["media"]}
+    assert calls_with_media and {p["call"] for p in run.pinholes_after_failover} & calls_with_media
     r = run.calls
     # Every call completes: its BYE went through the new active and was answered.
     assert r.calls_attempted == calls and r.calls_completed == calls and r.calls_failed == 0, r

@@ -378,6 +378,10 @@ class FailoverRun:
     rtp_before: RtpSplit
     rtp_after: RtpSplit
     failover_at: float             # seconds after the first INVITE was due
+    # What the new active showed right after taking over: the calls in
+    # progress (with their next deadline: the timers it rebuilt) and pinholes.
+    calls_after_failover: list | None = None
+    pinholes_after_failover: list | None = None
 
 
 def calls_with_failover(state: LabState, caller, callee, dial, *, calls: int, rate: float,
@@ -420,6 +424,15 @@ def calls_with_failover(state: LabState, caller, callee, dial, *, calls: int, ra
             fo = failover(state, crash=crash, timeout=timeout)
         except (LabError, ConnectionError, RuntimeError) as exc:
             fo_err = str(exc)
+        if fo is not None:
+            plan = state.get_plan()
+            sock = node_paths(state, plan)[fo.to_role].socket if plan is not None else None
+            try:
+                taken = (node_call(sock, "show", {"what": "calls"}),
+                         node_call(sock, "show", {"what": "pinholes"})) if sock else (None, None)
+            except (ConnectionError, RuntimeError, OSError) as exc:
+                taken = (None, None)
+                fo_err = f"the new active did not answer show: {exc}"
     th.join(calls / rate + duration_ms / 1000.0 + 60)
     end = snap()
     if "error" in result:
@@ -432,7 +445,9 @@ def calls_with_failover(state: LabState, caller, callee, dial, *, calls: int, ra
         (ca_in1, ca_out1), (ce_in1, ce_out1) = b
         return RtpSplit(ca_out1 - ca_out0, ce_in1 - ce_in0, ce_out1 - ce_out0, ca_in1 - ca_in0)
 
-    return FailoverRun(result["calls"], fo, fo_err, split(start, mid), split(mid, end), round(at, 2))
+    taken_calls, taken_pinholes = taken if fo is not None else (None, None)
+    return FailoverRun(result["calls"], fo, fo_err, split(start, mid), split(mid, end), round(at, 2),
+                       taken_calls, taken_pinholes)
 
 
 __all__ += ["RtpSplit", "FailoverRun", "calls_with_failover", "wait_standby_joined"]
