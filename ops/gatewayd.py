@@ -94,6 +94,8 @@ def run_node(args) -> int:
     from gateway.datapath import Datapath
     from gateway.nodefile import NodeFileError, parse_node_file
     from gateway.policy import Engine
+    from journal.segment import JournalCorrupt
+    from journal.store import JournalLocked
 
     try:
         with open(args.node_file) as f:
@@ -128,14 +130,28 @@ def run_node(args) -> int:
     # more: load it now, so a takeover announces the addresses at once and
     # hosts stop sending to the old active (measured in the namespace lab).
     threading.Thread(target=_preload_scapy, name="scapy-preload", daemon=True).start()
+    # The journal's lock is taken first (Node opens the journal): a second
+    # gatewayd started with the node file of a running node must stop before
+    # it touches anything that node owns (its addresses, its control socket).
+    try:
+        node = Node(settings.node, cfg, settings.journal, datapath=datapath,
+                    replicator_factory=make_replicator if settings.ha else None,
+                    addresses=addresses, media_refresh=Node.media_refresh_for(cfg),
+                    threads=ACTOR_THREADS)
+    except JournalLocked as exc:
+        print(f"gatewayd: {exc}: is node {settings.node} already running?", file=sys.stderr)
+        return 1
+    except JournalCorrupt as exc:
+        print(f"gatewayd: the journal is damaged, refusing to start: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"gatewayd: cannot open the journal {settings.journal}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
     # A node restarted after a crash (SIGKILL, power loss of the process) may
     # still have the pair's addresses on its interfaces; it starts as standby
     # and must not answer for them until it is promoted.
     addresses.release()
-    node = Node(settings.node, cfg, settings.journal, datapath=datapath,
-                replicator_factory=make_replicator if settings.ha else None,
-                addresses=addresses, media_refresh=Node.media_refresh_for(cfg),
-                threads=ACTOR_THREADS)
 
     linux_to_cfg = {linux: name for name, linux in settings.interfaces.items()}
     # The worker does the datapath's housekeeping (expiry, media activity to

@@ -1,0 +1,43 @@
+"""gatewayd's start-up: operator mistakes end with a message and exit 1, and a
+node that cannot start must not disturb a node that is already running."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from journal.store import Journal
+from ops.gatewayd import main as gatewayd
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ch2-incoming-call-with-mip.cfg"
+
+
+def _node_file(tmp_path, extra=""):
+    shutil.copy(EXAMPLE, tmp_path / "gw.cfg")
+    (tmp_path / "node.toml").write_text(
+        'node = "gw-a"\nconfig = "gw.cfg"\njournal = "j"\ncontrol_socket = "run/gw-a.sock"\n'
+        f'queue = 4077\n{extra}')
+    return str(tmp_path / "node.toml")
+
+
+@pytest.fixture
+def releases(monkeypatch):
+    """Record AddressManager.release() calls instead of running `ip addr del`."""
+    calls = []
+    import actors.addresses
+    monkeypatch.setattr(actors.addresses.AddressManager, "release", lambda self: calls.append(self))
+    return calls
+
+
+def test_second_instance_on_a_locked_journal_leaves_the_running_node_alone(tmp_path, releases, capsys):
+    path = _node_file(tmp_path)
+    running = Journal.open(tmp_path / "j", fsync=False)   # the node already running holds it
+    try:
+        assert gatewayd(["--node-file", path]) == 1
+    finally:
+        running.close()
+    err = capsys.readouterr().err
+    assert "another process" in err and "Traceback" not in err
+    # Releasing the addresses would take them from the running active node.
+    assert releases == []
+
