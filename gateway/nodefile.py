@@ -92,6 +92,9 @@ def parse_node_file(text: str, path: str = "<node file>") -> NodeSettings:
     queue = data.get("queue", 0)
     if not isinstance(queue, int) or not 0 <= queue <= 65535:
         raise NodeFileError(f"{path}: 'queue' must be an NFQUEUE number 0..65535")
+    group = data.get("control_group")
+    if group is not None and (not isinstance(group, str) or not group):
+        raise NodeFileError(f"{path}: 'control_group' is the name of a Unix group, e.g. \"voipops\"")
     ha = None
     if "ha" in data:
         h = data["ha"]

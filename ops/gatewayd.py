@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import grp
 import json
 import logging
 import signal
@@ -103,6 +104,14 @@ def run_node(args) -> int:
     except (OSError, NodeFileError) as exc:
         print(f"gatewayd: {exc}", file=sys.stderr)
         return 1
+    if settings.control_group is not None:
+        try:
+            grp.getgrnam(settings.control_group)
+        except KeyError:
+            print(f"gatewayd: {args.node_file}: control_group {settings.control_group!r} is not a "
+                  "group on this host (create it, or remove the line: then only root may use gwctl)",
+                  file=sys.stderr)
+            return 1
     cfg = _load_config(args.config or settings.config)
     if cfg is None:
         return 1

@@ -41,3 +41,10 @@ def test_second_instance_on_a_locked_journal_leaves_the_running_node_alone(tmp_p
     # Releasing the addresses would take them from the running active node.
     assert releases == []
 
+
+def test_unknown_control_group_is_a_message_not_a_traceback(tmp_path, releases, capsys):
+    path = _node_file(tmp_path, 'control_group = "no-such-group-here"\n')
+    assert gatewayd(["--node-file", path]) == 1
+    err = capsys.readouterr().err
+    assert "no-such-group-here" in err and "Traceback" not in err
+    assert releases == []

@@ -47,3 +47,9 @@ def test_gwctl_keys_creates_pair_and_refuses_overwrite(tmp_path, capsys):
     assert os.stat(tmp_path / "gw-a.key_secret").st_mode & 0o777 == 0o600
     assert gwctl(["keys", str(tmp_path), "--name", "gw-a"]) == 1
     assert gwctl(["keys", str(tmp_path), "--name", "gw-a", "--force"]) == 0
+
+
+def test_node_file_control_group_must_be_a_name():
+    with pytest.raises(NodeFileError) as e:
+        parse_node_file(GOOD.replace("queue = 3", "queue = 3\ncontrol_group = 5"), "/etc/n.toml")
+    assert "control_group" in str(e.value)
