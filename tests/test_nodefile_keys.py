@@ -53,3 +53,25 @@ def test_node_file_control_group_must_be_a_name():
     with pytest.raises(NodeFileError) as e:
         parse_node_file(GOOD.replace("queue = 3", "queue = 3\ncontrol_group = 5"), "/etc/n.toml")
     assert "control_group" in str(e.value)
+
+
+def test_gwctl_keys_never_writes_the_secret_readable_by_others(tmp_path, monkeypatch):
+    # The secret key must not exist with a wider mode, even for a moment.
+    import zmq.auth
+    real = zmq.auth.create_certificates
+    seen = []
+
+    def spy(*a, **kw):
+        pub, sec = real(*a, **kw)
+        seen.append(os.stat(sec).st_mode & 0o777)
+        return pub, sec
+    monkeypatch.setattr(zmq.auth, "create_certificates", spy)
+    assert gwctl(["keys", str(tmp_path), "--name", "gw-a"]) == 0
+    assert seen and seen[0] & 0o077 == 0
+
+
+def test_gwctl_keys_unwritable_dir_is_a_message(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert gwctl(["keys", str(tmp_path / "file" / "keys"), "--name", "gw-a"]) == 1
+    err = capsys.readouterr().err
+    assert "gwctl keys:" in err and "Traceback" not in err

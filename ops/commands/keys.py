@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 
 def register(sub) -> None:
@@ -20,13 +21,24 @@ def register(sub) -> None:
 
 def run(args) -> int:
     import zmq.auth
-    os.makedirs(args.dir, mode=0o700, exist_ok=True)
     pub = os.path.join(args.dir, f"{args.name}.key")
     sec = os.path.join(args.dir, f"{args.name}.key_secret")
     if not args.force and (os.path.exists(pub) or os.path.exists(sec)):
-        print(f"gwctl keys: {pub} or {sec} exists; use --force to replace the pair")
+        print(f"gwctl keys: {pub} or {sec} exists; use --force to replace the pair", file=sys.stderr)
         return 1
-    pub, sec = zmq.auth.create_certificates(args.dir, args.name)
-    os.chmod(sec, 0o600)
+    # The secret is written under umask 077, so it is never readable by
+    # others, not even between its creation and a chmod.
+    old = os.umask(0o077)
+    try:
+        os.makedirs(args.dir, mode=0o700, exist_ok=True)
+        pub, sec = zmq.auth.create_certificates(args.dir, args.name)
+        os.chmod(sec, 0o600)
+        os.chmod(pub, 0o644)         # the public half is meant to be copied to the peer
+    except OSError as exc:
+        print(f"gwctl keys: cannot write the key pair in {args.dir}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    finally:
+        os.umask(old)
     print(f"public key: {pub}\nsecret key: {sec} (mode 0600)")
     return 0
