@@ -8,6 +8,7 @@ mode 0660 owned by root:GROUP, and every connection's peer credentials
 
 from __future__ import annotations
 
+import errno
 import grp
 import json
 import logging
@@ -37,8 +38,12 @@ class ControlServer:
 
     def start(self) -> None:
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        if _answers(self.path):
+            # Another node (or a second copy of this one) is serving here:
+            # unlinking its socket would cut gwctl off from a running node.
+            raise OSError(errno.EADDRINUSE, f"a running node already serves {self.path}")
         try:
-            os.unlink(self.path)
+            os.unlink(self.path)          # a stale socket left by a node that died
         except FileNotFoundError:
             pass
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -113,3 +118,14 @@ class ControlServer:
                     resp = {"ok": False, "error": f"internal error: {exc}"}
                 f.write(json.dumps(resp, default=str).encode() + b"\n")
                 f.flush()
+
+
+def _answers(path: str) -> bool:
+    """Whether a server accepts connections on the Unix socket ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
