@@ -105,19 +105,40 @@ class ControlServer:
                 conn.sendall(b'{"ok": false, "error": "permission denied"}\n')
                 return
             f = conn.makefile("rwb")
-            for line in f:
-                try:
-                    req = json.loads(line)
-                    cmd = str(req.get("cmd", ""))
-                    result = self.handler(cmd, dict(req.get("args") or {}))
-                    resp = {"ok": True, "result": result}
-                except ControlError as exc:
-                    resp = {"ok": False, "error": str(exc)}
-                except Exception as exc:   # a bug in a handler must not kill the channel
-                    log.exception("control: command failed")
-                    resp = {"ok": False, "error": f"internal error: {exc}"}
-                f.write(json.dumps(resp, default=str).encode() + b"\n")
-                f.flush()
+            try:
+                while True:
+                    # A bounded read: a client that never sends a newline must
+                    # not make the node buffer without end.
+                    line = f.readline(MAX_REQUEST + 1)
+                    if not line:
+                        return
+                    if len(line) > MAX_REQUEST:
+                        f.write(b'{"ok": false, "error": "request too long"}\n')
+                        f.flush()
+                        return
+                    f.write(json.dumps(self._answer(line), default=str).encode() + b"\n")
+                    f.flush()
+            except OSError:
+                return                     # the client went away
+
+    def _answer(self, line: bytes) -> dict:
+        try:
+            req = json.loads(line)
+        except ValueError as exc:          # JSONDecodeError, UnicodeDecodeError
+            return {"ok": False, "error": f"malformed request: {exc}"}
+        if not isinstance(req, dict) or not isinstance(req.get("args", {}), (dict, type(None))):
+            return {"ok": False, "error": 'malformed request: want {"cmd": NAME, "args": {...}}'}
+        try:
+            return {"ok": True, "result": self.handler(str(req.get("cmd", "")), dict(req.get("args") or {}))}
+        except ControlError as exc:
+            return {"ok": False, "error": str(exc)}
+        except Exception as exc:   # a bug in a handler must not kill the channel
+            log.exception("control: command failed")
+            return {"ok": False, "error": f"internal error: {exc}"}
+
+
+# The longest request line accepted; gwctl's requests are a few hundred bytes.
+MAX_REQUEST = 1 << 20
 
 
 def _answers(path: str) -> bool:

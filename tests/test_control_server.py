@@ -63,3 +63,23 @@ def test_a_stale_socket_file_is_replaced(tmp_path):
     finally:
         s.stop()
 
+
+def test_an_endless_line_is_refused_not_buffered(server):
+    resp = _raw(server.path, b"x" * (4 << 20))
+    assert json.loads(resp) == {"ok": False, "error": "request too long"}
+
+
+@pytest.mark.parametrize("line", [b"not json\n", b"[1, 2]\n", b'{"cmd": "echo", "args": "ab"}\n',
+                                  b"\xff\xfe\n"])
+def test_malformed_requests_get_an_error_and_the_channel_stays_usable(server, line):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.settimeout(3)
+        c.connect(server.path)
+        f = c.makefile("rwb")
+        f.write(line)
+        f.flush()
+        resp = json.loads(f.readline())
+        assert resp["ok"] is False and "malformed request" in resp["error"]
+        f.write(b'{"cmd": "echo", "args": {"z": 3}}\n')
+        f.flush()
+        assert json.loads(f.readline()) == {"ok": True, "result": {"z": 3}}
