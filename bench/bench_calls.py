@@ -32,7 +32,10 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
+from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -40,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from gateway.config import load_file  # noqa: E402
 from ops.lab import gateway_starter as gs  # noqa: E402
 from ops.lab import netns, sipp  # noqa: E402
-from ops.lab.plan import Plan, build_plan, suggest_call  # noqa: E402
+from ops.lab.plan import CallPlan, Plan, build_plan, suggest_call  # noqa: E402
 
 # Incoming calls to a MIP: each call's media gets its own public pair. (With
 # interface NAT, concurrent calls from one private host to one media address
@@ -111,24 +114,50 @@ def wait_idle(state, timeout: float = 10.0) -> None:
         time.sleep(0.25)
 
 
-def measure(example: Path, starter: str, seconds: float, hold_ms: int, max_rate: float,
-            log, ladder: tuple[int, ...] = LADDER) -> dict:
-    name = starter
+@contextmanager
+def gateway_lab(example: Path, starter: str, lab: str = LAB,
+                ) -> Iterator[tuple[netns.LabState, CallPlan, IPv4Address]]:
+    """The example's namespace lab with one of STARTERS in the gateway
+    namespaces; yields (lab state, the call, the address the caller dials).
+    The lab is torn down however the block ends."""
     tmp = None
     if starter == ASYNC:
         starter = gs.NAME
         tmp = Path(tempfile.mkdtemp(prefix="bench-calls-"))
         example = async_config(example, tmp)
     cfg = load_file(example)
-    plan = build_plan(cfg, lab=LAB)
+    plan = build_plan(cfg, lab=lab)
     call = suggest_call(plan, cfg)
     # Plain routing translates nothing: the caller reaches the callee at its
     # own address (a MIP exists only where something answers for it).
     dial = call.callee.address.ip if starter == "plain-routing" else call.dial
+    try:
+        yield netns.up(plan, starter=starter, config=str(example)), call, dial
+    finally:
+        netns.down(lab)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pair_report(state: netns.LabState) -> dict:
+    """The active gatewayd's replication state and epoch (empty for other
+    gateways): an epoch above 1 means the pair changed roles during the run."""
+    if state.starter != gs.NAME:
+        return {}
+    st = gs.node_status(state)
+    active = st.get(gs.active_role(state) or "gw-a", {})
+    return {"replication": active.get("replication"),
+            "journal_head": active.get("journal_head"),
+            "ack_lapses": (active.get("journal") or {}).get("ack_lapses"),
+            "failovers": active.get("epoch")}
+
+
+def measure(example: Path, starter: str, seconds: float, hold_ms: int, max_rate: float,
+            log, ladder: tuple[int, ...] = LADDER) -> dict:
+    name = starter
     best = 0.0
     steps = []
-    try:
-        state = netns.up(plan, starter=starter, config=str(example))
+    with gateway_lab(example, starter) as (state, call, dial):
         for rate in ladder:
             if rate > max_rate:
                 break
@@ -147,19 +176,7 @@ def measure(example: Path, starter: str, seconds: float, hold_ms: int, max_rate:
                 break
             best = float(rate)
             wait_idle(state)
-        extra = {}
-        if starter == gs.NAME:
-            st = gs.node_status(state)
-            active = st.get(gs.active_role(state) or "gw-a", {})
-            extra = {"replication": active.get("replication"),
-                     "journal_head": active.get("journal_head"),
-                     "ack_lapses": (active.get("journal") or {}).get("ack_lapses"),
-                     "failovers": active.get("epoch")}
-        return {"starter": name, "best_rate": best, "steps": steps, **extra}
-    finally:
-        netns.down(LAB)
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        return {"starter": name, "best_rate": best, "steps": steps, **pair_report(state)}
 
 
 def main(argv: list[str] | None = None) -> int:
