@@ -390,7 +390,12 @@ class Journal:
             while self._segments and self._segments[-1].first_seq > seq and len(self._segments) > 1:
                 gone = self._segments.pop()
                 self._firsts.pop()
+                # Newest first, each removal durable before the next and before
+                # the kept segment is cut: after a crash, what is left is always
+                # a gapless prefix (a later segment coming back behind a removed
+                # or shortened one would be a gap the journal refuses to open).
                 os.unlink(gone.path)
+                fsync_dir(self.path)
             seg = self._segments[-1]
             keep = max(0, seq - seg.first_seq + 1)
             if keep == seg.count:

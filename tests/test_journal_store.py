@@ -250,6 +250,28 @@ def test_truncate_after_drops_the_tail_and_rewinds_versions(jdir):
         assert j.head == 1
 
 
+def test_truncate_after_makes_removed_segments_durable_before_cutting_the_kept_one(jdir, monkeypatch):
+    # If a crash left the removed (later) segments in the directory while the
+    # kept one was already cut, the journal would have a gap and not open again.
+    import journal.store as store
+    with Journal.open(jdir, segment_bytes=1500) as j:
+        for epoch in (1, 2, 3):
+            j.append_batch(notes(100), epoch=epoch)
+        assert len(list_segments(jdir)) == 3
+        ops = []
+        real_unlink, real_fsync, real_fsync_dir = os.unlink, os.fsync, store.fsync_dir
+        monkeypatch.setattr(os, "unlink", lambda p, *a, **kw: (ops.append("unlink"), real_unlink(p, *a, **kw)))
+        monkeypatch.setattr(os, "fsync", lambda fd: (ops.append("fsync"), real_fsync(fd)))
+        monkeypatch.setattr(store, "fsync_dir", lambda d: (ops.append("fsync_dir"), real_fsync_dir(d)))
+        assert j.truncate_after(50) == 250
+    assert ops.count("unlink") == 2
+    last_unlink = len(ops) - 1 - ops[::-1].index("unlink")
+    first_file_fsync = ops.index("fsync")
+    assert "fsync_dir" in ops[last_unlink:first_file_fsync], ops
+    with Journal.open(jdir) as j:
+        assert j.head == 50
+
+
 # ------------------------------------------------------------ tail repair
 
 def _last_segment(jdir: Path) -> Path:
