@@ -98,7 +98,12 @@ def on_handover_received(s: RoleState, peer_epoch: int) -> tuple[RoleState, tupl
 
 
 def on_handover_done(s: RoleState, new_epoch: int) -> tuple[RoleState, tuple[Action, ...]]:
-    """The peer confirmed it promoted: the old active is now the standby."""
+    """The peer confirmed it promoted: the old active is now the standby.
+
+    The peer's new epoch must be newer than ours: a confirmation naming an
+    epoch we already reached or passed belongs to a term that is over."""
+    if new_epoch <= s.epoch:
+        return s, ()
     return _demote(s, new_epoch, f"handed over to the peer (epoch {new_epoch})")
 
 

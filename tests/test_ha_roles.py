@@ -76,3 +76,15 @@ def test_two_nodes_never_stay_active_in_the_same_epoch(script):
         nodes[who], _ = step(nodes[who], "peer_epoch", o.role, o.epoch, o.priority, o.node_id)
     a, b = nodes["a"], nodes["b"]
     assert not (a.role == "active" and b.role == "active")
+
+
+def test_handover_done_of_an_older_term_does_not_demote_the_active():
+    # A TAKEN names the epoch the peer promoted to; one not newer than ours is
+    # from a term already over (epochs order terms) and must not stop forwarding.
+    act = RoleState("a", role="active", epoch=7, forwarding=True)
+    for stale in (4, 7):
+        s, acts = step(act, "handover_done", stale)
+        assert s == act and acts == ()
+    s, acts = step(act, "handover_done", 8)
+    assert (s.role, s.epoch, s.forwarding) == ("standby", 8, False)
+    assert kinds(acts) == ["stop_forwarding", "demote"]
