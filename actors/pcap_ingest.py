@@ -113,7 +113,10 @@ def run_capture(config, pcap_in: str, pcap_out: str, *, journal: str | None = No
                     reasons[f"cannot tell the ingress interface of {src} (give --ingress SUBNET=IFACE)"] += 1
                     continue
                 with node.dp_lock:
-                    out = datapath.process(raw, ingress, ts)
+                    # clock.t, not ts: a frame older than one already run
+                    # (unsorted, merged captures) must not move the datapath's
+                    # time back while the node's stays put.
+                    out = datapath.process(raw, ingress, clock.t)
                 if isinstance(out, Alg):
                     algs[out.alg] += 1
                     out = _alg(node, out, settle_timeout)

@@ -112,3 +112,32 @@ def test_pcap_mode_usage_errors(capsys):
     assert gatewayd(["--pcap-in", "x.pcap"]) == 2
     assert "needs --pcap-in, --pcap-out and --config" in capsys.readouterr().err
     assert gatewayd([]) == 2
+
+
+def test_an_out_of_order_capture_never_moves_the_datapaths_clock_back(tmp_path, capsys, monkeypatch):
+    # Captures merged from several taps are not sorted: the core's clock (the
+    # node's and the datapath's alike) must never go back, or sessions and
+    # pinholes would be stamped in the past and expire early.
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+
+    from gateway.datapath import Datapath
+    frames = []
+    for i, t in enumerate([100.0, 101.0, 50.0, 102.0]):
+        f = Ether() / IP(src="10.150.20.3", dst="1.1.1.9") / UDP(sport=4000 + i, dport=9) / b"x"
+        f.time = t
+        frames.append(f)
+    cap = tmp_path / "unsorted.pcap"
+    wrpcap(str(cap), frames)
+    seen = []
+    real = Datapath.process
+
+    def spy(self, raw, ingress, now, *a, **kw):
+        seen.append(now)
+        return real(self, raw, ingress, now, *a, **kw)
+    monkeypatch.setattr(Datapath, "process", spy)
+    rc, _ = run(capsys, "--pcap-in", str(cap), "--pcap-out", str(tmp_path / "o.pcap"), "--config",
+                str(NAT_CFG), "--json", "--log-level", "ERROR")
+    assert rc == 0 and len(seen) == 4
+    assert seen == sorted(seen)
