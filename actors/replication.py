@@ -40,6 +40,10 @@ from journal.replication import (Ack, Batch, Handover, Heartbeat, Hello, Protoco
 
 log = logging.getLogger("gateway.replication")
 
+# The largest replication message a node accepts (ZeroMQ drops the connection
+# of a peer sending more).
+MAX_MESSAGE_BYTES = 64 << 20
+
 
 @dataclass(frozen=True, slots=True)
 class CurveKeys:
@@ -194,7 +198,10 @@ class Replicator:
             return True
 
     def has_standby(self) -> bool:
-        return bool(self.sender.peers)
+        # Only an active node has standbys: right after a demotion the peer table
+        # is cleared on the replication thread, but completions must not wait for
+        # acknowledgements that will never come in the meantime.
+        return self.role == "active" and bool(self.sender.peers)
 
     def status(self) -> ReplicationStatus:
         now = self.clock()
@@ -259,6 +266,9 @@ class Replicator:
                 self._auth.start()
                 self._auth.configure_curve_callback(domain="*", credentials_provider=_KeyCheck(self.keys.authorized))
             router = self._ctx.socket(zmq.ROUTER)
+            # A peer that passed CURVE still cannot make this node buffer an
+            # arbitrarily large message (batches are <= 500 frames of a few KB).
+            router.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
             router.setsockopt(zmq.LINGER, 0)
             router.setsockopt(zmq.ROUTER_HANDOVER, 1)
             self._secure(router, server=True)
@@ -367,6 +377,7 @@ class Replicator:
 
     def _new_dealer(self):
         dealer = self._ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         dealer.setsockopt(zmq.LINGER, 0)
         dealer.setsockopt(zmq.IDENTITY, self.node_id.encode())
         # Never queue heartbeats for a dead peer: drop instead of piling up.

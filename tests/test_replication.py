@@ -229,3 +229,24 @@ def test_rejoining_old_active_with_unacknowledged_records_is_refused_diverged(pa
     finally:
         ctx.destroy(linger=0)
         old.close()
+
+
+def test_a_demoted_node_has_no_standby_to_wait_for(tmp_path):
+    """Completions on a node that just lost the active role must not wait for
+    acknowledgements from its former standby."""
+    from actors.replication import Replicator
+    from journal.store import Journal
+    from journal.replication import PeerProgress
+
+    j = Journal.open(tmp_path / "j", fsync=False)
+    r = Replicator(node_id="a", bind="tcp://127.0.0.1:1", peer="tcp://127.0.0.1:2", journal=j,
+                   on_records=lambda recs: None, on_trigger=lambda *a: None, keys=None)
+    try:
+        r.role = "active"
+        r.sender.peers[b"b"] = PeerProgress(b"b", "b", acked=0, sent=0)
+        assert r.has_standby()
+        r.set_role("standby", 2)
+        assert not r.has_standby()
+    finally:
+        r._ctx.destroy(linger=0)
+        j.close()
