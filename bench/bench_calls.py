@@ -74,9 +74,12 @@ def kernel_helper_rules(plan: Plan, nat_leg: str, dial: str, callee: str) -> str
     else:
         nat = (f" chain post {{ type nat hook postrouting priority 100; policy accept;\n"
                f"   oifname \"{nat_leg}\" masquerade; }}\n")
+    # The helper is set on the flow's conntrack entry, which exists only after
+    # conntrack's own prerouting hook (priority -200): at an earlier priority
+    # ``ct helper set`` finds no entry and does nothing, silently.
     return (f"table ip voipbench {{\n"
             f" ct helper sip5060 {{ type \"sip\" protocol udp; }}\n"
-            f" chain pre {{ type filter hook prerouting priority -300; policy accept;\n"
+            f" chain pre {{ type filter hook prerouting priority filter; policy accept;\n"
             f"   udp dport {sipp.SIP_PORT} ct helper set \"sip5060\"; }}\n"
             + nat + "}\n")
 

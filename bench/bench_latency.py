@@ -333,8 +333,8 @@ def report(phases: dict[str, Phase], args: argparse.Namespace) -> None:
         if name == "plain-routing" or not ph.rtt_us:
             continue
         s = summary(ph.rtt_us)
-        print(f"  {name:>18}  p50 +{s['p50'] - b['p50']:6.0f} us ({s['p50'] / b['p50']:.2f}x)"
-              f"   p99 +{s['p99'] - b['p99']:6.0f} us ({s['p99'] / b['p99']:.2f}x)"
+        print(f"  {name:>18}  p50 {s['p50'] - b['p50']:+6.0f} us ({s['p50'] / b['p50']:.2f}x)"
+              f"   p99 {s['p99'] - b['p99']:+6.0f} us ({s['p99'] / b['p99']:.2f}x)"
               + (f"   loss {100 * ph.loss():.2f}%" if name in ("gatewayd", ASYNC) else ""))
     for name, ph in phases.items():
         if (ph.pair.get("failovers") or 1) > 1:
