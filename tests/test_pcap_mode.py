@@ -141,3 +141,8 @@ def test_an_out_of_order_capture_never_moves_the_datapaths_clock_back(tmp_path, 
                 str(NAT_CFG), "--json", "--log-level", "ERROR")
     assert rc == 0 and len(seen) == 4
     assert seen == sorted(seen)
+
+
+def test_replay_of_a_directory_without_a_journal_says_so(tmp_path, capsys):
+    assert gwctl(["replay", str(tmp_path)]) == 1
+    assert "holds no journal segments" in capsys.readouterr().err

@@ -52,6 +52,13 @@ def run(args) -> int:
     if not os.path.isdir(args.journal):
         print(f"gwctl replay: {args.journal} is not a directory", file=sys.stderr)
         return 1
+    from pathlib import Path
+
+    from journal.segment import list_segments
+    if not list_segments(Path(args.journal)):
+        print(f"gwctl replay: {args.journal} holds no journal segments (*.seg): is it a node's "
+              "journal directory?", file=sys.stderr)
+        return 1
     until_seq, until_time = _until(args.until)
     try:
         state, last = replay(args.journal, domain.apply, domain.EMPTY, until_seq=until_seq,
