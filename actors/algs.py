@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from gateway.datapath import sip_segment
 from gateway.h323 import alg as h323_alg
 from gateway.h323 import events as h323_ev
 from gateway.h323 import segment as h323_segment
@@ -98,9 +99,17 @@ def media_nat_of(engine, o):
     return nat
 
 
+def sip_step(state, ctx, data, now, settings=sip_alg.DEFAULT_SETTINGS):
+    """A SIP datagram, or a TCP segment's complete messages
+    (:func:`gateway.datapath.sip_segment.step_segment`)."""
+    if isinstance(ctx, sip_segment.SegmentContext):
+        return sip_segment.step_segment(state, ctx, data, now, settings)
+    return sip_alg.step(state, ctx, data, now, settings)
+
+
 class SipAdapter:
     name = "sip"
-    step = staticmethod(sip_alg.step)
+    step = staticmethod(sip_step)
     on_timer = staticmethod(sip_alg.on_timer)
     media_activity = staticmethod(sip_alg.media_activity)
     ending = (sip_ev.CallEnded, sip_ev.RegistrationRemoved, sip_ev.ProtectDenyExpired)
@@ -112,8 +121,12 @@ class SipAdapter:
 
     @staticmethod
     def context(o, engine=None):
-        return sip_alg.SipContext(o.direction, o.src, o.dst, o.nat_src, o.nat_dst, o.ingress, o.egress,
-                                  getattr(o, "transport", "udp"), far_side_of(engine, o))
+        ctx = sip_alg.SipContext(o.direction, o.src, o.dst, o.nat_src, o.nat_dst, o.ingress, o.egress,
+                                 getattr(o, "transport", "udp"), far_side_of(engine, o))
+        seg = getattr(o, "segment", None)
+        if seg is None:
+            return ctx
+        return sip_segment.SegmentContext(ctx, seg.messages, o.conn, seg.start)
 
     @staticmethod
     def streams(st) -> list[str]:

@@ -282,6 +282,11 @@ class Node:
                 for sess in list(self.datapath.sessions):
                     self.datapath.remove_session(sess)
                 self.datapath.rebuild(self._open_pinholes(st) + sip_media_pinholes(st.sip))
+                restore = getattr(self.datapath, "restore_tcp", None)
+                if restore is not None:
+                    # SIP connections whose rewrites changed lengths go on
+                    # with the same sequence adjustment (gateway.datapath.seqadj).
+                    restore(st.tcp)
 
     def _stand_down(self) -> None:
         for key in list(self.timers.specs()):
@@ -368,6 +373,8 @@ class Node:
     def _mirror(self, events) -> None:
         """Entity actors follow the events: created by the first, stopped by the last."""
         for e in events:
+            if e.TYPE.startswith("tcp."):
+                continue            # a connection's sequence adjustment: no entity, no timer
             if isinstance(e, (SipAdapter.pinhole_opened, MgcpAdapter.pinhole_opened, H323Adapter.pinhole_opened)):
                 self._entity(f"pinhole/{e.pinhole}")
             elif isinstance(e, (SipAdapter.pinhole_closed, MgcpAdapter.pinhole_closed, H323Adapter.pinhole_closed)):
@@ -445,6 +452,10 @@ class Node:
                 # MGCP keeps soft state (flood counters) even for what it drops;
                 # a drop emits no events, so the durable state is unchanged.
                 self._put(adapter, r.state)
+                for e in r.events:
+                    if e.TYPE.startswith("tcp."):
+                        # Sequence adjustments of a SIP connection: their own slot.
+                        self.state = domain.apply(self.state, e)
         for line in r.logs:
             log.info("%s: %s", adapter.name, line)
         if r.verdict != "forward":

@@ -30,9 +30,13 @@ Order:
    H.245 connection, or Q.931 to an ACF's destCallSignalAddress) becomes an
    H.323 session whose segments are framed per direction
    (:mod:`gateway.datapath.tcp_stream`): a segment completing TPKT messages
-   goes to the ALG as an :class:`Alg` with ``segment`` set. TCP SIP (5060) is
-   forwarded by policy and NAT, not inspected, with a note on the flow's
-   first packet.
+   goes to the ALG as an :class:`Alg` with ``segment`` set. TCP to (or, for
+   a connection first seen mid-stream, from) the SIP port 5060, and TCP
+   through a SIP signalling pinhole, becomes a SIP session whose segments are
+   framed by Content-Length (:class:`gateway.datapath.tcp_stream.SipStream`);
+   a rewrite that changes a segment's length is compensated on every later
+   segment of the connection, both directions, SACK included
+   (:mod:`gateway.datapath.seqadj`).
 9. Everything else permitted: a new session, forwarded.
 
 Every Drop has a one-line reason and a category; counters by path, drop
@@ -51,9 +55,10 @@ from gateway.datapath.screens import Screens
 from gateway.datapath.sessions import (
     PROTO_ICMP, PROTO_TCP, PROTO_UDP, Rewrite, Session, SessionTable,
 )
-from gateway.datapath.tcp_stream import SegmentWork, StreamStats, TpktStream
+from gateway.datapath import seqadj
+from gateway.datapath.tcp_stream import FramedStream, SegmentWork, SipStream, StreamStats, TpktStream
 from gateway.errors import RemoteProtocolError
-from gateway.packet import Packet, parse, rewrite
+from gateway.packet import ACK, Packet, parse, rewrite
 from gateway.policy import Decision, Engine, Flow
 from gateway.sip.alg import SipContext
 
@@ -257,9 +262,13 @@ class Datapath:
         self.media_timeout = float(config.sip.media_inactivity_timeout)
         self.alg_timeouts = {"sip": float(config.sip.signaling_inactivity_timeout),
                              "mgcp": MGCP_SESSION_TIMEOUT, "h323": H323_RAS_TIMEOUT}
-        # H.323 TCP sessions (by session id): their TPKT streams.
-        self._tpkt: dict[int, TpktStream] = {}
+        # H.323 and SIP TCP sessions (by session id): their framed streams.
+        self._tpkt: dict[int, FramedStream] = {}
         self.tpkt_stats = StreamStats()
+        self.sip_tcp_stats = StreamStats()
+        # Sequence adjustments of SIP connections from the journaled state
+        # (after a takeover): connection name -> {sender: Adjust}.
+        self._tcp_restore: dict = {}
         # (proto, src, dst, ident) of a fragmented datagram of a session ->
         # (new src, new dst, deadline)
         self._frags: dict[tuple[int, int, int, int], tuple[int, int, float]] = {}
@@ -324,7 +333,7 @@ class Datapath:
                 self.sessions.reschedule(sess, now + TCP_CLOSING_TIMEOUT)
             if sess.alg is not None:
                 if proto == PROTO_TCP:
-                    return self._h323_tcp(pkt, sess, rw, fwd, ingress)
+                    return self._tcp_signalling(pkt, sess, rw, fwd, ingress)
                 return self._alg_of_session(pkt, sess, rw, fwd, ingress)
             if sess.group is not None:
                 self._media_seen(sess, fwd, now)
@@ -372,10 +381,10 @@ class Datapath:
             return self._alg_of_decision(pkt, key, d, rw, ingress)
         if proto == PROTO_TCP and dport == H323_TCP_PORT:
             return self._h323_connection(pkt, key, rw, now, ingress, d, "q931")
+        if proto == PROTO_TCP and (dport == SIP_PORT or sport == SIP_PORT):
+            return self._sip_connection(pkt, key, rw, now, ingress, d)
 
         note = ""
-        if proto == PROTO_TCP and dport == SIP_PORT:
-            note = TCP_SIGNALLING_NOTE
         sess = self._new_session(key, rw, now, ingress, d, note=note)
         if isinstance(sess, Drop):
             return sess
@@ -529,8 +538,8 @@ class Datapath:
     def _signalling_pinhole(self, pkt: Packet, key, hole: Hole, rw: Rewrite, ingress: str,
                             now: float) -> Outcome:
         """A Via/Contact pinhole (manual ch. 2, Figure 9): signalling from a
-        source not seen before. UDP goes to the ALG like any SIP message; TCP
-        is forwarded uninspected, as all TCP signalling is."""
+        source not seen before. UDP goes to the ALG like any SIP message; a
+        TCP connection is framed and inspected like one to 5060."""
         p, s, sp, d, dp = key
         if p == PROTO_UDP:
             payload = pkt.payload_bytes
@@ -550,15 +559,10 @@ class Datapath:
                                          egress=route[0] if route else "",
                                          to_zone=route[1] if route else None, call=hole.call,
                                          pinhole=hole.id, translate_port=hole.src_to is None)
-        sess = self._new_session(key, rw, now, ingress, None, kind="signalling",
-                                 egress=route[0] if route else "",
-                                 to_zone=route[1] if route else None, call=hole.call,
-                                 pinhole=hole.id, note=TCP_SIGNALLING_NOTE,
-                                 translate_port=hole.src_to is None)
-        if isinstance(sess, Drop):
-            return sess
-        self.paths["fast-pinhole"] += 1
-        return Forward(self._apply(pkt, sess.fwd_rewrite), "fast-pinhole", TCP_SIGNALLING_NOTE)
+        return self._sip_connection(pkt, key, rw, now, ingress, None,
+                                    egress=route[0] if route else "",
+                                    to_zone=route[1] if route else None, call=hole.call,
+                                    pinhole=hole.id, translate_port=hole.src_to is None)
 
     # -- ALG dispatch ----------------------------------------------------------------
 
@@ -614,7 +618,7 @@ class Datapath:
         self.remove_pinholes(pinholes_close)
         self.install_pinholes(pinholes_open)
         if outcome.segment is not None:
-            return self._h323_segment_done(outcome, verdict, data, reason)
+            return self._segment_done(outcome, verdict, data, reason)
         if verdict != "forward":
             return self._drop(reason or f"{outcome.alg} ALG dropped the message", "alg")
         pkt = outcome.packet
@@ -668,7 +672,7 @@ class Datapath:
         sess.fwd_bytes += pkt.total_length
         return Forward(self._apply(pkt, sess.fwd_rewrite, payload), "policy", outcome.alg)
 
-    # -- H.323 over TCP ---------------------------------------------------------------
+    # -- signalling over TCP (H.323, SIP) --------------------------------------------
 
     def _h323_connection(self, pkt: Packet, key, rw: Rewrite | None, now: float, ingress: str,
                          d: Decision | None, channel: str, **kw) -> Outcome:
@@ -689,54 +693,134 @@ class Datapath:
             self._tpkt[sess.id] = TpktStream(channel, self.tpkt_stats)
         sess.fwd_packets += 1
         sess.fwd_bytes += pkt.total_length
-        return self._h323_tcp(pkt, sess, sess.fwd_rewrite, True, ingress, path)
+        return self._tcp_signalling(pkt, sess, sess.fwd_rewrite, True, ingress, path)
 
-    def _h323_tcp(self, pkt: Packet, sess: Session, rw: Rewrite | None, fwd: bool, ingress: str,
-                  path: str = "fast-session") -> Outcome:
-        """One segment of an H.323 TCP session (tcp_stream module docstring):
-        forwarded with the session's NAT, dropped, or an Alg outcome."""
+    def _sip_connection(self, pkt: Packet, key, rw: Rewrite | None, now: float, ingress: str,
+                        d: Decision | None, **kw) -> Outcome:
+        """A TCP connection carrying SIP (to or from 5060 by policy, or through
+        a SIP signalling pinhole): a SIP session and its framed streams, with
+        the sequence adjustments the journaled state has for it (takeover)."""
+        if d is not None:
+            direction = _direction(d)
+            path = "policy"
+        else:
+            direction = _rw_direction(key, rw)
+            path = "fast-pinhole"
+        sess = self._new_session(key, rw, now, ingress, d, kind="signalling",
+                                 timeout=self.alg_timeouts["sip"], alg="sip", direction=direction,
+                                 **kw)
+        if isinstance(sess, Drop):
+            return sess
+        if sess.id not in self._tpkt:
+            stream = self._tpkt[sess.id] = SipStream(self.sip_tcp_stats)
+            if self._tcp_restore:
+                _p, s, sp, dd, dp = sess.fwd_key
+                frw = sess.fwd_rewrite
+                dst = (_ip(frw[2]), frw[3]) if frw is not None else (_ip(dd), dp)
+                conn = _conn_name((_ip(s), sp), dst)
+                sides = self._tcp_restore.get(conn)
+                if sides:
+                    stream.restore(True, sides.get(f"{_ip(s)}:{sp}", seqadj.NONE))
+                    stream.restore(False, sides.get(f"{dst[0]}:{dst[1]}", seqadj.NONE))
+        sess.fwd_packets += 1
+        sess.fwd_bytes += pkt.total_length
+        return self._tcp_signalling(pkt, sess, sess.fwd_rewrite, True, ingress, path)
+
+    def _tcp_signalling(self, pkt: Packet, sess: Session, rw: Rewrite | None, fwd: bool, ingress: str,
+                        path: str = "fast-session") -> Outcome:
+        """One segment of an H.323 or SIP TCP session (tcp_stream module
+        docstring): forwarded with the session's NAT and the connection's
+        sequence adjustment, dropped, or an Alg outcome."""
         stream = self._tpkt.get(sess.id)
         if stream is None:
-            stream = self._tpkt[sess.id] = TpktStream("q931", self.tpkt_stats)
+            stream = self._tpkt[sess.id] = (SipStream(self.sip_tcp_stats) if sess.alg == "sip"
+                                            else TpktStream("q931", self.tpkt_stats))
         payload = pkt.payload_bytes
         if not payload:
             if pkt.tcp_flags & _SYN:
                 stream.syn(fwd, pkt.tcp_seq)
             self.paths[path] += 1
-            return Forward(self._apply(pkt, rw), path)
+            return Forward(self._apply_tcp(pkt, rw, stream, fwd, None, pkt.tcp_seq), path)
         kind, val = stream.segment(fwd, pkt.tcp_seq, payload)
         if kind == "forward":
             self.paths[path] += 1
-            return Forward(self._apply(pkt, rw, None if val == payload else val), path)
+            return Forward(self._apply_tcp(pkt, rw, stream, fwd, None if val == payload else val,
+                                           pkt.tcp_seq), path)
         if kind == "drop":
             return self._drop(val, "alg")
+        if kind == "hold":
+            return self._drop(val, "held")
         s, sp, dd, dp = pkt.src_int, pkt.sport, pkt.dst_int, pkt.dport
         direction = sess.direction if fwd else _FLIP.get(sess.direction, sess.direction)
         nat_src = (_ip(rw[0]), rw[1]) if rw is not None and (rw[0], rw[1]) != (s, sp) else None
         nat_dst = (_ip(rw[2]), rw[3]) if rw is not None and (rw[2], rw[3]) != (dd, dp) else None
         conn = _conn_name((_ip(s), sp), nat_dst or (_ip(dd), dp))
         self.paths["alg"] += 1
+        egress = sess.egress if fwd else sess.ingress
+        if isinstance(stream, SipStream):
+            # One actor per connection: its segments are answered in order,
+            # each after the ones whose length changes it must follow.
+            return Alg("sip", f"tcp:{conn}", pkt, None, direction, (_ip(s), sp), (_ip(dd), dp),
+                       nat_src, nat_dst, ingress, egress, "tcp", val.data, rw, sess.id,
+                       channel="sip", conn=conn, segment=val)
         return Alg("h323", f"{stream.channel}:{conn}", pkt, None, direction, (_ip(s), sp),
-                   (_ip(dd), dp), nat_src, nat_dst, ingress, sess.egress if fwd else sess.ingress,
+                   (_ip(dd), dp), nat_src, nat_dst, ingress, egress,
                    "tcp", val.data, rw, sess.id, channel=stream.channel, conn=conn, segment=val)
 
-    def _h323_segment_done(self, outcome: Alg, verdict: str, data: bytes, reason: str) -> Forward | Drop:
+    def _segment_done(self, outcome: Alg, verdict: str, data: bytes, reason: str) -> Forward | Drop:
         work = outcome.segment
+        stream = work.stream
         if verdict != "forward":
-            TpktStream.finished(work, None)
-            return self._drop(reason or "h323 ALG dropped the message", "alg")
+            FramedStream.finished(work, None)
+            return self._drop(reason or f"{outcome.alg} ALG dropped the message", "alg")
         data = bytes(data)
-        if len(data) != len(work.data):
+        if len(data) != len(work.data) and not stream.rewrites_length:
             # H.323 rewrites are six octets for six: a change of length would
             # need sequence adjustment this path does not do.
-            TpktStream.finished(work, None)
+            FramedStream.finished(work, None)
             return self._drop("h323 ALG rewrite changed the segment's length", "alg")
-        TpktStream.finished(work, data)
         pkt = outcome.packet
         payload = work.prefix + data
-        if payload == pkt.payload_bytes:
+        if pkt.payload_offset + len(payload) > 0xFFFF:
+            FramedStream.finished(work, None)
+            return self._drop(f"{outcome.alg} ALG rewrite makes the packet over the IPv4 maximum", "alg")
+        # The segment's own sequence number takes the adjustment before its
+        # change (seqadj: a position is "strictly after"), so it may be
+        # computed before or after ``finished`` enters the change.
+        FramedStream.finished(work, data)
+        if payload == pkt.payload_bytes and work.emit_seq == pkt.tcp_seq:
             payload = None
-        return Forward(self._apply(pkt, outcome.rewrite, payload), "fast-session", "h323")
+        return Forward(self._apply_tcp(pkt, outcome.rewrite, stream, work.forward, payload,
+                                       work.emit_seq), "fast-session", outcome.alg)
+
+    @staticmethod
+    def _apply_tcp(pkt: Packet, rw: Rewrite | None, stream: FramedStream, fwd: bool,
+                   payload: bytes | None, seq: int) -> bytes:
+        """NAT, payload and the connection's sequence adjustment: the
+        sequence number by this direction's, the acknowledgement number and
+        SACK edges by the other's (``nf_nat_seqadj``)."""
+        mine = stream.sides[0 if fwd else 1].adj
+        theirs = stream.sides[1 if fwd else 0].adj
+        new_seq = seqadj.map_seq(mine, seq) if (mine[1] or mine[0] or seq != pkt.tcp_seq) else None
+        if new_seq == pkt.tcp_seq:
+            new_seq = None
+        new_ack = sack = None
+        if (theirs[1] or theirs[0]) and pkt.tcp_flags & ACK:
+            new_ack = seqadj.map_ack(theirs, pkt.tcp_ack)
+            if new_ack == pkt.tcp_ack:
+                new_ack = None
+            try:
+                blocks = pkt.sack_blocks
+            except RemoteProtocolError:
+                blocks = ()
+            if blocks:
+                sack = tuple((seqadj.map_ack(theirs, a), seqadj.map_ack(theirs, b)) for a, b in blocks)
+        if new_seq is None and new_ack is None and sack is None:
+            return Datapath._apply(pkt, rw, payload)
+        if rw is None:
+            return rewrite(pkt, payload=payload, tcp_seq=new_seq, tcp_ack=new_ack, sack_blocks=sack)
+        return rewrite(pkt, src=rw[0], sport=rw[1], dst=rw[2], dport=rw[3], payload=payload,
+                       tcp_seq=new_seq, tcp_ack=new_ack, sack_blocks=sack)
 
     @staticmethod
     def _route_to(pkt: Packet, rw: Rewrite | None, route_to) -> Rewrite:
@@ -756,6 +840,12 @@ class Datapath:
     def rebuild(self, pinholes: Iterable[PinholeLike]) -> None:
         """After failover or replay: the pinhole table from the ALGs' state."""
         self.pinholes.rebuild(pinholes)
+
+    def restore_tcp(self, state: seqadj.TcpState) -> None:
+        """After failover: the sequence adjustments of SIP connections from
+        the journaled state (``DomainState.tcp``); a connection's session,
+        made again when its next segment arrives, takes them."""
+        self._tcp_restore = {conn: dict(sides) for conn, sides in state.conns.items()}
 
     def release_groups(self, groups: Iterable[str]) -> list[Session]:
         """A voice channel ended (e.g. SIP ``MediaReleased``): its media sessions go."""
@@ -809,4 +899,4 @@ class Datapath:
         return {"paths": dict(self.paths), "drops": dict(self.drops),
                 "drop_reasons": dict(self.drop_reasons), "screens": self.screens.stats(),
                 "sessions": self.sessions.stats(), "pinholes": self.pinholes.stats(),
-                "h323_tcp": self.tpkt_stats.as_dict()}
+                "h323_tcp": self.tpkt_stats.as_dict(), "sip_tcp": self.sip_tcp_stats.as_dict()}

@@ -43,8 +43,10 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from gateway.datapath import seqadj
 from gateway.errors import RemoteProtocolError
 from gateway.h323.tpkt import TPKT_VERSION, frame_tpkt
+from gateway.sip.framing import frame_stream, pending_size
 
 _MOD = 1 << 32
 _HALF = 1 << 31
@@ -53,6 +55,8 @@ _HALF = 1 << 31
 CACHE_ENTRIES = 32
 MAX_OUT_OF_ORDER = 16
 MAX_PENDING = 65536          # a TPKT message is at most 65535 octets
+# SIP: the most octets of one incomplete message held back (see SipStream).
+SIP_HOLD_LIMIT = 1400
 
 
 def seq_diff(a: int, b: int) -> int:
@@ -75,7 +79,8 @@ class _Cached:
 class _Side:
     """One direction of the connection."""
 
-    __slots__ = ("next", "synced", "buffer", "out_of_order", "cache")
+    __slots__ = ("next", "synced", "buffer", "out_of_order", "cache", "adj", "held", "held_start",
+                 "passing", "pending")
 
     def __init__(self) -> None:
         self.next: int | None = None         # next expected sequence number
@@ -83,6 +88,11 @@ class _Side:
         self.buffer = b""                    # start of an incomplete message
         self.out_of_order: dict[int, bytes] = {}
         self.cache: deque[_Cached] = deque(maxlen=CACHE_ENTRIES)
+        self.adj: seqadj.Adjust = seqadj.NONE   # this direction's sequence adjustment
+        self.held = b""                      # octets held back (dropped, kept), from held_start
+        self.held_start = 0
+        self.passing = False                 # holding given up until a message completes
+        self.pending = 0                     # segments at the ALG, not answered yet
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -91,20 +101,29 @@ class SegmentWork:
 
     ``prefix``: the retransmitted part at the front of the segment, already
     as it left the first time (usually empty); ``data``: the rest, which the
-    ALG may rewrite; ``messages``: ``(offset in data, whole TPKT message)``."""
+    ALG may rewrite; ``messages``: ``(offset in data, whole message)``.
+    ``start``: the sender's sequence number of ``data[0]`` (``data`` may
+    begin with octets held back from earlier segments); the packet leaves
+    with ``start - len(prefix)``, adjusted."""
 
-    stream: "TpktStream"
+    stream: "FramedStream"
     forward: bool
     seq: int
     prefix: bytes
     data: bytes
     messages: tuple[tuple[int, bytes], ...]
-    cached: _Cached
+    cached: _Cached | None
+    start: int = 0
+
+    @property
+    def emit_seq(self) -> int:
+        return (self.start - len(self.prefix)) % _MOD
 
 
 class StreamStats:
     __slots__ = ("segments", "alg", "partial", "split_messages", "retransmitted", "out_of_order",
-                 "unsynced", "not_tpkt", "held_retransmissions")
+                 "unsynced", "not_tpkt", "held_retransmissions", "held", "hold_given_up",
+                 "too_long_to_hold", "queued", "adjusted", "resegmented")
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -114,17 +133,43 @@ class StreamStats:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-class TpktStream:
-    """Both directions of one TCP connection carrying TPKT messages.
+class FramedStream:
+    """Both directions of one TCP connection carrying framed messages.
     ``forward`` is True for the direction of the packet that opened the
-    session. ``channel`` says what the messages are ("q931" or "h245")."""
+    session. ``channel`` says what the messages are.
+
+    Subclasses give the framing (:meth:`_frame`, :meth:`_boundary`) and say
+    whether partial messages are held (``hold_limit``) and whether the ALG
+    may change lengths (``rewrites_length``: then segments of a direction
+    that has one at the ALG queue behind it, so that each leaves with the
+    sequence adjustment of everything before it)."""
 
     __slots__ = ("channel", "sides", "stats")
+    protocol = ""
+    hold_limit = 0
+    rewrites_length = False
 
     def __init__(self, channel: str, stats: StreamStats | None = None) -> None:
         self.channel = channel
         self.sides = (_Side(), _Side())
         self.stats = stats if stats is not None else StreamStats()
+
+    # -- framing hooks -----------------------------------------------------------
+
+    def _frame(self, buf: bytes) -> tuple[list[bytes], bytes]:
+        raise NotImplementedError
+
+    def _boundary(self, data: bytes) -> bool:
+        """Does ``data`` (first seen mid-stream) begin at a message boundary?"""
+        raise NotImplementedError
+
+    def _pending_size(self, rest: bytes) -> int | None:
+        return None
+
+    # -- segments ----------------------------------------------------------------
+
+    def side(self, forward: bool) -> _Side:
+        return self.sides[0 if forward else 1]
 
     def syn(self, forward: bool, seq: int) -> None:
         """A SYN: the data of this direction starts at ``seq + 1`` (the SYN
@@ -133,15 +178,32 @@ class TpktStream:
         side.next = (seq + 1) % _MOD
         side.synced = True
         side.buffer = b""
+        side.held = b""
         side.out_of_order.clear()
 
     def segment(self, forward: bool, seq: int, payload: bytes):
         """One data segment: ``("forward", bytes)`` to send now (the payload,
-        or a retransmission as it first left), ``("drop", reason)``, or
-        ``("alg", SegmentWork)``."""
+        or a retransmission as it first left), ``("drop", reason)``,
+        ``("hold", reason)`` (dropped now, its octets kept to leave with the
+        rest of their message), or ``("alg", SegmentWork)``."""
         st = self.stats
         st.segments += 1
         side = self.sides[0 if forward else 1]
+        if side.held and seq_diff((seq + len(payload)) % _MOD, side.held_start) > 0 \
+                and seq_diff(seq, side.next) < 0:
+            # The sender retransmits octets the gateway holds back: it waits
+            # for their acknowledgement (Nagle's algorithm, RFC 896, or a
+            # full window). Holding longer would stall it again; the message
+            # passes as it comes, unrewritable where it left unrewritten.
+            st.hold_given_up += 1
+            side.next = side.held_start
+            side.buffer = b""
+            side.held = b""
+            side.passing = True
+        return self._segment(side, forward, seq, payload)
+
+    def _segment(self, side: _Side, forward: bool, seq: int, payload: bytes):
+        st = self.stats
         size = len(payload)
         if side.next is None:
             # The connection began before this node saw it (a capture that
@@ -154,7 +216,7 @@ class TpktStream:
             st.out_of_order += 1
             if len(side.out_of_order) < MAX_OUT_OF_ORDER:
                 side.out_of_order[seq] = bytes(payload)
-            return "forward", payload
+            return self._out(side, forward, seq, payload)
         old = min(size, -rel)
         prefix = b""
         if old:
@@ -162,24 +224,20 @@ class TpktStream:
             patched = self._patch(side, seq, payload[:old])
             if patched is None:
                 st.held_retransmissions += 1
-                return "drop", "retransmission of a segment the H.323 ALG has not answered yet"
+                return "drop", f"retransmission of a segment the {self.protocol} ALG has not answered yet"
             if isinstance(patched, str):
                 return "drop", patched
             if old == size:
-                return "forward", patched
+                return self._out(side, forward, seq, patched)
             prefix = patched
         data = payload[old:]
         start = (seq + old) % _MOD
         if not side.synced:
-            try:
-                msgs, rest = frame_tpkt(data)
-            except RemoteProtocolError:
-                msgs, rest = (), b"x"
-            if not msgs and not (rest[:1] == bytes([TPKT_VERSION]) or not rest):
+            if not self._boundary(data):
                 # Not at a message boundary: pass, and look again at the next segment.
                 st.unsynced += 1
                 side.next = (start + len(data)) % _MOD
-                return "forward", payload
+                return self._out(side, forward, seq, payload)
             side.synced = True
             side.buffer = b""
         # Bytes kept from beyond a gap this segment closes follow it.
@@ -191,23 +249,52 @@ class TpktStream:
             end = (end + len(more)) % _MOD
         pending = side.buffer
         try:
-            msgs, rest = frame_tpkt(pending + data + extra)
+            msgs, rest = self._frame(pending + data + extra)
         except RemoteProtocolError as e:
             st.not_tpkt += 1
             # Not advanced: the retransmission meets the same verdict, and the
             # connection's signalling stops here (it cannot be resynchronised).
-            for k in list(side.out_of_order):
-                del side.out_of_order[k]
-            return "drop", f"H.323 signalling over TCP: {e}"
-        side.next = end
+            side.out_of_order.clear()
+            return "drop", f"{self.protocol} signalling over TCP: {e}"
         if len(rest) > MAX_PENDING:
             rest = rest[-MAX_PENDING:]
-        side.buffer = rest
         if not msgs:
             st.partial += 1
-            return "forward", payload
+            if side.held:
+                total = side.held + data
+                known = self._pending_size(rest)
+                if not extra and len(total) <= self.hold_limit and (known is None or known <= self.hold_limit):
+                    side.held = total
+                    side.buffer = rest
+                    side.next = end
+                    st.held += 1
+                    return "hold", f"part of a {self.protocol} message, held until the rest arrives"
+                # Held octets and this segment would not leave in one packet:
+                # this one is forgotten (its sender sends it again), and the
+                # retransmission of the held ones ends the holding (above).
+                st.too_long_to_hold += 1
+                return "drop", f"{self.protocol} message too long to hold back; awaiting retransmission"
+            side.next = end
+            side.buffer = rest
+            if self.hold_limit and not pending and not prefix and not extra and not side.passing:
+                known = self._pending_size(rest)
+                if len(data) <= self.hold_limit and (known is None or known <= self.hold_limit):
+                    side.held = bytes(data)
+                    side.held_start = start
+                    st.held += 1
+                    return "hold", f"part of a {self.protocol} message, held until the rest arrives"
+            return self._out(side, forward, seq, payload)
+        side.next = end
+        side.buffer = rest
+        side.passing = False
+        if side.held:
+            pos = len(side.held) - len(pending)
+            data = side.held + data
+            start = side.held_start
+            side.held = b""
+        else:
+            pos = -len(pending)
         out: list[tuple[int, bytes]] = []
-        pos = -len(pending)
         for m in msgs:
             if pos < 0 or pos + len(m) > len(data):
                 st.split_messages += 1
@@ -216,28 +303,47 @@ class TpktStream:
         st.alg += 1
         cached = _Cached(start, bytes(data))
         side.cache.append(cached)
-        return "alg", SegmentWork(self, forward, seq, bytes(prefix), bytes(data), tuple(out), cached)
+        side.pending += 1
+        return "alg", SegmentWork(self, forward, seq, bytes(prefix), bytes(data), tuple(out), cached,
+                                  start)
+
+    def _out(self, side: _Side, forward: bool, seq: int, payload: bytes):
+        """A segment to forward as it is: at once, or, where the ALG may
+        change lengths and holds an earlier segment of this direction, behind
+        that one (its sequence number depends on the ALG's answer)."""
+        if self.rewrites_length and side.pending:
+            self.stats.queued += 1
+            side.pending += 1
+            return "alg", SegmentWork(self, forward, seq, b"", bytes(payload), (), None, seq)
+        return "forward", payload
 
     @staticmethod
     def finished(work: SegmentWork, final: bytes | None) -> None:
-        """The ALG answered for ``work``: ``final`` is what left (None: dropped)."""
+        """The ALG answered for ``work``: ``final`` is what left (None: dropped).
+        A change of length is entered in the direction's sequence adjustment."""
+        side = work.stream.sides[0 if work.forward else 1]
+        side.pending = max(0, side.pending - 1)
         c = work.cached
+        if c is None:
+            return
         c.pending = False
         c.final = final
+        if final is not None and len(final) != len(work.data):
+            work.stream.stats.adjusted += 1
+            side.adj = seqadj.add(side.adj, work.start, len(final) - len(work.data))
         if final is not None and final == c.orig:
             # Nothing to patch in a retransmission: forget it.
-            side = work.stream.sides[0 if work.forward else 1]
             try:
                 side.cache.remove(c)
             except ValueError:
                 pass
 
-    @staticmethod
-    def _patch(side: _Side, seq: int, old: bytes):
+    def _patch(self, side: _Side, seq: int, old: bytes):
         """``old`` (bytes already seen once) as they left then: bytes, a
         reason to drop (str), or None while the ALG still holds them."""
         out = None
         n = len(old)
+        moved: list[tuple[int, int, bytes]] = []
         for c in side.cache:
             off = seq_diff(c.start, seq)
             a, b = max(0, off), min(n, off + len(c.orig))
@@ -246,10 +352,79 @@ class TpktStream:
             if c.pending:
                 return None
             if c.final is None:
-                return "retransmission of H.323 signalling the ALG dropped"
+                return f"retransmission of {self.protocol} signalling the ALG dropped"
+            if len(c.final) != len(c.orig):
+                # A rewrite that changed the length can only be repeated
+                # whole: the retransmission must cover the segment it was.
+                if a != off or b != off + len(c.orig):
+                    self.stats.resegmented += 1
+                    return (f"retransmission re-segmented across a rewritten {self.protocol} "
+                            "message")
+                if old[a:b] == c.orig:
+                    moved.append((a, b, c.final))
+                continue
             if old[a:b] != c.orig[a - off:b - off]:
                 continue                    # other bytes (a keep-alive probe's filler)
             if out is None:
                 out = bytearray(old)
             out[a:b] = c.final[a - off:b - off]
-        return old if out is None else bytes(out)
+        res = old if out is None else bytes(out)
+        for a, b, final in sorted(moved, reverse=True):
+            res = res[:a] + final + res[b:]
+        return res
+
+
+class TpktStream(FramedStream):
+    """TPKT messages (H.225.0 Q.931, H.245): never held, never resized."""
+
+    __slots__ = ()
+    protocol = "H.323"
+
+    def _frame(self, buf: bytes):
+        return frame_tpkt(buf)
+
+    def _boundary(self, data: bytes) -> bool:
+        try:
+            msgs, rest = frame_tpkt(data)
+        except RemoteProtocolError:
+            return False
+        return bool(msgs) or rest[:1] == bytes([TPKT_VERSION]) or not rest
+
+
+def _starts_sip(data: bytes) -> bool:
+    body = data.lstrip(b"\r\n")
+    if not body:
+        return True
+    line_end = body.find(b"\n", 0, 512)
+    if line_end < 0:
+        # A start line cut short: its beginning says enough.
+        return body[:8] == b"SIP/2.0 "[:len(body[:8])] or (body[:1].isalpha() and body[:1].isupper()
+                                                             and b" " in body[:32])
+    line = body[:line_end].rstrip(b"\r")
+    return line.startswith(b"SIP/2.0 ") or line.endswith(b" SIP/2.0")
+
+
+class SipStream(FramedStream):
+    """SIP messages framed by Content-Length (RFC 3261 §18.3); held while
+    incomplete and small enough; rewrites may change lengths."""
+
+    __slots__ = ()
+    protocol = "SIP"
+    hold_limit = SIP_HOLD_LIMIT
+    rewrites_length = True
+
+    def __init__(self, stats: StreamStats | None = None) -> None:
+        super().__init__("sip", stats)
+
+    def _frame(self, buf: bytes):
+        return frame_stream(buf)
+
+    def _boundary(self, data: bytes) -> bool:
+        return _starts_sip(data)
+
+    def _pending_size(self, rest: bytes) -> int | None:
+        return pending_size(rest)
+
+    def restore(self, forward: bool, adj: seqadj.Adjust) -> None:
+        """A direction's sequence adjustment from the journaled state (takeover)."""
+        self.sides[0 if forward else 1].adj = adj

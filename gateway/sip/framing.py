@@ -64,3 +64,21 @@ def frame_stream(buffer: bytes) -> tuple[list[bytes], bytes]:
         messages.append(buffer[pos:end])
         pos = end
     return messages, buffer[pos:]
+
+
+def pending_size(rest: bytes) -> int | None:
+    """The whole size of the incomplete message at the start of ``rest`` (the
+    second value of :func:`frame_stream`) once its header section is there:
+    where it ends, by Content-Length; None while the headers are incomplete or
+    unframeable (the next :func:`frame_stream` says why)."""
+    pos = 0
+    n = len(rest)
+    while pos < n and rest[pos] in (13, 10):
+        pos += 1
+    m = _END_RE.search(rest, pos)
+    if m is None:
+        return None
+    found = _CL_RE.findall(rest, pos, m.start() + 1)
+    if len(found) != 1 or not found[0].isdigit() or len(found[0]) > 10:
+        return None
+    return m.end() + int(found[0])

@@ -1,0 +1,89 @@
+"""The SIP ALG over one TCP segment that completed one or more messages
+(:class:`gateway.datapath.tcp_stream.SipStream`).
+
+Each complete message goes through :func:`gateway.sip.alg.step` in order and
+is replaced in the segment by the step's output (addresses rewritten,
+Content-Length set to the new body, RFC 3261 §18.3 and §20.14). A message
+whose first octets left in an earlier segment (the gateway stopped holding
+it: see the tcp_stream module) is stepped for the ALG's state but left as it
+is: its Content-Length and start line already left, a change of its length
+would corrupt the stream. If any message of the segment is dropped the whole
+segment is, with no events (a TCP segment has one verdict).
+
+When the segment's length changes, a
+:class:`gateway.datapath.seqadj.TcpSeqAdjusted` event records it (the
+sender's sequence number of the segment's first data octet, and the change)
+so that a node taking over adjusts the connection's later segments the same
+way (DESIGN.md, "A packet's way through", item 1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.alg_result import Result, Timer
+from gateway.datapath.seqadj import TcpSeqAdjusted
+from gateway.sip.alg import DEFAULT_SETTINGS, SipContext, step
+
+SPLIT_NOT_REWRITTEN = "SIP message split across segments and partly forwarded: not rewritten"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentContext:
+    """``ctx``: the messages' context (transport "tcp"); ``messages``:
+    ``(offset in the segment's data, whole message)``; ``conn``: the
+    connection's name; ``start``: the sender's sequence number of the data's
+    first octet."""
+
+    ctx: SipContext
+    messages: tuple[tuple[int, bytes], ...]
+    conn: str
+    start: int
+
+
+def step_segment(state, sctx: SegmentContext, data: bytes, now: float,
+                 settings=DEFAULT_SETTINGS) -> Result:
+    ctx = sctx.ctx
+    st = state
+    events: list = []
+    logs: list[str] = []
+    opened: list = []
+    closed: list[str] = []
+    streams: dict[str, None] = {}
+    parts: list[bytes] = []
+    pos = 0
+    size = len(data)
+    for off, msg in sctx.messages:
+        r = step(st, ctx, msg, now, settings)
+        logs.extend(r.logs)
+        if r.verdict != "forward":
+            return Result(state, "drop", r.reason, data, logs=tuple(logs))
+        st = r.state
+        events.extend(r.events)
+        for t in r.timers:
+            streams[t.key] = None
+        for p in r.pinholes_open:
+            opened.append(p)
+        for pid in r.pinholes_close:
+            if any(p.id == pid for p in opened):
+                opened = [p for p in opened if p.id != pid]
+            else:
+                closed.append(pid)
+        whole = 0 <= off and off + len(msg) <= size
+        if not whole and r.data != msg:
+            logs.append(f"{SPLIT_NOT_REWRITTEN} ({ctx.src[0]}:{ctx.src[1]} -> {ctx.dst[0]}:{ctx.dst[1]}, "
+                        f"{len(msg)} octets)")
+        if whole and r.data != msg:
+            parts.append(data[pos:off])
+            parts.append(r.data)
+            pos = off + len(msg)
+    if parts:
+        parts.append(data[pos:])
+        out = b"".join(parts)
+    else:
+        out = data
+    if len(out) != size:
+        e = TcpSeqAdjusted(sctx.conn, f"{ctx.src[0]}:{ctx.src[1]}", sctx.start, len(out) - size)
+        events.append(e)
+    timers = tuple(Timer(k, st.next_deadline(k)) for k in streams)
+    return Result(st, "forward", "", out, (), tuple(opened), tuple(closed), timers, tuple(events),
+                  tuple(logs), None)
