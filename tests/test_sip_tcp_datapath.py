@@ -62,6 +62,8 @@ class Loop:
         self.alg_out: dict[str, list[bytes]] = {"c2s": [], "s2c": []}
         self.alg_in: dict[str, list[bytes]] = {"c2s": [], "s2c": []}
         self.drops: list[Drop] = []
+        self.fed: list[tuple[float, bytes]] = []
+        self.last_end: dict[str, int] = {}
         # The callee's stream as it would send it: its messages name the
         # caller as the gateway showed it (public address and port), so its
         # numbering differs from the capture's: capture end seq -> its own.
@@ -103,8 +105,14 @@ class Loop:
             ack = want
         if p.tcp_flags & ACK:
             # The sender acknowledges what it received: the emitted stream.
-            raw = rewrite(parse(raw), tcp_ack=self.ends[other].get(ack, ack))
+            # (Octets the gateway held back never reached it: it repeats
+            # its last acknowledgement.)
+            got = self.ends[other].get(ack)
+            if got is None:
+                got = self.last_end.get(other, ack)
+            raw = rewrite(parse(raw), tcp_ack=got)
         p = parse(raw)
+        self.fed.append((ts, raw))
         o = self.dp.process(raw, "ethernet1" if c2s else "ethernet3", ts)
         if isinstance(o, Alg):
             assert o.alg == "sip" and o.transport == "tcp" and o.segment is not None
@@ -128,6 +136,7 @@ class Loop:
         end = (p.tcp_seq + len(p.payload_bytes) + (1 if p.tcp_flags & 0x03 else 0)) % (1 << 32)
         self.ends[d][end] = (q.tcp_seq + len(q.payload_bytes) + (1 if q.tcp_flags & 0x03 else 0)) % (1 << 32)
         self.emitted[d].append((p, q, want))
+        self.last_end[d] = self.ends[d][end]
         return o
 
     def stream(self, d: str) -> bytes:
