@@ -1,5 +1,8 @@
-"""TPKT-framed signalling over TCP, packet by packet (H.225.0 call signalling
-on TCP 1720 and H.245 on the connection to an h245Address; RFC 1006 §6).
+"""Framed signalling over TCP, packet by packet: TPKT (H.225.0 call
+signalling on TCP 1720 and H.245 on the connection to an h245Address; RFC
+1006 §6) and SIP (Content-Length framing, RFC 3261 §18.3). One base,
+:class:`FramedStream`; :class:`TpktStream` and :class:`SipStream` give the
+framing and differ in two choices, explained at the end.
 
 The gateway stays packet-level on TCP (DESIGN.md, "A packet's way through",
 step 1: a terminating proxy would not survive a failover), so it follows each
@@ -34,6 +37,36 @@ The price: an address inside bytes that already left cannot be rewritten; the
 ALG's step says so in its log (``gateway.h323.segment``) and the case is
 counted here (``split_messages``). Addresses sit in the message body, so the
 common split (header alone, body after) loses nothing.
+
+SIP differs (:class:`SipStream`):
+
+* a SIP rewrite changes lengths (a private address and port for a public
+  one, and the Content-Length with them), so the stream keeps per direction
+  the sequence adjustment of :mod:`gateway.datapath.seqadj`, and segments of
+  a direction that has a segment at the ALG queue behind it (an ``alg``
+  outcome with no messages): each leaves in order, with the adjustment of
+  every rewrite before it. A retransmission of a segment whose length the
+  ALG changed leaves as its first copy did, at the same adjusted number; one
+  re-segmented across such a rewrite is dropped (counted ``resegmented``).
+* a partial message is held back rather than forwarded, while the message
+  (as far as known: its Content-Length once the headers are in) is at most
+  :data:`SIP_HOLD_LIMIT` octets: the segment is dropped and its octets kept;
+  the segment that completes the message leaves carrying all of it from the
+  first held octet. Forwarding the first part would fix its Content-Length
+  and addresses before the ALG saw the rest, and a rewrite of the rest would
+  then corrupt the stream. A SIP stack writes a message with one send, so a
+  split mostly means a message longer than one segment, whose parts the
+  sender sends back to back (Linux's Nagle test lets a segment after a
+  full-sized one go, RFC 896 as amended by Minshall); the held octets and
+  the rest then leave as one packet, which is why the limit stays under an
+  Ethernet segment (and far under NFQUEUE's 4,016-octet copy range). If the
+  sender waits for an acknowledgement instead (Nagle after a small first
+  part, or the receiver's window), it retransmits the held octets after its
+  timeout; the gateway then stops holding that message and lets it pass as
+  it comes (``hold_given_up``): the price is one retransmission timeout, and
+  an address in a part that left unrewritten stays so (logged). A message
+  over the limit is forwarded in parts, its addresses not rewritten where
+  they already left (``split_messages``).
 
 Pure: no clock, no I/O; one caller at a time (the datapath's lock).
 """
