@@ -54,3 +54,14 @@ def test_imports_point_down(pkg, path):
             bad.append(f"{path.relative_to(ROOT)}:{line} imports {mod} (gateway/ is sans-I/O)")
     assert not bad, "\n".join(bad)
 
+
+
+def test_console_scripts_are_declared():
+    """`.venv/bin/gatewayd` and `.venv/bin/gwctl` exist after set-up (README)."""
+    import tomllib
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"gatewayd": "ops.gatewayd:main", "gwctl": "ops.gwctl:main"}
+    import importlib
+    for target in scripts.values():
+        module, func = target.split(":")
+        assert callable(getattr(importlib.import_module(module), func))
