@@ -41,12 +41,27 @@ def test_sync_completion_waits_for_the_standby_acknowledgement(pair):
     a = pair.node("a", role="active", epoch=1, hb_threshold=10).start()
     b = pair.node("b", hb_threshold=10).start()
     assert wait_for(lambda: a.repl.has_standby())
-    b.fold_delay = 0.12                                   # the standby acknowledges late
+    b.store_delay = 0.12                                  # the standby acknowledges late
     a.peer_head = lambda: b.journal.head
     recs, waited, peer_head = timed_submit(a, call_events(1))
     assert waited >= 0.1                                  # not completed at the fsync
     assert peer_head >= recs[-1].seq                      # the standby had it when we completed
     assert (a.writer.ack_lapses, a.writer.unreplicated_batches) == (0, 0)
+
+
+def test_sync_completion_does_not_wait_for_the_standby_fold(pair):
+    # The acknowledgement says "stored"; folding it into the standby's state
+    # comes after (the fold still precedes anything else on its thread).
+    a = pair.node("a", role="active", epoch=1, hb_threshold=20).start()
+    b = pair.node("b", hb_threshold=20).start()
+    assert wait_for(lambda: a.repl.has_standby())
+    b.fold_delay = 0.3
+    a.peer_head = lambda: b.journal.head
+    recs, waited, peer_head = timed_submit(a, call_events(1))
+    assert waited < 0.2
+    assert peer_head >= recs[-1].seq                      # stored there before we completed
+    assert (a.writer.ack_lapses, a.writer.unreplicated_batches) == (0, 0)
+    assert wait_for(lambda: b.received[-1:] == [recs[-1].seq])
 
 
 def test_sync_without_a_standby_completes_after_the_fsync_as_unreplicated(pair):
@@ -61,7 +76,7 @@ def test_wedged_standby_lapses_after_the_ack_timeout(pair):
     a = pair.node("a", role="active", epoch=1, hb_threshold=20, ack_timeout=0.1).start()
     b = pair.node("b", hb_threshold=20).start()
     assert wait_for(lambda: a.repl.has_standby())
-    b.fold_delay = 0.4
+    b.store_delay = 0.4
     _recs, waited, _ = timed_submit(a, call_events(1))
     assert 0.09 <= waited < 0.35
     assert a.writer.ack_lapses == 1
@@ -71,7 +86,7 @@ def test_async_completes_at_the_fsync_and_still_replicates(pair):
     a = pair.node("a", role="active", epoch=1, mode="async", hb_threshold=10).start()
     b = pair.node("b", mode="async", hb_threshold=10).start()
     assert wait_for(lambda: a.repl.has_standby())
-    b.fold_delay = 0.15
+    b.store_delay = 0.15
     recs, waited, _ = timed_submit(a, call_events(1))
     assert waited < 0.1 and b.journal.head < recs[-1].seq
     assert wait_for(lambda: b.journal.head == recs[-1].seq)

@@ -90,7 +90,16 @@ class HarnessNode:
         self.writer = JournalWriter(self.journal, epoch=lambda: self.role.epoch, replicator=self.repl,
                                     mode=mode, ack_timeout=ack_timeout, on_appended=self._fold_live)
         self.received: list[int] = []     # sequence numbers that came through on_records
-        self.fold_delay = 0.0               # a slow standby (sync-mode tests)
+        self.fold_delay = 0.0               # a standby slow to fold what it stored
+        self.store_delay = 0.0              # a standby slow to store (sync-mode tests)
+        store = self.journal.append_frames
+
+        def slow_append_frames(frames):
+            if self.store_delay:
+                time.sleep(self.store_delay)
+            return store(frames)
+
+        self.journal.append_frames = slow_append_frames
         self._writer_on = self._repl_on = self._closed = False
 
     # -- node.py's recovery, fold, on_trigger/_act and _diverged, in small
