@@ -42,6 +42,8 @@ def register(sub) -> None:
     call.add_argument("--rate", type=float, default=10.0, help="calls per second (default 10)")
     call.add_argument("--duration", type=float, default=1.0,
                       help="seconds each call is held with RTP flowing (default 1)")
+    call.add_argument("--transport", choices=("udp", "tcp"), default="udp",
+                      help="signalling transport (tcp: one connection per call; default udp)")
     call.add_argument("--json", action="store_true", help="print one JSON object")
     call.set_defaults(func=run_call)
 
@@ -182,7 +184,8 @@ def run_call(args) -> int:
         dial = suggested.dial
     try:
         result = sipp.run_calls(caller, callee, dial=dial, calls=args.calls, rate=args.rate,
-                                duration_ms=int(args.duration * 1000), per_call_media_port=True)
+                                duration_ms=int(args.duration * 1000), per_call_media_port=True,
+                                transport=args.transport)
     except (netns.LabError, ValueError) as exc:
         return _fail(str(exc))
     ok = (result.calls_completed == result.calls_attempted == args.calls
@@ -190,7 +193,8 @@ def run_call(args) -> int:
     if args.json:
         print(json.dumps(result.to_json()))
     else:
-        print(f"{result.caller} -> {result.callee} dialling {result.dial}: "
+        print(f"{result.caller} -> {result.callee} dialling {result.dial} over "
+              f"{result.transport.upper()}: "
               f"{result.calls_attempted} attempted, {result.calls_completed} completed, "
               f"{result.calls_failed} failed in {result.seconds:.1f}s")
         print(f"  RTP caller->callee: sent {result.rtp_sent}, received {result.callee_rtp_received}")

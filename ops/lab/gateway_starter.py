@@ -386,10 +386,11 @@ class FailoverRun:
 
 def calls_with_failover(state: LabState, caller, callee, dial, *, calls: int, rate: float,
                         duration_ms: int, failover_at: float | None, crash: bool = False,
-                        timeout: float = 15.0) -> FailoverRun:
+                        timeout: float = 15.0, transport: str = "udp") -> FailoverRun:
     """Run SIPp calls (ops.lab.sipp.run_calls) and, ``failover_at`` seconds
     after they start, fail the pair over (graceful or SIGKILL). Every number
-    comes from SIPp's statistics, the hosts' counters and the nodes."""
+    comes from SIPp's statistics, the hosts' counters and the nodes.
+    ``transport``: the signalling's, as for ``run_calls``."""
     import threading
 
     from ops.lab import sipp
@@ -403,7 +404,8 @@ def calls_with_failover(state: LabState, caller, callee, dial, *, calls: int, ra
     def place() -> None:
         try:
             result["calls"] = sipp.run_calls(caller, callee, dial=dial, calls=calls, rate=rate,
-                                             duration_ms=duration_ms, per_call_media_port=True)
+                                             duration_ms=duration_ms, per_call_media_port=True,
+                                             transport=transport)
         except BaseException as exc:     # reported by the caller of this function
             result["error"] = exc
 

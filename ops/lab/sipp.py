@@ -11,6 +11,15 @@ so the hold time bounds the RTP per call.
 Calls are counted by SIPp's statistics file (``-trace_stat``); RTP is counted
 by the nft counters every lab host carries (UDP that is not SIP, in and out),
 read before and after, so neither peer's own report is trusted for media.
+
+Signalling goes over UDP (SIPp's default ``-t u1``) or, with
+``transport="tcp"``, over TCP: the caller opens one connection per call
+(``-t tn``), so each call's INVITE, ACK and BYE travel one connection of its
+own, and the callee listens on TCP (``-t t1``: one listening socket, the
+connections it accepts answered on themselves). SIPp sends no
+retransmissions over TCP (RFC 3261 17.1.1.2: timer A is for unreliable
+transports only), so a segment the gateway loses stays lost until TCP
+itself retransmits it.
 """
 
 from __future__ import annotations
@@ -30,6 +39,12 @@ SIPP = "/usr/bin/sipp"
 G711A_PCAP = Path("/usr/share/sip-tester/g711a.pcap")
 SIP_PORT = 5060
 MEDIA_PORT = 6000
+TRANSPORTS = ("udp", "tcp")
+# SIPp's -t for (caller, callee) per transport (see the module's docstring).
+_SIPP_TRANSPORT = {"udp": ("u1", "u1"), "tcp": ("tn", "t1")}
+# SIPp refuses TCP when its socket limit (default 50,000) exceeds the open
+# files limit (``ulimit -n``); the lab's calls need far fewer.
+MAX_SOCKETS = 1024
 
 # The SDP offers PCMA (payload 8) because the capture played is G.711 A-law.
 _UAC_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
@@ -121,6 +136,7 @@ class CallResult:
     seconds: float
     errors: str = ""
     timed_out: bool = False       # SIPp's global timeout ended calls still open
+    transport: str = "udp"
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -158,12 +174,18 @@ def _stop(proc: subprocess.Popen, grace: float = 3.0) -> None:
 def run_calls(caller: HostNs, callee: HostNs, *, dial: IPv4Address | None = None,
               calls: int = 5, rate: float = 10.0, duration_ms: int = 1000,
               timeout: float | None = None, workdir: Path | None = None,
-              settle: float = 0.3, per_call_media_port: bool = False) -> CallResult:
+              settle: float = 0.3, per_call_media_port: bool = False,
+              transport: str = "udp") -> CallResult:
     """Place ``calls`` calls at ``rate`` calls/s from ``caller`` to ``callee``,
     each held ``duration_ms`` with RTP both ways, dialling ``dial`` (the
     callee's own address, its MIP or a DIP address: whatever the configuration
     makes reachable). Every step is bounded: SIPp gets a global timeout and is
-    killed if it overstays it."""
+    killed if it overstays it. ``transport``: ``"udp"`` or ``"tcp"`` for the
+    signalling (media is RTP over UDP either way)."""
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport is one of {TRANSPORTS}, not {transport!r}")
+    uac_t, uas_t = _SIPP_TRANSPORT[transport]
+    t_opts = ["-max_socket", str(MAX_SOCKETS)] if transport == "tcp" else []
     if calls < 1 or rate <= 0 or duration_ms < 0:
         raise ValueError("calls >= 1, rate > 0, duration >= 0")
     target = dial or callee.address.ip
@@ -180,11 +202,11 @@ def run_calls(caller: HostNs, callee: HostNs, *, dial: IPv4Address | None = None
     callee_ip, caller_ip = str(callee.address.ip), str(caller.address.ip)
     uas_cmd = ns_cmd(callee.netns, SIPP, "-sn", "uas", "-i", callee_ip, "-p", str(SIP_PORT),
                      "-mi", callee_ip, "-mp", str(MEDIA_PORT), "-rtp_echo", "-nostdin",
-                     "-timeout", f"{int(bound) + 10}s")
+                     "-t", uas_t, *t_opts, "-timeout", f"{int(bound) + 10}s")
     uac_cmd = ns_cmd(caller.netns, SIPP, f"{target}:{SIP_PORT}", "-sf", str(scenario),
                      "-i", caller_ip, "-p", str(SIP_PORT), "-mi", caller_ip,
                      "-mp", str(MEDIA_PORT), "-m", str(calls), "-r", str(rate),
-                     "-d", str(duration_ms), "-nostdin", "-timeout", f"{int(bound)}s",
+                     "-d", str(duration_ms), "-nostdin", "-t", uac_t, *t_opts, "-timeout", f"{int(bound)}s",
                      "-timeout_error", "-trace_stat", "-stf", str(stat_file), "-fd", "1",
                      "-trace_err", "-error_file", str(err_file))
     before_caller = read_counters(caller.netns)
@@ -226,7 +248,8 @@ def run_calls(caller: HostNs, callee: HostNs, *, dial: IPv4Address | None = None
         rtp_received=after_caller[0] - before_caller[0],
         callee_rtp_received=after_callee[0] - before_callee[0],
         callee_rtp_sent=after_callee[1] - before_callee[1],
-        sipp_exit=uac.returncode, seconds=round(seconds, 3), errors=errors)
+        sipp_exit=uac.returncode, seconds=round(seconds, 3), errors=errors,
+        transport=transport)
     if own_dir:
         for p in tmp.iterdir():
             p.unlink()
