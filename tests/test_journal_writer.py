@@ -64,6 +64,17 @@ def test_sync_completion_does_not_wait_for_the_standby_fold(pair):
     assert wait_for(lambda: b.received[-1:] == [recs[-1].seq])
 
 
+def test_async_completes_on_the_writer_thread(pair):
+    a = pair.node("a", role="active", epoch=1, mode="async").start(repl=False)
+    threads = []
+    done = threading.Event()
+    a.writer.submit(call_events(1), lambda _r: (threads.append(threading.current_thread().name),
+                                                done.set()))
+    assert done.wait(3)
+    assert threads == ["journal-writer"]
+    assert [t.name for t in a.writer._threads] == ["journal-writer"]
+
+
 def test_sync_without_a_standby_completes_after_the_fsync_as_unreplicated(pair):
     a = pair.node("a", role="active", epoch=1).start()
     recs, waited, _ = timed_submit(a, call_events(1))
