@@ -380,3 +380,55 @@ def test_sip_stream_any_segments(segments, noise):
             for _off, m in val.messages:
                 assert frame_stream(m) == ([m], b"")
             FramedStream.finished(val, val.data + b"xx")
+
+
+@pytest.mark.parametrize("flags", [ACK, ACK | 0x01], ids=["pure-ack", "fin"])
+def test_a_segment_without_data_waits_for_the_rewrite_before_it(invite_call, flags):
+    """The caller's INVITE is at the ALG (its rewrite will change its
+    length) when the caller sends a segment without data behind it (a
+    duplicate acknowledgement answering a retransmission, or its FIN). As
+    Linux's in-order nf_nat_seqadj would, that segment leaves after the
+    INVITE, at the number the INVITE's change moves it to; leaving at once
+    it would both overtake the INVITE and name a sequence number inside it
+    (tshark: previous segment not captured, then a retransmission)."""
+    frames, _whole = invite_call
+    loop = Loop()
+    for ts, raw in frames[:2]:
+        loop.feed(ts, raw)
+    ts, raw = frames[2]
+    p = parse(raw)
+    assert p.payload_bytes.startswith(b"INVITE")
+    invite = loop.dp.process(raw, "ethernet1", ts)
+    assert isinstance(invite, Alg)
+    end = (p.tcp_seq + len(p.payload_bytes)) % (1 << 32)
+    behind = build_tcp(PHONE, PEER, p.sport, p.dport, end, p.tcp_ack, flags=flags)
+    o = loop.dp.process(behind, "ethernet1", ts + 0.001)
+    assert isinstance(o, Alg) and o.segment is not None and o.segment.messages == ()
+    left = []
+    for out in (invite, o):              # the connection's actor answers in order
+        ctx = SipAdapter.context(out, loop.dp.engine)
+        r = SipAdapter.step(loop.state.sip, ctx, out.payload, ts, loop.cfg.sip)
+        assert r.verdict == "forward", r.reason
+        loop.state = replace(loop.state, sip=r.state)
+        f = loop.dp.finish_alg(out, r.verdict, r.data, r.route_to, r.pinholes_open,
+                               r.pinholes_close, ts)
+        assert isinstance(f, Forward)
+        left.append(parse(f.data))
+    q_invite, q_behind = left
+    assert len(q_invite.payload_bytes) != len(p.payload_bytes)     # the rewrite changed it
+    assert q_behind.payload_bytes == b"" and q_behind.tcp_flags == flags
+    assert q_behind.tcp_seq == (q_invite.tcp_seq + len(q_invite.payload_bytes)) % (1 << 32)
+    assert q_behind.l4_checksum_ok
+
+
+def test_a_segment_without_data_leaves_at_once_when_nothing_is_at_the_alg(invite_call):
+    frames, _whole = invite_call
+    loop = Loop()
+    for ts, raw in frames[:3]:
+        loop.feed(ts, raw)
+    p, q_invite, _w = loop.emitted["c2s"][-1]
+    end = (p.tcp_seq + len(p.payload_bytes)) % (1 << 32)
+    o = loop.dp.process(build_tcp(PHONE, PEER, p.sport, p.dport, end, p.tcp_ack), "ethernet1",
+                        frames[2][0] + 0.001)
+    assert isinstance(o, Forward)
+    assert parse(o.data).tcp_seq == (q_invite.tcp_seq + len(q_invite.payload_bytes)) % (1 << 32)

@@ -736,12 +736,15 @@ class Datapath:
             stream = self._tpkt[sess.id] = (SipStream(self.sip_tcp_stats) if sess.alg == "sip"
                                             else TpktStream("q931", self.tpkt_stats))
         payload = pkt.payload_bytes
-        if not payload:
-            if pkt.tcp_flags & _SYN:
-                stream.syn(fwd, pkt.tcp_seq)
+        if not payload and pkt.tcp_flags & _SYN:
+            stream.syn(fwd, pkt.tcp_seq)
             self.paths[path] += 1
             return Forward(self._apply_tcp(pkt, rw, stream, fwd, None, pkt.tcp_seq), path)
-        kind, val = stream.segment(fwd, pkt.tcp_seq, payload)
+        if not payload:
+            # ACK/FIN/RST: in order behind this direction's data at the ALG.
+            kind, val = stream.empty(fwd, pkt.tcp_seq)
+        else:
+            kind, val = stream.segment(fwd, pkt.tcp_seq, payload)
         if kind == "forward":
             self.paths[path] += 1
             return Forward(self._apply_tcp(pkt, rw, stream, fwd, None if val == payload else val,

@@ -45,7 +45,8 @@ SIP differs (:class:`SipStream`):
   the sequence adjustment of :mod:`gateway.datapath.seqadj`, and segments of
   a direction that has a segment at the ALG queue behind it (an ``alg``
   outcome with no messages): each leaves in order, with the adjustment of
-  every rewrite before it. A retransmission of a segment whose length the
+  every rewrite before it; so do segments without data (acknowledgements,
+  FIN, RST), whose sequence number lies after the queued data. A retransmission of a segment whose length the
   ALG changed leaves as its first copy did, at the same adjusted number; one
   re-segmented across such a rewrite is dropped (counted ``resegmented``).
 * a partial message is held back rather than forwarded, while the message
@@ -234,6 +235,15 @@ class FramedStream:
             side.held = b""
             side.passing = True
         return self._segment(side, forward, seq, payload)
+
+    def empty(self, forward: bool, seq: int):
+        """A segment without data (an acknowledgement, FIN or RST; not a
+        SYN): ``("forward", b"")``, or ``("alg", SegmentWork)`` behind a
+        segment of its direction still at the ALG. Its sequence number lies
+        after that segment's data, so it takes that segment's change of
+        length; leaving at once it would overtake the data and name a number
+        inside it (Linux's seqadj sees a connection's packets in order)."""
+        return self._out(self.sides[0 if forward else 1], forward, seq, b"")
 
     def _segment(self, side: _Side, forward: bool, seq: int, payload: bytes):
         st = self.stats
