@@ -40,9 +40,19 @@ pytestmark = pytest.mark.netns
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ch2-incoming-call-with-mip.cfg"
 WHY = e2e.WHY
-# Every flag tshark's TCP analysis raises for a broken stream (a window
-# update is not a fault; tshark lists it among the same flags).
-TCP_PROBLEMS = "(tcp.analysis.flags && !tcp.analysis.window_update)"
+# Every flag tshark's TCP analysis raises for a broken stream: a segment
+# missing before one seen (lost_segment), acknowledged but never seen
+# (ack_lost_segment), out of order, a bad window... Not counted: window
+# updates, and the peers' own retransmissions and the duplicate ACKs that
+# answer them. Those come from the gateway's delay, not its numbering: the
+# ALG answers a segment in a few milliseconds, and Linux's tail loss probe
+# (RFC 8985 §7) fires after about twice a veth's tiny smoothed RTT, so a
+# callee repeats its 200 before the caller's ACK is back. (Under plain
+# routing the same calls show no flag at all.) A retransmission the gateway
+# let through wrongly numbered would show as one of the flags counted.
+TCP_PROBLEMS = ("(tcp.analysis.flags && !tcp.analysis.window_update"
+                " && !tcp.analysis.retransmission && !tcp.analysis.spurious_retransmission"
+                " && !tcp.analysis.fast_retransmission && !tcp.analysis.duplicate_ack)")
 
 
 class Captures:
@@ -143,7 +153,8 @@ def _sip_octets_from(pcap: Path, port: int = sipp.SIP_PORT) -> int:
 
 def _sip_requests(pcap: Path) -> dict[str, int]:
     got: dict[str, int] = {}
-    for (method,) in _tshark(pcap, "tcp && sip.Method", "sip.Method"):
+    for (method,) in _tshark(pcap, "tcp && sip.Method && !tcp.analysis.retransmission"
+                                   " && !tcp.analysis.spurious_retransmission", "sip.Method"):
         got[method] = got.get(method, 0) + 1
     return got
 
@@ -213,7 +224,8 @@ def test_tcp_calls_through_the_pair(lab, tmp_path) -> None:
     _check_segments(cfg, plan, caps, calls)
 
 
-def test_tcp_calls_survive_failover(lab, tmp_path) -> None:
+@pytest.mark.parametrize("crash", [False, True], ids=["failover", "sigkill"])
+def test_tcp_calls_survive_failover(lab, tmp_path, crash) -> None:
     cfg, plan, state = lab()
     call = suggest_call(plan, cfg)
     calls, rate, hold_ms = 6, 3.0, 4000
@@ -222,7 +234,7 @@ def test_tcp_calls_survive_failover(lab, tmp_path) -> None:
         run = gs.calls_with_failover(state, call.caller, call.callee, call.dial, calls=calls,
                                      rate=rate, duration_ms=hold_ms,
                                      failover_at=(calls / rate + hold_ms / 1000) / 2,
-                                     transport="tcp")
+                                     crash=crash, transport="tcp")
     finally:
         caps.stop()
     assert run.failover is not None, run.failover_error
@@ -233,7 +245,11 @@ def test_tcp_calls_survive_failover(lab, tmp_path) -> None:
     # active and was answered.
     assert r.calls_attempted == calls and r.calls_completed == calls and r.calls_failed == 0, r
     assert run.rtp_before.both_ways(0.95), run.rtp_before
-    assert run.rtp_after.both_ways(0.9), run.rtp_after
-    assert gs.node_status(state)[run.failover.to_role]["role"] == "active"
+    # A crash loses what the heartbeat detection and the ARP takeover take.
+    assert run.rtp_after.both_ways(0.6 if crash else 0.9), run.rtp_after
+    st = gs.node_status(state)[run.failover.to_role]
+    assert st["role"] == "active"
+    # Every BYE and its 200 went through the new active.
+    assert st["counters"]["sip_forwarded"] >= 2 * calls, st["counters"]
     assert e2e._wait_no_pinholes(state) == []
     _check_segments(cfg, plan, caps, calls)
