@@ -10,9 +10,10 @@ Checked: every call completes and its media flows both ways; the SIP text
 leaving by the untrust side names no private address; the callee's byte
 stream really changed length across the gateway (the adjustment was needed);
 tshark finds no malformed packet and no TCP analysis problem on either
-segment; then the same with a graceful failover in the middle of the calls,
-the connections carrying on through the new active with the adjustments it
-rebuilt from the journal: every call completes, its BYE answered.
+segment; then the same with a graceful failover, and with a SIGKILL of the
+active, in the middle of the calls, the connections carrying on through the
+new active with the adjustments it rebuilt from the journal: every call
+completes, its BYE answered.
 
 Needs root, ip netns, nft, SIPp, tcpdump and tshark; skipped with the reason
 otherwise."""
