@@ -427,6 +427,12 @@ class NfqueueWorker:
             buf = pkt.get_payload()
             with self.lock:
                 out = self.datapath.process(buf, ingress, now)
+            if self._verdicts:
+                # ALG answers already decided (done() runs under the same lock
+                # as finish_alg) go out before this packet's verdict: a later
+                # segment or a retransmission of the same flow must never
+                # overtake the packet the ALG held.
+                self._apply_verdicts()
             kind = type(out)
             if kind is Forward:
                 self.verdicts.accept(pkt, None if out.data is buf else out.data)

@@ -467,14 +467,18 @@ class Node:
     def _release(self, w: SipWork, r, adapter=SipAdapter) -> None:
         name = f"{adapter.name}_forwarded"
         self.counters[name] = self.counters.get(name, 0) + 1
-        final = w.outcome
-        if self.datapath is not None:
-            with self.dp_lock:
-                final = self.datapath.finish_alg(w.outcome, r.verdict,
-                                                 w.data if r.data is None else r.data, r.route_to,
-                                                 adapter.for_datapath(r.pinholes_open),
-                                                 r.pinholes_close, w.now)
-        w.done(final)
+        if self.datapath is None:
+            w.done(w.outcome)
+            return
+        with self.dp_lock:
+            final = self.datapath.finish_alg(w.outcome, r.verdict,
+                                             w.data if r.data is None else r.data, r.route_to,
+                                             adapter.for_datapath(r.pinholes_open),
+                                             r.pinholes_close, w.now)
+            # Released under the datapath's lock: once the datapath knows the
+            # answer, the ingest worker (which takes this lock per packet)
+            # sees the verdict queued before any later packet of the flow.
+            w.done(final)
 
     def _commit(self, r, then: Callable[[list], None]) -> None:
         """Journal the step's events, mirror the entities, arm timers, then ``then``."""
