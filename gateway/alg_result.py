@@ -64,3 +64,44 @@ class Run:
     def emit(self, e: Event) -> None:
         self.st = self.apply(self.st, e)
         self.events.append(e)
+
+
+class Combined:
+    """The Results of the several messages one TCP segment carried, merged
+    into the segment's one Result (SIP over TCP, H.323): events and logs in
+    order, pinholes opened and closed net of each other, one timer per
+    stream touched. The first dropped message drops the whole segment and
+    changes nothing (``add`` returns False; ``dropped`` is that Result)."""
+
+    def __init__(self, state: Any) -> None:
+        self.before = state
+        self.state = state
+        self.events: list[Event] = []
+        self.logs: list[str] = []
+        self.opened: list = []
+        self.closed: list[str] = []
+        self.streams: dict[str, None] = {}
+        self.dropped: Result | None = None
+
+    def add(self, r: Result, data: bytes) -> bool:
+        self.logs.extend(r.logs)
+        if r.verdict != "forward":
+            self.dropped = Result(self.before, "drop", r.reason, data, logs=tuple(self.logs))
+            return False
+        self.state = r.state
+        self.events.extend(r.events)
+        for t in r.timers:
+            self.streams[t.key] = None
+        self.opened.extend(r.pinholes_open)
+        for pid in r.pinholes_close:
+            if any(p.id == pid for p in self.opened):
+                self.opened = [p for p in self.opened if p.id != pid]
+            else:
+                self.closed.append(pid)
+        return True
+
+    def result(self, data: bytes, edits: tuple[Edit, ...] = (),
+               route_to: tuple[str, int] | None = None) -> Result:
+        timers = tuple(Timer(k, self.state.next_deadline(k)) for k in self.streams)
+        return Result(self.state, "forward", "", data, edits, tuple(self.opened), tuple(self.closed),
+                      timers, tuple(self.events), tuple(self.logs), route_to)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.alg_result import Result, Timer
+from gateway.alg_result import Combined, Result
 from gateway.datapath.seqadj import TcpSeqAdjusted
 from gateway.sip.alg import DEFAULT_SETTINGS, SipContext, step
 
@@ -43,35 +43,18 @@ class SegmentContext:
 def step_segment(state, sctx: SegmentContext, data: bytes, now: float,
                  settings=DEFAULT_SETTINGS) -> Result:
     ctx = sctx.ctx
-    st = state
-    events: list = []
-    logs: list[str] = []
-    opened: list = []
-    closed: list[str] = []
-    streams: dict[str, None] = {}
+    acc = Combined(state)
     parts: list[bytes] = []
     pos = 0
     size = len(data)
     for off, msg in sctx.messages:
-        r = step(st, ctx, msg, now, settings)
-        logs.extend(r.logs)
-        if r.verdict != "forward":
-            return Result(state, "drop", r.reason, data, logs=tuple(logs))
-        st = r.state
-        events.extend(r.events)
-        for t in r.timers:
-            streams[t.key] = None
-        for p in r.pinholes_open:
-            opened.append(p)
-        for pid in r.pinholes_close:
-            if any(p.id == pid for p in opened):
-                opened = [p for p in opened if p.id != pid]
-            else:
-                closed.append(pid)
+        r = step(acc.state, ctx, msg, now, settings)
+        if not acc.add(r, data):
+            return acc.dropped
         whole = 0 <= off and off + len(msg) <= size
         if not whole and r.data != msg:
-            logs.append(f"{SPLIT_NOT_REWRITTEN} ({ctx.src[0]}:{ctx.src[1]} -> {ctx.dst[0]}:{ctx.dst[1]}, "
-                        f"{len(msg)} octets)")
+            acc.logs.append(f"{SPLIT_NOT_REWRITTEN} ({ctx.src[0]}:{ctx.src[1]} -> {ctx.dst[0]}:{ctx.dst[1]}, "
+                            f"{len(msg)} octets)")
         if whole and r.data != msg:
             parts.append(data[pos:off])
             parts.append(r.data)
@@ -82,8 +65,6 @@ def step_segment(state, sctx: SegmentContext, data: bytes, now: float,
     else:
         out = data
     if len(out) != size:
-        e = TcpSeqAdjusted(sctx.conn, f"{ctx.src[0]}:{ctx.src[1]}", sctx.start, len(out) - size)
-        events.append(e)
-    timers = tuple(Timer(k, st.next_deadline(k)) for k in streams)
-    return Result(st, "forward", "", out, (), tuple(opened), tuple(closed), timers, tuple(events),
-                  tuple(logs), None)
+        acc.events.append(TcpSeqAdjusted(sctx.conn, f"{ctx.src[0]}:{ctx.src[1]}", sctx.start,
+                                         len(out) - size))
+    return acc.result(out)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.alg_result import Result, Timer
+from gateway.alg_result import Combined, Result
 from gateway.h323.alg import DEFAULT_SETTINGS, H323Context, H323Settings, step
 from gateway.span import Edit, apply_edits
 
@@ -35,31 +35,14 @@ def step_packet(state, pctx: PacketContext, data: bytes, now: float,
     ctx = pctx.ctx
     if ctx.channel == "ras":
         return step(state, ctx, data, now, settings)
-    st = state
+    acc = Combined(state)
     edits: list[Edit] = []
-    events: list = []
-    logs: list[str] = []
-    opened: list = []
-    closed: list[str] = []
-    streams: dict[str, None] = {}
     route_to = None
     size = len(data)
     for off, msg in pctx.messages:
-        r = step(st, ctx, msg, now, settings)
-        logs.extend(r.logs)
-        if r.verdict != "forward":
-            return Result(state, "drop", r.reason, data, logs=tuple(logs))
-        st = r.state
-        events.extend(r.events)
-        for t in r.timers:
-            streams[t.key] = None
-        for p in r.pinholes_open:
-            opened.append(p)
-        for pid in r.pinholes_close:
-            if any(p.id == pid for p in opened):
-                opened = [p for p in opened if p.id != pid]
-            else:
-                closed.append(pid)
+        r = step(acc.state, ctx, msg, now, settings)
+        if not acc.add(r, data):
+            return acc.dropped
         if r.route_to is not None:
             route_to = r.route_to
         for e in r.edits:
@@ -67,10 +50,8 @@ def step_packet(state, pctx: PacketContext, data: bytes, now: float,
             if 0 <= a and b <= size:
                 edits.append(Edit(a, b, e.new))
             elif msg[e.start:e.end] != e.new:
-                logs.append(f"{SPLIT_NOT_REWRITTEN} ({ctx.channel} {ctx.src[0]}:{ctx.src[1]} -> "
+                acc.logs.append(f"{SPLIT_NOT_REWRITTEN} ({ctx.channel} {ctx.src[0]}:{ctx.src[1]} -> "
                             f"{ctx.dst[0]}:{ctx.dst[1]}, octets {e.start}-{e.end} of a "
                             f"{len(msg)}-octet message)")
-    timers = tuple(Timer(k, st.next_deadline(k)) for k in streams)
     out = apply_edits(data, edits) if edits else data
-    return Result(st, "forward", "", out, tuple(edits), tuple(opened), tuple(closed), timers,
-                  tuple(events), tuple(logs), route_to)
+    return acc.result(out, tuple(edits), route_to)
