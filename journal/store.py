@@ -103,6 +103,7 @@ class Journal:
         self._fsync = fsync
         self._segment_bytes = segment_bytes
         self._lock = Lock()
+        self._cuts = 0                  # truncate_after calls: readers outside the lock check it
         self._fd: int | None = None
         self._failed: BaseException | None = None
         self._closed = False
@@ -356,19 +357,27 @@ class Journal:
             start = max(0, bisect.bisect_right(self._firsts, from_seq) - 1)
             views = [_View(s.first_seq, s.path, s.count, s.size, tuple(s.index))
                      for s in self._segments[start:] if s.first_seq <= to_seq]
+            cuts = self._cuts
         if from_seq > to_seq:
             return
-        for v in views:
-            if v.first_seq + v.count - 1 < from_seq:
-                continue
-            k = max(0, from_seq - v.first_seq) // INDEX_STRIDE
-            seq = v.first_seq + k * INDEX_STRIDE
-            for buf, i, stop, _off in iter_spans(v.path, v.index[k], v.size):
-                if seq > to_seq:
-                    return
-                if seq >= from_seq:
-                    yield buf, i, stop, seq
-                seq += 1
+        # The views are read outside the lock (appends only add bytes after
+        # them); a truncate_after meanwhile may take bytes away: the range read
+        # then ends where the journal now ends, it is not corruption.
+        try:
+            for v in views:
+                if v.first_seq + v.count - 1 < from_seq:
+                    continue
+                k = max(0, from_seq - v.first_seq) // INDEX_STRIDE
+                seq = v.first_seq + k * INDEX_STRIDE
+                for buf, i, stop, _off in iter_spans(v.path, v.index[k], v.size):
+                    if seq > to_seq:
+                        return
+                    if seq >= from_seq:
+                        yield buf, i, stop, seq
+                    seq += 1
+        except (JournalCorrupt, FileNotFoundError):
+            if self._cuts == cuts:
+                raise
 
     # ------------------------------------------------------------ truncation
 
@@ -384,6 +393,7 @@ class Journal:
             if seq < self.first_seq - 1:
                 raise ValueError(f"cannot truncate below the oldest kept record ({self.first_seq})")
             dropped = list(self._read_unlocked(seq + 1, head))
+            self._cuts += 1
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None

@@ -431,3 +431,21 @@ def test_read_only_reader_refuses_middle_corruption(jdir):
     data[HEADER_SIZE + 3] ^= 0x01
     seg.write_bytes(bytes(data))
     assert list(iter_records(jdir, 3)) == written[2:]
+
+
+def test_a_read_under_way_ends_where_a_truncation_cut(jdir):
+    """Readers read outside the lock; a truncate_after meanwhile (a rejoining
+    node cutting a diverged tail) ends their range at the cut instead of
+    reporting the shortened segment as corrupt."""
+    with Journal.open(jdir, fsync=False) as j:
+        # More than the reader's 1 MiB block, so it must read the file again
+        # after the cut.
+        j.append_batch(notes(3000, width=600), epoch=1)
+        reader = j.read(1)
+        first = next(reader)
+        assert first.seq == 1
+        assert j.truncate_after(2) == 2998
+        rest = list(reader)
+        assert [r.seq for r in rest][:1] == [2] and all(r.seq <= 3000 for r in rest)
+        assert [r.seq for r in j.read(1)] == [1, 2]
+        assert len(j.read_frames(1, 100)) == 2
