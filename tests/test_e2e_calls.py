@@ -99,8 +99,9 @@ _DOTTED = re.compile(rb"(?<![0-9.])(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})(?![0-9])
 
 
 def _private_leaks(pcap: Path, private: list[IPv4Network]) -> list[str]:
-    """Packets whose IP header or UDP payload text names a private address."""
-    from scapy.layers.inet import IP, UDP
+    """Packets whose IP header or SIP text (UDP or TCP payload) names a
+    private address."""
+    from scapy.layers.inet import IP, TCP, UDP
     from scapy.utils import PcapReader
 
     def is_private(text: str) -> bool:
@@ -119,14 +120,16 @@ def _private_leaks(pcap: Path, private: list[IPv4Network]) -> list[str]:
             if is_private(ip.src) or is_private(ip.dst):
                 leaks.append(f"#{n} header {ip.src} -> {ip.dst}")
                 continue
-            if UDP in pkt:
-                payload = bytes(pkt[UDP].payload)
-                if payload[:1] in (b"\x80", b"\x81", b"\x90"):   # RTP/RTCP: binary
-                    continue
-                for m in _DOTTED.findall(payload):
-                    if is_private(m.decode()):
-                        leaks.append(f"#{n} payload names {m.decode()}")
-                        break
+            l4 = pkt[TCP] if TCP in pkt else pkt[UDP] if UDP in pkt else None
+            if l4 is None:
+                continue
+            payload = bytes(l4.payload)
+            if payload[:1] in (b"\x80", b"\x81", b"\x90"):   # RTP/RTCP: binary
+                continue
+            for m in _DOTTED.findall(payload):
+                if is_private(m.decode()):
+                    leaks.append(f"#{n} payload names {m.decode()}")
+                    break
     return leaks
 
 
