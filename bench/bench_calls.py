@@ -49,7 +49,8 @@ from ops.lab.plan import CallPlan, Plan, build_plan, suggest_call  # noqa: E402
 # interface NAT, concurrent calls from one private host to one media address
 # meet the datapath's destination-only pinhole match; see ARCHITECTURE.md.)
 DEFAULT_EXAMPLE = "ch2-incoming-call-with-mip"
-LADDER = (10, 20, 40, 80, 160, 240, 320, 480, 640, 960, 1280, 1600, 1920, 2560)
+LADDER = (10, 20, 40, 80, 160, 240, 320, 480, 640, 960, 1280, 1600, 1920, 2560, 3200, 4800, 6400,
+          9600, 12800)
 LAB = "bc0"
 ASYNC = "gatewayd-async"
 STARTERS = ("plain-routing", "kernel-sip-helper", gs.NAME, ASYNC)
@@ -97,7 +98,9 @@ def start_kernel_helper(plan: Plan, state: netns.LabState) -> None:
 netns.register_gateway_starter("kernel-sip-helper", start_kernel_helper)
 
 
-def step_ok(r: sipp.CallResult, calls: int) -> bool:
+def step_ok(r: sipp.CallResult, calls: int, media: bool = True) -> bool:
+    if not media:
+        return r.calls_attempted == calls == r.calls_completed and r.calls_failed == 0
     return (r.calls_attempted == calls == r.calls_completed and r.calls_failed == 0
             and r.rtp_sent > 0 and r.callee_rtp_received >= 0.95 * r.rtp_sent
             and r.rtp_received >= 0.95 * r.callee_rtp_sent)
@@ -156,7 +159,7 @@ def pair_report(state: netns.LabState) -> dict:
 
 
 def measure(example: Path, starter: str, seconds: float, hold_ms: int, max_rate: float,
-            log, ladder: tuple[int, ...] = LADDER) -> dict:
+            log, ladder: tuple[int, ...] = LADDER, media: bool = True) -> dict:
     name = starter
     best = 0.0
     steps = []
@@ -166,9 +169,9 @@ def measure(example: Path, starter: str, seconds: float, hold_ms: int, max_rate:
                 break
             calls = max(3, int(rate * seconds))
             r = sipp.run_calls(call.caller, call.callee, dial=dial, calls=calls, rate=rate,
-                               duration_ms=hold_ms, per_call_media_port=True,
+                               duration_ms=hold_ms, per_call_media_port=True, media=media,
                                timeout=calls / rate + hold_ms / 1000 + 20)
-            ok = step_ok(r, calls)
+            ok = step_ok(r, calls, media)
             steps.append({"rate": rate, "calls": calls, "completed": r.calls_completed,
                           "failed": r.calls_failed, "rtp_sent": r.rtp_sent,
                           "rtp_echoed_back": r.rtp_received, "seconds": r.seconds, "ok": ok})
@@ -191,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=list(STARTERS), action="append")
     ap.add_argument("--ladder", help="comma-separated call rates to try in turn "
                                      f"(default {','.join(map(str, LADDER))})")
+    ap.add_argument("--no-rtp", action="store_true",
+                    help="signalling only: the same calls (SDP offered and answered) without RTP, "
+                         "so the rate is what the signalling path carries")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     why = netns.available()
@@ -204,9 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     for s in starters:
         print(f"{s}:", flush=True)
         results[s] = measure(example, s, args.seconds, args.hold_ms, args.max_rate,
-                             lambda m: print(m, flush=True), ladder)
+                             lambda m: print(m, flush=True), ladder, media=not args.no_rtp)
     print()
-    print(f"highest call rate with every call completed and RTP both ways "
+    what = "(signalling only, no RTP)" if args.no_rtp else "and RTP both ways"
+    print(f"highest call rate with every call completed {what} "
           f"({args.example}, {args.seconds:g}s of calls per step, {args.hold_ms} ms hold):")
     base = results.get("plain-routing", {}).get("best_rate") or 0
     for s, r in results.items():

@@ -51,3 +51,12 @@ def test_uac_scenario_is_xml_that_plays_the_g711_capture() -> None:
     # The hold time comes from -d: a bare pause between ACK and BYE.
     tags = [child.tag for child in root]
     assert tags.index("pause") == tags.index("nop") + 1 < len(tags) - 2
+
+
+def test_uac_scenario_without_media_keeps_the_signalling_and_plays_nothing() -> None:
+    with_media = ET.fromstring(uac_scenario().encode("iso-8859-1"))
+    root = ET.fromstring(uac_scenario(media=False).encode("iso-8859-1"))
+    assert root.findall("./nop/action/exec") == []
+    # Same messages, same SDP offer: the gateway still opens pinholes.
+    assert [s.text for s in root.findall("send")] == [s.text for s in with_media.findall("send")]
+    assert [c.tag for c in root] == [c.tag for c in with_media if c.tag != "nop"]
