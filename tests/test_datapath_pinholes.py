@@ -5,6 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 
 import pytest
+from hypothesis import given, strategies as st
 
 from gateway.datapath.pinholes import MediaActivity, PinholeTable
 from gateway.sip.state import Pinhole
@@ -98,3 +99,46 @@ def test_translating_to_finds_the_public_pair_of_a_private_media_address():
     assert t.translating_to(17, ip("10.1.1.3"), 4000, 0.0) is not None
     t.rebuild([])
     assert t.translating_to(17, ip("10.1.1.3"), 4000, 0.0) is None
+
+
+def _of_call(pid, call, port):
+    return Pinhole(pid, call, f"{call}#g", "media", "udp", "inbound", ("1.1.1.1", port),
+                   ("10.1.1.3", port), None, None)
+
+
+def test_remove_call_takes_only_that_calls_pinholes():
+    t = PinholeTable()
+    for i, call in enumerate(("x", "y", "x", "y", "x")):
+        t.install(_of_call(f"{call}#p{i}", call, 20000 + i))
+    assert sorted(h.id for h in t.remove_call("x")) == ["x#p0", "x#p2", "x#p4"]
+    assert sorted(h.id for h in t.holes()) == ["y#p1", "y#p3"]
+    assert t.match(17, ip("1.1.1.1"), 20000, 0.0) is None
+    assert t.remove_call("x") == [] and t.remove_call("nobody") == []
+
+
+_ops = st.lists(st.tuples(st.sampled_from(["install", "remove", "remove_call", "rebuild"]),
+                          st.integers(0, 7), st.sampled_from(["a", "b", "c"]), st.integers(0, 3)),
+                max_size=40)
+
+
+@given(_ops)
+def test_call_index_agrees_with_a_scan(ops):
+    """Whatever the order of installs (incl. re-installs of one id under
+    another call), removals and rebuilds, remove_call(c) removes exactly the
+    pinholes a scan of the table finds for c."""
+    t = PinholeTable()
+    for op, n, call, port in ops:
+        if op == "install":
+            t.install(_of_call(f"p{n}", call, 20000 + port))
+        elif op == "remove":
+            t.remove(f"p{n}")
+        elif op == "rebuild":
+            t.rebuild([h.pinhole for h in t.holes() if h.call != call])
+        else:
+            want = sorted(h.id for h in t.holes() if h.call == call)
+            assert sorted(h.id for h in t.remove_call(call)) == want
+            assert all(h.call != call for h in t.holes())
+    for call in "abc":
+        want = sorted(h.id for h in t.holes() if h.call == call)
+        assert sorted(h.id for h in t.remove_call(call)) == want
+    assert len(t) == 0

@@ -84,6 +84,10 @@ class PinholeTable:
         # (proto, to ip, to port) -> pinholes translating to that private
         # media address (see :meth:`translating_to`).
         self._by_to: dict[tuple[int, int, int], list[Hole]] = {}
+        # call -> its pinholes by id: a call's end removes them without a
+        # scan of every pinhole of every call (O(table) per ended call made
+        # call teardown quadratic in the number of calls held).
+        self._by_call: dict[str, dict[str, Hole]] = {}
         self.installed = 0
         self.removed = 0
         self.expired = 0
@@ -116,6 +120,7 @@ class PinholeTable:
         self._by_id[pinhole.id] = hole
         if hole.to is not None:
             self._by_to.setdefault((proto,) + hole.to, []).append(hole)
+        self._by_call.setdefault(pinhole.call, {})[pinhole.id] = hole
         self.installed += 1
         return hole
 
@@ -135,8 +140,20 @@ class PinholeTable:
                 lst.remove(hole)
                 if not lst:
                     del self._by_to[tkey]
+        mine = self._by_call.get(hole.call)
+        if mine is not None:
+            mine.pop(pid, None)
+            if not mine:
+                del self._by_call[hole.call]
         self.removed += 1
         return hole
+
+    def remove_call(self, call: str) -> list[Hole]:
+        """Remove and return every pinhole of ``call``."""
+        gone = list(self._by_call.get(call, {}).values())
+        for h in gone:
+            self.remove(h.id)
+        return gone
 
     def match(self, proto: int, dst: int, dport: int, now: float) -> Hole | None:
         """The live pinhole for a packet to ``dst:dport`` (any source)."""
@@ -170,6 +187,7 @@ class PinholeTable:
         self._by_key.clear()
         self._by_id.clear()
         self._by_to.clear()
+        self._by_call.clear()
         for p in pinholes:
             self.install(p)
 
