@@ -858,9 +858,7 @@ class Datapath:
 
     def release_call(self, call: str) -> list[Session]:
         """A call ended (SIP ``CallEnded``): its media sessions and pinholes go."""
-        for h in self.pinholes.holes():
-            if h.call == call:
-                self.pinholes.remove(h.id)
+        self.pinholes.remove_call(call)
         gone = self._remove(lambda s: s.kind == "media" and s.call == call)
         self.activity.forget({s.group for s in gone} | {s.rev_group for s in gone if s.rev_group})
         return gone
