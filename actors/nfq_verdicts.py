@@ -45,6 +45,19 @@ _HEAD = struct.Struct("=IHHIIBBH")          # nlmsghdr + nfgenmsg (res_id alread
 _ATTR = struct.Struct("=HH")
 _VERDICT = struct.Struct(">II")
 
+# One struct per message shape, for the per-packet verdicts of BatchedVerdicts:
+# the whole header in one pack. Host-order fields (nlmsghdr, nlattr headers)
+# go as they are; the big-endian ones (queue number, verdict, packet id) are
+# passed already swapped (socket.htons/htonl), and seq, port id, family and
+# version are zero (pad bytes).
+_MSG_PLAIN = struct.Struct("=IHH10xHHHII")          # 32 bytes: verdict only
+_MSG_PAYLOAD = struct.Struct("=IHH10xHHHIIHH")      # 36 bytes: + NFQA_PAYLOAD header
+_VERDICT_ATTR_LEN = _ATTR.size + _VERDICT.size
+_PADS = (b"", b"\0\0\0", b"\0\0", b"\0")          # by payload attribute length % 4
+_ACCEPT_BE = socket.htonl(NF_ACCEPT)
+_DROP_BE = socket.htonl(NF_DROP)
+_htonl = socket.htonl
+
 # A datagram stays well under the socket's send buffer (netlink refuses a
 # message longer than sk_sndbuf - 32; the default buffer is 208 KiB).
 FLUSH_BYTES = 64 * 1024
@@ -120,6 +133,7 @@ class BatchedVerdicts:
 
     def __init__(self, fd: int, queue_num: int, *, sender=None) -> None:
         self.queue_num = queue_num
+        self._res_id = socket.htons(queue_num)
         self._sock = None
         if sender is None:
             self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER,
@@ -132,18 +146,39 @@ class BatchedVerdicts:
         self.verdicts = 0
         self.send_errors = 0
 
-    def _add(self, msg: bytes) -> None:
-        self._parts.append(msg)
-        self._pending += len(msg)
+    def accept(self, pkt, payload: bytes | None = None) -> None:
+        # The same bytes as encode_verdict, without its concatenations: the
+        # header is one pack, the payload goes into the datagram as it is
+        # (flush joins the parts once).
+        if payload is None:
+            self._parts.append(_MSG_PLAIN.pack(_HEAD.size + _VERDICT_ATTR_LEN, _MSG_TYPE,
+                                               _NLM_F_REQUEST, self._res_id, _VERDICT_ATTR_LEN,
+                                               _NFQA_VERDICT_HDR, _ACCEPT_BE, _htonl(pkt.id)))
+            n = _MSG_PLAIN.size
+        else:
+            alen = _ATTR.size + len(payload)
+            pad = _PADS[alen & 3]
+            n = _MSG_PAYLOAD.size + len(payload) + len(pad)
+            parts = self._parts
+            parts.append(_MSG_PAYLOAD.pack(n, _MSG_TYPE, _NLM_F_REQUEST, self._res_id,
+                                           _VERDICT_ATTR_LEN, _NFQA_VERDICT_HDR, _ACCEPT_BE,
+                                           _htonl(pkt.id), alen, _NFQA_PAYLOAD))
+            parts.append(payload)
+            if pad:
+                parts.append(pad)
         self.verdicts += 1
+        self._pending += n
         if self._pending >= FLUSH_BYTES:
             self.flush()
 
-    def accept(self, pkt, payload: bytes | None = None) -> None:
-        self._add(encode_verdict(self.queue_num, pkt.id, NF_ACCEPT, payload))
-
     def drop(self, pkt) -> None:
-        self._add(encode_verdict(self.queue_num, pkt.id, NF_DROP))
+        self._parts.append(_MSG_PLAIN.pack(_HEAD.size + _VERDICT_ATTR_LEN, _MSG_TYPE,
+                                           _NLM_F_REQUEST, self._res_id, _VERDICT_ATTR_LEN,
+                                           _NFQA_VERDICT_HDR, _DROP_BE, _htonl(pkt.id)))
+        self.verdicts += 1
+        self._pending += _MSG_PLAIN.size
+        if self._pending >= FLUSH_BYTES:
+            self.flush()
 
     def flush(self) -> None:
         if not self._parts:
