@@ -55,6 +55,7 @@ from typing import Callable, Iterable
 
 from actors.nfq_verdicts import BatchedVerdicts, PacketVerdicts
 from gateway.datapath import Alg, Datapath, Drop, Forward
+from gateway.datapath.fastpath import FastPath
 
 log = logging.getLogger("voip_alg.ingest")
 
@@ -148,7 +149,7 @@ class NfqueueWorker:
                  proc_sys: str = PROC_SYS, batch_verdicts: bool = True) -> None:
         self.queue_num = queue_num
         self.linux_ifaces = dict(linux_ifaces)
-        self.datapath = datapath
+        self.datapath = datapath          # also sets the fast path (property below)
         self.on_alg = on_alg
         self.forwarding = forwarding
         self.bypass = bypass
@@ -186,6 +187,18 @@ class NfqueueWorker:
         self._error: BaseException | None = None
 
     # -- the datapath, shared with the node ---------------------------------------
+
+    @property
+    def datapath(self) -> Datapath:
+        return self._datapath
+
+    @datapath.setter
+    def datapath(self, datapath: Datapath) -> None:
+        # Packets of established UDP sessions are forwarded without the full
+        # datapath (gateway/datapath/fastpath.py), over the same datapath's
+        # tables; None: every packet goes through Datapath.process.
+        self._datapath = datapath
+        self._fast = FastPath.of(datapath) if isinstance(datapath, Datapath) else None
 
     @contextmanager
     def locked(self):
@@ -425,6 +438,18 @@ class NfqueueWorker:
                 self._drop(pkt, f"ingress ifindex {pkt.indev} is not a gateway interface", now)
                 return
             buf = pkt.get_payload()
+            fast = self._fast
+            if fast is not None:
+                with self.lock:
+                    data = fast.process(buf, now)
+                if data is not None:
+                    # Established UDP: the same result and accounting as
+                    # Datapath.process (a Forward on "fast-session", no note).
+                    if self._verdicts:
+                        self._apply_verdicts()
+                    self.verdicts.accept(pkt, None if data is buf else data)
+                    c["accepted"] += 1
+                    return
             with self.lock:
                 out = self.datapath.process(buf, ingress, now)
             if self._verdicts:

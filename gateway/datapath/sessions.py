@@ -27,6 +27,7 @@ import heapq
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
+from gateway.datapath.fastpath import FastEntry, key_bytes, make_entry
 from gateway.ports import allocate_port
 
 PROTO_ICMP = 1
@@ -108,6 +109,11 @@ class SessionTable:
         if timeouts:
             self.timeouts.update(timeouts)
         self._map: dict[Key, tuple[Session, Rewrite | None, bool]] = {}
+        # The UDP entries of _map again, precomputed for the fast path
+        # (gateway.datapath.fastpath), by the packet's address and port bytes.
+        # Kept in step wherever _map changes: a UDP key of _map has an entry
+        # here exactly when its session is not an ALG's, and it is that session's.
+        self.fast: dict[bytes, FastEntry] = {}
         self._by_id: dict[int, Session] = {}
         self._heap: list[tuple[float, int]] = []
         self._next_id = 1
@@ -200,6 +206,9 @@ class SessionTable:
                        call, group, pinhole, rev_group, rev_pinhole, public, note)
         self._map[key] = (sess, rewrite, True)
         self._map[rkey] = (sess, rev_rw, False)
+        if proto == PROTO_UDP:
+            self._fast_set(sess, key, rewrite, True)
+            self._fast_set(sess, rkey, rev_rw, False)
         self._by_id[sid] = sess
         if public is not None:
             used = self._public_in_use.setdefault(proto, {})
@@ -208,6 +217,15 @@ class SessionTable:
         heapq.heappush(self._heap, (sess.deadline, sid))
         self.created += 1
         return sess
+
+    def _fast_set(self, sess: Session, key: Key, rw: Rewrite | None, forward: bool) -> None:
+        kb = key_bytes(key)
+        if sess.alg is None:
+            self.fast[kb] = make_entry(sess, key, rw, forward)
+        else:
+            # An ALG's session takes this key (from another session's reply
+            # key, see create): its packets must not be forwarded unseen.
+            self.fast.pop(kb, None)
 
     def reschedule(self, sess: Session, deadline: float) -> None:
         """Move a session's deadline earlier (a later one needs no call: the
@@ -225,6 +243,8 @@ class SessionTable:
             e = self._map.get(k)
             if e is not None and e[0] is sess:
                 del self._map[k]
+                if sess.proto == PROTO_UDP:
+                    self.fast.pop(key_bytes(k), None)
         if sess.public is not None:
             used = self._public_in_use.get(sess.proto)
             k = (IPv4Address(sess.public[0]), sess.public[1])
