@@ -439,25 +439,23 @@ class NfqueueWorker:
                 return
             buf = pkt.get_payload()
             fast = self._fast
-            if fast is not None:
-                with self.lock:
-                    data = fast.process(buf, now)
-                if data is not None:
-                    # Established UDP: the same result and accounting as
-                    # Datapath.process (a Forward on "fast-session", no note).
-                    if self._verdicts:
-                        self._apply_verdicts()
-                    self.verdicts.accept(pkt, None if data is buf else data)
-                    c["accepted"] += 1
-                    return
             with self.lock:
-                out = self.datapath.process(buf, ingress, now)
+                # Established UDP first (gateway/datapath/fastpath.py): the
+                # same bytes and accounting as Datapath.process would give,
+                # a Forward on "fast-session" without a note.
+                data = fast.process(buf, now) if fast is not None else None
+                if data is None:
+                    out = self.datapath.process(buf, ingress, now)
             if self._verdicts:
                 # ALG answers already decided (done() runs under the same lock
                 # as finish_alg) go out before this packet's verdict: a later
                 # segment or a retransmission of the same flow must never
                 # overtake the packet the ALG held.
                 self._apply_verdicts()
+            if data is not None:
+                self.verdicts.accept(pkt, None if data is buf else data)
+                c["accepted"] += 1
+                return
             kind = type(out)
             if kind is Forward:
                 self.verdicts.accept(pkt, None if out.data is buf else out.data)

@@ -54,7 +54,10 @@ _FFFF = 0xFFFF
 # checksum. 28 bytes.
 _HEAD = struct.Struct("!BxHxxHxBH12xHH")
 _ADDRS = struct.Struct("!IIHH")          # buf[12:24]: src, dst, sport, dport
-_MID = struct.Struct("!H12sHH")          # buf[10:28]: IP checksum .. UDP checksum
+# The new first 28 bytes: the first 10 as they came (a "10s" field takes the
+# first 10 bytes of the whole packet), then IP checksum, addresses and ports,
+# UDP length and checksum.
+_OUT = struct.Struct("!10sH12sHH")
 _NOT_FIRST_OR_MORE = 0x3FFF              # MF flag and fragment offset
 
 
@@ -165,4 +168,4 @@ class FastPath:
             ipc = (ipc - ip_d) % _FFFF
         if l4_d and uc:
             uc = (uc - l4_d) % _FFFF or _FFFF      # RFC 768: a computed 0 goes as all ones
-        return buf[:10] + _MID.pack(ipc, head, ulen, uc) + buf[28:]
+        return _OUT.pack(buf, ipc, head, ulen, uc) + buf[28:]
