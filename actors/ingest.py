@@ -576,6 +576,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     ap.add_argument("--bypass", action="store_true", help="--queue-bypass: fail open")
     ap.add_argument("--accept-only", action="store_true",
                     help="accept every packet without the datapath (benchmark baseline)")
+    ap.add_argument("--accept-only-batched", action="store_true",
+                    help="as --accept-only, with the verdicts batched as the datapath's are "
+                         "(benchmark: the worker's floor)")
     ap.add_argument("--sip-inline", action="store_true",
                     help="run the SIP ALG on one thread of this process (no actors, journal or "
                          "HA): to try the held-packet path without the node")
@@ -593,6 +596,11 @@ def main(argv: Iterable[str] | None = None) -> int:
             c["packets"] += 1
             pkt.accept()
         worker._callback = accept_all
+    elif args.accept_only_batched:
+        def accept_all_batched(pkt, c=worker.counters):
+            c["packets"] += 1
+            worker.verdicts.accept(pkt)
+        worker._callback = accept_all_batched
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
