@@ -439,13 +439,17 @@ class NfqueueWorker:
                 return
             buf = pkt.get_payload()
             fast = self._fast
-            with self.lock:
+            lock = self.lock
+            lock.acquire()          # not `with`: half the cost, per packet
+            try:
                 # Established UDP first (gateway/datapath/fastpath.py): the
                 # same bytes and accounting as Datapath.process would give,
                 # a Forward on "fast-session" without a note.
                 data = fast.process(buf, now) if fast is not None else None
                 if data is None:
-                    out = self.datapath.process(buf, ingress, now)
+                    out = self._datapath.process(buf, ingress, now)
+            finally:
+                lock.release()
             if self._verdicts:
                 # ALG answers already decided (done() runs under the same lock
                 # as finish_alg) go out before this packet's verdict: a later
