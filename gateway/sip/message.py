@@ -360,6 +360,14 @@ def _fast_via(text: str, s: int, e: int, hi: int, addresses: list):
         host_ref = _mk_span(hs, he, text[hs:he])
         addresses.append(_mk_ref("via", host_ref, _mk_span(ps, pe, text[ps:pe]) if ps >= 0 else None, hi))
     branch = received = rport = None
+    if qe > qs and text.startswith(";branch=", qs):
+        # The usual parameters, ";branch=..." alone or followed by a bare
+        # ";rport" (RFC 3581 request form), read without the loop below.
+        cut = text.find(";", qs + 8, qe)
+        if cut < 0:
+            return (text[qs + 8:qe],)
+        if qe - cut == 6 and text.startswith(";rport", cut):
+            return (text[qs + 8:cut],)
     if qe > qs:
         pos = qs + 1
         for item in text[pos:qe].split(";"):
@@ -883,18 +891,16 @@ def _via(elem: str, base: int, hi: int, out: list[AddressRef]) -> str | None:
 # else); with every LF after a CR and every CR before a LF (two counts), what
 # is left is header lines with CRLF ends.
 _Q_NOT_A_LINE = re.compile(r"\n(?!" + TOKEN + r"[ \t]*:)").search
-# A value as _header_lines delimits it on an unfolded line: from the first
-# non-LWS octet after the colon to the last one before the CRLF. One group per
-# canonical name (``lastindex`` says which, _Q_NAMES[lastindex] its name).
-_Q_NAMES = [""]
-_q_alternatives = []
-for _canonical in sorted(_INTERESTING):
-    _spellings = [n for n in list(COMPACT_FORMS) + [_canonical] if canonical_name(n) == _canonical]
-    _q_alternatives.append(
-        "(?:" + "|".join(_any_case(n) for n in sorted(_spellings, key=len, reverse=True)) + ")"
-        + r"[ \t]*:[ \t]*((?:[^\r\n]*[^ \t\r\n])?)[ \t]*\r")
-    _Q_NAMES.append(_canonical)
-_Q_LINES_RE = re.compile(r"\n(?:" + "|".join(_q_alternatives) + ")")
+# The lines parse_message reads, found in the lower-cased header section (a
+# latin-1 text keeps its length and positions when lower-cased) by their
+# names and compact forms spelled out: a scan of literal alternatives, faster
+# than one of character classes for each letter. Group 1 is the name, its
+# match ends where the value starts (the first non-LWS octet after the colon,
+# as on an unfolded line).
+_Q_CANON = {n: canonical_name(n) for n in list(COMPACT_FORMS) + sorted(_INTERESTING)
+            if canonical_name(n) in _INTERESTING}
+_Q_LINES_RE = re.compile(
+    r"\n(" + "|".join(re.escape(n) for n in sorted(_Q_CANON, key=len, reverse=True)) + r")[ \t]*:[ \t]*")
 
 
 def _quick(data: bytes) -> SipMessage | None:
@@ -940,20 +946,23 @@ def _quick(data: bytes) -> SipMessage | None:
     expires = session_expires = None
     contacts: list[Contact] = []
     content_type = content_length = cl_value = content_encoding = None
-    names = _Q_NAMES
-    # Header index of the line a match starts before: LFs before it, counted
-    # on from the previous line's.
+    canon = _Q_CANON
+    # Header index of a line: LFs before it, counted on from the last line
+    # whose index was needed (only lines that may give an address need it).
     hi = 0
     last = le
     top_via_seen = False
-    for item in _Q_LINES_RE.finditer(text, le, hdr_end):
-        k = item.lastindex
-        name = names[k]
-        vs, ve = item.span(k)
-        ms = item.start()
-        hi += text.count("\n", last, ms)
-        last = ms
+    for item in _Q_LINES_RE.finditer(text.lower(), le, hdr_end):
+        name = canon[item.group(1)]
+        # The value, trimmed of the LWS before the CRLF (as _header_lines).
+        vs = item.end()
+        ve = text.find("\r", vs)
+        if text[ve - 1] in _TRAILING and ve > vs:
+            ve = vs + len(text[vs:ve].rstrip(_WS))
         if name == "via":
+            ms = item.start()
+            hi += text.count("\n", last, ms)
+            last = ms
             if "," in text[vs:ve]:
                 return None
             got = _fast_via(text, vs, ve, hi, addresses)
@@ -965,6 +974,9 @@ def _quick(data: bytes) -> SipMessage | None:
         elif name == "from" or name == "to":
             if (have_from if name == "from" else have_to):
                 return None
+            ms = item.start()
+            hi += text.count("\n", last, ms)
+            last = ms
             got = _fast_elem(text, vs, ve, name, hi, addresses)
             if got is None:
                 return None
@@ -989,6 +1001,9 @@ def _quick(data: bytes) -> SipMessage | None:
             at = value.rfind("@")
             cm = _CALLID_HOST_RE.match(value, at) if at >= 0 else None
             if cm is not None and _IPV4_MATCH(cm.group(1)) is not None:
+                ms = item.start()
+                hi += text.count("\n", last, ms)
+                last = ms
                 hs, he = cm.span(1)
                 ps, pe = cm.span(2)
                 port = None
@@ -1004,6 +1019,9 @@ def _quick(data: bytes) -> SipMessage | None:
                 return None
             cseq = (int(num), cm.group(2))
         elif name == "contact" or name == "route" or name == "record-route":
+            ms = item.start()
+            hi += text.count("\n", last, ms)
+            last = ms
             if name == "contact" and text.find(",", vs, ve) < 0:
                 got = _fast_elem(text, vs, ve, name, hi, addresses)
                 if got is None:
