@@ -60,6 +60,21 @@ from gateway.datapath.fastpath import FastPath
 log = logging.getLogger("voip_alg.ingest")
 
 DEFAULT_MAX_LEN = 8192          # the default 1024 drops bursts (DESIGN.md, measured facts)
+# Receive buffer of the queue's netlink socket, per packet of queue length.
+# The kernel drops a queued packet it cannot put on the socket (the queue's
+# "user_dropped" count in /proc/net/netfilter/nfnetlink_queue) whatever the
+# queue length, and netfilterqueue's default buffer is sized for its default
+# length of 1024 full-size copies: a worker that lost its core for a few
+# milliseconds under 200k packets/s dropped packets with the queue far from
+# its length of 8192 (measured: bench/bench_datapath.py, user_dropped).
+# netfilterqueue's own figure per packet (a copy of at most 4,016 bytes plus
+# the skb's overhead, halved because the kernel doubles what is asked for).
+SOCK_BYTES_PER_PACKET = (4016 + 780) // 2
+
+
+def sock_rcvbuf(max_len: int) -> int:
+    """The receive buffer to ask for a queue of ``max_len`` packets."""
+    return max_len * SOCK_BYTES_PER_PACKET
 HOLD_TIMEOUT = 5.0
 STANDBY_DROP = "standby: not forwarding"
 RULE_COMMENT = "voip-alg-q{queue}"
@@ -296,7 +311,8 @@ class NfqueueWorker:
                 raise
         try:
             nfq = NetfilterQueue()
-            nfq.bind(self.queue_num, self._callback, max_len=self.max_len)
+            nfq.bind(self.queue_num, self._callback, max_len=self.max_len,
+                     sock_len=sock_rcvbuf(self.max_len))
         except BaseException:
             if self.install:
                 self.remove_kernel_state()
