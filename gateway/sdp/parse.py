@@ -15,10 +15,12 @@ from gateway.errors import RemoteProtocolError
 from gateway.construct import frozen_constructor
 from gateway.span import Span
 
-_PORT_RE = re.compile(rb"([0-9]{1,5})(?:/([0-9]{1,5}))?\Z")
-_TTL_RE = re.compile(rb"[0-9]{1,5}\Z")
-_RTCP_RE = re.compile(rb"rtcp:([0-9]{1,5})(?:[ \t]+(\S+)[ \t]+(\S+)[ \t]+(\S+))?[ \t]*\Z")
-_IPV4_RE = re.compile(rb"([0-9]{1,3})\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\Z")
+# The lines are read from the body decoded as latin-1 (one character per
+# octet, so positions are octet offsets); re.ASCII keeps \S what it is on bytes.
+_PORT_RE = re.compile(r"([0-9]{1,5})(?:/([0-9]{1,5}))?\Z", re.ASCII)
+_TTL_RE = re.compile(r"[0-9]{1,5}\Z", re.ASCII)
+_RTCP_RE = re.compile(r"rtcp:([0-9]{1,5})(?:[ \t]+(\S+)[ \t]+(\S+)[ \t]+(\S+))?[ \t]*\Z", re.ASCII)
+_IPV4_RE = re.compile(r"([0-9]{1,3})\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\Z", re.ASCII)
 _BAD_LINE_RE = re.compile(rb"^(?![a-z]=|\r?$)", re.M)
 _LONE_CR_RE = re.compile(rb"\r(?!\n)")
 # A line start (after a LF) that is not "<type>=" nor an empty line; and the
@@ -26,7 +28,7 @@ _LONE_CR_RE = re.compile(rb"\r(?!\n)")
 # starts at the LF before its line.
 _BAD_LF_RE = re.compile(rb"\n(?![a-z]=|\r?(?:\n|\Z))")
 _LF_LINES_RE = re.compile(
-    rb"\n(?:([ocm])=([^\r\n]*)|a=(rtcp:[^\r\n]*|sendrecv|sendonly|recvonly|inactive)[ \t]*)\r?(?=\n|\Z)")
+    r"\n(?:([ocm])=([^\r\n]*)|a=(rtcp:[^\r\n]*|sendrecv|sendonly|recvonly|inactive)[ \t]*)\r?(?=\n|\Z)", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +79,7 @@ _mk_media = frozen_constructor(Media)
 _mk_sd = frozen_constructor(SessionDescription)
 # The plain c= line "<nettype> IP4 <dotted quad>" (no TTL, no trailing LWS);
 # anything else takes the general path of _connection.
-_F_CONN = re.compile(rb"[^ ]+ IP4 (([0-9]{1,3})\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})").fullmatch
+_F_CONN = re.compile(r"[^ ]+ IP4 (([0-9]{1,3})\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})", re.ASCII).fullmatch
 
 
 def media_destination(media: Media) -> tuple[str, int] | None:
@@ -94,30 +96,29 @@ def _bad(what: str, offset: int) -> RemoteProtocolError:
     return RemoteProtocolError(f"malformed SDP {what}", offset=offset)
 
 
-def _span(body: bytes, start: int, end: int, base: int) -> Span:
-    return _mk_span(base + start, base + end, body[start:end].decode("latin-1"))
+def _span(text: str, start: int, end: int, base: int) -> Span:
+    return _mk_span(base + start, base + end, text[start:end])
 
 
-def _connection(body: bytes, vs: int, ve: int, base: int) -> Connection:
+def _connection(text: str, vs: int, ve: int, base: int) -> Connection:
     # c=<nettype> <addrtype> <connection-address>; fields are separated by
     # exactly one space (RFC 4566 5), a trailing space is tolerated.
-    m = _F_CONN(body, vs, ve)
+    m = _F_CONN(text, vs, ve)
     if m is not None:
         a_start, a_end = m.span(1)
-        o_start, o_end = m.span(2)
-        return _mk_conn(_mk_span(base + a_start, base + a_end, body[a_start:a_end].decode("latin-1")), "IP4",
-                        224 <= int(body[o_start:o_end]) <= 239, None, None)
-    value = body[vs:ve]
-    fields = value.rstrip(b" \t").split(b" ")
+        return _mk_conn(_mk_span(base + a_start, base + a_end, text[a_start:a_end]), "IP4",
+                        224 <= int(m.group(2)) <= 239, None, None)
+    value = text[vs:ve]
+    fields = value.rstrip(" \t").split(" ")
     if len(fields) != 3 or not all(fields):
         raise _bad("c= line", base + vs)
-    addrtype = fields[1].decode("latin-1")
+    addrtype = fields[1]
     addr = fields[2]
     a_start = vs + len(fields[0]) + len(fields[1]) + 2
     ttl = count = None
-    slash = addr.find(b"/")
+    slash = addr.find("/")
     if slash >= 0:
-        extra = addr[slash + 1:].split(b"/")
+        extra = addr[slash + 1:].split("/")
         if len(extra) > 2 or not all(_TTL_RE.match(x) for x in extra):
             raise _bad("c= address suffix", base + vs)
         if addrtype == "IP4" and len(extra) >= 1:
@@ -133,8 +134,8 @@ def _connection(body: bytes, vs: int, ve: int, base: int) -> Connection:
         m = _IPV4_RE.match(addr)
         multicast = m is not None and 224 <= int(m.group(1)) <= 239
     elif addrtype == "IP6":
-        multicast = addr[:2].lower() == b"ff"
-    return _mk_conn(_span(body, a_start, a_start + len(addr), base), addrtype, multicast, ttl, count)
+        multicast = addr[:2].lower() == "ff"
+    return _mk_conn(_span(text, a_start, a_start + len(addr), base), addrtype, multicast, ttl, count)
 
 
 def parse_sdp(body: bytes, base: int = 0) -> SessionDescription:
@@ -161,7 +162,7 @@ def parse_sdp(body: bytes, base: int = 0) -> SessionDescription:
     # search only to say where).
     if body.count(b"\r") != body.count(b"\r\n"):
         raise _bad("line (lone CR)", base + _LONE_CR_RE.search(body).start())
-    body = b"\n" + body
+    text = "\n" + body.decode("latin-1")
     base -= 1
     origin = None
     session_conn = None
@@ -170,44 +171,27 @@ def parse_sdp(body: bytes, base: int = 0) -> SessionDescription:
     sections: list[list] = []
     cur = None
     # Only the lines NAT and pinholes need: o=, c=, m=, a=rtcp and directions.
-    for lm in _LF_LINES_RE.finditer(body):
-        t = lm.group(1)
+    for lm in _LF_LINES_RE.finditer(text):
+        t, value, attr = lm.groups()
         if t is None:
-            value = lm.group(3)
-            if value[:5] == b"rtcp:":
+            if attr[:5] == "rtcp:":
                 vs = lm.start(3)
-                rm = _RTCP_RE.match(value)
+                rm = _RTCP_RE.match(attr)
                 if rm is None or int(rm.group(1)) > 65535:
                     raise _bad("a=rtcp line", base + vs)
                 if cur is not None:
                     cur[7] = int(rm.group(1))
-                    cur[8] = _span(body, vs + 5, vs + 5 + len(rm.group(1)), base)
+                    cur[8] = _span(text, vs + 5, vs + 5 + len(rm.group(1)), base)
                     if rm.group(4) is not None:
-                        cur[9] = _span(body, vs + rm.start(4), vs + rm.end(4), base)
+                        cur[9] = _span(text, vs + rm.start(4), vs + rm.end(4), base)
+            elif cur is None:
+                session_dir = attr
             else:
-                word = value.decode("latin-1")
-                if cur is None:
-                    session_dir = word
-                else:
-                    cur[10] = word
+                cur[10] = attr
             continue
-        vs, end = lm.span(2)
-        if t == b"m":  # m=<media> <port>[/<count>] <proto> <fmt> ...
-            fields = lm.group(2).split(b" ")
-            if len(fields) < 3 or not fields[0] or not fields[2]:
-                raise _bad("m= line", base + vs)
-            pm = _PORT_RE.match(fields[1])
-            if pm is None or int(pm.group(1)) > 65535:
-                raise _bad("m= port", base + vs)
-            ps = vs + len(fields[0]) + 1
-            port_span = _span(body, ps, ps + len(pm.group(1)), base)
-            cur = [fields[0].decode("latin-1"), int(pm.group(1)), port_span,
-                   int(pm.group(2)) if pm.group(2) else 1, fields[2].decode("latin-1"),
-                   tuple(filter(None, b" ".join(fields[3:]).decode("latin-1").split(" "))),
-                   None, None, None, None, None]
-            sections.append(cur)
-        elif t == b"c":
-            conn = _connection(body, vs, end, base)
+        if t == "c":
+            vs, end = lm.span(2)
+            conn = _connection(text, vs, end, base)
             if cur is None:
                 if session_conn is not None:
                     raise _bad("session: more than one c= line", base + vs)
@@ -216,15 +200,37 @@ def parse_sdp(body: bytes, base: int = 0) -> SessionDescription:
                 cur[6] = conn
             # several media-level c= lines (layered multicast, RFC 4566 5.7):
             # the first one is the destination.
+        elif t == "m":  # m=<media> <port>[/<count>] <proto> <fmt> ...
+            fields = value.split(" ")
+            if len(fields) < 3 or not fields[0] or not fields[2]:
+                raise _bad("m= line", base + lm.start(2))
+            pm = _PORT_RE.match(fields[1])
+            if pm is None:
+                raise _bad("m= port", base + lm.start(2))
+            port_text, count = pm.groups()
+            port = int(port_text)
+            if port > 65535:
+                raise _bad("m= port", base + lm.start(2))
+            ps = base + lm.start(2) + len(fields[0]) + 1
+            cur = [fields[0], port, _mk_span(ps, ps + len(port_text), port_text),
+                   int(count) if count else 1, fields[2], tuple(filter(None, fields[3:])),
+                   None, None, None, None, None]
+            sections.append(cur)
         else:  # o=<user> <sess-id> <sess-version> IN IP4 <addr>
             if origin is not None or cur is not None:
-                raise _bad("o= line (repeated or after m=)", base + vs)
-            fields = lm.group(2).split(b" ")
+                raise _bad("o= line (repeated or after m=)", base + lm.start(2))
+            fields = value.split(" ")
             if len(fields) != 6 or not fields[5]:
-                raise _bad("o= line", base + vs)
-            origin = _span(body, end - len(fields[5]), end, base)
-    media = tuple([_mk_media(kind, port, port_span, count, proto, fmts, conn, rtcp_port, rtcp_span,
-                             rtcp_addr, direction or session_dir, session_conn)
-                   for (kind, port, port_span, count, proto, fmts, conn, rtcp_port, rtcp_span,
-                        rtcp_addr, direction) in sections])
+                raise _bad("o= line", base + lm.start(2))
+            end = base + lm.end(2)
+            origin = _mk_span(end - len(fields[5]), end, fields[5])
+    if len(sections) == 1:
+        kind, port, port_span, count, proto, fmts, conn, rtcp_port, rtcp_span, rtcp_addr, direction = cur
+        media = (_mk_media(kind, port, port_span, count, proto, fmts, conn, rtcp_port, rtcp_span, rtcp_addr,
+                           direction or session_dir, session_conn),)
+    else:
+        media = tuple([_mk_media(kind, port, port_span, count, proto, fmts, conn, rtcp_port, rtcp_span,
+                                 rtcp_addr, direction or session_dir, session_conn)
+                       for (kind, port, port_span, count, proto, fmts, conn, rtcp_port, rtcp_span,
+                            rtcp_addr, direction) in sections])
     return _mk_sd(origin, session_conn, media, session_dir)
