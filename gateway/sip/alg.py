@@ -28,7 +28,7 @@ from gateway.sip import parse_message, rewrite_message
 from gateway.sip import events as ev
 from gateway.sip import nat
 from gateway.sip.portmap import allocate_pair, allocate_port
-from gateway.sip.state import EMPTY, Call, Pinhole, SipState, _call_base, apply
+from gateway.sip.state import EMPTY, Call, Pinhole, SipDraft, SipState, _call_base, apply, apply_to
 from gateway.sip.transitions import lookup, request_trigger, response_trigger
 from gateway.span import Edit
 from gateway.alg_result import Result, Run, Timer
@@ -102,7 +102,29 @@ class _Run(Run):
 
     apply = staticmethod(apply)
 
+    def __init__(self, state: SipState, now: float, settings: SipSettings) -> None:
+        super().__init__(state, now, settings)
+        self.draft: SipDraft | None = None
+
+    def emit(self, e: ev.Event) -> None:
+        # The events of one evaluation are folded into one draft, frozen
+        # once in :meth:`result`: the same state as applying them one by
+        # one (state.apply_to), without a Call and a SipState per event.
+        d = self.draft
+        if d is None:
+            d = self.draft = SipDraft(self.st)
+            self.st = d
+        apply_to(d, e)
+        self.events.append(e)
+
+    def snapshot(self) -> SipState:
+        """The state as it is now, frozen (the run goes on from it)."""
+        return self.draft.freeze() if self.draft is not None else self.st
+
     def result(self, verdict: str = "forward", reason: str = "", data: bytes = b"") -> Result:
+        if self.draft is not None:
+            self.st = self.draft.freeze()
+            self.draft = None
         opened: list[Pinhole] = []
         closed: list[str] = []
         streams: dict[str, None] = {}
@@ -653,7 +675,7 @@ class _Message:
         msg = self.msg
         if self.msg_direction(None) != "inbound":
             return self.do_stateless()
-        st = self.run.st
+        st = self.run.snapshot()
         listed: set[tuple[str, int]] = set()
         for c in msg.contacts:
             if c.star or c.host is None:

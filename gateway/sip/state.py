@@ -24,6 +24,7 @@ from operator import attrgetter
 
 from immutables import Map
 
+from gateway.construct import frozen_constructor
 from gateway.sip import events as ev
 from gateway.sip import portmap
 from gateway.sip.portmap import EMPTY_PORTS, PortMap
@@ -85,30 +86,11 @@ class Pinhole:
     expires_at: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    key: str
-    call_id: str
-    public_call_id: str
-    from_tag: str
-    mode: str
-    private_ip: str | None
-    alg_ip: str | None
-    ingress: str
-    egress: str
-    started_at: float
-    max_deadline: float
-    signalling_deadline: float
-    phase: str = "calling"
-    to_tag: str | None = None
-    session_expires: int | None = None
-    teardown_at: float | None = None
-    forwarded: bool = False
-    bindings: tuple[Binding, ...] = ()
-    txns: tuple[Txn, ...] = ()
-    groups: tuple[MediaGroup, ...] = ()
-    pinholes: tuple[Pinhole, ...] = ()
-    seq: int = 0
+class _CallQueries:
+    """What a call answers, frozen (:class:`Call`) or being changed
+    (:class:`CallDraft`)."""
+
+    __slots__ = ()
 
     @property
     def stream(self) -> str:
@@ -152,6 +134,32 @@ class Call:
 
 
 @dataclass(frozen=True, slots=True)
+class Call(_CallQueries):
+    key: str
+    call_id: str
+    public_call_id: str
+    from_tag: str
+    mode: str
+    private_ip: str | None
+    alg_ip: str | None
+    ingress: str
+    egress: str
+    started_at: float
+    max_deadline: float
+    signalling_deadline: float
+    phase: str = "calling"
+    to_tag: str | None = None
+    session_expires: int | None = None
+    teardown_at: float | None = None
+    forwarded: bool = False
+    bindings: tuple[Binding, ...] = ()
+    txns: tuple[Txn, ...] = ()
+    groups: tuple[MediaGroup, ...] = ()
+    pinholes: tuple[Pinhole, ...] = ()
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Registration:
     public_ip: str
     public_port: int
@@ -166,32 +174,11 @@ class Registration:
         return ev.reg_stream(self.public_ip, self.public_port)
 
 
-@dataclass(frozen=True, slots=True)
-class SipState:
-    calls: Map = _EMPTY_MAP                 # call key -> Call
-    # (Call-ID text as seen on either side, caller's From tag) -> call key
-    call_index: Map = _EMPTY_MAP
-    # group id -> call key, for the datapath's reports
-    group_index: Map = _EMPTY_MAP
-    registrations: Map = _EMPTY_MAP         # (public ip, port) -> Registration
-    # (private ip, port) -> public keys of the registrations of that contact
-    reg_by_private: Map = _EMPTY_MAP
-    # (public ip, Call-ID before its "@") -> public keys of that REGISTER's
-    # registrations
-    reg_by_call: Map = _EMPTY_MAP
-    # public key -> ordinal of the registration's creation, so that "the
-    # first registration" means the oldest, whatever the map's hash order
-    reg_since: Map = _EMPTY_MAP
-    reg_seq: int = 0
-    protect: Map = _EMPTY_MAP               # (source ip, proxy ip) -> until
-    # public (ALG) ports held by media pairs, ALG-allocated signalling
-    # bindings and registrations: the input of port allocation.
-    ports: PortMap = EMPTY_PORTS
-    # (public ip, port) of an ALG-allocated registration port -> number of
-    # call bindings using it (a call of a registered contact shares its
-    # port): the port is released when the last of them and the
-    # registration are gone, not with whichever goes first.
-    borrowed: Map = _EMPTY_MAP
+class _StateQueries:
+    """What the state answers, frozen (:class:`SipState`) or being changed
+    (:class:`SipDraft`)."""
+
+    __slots__ = ()
 
     @property
     def ports_in_use(self) -> frozenset[tuple[IPv4Address, int]]:
@@ -244,7 +231,62 @@ class SipState:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class SipState(_StateQueries):
+    calls: Map = _EMPTY_MAP                 # call key -> Call
+    # (Call-ID text as seen on either side, caller's From tag) -> call key
+    call_index: Map = _EMPTY_MAP
+    # group id -> call key, for the datapath's reports
+    group_index: Map = _EMPTY_MAP
+    registrations: Map = _EMPTY_MAP         # (public ip, port) -> Registration
+    # (private ip, port) -> public keys of the registrations of that contact
+    reg_by_private: Map = _EMPTY_MAP
+    # (public ip, Call-ID before its "@") -> public keys of that REGISTER's
+    # registrations
+    reg_by_call: Map = _EMPTY_MAP
+    # public key -> ordinal of the registration's creation, so that "the
+    # first registration" means the oldest, whatever the map's hash order
+    reg_since: Map = _EMPTY_MAP
+    reg_seq: int = 0
+    protect: Map = _EMPTY_MAP               # (source ip, proxy ip) -> until
+    # public (ALG) ports held by media pairs, ALG-allocated signalling
+    # bindings and registrations: the input of port allocation.
+    ports: PortMap = EMPTY_PORTS
+    # (public ip, port) of an ALG-allocated registration port -> number of
+    # call bindings using it (a call of a registered contact shares its
+    # port): the port is released when the last of them and the
+    # registration are gone, not with whichever goes first.
+    borrowed: Map = _EMPTY_MAP
+
+
 EMPTY = SipState()
+
+_CALL_FIELDS = tuple(f.name for f in fields(Call))
+_STATE_FIELDS = tuple(f.name for f in fields(SipState))
+
+
+class CallDraft(_CallQueries):
+    """A :class:`Call` being changed by the fold (see :class:`SipDraft`):
+    the same fields, mutable."""
+
+    __slots__ = _CALL_FIELDS
+
+    def __repr__(self) -> str:
+        return f"CallDraft({_freeze_call(self)!r})"
+
+
+_new = object.__new__
+_get_call = attrgetter(*_CALL_FIELDS)
+_get_state = attrgetter(*_STATE_FIELDS)
+_get_state_rest = attrgetter(*_STATE_FIELDS[1:])
+_DRAFT_CALL_SETTERS = tuple(getattr(CallDraft, n).__set__ for n in _CALL_FIELDS)
+_CALL_DEFAULTS = tuple(f.default for f in fields(Call))[12:]
+_make_call = frozen_constructor(Call)
+_make_state = frozen_constructor(SipState)
+_make_txn = frozen_constructor(Txn)
+_make_binding = frozen_constructor(Binding)
+_make_group = frozen_constructor(MediaGroup)
+_make_pinhole = frozen_constructor(Pinhole)
 
 
 def _call_base(call_id: str) -> str:
@@ -266,11 +308,10 @@ def _index_remove(index: Map, key, value) -> Map:
 
 def _evolver(cls):
     """A ``dataclasses.replace`` for the frozen, slotted ``cls``, for the fold's
-    hot path (nearly every event rebuilds one Call and the SipState):
-    ``replace`` inspects the fields and runs ``__init__`` (one guarded
-    ``__setattr__`` per field) on every call; this copies the slots of the
-    old value into a fresh instance through the slot descriptors, then sets
-    the changed ones, before the new value is seen by anyone."""
+    hot path: ``replace`` inspects the fields and runs ``__init__`` (one
+    guarded ``__setattr__`` per field) on every call; this copies the slots
+    of the old value into a fresh instance through the slot descriptors,
+    then sets the changed ones, before the new value is seen by anyone."""
     names = tuple(f.name for f in fields(cls))
     get = attrgetter(*names)
     setters = tuple(getattr(cls, n).__set__ for n in names)
@@ -288,14 +329,85 @@ def _evolver(cls):
     return evolve
 
 
-_evolve = _evolver(Call)
-_evolve_state = _evolver(SipState)
 _evolve_group = _evolver(MediaGroup)
 _evolve_pinhole = _evolver(Pinhole)
 
 
-def _with_call(state: SipState, call: Call, **more) -> SipState:
-    return _evolve_state(state, calls=state.calls.set(call.key, call), **more)
+class SipDraft(_StateQueries):
+    """A state being changed by a run of events: the fold's working copy.
+
+    It reads like a :class:`SipState` (same fields and queries; a call that
+    was changed reads as its :class:`CallDraft`). Maps are still persistent
+    ``immutables.Map`` values, so the state it started from is never touched
+    and :meth:`freeze` shares every unchanged part. A call is copied into a
+    mutable :class:`CallDraft` once, at its first change in the run, and
+    frozen into one :class:`Call` by :meth:`freeze`: a message that emits
+    eight events of one call builds one Call and one SipState, not eight of
+    each. Collections inside a draft call are replaced, never mutated in
+    place, so a tuple read from it before an event stays what it was."""
+
+    __slots__ = _STATE_FIELDS + ("_base", "_drafts")
+
+    def __init__(self, base: SipState) -> None:
+        for put, value in zip(_DRAFT_STATE_SETTERS, _get_state(base)):
+            put(self, value)
+        self._base = base
+        self._drafts: dict[str, CallDraft] = {}
+
+    def edit_call(self, key: str) -> CallDraft:
+        """The call ``key`` (which must exist), open for changes."""
+        d = self._drafts.get(key)
+        if d is None or self.calls.get(key) is not d:
+            d = _thaw_call(self.calls[key])
+            self._drafts[key] = d
+            self.calls = self.calls.set(key, d)
+        return d
+
+    def add_call(self, call: CallDraft) -> None:
+        self._drafts[call.key] = call
+        self.calls = self.calls.set(call.key, call)
+
+    def drop_call(self, key: str) -> None:
+        self._drafts.pop(key, None)
+        self.calls = self.calls.delete(key)
+
+    def freeze(self) -> SipState:
+        """The state as a frozen value (the draft may go on changing after:
+        what it returns shares nothing mutable with it)."""
+        calls = self.calls
+        for key, d in self._drafts.items():
+            if calls.get(key) is d:
+                calls = calls.set(key, _freeze_call(d))
+        values = (calls,) + _get_state_rest(self)
+        base = self._base
+        if all(a is b for a, b in zip(values, _get_state(base))):
+            return base
+        return _make_state(*values)
+
+
+_DRAFT_STATE_SETTERS = tuple(getattr(SipDraft, n).__set__ for n in _STATE_FIELDS)
+
+
+def _thaw_call(c: Call) -> CallDraft:
+    d = _new(CallDraft)
+    for put, value in zip(_DRAFT_CALL_SETTERS, _get_call(c)):
+        put(d, value)
+    return d
+
+
+def _freeze_call(d: CallDraft) -> Call:
+    return _make_call(*_get_call(d))
+
+
+def _new_call(key: str, call_id: str, public_call_id: str, from_tag: str, mode: str,
+              private_ip: str | None, alg_ip: str | None, ingress: str, egress: str,
+              started_at: float, max_deadline: float) -> CallDraft:
+    d = _new(CallDraft)
+    for put, value in zip(_DRAFT_CALL_SETTERS, (
+            key, call_id, public_call_id, from_tag, mode, private_ip, alg_ip, ingress, egress,
+            started_at, max_deadline, max_deadline) + _CALL_DEFAULTS):
+        put(d, value)
+    return d
 
 
 def apply(state: SipState, event: ev.Event) -> SipState:
@@ -303,128 +415,137 @@ def apply(state: SipState, event: ev.Event) -> SipState:
     handler = _HANDLERS.get(type(event))
     if handler is None:
         raise TypeError(f"not a SIP ALG event: {type(event).__name__}")
-    return handler(state, event)
+    d = SipDraft(state)
+    handler(d, event)
+    return d.freeze()
+
+
+def apply_to(draft: SipDraft, event: ev.Event) -> None:
+    """Fold one event into a draft (in place): a run of events folded this
+    way and frozen once equals the same events applied one by one
+    (tests/test_sip_alg_replay.py checks it)."""
+    handler = _HANDLERS.get(type(event))
+    if handler is None:
+        raise TypeError(f"not a SIP ALG event: {type(event).__name__}")
+    handler(draft, event)
 
 
 def fold(events, state: SipState = EMPTY) -> SipState:
+    d = SipDraft(state)
     for e in events:
-        state = apply(state, e)
-    return state
+        apply_to(d, e)
+    return d.freeze()
 
 
-def _call_started(s: SipState, e: ev.CallStarted) -> SipState:
-    call = Call(key=e.key, call_id=e.call_id, public_call_id=e.public_call_id,
-                from_tag=e.from_tag, mode=e.mode, private_ip=e.private_ip,
-                alg_ip=e.alg_ip, ingress=e.ingress, egress=e.egress,
-                started_at=e.at, max_deadline=e.max_deadline,
-                signalling_deadline=e.max_deadline)
-    index = s.call_index.set((e.call_id, e.from_tag), e.key) \
+def _call_started(s: SipDraft, e: ev.CallStarted) -> None:
+    s.add_call(_new_call(e.key, e.call_id, e.public_call_id, e.from_tag, e.mode, e.private_ip,
+                         e.alg_ip, e.ingress, e.egress, e.at, e.max_deadline))
+    s.call_index = s.call_index.set((e.call_id, e.from_tag), e.key) \
         .set((e.public_call_id, e.from_tag), e.key)
-    return _with_call(s, call, call_index=index)
 
 
-def _call_activity(s: SipState, e: ev.CallActivity) -> SipState:
-    c = s.calls[e.key]
-    return _with_call(s, _evolve(c, signalling_deadline=e.signalling_deadline,
-                                 session_expires=e.session_expires))
+def _call_activity(s: SipDraft, e: ev.CallActivity) -> None:
+    c = s.edit_call(e.key)
+    c.signalling_deadline = e.signalling_deadline
+    c.session_expires = e.session_expires
 
 
-def _txn_seen(s: SipState, e: ev.TransactionSeen) -> SipState:
-    c = s.calls[e.key]
-    txns = (c.txns + (Txn(e.branch, e.cseq, e.method, e.sender, e.src_ip, e.dst_ip),))[-MAX_TXNS:]
-    return _with_call(s, _evolve(c, txns=txns))
+def _txn_seen(s: SipDraft, e: ev.TransactionSeen) -> None:
+    c = s.edit_call(e.key)
+    c.txns = (c.txns + (_make_txn(e.branch, e.cseq, e.method, e.sender, e.src_ip, e.dst_ip),)
+              )[-MAX_TXNS:]
 
 
-def _binding_added(s: SipState, e: ev.BindingAdded) -> SipState:
-    c = s.calls[e.key]
-    b = Binding(e.private_ip, e.private_port, e.public_ip, e.public_port, e.owned)
-    used = portmap.hold(s.ports, e.public_ip, e.public_port) if e.owned else s.ports
-    borrowed = s.borrowed
-    if not e.owned:
+def _binding_added(s: SipDraft, e: ev.BindingAdded) -> None:
+    c = s.edit_call(e.key)
+    c.bindings = c.bindings + (_make_binding(e.private_ip, e.private_port, e.public_ip,
+                                             e.public_port, e.owned),)
+    if e.owned:
+        s.ports = portmap.hold(s.ports, e.public_ip, e.public_port)
+    else:
         pub = (e.public_ip, e.public_port)
         reg = s.registrations.get(pub)
         if reg is not None and reg.owned:
-            borrowed = borrowed.set(pub, borrowed.get(pub, 0) + 1)
-    return _with_call(s, _evolve(c, bindings=c.bindings + (b,)), ports=used, borrowed=borrowed)
+            s.borrowed = s.borrowed.set(pub, s.borrowed.get(pub, 0) + 1)
 
 
-def _call_answered(s: SipState, e: ev.CallAnswered) -> SipState:
-    c = s.calls[e.key]
-    groups = tuple(_evolve_group(g, media_deadline=e.media_deadline) for g in c.groups)
-    holes = tuple(_evolve_pinhole(p, expires_at=e.pinhole_expires)
-                  if p.kind == "media" and p.direction == "inbound" else p
-                  for p in c.pinholes)
-    return _with_call(s, _evolve(c, phase="confirmed", to_tag=e.to_tag,
-                                 groups=groups, pinholes=holes, teardown_at=None))
+def _call_answered(s: SipDraft, e: ev.CallAnswered) -> None:
+    c = s.edit_call(e.key)
+    c.groups = tuple(_evolve_group(g, media_deadline=e.media_deadline) for g in c.groups)
+    c.pinholes = tuple(_evolve_pinhole(p, expires_at=e.pinhole_expires)
+                       if p.kind == "media" and p.direction == "inbound" else p
+                       for p in c.pinholes)
+    c.phase = "confirmed"
+    c.to_tag = e.to_tag
+    c.teardown_at = None
 
 
-def _call_rejected(s: SipState, e: ev.CallRejected) -> SipState:
-    c = s.calls[e.key]
-    return _with_call(s, _evolve(c, phase="rejected", teardown_at=e.teardown_at))
+def _call_rejected(s: SipDraft, e: ev.CallRejected) -> None:
+    c = s.edit_call(e.key)
+    c.phase = "rejected"
+    c.teardown_at = e.teardown_at
 
 
-def _call_retried(s: SipState, e: ev.CallRetried) -> SipState:
-    c = s.calls[e.key]
-    return _with_call(s, _evolve(c, phase="calling", teardown_at=None))
+def _call_retried(s: SipDraft, e: ev.CallRetried) -> None:
+    c = s.edit_call(e.key)
+    c.phase = "calling"
+    c.teardown_at = None
 
 
-def _call_forwarded(s: SipState, e: ev.CallForwarded) -> SipState:
-    c = s.calls[e.key]
-    return _with_call(s, _evolve(c, forwarded=True))
+def _call_forwarded(s: SipDraft, e: ev.CallForwarded) -> None:
+    s.edit_call(e.key).forwarded = True
 
 
-def _call_terminating(s: SipState, e: ev.CallTerminating) -> SipState:
-    c = s.calls[e.key]
-    return _with_call(s, _evolve(c, phase="terminating", teardown_at=e.teardown_at))
+def _call_terminating(s: SipDraft, e: ev.CallTerminating) -> None:
+    c = s.edit_call(e.key)
+    c.phase = "terminating"
+    c.teardown_at = e.teardown_at
 
 
-def _media_bound(s: SipState, e: ev.MediaBound) -> SipState:
-    c = s.calls[e.key]
-    g = MediaGroup(e.group, e.side, e.index, e.dst_ip, e.dst_port, e.rtcp_port,
-                   e.public_ip, e.public_port, e.media_deadline)
-    used = s.ports
+def _media_bound(s: SipDraft, e: ev.MediaBound) -> None:
+    c = s.edit_call(e.key)
+    c.groups = c.groups + (_make_group(e.group, e.side, e.index, e.dst_ip, e.dst_port,
+                                       e.rtcp_port, e.public_ip, e.public_port,
+                                       e.media_deadline),)
+    c.seq += 1
     if e.public_ip is not None and e.public_port is not None:
-        used = portmap.hold(used, e.public_ip, e.public_port, e.public_port + 1)
-    return _with_call(s, _evolve(c, groups=c.groups + (g,), seq=c.seq + 1),
-                      ports=used, group_index=s.group_index.set(e.group, e.key))
+        s.ports = portmap.hold(s.ports, e.public_ip, e.public_port, e.public_port + 1)
+    s.group_index = s.group_index.set(e.group, e.key)
 
 
-def _media_released(s: SipState, e: ev.MediaReleased) -> SipState:
-    c = s.calls[e.key]
+def _media_released(s: SipDraft, e: ev.MediaReleased) -> None:
+    c = s.edit_call(e.key)
     g = c.group(e.group)
-    used = s.ports
     if g is not None and g.public_ip is not None and g.public_port is not None:
-        used = portmap.release(used, g.public_ip, g.public_port, g.public_port + 1)
-    gi = s.group_index
-    if e.group in gi:
-        gi = gi.delete(e.group)
-    return _with_call(s, _evolve(c, groups=tuple(x for x in c.groups if x.group != e.group)),
-                      ports=used, group_index=gi)
+        s.ports = portmap.release(s.ports, g.public_ip, g.public_port, g.public_port + 1)
+    if e.group in s.group_index:
+        s.group_index = s.group_index.delete(e.group)
+    c.groups = tuple(x for x in c.groups if x.group != e.group)
 
 
-def _media_seen(s: SipState, e: ev.MediaSeen) -> SipState:
-    c = s.calls[e.key]
-    groups = tuple(_evolve_group(g, media_deadline=e.media_deadline) if g.group == e.group else g
-                   for g in c.groups)
-    return _with_call(s, _evolve(c, groups=groups))
+def _media_seen(s: SipDraft, e: ev.MediaSeen) -> None:
+    c = s.edit_call(e.key)
+    c.groups = tuple(_evolve_group(g, media_deadline=e.media_deadline) if g.group == e.group
+                     else g for g in c.groups)
 
 
-def _pinhole_opened(s: SipState, e: ev.PinholeOpened) -> SipState:
-    c = s.calls[e.key]
-    p = Pinhole(e.pinhole, e.key, e.group, e.kind, e.proto, e.direction,
-                (e.dst_ip, e.dst_port),
-                (e.to_ip, e.to_port) if e.to_ip is not None and e.to_port is not None else None,
-                (e.from_ip, e.from_port) if e.from_ip is not None and e.from_port is not None else None,
-                e.expires_at)
-    return _with_call(s, _evolve(c, pinholes=c.pinholes + (p,), seq=c.seq + 1))
+def _pinhole_opened(s: SipDraft, e: ev.PinholeOpened) -> None:
+    c = s.edit_call(e.key)
+    p = _make_pinhole(
+        e.pinhole, e.key, e.group, e.kind, e.proto, e.direction, (e.dst_ip, e.dst_port),
+        (e.to_ip, e.to_port) if e.to_ip is not None and e.to_port is not None else None,
+        (e.from_ip, e.from_port) if e.from_ip is not None and e.from_port is not None else None,
+        e.expires_at)
+    c.pinholes = c.pinholes + (p,)
+    c.seq += 1
 
 
-def _pinhole_closed(s: SipState, e: ev.PinholeClosed) -> SipState:
-    c = s.calls[e.key]
-    return _with_call(s, _evolve(c, pinholes=tuple(p for p in c.pinholes if p.id != e.pinhole)))
+def _pinhole_closed(s: SipDraft, e: ev.PinholeClosed) -> None:
+    c = s.edit_call(e.key)
+    c.pinholes = tuple(p for p in c.pinholes if p.id != e.pinhole)
 
 
-def _call_ended(s: SipState, e: ev.CallEnded) -> SipState:
+def _call_ended(s: SipDraft, e: ev.CallEnded) -> None:
     c = s.calls[e.key]
     used = s.ports
     for g in c.groups:
@@ -456,55 +577,55 @@ def _call_ended(s: SipState, e: ev.CallEnded) -> SipState:
     for g in c.groups:
         if gi.get(g.group) == e.key:
             gi = gi.delete(g.group)
-    return _evolve_state(s, calls=s.calls.delete(e.key), call_index=index, group_index=gi, ports=used,
-                         borrowed=borrowed)
+    s.drop_call(e.key)
+    s.call_index, s.group_index, s.ports, s.borrowed = index, gi, used, borrowed
 
 
-def _unindex(s: SipState, r: Registration) -> tuple[Map, Map]:
+def _unindex(s, r: Registration) -> tuple[Map, Map]:
     pub = (r.public_ip, r.public_port)
     return (_index_remove(s.reg_by_private, (r.private_ip, r.private_port), pub),
             _index_remove(s.reg_by_call, (r.public_ip, _call_base(r.call_id)), pub))
 
 
-def _registration_bound(s: SipState, e: ev.RegistrationBound) -> SipState:
+def _registration_bound(s: SipDraft, e: ev.RegistrationBound) -> None:
     pub = (e.public_ip, e.public_port)
     new = Registration(e.public_ip, e.public_port, e.private_ip, e.private_port, e.call_id,
                        e.expires_at, e.owned)
     old = s.registrations.get(pub)
-    by_private, by_call, since, seq = s.reg_by_private, s.reg_by_call, s.reg_since, s.reg_seq
+    by_private, by_call = s.reg_by_private, s.reg_by_call
     if old is None:
-        since, seq = since.set(pub, seq), seq + 1
+        s.reg_since, s.reg_seq = s.reg_since.set(pub, s.reg_seq), s.reg_seq + 1
     else:
         by_private, by_call = _unindex(s, old)
-    by_private = _index_add(by_private, (e.private_ip, e.private_port), pub)
-    by_call = _index_add(by_call, (e.public_ip, _call_base(e.call_id)), pub)
+    s.reg_by_private = _index_add(by_private, (e.private_ip, e.private_port), pub)
+    s.reg_by_call = _index_add(by_call, (e.public_ip, _call_base(e.call_id)), pub)
     # As with a set: a port held twice is one port, and it is released by
     # whichever holder goes first.
-    used = portmap.hold(s.ports, e.public_ip, e.public_port) if e.owned else s.ports
-    return _evolve_state(s, registrations=s.registrations.set(pub, new), reg_by_private=by_private,
-                   reg_by_call=by_call, reg_since=since, reg_seq=seq, ports=used)
+    if e.owned:
+        s.ports = portmap.hold(s.ports, e.public_ip, e.public_port)
+    s.registrations = s.registrations.set(pub, new)
 
 
-def _registration_removed(s: SipState, e: ev.RegistrationRemoved) -> SipState:
+def _registration_removed(s: SipDraft, e: ev.RegistrationRemoved) -> None:
     pub = (e.public_ip, e.public_port)
     r = s.registrations.get(pub)
     if r is None:
-        return s
-    by_private, by_call = _unindex(s, r)
-    used = s.ports
+        return
+    s.reg_by_private, s.reg_by_call = _unindex(s, r)
     if r.owned and pub not in s.borrowed:
-        used = portmap.release(used, r.public_ip, r.public_port)
-    return _evolve_state(s, registrations=s.registrations.delete(pub), reg_by_private=by_private,
-                   reg_by_call=by_call, reg_since=s.reg_since.delete(pub), ports=used)
+        s.ports = portmap.release(s.ports, r.public_ip, r.public_port)
+    s.registrations = s.registrations.delete(pub)
+    s.reg_since = s.reg_since.delete(pub)
 
 
-def _protect_added(s: SipState, e: ev.ProtectDenyAdded) -> SipState:
-    return _evolve_state(s, protect=s.protect.set((e.src_ip, e.proxy_ip), e.until))
+def _protect_added(s: SipDraft, e: ev.ProtectDenyAdded) -> None:
+    s.protect = s.protect.set((e.src_ip, e.proxy_ip), e.until)
 
 
-def _protect_expired(s: SipState, e: ev.ProtectDenyExpired) -> SipState:
+def _protect_expired(s: SipDraft, e: ev.ProtectDenyExpired) -> None:
     k = (e.src_ip, e.proxy_ip)
-    return _evolve_state(s, protect=s.protect.delete(k)) if k in s.protect else s
+    if k in s.protect:
+        s.protect = s.protect.delete(k)
 
 
 _HANDLERS = {
