@@ -118,7 +118,9 @@ def make_entry(sess, key, rw, forward: bool) -> FastEntry:
 class FastPath:
     """The fast path over one datapath's session table (``entries``), its
     media activity and path counters. ``process(buf, now)``: the packet to
-    send (``buf`` itself when unchanged), or None: use ``Datapath.process``."""
+    send (``buf`` itself when unchanged), or None: use ``Datapath.process``.
+    ``buf`` is ``bytes`` (what netfilterqueue's ``get_payload`` gives): its
+    slice is the table's key."""
 
     __slots__ = ("_entries", "_seen", "_paths")
 
