@@ -8,7 +8,10 @@ edits are never touched, so a message with no edits passes byte-identical."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Iterable
+
+from gateway.construct import frozen_constructor
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +39,21 @@ class Edit:
 
     @classmethod
     def replace(cls, span: Span, new: str | bytes) -> "Edit":
-        return cls(span.start, span.end, new.encode("latin-1") if isinstance(new, str) else new)
+        if isinstance(new, str):
+            new = new.encode("latin-1")
+        if cls is Edit:
+            # The ALGs build one per rewritten field: the cheap constructor
+            # (gateway.construct), same class and fields.
+            return _mk_edit(span.start, span.end, new)
+        return cls(span.start, span.end, new)
 
     @property
     def delta(self) -> int:
         return len(self.new) - (self.end - self.start)
+
+
+_mk_edit = frozen_constructor(Edit)
+_BY_POSITION = attrgetter("start", "end")
 
 
 class OverlappingEdits(ValueError):
@@ -52,7 +65,7 @@ def apply_edits(data: bytes, edits: Iterable[Edit]) -> bytes:
 
     Edits that would replace bytes with the same bytes are kept (cheap); with no
     edits the input object itself is returned."""
-    ordered = sorted(edits, key=lambda e: (e.start, e.end))
+    ordered = sorted(edits, key=_BY_POSITION)
     if not ordered:
         return data
     out = []

@@ -7,7 +7,7 @@ rewrites the Content-Length value (long or compact form, RFC 3261 20.14)."""
 from __future__ import annotations
 
 from gateway.sip.message import SipMessage
-from gateway.span import Edit, apply_edits
+from gateway.span import Edit, _mk_edit, apply_edits
 
 
 def rewrite_message(data: bytes, msg: SipMessage, edits: list[Edit]) -> bytes:
@@ -20,11 +20,14 @@ def rewrite_message(data: bytes, msg: SipMessage, edits: list[Edit]) -> bytes:
     body_end = body_start + len(msg.body)
     delta = 0
     for e in edits:
-        if e.start >= body_start and e.end <= body_end:
-            delta += len(e.new) - (e.end - e.start)
+        start = e.start
+        if start >= body_start:
+            end = e.end
+            if end <= body_end:
+                delta += len(e.new) - (end - start)
     if delta and msg.content_length is not None:
         # parse_message noted where the (single) Content-Length value is.
         vs, ve = msg._cl_value
         edits = list(edits)
-        edits.append(Edit(vs, ve, str(msg.content_length + delta).encode("ascii")))
+        edits.append(_mk_edit(vs, ve, str(msg.content_length + delta).encode("ascii")))
     return apply_edits(data, edits)
