@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
+from hypothesis import given, strategies as st
+
 from gateway.datapath.sessions import PROTO_TCP, PROTO_UDP, SessionTable, reverse
 
 
@@ -107,3 +109,61 @@ def test_expire_after_many_removals_keeps_working():
         t.remove(s)
     assert t.expire(4.9) == []
     assert t.expire(5.0) == [sessions[-1]]
+
+
+# -- owner indexes (a call's or voice channel's sessions without a scan) ------
+
+_OWNED = st.tuples(st.sampled_from(["media", "policy", "signalling"]),
+                   st.sampled_from([None, "c1", "c2"]),
+                   st.sampled_from([None, "g1", "g2", "g3"]),
+                   st.sampled_from([None, "g1", "g2", "g3"]))
+_OPS = st.lists(st.one_of(st.tuples(st.just("create"), _OWNED, st.integers(1, 200)),
+                          st.tuples(st.just("remove"), st.integers(0, 30)),
+                          st.tuples(st.just("expire"), st.floats(0, 100)),
+                          st.tuples(st.just("release_call"), st.sampled_from(["c1", "c2"])),
+                          st.tuples(st.just("release_groups"),
+                                    st.sets(st.sampled_from(["g1", "g2", "g3"])))),
+                max_size=40)
+
+
+def _call_scan(t, call):
+    return [s for s in t if s.kind == "media" and s.call == call]
+
+
+def _groups_scan(t, gs):
+    return [s for s in t if s.group in gs or (s.rev_group in gs and s.kind == "media")]
+
+
+@given(_OPS)
+def test_owner_indexes_find_what_a_scan_finds(ops):
+    t = SessionTable()
+    made = []
+    port = 1000
+    for op in ops:
+        if op[0] == "create":
+            (kind, call, group, rev_group), timeout = op[1], op[2]
+            port += 1
+            s = t.create((PROTO_UDP, PRIV, port, REMOTE, 7000), (PUB, port, REMOTE, 7000), 0.0,
+                         kind=kind, call=call, group=group, rev_group=rev_group,
+                         timeout=float(timeout))
+            if s is not None:
+                made.append(s)
+        elif op[0] == "remove" and made:
+            t.remove(made[op[1] % len(made)])
+        elif op[0] == "expire":
+            t.expire(op[1])
+        elif op[0] == "release_call":
+            want = _call_scan(t, op[1])
+            assert t.media_of_call(op[1]) == want
+            assert t.remove_all(want) == want
+        elif op[0] == "release_groups":
+            want = _groups_scan(t, op[1])
+            assert t.of_groups(op[1]) == want
+            assert t.remove_all(want) == want
+    for c in ("c1", "c2"):
+        assert t.media_of_call(c) == _call_scan(t, c)
+    for gs in ({"g1"}, {"g2", "g3"}, {"g1", "g2", "g3"}):
+        assert t.of_groups(gs) == _groups_scan(t, gs)
+    for s in list(t):
+        t.remove(s)
+    assert t._owned == {}

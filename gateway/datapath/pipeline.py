@@ -854,12 +854,12 @@ class Datapath:
         """A voice channel ended (e.g. SIP ``MediaReleased``): its media sessions go."""
         gs = set(groups)
         self.activity.forget(gs)
-        return self._remove(lambda s: s.group in gs or (s.rev_group in gs and s.kind == "media"))
+        return self._remove(self.sessions.of_groups(gs))
 
     def release_call(self, call: str) -> list[Session]:
         """A call ended (SIP ``CallEnded``): its media sessions and pinholes go."""
         self.pinholes.remove_call(call)
-        gone = self._remove(lambda s: s.kind == "media" and s.call == call)
+        gone = self._remove(self.sessions.media_of_call(call))
         self.activity.forget({s.group for s in gone} | {s.rev_group for s in gone if s.rev_group})
         return gone
 
@@ -870,8 +870,8 @@ class Datapath:
             return True
         return False
 
-    def _remove(self, pred) -> list[Session]:
-        gone = self.sessions.remove_where(pred)
+    def _remove(self, sessions: list[Session]) -> list[Session]:
+        gone = self.sessions.remove_all(sessions)
         for s in gone:
             self.screens.closed(s.from_zone, s.fwd_key[1])
             self._tpkt.pop(s.id, None)

@@ -101,6 +101,25 @@ def reverse(key: Key, rw: Rewrite | None) -> Key:
     return (p, d, dp, s, sp)
 
 
+def _owners(sess: Session) -> tuple[tuple[str, str], ...]:
+    """The index keys of what owns a session: its voice channel (``group``,
+    whatever its kind) and, for media, the reply direction's channel and the
+    call. Fixed at creation (none of these fields changes afterwards)."""
+    out = []
+    if sess.group is not None:
+        out.append(("group", sess.group))
+    if sess.kind == "media":
+        if sess.rev_group is not None and sess.rev_group != sess.group:
+            out.append(("group", sess.rev_group))
+        if sess.call is not None:
+            out.append(("call", sess.call))
+    return tuple(out)
+
+
+def _by_sid(sess: Session) -> int:
+    return sess.id
+
+
 class SessionTable:
     """Sessions by both keys. Entries of ``lookup``: ``(session, rewrite, forward)``."""
 
@@ -115,6 +134,11 @@ class SessionTable:
         # here exactly when its session is not an ALG's, and it is that session's.
         self.fast: dict[bytes, FastEntry] = {}
         self._by_id: dict[int, Session] = {}
+        # ("call", call) / ("group", group) -> the sessions an ALG's call or
+        # voice channel owns (see _owners), so that a call's or channel's end
+        # removes its media without a scan of every session (a scan per ended
+        # call made teardown quadratic in the calls held).
+        self._owned: dict[tuple[str, str], dict[int, Session]] = {}
         self._heap: list[tuple[float, int]] = []
         self._next_id = 1
         # Per protocol: (public ip, port) held by source-translated sessions, with
@@ -210,6 +234,8 @@ class SessionTable:
             self._fast_set(sess, key, rewrite, True)
             self._fast_set(sess, rkey, rev_rw, False)
         self._by_id[sid] = sess
+        for owner in _owners(sess):
+            self._owned.setdefault(owner, {})[sid] = sess
         if public is not None:
             used = self._public_in_use.setdefault(proto, {})
             k = (IPv4Address(public[0]), public[1])
@@ -239,6 +265,12 @@ class SessionTable:
             return False
         sess.removed = True
         del self._by_id[sess.id]
+        for owner in _owners(sess):
+            mine = self._owned.get(owner)
+            if mine is not None:
+                mine.pop(sess.id, None)
+                if not mine:
+                    del self._owned[owner]
         for k in (sess.fwd_key, sess.rev_key):
             e = self._map.get(k)
             if e is not None and e[0] is sess:
@@ -255,6 +287,22 @@ class SessionTable:
                     used[k] -= 1
         self.removed += 1
         return True
+
+    def media_of_call(self, call: str) -> list[Session]:
+        """The media sessions of an ALG call, oldest first."""
+        return sorted(self._owned.get(("call", call), {}).values(), key=_by_sid)
+
+    def of_groups(self, groups) -> list[Session]:
+        """The sessions of these voice channels (a session's own group, or
+        the reply direction's group of a media session), oldest first."""
+        found: dict[int, Session] = {}
+        for g in groups:
+            found.update(self._owned.get(("group", g), {}))
+        return sorted(found.values(), key=_by_sid)
+
+    def remove_all(self, sessions) -> list[Session]:
+        """Remove these sessions; those actually removed (not already gone)."""
+        return [s for s in sessions if self.remove(s)]
 
     def remove_where(self, pred) -> list[Session]:
         gone = [s for s in self._by_id.values() if pred(s)]
