@@ -83,3 +83,19 @@ def test_a_draft_frozen_midway_is_not_changed_by_what_follows():
     assert early != r.state
     # Nothing changed: the very same state comes back.
     assert SipDraft(r.state).freeze() is r.state
+
+
+def test_call_events_are_exactly_those_streamed_by_their_call():
+    # alg.result takes the stream of these from their key without asking
+    # each event: the set must be exactly the events of one call.
+    import dataclasses
+
+    from gateway.sip import alg
+    from gateway.sip.state import _HANDLERS
+    for cls in _HANDLERS:
+        names = [f.name for f in dataclasses.fields(cls)]
+        e = cls(*[f"v{i}" for i in range(len(names))])
+        if cls in alg._CALL_EVENTS:
+            assert e.stream == ev.call_stream(e.key)
+        else:
+            assert not e.stream.startswith("call/")

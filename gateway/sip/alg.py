@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from gateway.config.model import SipSettings
+from gateway.construct import frozen_constructor
 from gateway.errors import RemoteProtocolError
 from gateway.ports import MEDIA_PORT_LOW
 from gateway.sip import parse_message, rewrite_message
@@ -97,6 +98,23 @@ def _port(p) -> int:
     return int(p)
 
 
+# The events whose stream is their call's (``call/<key>``).
+_CALL_EVENTS = frozenset({
+    ev.CallStarted, ev.CallActivity, ev.TransactionSeen, ev.BindingAdded, ev.CallAnswered,
+    ev.CallRejected, ev.CallRetried, ev.CallForwarded, ev.CallTerminating, ev.MediaBound,
+    ev.MediaReleased, ev.MediaSeen, ev.PinholeOpened, ev.PinholeClosed, ev.CallEnded})
+_make_result = frozen_constructor(Result)
+_make_timer = frozen_constructor(Timer)
+
+
+def _pinholes_by_id(call: Call | None) -> dict[str, Pinhole]:
+    out: dict[str, Pinhole] = {}
+    if call is not None:
+        for p in call.pinholes:
+            out.setdefault(p.id, p)     # the first, as a search would find
+    return out
+
+
 class _Run(Run):
     """One evaluation: the running state, and what it emitted."""
 
@@ -125,24 +143,37 @@ class _Run(Run):
         if self.draft is not None:
             self.st = self.draft.freeze()
             self.draft = None
+        st = self.st
         opened: list[Pinhole] = []
         closed: list[str] = []
         streams: dict[str, None] = {}
+        holes_of: dict[str, dict[str, Pinhole]] = {}    # call key -> its pinholes by id
+        last = None
         for e in self.events:
-            streams[e.stream] = None
-            if isinstance(e, ev.PinholeOpened):
-                call = self.st.calls.get(e.key)
-                hole = next((p for p in call.pinholes if p.id == e.pinhole), None) if call else None
+            kind = type(e)
+            if kind in _CALL_EVENTS:
+                # Runs of events of one call: its stream once.
+                if e.key != last:
+                    last = e.key
+                    streams[ev.call_stream(last)] = None
+            else:
+                streams[e.stream] = None
+            if kind is ev.PinholeOpened:
+                holes = holes_of.get(e.key)
+                if holes is None:
+                    holes = holes_of[e.key] = _pinholes_by_id(st.calls.get(e.key))
+                hole = holes.get(e.pinhole)
                 if hole is not None:
                     opened.append(hole)
-            elif isinstance(e, ev.PinholeClosed):
+            elif kind is ev.PinholeClosed:
                 if e.pinhole in (p.id for p in opened):
                     opened = [p for p in opened if p.id != e.pinhole]
                 else:
                     closed.append(e.pinhole)
-        timers = tuple(Timer(s, self.st.next_deadline(s)) for s in streams)
-        return Result(self.st, verdict, reason, data, tuple(self.edits), tuple(opened),
-                      tuple(closed), timers, tuple(self.events), tuple(self.logs), self.route_to)
+        timers = tuple([_make_timer(s, st.next_deadline(s)) for s in streams])
+        return _make_result(st, verdict, reason, data, tuple(self.edits), tuple(opened),
+                            tuple(closed), timers, tuple(self.events), tuple(self.logs),
+                            self.route_to)
 
     # --- calls ending ------------------------------------------------------
 
