@@ -15,8 +15,39 @@ from gateway.errors import RemoteProtocolError
 # buffered for ever.
 MAX_HEADER_BYTES = 65536
 
-_CL_RE = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\S*)[ \t]*\r?$", re.I | re.M)
-_END_RE = re.compile(rb"\r?\n\r?\n")
+# A Content-Length line (long or compact form, any case): the one at the very
+# start of the buffer, and those after a LF. (One pattern with "^" and
+# re.M would try every position of the header section; the search for a LF
+# is a scan in C.)
+_CL_VALUE = rb"(?:content-length|l)[ \t]*:[ \t]*(\S*)[ \t]*\r?$"
+_CL_FIRST_RE = re.compile(_CL_VALUE, re.I | re.M)
+_CL_RE = re.compile(rb"\n" + _CL_VALUE, re.I | re.M)
+_END_LF_RE = re.compile(rb"\n\r?\n")
+
+
+def _header_end(buffer: bytes, pos: int) -> tuple[int, int] | None:
+    """Where the first empty line after ``pos`` is, as a search for
+    ``\r?\n\r?\n`` would find it: (start, end), or None. ``buffer[pos]`` is
+    not a CR or LF. (Searching for the LF first lets the scan run in C; the CR
+    before it, if any, is where that search's match would have started.)"""
+    m = _END_LF_RE.search(buffer, pos)
+    if m is None:
+        return None
+    start = m.start()
+    if buffer[start - 1] == 13:
+        start -= 1
+    return start, m.end()
+
+
+def _content_lengths(buffer: bytes, pos: int, end: int) -> list[bytes]:
+    """The Content-Length values of the lines starting in ``buffer[pos:end]``
+    (a line starts at offset 0 or after a LF)."""
+    found = _CL_RE.findall(buffer, pos - 1 if pos else 0, end)
+    if pos == 0:
+        first = _CL_FIRST_RE.match(buffer, 0, end)
+        if first is not None:
+            found.insert(0, first.group(1))
+    return found
 
 
 def is_keepalive(payload: bytes) -> bool:
@@ -42,13 +73,13 @@ def frame_stream(buffer: bytes) -> tuple[list[bytes], bytes]:
             pos += 1
         if pos >= n:
             break
-        m = _END_RE.search(buffer, pos)
-        if m is None:
+        where = _header_end(buffer, pos)
+        if where is None:
             if n - pos > MAX_HEADER_BYTES:
                 raise RemoteProtocolError("SIP header section too long on stream")
             break
-        head_end = m.end()
-        found = _CL_RE.findall(buffer, pos, m.start() + 1)
+        head_start, head_end = where
+        found = _content_lengths(buffer, pos, head_start + 1)
         # A folded Content-Length would not match: treat as missing, that
         # never happens in practice and the stream is then unframeable.
         if not found:
@@ -75,10 +106,12 @@ def pending_size(rest: bytes) -> int | None:
     n = len(rest)
     while pos < n and rest[pos] in (13, 10):
         pos += 1
-    m = _END_RE.search(rest, pos)
-    if m is None:
+    if pos >= n:
         return None
-    found = _CL_RE.findall(rest, pos, m.start() + 1)
+    where = _header_end(rest, pos)
+    if where is None:
+        return None
+    found = _content_lengths(rest, pos, where[0] + 1)
     if len(found) != 1 or not found[0].isdigit() or len(found[0]) > 10:
         return None
-    return m.end() + int(found[0])
+    return where[1] + int(found[0])
