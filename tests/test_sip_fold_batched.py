@@ -99,3 +99,17 @@ def test_call_events_are_exactly_those_streamed_by_their_call():
             assert e.stream == ev.call_stream(e.key)
         else:
             assert not e.stream.startswith("call/")
+
+
+def test_fast_event_constructors_build_the_same_events():
+    import dataclasses
+
+    from gateway.events import decode
+    from gateway.sip.state import _HANDLERS
+    assert set(vars(ev.new)) == {cls.__name__ for cls in _HANDLERS}
+    for cls in _HANDLERS:
+        args = [f"v{i}" for i in range(len(dataclasses.fields(cls)))]
+        fast, slow = getattr(ev.new, cls.__name__)(*args), cls(*args)
+        assert type(fast) is cls and fast == slow and hash(fast) == hash(slow)
+        assert fast.to_payload() == slow.to_payload()
+        assert decode(cls.TYPE, cls.SCHEMA, fast.to_payload()) == slow

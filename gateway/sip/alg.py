@@ -178,20 +178,20 @@ class _Run(Run):
     # --- calls ending ------------------------------------------------------
 
     def close_pinhole(self, call: Call, pid: str, reason: str) -> None:
-        self.emit(ev.PinholeClosed(call.key, pid, reason))
+        self.emit(ev.new.PinholeClosed(call.key, pid, reason))
 
     def release_group(self, key: str, group: str, reason: str) -> None:
         call = self.st.calls[key]
         for p in call.pinholes:
             if p.group == group:
                 self.close_pinhole(call, p.id, reason)
-        self.emit(ev.MediaReleased(key, group, reason))
+        self.emit(ev.new.MediaReleased(key, group, reason))
 
     def end_call(self, key: str, reason: str) -> None:
         call = self.st.calls[key]
         for p in call.pinholes:
             self.close_pinhole(call, p.id, reason)
-        self.emit(ev.CallEnded(key, reason))
+        self.emit(ev.new.CallEnded(key, reason))
         self.logs.append(f"call {call.call_id} ended: {reason}")
 
 
@@ -250,12 +250,12 @@ def on_timer(state: SipState, key: str, now: float,
         ip, _, port = rest.rpartition(":")
         reg = state.registrations.get((ip, int(port))) if port.isdigit() else None
         if reg is not None and reg.expires_at is not None and reg.expires_at <= now:
-            run.emit(ev.RegistrationRemoved(reg.public_ip, reg.public_port, "registration expired"))
+            run.emit(ev.new.RegistrationRemoved(reg.public_ip, reg.public_port, "registration expired"))
     elif kind == "sip-protect":
         src, _, proxy = rest.partition(">")
         until = state.protect.get((src, proxy))
         if until is not None and until <= now:
-            run.emit(ev.ProtectDenyExpired(src, proxy))
+            run.emit(ev.new.ProtectDenyExpired(src, proxy))
     res = run.result()
     if not any(t.key == key for t in res.timers):
         res = replace(res, timers=res.timers + (Timer(key, state.next_deadline(key) if not run.events
@@ -278,7 +278,7 @@ def media_activity(state: SipState, group: str, now: float,
     call = state.calls[key]
     if call.group(group) is None:
         return run.result()
-    run.emit(ev.MediaSeen(key, group, now, now + settings.media_inactivity_timeout))
+    run.emit(ev.new.MediaSeen(key, group, now, now + settings.media_inactivity_timeout))
     if pinhole is not None and any(p.id == pinhole for p in call.pinholes):
         run.close_pinhole(call, pinhole, "used")
     return run.result()
@@ -390,7 +390,7 @@ class _Message:
         src, proxy = txn.src_ip, txn.dst_ip
         if s.protect_deny_dst is not None and proxy != str(s.protect_deny_dst.ip):
             return
-        self.run.emit(ev.ProtectDenyAdded(src, proxy, self.now + s.protect_deny_timeout))
+        self.run.emit(ev.new.ProtectDenyAdded(src, proxy, self.now + s.protect_deny_timeout))
 
     # --- call lifecycle ------------------------------------------------
 
@@ -418,21 +418,21 @@ class _Message:
             local, at, host = msg.call_id.rpartition("@")
             if at and host == private_ip:
                 public_call_id = f"{local}@{alg_ip}"
-        self.run.emit(ev.CallStarted(key, msg.call_id, public_call_id, from_tag, mode,
+        self.run.emit(ev.new.CallStarted(key, msg.call_id, public_call_id, from_tag, mode,
                                      private_ip, alg_ip, ctx.ingress, ctx.egress, self.now,
                                      self.now + _max_duration(self.settings)))
         self.key = key
         self.record_txn()
         if ctx.ingress and ctx.ingress == ctx.egress:
             # Both legs by one interface: media never crosses the device.
-            self.run.emit(ev.CallForwarded(key))
+            self.run.emit(ev.new.CallForwarded(key))
 
     def record_txn(self) -> None:
         call, msg = self.call, self.msg
         if call is None or not msg.is_request or msg.via_branch is None:
             return
         if call.txn(msg.via_branch, msg.cseq[0], msg.method) is None:
-            self.run.emit(ev.TransactionSeen(call.key, msg.via_branch, msg.cseq[0], msg.method,
+            self.run.emit(ev.new.TransactionSeen(call.key, msg.via_branch, msg.cseq[0], msg.method,
                                              self.sender(call), self.src_ip, self.dst_ip))
 
     def do_activity(self) -> None:
@@ -441,14 +441,14 @@ class _Message:
             return
         self.record_txn()
         timeout = call.session_expires or self.settings.signaling_inactivity_timeout
-        self.run.emit(ev.CallActivity(call.key, self.now, self.now + timeout, call.session_expires))
+        self.run.emit(ev.new.CallActivity(call.key, self.now, self.now + timeout, call.session_expires))
 
     def do_session(self) -> None:
         # "If the ALG receives another INVITE before the session times out,
         # it resets all timeout values to this new INVITE or to default
         # values" (Call Session Timers).
         call = self.call
-        self.run.emit(ev.CallActivity(call.key, self.now,
+        self.run.emit(ev.new.CallActivity(call.key, self.now,
                                       self.now + self.settings.signaling_inactivity_timeout, None))
 
     def do_answer(self) -> None:
@@ -462,28 +462,28 @@ class _Message:
                                  "passed; call kept from the first 2xx")
             return
         if call.to_tag is None:
-            self.run.emit(ev.CallAnswered(call.key, to_tag, self.now,
+            self.run.emit(ev.new.CallAnswered(call.key, to_tag, self.now,
                                           self.now + self.settings.media_inactivity_timeout,
                                           self.now + self.settings.media_inactivity_timeout))
         # Session-Expires of the 2xx sets the signalling timeout (Call
         # Session Timers); without it the configured default applies.
         se = msg.session_expires if msg.session_expires else None
         timeout = se or self.settings.signaling_inactivity_timeout
-        self.run.emit(ev.CallActivity(call.key, self.now, self.now + timeout, se))
+        self.run.emit(ev.new.CallActivity(call.key, self.now, self.now + timeout, se))
 
     def do_reject(self) -> None:
-        self.run.emit(ev.CallRejected(self.key, self.msg.status_code, self.now + TEARDOWN_DELAY))
+        self.run.emit(ev.new.CallRejected(self.key, self.msg.status_code, self.now + TEARDOWN_DELAY))
 
     def do_retry(self) -> None:
-        self.run.emit(ev.CallRetried(self.key, self.now))
+        self.run.emit(ev.new.CallRetried(self.key, self.now))
 
     def do_teardown(self) -> None:
-        self.run.emit(ev.CallTerminating(self.key, self.msg.method, self.now + TEARDOWN_DELAY))
+        self.run.emit(ev.new.CallTerminating(self.key, self.msg.method, self.now + TEARDOWN_DELAY))
 
     def do_forward(self) -> None:
         call = self.call
         if not call.forwarded:
-            self.run.emit(ev.CallForwarded(call.key))
+            self.run.emit(ev.new.CallForwarded(call.key))
         for g in call.groups:
             self.run.release_group(call.key, g.group, "forwarded call: media bypasses the device")
 
@@ -561,7 +561,7 @@ class _Message:
                 if got is None:
                     raise _Drop(f"no free public port on {call.alg_ip} for {ip}:{port}")
                 pub, owned = got, True
-        self.run.emit(ev.BindingAdded(call.key, ip, port, call.alg_ip, pub, owned))
+        self.run.emit(ev.new.BindingAdded(call.key, ip, port, call.alg_ip, pub, owned))
         self.open_pinhole(call, "", "signalling", "inbound", (call.alg_ip, pub), (ip, port), None,
                           None, proto=ctx.transport)
         return self.call.binding_for_private(ip, port)
@@ -697,7 +697,7 @@ class _Message:
                 if got is None:
                     raise _Drop(f"no free public port on {alg} for contact {c.host.text}:{port}")
                 pub, owned = got, True
-            self.run.emit(ev.RegistrationBound(alg, pub, c.host.text, port, msg.call_id,
+            self.run.emit(ev.new.RegistrationBound(alg, pub, c.host.text, port, msg.call_id,
                                                self.now + PENDING_REGISTRATION, owned))
             st = self.run.st
         self.do_stateless()
@@ -732,9 +732,9 @@ class _Message:
             # pin them for ever (phones refresh well within a day).
             life = min(life, MAX_REGISTRATION)
             if life == 0:
-                self.run.emit(ev.RegistrationRemoved(reg.public_ip, reg.public_port, "unregistered"))
+                self.run.emit(ev.new.RegistrationRemoved(reg.public_ip, reg.public_port, "unregistered"))
             else:
-                self.run.emit(ev.RegistrationBound(reg.public_ip, reg.public_port, reg.private_ip,
+                self.run.emit(ev.new.RegistrationBound(reg.public_ip, reg.public_port, reg.private_ip,
                                                    reg.private_port, reg.call_id,
                                                    self.now + life, reg.owned))
         # Bindings of this REGISTER the registrar no longer lists were
@@ -743,7 +743,7 @@ class _Message:
         # address after the @); the binding keeps the one ph1 sent.
         for reg in st.registrations_of(self.dst_ip, msg.call_id):
             if (reg.public_ip, reg.public_port) not in listed:
-                self.run.emit(ev.RegistrationRemoved(reg.public_ip, reg.public_port, "unregistered"))
+                self.run.emit(ev.new.RegistrationRemoved(reg.public_ip, reg.public_port, "unregistered"))
         # Translate with the bindings as they were when the answer arrived.
         saved = self.run.st
         self.run.st = st
@@ -810,7 +810,7 @@ class _Message:
             return
         call = self.run.st.calls[call.key]
         pid = f"{call.key}#p{call.seq}"
-        self.run.emit(ev.PinholeOpened(
+        self.run.emit(ev.new.PinholeOpened(
             call.key, pid, group, kind, proto, direction, dst[0], dst[1],
             to[0] if to else None, to[1] if to else None,
             src_to[0] if src_to else None, src_to[1] if src_to else None, expires))
@@ -913,7 +913,7 @@ class _Message:
         group = f"{key}#g{call.seq}"
         deadline = (self.now + self.settings.media_inactivity_timeout
                     if call.phase == "confirmed" else None)
-        self.run.emit(ev.MediaBound(key, group, side, i, addr, port, rtcp_port,
+        self.run.emit(ev.new.MediaBound(key, group, side, i, addr, port, rtcp_port,
                                     call.alg_ip if nat_side else None, pub, deadline))
         if call.forwarded:
             return

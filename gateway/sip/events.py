@@ -13,7 +13,9 @@ Python types.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
+from gateway.construct import frozen_constructor
 from gateway.events import Event, event
 
 
@@ -364,3 +366,15 @@ class ProtectDenyExpired(Event):
     @property
     def stream(self) -> str:
         return protect_stream(self.src_ip, self.proxy_ip)
+
+
+# Positional constructors of every event above for the ALG's hot path
+# (gateway.construct.frozen_constructor): the same instances, built without
+# the frozen ``__init__``'s guarded ``__setattr__`` per field (an INVITE
+# emits eight events; PinholeOpened has thirteen fields).
+new = SimpleNamespace(**{
+    cls.__name__: frozen_constructor(cls)
+    for cls in (CallStarted, CallActivity, TransactionSeen, BindingAdded, CallAnswered,
+                CallRejected, CallRetried, CallForwarded, CallTerminating, MediaBound,
+                MediaReleased, MediaSeen, PinholeOpened, PinholeClosed, CallEnded,
+                RegistrationBound, RegistrationRemoved, ProtectDenyAdded, ProtectDenyExpired)})
