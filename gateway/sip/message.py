@@ -894,13 +894,13 @@ _Q_NOT_A_LINE = re.compile(r"\n(?!" + TOKEN + r"[ \t]*:)").search
 # The lines parse_message reads, found in the lower-cased header section (a
 # latin-1 text keeps its length and positions when lower-cased) by their
 # names and compact forms spelled out: a scan of literal alternatives, faster
-# than one of character classes for each letter. Group 1 is the name, its
-# match ends where the value starts (the first non-LWS octet after the colon,
-# as on an unfolded line).
+# than one of character classes for each letter. Group 1 is the name, group 2
+# the value from its first non-LWS octet after the colon (as on an unfolded
+# line) up to the CR ending its line.
 _Q_CANON = {n: canonical_name(n) for n in list(COMPACT_FORMS) + sorted(_INTERESTING)
             if canonical_name(n) in _INTERESTING}
 _Q_LINES_RE = re.compile(
-    r"\n(" + "|".join(re.escape(n) for n in sorted(_Q_CANON, key=len, reverse=True)) + r")[ \t]*:[ \t]*")
+    r"\n(" + "|".join(re.escape(n) for n in sorted(_Q_CANON, key=len, reverse=True)) + r")[ \t]*:[ \t]*([^\r]*)")
 
 
 def _quick(data: bytes) -> SipMessage | None:
@@ -955,8 +955,7 @@ def _quick(data: bytes) -> SipMessage | None:
     for item in _Q_LINES_RE.finditer(text.lower(), le, hdr_end):
         name = canon[item.group(1)]
         # The value, trimmed of the LWS before the CRLF (as _header_lines).
-        vs = item.end()
-        ve = text.find("\r", vs)
+        vs, ve = item.span(2)
         if text[ve - 1] in _TRAILING and ve > vs:
             ve = vs + len(text[vs:ve].rstrip(_WS))
         if name == "via":
