@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from ipaddress import IPv4Address
-from operator import attrgetter
 
 from immutables import Map
 
@@ -267,21 +266,78 @@ _STATE_FIELDS = tuple(f.name for f in fields(SipState))
 
 class CallDraft(_CallQueries):
     """A :class:`Call` being changed by the fold (see :class:`SipDraft`):
-    the same fields, mutable."""
+    the same fields, mutable. Its slots are exactly Call's, in the same
+    order, so a finished draft becomes a Call in place (``__class__``
+    assignment between classes of one layout) instead of being copied."""
 
     __slots__ = _CALL_FIELDS
 
-    def __repr__(self) -> str:
-        return f"CallDraft({_freeze_call(self)!r})"
+    def __init__(self, key: str, call_id: str, public_call_id: str, from_tag: str, mode: str,
+                 private_ip: str | None, alg_ip: str | None, ingress: str, egress: str,
+                 started_at: float, max_deadline: float) -> None:
+        # A new call: Call's defaults for the rest.
+        self.key = key
+        self.call_id = call_id
+        self.public_call_id = public_call_id
+        self.from_tag = from_tag
+        self.mode = mode
+        self.private_ip = private_ip
+        self.alg_ip = alg_ip
+        self.ingress = ingress
+        self.egress = egress
+        self.started_at = started_at
+        self.max_deadline = max_deadline
+        self.signalling_deadline = max_deadline
+        self.phase = "calling"
+        self.to_tag = None
+        self.session_expires = None
+        self.teardown_at = None
+        self.forwarded = False
+        self.bindings = ()
+        self.txns = ()
+        self.groups = ()
+        self.pinholes = ()
+        self.seq = 0
 
+    def __repr__(self) -> str:
+        return "CallDraft(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in _CALL_FIELDS) + ")"
+
+
+if CallDraft.__slots__ != Call.__slots__:       # pragma: no cover - a definition error
+    raise TypeError("CallDraft must have exactly Call's slots")
 
 _new = object.__new__
-_get_call = attrgetter(*_CALL_FIELDS)
-_get_state = attrgetter(*_STATE_FIELDS)
-_get_state_rest = attrgetter(*_STATE_FIELDS[1:])
-_DRAFT_CALL_SETTERS = tuple(getattr(CallDraft, n).__set__ for n in _CALL_FIELDS)
-_CALL_DEFAULTS = tuple(f.default for f in fields(Call))[12:]
-_make_call = frozen_constructor(Call)
+
+
+def _thaw_call(c: Call) -> CallDraft:
+    """A mutable copy of ``c`` (straight-line: this runs for every call a
+    message touches)."""
+    d = _new(CallDraft)
+    d.key = c.key
+    d.call_id = c.call_id
+    d.public_call_id = c.public_call_id
+    d.from_tag = c.from_tag
+    d.mode = c.mode
+    d.private_ip = c.private_ip
+    d.alg_ip = c.alg_ip
+    d.ingress = c.ingress
+    d.egress = c.egress
+    d.started_at = c.started_at
+    d.max_deadline = c.max_deadline
+    d.signalling_deadline = c.signalling_deadline
+    d.phase = c.phase
+    d.to_tag = c.to_tag
+    d.session_expires = c.session_expires
+    d.teardown_at = c.teardown_at
+    d.forwarded = c.forwarded
+    d.bindings = c.bindings
+    d.txns = c.txns
+    d.groups = c.groups
+    d.pinholes = c.pinholes
+    d.seq = c.seq
+    return d
+
+
 _make_state = frozen_constructor(SipState)
 _make_txn = frozen_constructor(Txn)
 _make_binding = frozen_constructor(Binding)
@@ -289,48 +345,14 @@ _make_group = frozen_constructor(MediaGroup)
 _make_pinhole = frozen_constructor(Pinhole)
 
 
-def _call_base(call_id: str) -> str:
-    return call_id.rpartition("@")[0] or call_id
+def _group_until(g: MediaGroup, media_deadline: float | None) -> MediaGroup:
+    return _make_group(g.group, g.side, g.index, g.dst_ip, g.dst_port, g.rtcp_port, g.public_ip,
+                       g.public_port, media_deadline)
 
 
-def _index_add(index: Map, key, value) -> Map:
-    have = index.get(key, ())
-    return index if value in have else index.set(key, have + (value,))
-
-
-def _index_remove(index: Map, key, value) -> Map:
-    have = index.get(key)
-    if have is None or value not in have:
-        return index
-    rest = tuple(v for v in have if v != value)
-    return index.set(key, rest) if rest else index.delete(key)
-
-
-def _evolver(cls):
-    """A ``dataclasses.replace`` for the frozen, slotted ``cls``, for the fold's
-    hot path: ``replace`` inspects the fields and runs ``__init__`` (one
-    guarded ``__setattr__`` per field) on every call; this copies the slots
-    of the old value into a fresh instance through the slot descriptors,
-    then sets the changed ones, before the new value is seen by anyone."""
-    names = tuple(f.name for f in fields(cls))
-    get = attrgetter(*names)
-    setters = tuple(getattr(cls, n).__set__ for n in names)
-    by_name = dict(zip(names, setters))
-    new = object.__new__
-
-    def evolve(obj, **changes):
-        out = new(cls)
-        for put, value in zip(setters, get(obj)):
-            put(out, value)
-        for name, value in changes.items():
-            by_name[name](out, value)
-        return out
-
-    return evolve
-
-
-_evolve_group = _evolver(MediaGroup)
-_evolve_pinhole = _evolver(Pinhole)
+def _pinhole_until(p: Pinhole, expires_at: float | None) -> Pinhole:
+    return _make_pinhole(p.id, p.call, p.group, p.kind, p.proto, p.direction, p.dst, p.to,
+                         p.src_to, expires_at)
 
 
 class SipDraft(_StateQueries):
@@ -340,17 +362,26 @@ class SipDraft(_StateQueries):
     was changed reads as its :class:`CallDraft`). Maps are still persistent
     ``immutables.Map`` values, so the state it started from is never touched
     and :meth:`freeze` shares every unchanged part. A call is copied into a
-    mutable :class:`CallDraft` once, at its first change in the run, and
-    frozen into one :class:`Call` by :meth:`freeze`: a message that emits
-    eight events of one call builds one Call and one SipState, not eight of
-    each. Collections inside a draft call are replaced, never mutated in
-    place, so a tuple read from it before an event stays what it was."""
+    mutable :class:`CallDraft` at its first change in the run, and becomes
+    a :class:`Call` at :meth:`freeze`: a message that emits eight events of
+    one call builds one Call and one SipState, not eight of each.
+    Collections inside a draft call are replaced, never mutated in place, so
+    a tuple read from it before an event stays what it was."""
 
     __slots__ = _STATE_FIELDS + ("_base", "_drafts")
 
     def __init__(self, base: SipState) -> None:
-        for put, value in zip(_DRAFT_STATE_SETTERS, _get_state(base)):
-            put(self, value)
+        self.calls = base.calls
+        self.call_index = base.call_index
+        self.group_index = base.group_index
+        self.registrations = base.registrations
+        self.reg_by_private = base.reg_by_private
+        self.reg_by_call = base.reg_by_call
+        self.reg_since = base.reg_since
+        self.reg_seq = base.reg_seq
+        self.protect = base.protect
+        self.ports = base.ports
+        self.borrowed = base.borrowed
         self._base = base
         self._drafts: dict[str, CallDraft] = {}
 
@@ -372,42 +403,42 @@ class SipDraft(_StateQueries):
         self.calls = self.calls.delete(key)
 
     def freeze(self) -> SipState:
-        """The state as a frozen value (the draft may go on changing after:
-        what it returns shares nothing mutable with it)."""
+        """The state as a frozen value. The draft may go on changing after:
+        a call changed again is copied again."""
         calls = self.calls
         for key, d in self._drafts.items():
             if calls.get(key) is d:
-                calls = calls.set(key, _freeze_call(d))
-        values = (calls,) + _get_state_rest(self)
+                d.__class__ = Call      # same slots: the draft is the Call now
+        self._drafts.clear()
         base = self._base
-        if all(a is b for a, b in zip(values, _get_state(base))):
+        if (calls is base.calls and self.call_index is base.call_index
+                and self.group_index is base.group_index
+                and self.registrations is base.registrations
+                and self.reg_by_private is base.reg_by_private
+                and self.reg_by_call is base.reg_by_call and self.reg_since is base.reg_since
+                and self.reg_seq == base.reg_seq and self.protect is base.protect
+                and self.ports is base.ports and self.borrowed is base.borrowed):
             return base
-        return _make_state(*values)
+        return _make_state(calls, self.call_index, self.group_index, self.registrations,
+                           self.reg_by_private, self.reg_by_call, self.reg_since, self.reg_seq,
+                           self.protect, self.ports, self.borrowed)
 
 
-_DRAFT_STATE_SETTERS = tuple(getattr(SipDraft, n).__set__ for n in _STATE_FIELDS)
+def _call_base(call_id: str) -> str:
+    return call_id.rpartition("@")[0] or call_id
 
 
-def _thaw_call(c: Call) -> CallDraft:
-    d = _new(CallDraft)
-    for put, value in zip(_DRAFT_CALL_SETTERS, _get_call(c)):
-        put(d, value)
-    return d
+def _index_add(index: Map, key, value) -> Map:
+    have = index.get(key, ())
+    return index if value in have else index.set(key, have + (value,))
 
 
-def _freeze_call(d: CallDraft) -> Call:
-    return _make_call(*_get_call(d))
-
-
-def _new_call(key: str, call_id: str, public_call_id: str, from_tag: str, mode: str,
-              private_ip: str | None, alg_ip: str | None, ingress: str, egress: str,
-              started_at: float, max_deadline: float) -> CallDraft:
-    d = _new(CallDraft)
-    for put, value in zip(_DRAFT_CALL_SETTERS, (
-            key, call_id, public_call_id, from_tag, mode, private_ip, alg_ip, ingress, egress,
-            started_at, max_deadline, max_deadline) + _CALL_DEFAULTS):
-        put(d, value)
-    return d
+def _index_remove(index: Map, key, value) -> Map:
+    have = index.get(key)
+    if have is None or value not in have:
+        return index
+    rest = tuple(v for v in have if v != value)
+    return index.set(key, rest) if rest else index.delete(key)
 
 
 def apply(state: SipState, event: ev.Event) -> SipState:
@@ -438,7 +469,7 @@ def fold(events, state: SipState = EMPTY) -> SipState:
 
 
 def _call_started(s: SipDraft, e: ev.CallStarted) -> None:
-    s.add_call(_new_call(e.key, e.call_id, e.public_call_id, e.from_tag, e.mode, e.private_ip,
+    s.add_call(CallDraft(e.key, e.call_id, e.public_call_id, e.from_tag, e.mode, e.private_ip,
                          e.alg_ip, e.ingress, e.egress, e.at, e.max_deadline))
     s.call_index = s.call_index.set((e.call_id, e.from_tag), e.key) \
         .set((e.public_call_id, e.from_tag), e.key)
@@ -471,10 +502,10 @@ def _binding_added(s: SipDraft, e: ev.BindingAdded) -> None:
 
 def _call_answered(s: SipDraft, e: ev.CallAnswered) -> None:
     c = s.edit_call(e.key)
-    c.groups = tuple(_evolve_group(g, media_deadline=e.media_deadline) for g in c.groups)
-    c.pinholes = tuple(_evolve_pinhole(p, expires_at=e.pinhole_expires)
-                       if p.kind == "media" and p.direction == "inbound" else p
-                       for p in c.pinholes)
+    c.groups = tuple([_group_until(g, e.media_deadline) for g in c.groups])
+    c.pinholes = tuple([_pinhole_until(p, e.pinhole_expires)
+                        if p.kind == "media" and p.direction == "inbound" else p
+                        for p in c.pinholes])
     c.phase = "confirmed"
     c.to_tag = e.to_tag
     c.teardown_at = None
@@ -525,8 +556,8 @@ def _media_released(s: SipDraft, e: ev.MediaReleased) -> None:
 
 def _media_seen(s: SipDraft, e: ev.MediaSeen) -> None:
     c = s.edit_call(e.key)
-    c.groups = tuple(_evolve_group(g, media_deadline=e.media_deadline) if g.group == e.group
-                     else g for g in c.groups)
+    c.groups = tuple([_group_until(g, e.media_deadline) if g.group == e.group else g
+                      for g in c.groups])
 
 
 def _pinhole_opened(s: SipDraft, e: ev.PinholeOpened) -> None:
