@@ -532,8 +532,9 @@ class _Message:
         b = call.binding_for_private(ip, eff)
         if b is not None:
             return b.public_ip, b.public_port
-        if ip not in self._local_ips(call):
-            return None
+        if not ((ip == call.private_ip and call.private_ip)
+                or (ip == self.src_ip and self.ctx.direction == "outbound")):
+            return None     # not in _local_ips(call)
         if field not in nat.TRANSPORT_FIELDS:
             return call.alg_ip, None
         # A transport address of the private party: bind it to a public

@@ -36,7 +36,16 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
+from gateway.construct import frozen_constructor
 from gateway.span import Edit, Span
+
+_make_edit = frozen_constructor(Edit)
+
+
+def _edit(span: Span, new: str) -> Edit:
+    """``Edit.replace(span, new)`` for text, built without the frozen
+    ``__init__`` (a message gets up to a dozen of them)."""
+    return _make_edit(span.start, span.end, new.encode("latin-1"))
 
 L2A = "L2A"
 A2L = "A2L"
@@ -123,23 +132,25 @@ def header_edits(addresses: Iterable, actions: dict[str, str],
         mapper = l2a if action == L2A else a2l
         if mapper is None:
             continue
-        port = int(ref.port.text) if ref.port is not None and ref.port.text.isdigit() else None
-        if ref.field == "via-rport":
+        field, host, pspan = ref.field, ref.host, ref.port
+        port = int(pspan.text) if pspan is not None and pspan.text.isdigit() else None
+        if field == "via-rport":
             edits.extend(_rport_edit(ref, mapper, port))
             continue
-        out = mapper(ref.field, ref.host.text, port)
+        ip = host.text
+        out = mapper(field, ip, port)
         if out is None:
             continue
         new_ip, new_port = out
-        if ref.port is not None:
-            if new_ip != ref.host.text:
-                edits.append(Edit.replace(ref.host, new_ip))
+        if pspan is not None:
+            if new_ip != ip:
+                edits.append(_edit(host, new_ip))
             if new_port is not None and new_port != port:
-                edits.append(Edit.replace(ref.port, str(new_port)))
-        elif new_port is not None and new_port != SIP_PORT and ref.field in TRANSPORT_FIELDS:
-            edits.append(Edit.replace(ref.host, f"{new_ip}:{new_port}"))
-        elif new_ip != ref.host.text:
-            edits.append(Edit.replace(ref.host, new_ip))
+                edits.append(_edit(pspan, str(new_port)))
+        elif new_port is not None and new_port != SIP_PORT and field in TRANSPORT_FIELDS:
+            edits.append(_edit(host, f"{new_ip}:{new_port}"))
+        elif new_ip != ip:
+            edits.append(_edit(host, new_ip))
     return edits
 
 
@@ -152,7 +163,7 @@ def _rport_edit(ref, mapper: Mapper, port: int | None) -> list[Edit]:
     out = mapper("via-rport", ref.host.text, port)
     if out is None or out[1] is None or out[1] == port:
         return []
-    return [Edit.replace(ref.port, str(out[1]))]
+    return [_edit(ref.port, str(out[1]))]
 
 
 def dedupe(edits: Iterable[Edit]) -> list[Edit]:
@@ -173,7 +184,7 @@ def sdp_edits(sd, alg_ip: str, local: set[str], ports: dict[int, int],
 
     def addr(span: Span | None) -> None:
         if span is not None and span.text in local and span.text != alg_ip:
-            edits.append(Edit.replace(span, alg_ip))
+            edits.append(_edit(span, alg_ip))
 
     addr(sd.origin_addr)
     if sd.session_conn is not None:
@@ -182,14 +193,14 @@ def sdp_edits(sd, alg_ip: str, local: set[str], ports: dict[int, int],
         if m.conn is not None:
             addr(m.conn.addr)
         if i in rejected:
-            edits.append(Edit.replace(m.port_span, "0"))
+            edits.append(_edit(m.port_span, "0"))
             continue
         pub = ports.get(i)
         if pub is None:
             continue
         if pub != m.port:
-            edits.append(Edit.replace(m.port_span, str(pub)))
+            edits.append(_edit(m.port_span, str(pub)))
         if m.rtcp_port_span is not None and m.rtcp_port != pub + 1:
-            edits.append(Edit.replace(m.rtcp_port_span, str(pub + 1)))
+            edits.append(_edit(m.rtcp_port_span, str(pub + 1)))
         addr(m.rtcp_addr)
     return dedupe(edits)
