@@ -19,6 +19,7 @@ Manual references are to chapter 2 of the ScreenOS guide.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Callable
 
 from gateway.config.model import SipSettings
@@ -29,8 +30,9 @@ from gateway.sip import parse_message, rewrite_message
 from gateway.sip import events as ev
 from gateway.sip import nat
 from gateway.sip.portmap import allocate_pair, allocate_port
-from gateway.sip.state import EMPTY, Call, Pinhole, SipDraft, SipState, _call_base, apply, apply_to
-from gateway.sip.transitions import lookup, request_trigger, response_trigger
+from gateway.sip.state import (EMPTY, HANDLERS, Call, Pinhole, SipDraft, SipState, _call_base,
+                               apply)
+from gateway.sip.transitions import TABLE, lookup, request_trigger, response_trigger
 from gateway.span import Edit
 from gateway.alg_result import Result, Run, Timer
 
@@ -132,7 +134,7 @@ class _Run(Run):
         if d is None:
             d = self.draft = SipDraft(self.st)
             self.st = d
-        apply_to(d, e)
+        HANDLERS[type(e)](d, e)      # state.apply_to, without its check
         self.events.append(e)
 
     def snapshot(self) -> SipState:
@@ -343,7 +345,7 @@ class _Message:
                     self.check_invite_transaction(call)
         t = lookup(phase, trigger)
         for action in t.actions:
-            getattr(self, "do_" + action)()
+            _ACTIONS[action](self)
 
     def is_forward(self, call: Call) -> bool:
         # The same INVITE (no To tag yet) leaving by the interface its caller
@@ -943,6 +945,11 @@ class _Message:
                           expires)
 
 
+# The transition table's actions, as methods of _Message.
+_ACTIONS = {a: getattr(_Message, "do_" + a) for t in TABLE.values() for a in t.actions}
+
+
+@lru_cache(maxsize=1024)
 def _is_ipv4(text: str) -> bool:
     parts = text.split(".")
     return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)

@@ -680,3 +680,5 @@ _HANDLERS = {
     ev.ProtectDenyAdded: _protect_added,
     ev.ProtectDenyExpired: _protect_expired,
 }
+# Event class -> its in-place fold into a SipDraft (what apply_to runs).
+HANDLERS = _HANDLERS
