@@ -31,6 +31,31 @@ _LF_LINES_RE = re.compile(
     r"\n(?:([ocm])=([^\r\n]*)|a=(rtcp:[^\r\n]*|sendrecv|sendonly|recvonly|inactive)[ \t]*)\r?(?=\n|\Z)", re.ASCII)
 
 
+# The plain session description, read whole by one pattern (most calls):
+# CRLF line ends, "v=" then "o=<five fields> <address>", at most one
+# session-level "c=<nettype> IP4 <dotted quad>" and one direction, then one
+# m= section ("m=<media> <port>[/<count>] <proto>[ <fmt list>]") with at most
+# one c= of that plain shape and one direction; no a=rtcp, no empty line.
+# Every other line is "<type>=<value>" with a type that is not a, c, m, o, or
+# an a= line that is neither a=rtcp nor a direction. What this pattern
+# accepts, the line-by-line reading below accepts too and reads the same way
+# (tests/test_sdp_parse_plain.py holds them equal); anything else is read
+# line by line. Groups: 1 origin address; 2 session c= address, 3 its first
+# octet; 4 session direction; 5 media, 6 port, 7 count, 8 proto, 9 formats
+# (with the space before them); 10 media c= address, 11 its first octet;
+# 12 media direction.
+_PLAIN_OTHER = (r"(?:[bd-lnp-z]=[^\r\n]*\r\n"
+                r"|a=(?!(?:rtcp:[^\r\n]*|sendrecv|sendonly|recvonly|inactive)[ \t]*\r\n)[^\r\n]*\r\n)*")
+_PLAIN_DIR = r"(?:a=(sendrecv|sendonly|recvonly|inactive)[ \t]*\r\n)?"
+_PLAIN_CONN = r"(?:c=[^ \r\n]+ IP4 (([0-9]{1,3})\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})\r\n)?"
+_PLAIN_SDP = re.compile(
+    r"v=[^\r\n]*\r\n"
+    r"o=(?:[^ \r\n]* ){5}([^ \r\n]+)\r\n"
+    + _PLAIN_OTHER + _PLAIN_CONN + _PLAIN_OTHER + _PLAIN_DIR + _PLAIN_OTHER
+    + r"m=([^ \r\n]+) ([0-9]{1,5})(?:/([0-9]{1,5}))? ([^ \r\n]+)((?: [^\r\n]*)?)\r\n"
+    + _PLAIN_OTHER + _PLAIN_CONN + _PLAIN_OTHER + _PLAIN_DIR + _PLAIN_OTHER, re.ASCII).fullmatch
+
+
 @dataclass(frozen=True, slots=True)
 class Connection:
     """A c= line: ``c=<nettype> <addrtype> <addr>[/<ttl>][/<count>]``."""
@@ -145,6 +170,44 @@ def parse_sdp(body: bytes, base: int = 0) -> SessionDescription:
     ``<type>=<value>`` or when an o=, c=, m= or a=rtcp line is malformed."""
     if not isinstance(body, bytes):
         body = bytes(body)
+    text = body.decode("latin-1")
+    plain = _PLAIN_SDP(text)
+    if plain is not None:
+        sd = _plain_sdp(text, plain, base)
+        if sd is not None:
+            return sd
+    return _parse_lines(body, text, base)
+
+
+def _plain_sdp(text: str, m: re.Match, base: int) -> SessionDescription | None:
+    """The description matched by _PLAIN_SDP; None when its port is above
+    65535 (the line-by-line reading says why it is refused)."""
+    (origin, s_addr, s_octet, s_dir, kind, port, count, proto, fmts, m_addr, m_octet,
+     m_dir) = m.groups()
+    port_number = int(port)
+    if port_number > 65535:
+        return None
+    start = m.start(1)
+    origin_span = _mk_span(base + start, base + start + len(origin), origin)
+    session_conn = conn = None
+    if s_addr is not None:
+        start = m.start(2)
+        session_conn = _mk_conn(_mk_span(base + start, base + start + len(s_addr), s_addr), "IP4",
+                                224 <= int(s_octet) <= 239, None, None)
+    if m_addr is not None:
+        start = m.start(10)
+        conn = _mk_conn(_mk_span(base + start, base + start + len(m_addr), m_addr), "IP4",
+                        224 <= int(m_octet) <= 239, None, None)
+    session_dir = s_dir or "sendrecv"
+    start = m.start(6)
+    media = _mk_media(kind, port_number, _mk_span(base + start, base + start + len(port), port),
+                      int(count) if count else 1, proto, tuple(filter(None, fmts[1:].split(" "))) if fmts else (),
+                      conn, None, None, None, m_dir or session_dir, session_conn)
+    return _mk_sd(origin_span, session_conn, (media,), session_dir)
+
+
+def _parse_lines(body: bytes, text: str, base: int) -> SessionDescription:
+    """parse_sdp line by line (``text`` is ``body`` decoded as latin-1)."""
     # Every line is "<type>=<value>" (RFC 4566 5) or empty; a CR not ending a
     # line would hide a line from a CRLF-or-LF reader, so it is refused.
     # (The scans look for LF rather than use "^" with re.M, which tries
@@ -162,7 +225,7 @@ def parse_sdp(body: bytes, base: int = 0) -> SessionDescription:
     # search only to say where).
     if body.count(b"\r") != body.count(b"\r\n"):
         raise _bad("line (lone CR)", base + _LONE_CR_RE.search(body).start())
-    text = "\n" + body.decode("latin-1")
+    text = "\n" + text
     base -= 1
     origin = None
     session_conn = None
