@@ -298,9 +298,10 @@ _F_REQUEST_LINE = re.compile(
 ).fullmatch
 # Status-Line. Groups: 1 code, 2 reason.
 _F_STATUS_LINE = re.compile(r"[Ss][Ii][Pp]/2\.0 ([1-9][0-9][0-9])(?: ([^\r]*))?").fullmatch
-_IPV4_MATCH = re.compile(
-    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}\Z"
-).match
+_IPV4 = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}"
+_IPV4_MATCH = re.compile(_IPV4 + r"\Z").match
+# _CALLID_HOST_RE whose host is an IPv4 address, in one match.
+_CALLID_IPV4 = re.compile(r"@(" + _IPV4 + r")(?::([0-9]{1,5}))?\Z").match
 
 
 def _fast_elem(text: str, s: int, e: int, field: str, hi: int, addresses: list):
@@ -398,15 +399,21 @@ def _fast_via(text: str, s: int, e: int, hi: int, addresses: list):
 def parse_message(data: bytes) -> SipMessage:
     """Parse one SIP message (a UDP datagram, or one framed by
     :func:`frame_stream`). Raises :class:`RemoteProtocolError` only."""
-    return _parse(data, True)
-
-
-def _parse(data: bytes, fast: bool) -> SipMessage:
-    """:func:`parse_message`; with ``fast`` false every field takes the
-    general path (the reference the fast paths are tested against)."""
     if not isinstance(data, bytes):
         data = bytes(data)
-    if fast:
+    msg = _quick(data)
+    if msg is not None:
+        return msg
+    return _parse(data, True, False)
+
+
+def _parse(data: bytes, fast: bool, quick: bool = True) -> SipMessage:
+    """:func:`parse_message`; with ``fast`` false every field takes the
+    general path (the reference the fast paths are tested against); with
+    ``quick`` false the one-pass reading is not tried first."""
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    if fast and quick:
         msg = _quick(data)
         if msg is not None:
             return msg
@@ -998,8 +1005,8 @@ def _quick(data: bytes) -> SipMessage | None:
                 return None
             call_id = value
             at = value.rfind("@")
-            cm = _CALLID_HOST_RE.match(value, at) if at >= 0 else None
-            if cm is not None and _IPV4_MATCH(cm.group(1)) is not None:
+            cm = _CALLID_IPV4(value, at) if at >= 0 else None
+            if cm is not None:
                 ms = item.start()
                 hi += text.count("\n", last, ms)
                 last = ms
@@ -1013,10 +1020,11 @@ def _quick(data: bytes) -> SipMessage | None:
             cm = _CSEQ_RE.match(text, vs, ve)
             if cseq is not None or cm is None:
                 return None
-            num = cm.group(1)
-            if len(num) > 10 or int(num) >= 2**31:
+            num, cseq_method = cm.groups()
+            number = int(num)
+            if len(num) > 10 or number >= 2**31:
                 return None
-            cseq = (int(num), cm.group(2))
+            cseq = (number, cseq_method)
         elif name == "contact" or name == "route" or name == "record-route":
             ms = item.start()
             hi += text.count("\n", last, ms)
