@@ -331,6 +331,47 @@ def test_split_register_is_held_and_leaves_whole():
 
 # ------------------------------------------------------------------ seqadj
 
+def _reference_fold(events, limit):
+    """The connection table as a plain insertion-ordered dict (oldest
+    adjusted first, evicted first): what TcpState must agree with."""
+    conns: dict = {}
+    for e in events:
+        sides = dict(conns.pop(e.conn, ()))
+        sides[e.sender] = seqadj.add(sides.get(e.sender, seqadj.NONE), e.position, e.change)
+        conns[e.conn] = tuple(sorted(sides.items()))
+        while len(conns) > limit:
+            del conns[next(iter(conns))]
+    return conns
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 9), st.sampled_from(["a", "b"]), st.integers(0, 5000),
+                          st.integers(-50, 50)), max_size=60),
+       st.integers(1, 6))
+def test_tcp_state_keeps_the_most_recently_adjusted_connections(adjustments, limit):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(seqadj, "MAX_CONNECTIONS", limit)
+        _check_tcp_state(adjustments, limit)
+
+
+def _check_tcp_state(adjustments, limit):
+    events = [seqadj.TcpSeqAdjusted(f"c{c}", sender, pos, change)
+              for c, sender, pos, change in adjustments]
+    state = seqadj.EMPTY
+    for i, e in enumerate(events):
+        state = seqadj.apply(state, e)
+        want = _reference_fold(events[:i + 1], limit)
+        assert dict(state.conns.items()) == want
+        assert set(state.order.keys()) == set(want) == set(state.by_order.values())
+        for conn in want:
+            assert state.adjustments(conn) == dict(want[conn])
+    # The fold is a value: the same events give an equal state.
+    again = seqadj.EMPTY
+    for e in events:
+        again = seqadj.apply(again, e)
+    assert again == state
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 1500), st.integers(-200, 200)), max_size=40),
        st.integers(0, (1 << 32) - 1))

@@ -32,7 +32,9 @@ a new active rebuilds its stream trackers."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from immutables import Map
 
 from gateway.events import Event, event
 
@@ -115,11 +117,25 @@ class TcpSeqAdjusted(Event):
         return f"tcp/{self.conn}"
 
 
+_EMPTY_MAP: Map = Map()
+
+
 @dataclass(frozen=True, slots=True)
 class TcpState:
-    """``conns``: connection name -> ((sender, Adjust), ...)."""
+    """``conns``: connection name -> ((sender, Adjust), ...).
 
-    conns: dict = field(default_factory=dict)
+    Persistent maps (``immutables.Map``), so that an event of one connection
+    among thousands costs O(log n), not a copy of every connection's entry.
+    "The oldest-adjusted goes first" is kept by an ordinal per adjustment:
+    ``order`` (conn -> its latest ordinal) and ``by_order`` (ordinal -> conn);
+    ``oldest`` is at or below every live ordinal, so eviction walks each
+    ordinal at most once over the state's life."""
+
+    conns: Map = _EMPTY_MAP
+    order: Map = _EMPTY_MAP
+    by_order: Map = _EMPTY_MAP
+    next: int = 0
+    oldest: int = 0
 
     def adjustments(self, conn: str) -> dict[str, Adjust]:
         return dict(self.conns.get(conn, ()))
@@ -131,10 +147,23 @@ EMPTY = TcpState()
 def apply(state: TcpState, e: Event) -> TcpState:
     if not isinstance(e, TcpSeqAdjusted):
         raise TypeError(f"the tcp state folds no {e.TYPE!r}")
-    conns = dict(state.conns)
-    sides = dict(conns.pop(e.conn, ()))
+    sides = dict(state.conns.get(e.conn, ()))
     sides[e.sender] = add(sides.get(e.sender, NONE), e.position, e.change)
-    conns[e.conn] = tuple(sorted(sides.items()))
+    conns = state.conns.set(e.conn, tuple(sorted(sides.items())))
+    order, by_order = state.order, state.by_order
+    before = order.get(e.conn)
+    if before is not None:
+        by_order = by_order.delete(before)
+    n = state.next
+    order = order.set(e.conn, n)
+    by_order = by_order.set(n, e.conn)
+    oldest = state.oldest
     while len(conns) > MAX_CONNECTIONS:
-        del conns[next(iter(conns))]
-    return TcpState(conns)
+        while oldest not in by_order:
+            oldest += 1
+        victim = by_order[oldest]
+        conns = conns.delete(victim)
+        order = order.delete(victim)
+        by_order = by_order.delete(oldest)
+        oldest += 1
+    return TcpState(conns, order, by_order, n + 1, oldest)
