@@ -18,6 +18,8 @@ import struct
 import threading
 from typing import Any, Callable
 
+from actors.thread_names import name_native_thread
+
 log = logging.getLogger("gateway.control")
 
 Handler = Callable[[str, dict], Any]
@@ -89,6 +91,7 @@ class ControlServer:
         return False
 
     def _serve(self) -> None:
+        name_native_thread()
         while not self._stop.is_set():
             try:
                 conn, _ = self._sock.accept()

@@ -54,6 +54,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterable
 
 from actors.nfq_verdicts import BatchedVerdicts, PacketVerdicts
+from actors.thread_names import name_native_thread
 from gateway.datapath import Alg, Datapath, Drop, Forward
 from gateway.datapath.fastpath import FastPath
 
@@ -358,6 +359,7 @@ class NfqueueWorker:
             pass                      # a wake-up is already pending
 
     def _run(self) -> None:
+        name_native_thread()
         nfq = self._nfq
         fd = nfq.get_fd()
         next_house = self.clock() + self.housekeeping_interval

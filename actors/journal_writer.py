@@ -24,6 +24,8 @@ import threading
 import time
 from typing import Callable
 
+from actors.thread_names import name_native_thread
+
 log = logging.getLogger("gateway.journal")
 
 Callback = Callable[[list], None]
@@ -83,6 +85,7 @@ class JournalWriter:
 
     # --------------------------------------------------------------- loops
     def _write_loop(self) -> None:
+        name_native_thread()
         while True:
             item = self._q.get()
             if item is None:
@@ -143,6 +146,7 @@ class JournalWriter:
             self._pending_cv.notify_all()
 
     def _complete_loop(self) -> None:
+        name_native_thread()
         while True:
             with self._pending_cv:
                 while not self._pending and not self._stop:

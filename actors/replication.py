@@ -35,6 +35,7 @@ from typing import Callable
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
+from actors.thread_names import name_native_thread
 from journal.replication import (Ack, Batch, Handover, Heartbeat, Hello, ProtocolViolation, Receiver,
                                  Refused, Sender, Taken, decode, encode, frame_mark, hello_verdict)
 
@@ -257,6 +258,7 @@ class Replicator:
             log.exception("replication: HA trigger %s failed", args[0])
 
     def _run(self) -> None:
+        name_native_thread()
         try:
             wake_rx = self._ctx.socket(zmq.PAIR)
             wake_rx.setsockopt(zmq.LINGER, 0)

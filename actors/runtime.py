@@ -46,6 +46,8 @@ from typing import Any, ClassVar, Callable, Iterable, Self
 import pykka
 from pykka import ActorDeadError, ActorRef, Timeout, messages
 
+from actors.thread_names import name_native_thread
+
 __all__ = [
     "DEFAULT_BATCH",
     "DEFAULT_THREADS",
@@ -292,6 +294,7 @@ class DispatcherPool:
 
     # -- the dispatcher threads ----------------------------------------
     def _run(self) -> None:
+        name_native_thread()
         _dispatcher_idents.add(threading.get_ident())
         try:
             get = self._run_queue.get

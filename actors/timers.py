@@ -25,6 +25,8 @@ from typing import Any, Callable, Hashable, Iterable, NamedTuple
 
 from pykka import ActorDeadError, ActorRef
 
+from actors.thread_names import name_native_thread
+
 __all__ = ["TimerFired", "TimerService", "TimerSpec"]
 
 logger = logging.getLogger(__name__)
@@ -216,6 +218,7 @@ class TimerService:
             thread.join(timeout)
 
     def _run(self) -> None:
+        name_native_thread()
         while True:
             with self._cond:
                 if self._stopping:
