@@ -378,13 +378,20 @@ class DispatcherPool:
 
 class _Tombstone:
     """Stands in a stopped actor's mailbox for it: enough to answer late
-    messages with ActorDeadError."""
+    messages with ActorDeadError.
+
+    It keeps the ref's text, not the ref: the ref holds the mailbox, so a
+    tombstone holding the ref made mailbox -> tombstone -> ref -> mailbox a
+    reference cycle per stopped actor, which only the cyclic collector could
+    free. Under call load (~7 entity actors per call) those cycles filled the
+    young generations, and a collection walking them held every thread for
+    ~0.6 s, the heartbeat loss time of the pair (ops/gatewayd.py GcPauses)."""
 
     __slots__ = ("actor_stopped", "actor_ref", "_name")
 
     def __init__(self, actor: Any) -> None:
         self.actor_stopped = actor.actor_stopped
-        self.actor_ref = actor.actor_ref
+        self.actor_ref = str(actor.actor_ref)
         self._name = str(actor)
 
     def __str__(self) -> str:

@@ -385,3 +385,32 @@ def test_late_message_racing_the_stop_is_answered(pool):
     ref.actor_inbox.put(Envelope("late", reply_to=future))
     with pytest.raises(pykka.ActorDeadError):
         future.get(timeout=5)
+
+
+def test_a_stopped_actor_leaves_no_reference_cycle(pool):
+    """Once stopped and its refs dropped, an actor is freed by reference
+    counting alone: nothing is left for the cyclic collector, whose pauses
+    hold every thread of a node (ops/gatewayd.py GcPauses)."""
+    import gc
+
+    Recorder = make_recorder(pool)
+    warm = Recorder.start()
+    warm.stop()
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        refs = [Recorder.start(tag=i) for i in range(50)]
+        for r in refs:
+            r.tell("hello")
+        for r in refs:
+            r.stop()
+        del refs, r
+        gc.collect()
+        left = [type(o).__name__ for o in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert left == []
+    # The tombstone still answers a late message as from a dead actor.
+    with pytest.raises(pykka.ActorDeadError, match="Recorder"):
+        warm.ask("late", timeout=1)
