@@ -27,6 +27,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 
 log = logging.getLogger("gatewayd")
 
@@ -229,6 +230,49 @@ def tune_gc(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*thresholds)
+    watch_gc_pauses()
+
+
+# A collection holds the GIL: every thread of the node (the NFQUEUE worker,
+# the actors, the heartbeats of replication) stands still for its length. A
+# pause near the heartbeat loss time (3 x 200 ms) looks like a dead node to
+# the peer, so long ones are logged with what they were.
+GC_PAUSE_WARN = 0.05
+
+
+class GcPauses:
+    """gc.callbacks hook: collections longer than ``warn_after`` seconds are
+    logged at WARNING (generation, pause, objects collected) and counted."""
+
+    def __init__(self, logger: logging.Logger, warn_after: float = GC_PAUSE_WARN,
+                 clock=time.perf_counter) -> None:
+        self.log = logger
+        self.warn_after = warn_after
+        self.clock = clock
+        self.long_pauses = 0
+        self.longest = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = self.clock()
+            return
+        took = self.clock() - self._started
+        self.longest = max(self.longest, took)
+        if took >= self.warn_after:
+            self.long_pauses += 1
+            self.log.warning("gc: generation %d collection held every thread for %.0f ms "
+                             "(%d objects collected, %d uncollectable)", info.get("generation", -1),
+                             took * 1000, info.get("collected", 0), info.get("uncollectable", 0))
+
+
+def watch_gc_pauses(warn_after: float = GC_PAUSE_WARN) -> GcPauses:
+    for cb in list(gc.callbacks):
+        if isinstance(cb, GcPauses):
+            gc.callbacks.remove(cb)
+    watcher = GcPauses(log, warn_after)
+    gc.callbacks.append(watcher)
+    return watcher
 
 
 def _preload_scapy() -> None:
