@@ -35,7 +35,8 @@ class JournalWriter:
     def __init__(self, journal, *, epoch: Callable[[], int], replicator=None,
                  mode: str = "sync", max_batch: int = 1000, ack_timeout: float = 0.5,
                  clock: Callable[[], float] = time.time,
-                 on_appended: Callable[[list], None] | None = None) -> None:
+                 on_appended: Callable[[list], None] | None = None,
+                 on_failed: Callable[[BaseException], None] | None = None) -> None:
         self.journal = journal
         self.epoch = epoch
         self.replicator = replicator
@@ -44,6 +45,10 @@ class JournalWriter:
         self.ack_timeout = ack_timeout
         self.clock = clock
         self.on_appended = on_appended
+        # Told of every failed append (after the batch's callbacks got None):
+        # the node decides what a journal it can no longer write means.
+        self.on_failed = on_failed
+        self.failures = 0
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._pending: collections.deque = collections.deque()
         self._pending_cv = threading.Condition()
@@ -106,11 +111,14 @@ class JournalWriter:
             flat = [(ev, now) for evs, _cb in items for ev in evs]
             try:
                 records = self.journal.append_batch(flat, self.epoch()) if flat else []
-            except Exception:
+            except Exception as exc:
                 log.exception("journal: append of %d events failed; their packets are dropped", len(flat))
+                self.failures += 1
                 for _evs, cb in items:
                     if cb:
                         self._safe(cb, None)
+                if self.on_failed is not None:
+                    self._safe(self.on_failed, exc)
                 if stop:
                     self._finish()
                     return

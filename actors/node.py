@@ -58,6 +58,7 @@ class _Unchanged:
 
 
 _KEEPALIVE = _Unchanged()
+JOURNAL_FAILED_DROP = "journal: the message's events could not be written"
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +156,9 @@ class Node:
         self._media_pending: dict[str, float] = {}
         self.replicator = replicator_factory(self) if replicator_factory else None
         self.writer = JournalWriter(self.journal, epoch=lambda: self.role.epoch,
-                                    replicator=self.replicator, mode=self.mode, clock=clock)
+                                    replicator=self.replicator, mode=self.mode, clock=clock,
+                                    on_failed=self._journal_failed)
+        self._journal_handover_asked = False
         self._recover()
 
     # ------------------------------------------------------------ lifecycle
@@ -462,7 +465,26 @@ class Node:
             self.counters[f"{adapter.name}_dropped"] = self.counters.get(f"{adapter.name}_dropped", 0) + 1
             w.done(self._drop(w.outcome, r.reason))
             return
-        self._commit(r, lambda _recs: self._release(w, r, adapter))
+        self._commit(r, lambda recs: self._release(w, r, adapter) if recs is not None
+                     else w.done(self._drop(w.outcome, JOURNAL_FAILED_DROP)))
+
+    def _journal_failed(self, exc: BaseException) -> None:
+        """The journal refused a batch (a failed write or fsync marks it
+        failed for good: journal.store). The messages of that batch were
+        dropped, not forwarded: forwarding what the journal does not hold
+        would give the standby, and a restart, a state the calls never had.
+        An active node with a standby hands the calls over to it, once (the
+        standby holds every acknowledged record); without one it stays, and
+        every signalling message it cannot journal is dropped with this
+        reason, while established media keeps flowing."""
+        self.counters["journal_failures"] = self.counters.get("journal_failures", 0) + 1
+        if (self.replicator is None or self.role.role != "active"
+                or self._journal_handover_asked):
+            return
+        self._journal_handover_asked = True
+        log.error("node %s: journal failed (%s); handing over to the standby", self.node_id, exc)
+        threading.Thread(target=self.on_trigger, args=("failover_requested",), daemon=True,
+                         name="journal-failover").start()
 
     def _release(self, w: SipWork, r, adapter=SipAdapter) -> None:
         name = f"{adapter.name}_forwarded"
