@@ -49,6 +49,7 @@ class JournalWriter:
         # the node decides what a journal it can no longer write means.
         self.on_failed = on_failed
         self.failures = 0
+        self.stale_steps = 0
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._pending: collections.deque = collections.deque()
         self._pending_cv = threading.Condition()
@@ -79,8 +80,14 @@ class JournalWriter:
 
     def submit(self, events: list, callback: Callback | None = None) -> None:
         """Journal ``events`` (one entity step); ``callback(records)`` runs on
-        completion (see the module docstring for what completion means)."""
-        self._q.put((events, callback))
+        completion (see the module docstring for what completion means).
+
+        The events are written only in the epoch they were computed in: a
+        step submitted by an active node that is demoted before the writer
+        reaches it completes with ``None`` (its packet is not forwarded)
+        instead of entering the journal under the peer's newer epoch, where
+        only a divergence cut on rejoining would have removed it."""
+        self._q.put((events, callback, self.epoch()))
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything submitted so far is complete (for handover)."""
@@ -107,14 +114,17 @@ class JournalWriter:
                     stop = True
                     break
                 items.append(nxt)
+            epoch = self.epoch()
+            if any(evs and e != epoch for evs, _cb, e in items):
+                items = self._drop_stale(items, epoch)
             now = self.clock()
-            flat = [(ev, now) for evs, _cb in items for ev in evs]
+            flat = [(ev, now) for evs, _cb, _e in items for ev in evs]
             try:
-                records = self.journal.append_batch(flat, self.epoch()) if flat else []
+                records = self.journal.append_batch(flat, epoch) if flat else []
             except Exception as exc:
                 log.exception("journal: append of %d events failed; their packets are dropped", len(flat))
                 self.failures += 1
-                for _evs, cb in items:
+                for _evs, cb, _e in items:
                     if cb:
                         self._safe(cb, None)
                 if self.on_failed is not None:
@@ -131,7 +141,7 @@ class JournalWriter:
                 self.replicator.notify_appended()
             # Split the records back to their producers, in order.
             out, i = [], 0
-            for evs, cb in items:
+            for evs, cb, _e in items:
                 out.append((cb, records[i:i + len(evs)]))
                 i += len(evs)
             if self._waits_for_acks:
@@ -146,6 +156,20 @@ class JournalWriter:
             if stop:
                 self._finish()
                 return
+
+    def _drop_stale(self, items: list, epoch: int) -> list:
+        """Complete with None the steps computed in another epoch; the rest."""
+        keep, stale = [], []
+        for item in items:
+            (stale if item[0] and item[2] != epoch else keep).append(item)
+        self.stale_steps += len(stale)
+        log.warning("journal: %d step(s) computed in epoch %s not written in epoch %d; "
+                    "their packets are dropped", len(stale),
+                    "/".join(sorted({str(e) for _evs, _cb, e in stale})), epoch)
+        for _evs, cb, _e in stale:
+            if cb:
+                self._safe(cb, None)
+        return keep
 
     def _finish(self) -> None:
         # The completion thread ends once it has completed everything before this.

@@ -466,7 +466,12 @@ class Node:
             w.done(self._drop(w.outcome, r.reason))
             return
         self._commit(r, lambda recs: self._release(w, r, adapter) if recs is not None
-                     else w.done(self._drop(w.outcome, JOURNAL_FAILED_DROP)))
+                     else w.done(self._drop(w.outcome, self._unwritten_reason())))
+
+    def _unwritten_reason(self) -> str:
+        # The writer refused the step: computed before a demotion (written
+        # only in its own epoch: actors/journal_writer.py), or a failed journal.
+        return JOURNAL_FAILED_DROP if self.role.role == "active" else "standby: not forwarding"
 
     def _journal_failed(self, exc: BaseException) -> None:
         """The journal refused a batch (a failed write or fsync marks it

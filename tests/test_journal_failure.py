@@ -90,3 +90,55 @@ def test_an_active_node_with_a_standby_hands_over_once(tmp_path):
     finally:
         node.replicator = None
         node.stop()
+
+
+class GatedJournal:
+    """Records what it is asked to append, holding the first append until
+    released (so steps can queue up behind it)."""
+
+    def __init__(self) -> None:
+        self.head = 0
+        self.appended: list[tuple[list, int]] = []
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def append_batch(self, items, epoch):
+        self.entered.set()
+        assert self.gate.wait(5)
+        self.appended.append(([ev for ev, _t in items], epoch))
+        out = []
+        for ev, _t in items:
+            self.head += 1
+            out.append((self.head, ev))
+        return out
+
+
+def test_a_step_is_written_only_in_the_epoch_it_was_computed_in():
+    """An active node demoted between a step and its write: the step's events
+    do not enter the journal under the peer's newer epoch (its packet is not
+    forwarded); steps of the new epoch are written."""
+    epoch = [1]
+    j = GatedJournal()
+    w = JournalWriter(j, epoch=lambda: epoch[0])
+    w.start()
+    try:
+        got: dict[str, object] = {}
+        done = {k: threading.Event() for k in ("first", "stale", "fresh")}
+
+        def cb(name):
+            return lambda recs: (got.__setitem__(name, recs), done[name].set())
+
+        w.submit(["e1"], cb("first"))                # written in epoch 1
+        assert j.entered.wait(5)
+        w.submit(["e2"], cb("stale"))                # computed in epoch 1 ...
+        epoch[0] = 2                                 # ... demoted before its write
+        w.submit(["e3"], cb("fresh"))                # computed in epoch 2
+        j.gate.set()
+        for e in done.values():
+            assert e.wait(5)
+        assert j.appended == [(["e1"], 1), (["e3"], 2)]
+        assert got["stale"] is None and got["first"] and got["fresh"]
+        assert w.stale_steps == 1 and w.failures == 0
+    finally:
+        j.gate.set()
+        w.stop()
