@@ -641,26 +641,30 @@ def _parse(data: bytes, fast: bool, quick: bool = True) -> SipMessage:
     else:
         body = data[body_offset:]
 
-    sdp = None
-    if not body:
-        body_kind = "none"
-    elif content_type == "application/sdp" and content_encoding in (None, "identity"):
-        sdp = parse_sdp(body, body_offset)
-        body_kind = "sdp"
-    elif content_type is not None and content_type.startswith("multipart/"):
-        body_kind = "multipart"
-    elif content_type == "application/pkcs7-mime":
-        # S/MIME (RFC 3261 23): the ALG cannot read it and lets it pass
-        # (manual chapter 2, note on encrypted SDP).
-        body_kind = "encrypted"
-    else:
-        body_kind = "other"
+    body_kind = _body_kind(body, content_type, content_encoding)
+    sdp = parse_sdp(body, body_offset) if body_kind == "sdp" else None
 
     return _mk_msg(
         data, is_request, method, request_uri, status_code, reason,
         call_id, from_tag, to_tag, cseq, via_branch, expires, tuple(contacts),
         session_expires, content_type, content_length, body_offset, body, sdp,
         body_kind, tuple(addresses), (le + 1, hdr_end), [lines], cl_value)
+
+
+def _body_kind(body: bytes, content_type: str | None, content_encoding: str | None) -> str:
+    """What the ALG can do with a body: ``sdp`` (read and rewritten),
+    ``none``, ``multipart``, ``encrypted`` or ``other`` (passed as is)."""
+    if not body:
+        return "none"
+    if content_type == "application/sdp" and content_encoding in (None, "identity"):
+        return "sdp"
+    if content_type is not None and content_type.startswith("multipart/"):
+        return "multipart"
+    if content_type == "application/pkcs7-mime":
+        # S/MIME (RFC 3261 23): the ALG cannot read it and lets it pass
+        # (manual chapter 2, note on encrypted SDP).
+        return "encrypted"
+    return "other"
 
 
 def _start_line(line: str, pos: int, addresses: list):
@@ -1073,21 +1077,13 @@ def _quick(data: bytes) -> SipMessage | None:
         body = data[body_offset:body_offset + content_length]
     else:
         body = data[body_offset:]
+    body_kind = _body_kind(body, content_type, content_encoding)
     sdp = None
-    if not body:
-        body_kind = "none"
-    elif content_type == "application/sdp" and content_encoding in (None, "identity"):
+    if body_kind == "sdp":
         try:
             sdp = parse_sdp(body, body_offset)
         except RemoteProtocolError:
-            return None
-        body_kind = "sdp"
-    elif content_type is not None and content_type.startswith("multipart/"):
-        body_kind = "multipart"
-    elif content_type == "application/pkcs7-mime":
-        body_kind = "encrypted"
-    else:
-        body_kind = "other"
+            return None         # the general reading raises it, with its reason
     return _mk_msg(
         data, is_request, method, request_uri, status_code, reason,
         call_id, from_tag, to_tag, cseq, via_branch, expires, tuple(contacts),
