@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -62,12 +63,16 @@ WHY = _why_not()
 
 
 class Captures:
-    """tcpdump on every segment's bridge, in the switch namespace."""
+    """tcpdump of ``bpf`` (default UDP) on every segment's bridge, in the
+    switch namespace (the pair's HA link is not a segment). Immediate mode: by
+    default libpcap hands packets over in blocks (up to a second late), and
+    a stop right after the calls would lose their last BYEs."""
 
-    def __init__(self, plan: Plan, d: Path) -> None:
+    def __init__(self, plan: Plan, d: Path, bpf: str = "udp") -> None:
         self.files = {s.bridge: d / f"{s.bridge}.pcap" for s in plan.segments}
         self.procs = [subprocess.Popen(netns.ns_cmd(plan.switch, "tcpdump", "-i", br, "-U", "-n",
-                                                    "-s", "0", "-w", str(f), "udp"),
+                                                    "--immediate-mode",
+                                                    "-s", "0", "-w", str(f), bpf),
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                       for br, f in self.files.items()]
         deadline = time.monotonic() + 5
@@ -76,6 +81,7 @@ class Captures:
         time.sleep(0.2)
 
     def stop(self) -> None:
+        time.sleep(0.3)         # what is in flight reaches the capture
         for p in self.procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
@@ -155,16 +161,19 @@ def _wait_no_pinholes(state, timeout: float = PINHOLE_GRACE) -> list:
     return rows
 
 
-@pytest.fixture
-def lab(tmp_path):
+@contextmanager
+def lab_of(tmp_path: Path, prefix: str):
+    """A lab of namespaces named ``<prefix><pid>-*``: yields ``make(path)``,
+    which builds it from the configuration at ``path`` with the gatewayd
+    pair and returns (config, plan, lab state). Torn down however the block
+    ends, the nodes' logs left in ``tmp_path`` for a failing run."""
     if WHY:
         pytest.skip(f"end-to-end lab unavailable: {WHY}")
-    name = f"e{os.getpid() % 10000}"
+    name = f"{prefix}{os.getpid() % 10000}"
     state_dir = tmp_path / "state"
     made: dict = {}
 
-    def make(example: str):
-        path = EXAMPLES / f"{example}.cfg"
+    def make(path: Path):
         cfg = load_file(path)
         plan = build_plan(cfg, lab=name)
         state = netns.up(plan, starter=gs.NAME, config=str(path), state_dir=state_dir)
@@ -176,12 +185,16 @@ def lab(tmp_path):
     finally:
         state = made.get("state")
         if state is not None:
-            # Leave the nodes' logs where a failing run can be read.
-            logs = gs.lab_dir(state)
-            for f in logs.glob("*.log"):
+            for f in gs.lab_dir(state).glob("*.log"):
                 shutil.copy(f, tmp_path / f.name)
         netns.down(name, state_dir=state_dir)
         assert not [ns for ns in os.listdir(netns.NETNS_DIR) if ns.startswith(f"{name}-")]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    with lab_of(tmp_path, "e") as make:
+        yield lambda example: make(EXAMPLES / f"{example}.cfg")
 
 
 def _assert_calls(r, calls: int) -> None:

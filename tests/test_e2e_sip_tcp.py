@@ -20,20 +20,15 @@ otherwise."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 import test_e2e_calls as e2e
-from gateway.config import load_file
 from ops.lab import gateway_starter as gs
-from ops.lab import netns, sipp
-from ops.lab.plan import Plan, build_plan, suggest_call
+from ops.lab import sipp
+from ops.lab.plan import Plan, suggest_call
 
 pytestmark = pytest.mark.netns
 
@@ -52,37 +47,6 @@ WHY = e2e.WHY
 TCP_PROBLEMS = ("(tcp.analysis.flags && !tcp.analysis.window_update"
                 " && !tcp.analysis.retransmission && !tcp.analysis.spurious_retransmission"
                 " && !tcp.analysis.fast_retransmission && !tcp.analysis.duplicate_ack)")
-
-
-class Captures:
-    """tcpdump of UDP and TCP on every segment's bridge, in the switch
-    namespace (the pair's HA link is not a segment). Immediate mode: by
-    default libpcap hands packets over in blocks (up to a second late), and
-    a stop right after the calls would lose their last BYEs."""
-
-    def __init__(self, plan: Plan, d: Path) -> None:
-        self.files = {s.bridge: d / f"{s.bridge}.pcap" for s in plan.segments}
-        self.procs = [subprocess.Popen(netns.ns_cmd(plan.switch, "tcpdump", "-i", br, "-U", "-n",
-                                                    "--immediate-mode",
-                                                    "-s", "0", "-w", str(f), "udp or tcp"),
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                      for br, f in self.files.items()]
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not all(f.exists() for f in self.files.values()):
-            time.sleep(0.05)
-        time.sleep(0.2)
-
-    def stop(self) -> None:
-        time.sleep(0.3)         # what is in flight reaches the capture
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in self.procs:
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
 
 
 def _tshark(pcap: Path, display_filter: str, *fields: str) -> list[list[str]]:
@@ -134,31 +98,11 @@ def _sip_requests(pcap: Path) -> dict[str, int]:
 
 @pytest.fixture
 def lab(tmp_path):
-    if WHY:
-        pytest.skip(f"end-to-end lab unavailable: {WHY}")
-    name = f"t{os.getpid() % 10000}"
-    state_dir = tmp_path / "state"
-    made: dict = {}
-
-    def make():
-        cfg = load_file(EXAMPLE)
-        plan = build_plan(cfg, lab=name)
-        state = netns.up(plan, starter=gs.NAME, config=str(EXAMPLE), state_dir=state_dir)
-        made["state"] = state
-        return cfg, plan, state
-
-    try:
-        yield make
-    finally:
-        state = made.get("state")
-        if state is not None:
-            for f in gs.lab_dir(state).glob("*.log"):
-                shutil.copy(f, tmp_path / f.name)
-        netns.down(name, state_dir=state_dir)
-        assert not [ns for ns in os.listdir(netns.NETNS_DIR) if ns.startswith(f"{name}-")]
+    with e2e.lab_of(tmp_path, "t") as make:
+        yield lambda: make(EXAMPLE)
 
 
-def _check_segments(cfg, plan: Plan, caps: Captures, calls: int, *, crashed: bool = False) -> None:
+def _check_segments(cfg, plan: Plan, caps: e2e.Captures, calls: int, *, crashed: bool = False) -> None:
     private, egress = e2e._nat_view(cfg, plan)
     assert private and egress
     for br, f in caps.files.items():
@@ -183,7 +127,7 @@ def test_tcp_calls_through_the_pair(lab, tmp_path) -> None:
     cfg, plan, state = lab()
     call = suggest_call(plan, cfg)
     calls = 4
-    caps = Captures(plan, tmp_path)
+    caps = e2e.Captures(plan, tmp_path, "udp or tcp")
     try:
         r = sipp.run_calls(call.caller, call.callee, dial=call.dial, calls=calls, rate=4,
                            duration_ms=1500, per_call_media_port=True, transport="tcp")
@@ -202,7 +146,7 @@ def test_tcp_calls_survive_failover(lab, tmp_path, crash) -> None:
     cfg, plan, state = lab()
     call = suggest_call(plan, cfg)
     calls, rate, hold_ms = 6, 3.0, 4000
-    caps = Captures(plan, tmp_path)
+    caps = e2e.Captures(plan, tmp_path, "udp or tcp")
     try:
         run = gs.calls_with_failover(state, call.caller, call.callee, call.dial, calls=calls,
                                      rate=rate, duration_ms=hold_ms,
