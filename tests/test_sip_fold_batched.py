@@ -12,45 +12,21 @@ from hypothesis import given, settings, strategies as st
 
 from gateway.config.model import SipSettings
 from gateway.sip import events as ev
-from gateway.sip.alg import EMPTY, media_activity, on_timer, step
+from gateway.sip.alg import EMPTY, step
 from gateway.sip.state import Call, SipDraft, SipState, apply, apply_to, fold
 
-from test_sip_alg_replay import MESSAGES, PROTECT, ops
+from test_sip_alg_replay import MESSAGES, PROTECT, evaluations, ops
 
 
 def _one_by_one(events, state=EMPTY):
     return reduce(apply, events, state)
 
 
-def _run(sequence, cfg):
-    """(state before, result) of every evaluation of ``sequence``."""
-    state, now, out = EMPTY, 1000.0, []
-    for kind, n, dt in sequence:
-        now += dt
-        if kind == "msg":
-            ctx, data = MESSAGES[n]
-            r = step(state, ctx, data, now, cfg)
-        elif kind == "timer":
-            keys = sorted({c.stream for c in state.calls.values()}
-                          | {r.stream for r in state.registrations.values()})
-            if not keys:
-                continue
-            r = on_timer(state, keys[n % len(keys)], now, cfg)
-        else:
-            groups = sorted(state.group_index)
-            if not groups:
-                continue
-            r = media_activity(state, groups[n % len(groups)], now, cfg)
-        out.append((state, r))
-        state = r.state
-    return out
-
-
 @settings(max_examples=150, deadline=None)
 @given(ops, st.booleans())
 def test_each_step_state_is_its_events_applied_one_by_one(sequence, protect):
     events: list[ev.Event] = []
-    for before, r in _run(sequence, PROTECT if protect else SipSettings()):
+    for before, r in evaluations(sequence, PROTECT if protect else SipSettings()):
         assert type(r.state) is SipState
         assert all(type(c) is Call for c in r.state.calls.values())
         assert _one_by_one(r.events, before) == r.state
@@ -63,7 +39,7 @@ def test_each_step_state_is_its_events_applied_one_by_one(sequence, protect):
 @settings(max_examples=100, deadline=None)
 @given(ops, st.data())
 def test_batched_fold_of_any_split_equals_the_fold_one_by_one(sequence, data):
-    events = [e for _, r in _run(sequence, PROTECT) for e in r.events]
+    events = [e for _, r in evaluations(sequence, PROTECT) for e in r.events]
     cut = data.draw(st.integers(0, len(events)))
     middle = fold(events[:cut])
     assert fold(events[cut:], middle) == _one_by_one(events)
