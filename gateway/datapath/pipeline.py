@@ -678,28 +678,35 @@ class Datapath:
                          d: Decision | None, channel: str, **kw) -> Outcome:
         """A TCP connection carrying H.323 signalling (to 1720 by policy, or
         through the ALG's pinhole): an H.323 session and its TPKT streams."""
-        if d is not None:
-            direction = _direction(d)
-            path = "policy"
-        else:
-            direction = _rw_direction(key, rw)
-            path = "fast-pinhole"
-        sess = self._new_session(key, rw, now, ingress, d, kind="signalling",
-                                 timeout=H323_SIGNALLING_TIMEOUT, alg="h323", direction=direction,
-                                 **kw)
-        if isinstance(sess, Drop):
-            return sess
-        if sess.id not in self._tpkt:
-            self._tpkt[sess.id] = TpktStream(channel, self.tpkt_stats)
-        sess.fwd_packets += 1
-        sess.fwd_bytes += pkt.total_length
-        return self._tcp_signalling(pkt, sess, sess.fwd_rewrite, True, ingress, path)
+        return self._tcp_connection(pkt, key, rw, now, ingress, d, "h323", H323_SIGNALLING_TIMEOUT,
+                                    lambda _sess: TpktStream(channel, self.tpkt_stats), **kw)
 
     def _sip_connection(self, pkt: Packet, key, rw: Rewrite | None, now: float, ingress: str,
                         d: Decision | None, **kw) -> Outcome:
         """A TCP connection carrying SIP (to or from 5060 by policy, or through
-        a SIP signalling pinhole): a SIP session and its framed streams, with
-        the sequence adjustments the journaled state has for it (takeover)."""
+        a SIP signalling pinhole): a SIP session and its framed streams."""
+        return self._tcp_connection(pkt, key, rw, now, ingress, d, "sip", self.alg_timeouts["sip"],
+                                    self._sip_stream, **kw)
+
+    def _sip_stream(self, sess: Session) -> SipStream:
+        """The framed streams of a new SIP connection, with the sequence
+        adjustments the journaled state has for it (takeover)."""
+        stream = SipStream(self.sip_tcp_stats)
+        if self._tcp_restore:
+            _p, s, sp, dd, dp = sess.fwd_key
+            frw = sess.fwd_rewrite
+            dst = (_ip(frw[2]), frw[3]) if frw is not None else (_ip(dd), dp)
+            conn = _conn_name((_ip(s), sp), dst)
+            sides = self._tcp_restore.get(conn)
+            if sides:
+                stream.restore(True, sides.get(f"{_ip(s)}:{sp}", seqadj.NONE))
+                stream.restore(False, sides.get(f"{dst[0]}:{dst[1]}", seqadj.NONE))
+        return stream
+
+    def _tcp_connection(self, pkt: Packet, key, rw: Rewrite | None, now: float, ingress: str,
+                        d: Decision | None, alg: str, timeout: float, new_stream, **kw) -> Outcome:
+        """The first segment of a TCP connection carrying ``alg``'s
+        signalling: its session and (``new_stream(session)``) its streams."""
         if d is not None:
             direction = _direction(d)
             path = "policy"
@@ -707,21 +714,11 @@ class Datapath:
             direction = _rw_direction(key, rw)
             path = "fast-pinhole"
         sess = self._new_session(key, rw, now, ingress, d, kind="signalling",
-                                 timeout=self.alg_timeouts["sip"], alg="sip", direction=direction,
-                                 **kw)
+                                 timeout=timeout, alg=alg, direction=direction, **kw)
         if isinstance(sess, Drop):
             return sess
         if sess.id not in self._tpkt:
-            stream = self._tpkt[sess.id] = SipStream(self.sip_tcp_stats)
-            if self._tcp_restore:
-                _p, s, sp, dd, dp = sess.fwd_key
-                frw = sess.fwd_rewrite
-                dst = (_ip(frw[2]), frw[3]) if frw is not None else (_ip(dd), dp)
-                conn = _conn_name((_ip(s), sp), dst)
-                sides = self._tcp_restore.get(conn)
-                if sides:
-                    stream.restore(True, sides.get(f"{_ip(s)}:{sp}", seqadj.NONE))
-                    stream.restore(False, sides.get(f"{dst[0]}:{dst[1]}", seqadj.NONE))
+            self._tpkt[sess.id] = new_stream(sess)
         sess.fwd_packets += 1
         sess.fwd_bytes += pkt.total_length
         return self._tcp_signalling(pkt, sess, sess.fwd_rewrite, True, ingress, path)
