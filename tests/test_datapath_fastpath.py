@@ -17,15 +17,10 @@ from gateway.datapath.sessions import PROTO_UDP
 from gateway.packet import build_tcp, build_udp, parse, rewrite
 from gateway.sip.state import Pinhole
 
-CFG = """
-set interface ethernet1 zone trust
-set interface ethernet1 ip 10.1.1.1/24
-set interface ethernet1 nat
-set interface ethernet3 zone untrust
-set interface ethernet3 ip 1.1.1.1/24
-set interface ethernet3 route
-set policy from trust to untrust any any any permit
-"""
+from test_datapath_pipeline import NAT_CFG
+
+# Interface NAT from trust to untrust (the pipeline tests' configuration).
+CFG = NAT_CFG
 
 FLOOD_CFG = CFG + "set zone untrust screen udp-flood dst-ip 1.1.1.5 threshold 1000\n"
 

@@ -11,15 +11,10 @@ from gateway.config import parse_text
 from gateway.datapath import Datapath
 from gateway.packet import build_udp
 
-CFG = """
-set interface ethernet1 zone trust
-set interface ethernet1 ip 10.1.1.1/24
-set interface ethernet1 nat
-set interface ethernet3 zone untrust
-set interface ethernet3 ip 1.1.1.1/24
-set interface ethernet3 route
-set policy from trust to untrust any any any permit
-"""
+from test_datapath_pipeline import NAT_CFG
+
+# Interface NAT from trust to untrust (the pipeline tests' configuration).
+CFG = NAT_CFG
 
 LO = socket.if_nametoindex("lo")
 
