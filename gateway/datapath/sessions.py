@@ -304,12 +304,6 @@ class SessionTable:
         """Remove these sessions; those actually removed (not already gone)."""
         return [s for s in sessions if self.remove(s)]
 
-    def remove_where(self, pred) -> list[Session]:
-        gone = [s for s in self._by_id.values() if pred(s)]
-        for s in gone:
-            self.remove(s)
-        return gone
-
     def expire(self, now: float) -> list[Session]:
         """Remove and return the sessions idle past their deadline."""
         out: list[Session] = []
