@@ -15,6 +15,7 @@ read (bounded memory whatever the file says).
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import BinaryIO, Iterator, NamedTuple
 
@@ -69,6 +70,7 @@ class CaptureReader:
         self.path = path
         self._f: BinaryIO = open(path, "rb")
         try:
+            self._size = os.fstat(self._f.fileno()).st_size
             head = self._f.read(4)
             if not head:
                 raise CaptureError(f"{path}: the file is empty ({_HINT})")
@@ -106,7 +108,9 @@ class CaptureReader:
 
     def _read(self, n: int, what: str) -> bytes:
         offset = self._f.tell()
-        data = self._f.read(n)
+        # Not more than the file holds: read(n) allocates n bytes first, and
+        # a damaged length must not cost its claimed size in memory.
+        data = self._f.read(min(n, max(self._size - offset, 0)))
         if len(data) != n:
             raise CaptureError(
                 f"{self.path}: truncated at byte {offset}: {what} needs {n} bytes, "
