@@ -109,3 +109,27 @@ def test_any_text_gives_a_config_or_diagnostics_quickly(text):
 def test_numbers_of_any_length_give_diagnostics(digits, template):
     with pytest.raises(ConfigError):
         parse_text(template.format("8" * digits))
+
+
+def test_a_file_keeps_its_line_ends_as_written(tmp_path):
+    # Text mode's universal newlines turned a lone CR into a line break before
+    # the parser saw it.
+    from gateway.config import load_file
+    path = tmp_path / "cr.cfg"
+    path.write_bytes(b"# old Mac line end\rset zone\r\nset zone name voice\n")
+    assert "voice" in load_file(path).zones
+    path.write_bytes(b"set zone name voice\rset zone voice block\n")
+    with pytest.raises(ConfigError) as info:
+        load_file(path)
+    (diag,) = info.value.errors
+    assert (diag.line, diag.column, diag.token) == (1, 20, "U+000D")
+
+
+def test_gwctl_config_check_reports_control_characters(tmp_path, capsys):
+    from ops.gwctl import main as gwctl
+    path = tmp_path / "ff.cfg"
+    path.write_bytes(b"# page\x0cset zone\nset zone name voice\nset zone\x0bvoice block\n")
+    assert gwctl(["config", "check", str(path)]) != 0
+    err = capsys.readouterr()
+    text = err.out + err.err
+    assert f"{path}:3:9: error: a control character (vertical tab, U+000B)" in text
