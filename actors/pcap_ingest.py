@@ -22,6 +22,8 @@ import tempfile
 from collections import Counter
 from ipaddress import IPv4Address, IPv4Network
 
+from actors.capture_file import CaptureError, CaptureReader
+from actors.link_layer import SUPPORTED, ipv4, supported_list
 from actors.node import Node
 from gateway.datapath import Alg, Datapath, Drop, Forward
 from gateway.policy import Engine
@@ -54,26 +56,21 @@ def _overrides(items) -> list[tuple[IPv4Network, str]]:
     return out
 
 
-def _ip_bytes(pkt) -> bytes | None:
-    """The IPv4 packet inside a captured frame (Ethernet, Linux cooked, raw, loopback)."""
-    from scapy.layers.inet import IP
-    if IP in pkt:
-        return bytes(pkt[IP])
-    return None
+EMPTY_RECORD = "empty capture record (no bytes captured)"
 
 
 def run_capture(config, pcap_in: str, pcap_out: str, *, journal: str | None = None,
                 ingress_overrides=(), settle_timeout: float = 10.0) -> dict:
-    # The link layers must be registered before reading (Ethernet, Linux cooked, loopback).
-    import scapy.layers.inet  # noqa: F401
-    import scapy.layers.l2  # noqa: F401
-    from scapy.utils import PcapReader
-
     overrides = _overrides(ingress_overrides)
     if config.interfaces and not any(True for _ in config.interfaces):
         raise ValueError("the configuration has no interfaces")
+    # Open the capture before anything starts: a file that is not one is an
+    # error naming the file, what it holds and what to do (CaptureError).
+    reader = CaptureReader(pcap_in)
     engine = Engine(config)
     datapath = Datapath(config, engine)
+    # A capture taken on a sending host holds transmit-offload checksums.
+    datapath.offloaded_checksums_ok = True
     clock = Clock()
     tmp = None
     if journal is None:
@@ -92,14 +89,26 @@ def run_capture(config, pcap_in: str, pcap_out: str, *, journal: str | None = No
     first = last = None
     try:
         node.start()
-        with PcapReader(pcap_in) as reader, RawPcapWriter(pcap_out) as writer:
-            for frame in reader:
-                ts = float(frame.time)
+        with reader, RawPcapWriter(pcap_out) as writer:
+            for record in reader:
+                ts = record.time
+                if record.linktype not in SUPPORTED:
+                    raise CaptureError(
+                        f"{pcap_in}: record {record.number}: link type {record.linktype} is not "
+                        f"supported (hint: pcap mode reads {supported_list()}; "
+                        f"capture on an Ethernet interface or with tcpdump -i any)")
+                results["packets"] += 1
+                if not record.data:
+                    # Nothing captured: no packet to make up (Scapy's reader
+                    # turned one into a 127.0.0.1 packet). Counted, not timed.
+                    results["empty_records"] += 1
+                    results["dropped"] += 1
+                    reasons[EMPTY_RECORD] += 1
+                    continue
                 if first is None:
                     first = ts
                 last = ts
-                raw = _ip_bytes(frame)
-                results["packets"] += 1
+                raw = ipv4(record.linktype, record.data)
                 if raw is None:
                     results["not_ipv4"] += 1
                     results["dropped"] += 1
@@ -133,13 +142,15 @@ def run_capture(config, pcap_in: str, pcap_out: str, *, journal: str | None = No
                 _advance(node, datapath, clock, last + 6.0, settle_timeout)
         status = node.status()
     finally:
+        reader.close()
         node.stop()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     return {
         "input": pcap_in, "output": pcap_out, "journal": journal,
         "packets": results["packets"], "forwarded": results["forwarded"],
-        "dropped": results["dropped"], "not_ipv4": results["not_ipv4"], "written": written,
+        "dropped": results["dropped"], "not_ipv4": results["not_ipv4"],
+        "empty_records": results["empty_records"], "written": written,
         "paths": dict(paths), "alg_messages": dict(algs), "drop_reasons": dict(reasons.most_common()),
         "events": status["journal"]["events"], "calls_open_at_end": status["calls"],
         "duration_s": 0.0 if first is None else round(last - first, 6),

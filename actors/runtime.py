@@ -321,7 +321,7 @@ class DispatcherPool:
                 # pykka's own setup: on_start, failure stops the actor.
                 actor._actor_loop_setup()  # type: ignore[union-attr]
             else:
-                _deliver(actor, envelope)
+                _deliver(actor, envelope, self, mailbox)
         if not was_stopped and stopped._flag:
             self._retire(mailbox)
         if q:
@@ -335,6 +335,8 @@ class DispatcherPool:
 
     def _retire(self, mailbox: Mailbox) -> None:
         actor = mailbox.actor
+        if isinstance(actor, _Tombstone):
+            return                          # retired already, before its stop was answered
         with self._live_lock:
             self._live.discard(actor)  # type: ignore[arg-type]
         watchers, mailbox.watchers = mailbox.watchers, None
@@ -398,20 +400,28 @@ class _Tombstone:
         return self._name
 
 
-def _deliver(actor: Any, envelope: Any) -> None:
-    """One message, with the semantics of pykka's `Actor._actor_loop_running`."""
+def _deliver(actor: Any, envelope: Any, pool: "DispatcherPool", mailbox: Mailbox) -> None:
+    """One message, with the semantics of pykka's `Actor._actor_loop_running`.
+
+    An actor that stopped while handling the message is retired (out of the
+    pool's live set, its stop watchers run) before the caller's future is
+    answered: whoever waited on ``stop()`` (``stop_all``, a test counting
+    live actors, a watcher's bookkeeping) sees it gone. Answering first let
+    the waiter run while the dispatcher had yet to retire the actor, which
+    on a busy machine it did many milliseconds later."""
     reply_to = envelope.reply_to
     try:
         response = actor._handle_receive(envelope.message)
-        if reply_to is not None:
-            reply_to.set(response)
     except Exception:
         if reply_to is not None:
             logger.info(
                 "Exception returned from %s to caller of %r", actor, envelope.message,
                 exc_info=True,
             )
-            reply_to.set_exception()
+            exc_info = sys.exc_info()
+            if actor.actor_stopped.is_set():
+                pool._retire(mailbox)
+            reply_to.set_exception(exc_info)
         else:
             exc_info = sys.exc_info()
             logger.error(
@@ -425,9 +435,15 @@ def _deliver(actor: Any, envelope: Any) -> None:
         exc_info = sys.exc_info()
         logger.error("%r in %s handling %r; the actor stops", exc_info[1], actor,
                      envelope.message)
+        actor._stop()
+        pool._retire(mailbox)
         if reply_to is not None:
             reply_to.set_exception(exc_info)
-        actor._stop()
+    else:
+        if actor.actor_stopped.is_set():
+            pool._retire(mailbox)
+        if reply_to is not None:
+            reply_to.set(response)
 
 
 def _fail(actor: Any, exc_info: Any) -> None:

@@ -28,6 +28,11 @@ class UnknownEvent(Exception):
     """A journal record names an event type or schema this build does not know."""
 
 
+class UndecodableEvent(UnknownEvent):
+    """A journal record of a known type whose payload does not make that
+    event (a field missing, unknown or of the wrong kind)."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Event:
     """Base of every domain event. Subclasses are declared with :func:`event`."""
@@ -139,13 +144,20 @@ def decode(type_name: str, schema: int, payload: dict[str, Any]) -> Event:
         raise UnknownEvent(f"unknown event type {type_name!r}")
     if schema > cls.SCHEMA:
         raise UnknownEvent(f"{type_name} schema {schema} is newer than this build's {cls.SCHEMA}")
-    while schema < cls.SCHEMA:
-        step = _UPCASTERS.get((type_name, schema))
-        if step is None:
-            raise UnknownEvent(f"no upcaster for {type_name} schema {schema}")
-        payload = step(dict(payload))
-        schema += 1
-    return cls.from_payload(payload)
+    if not isinstance(payload, dict):
+        raise UndecodableEvent(f"{type_name}: payload is a {type(payload).__name__}, not a map")
+    try:
+        while schema < cls.SCHEMA:
+            step = _UPCASTERS.get((type_name, schema))
+            if step is None:
+                raise UnknownEvent(f"no upcaster for {type_name} schema {schema}")
+            payload = step(dict(payload))
+            schema += 1
+        return cls.from_payload(payload)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        # A missing field is a TypeError of __init__, a bad address a
+        # ValueError of IPv4Address, a missing key an upcaster's KeyError.
+        raise UndecodableEvent(f"{type_name} schema {schema}: {type(exc).__name__}: {exc}") from None
 
 
 def registered() -> dict[str, type[Event]]:

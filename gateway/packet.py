@@ -83,6 +83,9 @@ def _fold(s: int) -> int:
     return r or _FFFF
 
 
+fold = _fold
+
+
 def internet_checksum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
     """The Internet checksum of ``data`` (RFC 1071): the complement of the one's
     complement sum, with ``initial`` (e.g. a pseudo-header sum) added in."""

@@ -12,6 +12,19 @@ Targets:
 
 Snapshots are used only when ``decode_snapshot`` is given, since only the
 caller knows how its state was serialised.
+
+Records the fold cannot take (CRC-valid but of an unknown type or schema, a
+payload that does not make its event, an event the state cannot take) and a
+journal whose first records are missing (its first segment deleted) are
+never folded silently:
+
+- by default the fold stops: a missing start raises :class:`JournalGap`
+  (folding from a later record makes a state that never existed, whose
+  later events then fail on calls it does not hold); an unusable record
+  raises :class:`UnusableRecord` carrying the state just before it;
+- given a ``problems`` list, the fold goes on with what is consistent: from
+  the first record present, skipping each unusable record, and appends one
+  :class:`Problem` (seq, type, why) per gap and per record skipped.
 """
 
 from __future__ import annotations
@@ -19,9 +32,9 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 
-from gateway.events import Event
+from gateway.events import Event, UnknownEvent
 
 from .record import Record
 from .segment import iter_records
@@ -33,6 +46,36 @@ log = logging.getLogger(__name__)
 S = TypeVar("S")
 
 SNAPSHOT_DIR = "snapshots"
+
+
+class Problem(NamedTuple):
+    """A gap or a record the fold skipped: ``seq`` of the record (for a gap,
+    the first record present), its event ``type`` ("" for a gap), and why."""
+
+    seq: int
+    type: str
+    why: str
+
+
+class JournalGap(Exception):
+    """The journal's records start after the record the fold needs first."""
+
+    def __init__(self, first: int, expected: int) -> None:
+        super().__init__(f"the journal starts at record {first}: records {expected}-{first - 1} "
+                         f"are missing (a deleted or lost first segment)")
+        self.first = first
+        self.expected = expected
+
+
+class UnusableRecord(Exception):
+    """A CRC-valid record the fold cannot take; ``state`` and ``last_seq`` are
+    the fold just before it."""
+
+    def __init__(self, problem: Problem, state: Any, last_seq: int) -> None:
+        super().__init__(f"record {problem.seq} ({problem.type}): {problem.why}")
+        self.problem = problem
+        self.state = state
+        self.last_seq = last_seq
 
 
 def snapshot_dir(path: str | os.PathLike | Journal) -> Path:
@@ -50,10 +93,13 @@ def _records(source: str | os.PathLike | Journal, from_seq: int) -> Iterator[Rec
 def replay(path: str | os.PathLike | Journal, apply: Callable[[S, Event], S], initial: S, *,
            until_seq: int | None = None, until_time: float | None = None, stream: str | None = None,
            decode_snapshot: Callable[[Any], S] | None = None,
-           snapshots: str | os.PathLike | None = None) -> tuple[S, int]:
+           snapshots: str | os.PathLike | None = None,
+           problems: list[Problem] | None = None) -> tuple[S, int]:
     """Fold the journal at ``path`` (a directory, or an open :class:`Journal`)
     into a state. Returns ``(state, last_seq)``: the state and the sequence
-    number of the last record it includes (0 when none)."""
+    number of the last record it includes (0 when none). Raises
+    :class:`JournalGap` / :class:`UnusableRecord` unless ``problems`` is given
+    (module docstring)."""
     snap_dir = Path(snapshots) if snapshots is not None else snapshot_dir(path)
     below = until_seq
     while True:
@@ -72,15 +118,40 @@ def replay(path: str | os.PathLike | Journal, apply: Callable[[S, Event], S], in
                 below = snap.seq - 1
                 continue
         break
+    expected = last_seq + 1          # a snapshot's own record was read above
     for rec in records:
+        if rec.seq != expected:
+            # Only the first record can differ: the reader checks that the
+            # rest are consecutive.
+            gap = JournalGap(rec.seq, expected)
+            if problems is None:
+                raise gap
+            problems.append(Problem(rec.seq, "", str(gap)))
+        expected = rec.seq + 1
         if until_seq is not None and rec.seq > until_seq:
             break
         if until_time is not None and rec.timestamp > until_time:
             break
-        last_seq = rec.seq
         if stream is not None and rec.stream != stream:
+            last_seq = rec.seq
             continue
-        state = apply(state, rec.event())
+        try:
+            ev = rec.event()
+        except UnknownEvent as exc:
+            problem = Problem(rec.seq, rec.type, f"cannot be decoded: {exc}")
+        else:
+            try:
+                state = apply(state, ev)
+                last_seq = rec.seq
+                continue
+            except Exception as exc:  # noqa: BLE001 - any failure of apply is reported, with the record
+                problem = Problem(rec.seq, rec.type,
+                                  f"the state cannot take it: {type(exc).__name__}: {exc}")
+        if problems is None:
+            raise UnusableRecord(problem, state, last_seq)
+        log.warning("journal: skipping record %d (%s): %s", problem.seq, problem.type, problem.why)
+        problems.append(problem)
+        last_seq = rec.seq
     return state, last_seq
 
 

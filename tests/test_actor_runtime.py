@@ -254,6 +254,29 @@ def test_many_actors_share_the_pool_threads(pool):
     assert all(r.actor_class is not Counter for r in pykka.ActorRegistry.get_all())
 
 
+def test_a_stop_is_answered_only_after_the_actor_left_the_pool(pool, monkeypatch):
+    # stop_all() returned while a dispatcher had yet to take the last actors
+    # out of the live set (live count 2 after it, on a busy machine): the
+    # stop's future was answered before the retirement. A slow retirement
+    # makes that window wide; the answer must still come after it.
+    from actors import runtime
+    from actors.runtime import watch_stop
+    real = runtime.DispatcherPool._retire
+
+    def slow_retire(self, mailbox):
+        time.sleep(0.2)
+        real(self, mailbox)
+    monkeypatch.setattr(runtime.DispatcherPool, "_retire", slow_retire)
+    cls = make_recorder(pool)
+    refs = [cls.start() for _ in range(3)]
+    stopped = []
+    watch_stop(refs[0], stopped.append)
+    refs[0].stop(block=True, timeout=10)
+    assert stopped == [refs[0]] and pool.live_count() == 2
+    assert pool.stop_all(timeout=10) == 2
+    assert pool.live_count() == 0
+
+
 def test_blocking_on_a_future_inside_a_dispatcher_is_refused(pool):
     cls = make_recorder(pool)
     other = cls.start()

@@ -46,7 +46,11 @@ def derive(path: Path) -> int:
         ip = p[IP]
         raw = bytes(ip)[:ip.len]
         if not _inside(ip.src) and _inside(ip.dst):
-            raw = rewrite(parse(raw), dst=PUBLIC)
+            # Checksums computed afresh: an incremental update of a capture's
+            # unfinished (transmit-offload) checksum is neither right nor
+            # recognisably unfinished.
+            pkt = parse(raw)
+            raw = rewrite(pkt, dst=PUBLIC, payload=pkt.payload_bytes)
         f = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(raw)
         f.time = p.time
         frames.append(f)

@@ -19,6 +19,7 @@ __all__ = ["Config", "ConfigError", "Diagnostic", "check_text", "load_file", "pa
 
 def load_file(path: str | os.PathLike[str]) -> Config:
     """Read and parse a configuration file (UTF-8); raises :class:`ConfigError`."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    # newline="": line ends as written; the parser splits at LF (and CR LF) only.
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
         text = handle.read()
     return parse_text(text, os.fspath(path))

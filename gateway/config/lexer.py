@@ -10,10 +10,17 @@ The rules are the manual's "Naming Conventions and Character Types":
   fold into one;
 * one command per line; a line whose first non-blank character is ``#`` is a
   comment.
+
+Lines end at LF (or CR LF) only: ``str.splitlines()`` also breaks at form
+feed, vertical tab, NEL, U+2028/U+2029 and a lone CR, which turned the rest of
+a comment into a command and shifted every later line number. Those
+characters (and every other control character but tab) are an error inside a
+command line and ignored inside a comment.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 OPEN_QUOTES = ('"', "\u201c")
@@ -21,6 +28,13 @@ CLOSE_QUOTES = ('"', "\u201d")
 QUOTES = OPEN_QUOTES + CLOSE_QUOTES
 # Characters that separate tokens: space, tab and the other Unicode blanks.
 _ZERO_WIDTH = "\ufeff\u200b"
+# C0 and C1 controls but tab, and the Unicode line and paragraph separators.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_NAMES = {
+    "\x00": "NUL", "\x0b": "vertical tab", "\x0c": "form feed", "\r": "carriage return",
+    "\x1b": "escape", "\x7f": "delete", "\x85": "next line (NEL)",
+    "\u2028": "line separator", "\u2029": "paragraph separator",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +53,45 @@ class LexError:
     hint: str
 
 
+def split_lines(text: str) -> list[str]:
+    """The lines of ``text``: split at LF, a CR right before the LF dropped."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def control_character(line: str) -> LexError | None:
+    """The first control character of a command line, as an error."""
+    m = _CONTROL.search(line)
+    if m is None:
+        return None
+    ch = m.group()
+    code = f"U+{ord(ch):04X}"
+    name = _CONTROL_NAMES.get(ch, "control character")
+    return LexError(
+        m.start() + 1, code, f"a control character ({name}, {code}) inside a line",
+        "remove it or replace it with a space; only LF (or CR LF) ends a line, and "
+        "control characters are allowed only in comments")
+
+
 def fold_spaces(text: str) -> str:
     """Trim and fold runs of blanks, as the manual does inside quotes."""
     return " ".join(text.split())
 
 
 def is_comment_or_blank(line: str) -> bool:
-    stripped = line.strip().strip(_ZERO_WIDTH)
-    return not stripped or stripped.startswith("#")
+    """True for a comment (first non-blank character ``#``) or a blank line.
+
+    Blanks here are those the tokenizer skips, less the control characters,
+    so a line holding only a form feed is an error, not a blank line."""
+    for ch in line:
+        if ch == "#":
+            return True
+        if ch in _ZERO_WIDTH or (ch.isspace() and _CONTROL.match(ch) is None):
+            continue
+        return False
+    return True
 
 
 def tokenize(line: str) -> tuple[list[Token], LexError | None]:

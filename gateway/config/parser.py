@@ -28,7 +28,9 @@ from types import MappingProxyType
 from typing import Callable
 
 from gateway.config.diagnostics import ConfigError, Diagnostic, did_you_mean, one_of
-from gateway.config.lexer import Token, first_word, is_comment_or_blank, tokenize
+from gateway.config.lexer import (
+    Token, control_character, first_word, is_comment_or_blank, split_lines, tokenize,
+)
 from gateway.config.model import (
     DEFAULT_BLOCKING, DEFAULT_VROUTER, PREDEFINED_ZONES, SERVICES, Address, AddressRef,
     Config, DipPool, FlowSettings, Interface, MgcpSettings, Mip, NsrpSettings, Policy,
@@ -238,7 +240,10 @@ class _Line:
         tok = self.next(expected)
         if tok.quoted or not tok.text.isascii() or not tok.text.isdigit():
             self.error(tok, f"expected {expected} (a number)", f"a whole number from {lo} to {hi}")
-        value = int(tok.text)
+        value = _bounded_int(tok.text, hi)
+        if value is None:
+            self.error(tok, f"{expected} out of range (a number of {len(tok.text)} digits)",
+                       f"a whole number from {lo} to {hi}")
         if not lo <= value <= hi:
             self.error(tok, f"{expected} out of range", f"a whole number from {lo} to {hi}")
         return value, tok
@@ -303,6 +308,19 @@ class _Line:
             self.error(tok, "unexpected text at the end of the command", hint)
 
 
+_MAX_DIP_ID = 255
+
+
+def _bounded_int(digits: str, hi: int) -> int | None:
+    """The value of a string of ASCII digits, or None when it has more
+    significant digits than ``hi``: int() of a very long string is slow and
+    over 4,300 digits raises ValueError (CPython's conversion limit)."""
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > len(str(hi)):
+        return None
+    return int(significant)
+
+
 def _is_ipv4(text: str) -> bool:
     try:
         IPv4Address(text)
@@ -335,8 +353,13 @@ class _Parser:
     # == driver ==============================================================
     def run(self, text: str) -> None:
         previous_cut: int | None = None
-        for lineno, line in enumerate(text.splitlines(), start=1):
+        for lineno, line in enumerate(split_lines(text), start=1):
             if is_comment_or_blank(line):
+                continue
+            control = control_character(line)
+            if control is not None:
+                self.diag(lineno, control.column, control.token, control.message, control.hint)
+                previous_cut = None
                 continue
             first = first_word(line)
             if previous_cut is not None and first is not None and \
@@ -773,7 +796,11 @@ class _Parser:
                         ln.error(tok, "MIP(...) needs an IPv4 address", "e.g. mip(1.1.1.5)")
                     return AddressRef("mip", inner), tok
                 if inner.isascii() and inner.isdigit():
-                    return AddressRef("dip", str(int(inner))), tok
+                    pool_id = _bounded_int(inner, _MAX_DIP_ID)
+                    if pool_id is None:
+                        ln.error(tok, "DIP pool id out of range",
+                                 f"a pool id from 1 to {_MAX_DIP_ID}, e.g. dip(5)")
+                    return AddressRef("dip", str(pool_id)), tok
                 if not _IFACE_RE.fullmatch(inner):
                     ln.error(tok, "DIP(...) needs a pool id or an interface name",
                              "e.g. dip(5) or dip(ethernet3)")

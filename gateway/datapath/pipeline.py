@@ -51,6 +51,7 @@ from typing import Iterable, NamedTuple
 
 from gateway.config.model import Config
 from gateway.datapath.pinholes import Hole, MediaActivity, PinholeLike, PinholeTable
+from gateway.datapath.integrity import signalling_damage
 from gateway.datapath.screens import Screens
 from gateway.datapath.sessions import (
     PROTO_ICMP, PROTO_TCP, PROTO_UDP, Rewrite, Session, SessionTable,
@@ -246,6 +247,10 @@ class Datapath:
     """The per-packet path for one configuration (pure: time is an argument,
     nothing here does I/O or locking; one caller at a time)."""
 
+    # Accept the unfinished L4 checksum of transmit offload on signalling
+    # (gateway.datapath.integrity): captures only, set by pcap mode.
+    offloaded_checksums_ok = False
+
     def __init__(self, config: Config, engine: Engine | None = None, *,
                  timeouts: dict[int, float] | None = None) -> None:
         self.config = config
@@ -332,6 +337,9 @@ class Datapath:
                 sess.timeout = TCP_CLOSING_TIMEOUT
                 self.sessions.reschedule(sess, now + TCP_CLOSING_TIMEOUT)
             if sess.alg is not None:
+                damage = signalling_damage(pkt, self.offloaded_checksums_ok)
+                if damage is not None:
+                    return self._drop(*damage)
                 if proto == PROTO_TCP:
                     return self._tcp_signalling(pkt, sess, rw, fwd, ingress)
                 return self._alg_of_session(pkt, sess, rw, fwd, ingress)
@@ -365,6 +373,9 @@ class Datapath:
         if proto == PROTO_UDP and self.engine.is_incoming_dip(dst_ip):
             payload = pkt.payload_bytes
             if looks_like_sip(payload):
+                damage = signalling_damage(pkt, self.offloaded_checksums_ok)
+                if damage is not None:
+                    return self._drop(*damage)
                 # Only the SIP ALG knows which registered host this is for.
                 self.paths["alg"] += 1
                 return Alg("sip", sip_call_id(payload), pkt, None, "inbound",
@@ -540,6 +551,9 @@ class Datapath:
         """A Via/Contact pinhole (manual ch. 2, Figure 9): signalling from a
         source not seen before. UDP goes to the ALG like any SIP message; a
         TCP connection is framed and inspected like one to 5060."""
+        damage = signalling_damage(pkt, self.offloaded_checksums_ok)
+        if damage is not None:
+            return self._drop(*damage)
         p, s, sp, d, dp = key
         if p == PROTO_UDP:
             payload = pkt.payload_bytes
@@ -567,7 +581,10 @@ class Datapath:
     # -- ALG dispatch ----------------------------------------------------------------
 
     def _alg_of_decision(self, pkt: Packet, key, d: Decision, rw: Rewrite | None,
-                         ingress: str) -> Alg:
+                         ingress: str) -> Alg | Drop:
+        damage = signalling_damage(pkt, self.offloaded_checksums_ok)
+        if damage is not None:
+            return self._drop(*damage)
         p, s, sp, dd, dp = key
         if rw is not None and rw[0] != s:
             # The public port this flow will get, so the ALG writes the same
@@ -707,6 +724,9 @@ class Datapath:
                         d: Decision | None, alg: str, timeout: float, new_stream, **kw) -> Outcome:
         """The first segment of a TCP connection carrying ``alg``'s
         signalling: its session and (``new_stream(session)``) its streams."""
+        damage = signalling_damage(pkt, self.offloaded_checksums_ok)
+        if damage is not None:
+            return self._drop(*damage)
         if d is not None:
             direction = _direction(d)
             path = "policy"

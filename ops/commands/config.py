@@ -49,7 +49,7 @@ def register(sub) -> None:
 
 def _read(path: str) -> str | None:
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
+        with open(path, encoding="utf-8", errors="replace", newline="") as handle:  # line ends as written
             return handle.read()
     except OSError as exc:
         print(f"{path}: error: cannot read the file: {exc.strerror or exc}", file=sys.stderr)

@@ -1,4 +1,11 @@
-"""gwctl replay: reconstruct a node's calls from its journal, offline."""
+"""gwctl replay: reconstruct a node's calls from its journal, offline.
+
+SIP, MGCP and H.323 calls, registrations, MGCP endpoints and pinholes, each
+list sorted by its key so that the same journal prints the same output on
+every run (the states' maps iterate in hash order, which varies between
+processes). A journal whose first records are missing, or a record the fold
+cannot take, is reported (journal.replay); ``--partial`` folds what is
+consistent and lists what it skipped."""
 
 from __future__ import annotations
 
@@ -20,6 +27,10 @@ def register(sub) -> None:
                         "with a decimal point)")
     p.add_argument("--call", metavar="ID", help="only this call (Call-ID as either side sees it)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--partial", action="store_true",
+                   help="fold what is consistent when records are missing or unusable: from the "
+                        "first record present, skipping (and listing) each record the state cannot "
+                        "take; without it such a journal is an error")
     p.set_defaults(func=run)
 
 
@@ -46,7 +57,7 @@ def run(args) -> int:
     import os
 
     from gateway import domain
-    from journal.replay import replay
+    from journal.replay import JournalGap, Problem, UnusableRecord, replay
     from journal.segment import JournalCorrupt, iter_records
 
     if not os.path.isdir(args.journal):
@@ -60,16 +71,27 @@ def run(args) -> int:
               "journal directory?", file=sys.stderr)
         return 1
     until_seq, until_time = _until(args.until)
+    problems: list[Problem] | None = [] if args.partial else None
+    stopped: Problem | None = None
     try:
         state, last = replay(args.journal, domain.apply, domain.EMPTY, until_seq=until_seq,
-                             until_time=until_time)
+                             until_time=until_time, problems=problems)
     except JournalCorrupt as exc:
         print(f"gwctl replay: the journal is damaged: {exc}", file=sys.stderr)
         return 1
+    except JournalGap as exc:
+        print(f"gwctl replay: {args.journal}: {exc}; the calls and registrations those records "
+              f"began are unknown, so no state is printed (hint: --partial folds from record "
+              f"{exc.first} on and lists the records that need what is missing)", file=sys.stderr)
+        return 1
+    except UnusableRecord as exc:
+        # The state just before the record: a state that existed.
+        state, last, stopped = exc.state, exc.last_seq, exc.problem
     sip = state.sip
-    calls = [c for c in sip.calls.values()
-             if args.call is None or args.call in (c.call_id, c.public_call_id, c.key)]
-    out = {
+    calls = sorted((c for c in sip.calls.values()
+                    if args.call is None or args.call in (c.call_id, c.public_call_id, c.key)),
+                   key=lambda c: c.key)
+    out: dict = {
         "last_seq": last,
         "calls": [{"call": c.key, "call_id": c.call_id, "public_call_id": c.public_call_id,
                    "phase": c.phase, "mode": c.mode, "private": c.private_ip, "alg": c.alg_ip,
@@ -87,20 +109,32 @@ def run(args) -> int:
     out["h323_calls"] = [H323Adapter.summary(h323, k) | {
         "pinhole_list": [{"id": p.id, "kind": p.kind, "dst": f"{p.dst[0]}:{p.dst[1]}",
                           "to": f"{p.to[0]}:{p.to[1]}" if p.to else None}
-                         for p in h323.calls[k].pinholes.values()]}
-        for k in h323.calls if args.call is None or args.call == k]
+                         for p in sorted(h323.calls[k].pinholes.values(), key=lambda p: p.id)]}
+        for k in sorted(h323.calls) if args.call is None or args.call == k]
+    mgcp = state.mgcp
+    mgcp_calls = sorted((c for c in mgcp.calls.values() if args.call in (None, c.call_id)),
+                        key=lambda c: (c.gateway, c.call_id))
+    out["mgcp_calls"] = [_mgcp_call(c) for c in mgcp_calls]
     if args.call is None:
-        out["h323_registrations"] = [{"public": f"{r.public[0]}:{r.public[1]}",
-                                      "private": f"{r.private[0]}:{r.private[1]}",
-                                      "expires_at": r.expires_at} for r in h323.registrations.values()]
-    if args.call is None:
-        out["registrations"] = [{"public": f"{r.public_ip}:{r.public_port}",
-                                 "private": f"{r.private_ip}:{r.private_port}",
-                                 "expires_at": r.expires_at} for r in sip.registrations.values()]
+        out["h323_registrations"] = sorted(
+            ({"public": f"{r.public[0]}:{r.public[1]}", "private": f"{r.private[0]}:{r.private[1]}",
+              "expires_at": r.expires_at} for r in h323.registrations.values()),
+            key=lambda r: (r["public"], r["private"]))
+        out["registrations"] = sorted(
+            ({"public": f"{r.public_ip}:{r.public_port}", "private": f"{r.private_ip}:{r.private_port}",
+              "expires_at": r.expires_at} for r in sip.registrations.values()),
+            key=lambda r: (r["public"], r["private"]))
+        out["mgcp_endpoints"] = [
+            {"gateway": e.gateway, "endpoint": e.name,
+             "in_service": e.out_of_service_at is None,
+             "out_of_service_at": e.out_of_service_at, "restart_method": e.restart_method,
+             "notified_entity": e.notified_entity}
+            for e in sorted(mgcp.endpoints.values(), key=lambda e: (e.gateway, e.name))]
+        out["mgcp_transactions"] = len(mgcp.txns)
     else:
         # The call may have ended before the target: its events still tell its story,
         # so they are found by stream (call/<Call-ID>;<tag>) rather than from the state.
-        streams = {f"call/{c.key}" for c in calls}
+        streams = {f"call/{c.key}" for c in calls} | {c.stream for c in mgcp_calls}
         prefix = f"call/{args.call};"
         evs = []
         for rec in iter_records(args.journal):
@@ -108,12 +142,19 @@ def run(args) -> int:
                 break
             if until_time is not None and rec.timestamp > until_time:
                 break
-            if rec.stream in streams or rec.stream.startswith(prefix) or rec.stream == f"h323-call/{args.call}":
+            if rec.stream in streams or rec.stream.startswith(prefix) or rec.stream == f"h323-call/{args.call}" \
+                    or (rec.stream.startswith("mgcp-call/") and rec.stream.endswith(f"/{args.call}")):
                 evs.append({"seq": rec.seq, "at": rec.timestamp, "type": rec.type, "event": rec.payload})
         out["events"] = evs
+    if problems is not None:
+        out["skipped"] = [p._asdict() for p in problems]
+    if stopped is not None:
+        out["stopped_at"] = stopped._asdict()
+    _report(args.journal, problems, stopped, last)
+    rc = 1 if stopped is not None else 0
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
-        return 0
+        return rc
     print(f"journal {args.journal}: state after seq {last}")
     print(f"{len(out['calls'])} call(s)")
     for c in out["calls"]:
@@ -127,6 +168,36 @@ def run(args) -> int:
               f"h245={','.join(c['h245']) or '-'}  media={len(c['media'])} pinholes={c['pinholes']}")
     for r in out.get("h323_registrations", []):
         print(f"  H.323 registration {r['public']} -> {r['private']}")
+    print(f"{len(out['mgcp_calls'])} MGCP call(s)")
+    for c in out["mgcp_calls"]:
+        print(f"  {c['call_id']}  gateway={c['gateway']}  connections={','.join(c['connections']) or '-'}  "
+              f"media={len(c['media'])} pinholes={len(c['pinholes'])}")
+    for e in out.get("mgcp_endpoints", []):
+        status = "in service" if e["in_service"] else f"out of service since {e['out_of_service_at']}"
+        print(f"  MGCP endpoint {e['endpoint']} on {e['gateway']}: {status}"
+              + (f", notified entity {e['notified_entity']}" if e["notified_entity"] else ""))
     for e in out.get("events", []):
         print(f"  #{e['seq']} {e['at']:.3f} {e['type']} {e['event']}")
-    return 0
+    return rc
+
+
+def _mgcp_call(c) -> dict:
+    return {"gateway": c.gateway, "call_id": c.call_id, "started_at": c.started_at,
+            "connections": sorted(c.connections),
+            "media": [{"group": g.group, "connection": g.conn_id, "dst": f"{g.dst_ip}:{g.dst_port}",
+                       "public": f"{g.public_ip}:{g.public_port}" if g.public_ip else None}
+                      for g in sorted(c.groups.values(), key=lambda g: g.group)],
+            "pinholes": [{"id": p.id, "direction": p.direction, "dst": f"{p.dst[0]}:{p.dst[1]}",
+                          "to": f"{p.to[0]}:{p.to[1]}" if p.to else None}
+                         for p in sorted(c.pinholes.values(), key=lambda p: p.id)]}
+
+
+def _report(journal: str, problems, stopped, last: int) -> None:
+    """What the fold skipped or where it stopped, on stderr (stdout holds the state)."""
+    for p in problems or ():
+        what = f"record {p.seq} ({p.type})" if p.type else "gap"
+        print(f"gwctl replay: {journal}: skipped {what}: {p.why}", file=sys.stderr)
+    if stopped is not None:
+        print(f"gwctl replay: {journal}: stopped at record {stopped.seq} ({stopped.type}): "
+              f"{stopped.why}; the state printed is the one after record {last} "
+              f"(hint: --partial skips such records and folds the rest)", file=sys.stderr)
