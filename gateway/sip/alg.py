@@ -234,7 +234,9 @@ def on_timer(state: SipState, key: str, now: float,
         elif call.teardown_at is not None:
             pass        # ending anyway, at teardown_at, with its own reason
         elif call.signalling_deadline <= now:
-            reason = "signalling inactivity timeout"
+            reason = (f"no final answer to the INVITE within Timer C ({settings.timer_c} s, "
+                      "RFC 3261 16.6)" if call.phase == "calling"
+                      else "signalling inactivity timeout")
         else:
             for g in call.groups:
                 if g.media_deadline is not None and g.media_deadline <= now:
@@ -398,6 +400,13 @@ class _Message:
 
     def do_start(self) -> None:
         msg, ctx = self.msg, self.ctx
+        limit = self.settings.max_setup_calls_per_source
+        if self.run.st.setup_by_src.get(self.src_ip, 0) >= limit:
+            # Each call in setup holds ports, pinholes and a timer until its
+            # answer or Timer C: one source flooding INVITEs that are never
+            # answered must not take them all.
+            raise _Drop(f"sip setup limit: INVITE from {self.src_ip} refused, it already has "
+                        f"{limit} calls in setup (set sip max-setup-calls-per-source)")
         from_tag = msg.from_tag or ""
         key = f"{msg.call_id};{from_tag}"
         mode, private_ip, alg_ip = "none", None, None
@@ -442,8 +451,27 @@ class _Message:
         if call is None:
             return
         self.record_txn()
+        if call.phase == "calling":
+            # No final answer yet: the call lasts as long as its INVITE
+            # transaction, which Timer C bounds (RFC 3261 §16.6 bullet 11,
+            # §16.8): started by the INVITE, restarted by a provisional
+            # answer 101-199 (§16.7 step 2), otherwise left running. An
+            # unanswered INVITE (a scanner's) goes after it, with its ports
+            # and pinholes.
+            if self.restarts_timer_c():
+                deadline = self.now + self.settings.timer_c
+            else:
+                deadline = call.signalling_deadline
+            self.run.emit(ev.new.CallActivity(call.key, self.now, deadline, call.session_expires))
+            return
         timeout = call.session_expires or self.settings.signaling_inactivity_timeout
         self.run.emit(ev.new.CallActivity(call.key, self.now, self.now + timeout, call.session_expires))
+
+    def restarts_timer_c(self) -> bool:
+        msg = self.msg
+        if msg.is_request:
+            return msg.method == "INVITE"
+        return msg.cseq[1] == "INVITE" and 101 <= (msg.status_code or 0) <= 199
 
     def do_session(self) -> None:
         # "If the ALG receives another INVITE before the session times out,
