@@ -317,6 +317,17 @@ class _Message:
         mine = self.msg.from_tag == call.from_tag
         return ("a" if mine else "b") if self.msg.is_request else ("b" if mine else "a")
 
+    def of_another_dialog(self, call: Call) -> bool:
+        """The message belongs to a dialog of the call other than the one its
+        first 2xx set up (another fork). A dialog is its Call-ID and the two
+        tags, whichever party sent the request (RFC 3261 §12.2): in a request
+        from the callee, and in the caller's answer to it, the From tag is the
+        callee's and the To tag the caller's."""
+        if call.to_tag is None:
+            return False
+        tags = (self.msg.from_tag or "", self.msg.to_tag or "")
+        return tags != (call.from_tag, call.to_tag) and tags != (call.to_tag, call.from_tag)
+
     def private_side(self, call: Call) -> str | None:
         if call.mode == "outbound":
             return "a"
@@ -484,7 +495,7 @@ class _Message:
     def do_answer(self) -> None:
         call, msg = self.call, self.msg
         to_tag = msg.to_tag or ""
-        if call.to_tag is not None and call.to_tag != to_tag:
+        if self.of_another_dialog(call):
             # Forking: "the SIP ALG parses but updates call information with
             # the first 200 OK message it receives".
             self.fork_loser = True
@@ -859,8 +870,8 @@ class _Message:
         sd = msg.sdp
         if sd is None:
             return
-        if not msg.is_request and call.to_tag is not None and msg.to_tag not in (None, call.to_tag) \
-                and call.phase == "confirmed":
+        if (not msg.is_request and msg.to_tag is not None and call.phase == "confirmed"
+                and self.of_another_dialog(call)):
             return
         side = self.sender(call)
         key = call.key
