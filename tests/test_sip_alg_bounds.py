@@ -236,3 +236,34 @@ def test_timer_c_and_setup_limit_settings_parse_render_and_unset():
     assert render(parse_text("")) == render(back)
     with pytest.raises(ConfigError):
         parse_text("set sip timer-c 0\n")
+
+
+# --- host names are not addresses ------------------------------------------------------------
+
+def test_contact_host_name_gets_no_pinhole_and_no_event():
+    # Before: an outbound signalling pinhole toward "pbx.example.com" was
+    # emitted; installing it raised AddressValueError inside the journal
+    # completion, after 4 events were journaled for a packet never forwarded.
+    from gateway.datapath.pinholes import PinholeTable
+    data = scan_invite(1).replace(b"<sip:scan@127.0.0.1:5070>", b"<sip:scan@pbx.example.com:5070>")
+    r = step(EMPTY, MIP, data, 100.0)
+    assert r.verdict == "forward"
+    assert not [p for p in r.pinholes_open if p.kind == "signalling"]
+    assert not [e for e in r.events if isinstance(e, ev.PinholeOpened)
+                and not e.dst_ip[0].isdigit()]
+    assert any("pbx.example.com" in line and "not an IPv4 address" in line for line in r.logs)
+    table = PinholeTable()
+    for p in r.pinholes_open:
+        table.install(p)
+    assert_replays(r)
+
+
+def test_remote_target_moving_to_a_host_name_opens_nothing():
+    r1 = step(EMPTY, MIP, scan_invite(1), 100.0)
+    (old,) = [p for p in the_call(r1.state).pinholes if p.kind == "signalling"
+              and p.direction == "outbound"]
+    again = scan_invite(1).replace(b"<sip:scan@127.0.0.1:5070>", b"<sip:scan@pbx.example.com>")
+    r2 = step(r1.state, MIP, again, 101.0)
+    assert r2.verdict == "forward" and not r2.pinholes_open
+    assert not [p for p in the_call(r2.state).pinholes if p.kind == "signalling"
+                and p.direction == "outbound" and p.dst[0] == "pbx.example.com"]

@@ -843,6 +843,14 @@ class _Message:
     def open_pinhole(self, call: Call, group: str, kind: str, direction: str,
                      dst: tuple[str, int], to, src_to, expires, proto: str = "udp") -> None:
         target = to if to else dst
+        if not _is_ipv4(str(dst[0])) or (to and not _is_ipv4(str(to[0]))):
+            # A host name (a Contact of "sip:x@pbx.example.com") is not an
+            # address ("Pinhole Creation" opens pinholes to IP addresses;
+            # SipMessage.addresses lists IPv4 literals only): decided here,
+            # before any event, so nothing is journaled for it.
+            self.run.logs.append(f"call {call.call_id}: no {kind} pinhole to {target[0]}: "
+                                 "not an IPv4 address")
+            return
         far = self.ctx.far_side
         if far is not None and far(str(target[0])):
             self.run.logs.append(
