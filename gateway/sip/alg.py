@@ -252,7 +252,7 @@ def on_timer(state: SipState, key: str, now: float,
                     run.close_pinhole(call, p.id, "pinhole lifetime expired")
     elif kind == "reg":
         ip, _, port = rest.rpartition(":")
-        reg = state.registrations.get((ip, int(port))) if port.isdigit() else None
+        reg = state.registrations.get((ip, int(port))) if _is_port(port) else None
         if reg is not None and reg.expires_at is not None and reg.expires_at <= now:
             run.emit(ev.new.RegistrationRemoved(reg.public_ip, reg.public_port, "registration expired"))
     elif kind == "sip-protect":
@@ -642,7 +642,7 @@ class _Message:
         target = next((c for c in msg.contacts if c.host is not None and not c.star), None)
         if target is None:
             return
-        port = (int(target.port.text) if target.port is not None and target.port.text.isdigit()
+        port = (int(target.port.text) if target.port is not None and _is_port(target.port.text)
                 else nat.SIP_PORT)
         dst = (target.host.text, port)
         if dst[0] == call.alg_ip:
@@ -726,7 +726,7 @@ class _Message:
         for c in msg.contacts:
             if c.star or c.host is None or c.host.text != self.src_ip:
                 continue
-            port = int(c.port.text) if c.port is not None and c.port.text.isdigit() else nat.SIP_PORT
+            port = int(c.port.text) if c.port is not None and _is_port(c.port.text) else nat.SIP_PORT
             reg = st.registration_for_private(c.host.text, port)
             if reg is not None and reg.public_ip == alg:
                 # A refresh keeps its binding (and its lifetime until the
@@ -753,7 +753,7 @@ class _Message:
         for c in msg.contacts:
             if c.star or c.host is None:
                 continue
-            port = int(c.port.text) if c.port is not None and c.port.text.isdigit() else nat.SIP_PORT
+            port = int(c.port.text) if c.port is not None and _is_port(c.port.text) else nat.SIP_PORT
             reg = st.registrations.get((c.host.text, port))
             if reg is None:
                 continue
@@ -811,7 +811,7 @@ class _Message:
                 continue
             i = at + 1
             j = i
-            while j < len(text) and (text[j].isdigit() or text[j] == "."):
+            while j < len(text) and ("0" <= text[j] <= "9" or text[j] == "."):
                 j += 1
             host = text[i:j]
             if not _is_ipv4(host):
@@ -819,10 +819,13 @@ class _Message:
             port, k = nat.SIP_PORT, j
             if j < len(text) and text[j] == ":":
                 k = j + 1
-                while k < len(text) and text[k].isdigit():
+                while k < len(text) and "0" <= text[k] <= "9":
                     k += 1
-                if k > j + 1:
-                    port = int(text[j + 1:k])
+                digits = text[j + 1:k]
+                if digits:
+                    if not _is_port(digits):
+                        continue
+                    port = int(digits)
             call = self.call
             alg = call.alg_ip if call is not None else str(ctx.nat_src[0])
             if host == alg:
@@ -998,8 +1001,18 @@ _ACTIONS = {a: getattr(_Message, "do_" + a) for t in TABLE.values() for a in t.a
 
 @lru_cache(maxsize=1024)
 def _is_ipv4(text: str) -> bool:
+    # ASCII digits only: str.isdigit() is true of "²" and other Unicode
+    # digits, which int() then refuses (the text is the wire's, read as
+    # latin-1).
+    if len(text) > 15 or not text.isascii():
+        return False
     parts = text.split(".")
     return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)
+
+
+def _is_port(text: str) -> bool:
+    """1-5 ASCII digits, at most 65535."""
+    return 0 < len(text) <= 5 and text.isascii() and text.isdigit() and int(text) <= 65535
 
 
 __all__ = ["SipContext", "Result", "Timer", "step", "on_timer", "media_activity", "EMPTY",
