@@ -323,9 +323,10 @@ class _Message:
         tags, whichever party sent the request (RFC 3261 §12.2): in a request
         from the callee, and in the caller's answer to it, the From tag is the
         callee's and the To tag the caller's."""
-        if call.to_tag is None:
+        msg = self.msg
+        if call.to_tag is None or (msg.to_tag == call.to_tag and msg.from_tag == call.from_tag):
             return False
-        tags = (self.msg.from_tag or "", self.msg.to_tag or "")
+        tags = (msg.from_tag or "", msg.to_tag or "")
         return tags != (call.from_tag, call.to_tag) and tags != (call.to_tag, call.from_tag)
 
     def private_side(self, call: Call) -> str | None:
@@ -846,7 +847,7 @@ class _Message:
     def open_pinhole(self, call: Call, group: str, kind: str, direction: str,
                      dst: tuple[str, int], to, src_to, expires, proto: str = "udp") -> None:
         target = to if to else dst
-        if not _is_ipv4(str(dst[0])) or (to and not _is_ipv4(str(to[0]))):
+        if not _is_ipv4(dst[0]) or (to and not _is_ipv4(to[0])):
             # A host name (a Contact of "sip:x@pbx.example.com") is not an
             # address ("Pinhole Creation" opens pinholes to IP addresses;
             # SipMessage.addresses lists IPv4 literals only): decided here,

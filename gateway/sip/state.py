@@ -478,22 +478,19 @@ def fold(events, state: SipState = EMPTY) -> SipState:
     return d.freeze()
 
 
-def _in_setup(c) -> bool:
-    """A call counted against its source's limit on calls in setup: its
-    initial INVITE has no final answer yet (RFC 3261 §13.3.1.4: a dialog is
-    confirmed by a 2xx; a final non-2xx or CANCEL/BYE ends the attempt)."""
-    return c.setup_src is not None and c.phase == "calling"
-
-
-def _setup_moved(s: SipDraft, c, was: bool) -> None:
-    """Count ``c`` in or out of its source's calls in setup when the event
-    just folded changed whether it is in setup (``was``: before it)."""
-    now = _in_setup(c)
-    if now == was:
-        return
-    src = c.setup_src
-    n = s.setup_by_src.get(src, 0) + (1 if now else -1)
+# A call is "in setup" while its initial INVITE has no final answer: phase
+# "calling" with the caller's source known (RFC 3261 §13.3.1.4: a 2xx
+# confirms the dialog; a final non-2xx, CANCEL or BYE ends the attempt).
+# setup_by_src counts them per source for the per-source limit.
+def _count_setup(s: SipDraft, src: str, delta: int) -> None:
+    n = s.setup_by_src.get(src, 0) + delta
     s.setup_by_src = s.setup_by_src.set(src, n) if n > 0 else s.setup_by_src.delete(src)
+
+
+def _leave_setup(s: SipDraft, c) -> None:
+    """Before ``c`` leaves phase "calling" (answered, rejected, ending)."""
+    if c.phase == "calling" and c.setup_src is not None:
+        _count_setup(s, c.setup_src, -1)
 
 
 def _call_started(s: SipDraft, e: ev.CallStarted) -> None:
@@ -516,9 +513,9 @@ def _txn_seen(s: SipDraft, e: ev.TransactionSeen) -> None:
     if c.setup_src is None and e.method == "INVITE" and e.sender == "a" and c.to_tag is None:
         # The caller's first INVITE names the call's source (CallStarted
         # is followed by it in the same step).
-        was = _in_setup(c)
         c.setup_src = e.src_ip
-        _setup_moved(s, c, was)
+        if c.phase == "calling":
+            _count_setup(s, e.src_ip, 1)
 
 
 def _binding_added(s: SipDraft, e: ev.BindingAdded) -> None:
@@ -536,7 +533,7 @@ def _binding_added(s: SipDraft, e: ev.BindingAdded) -> None:
 
 def _call_answered(s: SipDraft, e: ev.CallAnswered) -> None:
     c = s.edit_call(e.key)
-    was = _in_setup(c)
+    _leave_setup(s, c)
     c.groups = tuple([_group_until(g, e.media_deadline) for g in c.groups])
     c.pinholes = tuple([_pinhole_until(p, e.pinhole_expires)
                         if p.kind == "media" and p.direction == "inbound" else p
@@ -544,23 +541,21 @@ def _call_answered(s: SipDraft, e: ev.CallAnswered) -> None:
     c.phase = "confirmed"
     c.to_tag = e.to_tag
     c.teardown_at = None
-    _setup_moved(s, c, was)
 
 
 def _call_rejected(s: SipDraft, e: ev.CallRejected) -> None:
     c = s.edit_call(e.key)
-    was = _in_setup(c)
+    _leave_setup(s, c)
     c.phase = "rejected"
     c.teardown_at = e.teardown_at
-    _setup_moved(s, c, was)
 
 
 def _call_retried(s: SipDraft, e: ev.CallRetried) -> None:
     c = s.edit_call(e.key)
-    was = _in_setup(c)
+    if c.phase != "calling" and c.setup_src is not None:
+        _count_setup(s, c.setup_src, 1)
     c.phase = "calling"
     c.teardown_at = None
-    _setup_moved(s, c, was)
 
 
 def _call_forwarded(s: SipDraft, e: ev.CallForwarded) -> None:
@@ -569,10 +564,9 @@ def _call_forwarded(s: SipDraft, e: ev.CallForwarded) -> None:
 
 def _call_terminating(s: SipDraft, e: ev.CallTerminating) -> None:
     c = s.edit_call(e.key)
-    was = _in_setup(c)
+    _leave_setup(s, c)
     c.phase = "terminating"
     c.teardown_at = e.teardown_at
-    _setup_moved(s, c, was)
 
 
 def _media_bound(s: SipDraft, e: ev.MediaBound) -> None:
@@ -652,10 +646,7 @@ def _call_ended(s: SipDraft, e: ev.CallEnded) -> None:
             gi = gi.delete(g.group)
     s.drop_call(e.key)
     s.call_index, s.group_index, s.ports, s.borrowed = index, gi, used, borrowed
-    if _in_setup(c):
-        n = s.setup_by_src.get(c.setup_src, 0) - 1
-        s.setup_by_src = (s.setup_by_src.set(c.setup_src, n) if n > 0
-                          else s.setup_by_src.delete(c.setup_src))
+    _leave_setup(s, c)
 
 
 def _unindex(s, r: Registration) -> tuple[Map, Map]:
