@@ -197,6 +197,14 @@ class SipSettings:
     media_inactivity_timeout: int = 120
     # ``set sip max-call-duration N``: hard maximum call duration, seconds.
     max_call_duration: int = 86400
+    # ``set sip timer-c N``: an INVITE without a final answer ends after N s,
+    # restarted by each provisional answer (RFC 3261 §16.6 bullet 11, §16.8:
+    # Timer C "MUST be set ... greater than 3 minutes").
+    timer_c: int = 181
+    # ``set sip max-setup-calls-per-source N``: calls in setup (INVITE sent,
+    # no final answer) one source address may hold; a new INVITE beyond it
+    # is dropped.
+    max_setup_calls_per_source: int = 1000
 
 
 @dataclass(frozen=True, slots=True)

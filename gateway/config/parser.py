@@ -869,6 +869,9 @@ class _Parser:
         "signaling-inactivity-timeout": ("signaling_inactivity_timeout", "seconds", 1, MAX_INT),
         "media-inactivity-timeout": ("media_inactivity_timeout", "seconds", 1, MAX_INT),
         "max-call-duration": ("max_call_duration", "seconds", 1, MAX_INT),
+        "timer-c": ("timer_c", "seconds", 1, MAX_INT),
+        "max-setup-calls-per-source": ("max_setup_calls_per_source", "number of calls", 1,
+                                       MAX_INT),
     }
 
     def _sip_timer(self, ln: _Line, key: str, unset: bool) -> Apply:

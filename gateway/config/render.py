@@ -111,7 +111,9 @@ def _sip(sip: SipSettings) -> list[str]:
         out.append(f"set sip protect deny timeout {sip.protect_deny_timeout}")
     for attr, keyword in (("signaling_inactivity_timeout", "signaling-inactivity-timeout"),
                           ("media_inactivity_timeout", "media-inactivity-timeout"),
-                          ("max_call_duration", "max-call-duration")):
+                          ("max_call_duration", "max-call-duration"),
+                          ("timer_c", "timer-c"),
+                          ("max_setup_calls_per_source", "max-setup-calls-per-source")):
         if getattr(sip, attr) != getattr(d, attr):
             out.append(f"set sip {keyword} {getattr(sip, attr)}")
     return out

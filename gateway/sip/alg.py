@@ -234,7 +234,9 @@ def on_timer(state: SipState, key: str, now: float,
         elif call.teardown_at is not None:
             pass        # ending anyway, at teardown_at, with its own reason
         elif call.signalling_deadline <= now:
-            reason = "signalling inactivity timeout"
+            reason = (f"no final answer to the INVITE within Timer C ({settings.timer_c} s, "
+                      "RFC 3261 16.6)" if call.phase == "calling"
+                      else "signalling inactivity timeout")
         else:
             for g in call.groups:
                 if g.media_deadline is not None and g.media_deadline <= now:
@@ -250,7 +252,7 @@ def on_timer(state: SipState, key: str, now: float,
                     run.close_pinhole(call, p.id, "pinhole lifetime expired")
     elif kind == "reg":
         ip, _, port = rest.rpartition(":")
-        reg = state.registrations.get((ip, int(port))) if port.isdigit() else None
+        reg = state.registrations.get((ip, int(port))) if _is_port(port) else None
         if reg is not None and reg.expires_at is not None and reg.expires_at <= now:
             run.emit(ev.new.RegistrationRemoved(reg.public_ip, reg.public_port, "registration expired"))
     elif kind == "sip-protect":
@@ -314,6 +316,18 @@ class _Message:
         is the other party)."""
         mine = self.msg.from_tag == call.from_tag
         return ("a" if mine else "b") if self.msg.is_request else ("b" if mine else "a")
+
+    def of_another_dialog(self, call: Call) -> bool:
+        """The message belongs to a dialog of the call other than the one its
+        first 2xx set up (another fork). A dialog is its Call-ID and the two
+        tags, whichever party sent the request (RFC 3261 §12.2): in a request
+        from the callee, and in the caller's answer to it, the From tag is the
+        callee's and the To tag the caller's."""
+        msg = self.msg
+        if call.to_tag is None or (msg.to_tag == call.to_tag and msg.from_tag == call.from_tag):
+            return False
+        tags = (msg.from_tag or "", msg.to_tag or "")
+        return tags != (call.from_tag, call.to_tag) and tags != (call.to_tag, call.from_tag)
 
     def private_side(self, call: Call) -> str | None:
         if call.mode == "outbound":
@@ -398,6 +412,13 @@ class _Message:
 
     def do_start(self) -> None:
         msg, ctx = self.msg, self.ctx
+        limit = self.settings.max_setup_calls_per_source
+        if self.run.st.setup_by_src.get(self.src_ip, 0) >= limit:
+            # Each call in setup holds ports, pinholes and a timer until its
+            # answer or Timer C: one source flooding INVITEs that are never
+            # answered must not take them all.
+            raise _Drop(f"sip setup limit: INVITE from {self.src_ip} refused, it already has "
+                        f"{limit} calls in setup (set sip max-setup-calls-per-source)")
         from_tag = msg.from_tag or ""
         key = f"{msg.call_id};{from_tag}"
         mode, private_ip, alg_ip = "none", None, None
@@ -442,8 +463,27 @@ class _Message:
         if call is None:
             return
         self.record_txn()
+        if call.phase == "calling":
+            # No final answer yet: the call lasts as long as its INVITE
+            # transaction, which Timer C bounds (RFC 3261 §16.6 bullet 11,
+            # §16.8): started by the INVITE, restarted by a provisional
+            # answer 101-199 (§16.7 step 2), otherwise left running. An
+            # unanswered INVITE (a scanner's) goes after it, with its ports
+            # and pinholes.
+            if self.restarts_timer_c():
+                deadline = self.now + self.settings.timer_c
+            else:
+                deadline = call.signalling_deadline
+            self.run.emit(ev.new.CallActivity(call.key, self.now, deadline, call.session_expires))
+            return
         timeout = call.session_expires or self.settings.signaling_inactivity_timeout
         self.run.emit(ev.new.CallActivity(call.key, self.now, self.now + timeout, call.session_expires))
+
+    def restarts_timer_c(self) -> bool:
+        msg = self.msg
+        if msg.is_request:
+            return msg.method == "INVITE"
+        return msg.cseq[1] == "INVITE" and 101 <= (msg.status_code or 0) <= 199
 
     def do_session(self) -> None:
         # "If the ALG receives another INVITE before the session times out,
@@ -456,7 +496,7 @@ class _Message:
     def do_answer(self) -> None:
         call, msg = self.call, self.msg
         to_tag = msg.to_tag or ""
-        if call.to_tag is not None and call.to_tag != to_tag:
+        if self.of_another_dialog(call):
             # Forking: "the SIP ALG parses but updates call information with
             # the first 200 OK message it receives".
             self.fork_loser = True
@@ -603,7 +643,7 @@ class _Message:
         target = next((c for c in msg.contacts if c.host is not None and not c.star), None)
         if target is None:
             return
-        port = (int(target.port.text) if target.port is not None and target.port.text.isdigit()
+        port = (int(target.port.text) if target.port is not None and _is_port(target.port.text)
                 else nat.SIP_PORT)
         dst = (target.host.text, port)
         if dst[0] == call.alg_ip:
@@ -687,7 +727,7 @@ class _Message:
         for c in msg.contacts:
             if c.star or c.host is None or c.host.text != self.src_ip:
                 continue
-            port = int(c.port.text) if c.port is not None and c.port.text.isdigit() else nat.SIP_PORT
+            port = int(c.port.text) if c.port is not None and _is_port(c.port.text) else nat.SIP_PORT
             reg = st.registration_for_private(c.host.text, port)
             if reg is not None and reg.public_ip == alg:
                 # A refresh keeps its binding (and its lifetime until the
@@ -714,7 +754,7 @@ class _Message:
         for c in msg.contacts:
             if c.star or c.host is None:
                 continue
-            port = int(c.port.text) if c.port is not None and c.port.text.isdigit() else nat.SIP_PORT
+            port = int(c.port.text) if c.port is not None and _is_port(c.port.text) else nat.SIP_PORT
             reg = st.registrations.get((c.host.text, port))
             if reg is None:
                 continue
@@ -772,7 +812,7 @@ class _Message:
                 continue
             i = at + 1
             j = i
-            while j < len(text) and (text[j].isdigit() or text[j] == "."):
+            while j < len(text) and ("0" <= text[j] <= "9" or text[j] == "."):
                 j += 1
             host = text[i:j]
             if not _is_ipv4(host):
@@ -780,10 +820,13 @@ class _Message:
             port, k = nat.SIP_PORT, j
             if j < len(text) and text[j] == ":":
                 k = j + 1
-                while k < len(text) and text[k].isdigit():
+                while k < len(text) and "0" <= text[k] <= "9":
                     k += 1
-                if k > j + 1:
-                    port = int(text[j + 1:k])
+                digits = text[j + 1:k]
+                if digits:
+                    if not _is_port(digits):
+                        continue
+                    port = int(digits)
             call = self.call
             alg = call.alg_ip if call is not None else str(ctx.nat_src[0])
             if host == alg:
@@ -804,6 +847,14 @@ class _Message:
     def open_pinhole(self, call: Call, group: str, kind: str, direction: str,
                      dst: tuple[str, int], to, src_to, expires, proto: str = "udp") -> None:
         target = to if to else dst
+        if not _is_ipv4(dst[0]) or (to and not _is_ipv4(to[0])):
+            # A host name (a Contact of "sip:x@pbx.example.com") is not an
+            # address ("Pinhole Creation" opens pinholes to IP addresses;
+            # SipMessage.addresses lists IPv4 literals only): decided here,
+            # before any event, so nothing is journaled for it.
+            self.run.logs.append(f"call {call.call_id}: no {kind} pinhole to {target[0]}: "
+                                 "not an IPv4 address")
+            return
         far = self.ctx.far_side
         if far is not None and far(str(target[0])):
             self.run.logs.append(
@@ -831,8 +882,8 @@ class _Message:
         sd = msg.sdp
         if sd is None:
             return
-        if not msg.is_request and call.to_tag is not None and msg.to_tag not in (None, call.to_tag) \
-                and call.phase == "confirmed":
+        if (not msg.is_request and msg.to_tag is not None and call.phase == "confirmed"
+                and self.of_another_dialog(call)):
             return
         side = self.sender(call)
         key = call.key
@@ -951,8 +1002,18 @@ _ACTIONS = {a: getattr(_Message, "do_" + a) for t in TABLE.values() for a in t.a
 
 @lru_cache(maxsize=1024)
 def _is_ipv4(text: str) -> bool:
+    # ASCII digits only: str.isdigit() is true of "²" and other Unicode
+    # digits, which int() then refuses (the text is the wire's, read as
+    # latin-1).
+    if len(text) > 15 or not text.isascii():
+        return False
     parts = text.split(".")
     return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)
+
+
+def _is_port(text: str) -> bool:
+    """1-5 ASCII digits, at most 65535."""
+    return 0 < len(text) <= 5 and text.isascii() and text.isdigit() and int(text) <= 65535
 
 
 __all__ = ["SipContext", "Result", "Timer", "step", "on_timer", "media_activity", "EMPTY",

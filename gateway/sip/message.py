@@ -35,6 +35,13 @@ _ADDR_SPEC_RE = re.compile(r"[^\s;]+")
 _HAS_WS_RE = re.compile(r"\s")
 _CALLID_HOST_RE = re.compile(r"@([0-9.]+)(?::([0-9]{1,5}))?\Z")
 _DIGITS_RE = re.compile(r"[0-9]{1,10}\Z")
+# Contact, Route and Record-Route elements one message may carry, counted as
+# the commas of those headers plus one per header line (an upper bound: a
+# quoted display name may hold commas too). A route has a hop per proxy
+# (Max-Forwards starts at 70) and a registrar lists the few bindings of an
+# address of record; a 64 KiB datagram of short elements ("sip:a@h,") was
+# ~6,500 of them and took 50-80 ms to read and refuse.
+MAX_URI_ELEMENTS = 512
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:")
 
 # Header fields of which a request or response carries exactly one
@@ -501,6 +508,8 @@ def _parse(data: bytes, fast: bool, quick: bool = True) -> SipMessage:
     cl_value = None
     content_encoding = None
     names = _LINE_NAMES
+    hi_base, counted = 0, le + 1
+    listed = 0
     for item in todo:
         if fast:
             name = names[item.lastindex]
@@ -516,11 +525,15 @@ def _parse(data: bytes, fast: bool, quick: bool = True) -> SipMessage:
                 ve -= 1
             if ve > vs and text[ve - 1] in " \t":
                 ve = vs + len(text[vs:ve].rstrip(_WS))
-            # The line's index: the LFs before it, less the folds.
+            # The line's index: the LFs before it, less the folds, counted
+            # from the previous line read (counting from the section's start
+            # for each line was quadratic in the number of lines). No fold
+            # straddles ``ns``: the octet there starts a header name.
             ns = item.start() + 1
-            hi = text.count("\n", le + 1, ns)
+            hi = hi_base + text.count("\n", counted, ns)
             if folded:
-                hi -= text.count("\n ", le + 1, ns) + text.count("\n\t", le + 1, ns)
+                hi -= text.count("\n ", counted, ns) + text.count("\n\t", counted, ns)
+            hi_base, counted = hi, ns
         else:
             name, hi, vs, ve = item
         if name in seen and name in _SINGLE:
@@ -589,6 +602,9 @@ def _parse(data: bytes, fast: bool, quick: bool = True) -> SipMessage:
                 raise _err("CSeq number out of range")
             cseq = (int(num), cm.group(2))
         elif name == "contact" or name == "route" or name == "record-route":
+            listed += text.count(",", vs, ve) + 1
+            if listed > MAX_URI_ELEMENTS:
+                raise _err(f"more than {MAX_URI_ELEMENTS} Contact/Route/Record-Route elements")
             if fast:
                 if name == "contact" and text.find(",", vs, ve) < 0:
                     # The usual single Contact, inline.
@@ -963,6 +979,7 @@ def _quick(data: bytes) -> SipMessage | None:
     hi = 0
     last = le
     top_via_seen = False
+    listed = 0
     for item in _Q_LINES_RE.finditer(text.lower(), le, hdr_end):
         name = canon[item.group(1)]
         # The value, trimmed of the LWS before the CRLF (as _header_lines).
@@ -1025,11 +1042,17 @@ def _quick(data: bytes) -> SipMessage | None:
             if cseq is not None or cm is None:
                 return None
             num, cseq_method = cm.groups()
+            # The length first: int() of over 4,300 digits raises.
+            if len(num) > 10:
+                return None
             number = int(num)
-            if len(num) > 10 or number >= 2**31:
+            if number >= 2**31:
                 return None
             cseq = (number, cseq_method)
         elif name == "contact" or name == "route" or name == "record-route":
+            listed += text.count(",", vs, ve) + 1
+            if listed > MAX_URI_ELEMENTS:
+                return None
             ms = item.start()
             hi += text.count("\n", last, ms)
             last = ms

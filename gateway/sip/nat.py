@@ -133,7 +133,9 @@ def header_edits(addresses: Iterable, actions: dict[str, str],
         if mapper is None:
             continue
         field, host, pspan = ref.field, ref.host, ref.port
-        port = int(pspan.text) if pspan is not None and pspan.text.isdigit() else None
+        ptext = pspan.text if pspan is not None else ""
+        # ASCII digits only (str.isdigit() accepts "²", which int() refuses).
+        port = int(ptext) if 0 < len(ptext) <= 5 and ptext.isascii() and ptext.isdigit() else None
         if field == "via-rport":
             edits.extend(_rport_edit(ref, mapper, port))
             continue

@@ -156,6 +156,9 @@ class Call(_CallQueries):
     groups: tuple[MediaGroup, ...] = ()
     pinholes: tuple[Pinhole, ...] = ()
     seq: int = 0
+    # The source address of the initial INVITE (its first transaction from
+    # the caller), for the per-source limit on calls in setup.
+    setup_src: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +259,9 @@ class SipState(_StateQueries):
     # port): the port is released when the last of them and the
     # registration are gone, not with whichever goes first.
     borrowed: Map = _EMPTY_MAP
+    # source ip -> number of its calls in setup (phase "calling": INVITE
+    # sent, no final answer yet), for ``set sip max-setup-calls-per-source``.
+    setup_by_src: Map = _EMPTY_MAP
 
 
 EMPTY = SipState()
@@ -298,6 +304,7 @@ class CallDraft(_CallQueries):
         self.groups = ()
         self.pinholes = ()
         self.seq = 0
+        self.setup_src = None
 
     def __repr__(self) -> str:
         return "CallDraft(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in _CALL_FIELDS) + ")"
@@ -335,6 +342,7 @@ def _thaw_call(c: Call) -> CallDraft:
     d.groups = c.groups
     d.pinholes = c.pinholes
     d.seq = c.seq
+    d.setup_src = c.setup_src
     return d
 
 
@@ -382,6 +390,7 @@ class SipDraft(_StateQueries):
         self.protect = base.protect
         self.ports = base.ports
         self.borrowed = base.borrowed
+        self.setup_by_src = base.setup_by_src
         self._base = base
         self._drafts: dict[str, CallDraft] = {}
 
@@ -417,11 +426,12 @@ class SipDraft(_StateQueries):
                 and self.reg_by_private is base.reg_by_private
                 and self.reg_by_call is base.reg_by_call and self.reg_since is base.reg_since
                 and self.reg_seq == base.reg_seq and self.protect is base.protect
-                and self.ports is base.ports and self.borrowed is base.borrowed):
+                and self.ports is base.ports and self.borrowed is base.borrowed
+                and self.setup_by_src is base.setup_by_src):
             return base
         return _make_state(calls, self.call_index, self.group_index, self.registrations,
                            self.reg_by_private, self.reg_by_call, self.reg_since, self.reg_seq,
-                           self.protect, self.ports, self.borrowed)
+                           self.protect, self.ports, self.borrowed, self.setup_by_src)
 
 
 def _call_base(call_id: str) -> str:
@@ -468,6 +478,21 @@ def fold(events, state: SipState = EMPTY) -> SipState:
     return d.freeze()
 
 
+# A call is "in setup" while its initial INVITE has no final answer: phase
+# "calling" with the caller's source known (RFC 3261 §13.3.1.4: a 2xx
+# confirms the dialog; a final non-2xx, CANCEL or BYE ends the attempt).
+# setup_by_src counts them per source for the per-source limit.
+def _count_setup(s: SipDraft, src: str, delta: int) -> None:
+    n = s.setup_by_src.get(src, 0) + delta
+    s.setup_by_src = s.setup_by_src.set(src, n) if n > 0 else s.setup_by_src.delete(src)
+
+
+def _leave_setup(s: SipDraft, c) -> None:
+    """Before ``c`` leaves phase "calling" (answered, rejected, ending)."""
+    if c.phase == "calling" and c.setup_src is not None:
+        _count_setup(s, c.setup_src, -1)
+
+
 def _call_started(s: SipDraft, e: ev.CallStarted) -> None:
     s.add_call(CallDraft(e.key, e.call_id, e.public_call_id, e.from_tag, e.mode, e.private_ip,
                          e.alg_ip, e.ingress, e.egress, e.at, e.max_deadline))
@@ -485,6 +510,12 @@ def _txn_seen(s: SipDraft, e: ev.TransactionSeen) -> None:
     c = s.edit_call(e.key)
     c.txns = (c.txns + (_make_txn(e.branch, e.cseq, e.method, e.sender, e.src_ip, e.dst_ip),)
               )[-MAX_TXNS:]
+    if c.setup_src is None and e.method == "INVITE" and e.sender == "a" and c.to_tag is None:
+        # The caller's first INVITE names the call's source (CallStarted
+        # is followed by it in the same step).
+        c.setup_src = e.src_ip
+        if c.phase == "calling":
+            _count_setup(s, e.src_ip, 1)
 
 
 def _binding_added(s: SipDraft, e: ev.BindingAdded) -> None:
@@ -502,6 +533,7 @@ def _binding_added(s: SipDraft, e: ev.BindingAdded) -> None:
 
 def _call_answered(s: SipDraft, e: ev.CallAnswered) -> None:
     c = s.edit_call(e.key)
+    _leave_setup(s, c)
     c.groups = tuple([_group_until(g, e.media_deadline) for g in c.groups])
     c.pinholes = tuple([_pinhole_until(p, e.pinhole_expires)
                         if p.kind == "media" and p.direction == "inbound" else p
@@ -513,12 +545,15 @@ def _call_answered(s: SipDraft, e: ev.CallAnswered) -> None:
 
 def _call_rejected(s: SipDraft, e: ev.CallRejected) -> None:
     c = s.edit_call(e.key)
+    _leave_setup(s, c)
     c.phase = "rejected"
     c.teardown_at = e.teardown_at
 
 
 def _call_retried(s: SipDraft, e: ev.CallRetried) -> None:
     c = s.edit_call(e.key)
+    if c.phase != "calling" and c.setup_src is not None:
+        _count_setup(s, c.setup_src, 1)
     c.phase = "calling"
     c.teardown_at = None
 
@@ -529,6 +564,7 @@ def _call_forwarded(s: SipDraft, e: ev.CallForwarded) -> None:
 
 def _call_terminating(s: SipDraft, e: ev.CallTerminating) -> None:
     c = s.edit_call(e.key)
+    _leave_setup(s, c)
     c.phase = "terminating"
     c.teardown_at = e.teardown_at
 
@@ -610,6 +646,7 @@ def _call_ended(s: SipDraft, e: ev.CallEnded) -> None:
             gi = gi.delete(g.group)
     s.drop_call(e.key)
     s.call_index, s.group_index, s.ports, s.borrowed = index, gi, used, borrowed
+    _leave_setup(s, c)
 
 
 def _unindex(s, r: Registration) -> tuple[Map, Map]:
