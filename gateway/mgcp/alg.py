@@ -21,6 +21,7 @@ are given as "RFC 3435 x.y".
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -50,6 +51,7 @@ MAX_ACK_RANGE = 256
 # lines, a trunking gateway some hundreds; past this a gateway naming ever new
 # endpoints (RSIP, N:) is refused rather than growing the state without end.
 MAX_ENDPOINTS_PER_GATEWAY = 2048
+_NUMBER = re.compile(r"[0-9]{1,9}\Z")
 STATEFUL = "stateful inspection at the UDP packet, transaction and call level"
 
 
@@ -96,9 +98,19 @@ class _Drop(Exception):
         self.reason = reason
 
 
+_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+                   r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\Z")
+
+
 def _is_ipv4(text: str) -> bool:
-    parts = text.split(".")
-    return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)
+    """A dotted quad of ASCII digits (str.isdigit() would let "\u00b2" through
+    to int(), which refuses it)."""
+    return _IPV4.match(text) is not None
+
+
+def _ascii_int(text: str) -> int | None:
+    """``text`` as a number of 1-9 ASCII digits, else None."""
+    return int(text) if _NUMBER.match(text) else None
 
 
 def _covers(pattern: str, name: str) -> bool:
@@ -232,8 +244,8 @@ def on_timer(state: MgcpState, key: str, now: float,
     kind, _, rest = key.partition("/")
     if kind == "mgcp-txn":
         parts = rest.split("/")
-        t = state.txns.get((parts[0], parts[1], int(parts[2]))) \
-            if len(parts) == 3 and parts[2].isdigit() else None
+        tid = _ascii_int(parts[2]) if len(parts) == 3 else None
+        t = state.txns.get((parts[0], parts[1], tid)) if tid is not None else None
         if t is not None and t.expires_at <= now:
             run.emit(ev.TransactionEnded(t.gateway, t.endpoint, t.origin, t.tid, "transaction timeout"))
             if t.verb == "CRCX" and not t.final and t.call_id is not None:
@@ -427,10 +439,11 @@ class _Message:
         if ep is None or ep.notified_entity is None:
             return
         host, _, port = ep.notified_entity.rpartition(":")
-        if not _is_ipv4(host) or not port.isdigit():
+        number = _ascii_int(port)
+        if not _is_ipv4(host) or number is None:
             return
         dst = (str(self.ctx.dst[0]), int(self.ctx.dst[1]))
-        if dst != (host, int(port)):
+        if dst != (host, number):
             raise _Drop(f"{STATEFUL}: {self.msg.verb} from {name} sent to {dst[0]}:{dst[1]}, not to "
                         f"its notified entity {ep.notified_entity}")
 
@@ -467,10 +480,12 @@ class _Message:
             return
         run = self.run
         for item in k.split(","):
-            lo, _, hi = item.strip().partition("-")
-            if not lo.isdigit() or (hi and not hi.isdigit()):
+            # The parser checked the grammar (1-9 ASCII digits each side).
+            lo, _, hi = item.partition("-")
+            a = _ascii_int(lo.strip(" \t"))
+            b = _ascii_int(hi.strip(" \t")) if hi else a
+            if a is None or b is None:
                 continue
-            a, b = int(lo), int(hi or lo)
             if b < a or b - a > MAX_ACK_RANGE:
                 # A range wider than any sender keeps in flight is not
                 # expanded (it would cost the ALG, not the sender).

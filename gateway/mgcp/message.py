@@ -40,11 +40,16 @@ RESTART_METHODS = frozenset({"graceful", "forced", "restart", "disconnected", "c
 _LINE_END = re.compile(rb"\r\n|\n|\r")
 _LONE_CR = re.compile(rb"\r(?!\n)")
 _BAD_CHAR = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# The command and response lines are matched after their trailing blanks are
+# cut (``_strip_blanks``): with a trailing ``[ \t]*\Z`` after a lazy field, the
+# engine retried the blank run from every position inside it, quadratic in a
+# line of spaces and tabs. Without it each field ends where the next begins or
+# at the line's end, and every match is linear in the line.
 _COMMAND = re.compile(
     rb"([A-Za-z][A-Za-z0-9]{3})[ \t]+([0-9]{1,9})[ \t]+(\S+)[ \t]+([Mm][Gg][Cc][Pp])[ \t]+([0-9]{1,4}\.[0-9]{1,4})"
-    rb"(?:[ \t]+([A-Za-z][A-Za-z0-9.\- \t]*?))?[ \t]*\Z")
+    rb"(?:[ \t]+([A-Za-z][A-Za-z0-9.\- \t]*))?\Z")
 _RESPONSE = re.compile(
-    rb"([0-9]{3})[ \t]+([0-9]{1,9})(?:[ \t]+/([A-Za-z0-9][A-Za-z0-9\-]{0,31}))?(?:[ \t]+(.*?))?[ \t]*\Z")
+    rb"([0-9]{3})[ \t]+([0-9]{1,9})(?:[ \t]+/([A-Za-z0-9][A-Za-z0-9\-]{0,31}))?(?:[ \t]+(.*))?\Z", re.DOTALL)
 _PARAM = re.compile(rb"([A-Za-z0-9][A-Za-z0-9+\-/]{0,63}):[ \t]*")
 _EXT_PARAM = re.compile(r"X[-+][A-Z0-9]{1,32}\Z|[A-Z0-9][A-Z0-9\-]{0,31}/[A-Z0-9][A-Z0-9\-]{0,31}\Z")
 _HEX_ID = re.compile(r"[0-9A-Fa-f]{1,32}\Z")
@@ -52,6 +57,14 @@ _LOCAL_PART = re.compile(r"[\x21-\x23\x25-\x29\x2b-\x2e\x30-\x3f\x41-\x7e]+\Z")
 _DNS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-]{0,254}\Z")
 _RANGE = re.compile(r"\[[^\]]*\]")
 _PKG_RM = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]{0,31}/[A-Za-z0-9\-]{1,32}\Z")
+# RFC 3435 appendix A: a number is ASCII digits ("1*9(DIGIT)" for a
+# transaction id). str.isdigit() also accepts other scripts' digits and
+# superscripts ("\u00b2"), which int() then refuses: every number is checked
+# against this instead.
+_DIGITS = re.compile(r"[0-9]{1,9}\Z")
+# K: (RFC 3435 3.5.6): confirmedTransactionIdRange *("," ...), a range being
+# TransactionId ["-" TransactionId].
+_ACK_RANGE = re.compile(r"[ \t]*([0-9]{1,9})(?:[ \t]*-[ \t]*([0-9]{1,9}))?[ \t]*\Z")
 
 
 def _bad(reason: str, offset: int) -> RemoteProtocolError:
@@ -331,8 +344,12 @@ def _check_param(name: str, value: str, vs: int, is_command: bool) -> None:
         if v.lower() not in RESTART_METHODS and not _PKG_RM.match(v):
             raise _bad(f"unknown restart method {value!r}", vs)
     elif name in ("RD", "MD"):
-        if not (v.isdigit() and v.isascii() and len(v) <= 9):
+        if not _DIGITS.match(v):
             raise _bad(f"{name}: {value!r} is not a number", vs)
+    elif name == "K":
+        for item in v.split(","):
+            if not _ACK_RANGE.match(item):
+                raise _bad(f"K: {item.strip()!r} is not a transaction id or range", vs)
 
 
 def _param_name(raw: bytes, offset: int) -> str:
@@ -396,6 +413,9 @@ def _message(data: bytes, lines: list[tuple[int, int, int]]) -> MgcpMessage:
     msg_start, msg_end = ls, lines[-1][2]
     fields: dict = {}
     addr: list[AddressSpan] = []
+    first = first.rstrip(b" \t")
+    if not first:
+        raise _bad("message starts with a blank line", ls)
     if 0x30 <= first[0] <= 0x39:
         m = _RESPONSE.match(first)
         if m is None:
@@ -476,7 +496,13 @@ def _message(data: bytes, lines: list[tuple[int, int, int]]) -> MgcpMessage:
         if s is not None:
             sdp.append(parse_sdp(data[s:msg_end], s))
         for d in sdp:
-            addr.extend(_sdp_address_spans(d))
+            for a in _sdp_address_spans(d):
+                # RFC 4566 9: an address is a dotted quad, an IPv6 address or
+                # an FQDN, all ASCII; anything else would reach the ALG's
+                # address checks (and NAT) as a name no host can have.
+                if not a.span.text.isascii():
+                    raise _bad(f"non-ASCII address {a.span.text!r} in SDP", a.span.start)
+                addr.append(a)
     return MgcpMessage(kind=kind, transaction_id=tid, params=tuple(params), start=msg_start, end=msg_end,
                        sdp=tuple(sdp), sdp_span=sdp_span, address_spans=tuple(addr), **fields)
 

@@ -171,7 +171,7 @@ class MgcpState:
             return call.next_deadline() if call else None
         if kind == "mgcp-txn":
             parts = rest.split("/")
-            if len(parts) == 3 and parts[2].isdigit():
+            if len(parts) == 3 and parts[2].isascii() and parts[2].isdigit() and len(parts[2]) <= 9:
                 t = self.txns.get((parts[0], parts[1], int(parts[2])))
                 return t.expires_at if t else None
         return None
