@@ -90,3 +90,27 @@ def test_blank_line_only_first_line_is_refused():
     for data in (b" \r\n", b"\t\t\r\nX: 1\r\n"):
         with pytest.raises(RemoteProtocolError):
             parse_datagram(data)
+
+
+def test_sdp_with_many_lines_is_refused_before_the_cubic_pattern():
+    # 1,600 "a=x" lines and a bad byte at the end: gateway.sdp.parse_sdp's
+    # whole-description pattern split the run of lines in O(n^3) ways (8 KiB
+    # took 100 s); the MGCP parser now refuses more than MAX_SDP_LINES lines
+    # in a description before handing it over.
+    data = (b"CRCX 1 aaln/1@gw MGCP 1.0\r\nC: 1\r\n\r\nv=0\r\no=- 1 1 IN IP4 1.1.1.1\r\n"
+            b"m=audio 4000 RTP/AVP 0\r\n" + b"a=x\r\n" * 1600 + b"\xff")
+    t = time.process_time()
+    with pytest.raises(RemoteProtocolError, match="lines in a session description"):
+        parse_datagram(data)
+    assert time.process_time() - t <= 0.05
+
+
+def test_long_sdp_line_is_refused_before_the_quadratic_pattern():
+    # "a=rtcp:1", 8 KiB of tabs, a digit, no line end: parse_sdp's a=rtcp
+    # patterns retried the tab run from every position (0.5 s).
+    data = (b"CRCX 1 aaln/1@gw MGCP 1.0\r\nC: 1\r\n\r\nv=0\r\no=- 1 1 IN IP4 1.1.1.1\r\n"
+            b"m=audio 4000 RTP/AVP 0\r\na=rtcp:1" + b"\t" * 8192 + b"9")
+    t = time.process_time()
+    with pytest.raises(RemoteProtocolError, match="session description line longer"):
+        parse_datagram(data)
+    assert time.process_time() - t <= 0.05

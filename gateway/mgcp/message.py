@@ -37,6 +37,28 @@ PARAMETER_CODES = frozenset({
 # RFC 3435 section 2.3.12 / appendix A: RestartMethod.
 RESTART_METHODS = frozenset({"graceful", "forced", "restart", "disconnected", "cancel-graceful"})
 
+# Bounds on what one datagram may hold, far above real traffic (a response
+# piggy-backed with a command or an ack, 3.5.5; a dozen parameters; one or
+# two session descriptions of a few media lines, 3.4) and low enough that a
+# 64 KiB datagram costs the parser and the ALG a few milliseconds: without
+# them one datagram of 2,700 m= lines made the ALG bind 2,700 media groups.
+MAX_MESSAGES = 16            # piggy-backed messages per datagram
+MAX_PARAMS = 128             # parameter lines per message
+MAX_DESCRIPTIONS = 4         # session descriptions per message
+MAX_MEDIA = 16               # m= lines per message body
+# Lines per session description. gateway.sdp.parse_sdp first tries one
+# pattern over the whole description whose runs of "other" lines around the
+# optional c= and direction lines can be split in O(n^3) ways before a late
+# mismatch fails it (8 KiB of "a=x" lines and a bad byte: 100 s). An RFC 3435
+# connection descriptor has a few lines (v, o, s, c, t, m and some a=); at
+# this bound the worst case costs about 2 ms.
+MAX_SDP_LINES = 40
+# Bytes per session description line. Its a=rtcp patterns (the whole-
+# description one and the line scan) retry a run of blanks inside a line from
+# every position: quadratic in the line (8 KiB of tabs after "a=rtcp:1":
+# 0.5 s). Descriptor lines are short; at this bound the worst costs ~4 ms.
+MAX_SDP_LINE = 512
+
 _LINE_END = re.compile(rb"\r\n|\n|\r")
 _LONE_CR = re.compile(rb"\r(?!\n)")
 _BAD_CHAR = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
@@ -396,6 +418,8 @@ def parse_datagram(data: bytes | bytearray | memoryview) -> tuple[MgcpMessage, .
         else:
             groups[-1].append(line)
     out = []
+    if len(groups) > MAX_MESSAGES:
+        raise _bad(f"more than {MAX_MESSAGES} piggy-backed messages in one datagram", 0)
     for lines in groups:
         if not lines:
             raise _bad("empty piggy-backed message", end)
@@ -450,6 +474,8 @@ def _message(data: bytes, lines: list[tuple[int, int, int]]) -> MgcpMessage:
         if ps == pe:
             body_at = i + 1
             break
+        if i > MAX_PARAMS:
+            raise _bad(f"more than {MAX_PARAMS} parameter lines", ps)
         raw = data[ps:pe]
         if _BAD_CHAR.search(raw):
             raise _bad("control character in a parameter line", ps)
@@ -483,17 +509,32 @@ def _message(data: bytes, lines: list[tuple[int, int, int]]) -> MgcpMessage:
             # The SDP parser splits lines at LF (RFC 4566 5); a body split by lone
             # CRs would hide its addresses from NAT, so it is refused.
             raise _bad("SDP body with lone CR line ends", bs)
+        media = data.count(b"\nm=", bs, msg_end) + data.count(b"\rm=", bs, msg_end) + \
+            (data.startswith(b"m=", bs))
+        if media > MAX_MEDIA:
+            raise _bad(f"more than {MAX_MEDIA} media descriptions (m=)", bs)
         # RFC 3435 section 3.4: two session descriptions (e.g. an AUCX response's
         # local and remote descriptors) are separated by an empty line.
         s = None
+        count = 0
         for ls2, le2, nx in lines[body_at:]:
             if ls2 == le2:
                 if s is not None:
+                    if len(sdp) == MAX_DESCRIPTIONS:
+                        raise _bad(f"more than {MAX_DESCRIPTIONS} session descriptions", s)
                     sdp.append(parse_sdp(data[s:ls2], s))
                     s = None
-            elif s is None:
-                s = ls2
+            else:
+                if s is None:
+                    s, count = ls2, 0
+                count += 1
+                if count > MAX_SDP_LINES:
+                    raise _bad(f"more than {MAX_SDP_LINES} lines in a session description", ls2)
+                if le2 - ls2 > MAX_SDP_LINE:
+                    raise _bad(f"session description line longer than {MAX_SDP_LINE} bytes", ls2)
         if s is not None:
+            if len(sdp) == MAX_DESCRIPTIONS:
+                raise _bad(f"more than {MAX_DESCRIPTIONS} session descriptions", s)
             sdp.append(parse_sdp(data[s:msg_end], s))
         for d in sdp:
             for a in _sdp_address_spans(d):
