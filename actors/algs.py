@@ -17,6 +17,7 @@ from gateway.h323 import events as h323_ev
 from gateway.h323 import segment as h323_segment
 from gateway.mgcp import alg as mgcp_alg
 from gateway.mgcp import events as mgcp_ev
+from gateway.mgcp import roles as mgcp_roles
 from gateway.policy import Flow
 from gateway.sip import alg as sip_alg
 from gateway.sip import events as sip_ev
@@ -173,12 +174,28 @@ class MgcpAdapter:
 
     @staticmethod
     def context(o, engine=None):
-        # Who sent it: a datagram to the call agent's port comes from a gateway
-        # (service MGCP-CA), one to the gateway's port from a call agent (MGCP-UA).
-        role = mgcp_alg.GW if o.dst[1] == mgcp_alg.CA_PORT else "call-agent"
+        role = MgcpAdapter.role(o)
         media_nat = media_nat_of(engine, o) if engine is not None and o.direction == "outbound" else None
         return mgcp_alg.MgcpContext(o.direction, o.src, o.dst, o.nat_src, o.nat_dst, o.ingress, o.egress,
                                     role, media_nat, far_side_of(engine, o))
+
+    @staticmethod
+    def role(o) -> str:
+        """Who sent the datagram, as far as ports and policy tell: a gateway
+        when it goes to the call agent's port 2727 or under an MGCP-CA policy
+        (manual ch. 3: MGCP-CA is the service of traffic to call agents, and
+        no gateway listens on 2727, RFC 3435 3.5.3); a call agent when it
+        comes from 2727. Between two 2427 ports (a call agent on 2427, as in
+        PacketCable/NCS) or from an ephemeral port, MGCP-UA says nothing
+        certain: the ALG reads the role from the messages and its state
+        (gateway.mgcp.roles)."""
+        decision = getattr(o, "decision", None)
+        policy = decision.policy if decision is not None else None
+        if o.dst[1] == mgcp_alg.CA_PORT or (policy is not None and policy.service == "mgcp-ca"):
+            return mgcp_alg.GW
+        if o.src[1] == mgcp_alg.CA_PORT:
+            return mgcp_alg.CA
+        return mgcp_roles.EITHER
 
     @staticmethod
     def streams(st) -> list[str]:

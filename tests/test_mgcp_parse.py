@@ -139,7 +139,7 @@ def test_every_parameter_code_and_extensions():
     codes = ["B", "C", "I", "N", "X", "L", "M", "R", "S", "D", "O", "P", "E", "Z", "Z2", "I2", "F", "Q",
              "T", "RM", "RD", "A", "ES", "PL", "MD", "K"]
     values = {"C": "ABC", "I": "12", "I2": "3f", "X": "1", "N": "ca@host", "RM": "forced", "RD": "0",
-              "MD": "4000", "Z": "aaln/2@gw", "Z2": "aaln/3@gw"}
+              "MD": "4000", "Z": "aaln/2@gw", "Z2": "aaln/3@gw", "K": "6-9, 12"}
     lines = [f"{c.lower() if i % 2 else c}: {values.get(c, 'v')}" for i, c in enumerate(codes)]
     lines += ["X-Foo: bar", "x+y1: z", "pkg/Param: 1"]
     m = one(("CRCX 1 aaln/1@gw MGCP 1.0\n" + "\n".join(lines) + "\n").encode())

@@ -218,6 +218,10 @@ class MgcpSettings:
     inactive_media_timeout: int = 120        # seconds
     transaction_timeout: int = 30            # seconds
     max_call_duration: int = 86400          # seconds
+    # Transactions the ALG remembers (in progress, or answered within the
+    # transaction timeout, RFC 3435 3.5) per source address of commands: a
+    # call agent at ~330 commands/s, each remembered 30 s, fits.
+    max_transactions: int = 10000
 
 
 @dataclass(frozen=True, slots=True)

@@ -934,6 +934,7 @@ class _Parser:
         "inactive-media-timeout": ("inactive_media_timeout", "timeout (seconds)", 1, MAX_INT),
         "transaction-timeout": ("transaction_timeout", "timeout (seconds)", 1, MAX_INT),
         "max-call-duration": ("max_call_duration", "duration (seconds)", 1, MAX_INT),
+        "max-transactions": ("max_transactions", "transactions per source address", 1, 1_000_000),
     }
 
     def _mgcp(self, ln: _Line, unset: bool) -> Apply:

@@ -126,7 +126,8 @@ def _mgcp(mgcp: MgcpSettings) -> list[str]:
                         ("connection_flood_threshold", "connection-flood threshold"),
                         ("inactive_media_timeout", "inactive-media-timeout"),
                         ("transaction_timeout", "transaction-timeout"),
-                        ("max_call_duration", "max-call-duration")):
+                        ("max_call_duration", "max-call-duration"),
+                        ("max_transactions", "max-transactions")):
         if getattr(mgcp, attr) != getattr(d, attr):
             out.append(f"set mgcp {words} {getattr(mgcp, attr)}")
     return out

@@ -21,17 +21,19 @@ are given as "RFC 3435 x.y".
 
 from __future__ import annotations
 
+import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace as _with
 from ipaddress import IPv4Address
 from typing import Callable
 
 from gateway.config.model import MgcpSettings
 from gateway.errors import RemoteProtocolError
 from gateway.mgcp import events as ev
-from gateway.mgcp.flood import admit
+from gateway.mgcp.flood import admit, idle, sweep
 from gateway.mgcp.message import MgcpMessage, parse_datagram
 from gateway.mgcp.nat import Translation, dedupe, header_edits, translation
+from gateway.mgcp.roles import EITHER, sender_role
 from gateway.mgcp.state import EMPTY, Call, MgcpState, Pinhole, Txn, apply, replace, txn_key
 from gateway.mgcp.transitions import CA, GW, command_rule, response_actions, response_kind
 from gateway.ports import MEDIA_PORT_HIGH, MEDIA_PORT_LOW, allocate_pair
@@ -50,6 +52,7 @@ MAX_ACK_RANGE = 256
 # lines, a trunking gateway some hundreds; past this a gateway naming ever new
 # endpoints (RSIP, N:) is refused rather than growing the state without end.
 MAX_ENDPOINTS_PER_GATEWAY = 2048
+_NUMBER = re.compile(r"[0-9]{1,9}\Z")
 STATEFUL = "stateful inspection at the UDP packet, transaction and call level"
 
 
@@ -60,8 +63,11 @@ class MgcpContext:
     ``direction``: "outbound" (private to public), "inbound" or "none".
     ``src``/``dst``: the packet's addresses as it arrived; ``nat_src``: the
     public source NAT gives it (outbound); ``nat_dst``: the private destination
-    (inbound to a MIP). ``role``: who sent it: "gateway" (sent to UDP 2727,
-    service MGCP-CA) or "call-agent" (sent to UDP 2427, MGCP-UA).
+    (inbound to a MIP). ``role``: who sent it: "gateway" (e.g. sent to the
+    call agent's UDP 2727, service MGCP-CA), "call-agent", or "either" when
+    the datapath cannot tell (two 2427 ports: a call agent on 2427, as in
+    PacketCable/NCS); :func:`step` then reads it from the messages
+    (:mod:`gateway.mgcp.roles`).
     ``media_nat``: optional, the public address NAT gives media of a private
     host other than the sender toward this message's destination (e.g. a
     second gateway's SDP relayed by the call agent, manual "ISP-Hosted
@@ -96,9 +102,19 @@ class _Drop(Exception):
         self.reason = reason
 
 
+_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+                   r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\Z")
+
+
 def _is_ipv4(text: str) -> bool:
-    parts = text.split(".")
-    return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)
+    """A dotted quad of ASCII digits (str.isdigit() would let "\u00b2" through
+    to int(), which refuses it)."""
+    return _IPV4.match(text) is not None
+
+
+def _ascii_int(text: str) -> int | None:
+    """``text`` as a number of 1-9 ASCII digits, else None."""
+    return int(text) if _NUMBER.match(text) else None
 
 
 def _covers(pattern: str, name: str) -> bool:
@@ -203,6 +219,9 @@ def step(state: MgcpState, ctx: MgcpContext, data: bytes, now: float,
     except RemoteProtocolError as e:
         reason = f"malformed MGCP message: {e}"
         return Result(state, "drop", reason, data, logs=(f"drop: {reason}",))
+    role = sender_role(state, ctx, msgs)
+    if role != ctx.role:
+        ctx = _with(ctx, role=role)
     gw = ctx.gateway
     is_crcx = any(m.verb == "CRCX" for m in msgs)
     counters, flood_reason = admit(state.flood.get(gw), now, is_crcx=is_crcx,
@@ -212,7 +231,8 @@ def step(state: MgcpState, ctx: MgcpContext, data: bytes, now: float,
     if flood_reason is not None:
         reason = f"{flood_reason} (gateway {gw})"
         return Result(state, "drop", reason, data, logs=(f"drop: {reason}",))
-    state = replace(state, flood=state.flood.set(gw, counters))
+    flood, mark = sweep(state.flood.set(gw, counters), state.flood_mark, now)
+    state = replace(state, flood=flood, flood_mark=mark)
     run = _Run(state, now, settings)
     try:
         for m in msgs:
@@ -232,8 +252,8 @@ def on_timer(state: MgcpState, key: str, now: float,
     kind, _, rest = key.partition("/")
     if kind == "mgcp-txn":
         parts = rest.split("/")
-        t = state.txns.get((parts[0], parts[1], int(parts[2]))) \
-            if len(parts) == 3 and parts[2].isdigit() else None
+        tid = _ascii_int(parts[2]) if len(parts) == 3 else None
+        t = state.txns.get((parts[0], parts[1], tid)) if tid is not None else None
         if t is not None and t.expires_at <= now:
             run.emit(ev.TransactionEnded(t.gateway, t.endpoint, t.origin, t.tid, "transaction timeout"))
             if t.verb == "CRCX" and not t.final and t.call_id is not None:
@@ -253,6 +273,14 @@ def on_timer(state: MgcpState, key: str, now: float,
             if reason is not None:
                 run.end_call(gw, cid, reason)
     res = run.result()
+    if kind == "mgcp-txn":
+        # The gateway's flood counters are soft: once idle they weigh as
+        # much as none, and its last transaction ending is a good moment to
+        # let them go (a flood's sources are not remembered after it).
+        gw = rest.split("/", 1)[0]
+        counters = res.state.flood.get(gw)
+        if counters is not None and idle(counters, now):
+            res = replace(res, state=replace(res.state, flood=res.state.flood.delete(gw)))
     if not any(t.key == key for t in res.timers):
         res = replace(res, timers=res.timers + (Timer(key, res.state.next_deadline(key)),))
     return res
@@ -374,6 +402,13 @@ class _Message:
             if verb == "MDCX" and call_id is None:
                 raise _Drop(f"{STATEFUL}: MDCX without a call id (C:)")
             call_id = owner
+        limit = self.settings.max_transactions
+        if run.st.txn_counts.get(self.seen_src[0], 0) >= limit:
+            # RFC 3435 3.5: a transaction is remembered for a bounded time;
+            # past the per-source cap a sender's new commands are refused
+            # rather than growing the state (set mgcp max-transactions).
+            raise _Drop(f"{STATEFUL}: {self.seen_src[0]} already has {limit} transactions in progress "
+                        f"or remembered (set mgcp max-transactions); {verb} {tid} refused")
         if "start_call" in rule.actions and (self.gw, call_id) not in run.st.calls:
             run.emit(ev.CallStarted(self.gw, call_id, self.now, self.now + self.settings.max_call_duration))
         run.emit(ev.TransactionStarted(self.gw, name, ctx.role, tid, verb, self.seen_src[0],
@@ -410,7 +445,7 @@ class _Message:
         else:
             entity = self.msg.get("N").strip()
         self.check_endpoint_room(name)
-        self.run.emit(ev.NotifiedEntitySet(self.gw, name, entity, "N:"))
+        self.run.emit(ev.NotifiedEntitySet(self.gw, name, entity, "N:", self.msg.transaction_id))
 
     def check_endpoint_room(self, name) -> None:
         st = self.run.st
@@ -427,10 +462,11 @@ class _Message:
         if ep is None or ep.notified_entity is None:
             return
         host, _, port = ep.notified_entity.rpartition(":")
-        if not _is_ipv4(host) or not port.isdigit():
+        number = _ascii_int(port)
+        if not _is_ipv4(host) or number is None:
             return
         dst = (str(self.ctx.dst[0]), int(self.ctx.dst[1]))
-        if dst != (host, int(port)):
+        if dst != (host, number):
             raise _Drop(f"{STATEFUL}: {self.msg.verb} from {name} sent to {dst[0]}:{dst[1]}, not to "
                         f"its notified entity {ep.notified_entity}")
 
@@ -446,7 +482,7 @@ class _Message:
             rd = self.msg.get("RD")
             out = self.now + (int(rd.strip()) if rd is not None else 0)
         self.check_endpoint_room(name)
-        self.run.emit(ev.EndpointRestarted(self.gw, name, method, self.now, out))
+        self.run.emit(ev.EndpointRestarted(self.gw, name, method, self.now, out, self.msg.transaction_id))
         if method == "forced":
             # RFC 3435 2.3.12: "forced" -- "the endpoints are taken abruptly
             # out of service and any established connections are lost": their
@@ -467,10 +503,12 @@ class _Message:
             return
         run = self.run
         for item in k.split(","):
-            lo, _, hi = item.strip().partition("-")
-            if not lo.isdigit() or (hi and not hi.isdigit()):
+            # The parser checked the grammar (1-9 ASCII digits each side).
+            lo, _, hi = item.partition("-")
+            a = _ascii_int(lo.strip(" \t"))
+            b = _ascii_int(hi.strip(" \t")) if hi else a
+            if a is None or b is None:
                 continue
-            a, b = int(lo), int(hi or lo)
             if b < a or b - a > MAX_ACK_RANGE:
                 # A range wider than any sender keeps in flight is not
                 # expanded (it would cost the ALG, not the sender).

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.events import Event, event
+from gateway.events import Event, event, upcaster
 
 
 def endpoint_stream(gateway: str, endpoint: str) -> str:
@@ -93,31 +93,49 @@ class TransactionEnded(_EndpointEvent):
     reason: str
 
 
-@event("mgcp.endpoint_restarted", schema=1)
+@event("mgcp.endpoint_restarted", schema=2)
 @dataclass(frozen=True, slots=True)
 class EndpointRestarted(_EndpointEvent):
     """RSIP (RFC 3435 2.3.12). ``out_of_service_at``: when the endpoint leaves
     service (forced: now; graceful: after RestartDelay), None when it is (back)
-    in service (restart, disconnected, cancel-graceful)."""
+    in service (restart, disconnected, cancel-graceful). ``tid``: the RSIP's
+    transaction (schema 2): an endpoint record it creates lasts only if a
+    command naming the endpoint succeeds (see ``state.Endpoint.pending``)."""
 
     gateway: str
     endpoint: str
     method: str
     at: float
     out_of_service_at: float | None
+    tid: int | None = None
 
 
-@event("mgcp.notified_entity_set", schema=1)
+@event("mgcp.notified_entity_set", schema=2)
 @dataclass(frozen=True, slots=True)
 class NotifiedEntitySet(_EndpointEvent):
     """The endpoint's notified entity (manual ch. 3 "Call Agent"): from an N:
     parameter (``source`` "N:"), or the source address of the last successful
-    non-audit command (``source`` "command")."""
+    non-audit command (``source`` "command"). ``tid`` (schema 2): the call
+    agent's transaction whose N: set it, None when set by a success."""
 
     gateway: str
     endpoint: str
     entity: str
     source: str
+    tid: int | None = None
+
+
+@upcaster("mgcp.endpoint_restarted", 1)
+def _endpoint_restarted_v1(payload: dict) -> dict:
+    # Schema 1 had no transaction: the record is kept, as it was then.
+    payload.setdefault("tid", None)
+    return payload
+
+
+@upcaster("mgcp.notified_entity_set", 1)
+def _notified_entity_set_v1(payload: dict) -> dict:
+    payload.setdefault("tid", None)
+    return payload
 
 
 @event("mgcp.call_started", schema=1)

@@ -75,3 +75,28 @@ def admit(counters: FloodCounters | None, now: float, *, is_crcx: bool, count_me
     msgs = c.messages.counted(now) if count_message else c.messages
     conns = c.connections.counted(now) if is_crcx else c.connections
     return FloodCounters(msgs, conns), None
+
+
+def idle(counters: FloodCounters, now: float) -> bool:
+    """Whether both windows are empty at ``now``: such counters weigh exactly
+    as much as none, so they can be forgotten."""
+    return all(w.advanced(now).current == 0 and w.advanced(now).previous == 0
+               for w in (counters.messages, counters.connections))
+
+
+# Below this many gateways' counters the map is not swept at all.
+SWEEP_FLOOR = 64
+
+
+def sweep(flood, mark: int, now: float):
+    """Drop idle counters when the map has grown past ``mark``; returns the
+    map and the next mark (twice what is left, at least SWEEP_FLOOR), so a
+    sweep's O(n) is paid once per doubling: O(1) amortised per message. A
+    sender that appears once (a scan, spoofed sources) is not remembered
+    beyond a sweep."""
+    if len(flood) <= max(mark, SWEEP_FLOOR):
+        return flood, mark
+    for gw, c in list(flood.items()):
+        if idle(c, now):
+            flood = flood.delete(gw)
+    return flood, max(SWEEP_FLOOR, 2 * len(flood))

@@ -37,14 +37,41 @@ PARAMETER_CODES = frozenset({
 # RFC 3435 section 2.3.12 / appendix A: RestartMethod.
 RESTART_METHODS = frozenset({"graceful", "forced", "restart", "disconnected", "cancel-graceful"})
 
+# Bounds on what one datagram may hold, far above real traffic (a response
+# piggy-backed with a command or an ack, 3.5.5; a dozen parameters; one or
+# two session descriptions of a few media lines, 3.4) and low enough that a
+# 64 KiB datagram costs the parser and the ALG a few milliseconds: without
+# them one datagram of 2,700 m= lines made the ALG bind 2,700 media groups.
+MAX_MESSAGES = 16            # piggy-backed messages per datagram
+MAX_PARAMS = 128             # parameter lines per message
+MAX_DESCRIPTIONS = 4         # session descriptions per message
+MAX_MEDIA = 16               # m= lines per message body
+# Lines per session description. gateway.sdp.parse_sdp first tries one
+# pattern over the whole description whose runs of "other" lines around the
+# optional c= and direction lines can be split in O(n^3) ways before a late
+# mismatch fails it (8 KiB of "a=x" lines and a bad byte: 100 s). An RFC 3435
+# connection descriptor has a few lines (v, o, s, c, t, m and some a=); at
+# this bound the worst case costs about 2 ms.
+MAX_SDP_LINES = 40
+# Bytes per session description line. Its a=rtcp patterns (the whole-
+# description one and the line scan) retry a run of blanks inside a line from
+# every position: quadratic in the line (8 KiB of tabs after "a=rtcp:1":
+# 0.5 s). Descriptor lines are short; at this bound the worst costs ~4 ms.
+MAX_SDP_LINE = 512
+
 _LINE_END = re.compile(rb"\r\n|\n|\r")
 _LONE_CR = re.compile(rb"\r(?!\n)")
 _BAD_CHAR = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# The command and response lines are matched after their trailing blanks are
+# cut (``_strip_blanks``): with a trailing ``[ \t]*\Z`` after a lazy field, the
+# engine retried the blank run from every position inside it, quadratic in a
+# line of spaces and tabs. Without it each field ends where the next begins or
+# at the line's end, and every match is linear in the line.
 _COMMAND = re.compile(
     rb"([A-Za-z][A-Za-z0-9]{3})[ \t]+([0-9]{1,9})[ \t]+(\S+)[ \t]+([Mm][Gg][Cc][Pp])[ \t]+([0-9]{1,4}\.[0-9]{1,4})"
-    rb"(?:[ \t]+([A-Za-z][A-Za-z0-9.\- \t]*?))?[ \t]*\Z")
+    rb"(?:[ \t]+([A-Za-z][A-Za-z0-9.\- \t]*))?\Z")
 _RESPONSE = re.compile(
-    rb"([0-9]{3})[ \t]+([0-9]{1,9})(?:[ \t]+/([A-Za-z0-9][A-Za-z0-9\-]{0,31}))?(?:[ \t]+(.*?))?[ \t]*\Z")
+    rb"([0-9]{3})[ \t]+([0-9]{1,9})(?:[ \t]+/([A-Za-z0-9][A-Za-z0-9\-]{0,31}))?(?:[ \t]+(.*))?\Z", re.DOTALL)
 _PARAM = re.compile(rb"([A-Za-z0-9][A-Za-z0-9+\-/]{0,63}):[ \t]*")
 _EXT_PARAM = re.compile(r"X[-+][A-Z0-9]{1,32}\Z|[A-Z0-9][A-Z0-9\-]{0,31}/[A-Z0-9][A-Z0-9\-]{0,31}\Z")
 _HEX_ID = re.compile(r"[0-9A-Fa-f]{1,32}\Z")
@@ -52,6 +79,14 @@ _LOCAL_PART = re.compile(r"[\x21-\x23\x25-\x29\x2b-\x2e\x30-\x3f\x41-\x7e]+\Z")
 _DNS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-]{0,254}\Z")
 _RANGE = re.compile(r"\[[^\]]*\]")
 _PKG_RM = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]{0,31}/[A-Za-z0-9\-]{1,32}\Z")
+# RFC 3435 appendix A: a number is ASCII digits ("1*9(DIGIT)" for a
+# transaction id). str.isdigit() also accepts other scripts' digits and
+# superscripts ("\u00b2"), which int() then refuses: every number is checked
+# against this instead.
+_DIGITS = re.compile(r"[0-9]{1,9}\Z")
+# K: (RFC 3435 3.5.6): confirmedTransactionIdRange *("," ...), a range being
+# TransactionId ["-" TransactionId].
+_ACK_RANGE = re.compile(r"[ \t]*([0-9]{1,9})(?:[ \t]*-[ \t]*([0-9]{1,9}))?[ \t]*\Z")
 
 
 def _bad(reason: str, offset: int) -> RemoteProtocolError:
@@ -331,8 +366,12 @@ def _check_param(name: str, value: str, vs: int, is_command: bool) -> None:
         if v.lower() not in RESTART_METHODS and not _PKG_RM.match(v):
             raise _bad(f"unknown restart method {value!r}", vs)
     elif name in ("RD", "MD"):
-        if not (v.isdigit() and v.isascii() and len(v) <= 9):
+        if not _DIGITS.match(v):
             raise _bad(f"{name}: {value!r} is not a number", vs)
+    elif name == "K":
+        for item in v.split(","):
+            if not _ACK_RANGE.match(item):
+                raise _bad(f"K: {item.strip()!r} is not a transaction id or range", vs)
 
 
 def _param_name(raw: bytes, offset: int) -> str:
@@ -379,6 +418,8 @@ def parse_datagram(data: bytes | bytearray | memoryview) -> tuple[MgcpMessage, .
         else:
             groups[-1].append(line)
     out = []
+    if len(groups) > MAX_MESSAGES:
+        raise _bad(f"more than {MAX_MESSAGES} piggy-backed messages in one datagram", 0)
     for lines in groups:
         if not lines:
             raise _bad("empty piggy-backed message", end)
@@ -396,6 +437,9 @@ def _message(data: bytes, lines: list[tuple[int, int, int]]) -> MgcpMessage:
     msg_start, msg_end = ls, lines[-1][2]
     fields: dict = {}
     addr: list[AddressSpan] = []
+    first = first.rstrip(b" \t")
+    if not first:
+        raise _bad("message starts with a blank line", ls)
     if 0x30 <= first[0] <= 0x39:
         m = _RESPONSE.match(first)
         if m is None:
@@ -430,6 +474,8 @@ def _message(data: bytes, lines: list[tuple[int, int, int]]) -> MgcpMessage:
         if ps == pe:
             body_at = i + 1
             break
+        if i > MAX_PARAMS:
+            raise _bad(f"more than {MAX_PARAMS} parameter lines", ps)
         raw = data[ps:pe]
         if _BAD_CHAR.search(raw):
             raise _bad("control character in a parameter line", ps)
@@ -463,20 +509,41 @@ def _message(data: bytes, lines: list[tuple[int, int, int]]) -> MgcpMessage:
             # The SDP parser splits lines at LF (RFC 4566 5); a body split by lone
             # CRs would hide its addresses from NAT, so it is refused.
             raise _bad("SDP body with lone CR line ends", bs)
+        media = data.count(b"\nm=", bs, msg_end) + data.count(b"\rm=", bs, msg_end) + \
+            (data.startswith(b"m=", bs))
+        if media > MAX_MEDIA:
+            raise _bad(f"more than {MAX_MEDIA} media descriptions (m=)", bs)
         # RFC 3435 section 3.4: two session descriptions (e.g. an AUCX response's
         # local and remote descriptors) are separated by an empty line.
         s = None
+        count = 0
         for ls2, le2, nx in lines[body_at:]:
             if ls2 == le2:
                 if s is not None:
+                    if len(sdp) == MAX_DESCRIPTIONS:
+                        raise _bad(f"more than {MAX_DESCRIPTIONS} session descriptions", s)
                     sdp.append(parse_sdp(data[s:ls2], s))
                     s = None
-            elif s is None:
-                s = ls2
+            else:
+                if s is None:
+                    s, count = ls2, 0
+                count += 1
+                if count > MAX_SDP_LINES:
+                    raise _bad(f"more than {MAX_SDP_LINES} lines in a session description", ls2)
+                if le2 - ls2 > MAX_SDP_LINE:
+                    raise _bad(f"session description line longer than {MAX_SDP_LINE} bytes", ls2)
         if s is not None:
+            if len(sdp) == MAX_DESCRIPTIONS:
+                raise _bad(f"more than {MAX_DESCRIPTIONS} session descriptions", s)
             sdp.append(parse_sdp(data[s:msg_end], s))
         for d in sdp:
-            addr.extend(_sdp_address_spans(d))
+            for a in _sdp_address_spans(d):
+                # RFC 4566 9: an address is a dotted quad, an IPv6 address or
+                # an FQDN, all ASCII; anything else would reach the ALG's
+                # address checks (and NAT) as a name no host can have.
+                if not a.span.text.isascii():
+                    raise _bad(f"non-ASCII address {a.span.text!r} in SDP", a.span.start)
+                addr.append(a)
     return MgcpMessage(kind=kind, transaction_id=tid, params=tuple(params), start=msg_start, end=msg_end,
                        sdp=tuple(sdp), sdp_span=sdp_span, address_spans=tuple(addr), **fields)
 

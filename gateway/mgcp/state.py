@@ -79,6 +79,14 @@ class Endpoint:
     changed_at: float = float("-inf")
     notified_entity: str | None = None
     notified_source: str | None = None
+    # (origin, tid) of the command that created this record while no command
+    # naming the endpoint has succeeded yet; None once one has. A command
+    # that fails or is never answered has no effect (RFC 3435 2.4: an error
+    # code means the command was not executed), so when that transaction
+    # ends the record goes with it: hostile RSIPs or N: parameters naming
+    # ever new endpoints leave nothing behind once their transactions time
+    # out.
+    pending: tuple[str, int] | None = None
 
     def in_service(self, now: float) -> bool:
         return self.out_of_service_at is None or now < self.out_of_service_at
@@ -156,7 +164,14 @@ class MgcpState:
     # by an RSIP or N: naming it and is never removed (wildcard RSIP
     # precedence needs them), so the ALG bounds them per gateway.
     endpoint_counts: Map = _EMPTY_MAP
+    # source address of commands -> transactions remembered from it (the
+    # per-source cap, ``set mgcp max-transactions``).
+    txn_counts: Map = _EMPTY_MAP
+    call_counts: Map = _EMPTY_MAP     # gateway -> calls
     flood: Map = _EMPTY_MAP           # soft: gateway -> FloodCounters
+    # soft: the flood map's size that triggers the next sweep of idle
+    # counters (gateway.mgcp.flood.sweep), so sweeps cost O(1) amortised.
+    flood_mark: int = 0
 
     def endpoint(self, gateway: str, name: str) -> Endpoint | None:
         return self.endpoints.get((gateway, name))
@@ -171,7 +186,7 @@ class MgcpState:
             return call.next_deadline() if call else None
         if kind == "mgcp-txn":
             parts = rest.split("/")
-            if len(parts) == 3 and parts[2].isdigit():
+            if len(parts) == 3 and parts[2].isascii() and parts[2].isdigit() and len(parts[2]) <= 9:
                 t = self.txns.get((parts[0], parts[1], int(parts[2])))
                 return t.expires_at if t else None
         return None
@@ -182,7 +197,7 @@ EMPTY = MgcpState()
 
 def durable(state: MgcpState) -> MgcpState:
     """The state without its soft part (what the journal rebuilds)."""
-    return replace(state, flood=_EMPTY_MAP) if state.flood else state
+    return replace(state, flood=_EMPTY_MAP, flood_mark=0) if state.flood or state.flood_mark else state
 
 
 def apply(state: MgcpState, event: ev.Event) -> MgcpState:
@@ -214,46 +229,69 @@ def _pending(s: MgcpState, t: Txn, add: bool) -> MgcpState:
     return s
 
 
+def _count(counts: Map, key, delta: int) -> Map:
+    n = counts.get(key, 0) + delta
+    return counts.set(key, n) if n > 0 else (counts.delete(key) if key in counts else counts)
+
+
 def _txn_started(s: MgcpState, e: ev.TransactionStarted) -> MgcpState:
     t = Txn(e.gateway, e.endpoint, e.origin, e.tid, e.verb, (e.src_ip, e.src_port), e.call_id,
             e.conn_id, e.at, e.expires_at)
-    return _pending(replace(s, txns=s.txns.set((e.gateway, e.origin, e.tid), t)), t, True)
+    return _pending(replace(s, txns=s.txns.set((e.gateway, e.origin, e.tid), t),
+                            txn_counts=_count(s.txn_counts, e.src_ip, 1)), t, True)
 
 
 def _txn_answered(s: MgcpState, e: ev.TransactionAnswered) -> MgcpState:
     k = (e.gateway, e.origin, e.tid)
     t = replace(s.txns[k], code=e.code, expires_at=e.expires_at)
     s = replace(s, txns=s.txns.set(k, t))
+    if 200 <= e.code < 300:
+        ep = s.endpoints.get((t.gateway, t.endpoint))
+        if ep is not None and ep.pending is not None:
+            # A command naming the endpoint succeeded: the record is real.
+            s = replace(s, endpoints=s.endpoints.set((t.gateway, t.endpoint), replace(ep, pending=None)))
     return _pending(s, t, False) if t.final else s
 
 
 def _txn_ended(s: MgcpState, e: ev.TransactionEnded) -> MgcpState:
     k = (e.gateway, e.origin, e.tid)
     t = s.txns[k]
-    return _pending(replace(s, txns=s.txns.delete(k)), t, False)
+    s = replace(s, txns=s.txns.delete(k), txn_counts=_count(s.txn_counts, t.src[0], -1))
+    ek = (t.gateway, t.endpoint)
+    ep = s.endpoints.get(ek)
+    if ep is not None and ep.pending == (t.origin, t.tid):
+        s = replace(s, endpoints=s.endpoints.delete(ek),
+                    endpoint_counts=_count(s.endpoint_counts, t.gateway, -1))
+    return _pending(s, t, False)
 
 
 def _ep(s: MgcpState, gateway: str, name: str) -> Endpoint:
     return s.endpoints.get((gateway, name)) or Endpoint(gateway, name)
 
 
-def _set_endpoint(s: MgcpState, ep: Endpoint) -> MgcpState:
+def _set_endpoint(s: MgcpState, ep: Endpoint, creator: tuple[str, int] | None) -> MgcpState:
+    """Store ``ep``; a new record made by a command (``creator``: its origin
+    and transaction id) is pending until a command naming it succeeds."""
     key = (ep.gateway, ep.name)
     counts = s.endpoint_counts
     if key not in s.endpoints:
         counts = counts.set(ep.gateway, counts.get(ep.gateway, 0) + 1)
+        if creator is not None and creator[1] is not None:
+            ep = replace(ep, pending=creator)
     return replace(s, endpoints=s.endpoints.set(key, ep), endpoint_counts=counts)
 
 
 def _endpoint_restarted(s: MgcpState, e: ev.EndpointRestarted) -> MgcpState:
     ep = replace(_ep(s, e.gateway, e.endpoint), out_of_service_at=e.out_of_service_at,
                  restart_method=e.method, changed_at=e.at)
-    return _set_endpoint(s, ep)
+    # RSIP is the gateway's command (RFC 3435 2.3.12).
+    return _set_endpoint(s, ep, ("gateway", e.tid))
 
 
 def _notified_set(s: MgcpState, e: ev.NotifiedEntitySet) -> MgcpState:
     ep = replace(_ep(s, e.gateway, e.endpoint), notified_entity=e.entity, notified_source=e.source)
-    return _set_endpoint(s, ep)
+    # N: comes in the call agent's commands.
+    return _set_endpoint(s, ep, ("call-agent", e.tid))
 
 
 def _with_call(s: MgcpState, call: Call, **more) -> MgcpState:
@@ -261,7 +299,8 @@ def _with_call(s: MgcpState, call: Call, **more) -> MgcpState:
 
 
 def _call_started(s: MgcpState, e: ev.CallStarted) -> MgcpState:
-    return _with_call(s, Call(e.gateway, e.call_id, e.at, e.max_deadline))
+    return _with_call(s, Call(e.gateway, e.call_id, e.at, e.max_deadline),
+                      call_counts=_count(s.call_counts, e.gateway, 1))
 
 
 def _connection_created(s: MgcpState, e: ev.ConnectionCreated) -> MgcpState:
@@ -341,7 +380,8 @@ def _call_ended(s: MgcpState, e: ev.CallEnded) -> MgcpState:
     for cid in c.connections:
         if ci.get((e.gateway, cid)) == e.call_id:
             ci = ci.delete((e.gateway, cid))
-    return replace(s, calls=s.calls.delete(k), ports_in_use=used, group_index=gi, conn_index=ci)
+    return replace(s, calls=s.calls.delete(k), ports_in_use=used, group_index=gi, conn_index=ci,
+                   call_counts=_count(s.call_counts, e.gateway, -1))
 
 
 _HANDLERS = {
