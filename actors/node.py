@@ -401,6 +401,15 @@ class Node:
         dialog's actor (SIP: per Call-ID; MGCP: per endpoint or transaction)
         processes it; ``done(final_outcome)`` releases the packet. ``ctx`` and
         ``data`` default to what the datapath's outcome carries."""
+        retained = getattr(getattr(outcome, "segment", None), "retained", None)
+        if retained is not None:
+            # A SIP message longer than a segment (tcp_stream.Retained): its
+            # segments wait, without a verdict, for the one that completes it,
+            # and are released with it, each with its share of the rewrite.
+            if outcome.segment.part:
+                retained.wait(outcome.segment, done)
+                return
+            done = _releasing(retained, outcome.segment, done)
         alg = getattr(outcome, "alg", "sip")
         adapter = ADAPTERS.get(alg)
         if adapter is None:
@@ -778,3 +787,12 @@ def _start_on(pool: DispatcherPool, cls, *args):
 
 
 _POOLED: dict = {}
+
+
+def _releasing(retained, work, done: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``done`` for a segment that completed retained ones: gives every
+    verdict of the set, in sequence order (a drop drops them all)."""
+    def release(final) -> None:
+        for give, verdict in retained.release(final, work, done):
+            give(verdict)
+    return release

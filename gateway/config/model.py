@@ -197,6 +197,10 @@ class SipSettings:
     media_inactivity_timeout: int = 120
     # ``set sip max-call-duration N``: hard maximum call duration, seconds.
     max_call_duration: int = 86400
+    # ``set sip tcp-max-message N``: the longest SIP message over TCP, in
+    # octets, reassembled from its segments for the ALG; a longer one is
+    # dropped (gateway/datapath/tcp_stream.py SipStream). A 64 KiB SDP fits.
+    tcp_max_message: int = 131072
 
 
 @dataclass(frozen=True, slots=True)

@@ -842,6 +842,8 @@ class _Parser:
         "signaling-inactivity-timeout": ("signaling_inactivity_timeout", "seconds", 1, MAX_INT),
         "media-inactivity-timeout": ("media_inactivity_timeout", "seconds", 1, MAX_INT),
         "max-call-duration": ("max_call_duration", "seconds", 1, MAX_INT),
+        "tcp-max-message": ("tcp_max_message", "longest SIP message over TCP (octets)", 1500,
+                            16 << 20),
     }
 
     def _sip_timer(self, ln: _Line, key: str, unset: bool) -> Apply:

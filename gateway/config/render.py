@@ -111,7 +111,8 @@ def _sip(sip: SipSettings) -> list[str]:
         out.append(f"set sip protect deny timeout {sip.protect_deny_timeout}")
     for attr, keyword in (("signaling_inactivity_timeout", "signaling-inactivity-timeout"),
                           ("media_inactivity_timeout", "media-inactivity-timeout"),
-                          ("max_call_duration", "max-call-duration")):
+                          ("max_call_duration", "max-call-duration"),
+                          ("tcp_max_message", "tcp-max-message")):
         if getattr(sip, attr) != getattr(d, attr):
             out.append(f"set sip {keyword} {getattr(sip, attr)}")
     return out
