@@ -631,7 +631,18 @@ class SipStream(FramedStream):
             return super().segment(forward, seq, payload)
         if side.held and seq_diff((seq + len(payload)) % _MOD, side.held_start) > 0 \
                 and seq_diff(seq, side.next) < 0:
-            return super().segment(forward, seq, payload)     # hold given up (see there)
+            # The sender retransmits octets held to leave coalesced: it waits
+            # for their acknowledgement. Letting the message pass in parts
+            # would forward octets the ALG never saw; instead the
+            # retransmission is retained (it carries those octets again) and
+            # the message leaves once whole. A sender that sends nothing more
+            # before that acknowledgement (Nagle after a small first write)
+            # stalls until the set expires: the price of never failing open.
+            self.stats.hold_given_up += 1
+            side.next = side.held_start
+            side.buffer = b""
+            side.held = b""
+            self._retained_set(side, now)
         rel = seq_diff(seq, side.next)
         if rel > 0:
             self.stats.segments += 1
