@@ -388,3 +388,24 @@ def test_any_cut_order_and_duplicates_leave_exactly_the_rewritten_message(data):
     got = gate.received()
     assert got == gate.alg_out[0] and PHONE.encode() not in got
     assert gate.dp.stats()["sip_tcp"]["retained_octets"] == 0
+
+
+def test_a_connection_that_stops_sending_keeps_no_retained_octets():
+    msg = invite(5000)
+    gate = Gate()
+    gate.connect()
+    for s, p in gate.segments(msg)[:2]:
+        assert gate.send(s, p, now=1.0) == "retained"
+    assert gate.dp.stats()["sip_tcp"]["retained_octets"] == 2 * MSS
+    gate.dp.expire(3.0)
+    assert gate.dp.stats()["sip_tcp"]["retained_octets"] == 2 * MSS
+    gate.dp.expire(6.0)
+    assert gate.dp.stats()["sip_tcp"]["retained_octets"] == 0
+    assert gate.dp.stats()["sip_tcp"]["retained_expired"] == 1
+    # The session's end frees them too.
+    for s, p in gate.segments(msg)[:2]:
+        gate.send(s, p, now=7.0)
+    assert gate.dp.stats()["sip_tcp"]["retained_octets"] == 2 * MSS
+    (sess,) = [s for s in gate.dp.sessions if s.alg == "sip"]
+    gate.dp.remove_session(sess)
+    assert gate.dp.stats()["sip_tcp"]["retained_octets"] == 0

@@ -265,6 +265,7 @@ class Datapath:
                              "mgcp": MGCP_SESSION_TIMEOUT, "h323": H323_RAS_TIMEOUT}
         # H.323 and SIP TCP sessions (by session id): their framed streams.
         self._tpkt: dict[int, FramedStream] = {}
+        self._sip_holding: set[SipStream] = set()     # with segments retained (expire sweeps)
         self.tpkt_stats = StreamStats()
         self.sip_tcp_stats = StreamStats()
         # Sequence adjustments of SIP connections from the journaled state
@@ -705,7 +706,8 @@ class Datapath:
         return stream
 
     def _new_sip_stream(self) -> SipStream:
-        return SipStream(self.sip_tcp_stats, self.config.sip.tcp_max_message)
+        return SipStream(self.sip_tcp_stats, self.config.sip.tcp_max_message,
+                         holding=self._sip_holding)
 
     def _tcp_connection(self, pkt: Packet, key, rw: Rewrite | None, now: float, ingress: str,
                         d: Decision | None, alg: str, timeout: float, new_stream, **kw) -> Outcome:
@@ -925,7 +927,7 @@ class Datapath:
         return gone
 
     def remove_session(self, sess: Session) -> bool:
-        self._tpkt.pop(sess.id, None)
+        self._close_stream(sess.id)
         if self.sessions.remove(sess):
             self.screens.closed(sess.from_zone, sess.fwd_key[1])
             return True
@@ -935,8 +937,13 @@ class Datapath:
         gone = self.sessions.remove_all(sessions)
         for s in gone:
             self.screens.closed(s.from_zone, s.fwd_key[1])
-            self._tpkt.pop(s.id, None)
+            self._close_stream(s.id)
         return gone
+
+    def _close_stream(self, sid: int) -> None:
+        stream = self._tpkt.pop(sid, None)
+        if stream is not None:
+            stream.close()
 
     def drain_activity(self) -> list[tuple[str, str | None, float]]:
         """Media activity since the last call: ``(group, pinhole id or None, last seen)``."""
@@ -951,8 +958,10 @@ class Datapath:
         out: list[Session | Hole] = []
         for s in self.sessions.expire(now):
             self.screens.closed(s.from_zone, s.fwd_key[1])
-            self._tpkt.pop(s.id, None)
+            self._close_stream(s.id)
             out.append(s)
+        for stream in list(self._sip_holding):
+            stream.expire(now)
         out.extend(self.pinholes.expire(now))
         self._expire_fragments(now)
         return out

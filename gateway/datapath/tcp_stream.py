@@ -281,6 +281,9 @@ class FramedStream:
     def _pending_size(self, rest: bytes) -> int | None:
         return None
 
+    def close(self) -> None:
+        """The connection's session is gone."""
+
     # -- segments ----------------------------------------------------------------
 
     def side(self, forward: bool) -> _Side:
@@ -582,14 +585,18 @@ class SipStream(FramedStream):
     of a retained set was ever forwarded, so no sequence adjustment is
     missing)."""
 
-    __slots__ = ("max_message", "retained_total")
+    __slots__ = ("max_message", "retained_total", "holding")
     protocol = "SIP"
     hold_limit = SIP_HOLD_LIMIT
     rewrites_length = True
 
     def __init__(self, stats: StreamStats | None = None, max_message: int = SIP_MAX_MESSAGE,
-                 retained_total: int = SIP_RETAINED_TOTAL) -> None:
+                 retained_total: int = SIP_RETAINED_TOTAL, holding: set | None = None) -> None:
+        """``holding``: the datapath's set of streams with retained segments,
+        swept by :meth:`expire` (a connection that stops sending keeps no
+        retained octets past the hold time)."""
         super().__init__("sip", stats)
+        self.holding = holding
         # Each segment of a released set is one cache entry (its share).
         self.sides = (_Side(CACHE_ENTRIES + SIP_MAX_PARTS), _Side(CACHE_ENTRIES + SIP_MAX_PARTS))
         self.max_message = max_message
@@ -610,15 +617,29 @@ class SipStream(FramedStream):
 
     # -- retained segments ---------------------------------------------------------
 
+    def expire(self, now: float) -> None:
+        """Forget retained sets older than :data:`SIP_RETAIN_SECONDS`."""
+        for side in self.sides:
+            r = side.retained
+            if r is not None and now - r.since > SIP_RETAIN_SECONDS:
+                self.stats.retained_expired += 1
+                self._forget(side)
+
+    def close(self) -> None:
+        for side in self.sides:
+            if side.retained is not None:
+                self._forget(side)
+
+    def _unhold(self) -> None:
+        if self.holding is not None and all(sd.retained is None for sd in self.sides):
+            self.holding.discard(self)
+
     def segment(self, forward: bool, seq: int, payload: bytes, now: float = 0.0):
         side = self.sides[0 if forward else 1]
         if side.refused:
             self.stats.segments += 1
             return "drop", side.refused
-        r = side.retained
-        if r is not None and now - r.since > SIP_RETAIN_SECONDS:
-            self.stats.retained_expired += 1
-            self._forget(side)
+        self.expire(now)
         if (side.next is None or not side.synced) and payload and not side.held \
                 and _starts_sip(payload) and (side.next is None or seq_diff(seq, side.next) >= 0):
             # First seen mid-stream (a takeover: the sender retransmits what
@@ -690,6 +711,8 @@ class SipStream(FramedStream):
             side.cache.append(cached)
             r = side.retained = Retained(start, now, cached)
             self.stats.retained_messages += 1
+            if self.holding is not None:
+                self.holding.add(self)
         return r
 
     def _room(self, side: _Side, octets: int) -> str:
@@ -727,6 +750,7 @@ class SipStream(FramedStream):
             side.cache.remove(r.cached)
         except ValueError:
             pass
+        self._unhold()
 
     def _past_gap(self, side: _Side, forward: bool, seq: int, payload: bytes, now: float):
         st = self.stats
@@ -824,6 +848,7 @@ class SipStream(FramedStream):
             return "alg", work
         # The octets end at a message boundary: all of it to the ALG.
         side.retained = None
+        self._unhold()
         st.retained_octets -= len(r.data)
         for at, w in r.gap.items():
             # Past another gap, never reached: dropped with the release, forgotten.
