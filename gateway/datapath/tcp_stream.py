@@ -49,25 +49,33 @@ SIP differs (:class:`SipStream`):
   FIN, RST), whose sequence number lies after the queued data. A retransmission of a segment whose length the
   ALG changed leaves as its first copy did, at the same adjusted number; one
   re-segmented across such a rewrite is dropped (counted ``resegmented``).
-* a partial message is held back rather than forwarded, while the message
-  (as far as known: its Content-Length once the headers are in) is at most
-  :data:`SIP_HOLD_LIMIT` octets: the segment is dropped and its octets kept;
-  the segment that completes the message leaves carrying all of it from the
-  first held octet. Forwarding the first part would fix its Content-Length
-  and addresses before the ALG saw the rest, and a rewrite of the rest would
-  then corrupt the stream. A SIP stack writes a message with one send, so a
-  split mostly means a message longer than one segment, whose parts the
-  sender sends back to back (Linux's Nagle test lets a segment after a
-  full-sized one go, RFC 896 as amended by Minshall); the held octets and
-  the rest then leave as one packet, which is why the limit stays under an
-  Ethernet segment (and far under NFQUEUE's 4,016-octet copy range). If the
-  sender waits for an acknowledgement instead (Nagle after a small first
-  part, or the receiver's window), it retransmits the held octets after its
-  timeout; the gateway then stops holding that message and lets it pass as
-  it comes (``hold_given_up``): the price is one retransmission timeout, and
-  an address in a part that left unrewritten stays so (logged). A message
-  over the limit is forwarded in parts, its addresses not rewritten where
-  they already left (``split_messages``).
+* a partial message is never forwarded before the ALG has seen it whole
+  (forwarding the first part would fix its Content-Length and addresses
+  before the ALG saw the rest, and a rewrite of the rest would then corrupt
+  the stream). While the message (as far as known: its Content-Length once
+  the headers are in) is at most :data:`SIP_HOLD_LIMIT` octets, the part is
+  held back: the segment is dropped and its octets kept, and the segment
+  that completes the message leaves carrying all of it from the first held
+  octet, in one packet under an Ethernet MTU. A SIP stack writes a message
+  with one send, so a split mostly means a message longer than one segment,
+  whose parts the sender sends back to back (Linux's Nagle test lets a
+  segment after a full-sized one go, RFC 896 as amended by Minshall).
+* a longer message, up to ``set sip tcp-max-message`` octets, is
+  reassembled from *retained* segments (:class:`Retained`): each is given
+  no verdict yet (the kernel keeps the packet queued; the receiver has not
+  acknowledged it, so the sender still holds it for retransmission), and
+  once the octets reach a message boundary the ALG gets every message of
+  the set and the rewritten octets leave spread over the same segments at
+  their own places in the sequence space (:mod:`gateway.datapath.resegment`).
+  The sender's window must hold the whole message (an initial window of
+  ten segments, RFC 6928, holds about 14 KB; a longer message on a fresh
+  connection waits for the sender's retransmission timer and its window
+  growth, see :class:`SipStream`). If the sender retransmits octets held
+  back to leave coalesced (it waits for their acknowledgement), the
+  retransmission is retained the same way: nothing passes uninspected.
+  Over the limit, unframeable, or in too many segments, the direction's
+  signalling stops (every later data segment dropped, with the reason):
+  never forwarded in parts.
 
 Pure: no clock, no I/O; one caller at a time (the datapath's lock).
 """
