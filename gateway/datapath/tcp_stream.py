@@ -246,7 +246,8 @@ class StreamStats:
     __slots__ = ("segments", "alg", "partial", "split_messages", "retransmitted", "out_of_order",
                  "unsynced", "not_tpkt", "held_retransmissions", "held", "hold_given_up",
                  "too_long_to_hold", "queued", "adjusted", "resegmented", "retained",
-                 "retained_messages", "retained_octets", "retained_expired", "over_limit", "refused")
+                 "retained_messages", "retained_octets", "retained_expired", "over_limit", "refused",
+                 "retained_retransmissions")
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -676,6 +677,16 @@ class SipStream(FramedStream):
         if rel > 0:
             self.stats.segments += 1
             return self._past_gap(side, forward, seq, payload, now)
+        r = side.retained
+        if r is not None and rel < 0 and seq_diff((seq + len(payload)) % _MOD, r.start) > 0:
+            # The original is retained, still without a verdict. A sender
+            # retransmits it when its timer fires: the rest of the message
+            # is lost, or does not fit in its window (the message leaves only
+            # once whole; nothing acknowledges the retained octets).
+            self.stats.segments += 1
+            self.stats.retained_retransmissions += 1
+            return "drop", ("retransmission of a retained SIP segment: its message is not whole "
+                            "yet (the rest lost, or the message larger than the sender's window)")
         old = min(len(payload), -rel)
         if old == len(payload) or side.buffer and not side.held and side.retained is None:
             return super().segment(forward, seq, payload)
