@@ -782,6 +782,11 @@ class Datapath:
     def _segment_done(self, outcome: Alg, verdict: str, data: bytes, reason: str) -> Forward | Drop:
         work = outcome.segment
         stream = work.stream
+        if work.part:
+            # Its verdict comes with the segment that completes its message
+            # (the node keeps it: tcp_stream.Retained); answered on its own,
+            # it cannot leave rewritten.
+            return self._drop("SIP segment retained for its message answered on its own", "alg")
         if verdict != "forward":
             FramedStream.finished(work, None)
             return self._drop(reason or f"{outcome.alg} ALG dropped the message", "alg")
@@ -791,11 +796,6 @@ class Datapath:
             # need sequence adjustment this path does not do.
             FramedStream.finished(work, None)
             return self._drop("h323 ALG rewrite changed the segment's length", "alg")
-        if work.part:
-            # Its verdict comes with the segment that completes its message
-            # (the node keeps it: tcp_stream.Retained); answered on its own,
-            # it cannot leave rewritten.
-            return self._drop("SIP segment retained for its message answered on its own", "alg")
         if work.retained is not None:
             return self._release_retained(outcome, work, data)
         pkt = outcome.packet
