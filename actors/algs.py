@@ -127,7 +127,7 @@ class SipAdapter:
         seg = getattr(o, "segment", None)
         if seg is None:
             return ctx
-        return sip_segment.SegmentContext(ctx, seg.messages, o.conn, seg.start)
+        return sip_segment.SegmentContext(ctx, seg.messages, o.conn, seg.start, seg.layout)
 
     @staticmethod
     def streams(st) -> list[str]:

@@ -401,6 +401,15 @@ class Node:
         dialog's actor (SIP: per Call-ID; MGCP: per endpoint or transaction)
         processes it; ``done(final_outcome)`` releases the packet. ``ctx`` and
         ``data`` default to what the datapath's outcome carries."""
+        retained = getattr(getattr(outcome, "segment", None), "retained", None)
+        if retained is not None:
+            # A SIP message longer than a segment (tcp_stream.Retained): its
+            # segments wait, without a verdict, for the one that completes it,
+            # and are released with it, each with its share of the rewrite.
+            if outcome.segment.part:
+                retained.wait(outcome.segment, done)
+                return
+            done = _releasing(retained, outcome.segment, done)
         alg = getattr(outcome, "alg", "sip")
         adapter = ADAPTERS.get(alg)
         if adapter is None:
@@ -465,8 +474,13 @@ class Node:
             self.counters[f"{adapter.name}_dropped"] = self.counters.get(f"{adapter.name}_dropped", 0) + 1
             w.done(self._drop(w.outcome, r.reason))
             return
+        # A TCP segment is released behind the connection's earlier segments
+        # even without events of its own (an acknowledgement queued behind
+        # a message at the ALG): released at once it would overtake that
+        # message while its events are still being written.
         self._commit(r, lambda recs: self._release(w, r, adapter) if recs is not None
-                     else w.done(self._drop(w.outcome, self._unwritten_reason())))
+                     else w.done(self._drop(w.outcome, self._unwritten_reason())),
+                     ordered=getattr(w.outcome, "segment", None) is not None)
 
     def _unwritten_reason(self) -> str:
         # The writer refused the step: computed before a demotion (written
@@ -507,14 +521,14 @@ class Node:
             # sees the verdict queued before any later packet of the flow.
             w.done(final)
 
-    def _commit(self, r, then: Callable[[list], None]) -> None:
+    def _commit(self, r, then: Callable[[list], None], ordered: bool = False) -> None:
         """Journal the step's events, mirror the entities, arm timers, then ``then``."""
         if r.events:
             self.counters["events"] += len(r.events)
             self._mirror(r.events)
             self._datapath_follow(r.events)
         self._arm(r.timers)
-        if r.events:
+        if r.events or ordered:
             self.writer.submit(list(r.events), then)
         else:
             then([])
@@ -778,3 +792,12 @@ def _start_on(pool: DispatcherPool, cls, *args):
 
 
 _POOLED: dict = {}
+
+
+def _releasing(retained, work, done: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``done`` for a segment that completed retained ones: gives every
+    verdict of the set, in sequence order (a drop drops them all)."""
+    def release(final) -> None:
+        for give, verdict in retained.release(final, work, done):
+            give(verdict)
+    return release

@@ -87,6 +87,7 @@ def run_capture(config, pcap_in: str, pcap_out: str, *, journal: str | None = No
     algs = Counter()
     written = 0
     first = last = None
+    released: list = []       # verdicts of retained SIP segments, given with a later packet
     try:
         node.start()
         with reader, RawPcapWriter(pcap_out) as writer:
@@ -128,15 +129,18 @@ def run_capture(config, pcap_in: str, pcap_out: str, *, journal: str | None = No
                     out = datapath.process(raw, ingress, clock.t)
                 if isinstance(out, Alg):
                     algs[out.alg] += 1
-                    out = _alg(node, out, settle_timeout)
-                if isinstance(out, Forward):
-                    results["forwarded"] += 1
-                    paths[out.path] += 1
-                    writer.write(out.data, ts)
-                    written += 1
+                    outs = _alg(node, out, settle_timeout, released)
                 else:
-                    results["dropped"] += 1
-                    reasons[out.reason] += 1
+                    outs = [out]
+                for out in outs:
+                    if isinstance(out, Forward):
+                        results["forwarded"] += 1
+                        paths[out.path] += 1
+                        writer.write(out.data, ts)
+                        written += 1
+                    else:
+                        results["dropped"] += 1
+                        reasons[out.reason] += 1
             # Let what the capture started finish as it would have (BYE + 5 s...).
             if last is not None:
                 _advance(node, datapath, clock, last + 6.0, settle_timeout)
@@ -178,19 +182,29 @@ def _ingress(engine: Engine, overrides, src: IPv4Address) -> str | None:
     return r[0] if r else None
 
 
-def _alg(node: Node, outcome: Alg, settle: float):
+def _alg(node: Node, outcome: Alg, settle: float, released: list) -> list:
+    """The verdicts given while the ALG ran ``outcome``: its own, after
+    those of segments retained for the same SIP message (released with it,
+    in sequence order; a retained segment itself gives none yet)."""
     import threading
-    box = []
     done = threading.Event()
+    seg = getattr(outcome, "segment", None)
+    if seg is not None and seg.part:
+        node.handle_alg(outcome, released.append)
+        return []
 
     def release(final):
-        box.append(final)
+        released.append(final)
         done.set()
 
     node.handle_alg(outcome, release)
     if not done.wait(settle):
-        return Drop("ALG did not answer in time", "alg")
-    return box[0]
+        return [Drop("ALG did not answer in time", "alg")]
+    with node.dp_lock:
+        # The verdicts of a set are given under this lock, one after another.
+        out = list(released)
+        released.clear()
+    return out
 
 
 class RawPcapWriter:

@@ -205,6 +205,10 @@ class SipSettings:
     # no final answer) one source address may hold; a new INVITE beyond it
     # is dropped.
     max_setup_calls_per_source: int = 1000
+    # ``set sip tcp-max-message N``: the longest SIP message over TCP, in
+    # octets, reassembled from its segments for the ALG; a longer one is
+    # dropped (gateway/datapath/tcp_stream.py SipStream). A 64 KiB SDP fits.
+    tcp_max_message: int = 131072
 
 
 @dataclass(frozen=True, slots=True)

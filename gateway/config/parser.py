@@ -872,6 +872,8 @@ class _Parser:
         "timer-c": ("timer_c", "seconds", 1, MAX_INT),
         "max-setup-calls-per-source": ("max_setup_calls_per_source", "number of calls", 1,
                                        MAX_INT),
+        "tcp-max-message": ("tcp_max_message", "longest SIP message over TCP (octets)", 1500,
+                            16 << 20),
     }
 
     def _sip_timer(self, ln: _Line, key: str, unset: bool) -> Apply:

@@ -113,7 +113,8 @@ def _sip(sip: SipSettings) -> list[str]:
                           ("media_inactivity_timeout", "media-inactivity-timeout"),
                           ("max_call_duration", "max-call-duration"),
                           ("timer_c", "timer-c"),
-                          ("max_setup_calls_per_source", "max-setup-calls-per-source")):
+                          ("max_setup_calls_per_source", "max-setup-calls-per-source"),
+                          ("tcp_max_message", "tcp-max-message")):
         if getattr(sip, attr) != getattr(d, attr):
             out.append(f"set sip {keyword} {getattr(sip, attr)}")
     return out

@@ -57,6 +57,7 @@ from gateway.datapath.sessions import (
     PROTO_ICMP, PROTO_TCP, PROTO_UDP, Rewrite, Session, SessionTable,
 )
 from gateway.datapath import seqadj
+from gateway.datapath import resegment
 from gateway.datapath.tcp_stream import FramedStream, SegmentWork, SipStream, StreamStats, TpktStream
 from gateway.errors import RemoteProtocolError
 from gateway.packet import ACK, Packet, parse, rewrite
@@ -269,6 +270,7 @@ class Datapath:
                              "mgcp": MGCP_SESSION_TIMEOUT, "h323": H323_RAS_TIMEOUT}
         # H.323 and SIP TCP sessions (by session id): their framed streams.
         self._tpkt: dict[int, FramedStream] = {}
+        self._sip_holding: set[SipStream] = set()     # with segments retained (expire sweeps)
         self.tpkt_stats = StreamStats()
         self.sip_tcp_stats = StreamStats()
         # Sequence adjustments of SIP connections from the journaled state
@@ -341,7 +343,7 @@ class Datapath:
                 if damage is not None:
                     return self._drop(*damage)
                 if proto == PROTO_TCP:
-                    return self._tcp_signalling(pkt, sess, rw, fwd, ingress)
+                    return self._tcp_signalling(pkt, sess, rw, fwd, ingress, now=now)
                 return self._alg_of_session(pkt, sess, rw, fwd, ingress)
             if sess.group is not None:
                 self._media_seen(sess, fwd, now)
@@ -708,7 +710,7 @@ class Datapath:
     def _sip_stream(self, sess: Session) -> SipStream:
         """The framed streams of a new SIP connection, with the sequence
         adjustments the journaled state has for it (takeover)."""
-        stream = SipStream(self.sip_tcp_stats)
+        stream = self._new_sip_stream()
         if self._tcp_restore:
             _p, s, sp, dd, dp = sess.fwd_key
             frw = sess.fwd_rewrite
@@ -719,6 +721,10 @@ class Datapath:
                 stream.restore(True, sides.get(f"{_ip(s)}:{sp}", seqadj.NONE))
                 stream.restore(False, sides.get(f"{dst[0]}:{dst[1]}", seqadj.NONE))
         return stream
+
+    def _new_sip_stream(self) -> SipStream:
+        return SipStream(self.sip_tcp_stats, self.config.sip.tcp_max_message,
+                         holding=self._sip_holding)
 
     def _tcp_connection(self, pkt: Packet, key, rw: Rewrite | None, now: float, ingress: str,
                         d: Decision | None, alg: str, timeout: float, new_stream, **kw) -> Outcome:
@@ -741,16 +747,16 @@ class Datapath:
             self._tpkt[sess.id] = new_stream(sess)
         sess.fwd_packets += 1
         sess.fwd_bytes += pkt.total_length
-        return self._tcp_signalling(pkt, sess, sess.fwd_rewrite, True, ingress, path)
+        return self._tcp_signalling(pkt, sess, sess.fwd_rewrite, True, ingress, path, now)
 
     def _tcp_signalling(self, pkt: Packet, sess: Session, rw: Rewrite | None, fwd: bool, ingress: str,
-                        path: str = "fast-session") -> Outcome:
+                        path: str = "fast-session", now: float = 0.0) -> Outcome:
         """One segment of an H.323 or SIP TCP session (tcp_stream module
         docstring): forwarded with the session's NAT and the connection's
         sequence adjustment, dropped, or an Alg outcome."""
         stream = self._tpkt.get(sess.id)
         if stream is None:
-            stream = self._tpkt[sess.id] = (SipStream(self.sip_tcp_stats) if sess.alg == "sip"
+            stream = self._tpkt[sess.id] = (self._new_sip_stream() if sess.alg == "sip"
                                             else TpktStream("q931", self.tpkt_stats))
         payload = pkt.payload_bytes
         if not payload and pkt.tcp_flags & _SYN:
@@ -760,6 +766,8 @@ class Datapath:
         if not payload:
             # ACK/FIN/RST: in order behind this direction's data at the ALG.
             kind, val = stream.empty(fwd, pkt.tcp_seq)
+        elif isinstance(stream, SipStream):
+            kind, val = stream.segment(fwd, pkt.tcp_seq, payload, now)
         else:
             kind, val = stream.segment(fwd, pkt.tcp_seq, payload)
         if kind == "forward":
@@ -780,9 +788,13 @@ class Datapath:
         if isinstance(stream, SipStream):
             # One actor per connection: its segments are answered in order,
             # each after the ones whose length changes it must follow.
-            return Alg("sip", f"tcp:{conn}", pkt, None, direction, (_ip(s), sp), (_ip(dd), dp),
-                       nat_src, nat_dst, ingress, egress, "tcp", val.data, rw, sess.id,
-                       channel="sip", conn=conn, segment=val)
+            out = Alg("sip", f"tcp:{conn}", pkt, None, direction, (_ip(s), sp), (_ip(dd), dp),
+                      nat_src, nat_dst, ingress, egress, "tcp", val.data, rw, sess.id,
+                      channel="sip", conn=conn, segment=val)
+            if val.part:
+                # Retained until its message is whole (tcp_stream.Retained).
+                val.retained.outcomes[id(val)] = out
+            return out
         return Alg("h323", f"{stream.channel}:{conn}", pkt, None, direction, (_ip(s), sp),
                    (_ip(dd), dp), nat_src, nat_dst, ingress, egress,
                    "tcp", val.data, rw, sess.id, channel=stream.channel, conn=conn, segment=val)
@@ -790,6 +802,11 @@ class Datapath:
     def _segment_done(self, outcome: Alg, verdict: str, data: bytes, reason: str) -> Forward | Drop:
         work = outcome.segment
         stream = work.stream
+        if work.part:
+            # Its verdict comes with the segment that completes its message
+            # (the node keeps it: tcp_stream.Retained); answered on its own,
+            # it cannot leave rewritten.
+            return self._drop("SIP segment retained for its message answered on its own", "alg")
         if verdict != "forward":
             FramedStream.finished(work, None)
             return self._drop(reason or f"{outcome.alg} ALG dropped the message", "alg")
@@ -799,6 +816,8 @@ class Datapath:
             # need sequence adjustment this path does not do.
             FramedStream.finished(work, None)
             return self._drop("h323 ALG rewrite changed the segment's length", "alg")
+        if work.retained is not None:
+            return self._release_retained(outcome, work, data)
         pkt = outcome.packet
         payload = work.prefix + data
         if pkt.payload_offset + len(payload) > 0xFFFF:
@@ -812,6 +831,58 @@ class Datapath:
             payload = None
         return Forward(self._apply_tcp(pkt, outcome.rewrite, stream, work.forward, payload,
                                        work.emit_seq), "fast-session", outcome.alg)
+
+    def _release_retained(self, outcome: Alg, work: SegmentWork, data: bytes) -> Forward:
+        """The messages of retained SIP segments answered (``data``: their
+        rewritten octets): each segment's verdict, its share of ``data`` at
+        its own place in the sequence space (``resegment``), entered in the
+        set for the node to give (``Retained.release``); the completing
+        segment's is returned. Segments queued behind the set leave with
+        the adjustment it made; one past a further gap is dropped (its octets
+        were forgotten: its sender retransmits it)."""
+        r = work.retained
+        stream = work.stream
+        FramedStream.finished(work, data)
+        lengths = resegment.spread([n for _s, n, _w in r.layout], len(data))
+        verdicts: dict[int, Forward | Drop] = {}
+        own: Forward | Drop | None = None
+        pos = 0
+        for (start, _n, w), m in zip(r.layout, lengths):
+            share = data[pos:pos + m]
+            pos += m
+            seg = work if w is None else w
+            o = outcome if w is None else r.outcomes.get(id(w))
+            if o is None:
+                continue
+            payload = seg.prefix + share
+            if not payload:
+                v = self._drop("SIP segment emptied by the rewrite of its message", "alg")
+            else:
+                pkt = o.packet
+                emit = (start - len(seg.prefix)) % (1 << 32)
+                same = payload == pkt.payload_bytes and emit == pkt.tcp_seq
+                v = Forward(self._apply_tcp(pkt, o.rewrite, stream, work.forward,
+                                            None if same else payload, emit), "fast-session", "sip")
+            if w is None:
+                own = v
+            else:
+                verdicts[id(w)] = v
+        unreached = {id(w) for w in r.gap.values()}
+        for w in r.parts:
+            o = r.outcomes.get(id(w))
+            if id(w) in verdicts or o is None:
+                continue
+            if id(w) in unreached:
+                verdicts[id(w)] = self._drop("SIP segment past a second gap: dropped, its sender "
+                                             "retransmits it", "alg")
+                continue
+            pkt = o.packet
+            verdicts[id(w)] = Forward(self._apply_tcp(pkt, o.rewrite, stream, w.forward,
+                                                      None if w.data == pkt.payload_bytes else w.data,
+                                                      pkt.tcp_seq), "fast-session", "sip")
+        r.verdicts = verdicts
+        return own if own is not None else self._drop("SIP segment emptied by the rewrite of its "
+                                                      "message", "alg")
 
     @staticmethod
     def _apply_tcp(pkt: Packet, rw: Rewrite | None, stream: FramedStream, fwd: bool,
@@ -881,7 +952,7 @@ class Datapath:
         return gone
 
     def remove_session(self, sess: Session) -> bool:
-        self._tpkt.pop(sess.id, None)
+        self._close_stream(sess.id)
         if self.sessions.remove(sess):
             self.screens.closed(sess.from_zone, sess.fwd_key[1])
             return True
@@ -891,8 +962,13 @@ class Datapath:
         gone = self.sessions.remove_all(sessions)
         for s in gone:
             self.screens.closed(s.from_zone, s.fwd_key[1])
-            self._tpkt.pop(s.id, None)
+            self._close_stream(s.id)
         return gone
+
+    def _close_stream(self, sid: int) -> None:
+        stream = self._tpkt.pop(sid, None)
+        if stream is not None:
+            stream.close()
 
     def drain_activity(self) -> list[tuple[str, str | None, float]]:
         """Media activity since the last call: ``(group, pinhole id or None, last seen)``."""
@@ -907,8 +983,10 @@ class Datapath:
         out: list[Session | Hole] = []
         for s in self.sessions.expire(now):
             self.screens.closed(s.from_zone, s.fwd_key[1])
-            self._tpkt.pop(s.id, None)
+            self._close_stream(s.id)
             out.append(s)
+        for stream in list(self._sip_holding):
+            stream.expire(now)
         out.extend(self.pinholes.expire(now))
         self._expire_fragments(now)
         return out

@@ -12,7 +12,9 @@ segment is, with no events (a TCP segment has one verdict).
 
 When the segment's length changes, a
 :class:`gateway.datapath.seqadj.TcpSeqAdjusted` event records it (the
-sender's sequence number of the segment's first data octet, and the change)
+sender's sequence number of the segment's first data octet, and the change;
+for messages reassembled from several retained segments, one per segment
+whose share of the rewritten octets differs from its length)
 so that a node taking over adjusts the connection's later segments the same
 way (DESIGN.md, "A packet's way through", item 1)."""
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.alg_result import Combined, Result
+from gateway.datapath.resegment import changes
 from gateway.datapath.seqadj import TcpSeqAdjusted
 from gateway.sip.alg import DEFAULT_SETTINGS, SipContext, step
 
@@ -32,12 +35,16 @@ class SegmentContext:
     """``ctx``: the messages' context (transport "tcp"); ``messages``:
     ``(offset in the segment's data, whole message)``; ``conn``: the
     connection's name; ``start``: the sender's sequence number of the data's
-    first octet."""
+    first octet; ``layout``: for data that came in several retained segments,
+    each one's ``(start, length)`` (tcp_stream.SipStream): the change of
+    length is recorded per resized segment, as the datapath spreads it
+    (gateway.datapath.resegment)."""
 
     ctx: SipContext
     messages: tuple[tuple[int, bytes], ...]
     conn: str
     start: int
+    layout: tuple[tuple[int, int], ...] = ()
 
 
 def step_segment(state, sctx: SegmentContext, data: bytes, now: float,
@@ -65,6 +72,7 @@ def step_segment(state, sctx: SegmentContext, data: bytes, now: float,
     else:
         out = data
     if len(out) != size:
-        acc.events.append(TcpSeqAdjusted(sctx.conn, f"{ctx.src[0]}:{ctx.src[1]}", sctx.start,
-                                         len(out) - size))
+        sender = f"{ctx.src[0]}:{ctx.src[1]}"
+        for position, change in changes(sctx.layout or ((sctx.start, size),), len(out)):
+            acc.events.append(TcpSeqAdjusted(sctx.conn, sender, position, change))
     return acc.result(out)

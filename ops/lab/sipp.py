@@ -112,7 +112,7 @@ _PLAY = '  <nop><action><exec play_pcap_audio="@PCAP@"/></action></nop>\n'
 
 
 def uac_scenario(pcap: Path = G711A_PCAP, *, per_call_media_port: bool = False,
-                 media: bool = True) -> str:
+                 media: bool = True, sdp_padding: int = 0) -> str:
     """The UAC scenario. ``per_call_media_port``: each call offers (and plays
     its RTP from) its own port, SIPp's ``[auto_media_port]``, as distinct
     phones would; otherwise every call uses ``-mp``. Through a NAT that maps
@@ -120,9 +120,15 @@ def uac_scenario(pcap: Path = G711A_PCAP, *, per_call_media_port: bool = False,
     address *and* one remote address would be the same flow twice.
     ``media=False``: the same signalling (SDP offered and answered, so the
     gateway still opens and closes pinholes) but no RTP played: a
-    signalling-only load."""
+    signalling-only load. ``sdp_padding``: about that many more octets of
+    SDP in the INVITE, as media attributes (an offer with many codecs or
+    ICE candidates), so that the INVITE spans several TCP segments."""
     assert _PLAY in _UAC_SCENARIO
     text = _UAC_SCENARIO if media else _UAC_SCENARIO.replace(_PLAY, "")
+    if sdp_padding > 0:
+        rtpmap = "      a=rtpmap:8 PCMA/8000\n"
+        pad = "".join(f"      a=x-pad-{i:05d}:{'z' * 48}\n" for i in range(sdp_padding // 66 + 1))
+        text = text.replace(rtpmap, rtpmap + pad, 1)
     text = text.replace("@PCAP@", str(pcap))
     if per_call_media_port:
         text = text.replace("m=audio [media_port] ", "m=audio [auto_media_port] ")
@@ -184,14 +190,15 @@ def run_calls(caller: HostNs, callee: HostNs, *, dial: IPv4Address | None = None
               calls: int = 5, rate: float = 10.0, duration_ms: int = 1000,
               timeout: float | None = None, workdir: Path | None = None,
               settle: float = 0.3, per_call_media_port: bool = False,
-              transport: str = "udp", media: bool = True) -> CallResult:
+              transport: str = "udp", media: bool = True, sdp_padding: int = 0) -> CallResult:
     """Place ``calls`` calls at ``rate`` calls/s from ``caller`` to ``callee``,
     each held ``duration_ms`` with RTP both ways, dialling ``dial`` (the
     callee's own address, its MIP or a DIP address: whatever the configuration
     makes reachable). Every step is bounded: SIPp gets a global timeout and is
     killed if it overstays it. ``transport``: ``"udp"`` or ``"tcp"`` for the
     signalling (media is RTP over UDP either way). ``media=False``: no RTP
-    is played (see :func:`uac_scenario`)."""
+    is played (see :func:`uac_scenario`); ``sdp_padding``: a longer INVITE
+    (:func:`uac_scenario`)."""
     if transport not in TRANSPORTS:
         raise ValueError(f"transport is one of {TRANSPORTS}, not {transport!r}")
     uac_t, uas_t = _SIPP_TRANSPORT[transport]
@@ -205,7 +212,8 @@ def run_calls(caller: HostNs, callee: HostNs, *, dial: IPv4Address | None = None
     tmp = Path(tempfile.mkdtemp(prefix="voip-lab-sipp-")) if own_dir else workdir
     assert tmp is not None
     scenario = tmp / "uac_rtp.xml"
-    scenario.write_text(uac_scenario(per_call_media_port=per_call_media_port, media=media))
+    scenario.write_text(uac_scenario(per_call_media_port=per_call_media_port, media=media,
+                                     sdp_padding=sdp_padding))
     stat_file = tmp / "uac_stat.csv"
     err_file = tmp / "uac_errors.log"
 
