@@ -231,7 +231,7 @@ class H323Hole:
     @classmethod
     def of(cls, p) -> "H323Hole":
         media = p.kind in ("rtp", "rtcp")
-        # Media groups already name their call (``<call>/s<session>``); the
+        # Media groups already name their call (``<call>/lc<channel>@<opener>``); the
         # signalling ones ("q931", "h245") are made unique here.
         group = p.group if media else f"{p.call}/{p.group}"
         return cls(p.id, p.call, group, "media" if media else "signalling", p.transport,
