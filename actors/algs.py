@@ -230,6 +230,11 @@ class H323Hole:
 
     @classmethod
     def of(cls, p) -> "H323Hole":
+        if p.kind == "registration":
+            # Not a pinhole: the datapath routes a TCP connection to this
+            # incoming DIP address by it, at its SYN, under policy.
+            return cls(p.id, p.call, p.group, "registration", "tcp", "inbound", tuple(p.dst), tuple(p.to),
+                       "q931")
         media = p.kind in ("rtp", "rtcp")
         # Media groups already name their call (``<call>/lc<channel>@<opener>``); the
         # signalling ones ("q931", "h245") are made unique here.
@@ -283,7 +288,8 @@ class H323Adapter:
 
     @staticmethod
     def pinholes(st) -> list:
-        return [p for c in st.calls.values() for p in c.pinholes.values()]
+        return ([p for c in st.calls.values() for p in c.pinholes.values()]
+                + [r.pinhole for r in st.registrations.values()])
 
     @staticmethod
     def for_datapath(pinholes):

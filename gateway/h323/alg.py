@@ -128,6 +128,16 @@ class _Run(Run):
                     opened = [p for p in opened if p.id != e.pinhole]
                 else:
                     closed.append(e.pinhole)
+            elif isinstance(e, ev.Registered):
+                reg = self.st.registrations.get(tuple(e.public))
+                if reg is not None:
+                    opened = [p for p in opened if p.id != reg.pinhole.id] + [reg.pinhole]
+            elif isinstance(e, ev.Unregistered):
+                pid = f"h323-reg/{e.public[0]}:{e.public[1]}"
+                if any(p.id == pid for p in opened):
+                    opened = [p for p in opened if p.id != pid]
+                else:
+                    closed.append(pid)
         timers = tuple(Timer(s, self.st.next_deadline(s)) for s in streams)
         out = apply_edits(data, self.edits) if self.edits else data
         return Result(self.st, "forward", "", out, tuple(self.edits), tuple(opened), tuple(closed),

@@ -31,6 +31,16 @@ class Registration:
     private: tuple
     expires_at: float
 
+    @property
+    def pinhole(self) -> "Pinhole":
+        """The registration as the datapath needs it: a TCP connection to
+        ``public`` (an incoming DIP address) is decided at its SYN, before
+        any Setup, and goes to ``private`` (manual ch. 1 "Incoming Calls
+        with NAT"). Kind "registration": policy still decides the flow."""
+        stream = f"h323-reg/{self.public[0]}:{self.public[1]}"
+        return Pinhole(stream, stream, "registration", "tcp", tuple(self.public), tuple(self.private),
+                       "registration")
+
 
 @dataclass(frozen=True, slots=True)
 class Pinhole:
