@@ -305,6 +305,14 @@ class H323Adapter:
         return h323_ev.call_stream(key) if key in st.calls else None
 
     @staticmethod
+    def registrations(st) -> list[dict]:
+        """``show registrations``: the RAS registrations behind incoming DIP
+        addresses (RRQ/RCF through NAT, manual ch. 1 "Incoming Calls with NAT")."""
+        return [{"alg": "h323", "public": f"{r.public[0]}:{r.public[1]}",
+                 "private": f"{r.private[0]}:{r.private[1]}", "expires_at": r.expires_at}
+                for r in st.registrations.values()]
+
+    @staticmethod
     def summary(st, key: str) -> dict | None:
         """``show calls`` / ``gwctl replay``: one H.323 call."""
         c = st.calls.get(key)

@@ -94,3 +94,39 @@ def test_policy_still_decides_a_registered_address():
     dip = _registered(gw, 10.0)
     out = gw.send(build_tcp("3.3.3.3", dip, 32803, 1720, seq=1000, flags=SYN), "ethernet3", 20.0)
     assert isinstance(out, Drop) and out.category == "policy", out
+
+
+def test_show_registrations_lists_the_h323_registration(tmp_path):
+    """``gwctl show registrations`` (the node's show) lists H.323
+    registrations with the SIP ones; status counts them."""
+    import threading
+
+    from actors.node import Node
+    from gateway.datapath import Alg
+
+    gw = DipGateway()
+    node = Node("n1", gw.dp.config, str(tmp_path / "j"),
+                datapath=gw.dp, clock=lambda: 10.0, fsync=False, timer_thread=False)
+    node.start()
+    try:
+        def send(buf, ingress):
+            with node.dp_lock:
+                out = gw.dp.process(buf, ingress, 10.0)
+            if isinstance(out, Alg):
+                box, done = [], threading.Event()
+                node.handle_alg(out, lambda final: (box.append(final), done.set()))
+                assert done.wait(10)
+                out = box[0]
+            return out
+
+        out = send(build_udp(PHONE, GKP, 1719, 1719, RRQ), "ethernet1")
+        rrq = IP(out.data)
+        rcf = readdress(F[62], parse_ras, {"callSignalAddress": (rrq.src, 1720)})
+        assert isinstance(send(build_udp(GKP, rrq.src, 1719, rrq.sport, rcf), "ethernet3"), Forward)
+        node.quiesce()
+        regs = node.show("registrations")
+        assert [(r["alg"], r["public"], r["private"]) for r in regs] == [("h323", f"{rrq.src}:1720",
+                                                                          f"{PHONE}:1720")]
+        assert node.status()["registrations"] == 1
+    finally:
+        node.stop()
