@@ -392,7 +392,8 @@ class Node:
         for stream in self._streams(st):
             self._entity(stream)
         for p in self._open_pinholes(st):
-            self._entity(f"pinhole/{p.id}")
+            if p.kind != "registration":        # an H.323 registration's own entity stands for it
+                self._entity(f"pinhole/{p.id}")
 
     # ------------------------------------------------------------------ ALGs
     def handle_alg(self, outcome, done: Callable[[Any], None], ctx: Any = None,

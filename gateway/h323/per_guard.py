@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from pycrate_asn1rt.asnobj import ASN1Obj
 from pycrate_asn1rt.codecs import ASN1CodecPER, ASN1PERDecodeErr
+from pycrate_asn1rt.utils import TYPE_CLASS
 
 # Deepest chain of enclosing components worth naming in an error message;
 # the H.225.0 / H.245 modules nest a few dozen levels without recursion.
@@ -69,7 +70,7 @@ def _get_root_path(self: ASN1Obj) -> list:
 
 
 def _in_class(self: ASN1Obj) -> bool:
-    return any(o.TYPE == "CLASS" for o in _chain(self._parent)) if self._parent is not None else False
+    return any(o.TYPE == TYPE_CLASS for o in _chain(self._parent)) if self._parent is not None else False
 
 
 def _remaining_bits(char) -> int:
