@@ -93,3 +93,13 @@ def test_corpus_still_decodes_everywhere():
     for n, data in F.items():
         if 60 <= n <= 75 and n not in (65, 66):
             parse_ras(data)
+
+
+def test_no_character_takes_zero_bits():
+    """Same assumption for strings: a permitted alphabet of one character
+    would be coded in zero bits a character (X.691 30.5.2)."""
+    ASN1CodecPER.ALIGNED = True
+    strings = [o for o in _types(list(H225.H323_MESSAGES._all_) + list(H245.MULTIMEDIA_SYSTEM_CONTROL._all_))
+               if hasattr(o, "_get_char_dyn")]
+    assert len(strings) > 50
+    assert all(o._get_char_dyn() != 0 for o in strings)

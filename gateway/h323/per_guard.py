@@ -21,8 +21,8 @@ first decode (``gateway.h323.per`` calls it at import):
   a fragmented one (11.9.3.8, 16K to 64K items a fragment) up to the
   decoder's own limit of a million items. Every item of a SEQUENCE OF and
   every character or octet of a string takes at least one bit (the tests
-  check that no SEQUENCE OF of H.225.0 or H.245 has an item type that can
-  take none), so a count larger than the bits that remain cannot be
+  check that no SEQUENCE OF of H.225.0 or H.245 has an item type, and no
+  string an alphabet, that can take none), so a count larger than the bits that remain cannot be
   satisfied: it is refused before any item is decoded
   (:func:`_checked_count`), and the work and memory of a decode stay
   proportional to the message's length.
