@@ -247,8 +247,13 @@ class H323Hole:
 
     @classmethod
     def of(cls, p) -> "H323Hole":
+        if p.kind == "registration":
+            # Not a pinhole: the datapath routes a TCP connection to this
+            # incoming DIP address by it, at its SYN, under policy.
+            return cls(p.id, p.call, p.group, "registration", "tcp", "inbound", tuple(p.dst), tuple(p.to),
+                       "q931")
         media = p.kind in ("rtp", "rtcp")
-        # Media groups already name their call (``<call>/s<session>``); the
+        # Media groups already name their call (``<call>/lc<channel>@<opener>``); the
         # signalling ones ("q931", "h245") are made unique here.
         group = p.group if media else f"{p.call}/{p.group}"
         return cls(p.id, p.call, group, "media" if media else "signalling", p.transport,
@@ -300,7 +305,8 @@ class H323Adapter:
 
     @staticmethod
     def pinholes(st) -> list:
-        return [p for c in st.calls.values() for p in c.pinholes.values()]
+        return ([p for c in st.calls.values() for p in c.pinholes.values()]
+                + [r.pinhole for r in st.registrations.values()])
 
     @staticmethod
     def for_datapath(pinholes):
@@ -314,6 +320,14 @@ class H323Adapter:
     def call_of_group(st, group: str) -> str | None:
         key = group.split("/", 1)[0]
         return h323_ev.call_stream(key) if key in st.calls else None
+
+    @staticmethod
+    def registrations(st) -> list[dict]:
+        """``show registrations``: the RAS registrations behind incoming DIP
+        addresses (RRQ/RCF through NAT, manual ch. 1 "Incoming Calls with NAT")."""
+        return [{"alg": "h323", "public": f"{r.public[0]}:{r.public[1]}",
+                 "private": f"{r.private[0]}:{r.private[1]}", "expires_at": r.expires_at}
+                for r in st.registrations.values()]
 
     @staticmethod
     def summary(st, key: str) -> dict | None:

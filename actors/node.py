@@ -392,7 +392,8 @@ class Node:
         for stream in self._streams(st):
             self._entity(stream)
         for p in self._open_pinholes(st):
-            self._entity(f"pinhole/{p.id}")
+            if p.kind != "registration":        # an H.323 registration's own entity stands for it
+                self._entity(f"pinhole/{p.id}")
 
     # ------------------------------------------------------------------ ALGs
     def handle_alg(self, outcome, done: Callable[[Any], None], ctx: Any = None,
@@ -685,8 +686,9 @@ class Node:
                     [self.entity_summary(c.stream) for c in st.mgcp.calls.values()] +
                     [H323Adapter.summary(st.h323, k) for k in st.h323.calls])
         if what == "registrations":
-            return [{"public": f"{r.public_ip}:{r.public_port}", "private": f"{r.private_ip}:{r.private_port}",
-                     "call_id": r.call_id, "expires_at": r.expires_at} for r in st.sip.registrations.values()]
+            return ([{"public": f"{r.public_ip}:{r.public_port}", "private": f"{r.private_ip}:{r.private_port}",
+                      "call_id": r.call_id, "expires_at": r.expires_at} for r in st.sip.registrations.values()]
+                    + H323Adapter.registrations(st.h323))
         if what == "pinholes":
             return [{"id": p.id, "call": p.call, "group": p.group, "kind": p.kind, "proto": p.proto,
                      "direction": p.direction, "dst": f"{p.dst[0]}:{p.dst[1]}",
@@ -706,7 +708,7 @@ class Node:
                "replication": self.mode, "journal_head": self.journal.head,
                "applied": self.journal.head if r.role == "active" else self.applied,
                "calls": len(self.sip.calls) + len(self.state.mgcp.calls) + len(self.state.h323.calls),
-               "registrations": len(self.sip.registrations),
+               "registrations": len(self.sip.registrations) + len(self.state.h323.registrations),
                "endpoints": len(self.state.mgcp.endpoints),
                "pinholes": len(self._open_pinholes(self.state)),
                "actors": self.pool.live_count(), "counters": dict(self.counters),

@@ -360,10 +360,13 @@ class Datapath:
         if pkt.more_fragments:
             return self._drop(FRAGMENT_DROP, "fragment")
 
+        registered = None
         if proto == PROTO_UDP or proto == PROTO_TCP:
             hole = self.pinholes.match(proto, pkt.dst_int, dport, now)
             if hole is not None:
-                return self._through_pinhole(pkt, key, hole, ingress, now)
+                if hole.pinhole.kind != "registration":
+                    return self._through_pinhole(pkt, key, hole, ingress, now)
+                registered = hole
 
         zone = self._zones.get(ingress)
         if self._limits:
@@ -385,6 +388,17 @@ class Datapath:
                            "udp", payload, None)
 
         flow = Flow(ingress, src_ip, dst_ip, _PROTO_NAMES.get(proto, f"ip-{proto}"), sport, dport)
+        if registered is not None and self.engine.is_incoming_dip(dst_ip):
+            # H.323 call signalling to an incoming DIP address: the RAS
+            # registration behind it (RRQ/RCF through this gateway) names the
+            # internal host, and the connection is decided at its SYN, before
+            # any Setup (manual ch. 1 "Incoming Calls with NAT"; as SIP's
+            # registrar table does for its INVITE, ch. 2).
+            host = (IPv4Address(registered.pinhole.to[0]), int(registered.pinhole.to[1]))
+            d = self.engine.decide(flow, incoming_dip=host, service=H323_SERVICE)
+            if d.action != "permit":
+                return self._drop(d.reason, "policy")
+            return self._h323_connection(pkt, key, self._rewrite_of(key, d), now, ingress, d, "q931")
         d = self.engine.decide(flow)
         if d.action != "permit":
             return self._drop(d.reason, "policy")

@@ -26,7 +26,7 @@ from gateway.h323.nat import address_edit
 from gateway.h323.per import Address
 from gateway.h323.q931 import parse_call_signal
 from gateway.h323.ras import parse_ras
-from gateway.h323.state import H323State, apply
+from gateway.h323.state import H323State, apply, requester_ip
 from gateway.h323.transitions import ANY, lookup
 from gateway.ports import allocate_port
 from gateway.span import apply_edits
@@ -47,6 +47,20 @@ class H323Settings:
     # 7.9.1: without timeToLive the gatekeeper sets no expiry; a bound keeps
     # the incoming DIP table from growing forever).
     registration_ttl: int = 3600
+    # Bounds on what hostile traffic can make the ALG hold. The
+    # configuration language has no H.323 section (the manual gives H.323 no
+    # such settings), so these are constants:
+    # - a call admitted or set up but not connected ends after this long.
+    #   Q.931 lets the called side ring for T301 (3 min at least) after the
+    #   T303 (4 s) and T310 (10 s) waits; a minute more covers them.
+    setup_timeout: int = 240
+    # - calls in setup (before Connect) one source IP may have: a Setup or
+    #   ARQ over it is dropped. A PBX or gateway behind one address places
+    #   many calls at once, so the bound is generous.
+    max_setups_per_source: int = 256
+    # - RAS transactions awaiting an answer per requester IP (an endpoint
+    #   has one or two outstanding; H.225.0 7.5 retries with the same seq).
+    max_ras_per_source: int = 64
 
 
 DEFAULT_SETTINGS = H323Settings()
@@ -114,6 +128,16 @@ class _Run(Run):
                     opened = [p for p in opened if p.id != e.pinhole]
                 else:
                     closed.append(e.pinhole)
+            elif isinstance(e, ev.Registered):
+                reg = self.st.registrations.get(tuple(e.public))
+                if reg is not None:
+                    opened = [p for p in opened if p.id != reg.pinhole.id] + [reg.pinhole]
+            elif isinstance(e, ev.Unregistered):
+                pid = f"h323-reg/{e.public[0]}:{e.public[1]}"
+                if any(p.id == pid for p in opened):
+                    opened = [p for p in opened if p.id != pid]
+                else:
+                    closed.append(pid)
         timers = tuple(Timer(s, self.st.next_deadline(s)) for s in streams)
         out = apply_edits(data, self.edits) if self.edits else data
         return Result(self.st, "forward", "", out, tuple(self.edits), tuple(opened), tuple(closed),
@@ -188,8 +212,14 @@ class _Run(Run):
     def open(self, key: str, kind: str, transport: str, a: Address, group: str) -> None:
         dst, to = self.pinhole_for(a)
         pid = f"{key}/{kind}/{dst[0]}:{dst[1]}"
-        if pid in self.st.calls[key].pinholes:
-            return          # a retransmission, or the same channel again
+        held = self.st.calls[key].pinholes.get(pid)
+        if held is not None:
+            # A retransmission, or another channel naming the same address
+            # (an endpoint's RTCP port serves its channels both ways): the
+            # pinhole stays while any of them is open.
+            if group not in held.groups:
+                self.emit(ev.PinholeShared(key, pid, group, True))
+            return
         deadline = self.now + self.settings.media_inactivity_timeout if kind in ("rtp", "rtcp") else None
         self.emit(ev.PinholeOpened(key, pid, kind, transport, dst, to, group, deadline))
 
@@ -199,6 +229,15 @@ class _Run(Run):
             self.emit(ev.PinholeClosed(key, pid, reason))
         self.emit(ev.CallEnded(key, reason))
         self.logs.append(f"h323 call {key} ended: {reason}")
+
+    def start_call(self, key: str, conn: str, call_reference: int, origin: str) -> None:
+        """A Setup or an ACF begins call ``key``; one that admitted it
+        before (ACF then Setup) is joined and not counted again."""
+        s = self.settings
+        if key not in self.st.calls and self.st.setups_by_source.get(origin, 0) >= s.max_setups_per_source:
+            raise _Drop(f"{s.max_setups_per_source} calls of {origin} already in setup")
+        self.emit(ev.CallStarted(key, conn, call_reference, self.now, self.now + s.signaling_inactivity_timeout,
+                                 self.now + s.max_call_duration, origin, self.now + s.setup_timeout))
 
     def touch(self, key: str, phase: str | None) -> None:
         c = self.st.calls[key]
@@ -245,10 +284,13 @@ def _ras(run: _Run, msg) -> None:
                 if new != orig or ctx.direction == "none":
                     binding = (new, orig)
                     break
-        if msg.kind == "admissionRequest":
+        if msg.kind in ("admissionRequest", "disengageRequest"):
             ci = msg.fields.get("callIdentifier")
             if ci:
                 call = ci["guid"].hex()
+        if run.st.ras_by_source.get(requester_ip(requester), 0) >= run.settings.max_ras_per_source:
+            raise _Drop(f"RAS {msg.kind}: {run.settings.max_ras_per_source} transactions of "
+                        f"{requester_ip(requester)} already await an answer")
         run.emit(ev.RasRequested(requester, msg.seq, msg.kind, run.now + run.settings.ras_transaction_timeout,
                                  binding, call))
         return
@@ -274,9 +316,12 @@ def _ras(run: _Run, msg) -> None:
             return
         key = txn.call
         if key not in run.st.calls:
-            run.emit(ev.CallStarted(key, "", 0, run.now, run.now + run.settings.signaling_inactivity_timeout,
-                                    run.now + run.settings.max_call_duration))
+            run.start_call(key, "", 0, requester_ip(txn.requester))
         run.open(key, "q931", "tcp", dest, "q931")
+    elif "disengage" in rule.actions and txn.call in run.st.calls:
+        # DCF confirms the endpoint's DRQ (H.225.0 7.10): the call is over,
+        # as after ReleaseComplete.
+        run.end_call(txn.call, "DisengageConfirm")
 
 
 def _q931(run: _Run, msg) -> None:
@@ -295,9 +340,7 @@ def _q931(run: _Run, msg) -> None:
             key = guid.hex() if guid else f"{conn}#{msg.call_reference}"
             if key in run.st.calls and run.st.calls[key].conn:
                 raise _Drop(f"Setup of call {key} already on another connection")
-            run.emit(ev.CallStarted(key, conn, msg.call_reference, run.now,
-                                    run.now + run.settings.signaling_inactivity_timeout,
-                                    run.now + run.settings.max_call_duration))
+            run.start_call(key, conn, msg.call_reference, str(ctx.src[0]))
         if ctx.direction == "inbound" and ctx.nat_dst is None:
             reg = run.st.registrations.get((str(ctx.dst[0]), int(ctx.dst[1])))
             if reg is None:
@@ -319,6 +362,8 @@ def _q931(run: _Run, msg) -> None:
             orig, new = run.moved[id(a)]
             run.emit(ev.H245Bound(key, (orig, new) if orig != new else (orig,)))
             run.open(key, "h245", "tcp", a, "h245")
+    if msg.nested:
+        _tunnelled_h245(run, key, msg)
     if "faststart" in rule.actions:
         for a in msg.addresses:
             if a.path and a.path[0] == "h323-uu-pdu" and "fastStart" in a.path and a.field in MEDIA_FIELDS:
@@ -333,22 +378,58 @@ def _h245(run: _Run, msg) -> None:
     if key is None or key not in run.st.calls:
         raise _Drop("H.245 of no known call")
     run.translate(msg.addresses, key)
-    rule = lookup("h245", msg.name)
+    _logical_channel(run, key, msg.name, msg.fields, msg.addresses)
+
+
+def _tunnelled_h245(run: _Run, key: str, msg) -> None:
+    """H.245 messages tunnelled in the Q.931 message's h245Control (H.225.0
+    7.3.1 / 8.2.1): each is handled as on an H.245 connection. Their
+    addresses were translated with the rest of the message."""
+    for n in msg.nested:
+        if "h245Control" not in n.path or not (isinstance(n.value, tuple) and len(n.value) == 2
+                                                and isinstance(n.value[1], tuple) and len(n.value[1]) == 2):
+            continue
+        name, fields = n.value[1]
+        depth = len(n.path)
+        inner = tuple(a for a in msg.addresses if a.path[:depth] == n.path)
+        _logical_channel(run, key, name, fields, inner)
+
+
+def _channel_owner(run: _Run, name: str) -> str:
+    """The endpoint that opened the logical channel a message names (H.245
+    8.4: forwardLogicalChannelNumber is the transmitting side's number, so
+    both sides may use the same one): the sender of OpenLogicalChannel and
+    CloseLogicalChannel, the receiver of OpenLogicalChannelAck. The
+    receiver is named by its real address (before the packet's NAT), as the
+    sender of the OLC was."""
+    ctx = run.ctx
+    if name == "openLogicalChannelAck":
+        return _ep(ctx.nat_dst if ctx.nat_dst is not None else ctx.dst)
+    return _ep(ctx.src)
+
+
+def _logical_channel(run: _Run, key: str, name: str, fields, addresses) -> None:
+    rule = lookup("h245", name)
     if rule is None:
         return
-    number, session = logical_channel(msg.name, msg.fields)
-    group = f"{key}/s{session if session is not None else number}"
+    number, _ = logical_channel(name, fields)
+    if number is None:
+        return
+    # Media is keyed by the logical channel, not the RTP session: a
+    # session's two directions are two channels, each closed on its own.
+    group = f"{key}/lc{number}@{_channel_owner(run, name)}"
     if "media" in rule.actions:
-        for a in msg.addresses:
+        for a in addresses:
             if a.field in MEDIA_FIELDS:
                 run.open(key, MEDIA_FIELDS[a.field], "udp", a, group)
     elif "close" in rule.actions:
         call = run.st.calls[key]
-        # CloseLogicalChannel names the channel number only; the pinholes
-        # of the session the channel carried go with it when no other
-        # channel is known, i.e. the whole voice session closes.
         for pid, p in list(call.pinholes.items()):
-            if p.kind in ("rtp", "rtcp") and p.group == f"{key}/s{number}":
+            if p.kind not in ("rtp", "rtcp") or group not in p.groups:
+                continue
+            if len(p.groups) > 1:
+                run.emit(ev.PinholeShared(key, pid, group, False))
+            else:
                 run.emit(ev.PinholeClosed(key, pid, "CloseLogicalChannel"))
 
 
@@ -361,6 +442,8 @@ def on_timer(state: H323State, key: str, now: float, settings: H323Settings = DE
         reason = None
         if c.max_deadline <= now:
             reason = "maximum call duration reached"
+        elif c.in_setup and c.setup_deadline is not None and c.setup_deadline <= now:
+            reason = "setup timeout (no Connect)"
         elif c.signalling_deadline <= now:
             reason = "signalling inactivity timeout"
         else:

@@ -24,7 +24,7 @@ class RasRequested(Event):
     # RRQ through NAT: ((public ip, port), (private ip, port)) of the
     # callSignalAddress, bound when the RCF comes
     binding: tuple = ()
-    call: str = ""          # ARQ: the call it admits (its callIdentifier)
+    call: str = ""          # ARQ: the call it admits; DRQ: the call it ends (callIdentifier)
 
     @property
     def stream(self) -> str:
@@ -78,6 +78,11 @@ class CallStarted(Event):
     at: float
     signalling_deadline: float
     max_deadline: float
+    # The address that started it (Setup sender or ARQ requester): calls in
+    # setup are counted per source; until Connect the call must be answered
+    # by ``setup_deadline`` (None: no bound, as journals before it had).
+    origin: str = ""
+    setup_deadline: float | None = None
 
     @property
     def stream(self) -> str:
@@ -147,6 +152,23 @@ class PinholeClosed(Event):
     key: str
     pinhole: str
     reason: str
+
+    @property
+    def stream(self) -> str:
+        return call_stream(self.key)
+
+
+@event("h323.pinhole_shared")
+@dataclass(frozen=True, slots=True)
+class PinholeShared(Event):
+    """Another logical channel names the address of an open pinhole
+    (``add``), or one of several channels naming it closed (not ``add``):
+    the pinhole stays while any channel names it."""
+
+    key: str
+    pinhole: str
+    group: str
+    add: bool
 
     @property
     def stream(self) -> str:

@@ -31,6 +31,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from gateway.errors import RemoteProtocolError
+from gateway.h323 import per_guard
 from gateway.span import Span
 
 from pycrate_asn1dir import H225 as _H225
@@ -41,6 +42,10 @@ RAS_MESSAGE = _H225.H323_MESSAGES.RasMessage
 USER_INFORMATION = _H225.H323_MESSAGES.H323_UserInformation
 H245_MESSAGE = _H245.MULTIMEDIA_SYSTEM_CONTROL.MultimediaSystemControlMessage
 OPEN_LOGICAL_CHANNEL = _H245.MULTIMEDIA_SYSTEM_CONTROL.OpenLogicalChannel
+
+# The decoder's work and memory per message bounded (per_guard explains the
+# two defects it closes) before anything is decoded.
+per_guard.install((_H225.H323_MESSAGES, _H245.MULTIMEDIA_SYSTEM_CONTROL))
 
 # Components that only wrap an address: the field that names it is further up.
 _WRAPPERS = frozenset({"ipAddress", "iPAddress", "unicastAddress", "multicastAddress", "ip", "network"})
@@ -87,6 +92,7 @@ def decode(obj, data: bytes, what: str) -> Any:
         obj.from_aper(data)
         value = obj.get_val()
     except Exception as e:      # noqa: BLE001 -- any decoder failure is bad wire input
+        per_guard.restore_parents()
         raise RemoteProtocolError(f"{what}: undecodable PER ({type(e).__name__}: {e})") from None
     _check_oids(value, what)
     return value
@@ -211,6 +217,7 @@ def structure_offsets(obj, data: bytes, what: str) -> list[int]:
         obj.from_aper_ws(data)
         struct = obj._struct
     except Exception as e:      # noqa: BLE001 -- any decoder failure is bad wire input
+        per_guard.restore_parents()
         raise RemoteProtocolError(f"{what}: undecodable PER ({type(e).__name__}: {e})") from None
     out: list[int] = []
     nested: list[tuple[str, int, int]] = []

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from immutables import Map
 
 from gateway.h323 import events as ev
+from gateway.h323.transitions import EARLY
 
 _EMPTY: Map = Map()
 
@@ -30,6 +31,16 @@ class Registration:
     private: tuple
     expires_at: float
 
+    @property
+    def pinhole(self) -> "Pinhole":
+        """The registration as the datapath needs it: a TCP connection to
+        ``public`` (an incoming DIP address) is decided at its SYN, before
+        any Setup, and goes to ``private`` (manual ch. 1 "Incoming Calls
+        with NAT"). Kind "registration": policy still decides the flow."""
+        stream = f"h323-reg/{self.public[0]}:{self.public[1]}"
+        return Pinhole(stream, stream, "registration", "tcp", tuple(self.public), tuple(self.private),
+                       "registration")
+
 
 @dataclass(frozen=True, slots=True)
 class Pinhole:
@@ -43,6 +54,11 @@ class Pinhole:
     dst: tuple
     to: tuple | None
     group: str
+    shared: tuple = ()              # other channels' groups naming the same address
+
+    @property
+    def groups(self) -> tuple:
+        return (self.group,) + self.shared
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +74,17 @@ class Call:
     media: Map = _EMPTY             # group -> media deadline
     ports: Map = _EMPTY             # public (ip, port) -> private (ip, port)
     h245: tuple = ()
+    origin: str = ""                # source IP that started the call
+    setup_deadline: float | None = None     # until Connect
+
+    @property
+    def in_setup(self) -> bool:
+        return self.phase in EARLY
 
     def next_deadline(self) -> float:
         d = min(self.signalling_deadline, self.max_deadline)
+        if self.setup_deadline is not None and self.in_setup:
+            d = min(d, self.setup_deadline)
         for m in self.media.values():
             d = min(d, m)
         return d
@@ -74,6 +98,11 @@ class H323State:
     ras: Map = _EMPTY               # (requester, seq) -> RasTxn
     registrations: Map = _EMPTY     # public (ip, port) -> Registration
     ports_in_use: Map = _EMPTY      # public (IPv4 ip str, port) -> call key
+    # Counts that bound hostile traffic (H323Settings.max_setups_per_source,
+    # max_ras_per_source): calls in setup by their origin's IP, RAS
+    # transactions by their requester's IP. A count at zero has no entry.
+    setups_by_source: Map = _EMPTY
+    ras_by_source: Map = _EMPTY
 
     def next_deadline(self, key: str) -> float | None:
         kind, _, rest = key.partition("/")
@@ -98,12 +127,28 @@ def _call(s: H323State, c: Call, **more) -> H323State:
     return replace(s, calls=s.calls.set(c.key, c), **more)
 
 
+def _count(m: Map, k: str, by: int) -> Map:
+    n = m.get(k, 0) + by
+    return m.set(k, n) if n > 0 else (m.delete(k) if k in m else m)
+
+
+def requester_ip(requester: str) -> str:
+    return requester.rpartition(":")[0]
+
+
 def _ras_requested(s, e):
-    return replace(s, ras=s.ras.set((e.requester, e.seq), RasTxn(e.requester, e.seq, e.kind, e.expires_at, e.binding, e.call)))
+    key = (e.requester, e.seq)
+    counts = s.ras_by_source if key in s.ras else _count(s.ras_by_source, requester_ip(e.requester), 1)
+    return replace(s, ras=s.ras.set(key, RasTxn(e.requester, e.seq, e.kind, e.expires_at, e.binding, e.call)),
+                   ras_by_source=counts)
 
 
 def _ras_ended(s, e):
-    return replace(s, ras=s.ras.delete((e.requester, e.seq)))
+    key = (e.requester, e.seq)
+    if key not in s.ras:
+        return s
+    return replace(s, ras=s.ras.delete(key),
+                   ras_by_source=_count(s.ras_by_source, requester_ip(e.requester), -1))
 
 
 def _registered(s, e):
@@ -121,13 +166,19 @@ def _call_started(s, e):
         c = replace(old, conn=e.conn, call_reference=e.call_reference,
                     signalling_deadline=e.signalling_deadline)
         return _call(s, c, call_refs=s.call_refs.set((e.conn, e.call_reference), e.key))
-    c = Call(e.key, e.conn, e.call_reference, e.at, "setup", e.signalling_deadline, e.max_deadline)
-    return _call(s, c, call_refs=s.call_refs.set((e.conn, e.call_reference), e.key))
+    c = Call(e.key, e.conn, e.call_reference, e.at, "setup", e.signalling_deadline, e.max_deadline,
+             origin=e.origin, setup_deadline=e.setup_deadline)
+    counts = _count(s.setups_by_source, e.origin, 1) if e.origin else s.setups_by_source
+    return _call(s, c, call_refs=s.call_refs.set((e.conn, e.call_reference), e.key), setups_by_source=counts)
 
 
 def _call_progressed(s, e):
     c = s.calls[e.key]
-    return _call(s, replace(c, phase=e.phase, signalling_deadline=e.signalling_deadline))
+    counts = s.setups_by_source
+    if c.origin and c.in_setup and e.phase not in EARLY:
+        counts = _count(counts, c.origin, -1)
+    return _call(s, replace(c, phase=e.phase, signalling_deadline=e.signalling_deadline),
+                 setups_by_source=counts)
 
 
 def _port_mapped(s, e):
@@ -150,6 +201,27 @@ def _pinhole_opened(s, e):
     p = Pinhole(e.pinhole, e.key, e.kind, e.transport, tuple(e.dst), tuple(e.to) if e.to else None, e.group)
     media = c.media.set(e.group, e.media_deadline) if e.media_deadline is not None else c.media
     return _call(s, replace(c, pinholes=c.pinholes.set(e.pinhole, p), media=media))
+
+
+def _pinhole_shared(s, e):
+    c = s.calls[e.key]
+    p = c.pinholes[e.pinhole]
+    if e.add:
+        if e.group not in p.groups:
+            p = replace(p, shared=p.shared + (e.group,))
+    elif e.group in p.groups and len(p.groups) > 1:
+        rest = tuple(g for g in p.groups if g != e.group)
+        p = replace(p, group=rest[0], shared=rest[1:])
+    pins = c.pinholes.set(e.pinhole, p)
+    media = c.media
+    # A channel no pinhole belongs to any more keeps no media deadline; the
+    # one that now holds the pinhole keeps the closed one's.
+    if e.group in media and not any(e.group == q.group for q in pins.values()):
+        deadline = media[e.group]
+        media = media.delete(e.group)
+        if p.group not in media:
+            media = media.set(p.group, deadline)
+    return _call(s, replace(c, pinholes=pins, media=media))
 
 
 def _pinhole_closed(s, e):
@@ -180,14 +252,16 @@ def _call_ended(s, e):
     for pub in c.ports:
         if used.get(pub) == c.key:
             used = used.delete(pub)
-    return replace(s, calls=s.calls.delete(c.key), call_refs=refs, h245_index=idx, ports_in_use=used)
+    counts = _count(s.setups_by_source, c.origin, -1) if c.origin and c.in_setup else s.setups_by_source
+    return replace(s, calls=s.calls.delete(c.key), call_refs=refs, h245_index=idx, ports_in_use=used,
+                   setups_by_source=counts)
 
 
 _HANDLERS = {
     ev.RasRequested: _ras_requested, ev.RasEnded: _ras_ended, ev.Registered: _registered,
     ev.Unregistered: _unregistered, ev.CallStarted: _call_started, ev.CallProgressed: _call_progressed,
     ev.PortMapped: _port_mapped, ev.H245Bound: _h245_bound, ev.PinholeOpened: _pinhole_opened,
-    ev.PinholeClosed: _pinhole_closed, ev.MediaSeen: _media_seen, ev.CallEnded: _call_ended,
+    ev.PinholeClosed: _pinhole_closed, ev.PinholeShared: _pinhole_shared, ev.MediaSeen: _media_seen, ev.CallEnded: _call_ended,
 }
 
 

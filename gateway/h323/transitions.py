@@ -10,13 +10,18 @@ needs no call; "*": any call), the phase it leads to, and its actions:
   unregister  UCF: the binding ends
   admit       ACF: a TCP pinhole to destCallSignalAddress (the Q.931
               connection, direct or gatekeeper routed)
+  disengage   DCF: the call its DRQ named ends (H.225.0 7.10)
   start       Setup: the call begins
   progress    the call moves to the rule's phase
   h245        h245Address: a TCP pinhole to the H.245 listener
   faststart   fastStart OpenLogicalChannel media addresses: RTP/RTCP pinholes
-  media       OLC / OLCAck media addresses: RTP/RTCP pinholes
-  close       CloseLogicalChannel: the channel's pinholes close
+  media       OLC / OLCAck media addresses: RTP/RTCP pinholes of the
+              logical channel (forwardLogicalChannelNumber, H.245 7.3.1)
+  close       CloseLogicalChannel: that channel's pinholes close
   release     ReleaseComplete: the call ends (its pinholes close)
+
+H.245 tunnelled in a Q.931 message (h245Control, H.225.0 7.3.1) runs the
+"h245" rules of each message it carries, as on a separate H.245 connection.
 
 A message not in the table passes untouched apart from NAT of its addresses
 when it is RAS or H.245 (H.225.0 and H.245 are extensible; unknown messages
@@ -46,7 +51,7 @@ _RAS_REQUESTS = ("gatekeeperRequest", "registrationRequest", "unregistrationRequ
                  "resourcesAvailableIndicate")
 _RAS_ANSWERS = ("gatekeeperConfirm", "gatekeeperReject", "registrationReject",
                 "unregistrationReject", "admissionReject", "bandwidthConfirm", "bandwidthReject",
-                "disengageConfirm", "disengageReject", "locationConfirm", "locationReject",
+                "disengageReject", "locationConfirm", "locationReject",
                 "infoRequestResponse", "infoRequestAck", "infoRequestNak", "requestInProgress",
                 "serviceControlResponse", "resourcesAvailableConfirm", "unknownMessageResponse")
 
@@ -56,6 +61,7 @@ TRANSITIONS: dict[tuple[str, str], Rule] = {
     ("ras", "registrationConfirm"): Rule(None, None, ("answer", "register")),
     ("ras", "unregistrationConfirm"): Rule(None, None, ("answer", "unregister")),
     ("ras", "admissionConfirm"): Rule(None, None, ("answer", "admit")),
+    ("ras", "disengageConfirm"): Rule(None, None, ("answer", "disengage")),
     ("q931", "setup"): Rule(None, "setup", ("start", "h245", "faststart")),
     ("q931", "callProceeding"): Rule(EARLY, "proceeding", ("progress", "h245", "faststart")),
     ("q931", "alerting"): Rule(EARLY, "alerting", ("progress", "h245", "faststart")),
