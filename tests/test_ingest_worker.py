@@ -79,7 +79,7 @@ def test_drop_is_logged_with_its_reason_rate_limited(caplog):
             w._callback(p)
             assert p.verdict == "drop"
     lines = [r.getMessage() for r in caplog.records]
-    assert lines == ["drop: denied by policy 1 (trust->untrust)"]
+    assert lines == ["drop [policy-deny]: denied by policy 1 (trust->untrust)"]
     assert w.counters["dropped"] == 3
 
 
@@ -101,7 +101,8 @@ def test_standby_drops_everything():
     p = FakePacket(build_udp("10.1.1.3", "1.1.1.9", 4000, 9000, b"hi"))
     w._callback(p)
     assert p.verdict == "drop" and w.counters["standby_dropped"] == 1
-    assert w.drop_log._last[STANDBY_DROP]
+    assert w.drop_log._last["standby"]
+    assert w.drop_codes == {"standby": 1}
 
 
 def test_unknown_input_interface_dropped():

@@ -228,9 +228,20 @@ class NsrpSettings:
 @dataclass(frozen=True, slots=True)
 class FlowSettings:
     """``set flow queue-bypass``: fail open (forward unexamined) when no packet
-    worker listens; off by default, i.e. fail closed."""
+    worker listens; off by default, i.e. fail closed.
+
+    ``set flow overload ...`` (gateway/overload.py): new dialogs admitted per
+    second at most (0: no shedding), the held messages and the completion
+    latency past which the node counts as overloaded and lowers that rate.
+    Defaults from the lab (ARCHITECTURE.md, "Call rate through the gateway
+    pair"): the pair passes 400 calls/s with RTP; an actor spends ~146 us per
+    held message, so 1,000 held is ~150 ms of work queued; 200 ms keeps an
+    answer well inside SIP's T1 (500 ms), before UACs retransmit."""
 
     queue_bypass: bool = False
+    overload_new_dialog_rate: int = 400
+    overload_max_held: int = 1000
+    overload_latency_target_ms: int = 200
 
 
 @dataclass(frozen=True, slots=True)
