@@ -203,3 +203,66 @@ def test_shared_lock_is_used():
     with w.locked() as dp:
         assert dp is w.datapath
         assert shared._is_owned()
+
+
+# -- overload control in the worker (gateway/overload.py) ---------------------------
+
+def _invite(n: int, src: str = "10.1.1.3", to_tag: bool = False) -> bytes:
+    msg = SIP.replace(b"Call-ID: w1@", b"Call-ID: w%d@" % n)
+    if to_tag:
+        msg = msg.replace(b"To: <sip:b@1.1.1.9>", b"To: <sip:b@1.1.1.9>;tag=b")
+    return build_udp(src, "1.1.1.9", 5060, 5060, msg)
+
+
+def test_new_dialogs_past_the_budget_are_shed_before_the_alg(caplog):
+    from gateway.overload import NewDialogBudget, OverloadSettings
+    now = [100.0]
+    held: list = []
+    w = worker(on_alg=lambda out, done: held.append(out), clock=lambda: now[0],
+               overload=NewDialogBudget(OverloadSettings(rate=10)))
+    caplog.set_level(logging.INFO, logger="voip_alg.ingest")
+    verdicts = []
+    for i in range(200):
+        p = FakePacket(_invite(i))
+        w._callback(p)
+        verdicts.append(p.verdict)
+    # The source's burst (10/s x 0.5 s) reaches the ALG; the rest is shed.
+    assert len(held) == 5 and verdicts.count("drop") == 195
+    assert w.counters["shed"] == 195 and w.drop_codes == {"overload-shed": 195}
+    shed_lines = [r.getMessage() for r in caplog.records if "overload-shed" in r.getMessage()]
+    assert len(shed_lines) == 1 and "sip-invite from 10.1.1.3" in shed_lines[0]
+    # In-dialog requests are never shed.
+    p = FakePacket(_invite(999, to_tag=True))
+    w._callback(p)
+    assert p.verdict is None and len(held) == 6
+    # A second later the source has tokens again, and one more log line comes
+    # with the count of the ones not logged.
+    now[0] = 101.5
+    for i in range(50):
+        w._callback(FakePacket(_invite(1000 + i)))
+    lines = [r.getMessage() for r in caplog.records if "overload-shed" in r.getMessage()]
+    assert len(lines) == 2 and "more since" in lines[1]
+
+
+def test_worker_takes_overload_settings_from_the_configuration():
+    w = worker()
+    assert w.overload is not None and w.overload.settings.rate == 400
+    off = NfqueueWorker(3, {"lo": "ethernet1"},
+                        Datapath(parse_text(CFG + "set flow overload new-dialog-rate 0\n")),
+                        install=False)
+    assert off.overload is None
+
+
+def test_held_completion_latency_feeds_overload():
+    now = [100.0]
+    w = worker(on_alg=lambda out, done: None, clock=lambda: now[0], hold_timeout=10.0)
+    for i in range(3):
+        w._callback(FakePacket(_invite(i)))
+    token = next(iter(w._held))
+    now[0] = 100.9
+    w._verdicts.append((token, Drop("x", "alg")))
+    w._apply_verdicts()
+    assert w._max_latency == pytest.approx(0.9)
+    w._housekeeping(101.0)
+    assert w.overload.overloaded and w.overload.budget < 400
+    assert w.drop_codes == {"alg-sip": 1}
