@@ -266,3 +266,25 @@ def test_held_completion_latency_feeds_overload():
     w._housekeeping(101.0)
     assert w.overload.overloaded and w.overload.budget < 400
     assert w.drop_codes == {"alg-sip": 1}
+
+
+def test_screens_act_before_the_alg():
+    """The manual's UDP flood screen and source-IP session limit drop in the
+    datapath, before the packet is held for its ALG (the expensive path)."""
+    cfg = CFG + ("set zone trust screen udp-flood dst-ip 1.1.1.9 threshold 3\n"
+                 "set zone trust screen limit-session source-ip-based 2\n")
+    calls = []
+    now = [100.0]
+    w = NfqueueWorker(3, {"lo": "ethernet1"}, Datapath(parse_text(cfg)), install=False,
+                      clock=lambda: now[0], overload=None)
+    w.on_alg = lambda out, done: (calls.append(out), done(w.finish_alg(out, "forward", out.payload)))
+    ps = [FakePacket(build_udp("10.1.1.3", "1.1.1.9", 6000 + i, 5060, _invite(i)[28:]))
+          for i in range(6)]
+    for p in ps:
+        w._callback(p)
+        w._apply_verdicts()
+    # Two sessions (the limit), then the third new flow is refused by the
+    # limit, the fourth packet of the second and beyond by the flood screen.
+    assert len(calls) == 2
+    assert [p.verdict for p in ps] == ["accept", "accept", "drop", "drop", "drop", "drop"]
+    assert w.drop_codes == {"screen-src-session-limit": 1, "screen-udp-flood": 3}
