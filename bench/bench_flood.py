@@ -15,7 +15,8 @@ In the ch2-incoming-call-with-mip lab one SIPp UAS on phone1 (behind its MIP
 
 The capacity is the highest step of a short signalling-only ladder the pair
 passes with every call completed (measured first, in the same lab), unless
-``--capacity`` gives it. The kernel helper (bench_calls.py's
+``--capacity`` gives it. The same pair with overload control off
+(``gatewayd-no-shed``: ``set flow overload new-dialog-rate 0``) and the kernel helper (bench_calls.py's
 ``kernel-sip-helper``: nf_conntrack_sip, static NAT for the MIP) meets the same
 absolute flood rates. Reported per step: legitimate calls completed (%), their
 RTP both ways, the flood's completed calls, the active's shed count, role
@@ -28,10 +29,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +51,8 @@ EXAMPLE = ROOT / "examples" / "ch2-incoming-call-with-mip.cfg"
 LAB = "fl0"
 CAPACITY_LADDER = (80, 160, 240, 320, 480, 640, 960)
 FLOOD_HOST = "proxy"               # the second untrust host of the example
-STARTERS = (gs.NAME, "kernel-sip-helper")
+NO_SHED = "gatewayd-no-shed"
+STARTERS = (gs.NAME, NO_SHED, "kernel-sip-helper")
 
 
 @dataclass
@@ -198,9 +202,28 @@ def measure_capacity(state, call, dial, log, seconds: float = 2.0) -> float:
     return best
 
 
+@contextmanager
+def flood_lab(starter: str):
+    """bench_calls.gateway_lab; ``gatewayd-no-shed`` is the pair with
+    overload control off (``set flow overload new-dialog-rate 0``): the
+    same-run baseline of the pair without it."""
+    if starter != NO_SHED:
+        with bench_calls.gateway_lab(EXAMPLE, starter, lab=LAB) as lab:
+            yield lab
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="bench-flood-cfg-"))
+    cfg = tmp / EXAMPLE.name
+    cfg.write_text(EXAMPLE.read_text().replace("\nsave", "\nset flow overload new-dialog-rate 0\nsave"))
+    try:
+        with bench_calls.gateway_lab(cfg, gs.NAME, lab=LAB) as lab:
+            yield lab
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def run(starter: str, rates: list[float], args, log, capacity_out: list) -> list[dict]:
     rows = []
-    with bench_calls.gateway_lab(EXAMPLE, starter, lab=LAB) as (state, call, dial):
+    with flood_lab(starter) as (state, call, dial):
         plan = state.get_plan()
         flooder = next(h for h in plan.hosts if h.label == FLOOD_HOST)
         if not rates:
