@@ -194,7 +194,10 @@ class NfqueueWorker:
         if overload == "config":
             overload = overload_control_of(datapath)
         self.overload = overload
-        self._max_latency = 0.0            # longest hold -> verdict since the last housekeeping
+        # Hold -> verdict latencies since the last housekeeping (their sum
+        # and count: the mean is the load signal; one slow fsync is not).
+        self._latency_sum = 0.0
+        self._latency_n = 0
         self._max_batch = 0.0              # longest queue drain since the last housekeeping
         self._ifnames: dict[int, str | None] = {}
         self._held: dict[int, tuple[object, float]] = {}     # token -> (nfq packet, since)
@@ -424,13 +427,15 @@ class NfqueueWorker:
             # the queue's drains took (gateway/overload.py).
             ov = self.overload
             was = ov.overloaded
-            if ov.observe(now, len(self._held), self._max_latency, self._max_batch) and not was:
-                log.warning("overload: %d messages held, completion %.0f ms, queue drain %.0f ms; "
-                            "new dialogs limited to %.0f/s", len(self._held),
-                            self._max_latency * 1000, self._max_batch * 1000, ov.budget)
+            latency = self._latency_sum / self._latency_n if self._latency_n else 0.0
+            if ov.observe(now, len(self._held), latency, self._max_batch) and not was:
+                log.warning("overload: %d messages held, mean completion %.0f ms, queue drain "
+                            "%.0f ms; new dialogs limited to %.0f/s", len(self._held),
+                            latency * 1000, self._max_batch * 1000, ov.budget)
             elif was and not ov.overloaded:
                 log.warning("overload: ended (%d new dialogs shed so far)", ov.shed)
-            self._max_latency = self._max_batch = 0.0
+            self._latency_sum = self._max_batch = 0.0
+            self._latency_n = 0
         with self.lock:
             expired = self.datapath.expire(now)
             activity = self.datapath.drain_activity() if self.on_activity else []
@@ -581,8 +586,8 @@ class NfqueueWorker:
             return                        # timed out already, or given twice
         pkt = held[0]
         now = self.clock()
-        if now - held[1] > self._max_latency:
-            self._max_latency = now - held[1]
+        self._latency_sum += now - held[1]
+        self._latency_n += 1
         try:
             if type(result) is Forward:
                 self.verdicts.accept(pkt, result.data)

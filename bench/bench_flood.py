@@ -194,7 +194,9 @@ def measure_capacity(state, call, dial, log, seconds: float = 2.0) -> float:
                            duration_ms=200, per_call_media_port=True, media=False,
                            timeout=seconds + 15)
         ok = r.calls_completed == calls == r.calls_attempted
-        log(f"  capacity step {rate}/s: {r.calls_completed}/{calls} {'ok' if ok else 'FAIL'}")
+        ov = {k: v.get("shed") for k, v in pair_view(state).items()}
+        log(f"  capacity step {rate}/s: {r.calls_completed}/{calls} {'ok' if ok else 'FAIL'}"
+            + (f" (shed so far: {ov})" if ov else ""))
         if not ok:
             break
         best = float(rate)
@@ -228,6 +230,8 @@ def run(starter: str, rates: list[float], args, log, capacity_out: list) -> list
         flooder = next(h for h in plan.hosts if h.label == FLOOD_HOST)
         if not rates:
             cap = measure_capacity(state, call, dial, log)
+            if cap <= 0:
+                raise LabError("the pair passed no step of the capacity ladder; give --capacity")
             capacity_out.append(cap)
             rates = [cap * m for m in args.multiples]
             settle(state)

@@ -21,7 +21,7 @@ active node's time at capacity).
 How much is admitted: ``NewDialogBudget`` holds the rate of new dialogs per
 second (``set flow overload new-dialog-rate``). The node's load lowers it:
 ``observe()`` takes, every housekeeping turn, the messages held waiting for
-their ALG/journal completion, the longest completion latency and the
+their ALG/journal completion, the mean completion latency and the
 longest NFQUEUE drain since the last turn; while any is past its limit the
 budget is cut by a quarter per turn (multiplicative decrease), otherwise it
 grows back by a twentieth of the configured rate per turn (additive
@@ -222,8 +222,8 @@ class NewDialogBudget:
 
     def observe(self, now: float, held: int, latency: float, batch: float = 0.0) -> bool:
         """The node's load since the last call (``held``: messages waiting
-        for their verdict now; ``latency``: the longest completion since the
-        last call, seconds; ``batch``: the longest NFQUEUE drain). Adjusts
+        for their verdict now; ``latency``: the mean completion latency since
+        the last call, seconds; ``batch``: the longest NFQUEUE drain). Adjusts
         the budget (AIMD, at most one step per 0.1 s) and returns whether
         the node is overloaded."""
         s = self.settings

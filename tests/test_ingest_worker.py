@@ -262,7 +262,7 @@ def test_held_completion_latency_feeds_overload():
     now[0] = 100.9
     w._verdicts.append((token, Drop("x", "alg")))
     w._apply_verdicts()
-    assert w._max_latency == pytest.approx(0.9)
+    assert w._latency_sum / w._latency_n == pytest.approx(0.9)
     w._housekeeping(101.0)
     assert w.overload.overloaded and w.overload.budget < 400
     assert w.drop_codes == {"alg-sip": 1}

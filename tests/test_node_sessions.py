@@ -123,3 +123,21 @@ def test_gwctl_parses_get_and_clear_session():
     assert a.words == ["src-ip", "1.1.1.4", "dst-port", "5060"] and a.func.__name__ == "run_get"
     a = p.parse_args(["clear", "session", "all", "--node", "gw-b"])
     assert a.words == ["all"] and a.node == "gw-b" and a.func.__name__ == "run_clear"
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_WORD = st.one_of(st.sampled_from(["src-ip", "dst-ip", "src-port", "dst-port", "protocol", "id",
+                                   "udp", "tcp", "1.1.1.9", "5060", "99999", "-1", ""]),
+                  st.text(max_size=12))
+
+
+@settings(max_examples=300, deadline=None)
+@given(words=st.lists(_WORD, max_size=8))
+def test_any_words_give_a_filter_or_a_filter_error(words):
+    try:
+        f = parse_filter(words)
+    except FilterError as e:
+        assert str(e)
+    else:
+        assert isinstance(f, SessionFilter)
