@@ -139,6 +139,7 @@ def role_changes(before: dict, after: dict) -> int:
 def flood_step(state, call, flooder, dial, *, flood_rate: float, flood_seconds: float,
                legit_calls: int, legit_rate: float, hold_ms: int) -> dict:
     """One flood with the legitimate calls beside it (module docstring)."""
+    t0 = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="bench-flood-"))
     legit_span = legit_calls / legit_rate + hold_ms / 1000.0
     bound = max(flood_seconds, legit_span) + 25.0
@@ -153,7 +154,9 @@ def flood_step(state, call, flooder, dial, *, flood_rate: float, flood_seconds: 
                           hold_ms=hold_ms, media=True, bound=legit_span + 20)
         # The flood stops sending (retransmissions too) 3 s after its span.
         f_att, f_done = finish(flood, kill_after=flood_seconds + 3)
+        t_flood = time.monotonic() - t0
         l_att, l_done = finish(legit)
+        t_legit = time.monotonic() - t0
         time.sleep(0.3)
     finally:
         sipp._stop(uas)
@@ -172,11 +175,13 @@ def flood_step(state, call, flooder, dial, *, flood_rate: float, flood_seconds: 
             "legit_pct": round(100.0 * l_done / legit_calls, 1),
             "rtp_sent": c1[1] - c0[1], "rtp_at_callee": e1[0] - e0[0],
             "rtp_echoed": e1[1] - e0[1], "rtp_back": c1[0] - c0[0],
+            "seconds": {"flood": round(t_flood, 1), "legit": round(t_legit, 1),
+                        "total": round(time.monotonic() - t0, 1)},
             "shed": shed, "role_changes": role_changes(before, after) if before else 0,
             "nodes_before": before, "nodes_after": after, "legit_errors": errors}
 
 
-def settle(state, timeout: float = 20.0) -> None:
+def settle(state, timeout: float = 8.0) -> None:
     """Let the calls of a step end before the next one (bench_calls.wait_idle)."""
     try:
         bench_calls.wait_idle(state, timeout)
@@ -246,7 +251,7 @@ def run(starter: str, rates: list[float], args, log, capacity_out: list) -> list
                 f"{row['legit_calls']} ({row['legit_pct']}%), RTP {row['rtp_at_callee']}/"
                 f"{row['rtp_sent']} there {row['rtp_back']}/{row['rtp_echoed']} back; flood "
                 f"completed {row['flood_completed']}/{row['flood_attempted']}; shed {row['shed']}; "
-                f"role changes {row['role_changes']}")
+                f"role changes {row['role_changes']}; {row['seconds']} s")
             settle(state)
         last = pair_view(state)
         for r in rows:
