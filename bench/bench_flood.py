@@ -33,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -132,6 +133,37 @@ def pair_view(state) -> dict:
     return out
 
 
+class LoadSampler:
+    """The active's overload state once a second during a step (budget,
+    messages held, shed so far), for the report; nothing for the kernel helper."""
+
+    def __init__(self, state) -> None:
+        self.state = state
+        self.samples: list = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        if self.state.starter == gs.NAME:
+            self._t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._t.is_alive():
+            self._t.join(5)
+
+    def _run(self) -> None:
+        paths = gs.node_paths(self.state, self.state.get_plan())
+        t0 = time.monotonic()
+        while not self._stop.wait(1.0):
+            st = gs.try_status(paths[self.state.active or "gw-a"].socket, timeout=1.0) or {}
+            ing = st.get("ingest") or {}
+            ov = ing.get("overload") or {}
+            self.samples.append((round(time.monotonic() - t0, 1), ov.get("budget"),
+                                 ov.get("overloaded"), ing.get("held_now"), ov.get("shed")))
+
+
 def role_changes(before: dict, after: dict) -> int:
     return sum(1 for r in before if before[r].get("role") != (after.get(r) or {}).get("role"))
 
@@ -146,6 +178,7 @@ def flood_step(state, call, flooder, dial, *, flood_rate: float, flood_seconds: 
     before = pair_view(state)
     c0, e0 = read_counters(call.caller.netns), read_counters(call.callee.netns)
     uas = start_uas(call.callee, work, bound + 10)
+    sampler = LoadSampler(state).__enter__()
     try:
         flood = start_uac(flooder, dial, work, "flood", calls=int(flood_rate * flood_seconds),
                           rate=flood_rate, hold_ms=0, media=False, bound=flood_seconds + 5)
@@ -159,6 +192,7 @@ def flood_step(state, call, flooder, dial, *, flood_rate: float, flood_seconds: 
         t_legit = time.monotonic() - t0
         time.sleep(0.3)
     finally:
+        sampler.__exit__()
         sipp._stop(uas)
     c1, e1 = read_counters(call.caller.netns), read_counters(call.callee.netns)
     after = pair_view(state)
@@ -177,7 +211,7 @@ def flood_step(state, call, flooder, dial, *, flood_rate: float, flood_seconds: 
             "rtp_echoed": e1[1] - e0[1], "rtp_back": c1[0] - c0[0],
             "seconds": {"flood": round(t_flood, 1), "legit": round(t_legit, 1),
                         "total": round(time.monotonic() - t0, 1)},
-            "shed": shed, "role_changes": role_changes(before, after) if before else 0,
+            "load": sampler.samples, "shed": shed, "role_changes": role_changes(before, after) if before else 0,
             "nodes_before": before, "nodes_after": after, "legit_errors": errors}
 
 
