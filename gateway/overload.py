@@ -122,9 +122,9 @@ class OverloadSettings:
     """``set flow overload ...`` (gateway.config.model.FlowSettings holds the
     values; defaults there). ``rate`` 0 turns shedding off."""
 
-    rate: float = 400.0              # new dialogs per second admitted at most
-    max_held: int = 1000             # held messages past which the node is overloaded
-    latency_target: float = 0.2      # seconds: longest completion latency tolerated
+    rate: float = 200.0              # new dialogs per second admitted at most
+    max_held: int = 300              # held messages past which the node is overloaded
+    latency_target: float = 0.1      # seconds: mean completion latency tolerated
     batch_target: float = 0.1        # seconds: longest NFQUEUE drain tolerated
     min_rate: float = 10.0           # the budget never falls below this
     burst: float = 0.5               # seconds of a bucket's rate it can hold
@@ -134,9 +134,13 @@ class OverloadSettings:
 
 def overload_settings(flow) -> OverloadSettings:
     """The settings of a configuration's ``FlowSettings`` (``set flow overload``)."""
-    return OverloadSettings(rate=float(flow.overload_new_dialog_rate),
-                            max_held=int(flow.overload_max_held),
-                            latency_target=flow.overload_latency_target_ms / 1000.0)
+    rate = float(flow.overload_new_dialog_rate)
+    # The floor of the AIMD cut: a quarter of the configured rate. Lower, a
+    # flooder's shed INVITEs come back as retransmissions (RFC 3261 timer A)
+    # faster than the budget frees the node.
+    return OverloadSettings(rate=rate, max_held=int(flow.overload_max_held),
+                            latency_target=flow.overload_latency_target_ms / 1000.0,
+                            min_rate=max(1.0, rate / 4))
 
 
 OVERFLOW = -1                         # the shared bucket of sources past max_sources

@@ -246,7 +246,7 @@ def test_new_dialogs_past_the_budget_are_shed_before_the_alg(caplog):
 
 def test_worker_takes_overload_settings_from_the_configuration():
     w = worker()
-    assert w.overload is not None and w.overload.settings.rate == 400
+    assert w.overload is not None and w.overload.settings.rate == 200 and w.overload.settings.min_rate == 50
     off = NfqueueWorker(3, {"lo": "ethernet1"},
                         Datapath(parse_text(CFG + "set flow overload new-dialog-rate 0\n")),
                         install=False)
@@ -264,7 +264,7 @@ def test_held_completion_latency_feeds_overload():
     w._apply_verdicts()
     assert w._latency_sum / w._latency_n == pytest.approx(0.9)
     w._housekeeping(101.0)
-    assert w.overload.overloaded and w.overload.budget < 400
+    assert w.overload.overloaded and w.overload.budget < 200
     assert w.drop_codes == {"alg-sip": 1}
 
 
