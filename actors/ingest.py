@@ -7,8 +7,9 @@ way through").
 
 Verdicts:
 * ``Forward`` -> ``set_payload`` (when rewritten) and accept;
-* ``Drop`` -> drop, and a log line with the reason (at most one per second per
-  reason, with the count of the ones not logged);
+* ``Drop`` -> drop, counted under its code (gateway/drops.py), and a log line
+  with the code and the reason (at most one per second per code, with the
+  count of the ones not logged);
 * ``Alg`` -> the packet is held (``retain()`` copies its bytes; the kernel
   keeps it queued) and ``on_alg(outcome, done)`` is called. The node runs the
   ALG in the call's actor and calls ``done(Forward | Drop)`` later, from any
@@ -200,7 +201,8 @@ class NfqueueWorker:
         self._latency_n = 0
         self._max_batch = 0.0              # longest queue drain since the last housekeeping
         self._ifnames: dict[int, str | None] = {}
-        self._held: dict[int, tuple[object, float]] = {}     # token -> (nfq packet, since)
+        # token -> (nfq packet, since, ALG name: the code of an ALG's drop)
+        self._held: dict[int, tuple[object, float, str]] = {}
         self._next_token = 1
         self._verdicts: deque = deque()
         # How verdicts reach the kernel: batched on the queue's socket once
