@@ -7,8 +7,9 @@ way through").
 
 Verdicts:
 * ``Forward`` -> ``set_payload`` (when rewritten) and accept;
-* ``Drop`` -> drop, and a log line with the reason (at most one per second per
-  reason, with the count of the ones not logged);
+* ``Drop`` -> drop, counted under its code (gateway/drops.py), and a log line
+  with the code and the reason (at most one per second per code, with the
+  count of the ones not logged);
 * ``Alg`` -> the packet is held (``retain()`` copies its bytes; the kernel
   keeps it queued) and ``on_alg(outcome, done)`` is called. The node runs the
   ALG in the call's actor and calls ``done(Forward | Drop)`` later, from any
@@ -57,6 +58,8 @@ from actors.nfq_verdicts import BatchedVerdicts, PacketVerdicts
 from actors.thread_names import name_native_thread
 from gateway.datapath import Alg, Datapath, Drop, Forward
 from gateway.datapath.fastpath import FastPath
+from gateway.drops import LogThrottle, code_of
+from gateway.overload import NewDialogBudget, new_dialog_kind, overload_settings
 
 log = logging.getLogger("voip_alg.ingest")
 
@@ -115,29 +118,28 @@ def write_sysctl(path: str, value: str) -> None:
 
 
 class DropLog:
-    """Drop reasons to the log, at most one line per reason per ``interval``."""
+    """Drops to the log: at most one line per code (or per ``key``, e.g. a
+    code and a source address) per ``interval``, with the count of the ones
+    not logged since (gateway.drops.LogThrottle). The line carries the code
+    and the one drop's reason text (addresses, the ALG's reason)."""
 
-    def __init__(self, logger: logging.Logger, interval: float = 1.0, max_reasons: int = 1024) -> None:
+    def __init__(self, logger: logging.Logger, interval: float = 1.0, max_reasons: int = 4096) -> None:
         self.log = logger
-        self.interval = interval
-        self.max_reasons = max_reasons
-        self._last: dict[str, list] = {}         # reason -> [last logged, suppressed]
+        self._throttle = LogThrottle(interval, max_reasons)
+        self._last = self._throttle._last       # key -> [last logged, suppressed]
 
-    def __call__(self, reason: str, now: float) -> bool:
-        st = self._last.get(reason)
-        if st is None:
-            if len(self._last) >= self.max_reasons:
-                self._last.clear()
-            self._last[reason] = [now, 0]
-            self.log.info("drop: %s", reason)
-            return True
-        if now - st[0] >= self.interval:
-            extra = f" (and {st[1]} more since)" if st[1] else ""
+    def __call__(self, reason: str, now: float, code: str | None = None, key=None) -> bool:
+        if key is None:
+            key = code if code is not None else reason
+        n = self._throttle.check(key, now)
+        if n is None:
+            return False
+        extra = f" (and {n} more since)" if n else ""
+        if code is None:
             self.log.info("drop: %s%s", reason, extra)
-            st[0], st[1] = now, 0
-            return True
-        st[1] += 1
-        return False
+        else:
+            self.log.info("drop [%s]: %s%s", code, reason, extra)
+        return True
 
 
 class NfqueueWorker:
@@ -162,7 +164,8 @@ class NfqueueWorker:
                  on_alarm: Callable[[str], None] | None = None,
                  housekeeping_interval: float = 0.2, install: bool = True,
                  clock: Callable[[], float] = time.time, lock=None,
-                 proc_sys: str = PROC_SYS, batch_verdicts: bool = True) -> None:
+                 proc_sys: str = PROC_SYS, batch_verdicts: bool = True,
+                 overload: NewDialogBudget | None | str = "config") -> None:
         self.queue_num = queue_num
         self.linux_ifaces = dict(linux_ifaces)
         self.datapath = datapath          # also sets the fast path (property below)
@@ -183,9 +186,23 @@ class NfqueueWorker:
         self.lock = lock if lock is not None else threading.RLock()
         self.drop_log = DropLog(log)
         self.counters = {"packets": 0, "accepted": 0, "dropped": 0, "held": 0, "held_timeout": 0,
-                         "errors": 0, "standby_dropped": 0}
+                         "errors": 0, "standby_dropped": 0, "shed": 0}
+        # Every packet this worker drops, once, by code (gateway.drops).
+        self.drop_codes: dict[str, int] = {}
+        # Overload control (gateway/overload.py): new dialogs are admitted
+        # here, before the ALG's parse, per source; "config" takes the
+        # datapath configuration's `set flow overload` settings.
+        if overload == "config":
+            overload = overload_control_of(datapath)
+        self.overload = overload
+        # Hold -> verdict latencies since the last housekeeping (their sum
+        # and count: the mean is the load signal; one slow fsync is not).
+        self._latency_sum = 0.0
+        self._latency_n = 0
+        self._max_batch = 0.0              # longest queue drain since the last housekeeping
         self._ifnames: dict[int, str | None] = {}
-        self._held: dict[int, tuple[object, float]] = {}     # token -> (nfq packet, since)
+        # token -> (nfq packet, since, ALG name: the code of an ALG's drop)
+        self._held: dict[int, tuple[object, float, str]] = {}
         self._next_token = 1
         self._verdicts: deque = deque()
         # How verdicts reach the kernel: batched on the queue's socket once
@@ -370,8 +387,12 @@ class NfqueueWorker:
                 wait = max(0.0, min(next_house - now, 0.5))
                 r, _w, _x = select.select([fd, self._wake_r], [], [], wait)
                 if fd in r:
+                    t0 = time.perf_counter()
                     nfq.run(block=False)
                     self.verdicts.flush()
+                    dt = time.perf_counter() - t0
+                    if dt > self._max_batch:
+                        self._max_batch = dt
                 if self._wake_r in r:
                     try:
                         while os.read(self._wake_r, 4096):
@@ -397,10 +418,26 @@ class NfqueueWorker:
             self.verdicts.flush()
 
     def _housekeeping(self, now: float) -> None:
-        for token, (_pkt, since) in list(self._held.items()):
+        for token, (_pkt, since, _alg) in list(self._held.items()):
             if now - since > self.hold_timeout:
                 self.counters["held_timeout"] += 1
-                self._give(token, Drop(f"alg: no verdict within {self.hold_timeout:g} s", "alg"))
+                self._give(token, Drop(f"alg: no verdict within {self.hold_timeout:g} s",
+                                       "held-timeout"))
+        if self.overload is not None:
+            # The node's load since the last turn: what waits for its ALG
+            # step and journal write, how long completions took, how long
+            # the queue's drains took (gateway/overload.py).
+            ov = self.overload
+            was = ov.overloaded
+            latency = self._latency_sum / self._latency_n if self._latency_n else 0.0
+            if ov.observe(now, len(self._held), latency, self._max_batch) and not was:
+                log.warning("overload: %d messages held, mean completion %.0f ms, queue drain "
+                            "%.0f ms; new dialogs limited to %.0f/s", len(self._held),
+                            latency * 1000, self._max_batch * 1000, ov.budget)
+            elif was and not ov.overloaded:
+                log.warning("overload: ended (%d new dialogs shed so far)", ov.shed)
+            self._latency_sum = self._max_batch = 0.0
+            self._latency_n = 0
         with self.lock:
             expired = self.datapath.expire(now)
             activity = self.datapath.drain_activity() if self.on_activity else []
@@ -437,10 +474,12 @@ class NfqueueWorker:
             self._ifnames[ifindex] = name
             return name
 
-    def _drop(self, pkt, reason: str, now: float) -> None:
+    def _drop(self, pkt, reason: str, now: float, code: str = "other", key=None) -> None:
         self.verdicts.drop(pkt)
         self.counters["dropped"] += 1
-        self.drop_log(reason, now)
+        codes = self.drop_codes
+        codes[code] = codes.get(code, 0) + 1
+        self.drop_log(reason, now, code, key)
 
     def _callback(self, pkt) -> None:
         c = self.counters
@@ -449,11 +488,12 @@ class NfqueueWorker:
         try:
             if not self.forwarding():
                 c["standby_dropped"] += 1
-                self._drop(pkt, STANDBY_DROP, now)
+                self._drop(pkt, STANDBY_DROP, now, "standby")
                 return
             ingress = self._ifnames.get(pkt.indev) or self._ifname(pkt.indev)
             if ingress is None:
-                self._drop(pkt, f"ingress ifindex {pkt.indev} is not a gateway interface", now)
+                self._drop(pkt, f"ingress ifindex {pkt.indev} is not a gateway interface", now,
+                           "ingress-unknown")
                 return
             buf = pkt.get_payload()
             fast = self._fast
@@ -485,25 +525,45 @@ class NfqueueWorker:
                 if out.note:
                     log.info("%s: %s", out.note, _describe(buf))
             elif kind is Drop:
-                self._drop(pkt, out.reason, now)
-            else:
+                self._drop(pkt, out.reason, now, code_of(out.category, out.reason))
+            elif self.overload is None or not self._shed(pkt, out, now):
                 self._hold(pkt, out, now)
         except Exception:
             c["errors"] += 1
             log.exception("datapath failed on a packet; dropped")
             try:
                 self.verdicts.drop(pkt)
+                self.drop_codes["internal-error"] = self.drop_codes.get("internal-error", 0) + 1
             except RuntimeError:
                 pass                      # the verdict was already given
 
+    def _shed(self, pkt, out: Alg, now: float) -> bool:
+        """Overload control before the ALG (gateway/overload.py): a message
+        that starts a new dialog, from a source past its share of the
+        budget, is dropped here, before any parse or ALG work; everything
+        in a dialog, and TCP segments (dropping one would break its
+        stream's framing), goes on. True when shed."""
+        if out.segment is not None:
+            return False
+        kind = new_dialog_kind(out.alg, out.payload)
+        if kind is None or self.overload.admit(out.packet.src_int, now):
+            return False
+        self.counters["shed"] += 1
+        src = out.src[0]
+        self._drop(pkt, f"{kind} from {src}: over its share of {self.overload.budget:.0f} new "
+                        f"dialogs/s ({self.overload.active_sources()} sources asking)",
+                   now, "overload-shed", ("overload-shed", src))
+        return True
+
     def _hold(self, pkt, out: Alg, now: float) -> None:
         if self.on_alg is None:
-            self._drop(pkt, f"{out.alg} ALG not running", now)
+            self._drop(pkt, f"{out.alg} ALG not running", now, "alg-" + out.alg
+                       if out.alg in ("sip", "mgcp", "h323") else "alg")
             return
         pkt.retain()
         token = self._next_token
         self._next_token += 1
-        self._held[token] = (pkt, now)
+        self._held[token] = (pkt, now, out.alg)
         self.counters["held"] += 1
 
         def done(result: Forward | Drop, _token=token) -> None:
@@ -514,7 +574,7 @@ class NfqueueWorker:
             self.on_alg(out, done)
         except Exception:
             log.exception("on_alg failed; packet dropped")
-            done(Drop(f"{out.alg} ALG hand-off failed", "alg"))
+            done(Drop(f"{out.alg} ALG hand-off failed", "error"))
 
     def _apply_verdicts(self) -> None:
         q = self._verdicts
@@ -527,20 +587,44 @@ class NfqueueWorker:
         if held is None:
             return                        # timed out already, or given twice
         pkt = held[0]
+        now = self.clock()
+        self._latency_sum += now - held[1]
+        self._latency_n += 1
         try:
             if type(result) is Forward:
                 self.verdicts.accept(pkt, result.data)
                 self.counters["accepted"] += 1
+            elif type(result) is Drop:
+                self._drop(pkt, result.reason, now, code_of(result.category, result.reason, held[2]))
             else:
-                reason = result.reason if type(result) is Drop else f"bad ALG verdict {result!r}"
-                self._drop(pkt, reason, self.clock())
+                self._drop(pkt, f"bad ALG verdict {result!r}", now, "internal-error")
         except RuntimeError as e:         # queue unbound meanwhile
             log.warning("verdict for a held packet lost: %s", e)
 
     def stats(self) -> dict:
         with self.lock:
             dp = self.datapath.stats()
-        return {"worker": dict(self.counters), "held_now": len(self._held), "datapath": dp}
+        return {"worker": dict(self.counters), "held_now": len(self._held), "datapath": dp,
+                "drop_codes": dict(self.drop_codes),
+                "overload": self.overload.stats() if self.overload is not None else None}
+
+    def status(self) -> dict:
+        """What ``gwctl status`` shows of this worker: its counters, drops by
+        code (every packet it dropped, once) and overload control."""
+        return {**self.counters, "held_now": len(self._held), "drop_codes": dict(self.drop_codes),
+                "overload": self.overload.stats() if self.overload is not None else None}
+
+
+def overload_control_of(datapath) -> NewDialogBudget | None:
+    """Overload control from the datapath's configuration (``set flow
+    overload``); None when shedding is off (``new-dialog-rate 0``) or there
+    is no configuration (tests' stand-in datapaths)."""
+    config = getattr(datapath, "config", None)
+    flow = getattr(config, "flow", None)
+    if flow is None:
+        return None
+    settings = overload_settings(flow)
+    return NewDialogBudget(settings, 0.0) if settings.rate > 0 else None
 
 
 def _describe(buf: bytes) -> str:

@@ -35,6 +35,8 @@ from actors.timers import TimerFired, TimerService
 from gateway import domain, ha
 from gateway.config.model import Config
 from gateway.datapath.pinholes import TAKEOVER_PINHOLE, sip_media_pinholes
+from gateway.datapath.session_filter import FilterError, parse_filter, session_row
+from gateway.drops import code_of
 from actors.algs import ADAPTERS, H323Adapter, MgcpAdapter, SipAdapter, adapter_for_stream
 from gateway.sip import events as sip_ev
 from gateway.sip import is_keepalive
@@ -59,6 +61,7 @@ class _Unchanged:
 
 _KEEPALIVE = _Unchanged()
 JOURNAL_FAILED_DROP = "journal: the message's events could not be written"
+MAX_DROP_REASONS = 256            # reason texts kept for `status`; codes are not capped
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +152,8 @@ class Node:
         self.role_changed = threading.Condition(self.ha_lock)
         self.last_failover: dict | None = None
         self.counters = {"sip_forwarded": 0, "sip_dropped": 0, "events": 0}
-        self.drop_reasons: dict[str, int] = {}
+        self.drop_reasons: dict[str, int] = {}       # reason text (capped) -> count
+        self.drop_codes: dict[str, int] = {}         # gateway.drops code -> count
         # Media reports while a voice channel's traffic goes on (report_media).
         self.media_refresh = media_refresh
         self._media_reported: dict[str, float] = {}
@@ -645,9 +649,16 @@ class Node:
                 target.tell(MediaReport(adapter.name, group, pinhole, at))
 
     def _drop(self, outcome, reason: str):
-        self.drop_reasons[reason] = self.drop_reasons.get(reason, 0) + 1
+        alg = getattr(outcome, "alg", None)
+        code = code_of("alg", reason, alg)
+        self.drop_codes[code] = self.drop_codes.get(code, 0) + 1
+        reasons = self.drop_reasons
+        if reason in reasons or len(reasons) < MAX_DROP_REASONS:
+            reasons[reason] = reasons.get(reason, 0) + 1
+        else:
+            reasons["(other reasons)"] = reasons.get("(other reasons)", 0) + 1
         if self.datapath is not None and hasattr(self.datapath, "drop"):
-            return self.datapath.drop(reason)
+            return self.datapath.drop(reason, alg=alg)
         from gateway.datapath import Drop
         return Drop(reason)
 
@@ -712,7 +723,8 @@ class Node:
                "endpoints": len(self.state.mgcp.endpoints),
                "pinholes": len(self._open_pinholes(self.state)),
                "actors": self.pool.live_count(), "counters": dict(self.counters),
-               "drops": dict(self.drop_reasons), "last_failover": self.last_failover,
+               "drops": dict(self.drop_reasons), "drop_codes": dict(self.drop_codes),
+               "last_failover": self.last_failover,
                "journal": {"batches": self.writer.batches, "events": self.writer.events,
                            "ack_lapses": self.writer.ack_lapses,
                            "unreplicated_batches": self.writer.unreplicated_batches}}
@@ -746,7 +758,67 @@ class Node:
                 raise ControlError(str(exc)) from None
         if cmd == "history":
             return self.history(str(args.get("call", "")))
-        raise ControlError(f"unknown command {cmd!r}; expected status, show, failover or history")
+        if cmd in ("get-session", "clear-session"):
+            words = args.get("filter") or []
+            if not isinstance(words, list):
+                raise ControlError("session filter: want a list of words, e.g. "
+                                   '["src-ip", "1.1.1.9", "protocol", "udp"]')
+            try:
+                if cmd == "get-session":
+                    return self.get_sessions(words)
+                return self.clear_sessions(words, all_=bool(args.get("all")))
+            except (FilterError, RuntimeError) as exc:
+                raise ControlError(str(exc)) from None
+        raise ControlError(f"unknown command {cmd!r}; expected status, show, failover, history, "
+                           "get-session or clear-session")
+
+    # Sessions live in this node's datapath only: they are not journaled or
+    # replicated (the standby holds none of the active's; a node taking over
+    # clears what it had and rebuilds from the ALGs' replicated state: the
+    # open pinholes and, for established voice channels, takeover pinholes).
+    # So `get session` shows, and `clear session` removes, this node's own.
+
+    def get_sessions(self, words) -> list[dict]:
+        """``gwctl get session [src-ip A] [dst-ip A] [src-port N] [dst-port N]
+        [protocol P] [id N]``: this node's sessions matching every word."""
+        f = parse_filter(words)
+        if self.datapath is None:
+            return []
+        now = self.clock()
+        with self.dp_lock:
+            return [session_row(s, now) for s in self.datapath.sessions if f.matches(s)]
+
+    def clear_sessions(self, words, *, all_: bool = False) -> dict:
+        """``gwctl clear session [filters]``: remove the matching sessions of
+        this node's datapath; the flows' next packets start again (policy,
+        the ALG, a pinhole). A cleared media session of a call still in
+        progress gets the call's takeover pinholes back (as after a
+        failover), so the call's media finds its way again. Without a filter
+        nothing is cleared unless ``all_`` (``clear session all``)."""
+        f = parse_filter(words)
+        if f.is_empty() and not all_:
+            raise RuntimeError("clear session needs a filter (src-ip, dst-ip, src-port, dst-port, "
+                               "protocol, id) or `all`")
+        if self.datapath is None:
+            return {"cleared": 0, "sessions": [], "pinholes_reopened": 0}
+        now = self.clock()
+        with self.state_lock:
+            st = self.state
+        with self.dp_lock:
+            gone = [s for s in self.datapath.sessions if f.matches(s)]
+            rows = [session_row(s, now) for s in gone]
+            for s in gone:
+                self.datapath.remove_session(s)
+            groups = {g for s in gone if s.kind == "media" for g in (s.group, s.rev_group) if g}
+            reopen = []
+            if groups and self.role.role == "active":
+                reopen = [p for p in sip_media_pinholes(st.sip)
+                          if p.group in groups and p.id not in self.datapath.pinholes]
+                self.datapath.install_pinholes(reopen)
+        for r in rows:
+            log.warning("node %s: session %d cleared by the operator: %s %s -> %s", self.node_id,
+                        r["id"], r["protocol"], r["src"], r["dst"])
+        return {"cleared": len(rows), "sessions": rows, "pinholes_reopened": len(reopen)}
 
     def history(self, call_id: str) -> list[dict]:
         """The journaled events of a call, by Call-ID (or a call key)."""

@@ -174,7 +174,7 @@ def run_node(args) -> int:
     def control_handler(cmd: str, args: dict):
         result = node.control(cmd, args)
         if cmd == "status" and isinstance(result, dict):
-            result["ingest"] = {**worker.counters, "held_now": len(worker._held)}
+            result["ingest"] = worker.status()
         return result
 
     control = ControlServer(settings.socket_path(), control_handler, group=settings.control_group)

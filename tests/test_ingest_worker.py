@@ -79,7 +79,7 @@ def test_drop_is_logged_with_its_reason_rate_limited(caplog):
             w._callback(p)
             assert p.verdict == "drop"
     lines = [r.getMessage() for r in caplog.records]
-    assert lines == ["drop: denied by policy 1 (trust->untrust)"]
+    assert lines == ["drop [policy-deny]: denied by policy 1 (trust->untrust)"]
     assert w.counters["dropped"] == 3
 
 
@@ -101,7 +101,8 @@ def test_standby_drops_everything():
     p = FakePacket(build_udp("10.1.1.3", "1.1.1.9", 4000, 9000, b"hi"))
     w._callback(p)
     assert p.verdict == "drop" and w.counters["standby_dropped"] == 1
-    assert w.drop_log._last[STANDBY_DROP]
+    assert w.drop_log._last["standby"]
+    assert w.drop_codes == {"standby": 1}
 
 
 def test_unknown_input_interface_dropped():
@@ -202,3 +203,88 @@ def test_shared_lock_is_used():
     with w.locked() as dp:
         assert dp is w.datapath
         assert shared._is_owned()
+
+
+# -- overload control in the worker (gateway/overload.py) ---------------------------
+
+def _invite(n: int, src: str = "10.1.1.3", to_tag: bool = False) -> bytes:
+    msg = SIP.replace(b"Call-ID: w1@", b"Call-ID: w%d@" % n)
+    if to_tag:
+        msg = msg.replace(b"To: <sip:b@1.1.1.9>", b"To: <sip:b@1.1.1.9>;tag=b")
+    return build_udp(src, "1.1.1.9", 5060, 5060, msg)
+
+
+def test_new_dialogs_past_the_budget_are_shed_before_the_alg(caplog):
+    from gateway.overload import NewDialogBudget, OverloadSettings
+    now = [100.0]
+    held: list = []
+    w = worker(on_alg=lambda out, done: held.append(out), clock=lambda: now[0],
+               overload=NewDialogBudget(OverloadSettings(rate=10)))
+    caplog.set_level(logging.INFO, logger="voip_alg.ingest")
+    verdicts = []
+    for i in range(200):
+        p = FakePacket(_invite(i))
+        w._callback(p)
+        verdicts.append(p.verdict)
+    # The source's burst (10/s x 0.5 s) reaches the ALG; the rest is shed.
+    assert len(held) == 5 and verdicts.count("drop") == 195
+    assert w.counters["shed"] == 195 and w.drop_codes == {"overload-shed": 195}
+    shed_lines = [r.getMessage() for r in caplog.records if "overload-shed" in r.getMessage()]
+    assert len(shed_lines) == 1 and "sip-invite from 10.1.1.3" in shed_lines[0]
+    # In-dialog requests are never shed.
+    p = FakePacket(_invite(999, to_tag=True))
+    w._callback(p)
+    assert p.verdict is None and len(held) == 6
+    # A second later the source has tokens again, and one more log line comes
+    # with the count of the ones not logged.
+    now[0] = 101.5
+    for i in range(50):
+        w._callback(FakePacket(_invite(1000 + i)))
+    lines = [r.getMessage() for r in caplog.records if "overload-shed" in r.getMessage()]
+    assert len(lines) == 2 and "more since" in lines[1]
+
+
+def test_worker_takes_overload_settings_from_the_configuration():
+    w = worker()
+    assert w.overload is not None and w.overload.settings.rate == 200 and w.overload.settings.min_rate == 50
+    off = NfqueueWorker(3, {"lo": "ethernet1"},
+                        Datapath(parse_text(CFG + "set flow overload new-dialog-rate 0\n")),
+                        install=False)
+    assert off.overload is None
+
+
+def test_held_completion_latency_feeds_overload():
+    now = [100.0]
+    w = worker(on_alg=lambda out, done: None, clock=lambda: now[0], hold_timeout=10.0)
+    for i in range(3):
+        w._callback(FakePacket(_invite(i)))
+    token = next(iter(w._held))
+    now[0] = 100.9
+    w._verdicts.append((token, Drop("x", "alg")))
+    w._apply_verdicts()
+    assert w._latency_sum / w._latency_n == pytest.approx(0.9)
+    w._housekeeping(101.0)
+    assert w.overload.overloaded and w.overload.budget < 200
+    assert w.drop_codes == {"alg-sip": 1}
+
+
+def test_screens_act_before_the_alg():
+    """The manual's UDP flood screen and source-IP session limit drop in the
+    datapath, before the packet is held for its ALG (the expensive path)."""
+    cfg = CFG + ("set zone trust screen udp-flood dst-ip 1.1.1.9 threshold 3\n"
+                 "set zone trust screen limit-session source-ip-based 2\n")
+    calls = []
+    now = [100.0]
+    w = NfqueueWorker(3, {"lo": "ethernet1"}, Datapath(parse_text(cfg)), install=False,
+                      clock=lambda: now[0], overload=None)
+    w.on_alg = lambda out, done: (calls.append(out), done(w.finish_alg(out, "forward", out.payload)))
+    ps = [FakePacket(build_udp("10.1.1.3", "1.1.1.9", 6000 + i, 5060, _invite(i)[28:]))
+          for i in range(6)]
+    for p in ps:
+        w._callback(p)
+        w._apply_verdicts()
+    # Two sessions (the limit), then the third new flow is refused by the
+    # limit, the fourth packet of the second and beyond by the flood screen.
+    assert len(calls) == 2
+    assert [p.verdict for p in ps] == ["accept", "accept", "drop", "drop", "drop", "drop"]
+    assert w.drop_codes == {"screen-src-session-limit": 1, "screen-udp-flood": 3}

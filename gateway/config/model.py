@@ -244,9 +244,23 @@ class NsrpSettings:
 @dataclass(frozen=True, slots=True)
 class FlowSettings:
     """``set flow queue-bypass``: fail open (forward unexamined) when no packet
-    worker listens; off by default, i.e. fail closed."""
+    worker listens; off by default, i.e. fail closed.
+
+    ``set flow overload ...`` (gateway/overload.py): new dialogs admitted per
+    second at most (0: no shedding), the held messages and the mean
+    completion latency past which the node counts as overloaded and lowers
+    that rate. Defaults from the lab (bench/bench_flood.py, 2 shared cores):
+    the pair passed 320 calls/s signalling-only from one caller; 200/s is
+    ~0.6 of that, leaving room for retransmissions, in-dialog responses and
+    media. 300 held messages is ~45 ms of actor work at ~146 us each
+    (ARCHITECTURE.md, "Call rate through the gateway pair"); a mean
+    completion of 100 ms is queueing, well inside SIP's T1 (500 ms) before
+    UACs retransmit."""
 
     queue_bypass: bool = False
+    overload_new_dialog_rate: int = 200
+    overload_max_held: int = 300
+    overload_latency_target_ms: int = 100
 
 
 @dataclass(frozen=True, slots=True)

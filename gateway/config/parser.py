@@ -997,14 +997,32 @@ class _Parser:
         return self._nsrp(ln, True)
 
     def set_flow(self, ln: _Line) -> Apply | None:
-        ln.keyword(("queue-bypass",))
-        ln.end()
-        return lambda: setattr(self.state, "flow", FlowSettings(queue_bypass=True))
+        return self._flow(ln, False)
 
     def unset_flow(self, ln: _Line) -> Apply | None:
-        ln.keyword(("queue-bypass",))
+        return self._flow(ln, True)
+
+    # `set flow overload <setting> <n>` (gateway/overload.py); `unset` puts
+    # the default back. new-dialog-rate 0 turns shedding off.
+    _OVERLOAD = {
+        "new-dialog-rate": ("overload_new_dialog_rate", "new dialogs admitted per second (0: off)",
+                            0, 1_000_000),
+        "max-held": ("overload_max_held", "messages held for their ALG before overload", 1, 1_000_000),
+        "latency-target": ("overload_latency_target_ms",
+                           "the completion latency (ms) past which the node is overloaded", 1, 60_000),
+    }
+
+    def _flow(self, ln: _Line, unset: bool) -> Apply | None:
+        st = self.state
+        sub = ln.keyword(("queue-bypass", "overload"))
+        if sub == "queue-bypass":
+            ln.end()
+            return lambda: setattr(st, "flow", replace(st.flow, queue_bypass=not unset))
+        opt = ln.keyword(tuple(self._OVERLOAD))
+        field_name, what, lo, hi = self._OVERLOAD[opt]
+        value = getattr(FlowSettings(), field_name) if unset else ln.integer(what, lo, hi)[0]
         ln.end()
-        return lambda: setattr(self.state, "flow", FlowSettings(queue_bypass=False))
+        return lambda: setattr(st, "flow", replace(st.flow, **{field_name: value}))
 
     # == host-side lines (parsed, checked, not enforced) =====================
     def _unenforced(self, ln: _Line, text: str, reason: str) -> Apply:

@@ -96,9 +96,21 @@ def render(cfg: Config) -> str:
     out += _nsrp(cfg.nsrp)
     if cfg.flow != FlowSettings() and cfg.flow.queue_bypass:
         out.append("set flow queue-bypass")
+    out += _flow_overload(cfg.flow)
     out += [_policy(p) for p in cfg.policies]
     out += [u.text for u in cfg.unenforced]
     return "\n".join(out) + "\n" if out else ""
+
+
+def _flow_overload(flow: FlowSettings) -> list[str]:
+    d = FlowSettings()
+    out = []
+    for word, name in (("new-dialog-rate", "overload_new_dialog_rate"),
+                       ("max-held", "overload_max_held"),
+                       ("latency-target", "overload_latency_target_ms")):
+        if getattr(flow, name) != getattr(d, name):
+            out.append(f"set flow overload {word} {getattr(flow, name)}")
+    return out
 
 
 def _sip(sip: SipSettings) -> list[str]:

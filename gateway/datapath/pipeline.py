@@ -40,7 +40,8 @@ Order:
 9. Everything else permitted: a new session, forwarded.
 
 Every Drop has a one-line reason and a category; counters by path, drop
-category and reason, screens, sessions and pinholes are in :meth:`stats`.
+category, drop code (:mod:`gateway.drops`, a closed set) and reason, screens,
+sessions and pinholes are in :meth:`stats`.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from gateway.datapath.sessions import (
 )
 from gateway.datapath import seqadj
 from gateway.datapath import resegment
+from gateway.drops import code_of
 from gateway.datapath.tcp_stream import FramedStream, SegmentWork, SipStream, StreamStats, TpktStream
 from gateway.errors import RemoteProtocolError
 from gateway.packet import ACK, Packet, parse, rewrite
@@ -281,12 +283,17 @@ class Datapath:
         self._frags: dict[tuple[int, int, int, int], tuple[int, int, float]] = {}
         self.paths = {"fast-session": 0, "fast-pinhole": 0, "policy": 0, "alg": 0}
         self.drops: dict[str, int] = {}
+        # Per code (gateway.drops: a closed set, so no cap is needed); the
+        # reason texts below are capped and kept for the pcap summary.
+        self.drop_codes: dict[str, int] = {}
         self.drop_reasons: dict[str, int] = {}
 
     # -- outcomes -----------------------------------------------------------------
 
-    def _drop(self, reason: str, category: str) -> Drop:
+    def _drop(self, reason: str, category: str, alg: str | None = None) -> Drop:
         self.drops[category] = self.drops.get(category, 0) + 1
+        code = code_of(category, reason, alg)
+        self.drop_codes[code] = self.drop_codes.get(code, 0) + 1
         reasons = self.drop_reasons
         if reason in reasons:
             reasons[reason] += 1
@@ -296,9 +303,10 @@ class Datapath:
             reasons["(other reasons)"] = reasons.get("(other reasons)", 0) + 1
         return Drop(reason, category)
 
-    def drop(self, reason: str, category: str = "alg") -> Drop:
-        """A Drop decided outside ``process`` (e.g. by the node), counted here."""
-        return self._drop(reason, category)
+    def drop(self, reason: str, category: str = "alg", alg: str | None = None) -> Drop:
+        """A Drop decided outside ``process`` (e.g. by the node), counted here;
+        ``alg``: the ALG that refused the message, for its code."""
+        return self._drop(reason, category, alg)
 
     # -- the per-packet path ------------------------------------------------------
 
@@ -653,13 +661,13 @@ class Datapath:
         if outcome.segment is not None:
             return self._segment_done(outcome, verdict, data, reason)
         if verdict != "forward":
-            return self._drop(reason or f"{outcome.alg} ALG dropped the message", "alg")
+            return self._drop(reason or f"{outcome.alg} ALG dropped the message", "alg", outcome.alg)
         pkt = outcome.packet
         payload = None if data == outcome.payload else bytes(data)
         if payload is not None and pkt.payload_offset + len(payload) > 0xFFFF:
             return self._drop(f"{outcome.alg} ALG rewrite makes the packet "
                               f"{pkt.payload_offset + len(payload)} bytes, over the IPv4 maximum",
-                              "alg")
+                              "alg", outcome.alg)
         rw = outcome.rewrite
         if outcome.session is not None:
             if route_to is not None:
@@ -789,7 +797,7 @@ class Datapath:
             return Forward(self._apply_tcp(pkt, rw, stream, fwd, None if val == payload else val,
                                            pkt.tcp_seq), path)
         if kind == "drop":
-            return self._drop(val, "alg")
+            return self._drop(val, "alg", sess.alg)
         if kind == "hold":
             return self._drop(val, "held")
         s, sp, dd, dp = pkt.src_int, pkt.sport, pkt.dst_int, pkt.dport
@@ -820,23 +828,24 @@ class Datapath:
             # Its verdict comes with the segment that completes its message
             # (the node keeps it: tcp_stream.Retained); answered on its own,
             # it cannot leave rewritten.
-            return self._drop("SIP segment retained for its message answered on its own", "alg")
+            return self._drop("SIP segment retained for its message answered on its own", "alg", "sip")
         if verdict != "forward":
             FramedStream.finished(work, None)
-            return self._drop(reason or f"{outcome.alg} ALG dropped the message", "alg")
+            return self._drop(reason or f"{outcome.alg} ALG dropped the message", "alg", outcome.alg)
         data = bytes(data)
         if len(data) != len(work.data) and not stream.rewrites_length:
             # H.323 rewrites are six octets for six: a change of length would
             # need sequence adjustment this path does not do.
             FramedStream.finished(work, None)
-            return self._drop("h323 ALG rewrite changed the segment's length", "alg")
+            return self._drop("h323 ALG rewrite changed the segment's length", "alg", "h323")
         if work.retained is not None:
             return self._release_retained(outcome, work, data)
         pkt = outcome.packet
         payload = work.prefix + data
         if pkt.payload_offset + len(payload) > 0xFFFF:
             FramedStream.finished(work, None)
-            return self._drop(f"{outcome.alg} ALG rewrite makes the packet over the IPv4 maximum", "alg")
+            return self._drop(f"{outcome.alg} ALG rewrite makes the packet over the IPv4 maximum",
+                              "alg", outcome.alg)
         # The segment's own sequence number takes the adjustment before its
         # change (seqadj: a position is "strictly after"), so it may be
         # computed before or after ``finished`` enters the change.
@@ -870,7 +879,7 @@ class Datapath:
                 continue
             payload = seg.prefix + share
             if not payload:
-                v = self._drop("SIP segment emptied by the rewrite of its message", "alg")
+                v = self._drop("SIP segment emptied by the rewrite of its message", "alg", "sip")
             else:
                 pkt = o.packet
                 emit = (start - len(seg.prefix)) % (1 << 32)
@@ -888,7 +897,7 @@ class Datapath:
                 continue
             if id(w) in unreached:
                 verdicts[id(w)] = self._drop("SIP segment past a second gap: dropped, its sender "
-                                             "retransmits it", "alg")
+                                             "retransmits it", "alg", "sip")
                 continue
             pkt = o.packet
             verdicts[id(w)] = Forward(self._apply_tcp(pkt, o.rewrite, stream, w.forward,
@@ -896,7 +905,7 @@ class Datapath:
                                                       pkt.tcp_seq), "fast-session", "sip")
         r.verdicts = verdicts
         return own if own is not None else self._drop("SIP segment emptied by the rewrite of its "
-                                                      "message", "alg")
+                                                      "message", "alg", "sip")
 
     @staticmethod
     def _apply_tcp(pkt: Packet, rw: Rewrite | None, stream: FramedStream, fwd: bool,
@@ -1007,6 +1016,7 @@ class Datapath:
 
     def stats(self) -> dict:
         return {"paths": dict(self.paths), "drops": dict(self.drops),
+                "drop_codes": dict(self.drop_codes),
                 "drop_reasons": dict(self.drop_reasons), "screens": self.screens.stats(),
                 "sessions": self.sessions.stats(), "pinholes": self.pinholes.stats(),
                 "h323_tcp": self.tpkt_stats.as_dict(), "sip_tcp": self.sip_tcp_stats.as_dict()}

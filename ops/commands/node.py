@@ -19,7 +19,8 @@ def register(sub) -> None:
     p = sub.add_parser("status", help="role, epoch, peer, replication lag, journal head, counters",
                        description="Show the node's HA role and epoch, its peer as last heard, the "
                                    "replication mode and lag (events and ms), the journal head, and "
-                                   "the datapath and ALG counters (drops by reason).")
+                                   "the datapath and ALG counters, overload control, and drops by "
+                                   "code (gateway/drops.py).")
     common(p)
     p.set_defaults(func=run_status)
 
@@ -94,9 +95,23 @@ def run_status(args) -> int:
             lf = s["last_failover"]
             print(f"last takeover: epoch {lf['epoch']} ({lf['reason']}), {lf['takeover_ms']} ms")
         for k, v in sorted((s.get("datapath") or {}).items()):
-            print(f"datapath {k}: {v}")
+            if k not in ("drop_codes", "drop_reasons"):
+                print(f"datapath {k}: {v}")
+        ingest = s.get("ingest") or {}
+        ov = ingest.get("overload")
+        if ov:
+            print(f"overload: {'OVERLOADED' if ov['overloaded'] else 'normal'}, new dialogs "
+                  f"{ov['budget']:.0f}/s of {ov['rate']:.0f}/s among {ov['active_sources']} "
+                  f"source(s); admitted {ov['admitted']}, shed {ov['shed']}")
+        # Every packet the node dropped, once, by code (gateway/drops.py):
+        # the worker's count when it runs, else the datapath's own.
+        codes = ingest.get("drop_codes")
+        if codes is None:
+            codes = (s.get("datapath") or {}).get("drop_codes") or {}
+        for code, n in sorted(codes.items(), key=lambda kv: (-kv[1], kv[0])):
+            print(f"drop {n:8d}  {code}")
         for reason, n in sorted((s.get("drops") or {}).items(), key=lambda kv: -kv[1]):
-            print(f"drop {n:8d}  {reason}")
+            print(f"alg drop {n:8d}  {reason}")
     return _out(args, st, human)
 
 
