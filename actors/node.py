@@ -124,7 +124,7 @@ class Node:
                  addresses=None, clock: Callable[[], float] = time.time,
                  threads: int = 2, fsync: bool = True, mode: str | None = None,
                  priority: int | None = None, timer_thread: bool = True,
-                 media_refresh: float = 0.0) -> None:
+                 media_refresh: float = 0.0, lease: float | None = None) -> None:
         self.node_id = node_id
         self.config = config
         self.clock = clock
@@ -145,7 +145,8 @@ class Node:
         self.state = domain.EMPTY
         self.applied = 0
         self.ha_lock = threading.RLock()
-        self.role = ha.RoleState(node_id, priority=prio, epoch=self.journal.epoch)
+        # lease: gateway.ha's fencing lease length L (None: not fenced, a lone node).
+        self.role = ha.RoleState(node_id, priority=prio, epoch=self.journal.epoch, lease=lease)
         self.role_changed = threading.Condition(self.ha_lock)
         self.last_failover: dict | None = None
         self.counters = {"sip_forwarded": 0, "sip_dropped": 0, "events": 0}
@@ -184,7 +185,7 @@ class Node:
         if self.replicator is not None:
             self.replicator.start()
         elif role != "standby":
-            self.on_trigger("heartbeat_lost")      # a lone node takes the active role
+            self.on_trigger("heartbeat_lost", time.monotonic())   # a lone node takes the active role
 
     def timer_thread_wanted(self) -> bool:
         # pcap mode drives timers from the capture's clock with fire_due().
@@ -203,7 +204,10 @@ class Node:
 
     @property
     def forwarding(self) -> bool:
-        return self.role.forwarding
+        # Per packet: forwarding, and (fenced nodes) within the lease, one
+        # monotonic-time compare. An expired lease is acted on (demotion) by
+        # the replication thread's lease check, not by the packet threads.
+        return ha.may_forward(self.role, time.monotonic())
 
     # ------------------------------------------------------------------ HA
     def on_trigger(self, trigger: str, *args) -> None:
@@ -213,6 +217,11 @@ class Node:
                 return
             before = self.role
             self.role, actions = ha.step(self.role, trigger, *args)
+            if self.role.lease_until != before.lease_until and self.addresses is not None \
+                    and hasattr(self.addresses, "lease"):
+                # Before any address is added: the supervisor must know the
+                # lease that covers them (actors/fence.py).
+                self.addresses.lease(self.role.lease_until if self.role.lease is not None else None)
             for a in actions:
                 self._act(a, before)
             if self.role != before:
@@ -231,6 +240,11 @@ class Node:
             if self.replicator is not None:
                 self.replicator.set_role("standby", self.role.epoch)
             self._stand_down()
+        elif a.kind == "start_forwarding" and before.role == "active":
+            # A handover that found no standby: the addresses were given up
+            # before it (_handover); take them back.
+            if self.addresses is not None:
+                self.addresses.acquire()
         elif a.kind == "handover":
             # Everything submitted reaches the journal (and, in sync mode, the
             # standby) before the standby is told to take over.
@@ -238,6 +252,11 @@ class Node:
 
     def _handover(self) -> None:
         self.writer.flush()
+        # The addresses go before the standby is told to take over, so the
+        # two nodes never hold them at once (the old active forwards nothing
+        # from failover_requested on anyway).
+        if self.addresses is not None:
+            self.addresses.release()
         if self.replicator is not None:
             self.replicator.handover()
         else:

@@ -21,6 +21,12 @@ Liveness, both ways (ARCHITECTURE.md, "High availability"):
   not count: two standbys must not wait for each other forever);
 - an active forgets a standby it has not heard from for as long, so sync-mode
   completions stop waiting for a dead peer's acknowledgements.
+
+The fencing lease (gateway/ha.py): every heartbeat this thread sends as
+active renews it (``lease_renewed`` with the time just before the send), and
+each turn of the loop first checks it (``lease_check``): an active whose lease
+ran out while this thread stood still (a GC pause, a stall) demotes before it
+sends anything else, never renews.
 """
 
 from __future__ import annotations
@@ -138,6 +144,8 @@ class Replicator:
         self._acked_cv = threading.Condition()
         self._peer_last: float | None = None
         self._active_seen = 0.0
+        # (heard at, priority, node id) of the peer last heard as standby.
+        self._standby_peer: tuple[float, int, str] | None = None
         self._peer_info: dict = {}
         self._helloed = False
         self._handover_deadline: float | None = None
@@ -299,10 +307,12 @@ class Replicator:
         loss = self.hb_interval * self.hb_threshold
         while not self._stop.is_set():
             now = self.clock()
+            if self.role == "active":
+                self._trigger("lease_check", now)
             if now >= next_hb:
                 if self.role == "standby" and not self._helloed:
                     self._helloed = self._send_dealer(dealer, self._hello())
-                self._send_dealer(dealer, self._hb(now))
+                self._heartbeat(dealer, now)
                 next_hb = now + self.hb_interval
             wake_at = next_hb
             # Silence is judged only with nothing from the peer waiting on our
@@ -314,7 +324,9 @@ class Replicator:
                 # Only a standby acts on heartbeat loss (gateway.ha ignores it otherwise).
                 if now - self._active_seen > loss and not _waiting(dealer, router):
                     self._active_seen = now          # one trigger per detection period
-                    self._trigger("heartbeat_lost")
+                    sp = self._standby_peer
+                    self._trigger("heartbeat_lost", now,
+                                  sp[1:] if sp is not None and now - sp[0] <= loss else None)
                 wake_at = min(wake_at, self._active_seen + loss + 0.001)
             elif self.role == "active" and self.sender.peers and not _waiting(router):
                 gone = self.sender.expire(now - loss)
@@ -328,7 +340,7 @@ class Replicator:
                 if self.role == "active":
                     log.warning("replication: the standby did not take over within %.1f s",
                                 self.handover_timeout)
-                    self._trigger("handover_aborted")
+                    self._trigger("handover_aborted", now, self._handover_sent)
             timeout_ms = max(1, int((wake_at - self.clock()) * 1000) + 1)
             events = dict(poller.poll(timeout_ms))
             if wake_rx in events:
@@ -357,7 +369,7 @@ class Replicator:
                     if c[1] == "active":
                         self.sender.peers.clear()
                         self._update_acked()
-                self._send_dealer(dealer, self._hb(self.clock()))
+                self._heartbeat(dealer, self.clock())
             elif c[0] == "handover":
                 if self.role == "active":
                     self._handover_deadline = self.clock() + self.handover_timeout
@@ -371,7 +383,7 @@ class Replicator:
         if not self.sender.peers:
             log.warning("replication: failover requested but no standby is connected")
             self._handover_deadline = None
-            self._trigger("handover_aborted")
+            self._trigger("handover_aborted", self.clock(), False)
         elif (self.sender.min_acked() or 0) >= self.journal.head:
             for ident in list(self.sender.peers):
                 router.send_multipart([ident, *encode(Handover(self.epoch, self.journal.head))])
@@ -397,6 +409,13 @@ class Replicator:
         except zmq.Again:
             return False               # no connection to the peer right now
 
+    def _heartbeat(self, dealer, now: float) -> None:
+        """Send a heartbeat; as active, it renews the lease from ``now``
+        (taken before the send: the peer cannot have received it earlier)."""
+        self._send_dealer(dealer, self._hb(now))
+        if self.role == "active":
+            self._trigger("lease_renewed", now)
+
     def _hb(self, now: float) -> Heartbeat:
         head = self.journal.head
         return Heartbeat(self.node_id, self.role, self.epoch, head, self.priority, head, time.time())
@@ -414,6 +433,8 @@ class Replicator:
         self._peer_last = now
         if hb.role == "active":
             self._active_seen = now
+        elif hb.role == "standby":
+            self._standby_peer = (now, hb.prio, hb.node)
         self._peer_info.update(role=hb.role, epoch=hb.epoch, head=hb.head, applied=hb.applied)
         self._trigger("peer_epoch", hb.role, hb.epoch, hb.prio, hb.node)
 
@@ -494,7 +515,7 @@ class Replicator:
             elif isinstance(msg, Handover):
                 self._active_seen = self.clock()
                 if self.role == "standby" and self.journal.head >= msg.head:
-                    self._trigger("handover_received", msg.epoch)
+                    self._trigger("handover_received", msg.epoch, self.clock())
                     if self.role == "active":
                         self._send_dealer(dealer, Taken(self.epoch))
                 else:
