@@ -211,10 +211,12 @@ class Node:
 
     # ------------------------------------------------------------------ HA
     def on_trigger(self, trigger: str, *args) -> None:
+        if trigger == "diverged":
+            # Not under the HA lock: the rebuild may take seconds, and the
+            # replication thread takes that lock for every heartbeat heard.
+            self._diverged(*args)
+            return
         with self.ha_lock:
-            if trigger == "diverged":
-                self._diverged(*args)
-                return
             before = self.role
             self.role, actions = ha.step(self.role, trigger, *args)
             if self.role.lease_until != before.lease_until and self.addresses is not None \
