@@ -88,6 +88,33 @@ def remove_rules(rules: list[list[str]]) -> int:
     return n
 
 
+def rule_devices(rules: list[list[str]]) -> list[str]:
+    """The input devices (``-i DEV``) of the queue rules."""
+    out = []
+    for spec in rules:
+        for flag, value in zip(spec, spec[1:]):
+            if flag == "-i" and value not in out:
+                out.append(value)
+    return out
+
+
+def set_forwarding(devices: list[str], on: bool, proc_sys: str = "/proc/sys") -> list[str]:
+    """net.ipv4.conf.DEV.forwarding for each device (IPv4 forwards a packet
+    only if its input device's flag is set). Returns the devices it could not
+    set (gone, or a name that is not one path component)."""
+    failed = []
+    for dev in devices:
+        if not dev or "/" in dev or dev in (".", ".."):
+            failed.append(dev)
+            continue
+        try:
+            with open(f"{proc_sys}/net/ipv4/conf/{dev}/forwarding", "w") as f:
+                f.write("1\n" if on else "0\n")
+        except OSError:
+            failed.append(dev)
+    return failed
+
+
 class Supervisor:
     """The supervisor's state and its loop over the pipe (``fd``)."""
 
@@ -153,7 +180,15 @@ class Supervisor:
             self.fence_addresses("gatewayd exited")
         if self.rules:
             n = remove_rules(self.rules)
-            _say(f"gatewayd exited: removed {n} NFQUEUE rule(s)")
+            # Without its queue rules the namespace would route what still
+            # reaches it (hosts with a stale ARP entry) past the gateway's
+            # policy: forwarding goes off on those devices (fail closed, as
+            # the rules without --queue-bypass were). gatewayd turns it on
+            # again at start.
+            devs = rule_devices(self.rules)
+            failed = set_forwarding(devs, False)
+            _say(f"gatewayd exited: removed {n} NFQUEUE rule(s); forwarding off on "
+                 f"{', '.join(d for d in devs if d not in failed) or 'no device'}")
             self.rules = []
 
 

@@ -228,7 +228,13 @@ def _run_node(args, fence) -> int:
         control.start()
         worker.start()
         if worker.install:
-            fence.rules(worker.rule_specs())
+            from actors.fence import rule_devices, set_forwarding
+            specs = worker.rule_specs()
+            # The supervisor turned forwarding off on these devices if an
+            # earlier run died (fail closed); on again, and tell it the rules.
+            for dev in set_forwarding(rule_devices(specs), True):
+                log.warning("gatewayd: could not turn IPv4 forwarding on for %s", dev)
+            fence.rules(specs)
         node.start(role="standby" if args.standby else None)
     except Exception as exc:
         log.error("gatewayd: start failed: %s", exc)

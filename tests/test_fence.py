@@ -145,6 +145,9 @@ def test_sigkill_of_the_node_removes_its_address_and_rule_within_a_second(netns)
         assert took is not None, "address still on the dead node's interface after 1 s"
         if rule_installed:
             assert _wait_gone(netns, 1.0, _has_rule) is not None
+            # fail closed: no forwarding on the device the rule queued
+            fwd = _sh("ip", "netns", "exec", netns, "cat", "/proc/sys/net/ipv4/conf/fx0/forwarding")
+            assert fwd.stdout.strip() == "0"
     finally:
         p.kill()
 
@@ -159,3 +162,18 @@ def test_lease_end_removes_the_address_of_a_stalled_node(netns):
     finally:
         p.kill()
         p.wait(5)
+
+
+def test_rule_devices_and_forwarding_switch(tmp_path):
+    from actors.fence import rule_devices, set_forwarding
+    rules = [["PREROUTING", "-i", "eth0.100", "-j", "NFQUEUE"], ["PREROUTING", "-i", "gw1", "-j", "NFQUEUE"],
+             ["PREROUTING", "-i", "gw1", "-p", "udp"]]
+    assert rule_devices(rules) == ["eth0.100", "gw1"]
+    for dev in ("eth0.100", "gw1"):
+        d = tmp_path / "net/ipv4/conf" / dev
+        d.mkdir(parents=True)
+        (d / "forwarding").write_text("1\n")
+    assert set_forwarding(["eth0.100", "gw1", "gone", "../x"], False, proc_sys=str(tmp_path)) == ["gone", "../x"]
+    assert (tmp_path / "net/ipv4/conf/gw1/forwarding").read_text() == "0\n"
+    set_forwarding(["gw1"], True, proc_sys=str(tmp_path))
+    assert (tmp_path / "net/ipv4/conf/gw1/forwarding").read_text() == "1\n"
