@@ -33,7 +33,7 @@ from ops.lab.plan import build_plan, suggest_call  # noqa: E402
 
 
 def one(example: Path, fault: str, stall: float, n: int) -> fence_trials.FenceTrial:
-    name = f"bf{os.getpid() % 1000}x{n % 10}"
+    name = f"bf{os.getpid() % 10000}"          # lab names: at most 6 characters
     state_dir = Path(tempfile.mkdtemp(prefix="bench-fence-"))
     try:
         cfg = load_file(example)
@@ -72,6 +72,9 @@ def main(argv=None) -> int:
             break
         t = one(example, args.fault, args.stall, n)
         trials.append(t)
+        if len(trials) >= 3 and all(x.calls_attempted == 0 for x in trials[-3:]):
+            print("bench_fence: three trials in a row placed no call; stopping", file=sys.stderr)
+            break
         print(f"trial {n}: ok={t.ok} calls {t.calls_completed}/{t.calls_attempted} "
               f"removal {t.removal_s} s takeover {t.takeover_s} s RTP gap {t.rtp_gap_s} s "
               f"both-held samples {len(t.both_held)}" + (f" error {t.error}" if t.error else ""),

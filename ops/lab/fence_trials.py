@@ -197,7 +197,7 @@ def summary(trials: list[FenceTrial]) -> dict:
         "rtp_gap_s_worst": round(max(gaps), 3) if gaps else None,
         "takeover_s_median": round(statistics.median([t.takeover_s for t in trials
                                                       if t.takeover_s is not None] or [0]), 3),
-        "errors": [t.error for t in trials if t.error],
+        "errors": sorted({t.error for t in trials if t.error}),
     }
 
 
