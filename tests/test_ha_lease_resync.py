@@ -44,7 +44,7 @@ def test_diverged_standby_resyncs_in_seconds_with_heartbeats_flowing(pair):   # 
     _write(pair.tmp / "journal-a", [(common, 1), (_events(10_000, NEW), 3)])
     # b: the prefix, then 10k records of its lone term (epoch 2) nobody acknowledged
     _write(pair.tmp / "journal-b", [(common, 1), (_events(50_000, TAIL), 2)])
-    hb, threshold = 0.1, 3
+    hb, threshold = 0.2, 3           # the defaults (set nsrp ... hb-interval 200, threshold 3)
     detection = hb * threshold
     a = pair.node("a", role="active", epoch=3, hb_interval=hb, hb_threshold=threshold)
     b = pair.node("b", hb_interval=hb, hb_threshold=threshold)
