@@ -52,7 +52,7 @@ def one(example: Path, fault: str, stall: float, n: int) -> fence_trials.FenceTr
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--trials", type=int, default=10)
-    p.add_argument("--fault", choices=["sigkill", "stall"], default="sigkill")
+    p.add_argument("--fault", choices=list(fence_trials.FAULTS), default="sigkill")
     p.add_argument("--stall", type=float, default=2.0, help="stall seconds (--fault stall)")
     p.add_argument("--example", default="ch2-incoming-call-with-mip")
     p.add_argument("--max-seconds", type=float, default=540,

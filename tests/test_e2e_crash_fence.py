@@ -3,7 +3,8 @@ incoming call with MIP), then (a) a SIGKILL of the active, which is NOT
 restarted: its addresses must leave its interfaces within 1 s (the fence
 supervisor, actors/fence.py), every call completes through the other node;
 (b) a 2 s stall of every thread of the active (gwctl debug stall): no
-failover or a clean one. Throughout, a watcher samples both gateway
+failover or a clean one; (c) a graceful failover, whose old active gives its
+addresses up before the new one adds them. Throughout, a watcher samples both gateway
 namespaces every 50 ms and must never see an owned address on both.
 
 Before the supervisor, a SIGKILLed node's addresses stayed on its interfaces
@@ -53,6 +54,15 @@ def test_sigkilled_active_loses_its_addresses_and_calls_complete(tmp_path, monke
 def test_stalled_active_never_shares_its_addresses(lab):
     cfg, plan, state = lab()
     t = fence_trials.trial(state, suggest_call(plan, cfg), fault="stall", stall_s=2.0)
+    assert t.error is None, t
+    assert t.both_held == [], t
+    assert t.calls_completed == t.calls_attempted and t.calls_failed == 0, t
+    assert sorted(t.roles_after.values()) == ["active", "standby"], t
+
+
+def test_graceful_failover_releases_before_the_new_active_adds(lab):
+    cfg, plan, state = lab()
+    t = fence_trials.trial(state, suggest_call(plan, cfg), fault="handover")
     assert t.error is None, t
     assert t.both_held == [], t
     assert t.calls_completed == t.calls_attempted and t.calls_failed == 0, t

@@ -24,6 +24,9 @@ from ops.lab import gateway_starter as gs
 from ops.lab.netns import LabError, ns_cmd, read_counters, run
 
 PERIOD = 0.05
+# sigkill: the active is SIGKILLed, not restarted; stall: every thread of the
+# active stands still (gwctl debug stall); handover: graceful failover.
+FAULTS = ("sigkill", "stall", "handover")
 
 
 @dataclass(slots=True)
@@ -100,7 +103,7 @@ class AddressWatcher:
 
 @dataclass(slots=True)
 class FenceTrial:
-    fault: str                      # "sigkill" or "stall"
+    fault: str                      # one of FAULTS
     calls_attempted: int
     calls_completed: int
     calls_failed: int
@@ -124,8 +127,8 @@ def trial(state, call, *, fault: str = "sigkill", calls: int = 6, rate: float = 
     A SIGKILLed node is not restarted (its addresses must go without it). A
     stall needs the nodes started with GATEWAYD_DEBUG_COMMANDS=1."""
     from ops.lab import sipp
-    if fault not in ("sigkill", "stall"):
-        raise ValueError(f"fault is sigkill or stall, not {fault!r}")
+    if fault not in FAULTS:
+        raise ValueError(f"fault is one of {', '.join(FAULTS)}, not {fault!r}")
     plan = state.get_plan()
     paths = gs.node_paths(state, plan)
     src = gs.active_role(state)
@@ -157,6 +160,9 @@ def trial(state, call, *, fault: str = "sigkill", calls: int = 6, rate: float = 
                 gs.wait_role(paths[dst], "active", timeout=timeout, forwarding=True)
                 out.takeover_s = round(time.monotonic() - t0, 3)
                 state.active = dst
+            elif fault == "handover":
+                fo = gs.failover(state, crash=False, timeout=timeout)
+                out.takeover_s = fo.seconds
             else:
                 gs.node_call(paths[src].socket, "debug-stall", {"seconds": stall_s})
                 time.sleep(stall_s + 1.5)
