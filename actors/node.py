@@ -709,7 +709,12 @@ class Node:
 
     def status(self) -> dict:
         r = self.role
-        out = {"node": self.node_id, "role": r.role, "epoch": r.epoch, "forwarding": r.forwarding,
+        now = time.monotonic()
+        out = {"node": self.node_id, "role": r.role, "epoch": r.epoch,
+               "forwarding": ha.may_forward(r, now),
+               # What is left of the fencing lease (None: not fenced or not active).
+               "lease_left_ms": round((r.lease_until - now) * 1000) if r.lease is not None
+               and r.role == "active" else None,
                "replication": self.mode, "journal_head": self.journal.head,
                "applied": self.journal.head if r.role == "active" else self.applied,
                "calls": len(self.sip.calls) + len(self.state.mgcp.calls) + len(self.state.h323.calls),
