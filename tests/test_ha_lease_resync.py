@@ -81,6 +81,7 @@ def test_diverged_standby_resyncs_in_seconds_with_heartbeats_flowing(pair):   # 
     finally:
         stop.set()
         w.join(2)
+    print(f"\nin sync after {took:.2f} s; longest silence of b seen by a {max(silent) * 1000:.0f} ms")
     assert b.diverged, "b's tail was not cut"
     assert took < 10, took
     # b was heard from all along (the active never had reason to forget it)
