@@ -32,14 +32,23 @@ from ops.lab import gateway_starter as gs  # noqa: E402
 from ops.lab.plan import build_plan, suggest_call  # noqa: E402
 
 
-def one(example: Path, fault: str, stall: float, n: int) -> fence_trials.FenceTrial:
+def one(example: Path, fault: str, stall: float, n: int,
+        keep: Path | None = None) -> fence_trials.FenceTrial:
     name = f"bf{os.getpid() % 10000}"          # lab names: at most 6 characters
     state_dir = Path(tempfile.mkdtemp(prefix="bench-fence-"))
     try:
         cfg = load_file(example)
         plan = build_plan(cfg, lab=name)
         state = netns.up(plan, starter=gs.NAME, config=str(example), state_dir=state_dir)
-        return fence_trials.trial(state, suggest_call(plan, cfg), fault=fault, stall_s=stall)
+        t = fence_trials.trial(state, suggest_call(plan, cfg), fault=fault, stall_s=stall)
+        if not t.ok and keep is not None:
+            # The nodes' logs of a failed trial, for a look afterwards.
+            dest = keep / f"trial-{n}"
+            dest.mkdir(parents=True, exist_ok=True)
+            for f in gs.lab_dir(state).glob("*.log"):
+                shutil.copy(f, dest / f.name)
+            (dest / "trial.txt").write_text(repr(t) + "\n")
+        return t
     except Exception as exc:     # reported as a failed trial, the run goes on
         t = fence_trials.FenceTrial(fault, 0, 0, 0)
         t.error = f"{type(exc).__name__}: {exc}"
@@ -58,6 +67,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-seconds", type=float, default=540,
                    help="stop starting trials after this long (a locked run stays short)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--keep-logs", metavar="DIR", help="copy the nodes' logs of failed trials here")
     args = p.parse_args(argv)
     why = netns.available()
     if why:
@@ -70,7 +80,7 @@ def main(argv=None) -> int:
     for n in range(args.trials):
         if time.monotonic() - t0 > args.max_seconds:
             break
-        t = one(example, args.fault, args.stall, n)
+        t = one(example, args.fault, args.stall, n, Path(args.keep_logs) if args.keep_logs else None)
         trials.append(t)
         if len(trials) >= 3 and all(x.calls_attempted == 0 for x in trials[-3:]):
             print("bench_fence: three trials in a row placed no call; stopping", file=sys.stderr)
