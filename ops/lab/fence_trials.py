@@ -113,6 +113,7 @@ class FenceTrial:
     rtp_gap_s: float = 0.0
     roles_after: dict = field(default_factory=dict)
     error: str | None = None
+    sipp_errors: str = ""           # SIPp's error log (the failed calls' reasons)
 
     @property
     def ok(self) -> bool:
@@ -176,6 +177,7 @@ def trial(state, call, *, fault: str = "sigkill", calls: int = 6, rate: float = 
     else:
         out.calls_attempted, out.calls_completed, out.calls_failed = (
             r.calls_attempted, r.calls_completed, r.calls_failed)
+        out.sipp_errors = (r.errors or "")[-2000:]
     out.both_held = w.both_held()
     if fault == "sigkill":
         out.removal_s = w.released_after(src, t0)
