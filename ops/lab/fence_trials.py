@@ -108,7 +108,7 @@ class FenceTrial:
     calls_completed: int
     calls_failed: int
     both_held: list = field(default_factory=list)
-    removal_s: float | None = None  # sigkill: the killed node's addresses gone after
+    removal_s: float | None = None  # sigkill, stall: the faulty node's addresses gone after
     takeover_s: float | None = None  # until the other node reported active and forwarding
     rtp_gap_s: float = 0.0
     roles_after: dict = field(default_factory=dict)
@@ -179,7 +179,8 @@ def trial(state, call, *, fault: str = "sigkill", calls: int = 6, rate: float = 
             r.calls_attempted, r.calls_completed, r.calls_failed)
         out.sipp_errors = (r.errors or "")[-2000:]
     out.both_held = w.both_held()
-    if fault == "sigkill":
+    if fault in ("sigkill", "stall"):
+        # stall: from the command; the supervisor removes them at the lease's end
         out.removal_s = w.released_after(src, t0)
     out.rtp_gap_s = round(w.rtp_gap(t0 - 0.5, t0 + 4.0), 3)
     for role, st in gs.node_status(state).items():
