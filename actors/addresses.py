@@ -23,7 +23,10 @@ log = logging.getLogger("gateway.addresses")
 
 
 class AddressManager:
-    def __init__(self, config, engine, iface_map: dict[str, str]) -> None:
+    def __init__(self, config, engine, iface_map: dict[str, str], fence=None) -> None:
+        # actors.fence.Fence: told what is held before it is added and after
+        # it is removed, and each lease renewal (None: unfenced).
+        self.fence = fence
         self.iface_map = dict(iface_map)
         self.entries: list[tuple[str, IPv4Interface, bool]] = []   # (dev, address, announce)
         iface_ip = {name: i.ip for name, i in config.interfaces.items() if i.ip is not None}
@@ -43,7 +46,15 @@ class AddressManager:
                     self.entries.append((dev, addr, True))
         self.held = False
 
+    def lease(self, until: float | None) -> None:
+        """The node's lease now ends at monotonic time ``until``: past it the
+        supervisor removes the addresses if they are still held."""
+        if self.fence is not None:
+            self.fence.lease(until)
+
     def acquire(self) -> None:
+        if self.fence is not None:
+            self.fence.hold([(dev, addr) for dev, addr, _ in self.entries])
         for dev, addr, _ in self.entries:
             _ip("addr", "replace", str(addr), "dev", dev)
         self.held = True
@@ -57,6 +68,8 @@ class AddressManager:
         for dev, addr, _ in self.entries:
             _ip("addr", "del", str(addr), "dev", dev, check=False)
         self.held = False
+        if self.fence is not None:
+            self.fence.hold([])
         log.info("addresses: released %d address(es)", len(self.entries))
 
 

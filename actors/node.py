@@ -127,7 +127,7 @@ class Node:
                  addresses=None, clock: Callable[[], float] = time.time,
                  threads: int = 2, fsync: bool = True, mode: str | None = None,
                  priority: int | None = None, timer_thread: bool = True,
-                 media_refresh: float = 0.0) -> None:
+                 media_refresh: float = 0.0, lease: float | None = None) -> None:
         self.node_id = node_id
         self.config = config
         self.clock = clock
@@ -148,7 +148,8 @@ class Node:
         self.state = domain.EMPTY
         self.applied = 0
         self.ha_lock = threading.RLock()
-        self.role = ha.RoleState(node_id, priority=prio, epoch=self.journal.epoch)
+        # lease: gateway.ha's fencing lease length L (None: not fenced, a lone node).
+        self.role = ha.RoleState(node_id, priority=prio, epoch=self.journal.epoch, lease=lease)
         self.role_changed = threading.Condition(self.ha_lock)
         self.last_failover: dict | None = None
         self.counters = {"sip_forwarded": 0, "sip_dropped": 0, "events": 0}
@@ -188,7 +189,7 @@ class Node:
         if self.replicator is not None:
             self.replicator.start()
         elif role != "standby":
-            self.on_trigger("heartbeat_lost")      # a lone node takes the active role
+            self.on_trigger("heartbeat_lost", time.monotonic())   # a lone node takes the active role
 
     def timer_thread_wanted(self) -> bool:
         # pcap mode drives timers from the capture's clock with fire_due().
@@ -207,16 +208,26 @@ class Node:
 
     @property
     def forwarding(self) -> bool:
-        return self.role.forwarding
+        # Per packet: forwarding, and (fenced nodes) within the lease, one
+        # monotonic-time compare. An expired lease is acted on (demotion) by
+        # the replication thread's lease check, not by the packet threads.
+        return ha.may_forward(self.role, time.monotonic())
 
     # ------------------------------------------------------------------ HA
     def on_trigger(self, trigger: str, *args) -> None:
+        if trigger == "diverged":
+            # Not under the HA lock: the rebuild may take seconds, and the
+            # replication thread takes that lock for every heartbeat heard.
+            self._diverged(*args)
+            return
         with self.ha_lock:
-            if trigger == "diverged":
-                self._diverged(*args)
-                return
             before = self.role
             self.role, actions = ha.step(self.role, trigger, *args)
+            if self.role.lease_until != before.lease_until and self.addresses is not None \
+                    and hasattr(self.addresses, "lease"):
+                # Before any address is added: the supervisor must know the
+                # lease that covers them (actors/fence.py).
+                self.addresses.lease(self.role.lease_until if self.role.lease is not None else None)
             for a in actions:
                 self._act(a, before)
             if self.role != before:
@@ -235,6 +246,11 @@ class Node:
             if self.replicator is not None:
                 self.replicator.set_role("standby", self.role.epoch)
             self._stand_down()
+        elif a.kind == "start_forwarding" and before.role == "active":
+            # A handover that found no standby: the addresses were given up
+            # before it (_handover); take them back.
+            if self.addresses is not None:
+                self.addresses.acquire()
         elif a.kind == "handover":
             # Everything submitted reaches the journal (and, in sync mode, the
             # standby) before the standby is told to take over.
@@ -242,6 +258,11 @@ class Node:
 
     def _handover(self) -> None:
         self.writer.flush()
+        # The addresses go before the standby is told to take over, so the
+        # two nodes never hold them at once (the old active forwards nothing
+        # from failover_requested on anyway).
+        if self.addresses is not None:
+            self.addresses.release()
         if self.replicator is not None:
             self.replicator.handover()
         else:
@@ -715,7 +736,12 @@ class Node:
 
     def status(self) -> dict:
         r = self.role
-        out = {"node": self.node_id, "role": r.role, "epoch": r.epoch, "forwarding": r.forwarding,
+        now = time.monotonic()
+        out = {"node": self.node_id, "role": r.role, "epoch": r.epoch,
+               "forwarding": ha.may_forward(r, now),
+               # What is left of the fencing lease (None: not fenced or not active).
+               "lease_left_ms": round((r.lease_until - now) * 1000) if r.lease is not None
+               and r.role == "active" else None,
                "replication": self.mode, "journal_head": self.journal.head,
                "applied": self.journal.head if r.role == "active" else self.applied,
                "calls": len(self.sip.calls) + len(self.state.mgcp.calls) + len(self.state.h323.calls),

@@ -21,10 +21,17 @@ Liveness, both ways (ARCHITECTURE.md, "High availability"):
   not count: two standbys must not wait for each other forever);
 - an active forgets a standby it has not heard from for as long, so sync-mode
   completions stop waiting for a dead peer's acknowledgements.
+
+The fencing lease (gateway/ha.py): every heartbeat this thread sends as
+active renews it (``lease_renewed`` with the time just before the send), and
+each turn of the loop first checks it (``lease_check``): an active whose lease
+ran out while this thread stood still (a GC pause, a stall) demotes before it
+sends anything else, never renews.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
@@ -44,6 +51,86 @@ log = logging.getLogger("gateway.replication")
 # The largest replication message a node accepts (ZeroMQ drops the connection
 # of a peer sending more).
 MAX_MESSAGE_BYTES = 64 << 20
+
+# Standby: at most this many frames stored in one append (one fsync) and
+# acknowledged at once; at most this many records waiting for the applier
+# before the transport stops reading batches (the active's window then
+# holds the rest); a drain of waiting batches yields to the heartbeats after
+# half a heartbeat interval.
+APPEND_CHUNK = 2000
+INLINE_FOLD = 500
+FOLD_BACKLOG = 20000
+
+
+class Applier:
+    """Standby side: folds stored records and runs the cut-and-rebuild of a
+    divergence on a thread of its own, in order, so the transport thread
+    keeps sending heartbeats and acknowledgements while the node's state
+    catches up (a rebuild of a long journal took seconds on a loaded box:
+    the active forgot the silent standby, it rejoined, and again)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._jobs: collections.deque = collections.deque()
+        self._cv = threading.Condition()
+        self._records = 0             # records waiting to be folded
+        self._busy = False
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def submit(self, fn, *args, records: int = 0) -> None:
+        with self._cv:
+            if self._stopped:
+                return
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+            self._jobs.append((fn, args, records))
+            self._records += records
+            self._cv.notify_all()
+
+    def backlog(self) -> int:
+        return self._records
+
+    def idle(self) -> bool:
+        with self._cv:
+            return not self._jobs and not self._busy
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        with self._cv:
+            return self._cv.wait_for(lambda: self._stopped or (not self._jobs and not self._busy), timeout)
+
+    def wait_below(self, records: int, timeout: float) -> bool:
+        with self._cv:
+            return self._cv.wait_for(lambda: self._stopped or self._records < records, timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cv:
+            self._stopped = True
+            self._cv.notify_all()
+            t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout)
+
+    def _run(self) -> None:
+        name_native_thread()
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._stopped or self._jobs)
+                if not self._jobs:
+                    return                       # stopped with nothing left
+                fn, args, records = self._jobs.popleft()
+                self._busy = True
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("replication: applying on the standby failed (%s)",
+                              getattr(fn, "__name__", fn))
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._records -= records
+                    self._cv.notify_all()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +225,17 @@ class Replicator:
         self._acked_cv = threading.Condition()
         self._peer_last: float | None = None
         self._active_seen = 0.0
+        # (heard at, priority, node id) of the peer last heard as standby.
+        self._standby_peer: tuple[float, int, str] | None = None
         self._peer_info: dict = {}
         self._helloed = False
         self._handover_deadline: float | None = None
         self._handover_sent = False
+        self.applier = Applier(f"replication-apply-{node_id}")
+        # Set while a divergence cut (and rebuild) waits on the applier: no
+        # HELLO and no batch until it is done; then HELLO at once.
+        self._cutting = threading.Event()
+        self._hello_asap = False
         self._ready = threading.Event()
         self.start_error: BaseException | None = None
 
@@ -160,6 +254,7 @@ class Replicator:
         self._wake()
         if self._thread:
             self._thread.join(5)
+        self.applier.stop()
         with self._wake_lock:
             if self._wake_tx is not None:
                 self._wake_tx.close(0)
@@ -299,10 +394,15 @@ class Replicator:
         loss = self.hb_interval * self.hb_threshold
         while not self._stop.is_set():
             now = self.clock()
+            if self.role == "active":
+                self._trigger("lease_check", now)
+            if self._hello_asap and self.role == "standby" and not self._cutting.is_set():
+                self._hello_asap = False
+                self._helloed = self._send_dealer(dealer, self._hello())
             if now >= next_hb:
-                if self.role == "standby" and not self._helloed:
+                if self.role == "standby" and not self._helloed and not self._cutting.is_set():
                     self._helloed = self._send_dealer(dealer, self._hello())
-                self._send_dealer(dealer, self._hb(now))
+                self._heartbeat(dealer, now)
                 next_hb = now + self.hb_interval
             wake_at = next_hb
             # Silence is judged only with nothing from the peer waiting on our
@@ -314,7 +414,11 @@ class Replicator:
                 # Only a standby acts on heartbeat loss (gateway.ha ignores it otherwise).
                 if now - self._active_seen > loss and not _waiting(dealer, router):
                     self._active_seen = now          # one trigger per detection period
-                    self._trigger("heartbeat_lost")
+                    sp = self._standby_peer
+                    # Promote only with every stored record folded.
+                    self.applier.wait_idle()
+                    self._trigger("heartbeat_lost", now,
+                                  sp[1:] if sp is not None and now - sp[0] <= loss else None)
                 wake_at = min(wake_at, self._active_seen + loss + 0.001)
             elif self.role == "active" and self.sender.peers and not _waiting(router):
                 gone = self.sender.expire(now - loss)
@@ -328,7 +432,7 @@ class Replicator:
                 if self.role == "active":
                     log.warning("replication: the standby did not take over within %.1f s",
                                 self.handover_timeout)
-                    self._trigger("handover_aborted")
+                    self._trigger("handover_aborted", now, self._handover_sent)
             timeout_ms = max(1, int((wake_at - self.clock()) * 1000) + 1)
             events = dict(poller.poll(timeout_ms))
             if wake_rx in events:
@@ -357,7 +461,7 @@ class Replicator:
                     if c[1] == "active":
                         self.sender.peers.clear()
                         self._update_acked()
-                self._send_dealer(dealer, self._hb(self.clock()))
+                self._heartbeat(dealer, self.clock())
             elif c[0] == "handover":
                 if self.role == "active":
                     self._handover_deadline = self.clock() + self.handover_timeout
@@ -371,7 +475,7 @@ class Replicator:
         if not self.sender.peers:
             log.warning("replication: failover requested but no standby is connected")
             self._handover_deadline = None
-            self._trigger("handover_aborted")
+            self._trigger("handover_aborted", self.clock(), False)
         elif (self.sender.min_acked() or 0) >= self.journal.head:
             for ident in list(self.sender.peers):
                 router.send_multipart([ident, *encode(Handover(self.epoch, self.journal.head))])
@@ -397,6 +501,13 @@ class Replicator:
         except zmq.Again:
             return False               # no connection to the peer right now
 
+    def _heartbeat(self, dealer, now: float) -> None:
+        """Send a heartbeat; as active, it renews the lease from ``now``
+        (taken before the send: the peer cannot have received it earlier)."""
+        self._send_dealer(dealer, self._hb(now))
+        if self.role == "active":
+            self._trigger("lease_renewed", now)
+
     def _hb(self, now: float) -> Heartbeat:
         head = self.journal.head
         return Heartbeat(self.node_id, self.role, self.epoch, head, self.priority, head, time.time())
@@ -414,6 +525,8 @@ class Replicator:
         self._peer_last = now
         if hb.role == "active":
             self._active_seen = now
+        elif hb.role == "standby":
+            self._standby_peer = (now, hb.prio, hb.node)
         self._peer_info.update(role=hb.role, epoch=hb.epoch, head=hb.head, applied=hb.applied)
         self._trigger("peer_epoch", hb.role, hb.epoch, hb.prio, hb.node)
 
@@ -468,7 +581,19 @@ class Replicator:
 
     def _drain_dealer(self, dealer) -> None:
         pending: list[bytes] = []       # consecutive BATCH frames: one append, one ACK
+        # Bounded: the heartbeats must go out while a long backlog streams in,
+        # and the applier must not fall arbitrarily far behind.
+        until = self.clock() + self.hb_interval / 2
+        if self.applier.backlog() >= FOLD_BACKLOG:
+            self.applier.wait_below(FOLD_BACKLOG, self.hb_interval / 4)
+            if self.applier.backlog() >= FOLD_BACKLOG:
+                return
         while dealer.poll(0):
+            if self.clock() > until or self.applier.backlog() + len(pending) >= FOLD_BACKLOG:
+                break
+            if len(pending) >= APPEND_CHUNK:
+                self._apply(dealer, pending)
+                pending = []
             frames = dealer.recv_multipart()
             try:
                 msg = decode(frames)
@@ -477,7 +602,7 @@ class Replicator:
                 continue
             if isinstance(msg, Batch):
                 self._active_seen = self._peer_last = self.clock()
-                if self.role != "standby" or msg.epoch < self.epoch:
+                if self.role != "standby" or msg.epoch < self.epoch or self._cutting.is_set():
                     continue
                 head = self.journal.head + len(pending)
                 new, resync = self.receiver.admit(msg, head, self._peer_last)
@@ -494,7 +619,8 @@ class Replicator:
             elif isinstance(msg, Handover):
                 self._active_seen = self.clock()
                 if self.role == "standby" and self.journal.head >= msg.head:
-                    self._trigger("handover_received", msg.epoch)
+                    self.applier.wait_idle()       # promote with every record folded
+                    self._trigger("handover_received", msg.epoch, self.clock())
                     if self.role == "active":
                         self._send_dealer(dealer, Taken(self.epoch))
                 else:
@@ -503,10 +629,18 @@ class Replicator:
             elif isinstance(msg, Refused):
                 self._helloed = False
                 if msg.reason == "diverged":
-                    self._trigger("diverged", msg.head)
+                    if not self._cutting.is_set():
+                        # Cut and rebuild on the applier; HELLO once it is done.
+                        self._cutting.set()
+                        self.applier.submit(self._cut, msg.head)
+                    continue
                 if msg.reason != "not active" and self.role == "standby":
-                    # Say HELLO again now (a "not active" peer waits for the next beat).
-                    self._helloed = self._send_dealer(dealer, self._hello())
+                    # Say HELLO again now (a "not active" peer waits for the
+                    # next beat), or as soon as a cut in progress is done.
+                    if self._cutting.is_set():
+                        self._hello_asap = True
+                    else:
+                        self._helloed = self._send_dealer(dealer, self._hello())
         self._apply(dealer, pending)
 
     def _apply(self, dealer, frames: list[bytes]) -> None:
@@ -526,10 +660,29 @@ class Replicator:
         # reads the next message, so a HANDOVER or a heartbeat loss that
         # promotes this node sees every acknowledged record folded.
         self._send_dealer(dealer, Ack(self.journal.head, self.epoch))
+        # A few records (the live tail) are folded here at once, as before;
+        # a backlog goes to the applier, in order after anything it holds. A
+        # promotion waits until the applier is idle (heartbeat loss,
+        # HANDOVER), so it still sees every acknowledged record folded.
+        if len(records) <= INLINE_FOLD and self.applier.idle():
+            self._fold(records)
+        else:
+            self.applier.submit(self._fold, records, records=len(records))
+
+    def _fold(self, records: list) -> None:
         try:
             self.on_records(records)
         except Exception:
             log.exception("replication: folding %d records failed", len(records))
+
+    def _cut(self, head: int) -> None:
+        """Applier: the node cuts its journal after ``head`` and rebuilds."""
+        try:
+            self._trigger("diverged", head)
+        finally:
+            self._cutting.clear()
+            self._hello_asap = True
+            self._wake()
 
 
 def _waiting(*sockets) -> bool:

@@ -17,6 +17,26 @@ Rules (ARCHITECTURE.md, "High availability"):
   promoted from the same term at once) are broken by priority (lower wins, as in
   NSRP), then by node id.
 
+Fencing by lease (no two actives, whatever stalls a node):
+- An active node may forward and hold the gateway's addresses only while its
+  lease is valid (``now < lease_until``, one monotonic-time compare:
+  :func:`may_forward`). It renews the lease only when it sends a heartbeat:
+  ``lease_until = send time + L`` with ``L = D - margin`` (:func:`lease_length`,
+  ``D = hb_interval * hb_threshold`` the standby's detection time). A standby
+  promotes no sooner than D after the last heartbeat it *received*, which is
+  no earlier than it was sent, so the active's lease always ends (by at least
+  the margin) before the standby may promote.
+- A lease is never renewed after it expired: an active that finds it expired
+  (it was stalled: a GC pause, a hung thread) stops forwarding and demotes
+  at once (``lease_expired``), keeping its epoch, and rejoins as standby.
+- Two standbys (a node that just gave up its lease and a peer that has not
+  yet noticed): the one that ranks later (priority, then node id) does not
+  promote while it hears the other, so they do not both promote in the same
+  term and both hold the addresses until their heartbeats cross.
+- What a lease cannot do: heartbeats lost on the HA link (a partition) leave
+  both sides believing the other gone; with two nodes and no witness nothing
+  can tell a dead peer from an unreachable one.
+
 All transitions are in ``TRANSITIONS``; anything else is ignored by design
 (e.g. a heartbeat loss seen by an active node)."""
 
@@ -36,6 +56,36 @@ class RoleState:
     priority: int = 100
     # Set while an active node hands over: it stops taking packets at once.
     forwarding: bool = False
+    # Lease length L in seconds (None: no lease, e.g. a lone node or pcap
+    # mode) and the monotonic time the current lease ends.
+    lease: float | None = None
+    lease_until: float = 0.0
+
+
+# The part of the detection time the lease gives up: it covers the time to
+# remove the addresses once the lease ends (a process exec of `ip` by the
+# supervisor, ops/fence.py) and clock-rate differences between the nodes.
+LEASE_MARGIN = 0.15
+
+
+def lease_length(hb_interval: float, hb_threshold: int, margin: float | None = None) -> float:
+    """L = D - margin, D = hb_interval * hb_threshold. The margin defaults to
+    ``LEASE_MARGIN`` but at most a quarter of D (short test intervals)."""
+    d = hb_interval * hb_threshold
+    m = min(LEASE_MARGIN, d / 4) if margin is None else margin
+    if not 0 < m < d:
+        raise ValueError(f"lease margin {m:.3f} s must be within the detection time {d:.3f} s")
+    return d - m
+
+
+def lease_valid(s: RoleState, now: float) -> bool:
+    """Active and within its lease (always, for a node without a lease)."""
+    return s.role == "active" and (s.lease is None or now < s.lease_until)
+
+
+def may_forward(s: RoleState, now: float) -> bool:
+    """The per-packet check: forwarding and within the lease."""
+    return s.forwarding and (s.lease is None or now < s.lease_until)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +97,15 @@ class Action:
     reason: str
 
 
-def _promote(s: RoleState, reason: str) -> tuple[RoleState, tuple[Action, ...]]:
-    n = replace(s, role="active", epoch=s.epoch + 1, forwarding=True)
+def _promote(s: RoleState, reason: str, now: float | None) -> tuple[RoleState, tuple[Action, ...]]:
+    until = s.lease_until
+    if s.lease is not None:
+        if now is None:
+            raise ValueError("a node with a lease promotes only at a known time")
+        # The first lease runs from the promotion: the heartbeat that announces
+        # the new role is sent after it.
+        until = now + s.lease
+    n = replace(s, role="active", epoch=s.epoch + 1, forwarding=True, lease_until=until)
     return n, (Action("promote", n.epoch, reason), Action("start_forwarding", n.epoch, reason))
 
 
@@ -58,10 +115,34 @@ def _demote(s: RoleState, epoch: int, reason: str) -> tuple[RoleState, tuple[Act
     return n, acts if s.role == "active" else acts[1:]
 
 
-def on_heartbeat_lost(s: RoleState) -> tuple[RoleState, tuple[Action, ...]]:
+def on_heartbeat_lost(s: RoleState, now: float | None = None,
+                      standby_peer: tuple[int, str] | None = None) -> tuple[RoleState, tuple[Action, ...]]:
+    """No active heard for the detection time. ``standby_peer`` is the
+    (priority, node id) of a peer heard as standby within that time: when it
+    ranks first, it is the one to promote."""
     if s.role != "standby":
         return s, ()
-    return _promote(s, "no heartbeat from the active node")
+    if standby_peer is not None and tuple(standby_peer) < (s.priority, s.node_id):
+        return s, ()
+    return _promote(s, "no heartbeat from the active node", now)
+
+
+def on_lease_renewed(s: RoleState, now: float) -> tuple[RoleState, tuple[Action, ...]]:
+    """A heartbeat was sent at ``now``: the lease runs L from it, unless it
+    had already ended (never renewed after expiry)."""
+    if s.role != "active" or s.lease is None:
+        return s, ()
+    if now >= s.lease_until:
+        return _demote(s, s.epoch, f"lease expired {now - s.lease_until:.3f} s before renewal")
+    return replace(s, lease_until=max(s.lease_until, now + s.lease)), ()
+
+
+def on_lease_check(s: RoleState, now: float) -> tuple[RoleState, tuple[Action, ...]]:
+    """An active whose lease ended (found by the forwarding check or a timer)
+    stops forwarding and demotes at once."""
+    if s.role != "active" or s.lease is None or now < s.lease_until:
+        return s, ()
+    return _demote(s, s.epoch, f"lease expired {now - s.lease_until:.3f} s ago")
 
 
 def on_peer_epoch(s: RoleState, peer_role: Role, peer_epoch: int, peer_priority: int,
@@ -89,12 +170,13 @@ def on_failover_requested(s: RoleState) -> tuple[RoleState, tuple[Action, ...]]:
                Action("handover", s.epoch, "forced failover"))
 
 
-def on_handover_received(s: RoleState, peer_epoch: int) -> tuple[RoleState, tuple[Action, ...]]:
+def on_handover_received(s: RoleState, peer_epoch: int,
+                         now: float | None = None) -> tuple[RoleState, tuple[Action, ...]]:
     """The active handed over after the standby had every event: take over."""
     if s.role != "standby":
         return s, ()
     s = replace(s, epoch=max(s.epoch, peer_epoch))
-    return _promote(s, "handover from the active node")
+    return _promote(s, "handover from the active node", now)
 
 
 def on_handover_done(s: RoleState, new_epoch: int) -> tuple[RoleState, tuple[Action, ...]]:
@@ -107,10 +189,20 @@ def on_handover_done(s: RoleState, new_epoch: int) -> tuple[RoleState, tuple[Act
     return _demote(s, new_epoch, f"handed over to the peer (epoch {new_epoch})")
 
 
-def on_handover_aborted(s: RoleState) -> tuple[RoleState, tuple[Action, ...]]:
-    """No standby to hand over to: keep the active role and forward again."""
+def on_handover_aborted(s: RoleState, now: float | None = None,
+                        sent: bool = False) -> tuple[RoleState, tuple[Action, ...]]:
+    """No standby took over. When the HANDOVER was never sent (no standby
+    connected) keep the active role and forward again, within the lease.
+    When it was sent but not confirmed, the peer may still act on it (it may
+    have been stalled with the message queued): resuming could make two
+    actives, so give up the role instead; the pair elects one after the
+    detection time."""
     if s.role != "active" or s.forwarding:
         return s, ()
+    if sent:
+        return _demote(s, s.epoch, "handover sent but not confirmed")
+    if s.lease is not None and now is not None and now >= s.lease_until:
+        return _demote(s, s.epoch, "lease expired during the handover")
     return replace(s, forwarding=True), (Action("start_forwarding", s.epoch, "no standby to take over"),)
 
 
@@ -121,6 +213,8 @@ def on_stop(s: RoleState) -> tuple[RoleState, tuple[Action, ...]]:
 
 TRANSITIONS = {
     "heartbeat_lost": on_heartbeat_lost,
+    "lease_renewed": on_lease_renewed,
+    "lease_check": on_lease_check,
     "peer_epoch": on_peer_epoch,
     "failover_requested": on_failover_requested,
     "handover_received": on_handover_received,

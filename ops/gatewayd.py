@@ -24,6 +24,7 @@ import gc
 import grp
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -47,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="node mode: start as standby even without a peer (default: join as standby "
                         "and take the active role if no active node answers within the "
                         "heartbeat detection time)")
+    p.add_argument("--debug-commands", action="store_true",
+                   default=os.environ.get("GATEWAYD_DEBUG_COMMANDS") == "1",
+                   help="node mode, TESTS ONLY: serve fault injection on the control socket "
+                        "(`gwctl debug stall --seconds N` holds every thread of the node for N s, "
+                        "as a long GC pause does). Also on with GATEWAYD_DEBUG_COMMANDS=1. Never "
+                        "on a production node.")
     p.add_argument("--pcap-in", metavar="IN", help="pcap mode: capture to run through the core")
     p.add_argument("--pcap-out", metavar="OUT", help="pcap mode: write what the gateway would emit here")
     p.add_argument("--journal", metavar="DIR", help="pcap mode: journal the events in DIR")
@@ -88,12 +95,42 @@ def _load_config(path: str):
 
 
 def run_node(args) -> int:
+    # First: the supervisor that removes this node's addresses and NFQUEUE
+    # rules when this process dies, whatever kills it, and the addresses when
+    # the lease ends while this process is stalled (actors/fence.py). It is
+    # spawned before the node's heavy imports: a small process, started fast.
+    from actors.fence import Fence
+    fence = Fence.spawn()
+    try:
+        return _run_node(args, fence)
+    finally:
+        fence.close()
+
+
+def _debug_stall(args: dict, *, args_enabled: bool) -> dict:
+    from actors.control import ControlError
+    from actors.stall import stall_soon
+    if not args_enabled:
+        raise ControlError("debug commands are off: they are for tests, start gatewayd with "
+                           "--debug-commands (or GATEWAYD_DEBUG_COMMANDS=1)")
+    try:
+        seconds = float(args.get("seconds", 0))
+        stall_soon(seconds)
+    except (TypeError, ValueError) as exc:
+        raise ControlError(str(exc)) from None
+    log.warning("gatewayd: debug stall: every thread of this node stands still for %.1f s", seconds)
+    return {"seconds": seconds}
+
+
+def _run_node(args, fence) -> int:
+    args_ns = args
     from actors.addresses import AddressManager
     from actors.control import ControlServer
     from actors.ingest import NfqueueWorker
     from actors.node import Node
     from actors.replication import CurveKeys, Replicator
     from gateway.datapath import Datapath
+    from gateway.ha import lease_length
     from gateway.nodefile import NodeFileError, parse_node_file
     from gateway.policy import Engine
     from journal.segment import JournalCorrupt
@@ -135,7 +172,7 @@ def run_node(args) -> int:
                           keys=keys, hb_interval=nsrp.hb_interval_ms / 1000.0, hb_threshold=nsrp.hb_threshold,
                           priority=nsrp.priority, mode=nsrp.rto_mirror)
 
-    addresses = AddressManager(cfg, engine, settings.interfaces)
+    addresses = AddressManager(cfg, engine, settings.interfaces, fence=fence)
     # Gratuitous ARP is sent with scapy, whose first import takes a second or
     # more: load it now, so a takeover announces the addresses at once and
     # hosts stop sending to the old active (measured in the namespace lab).
@@ -147,7 +184,11 @@ def run_node(args) -> int:
         node = Node(settings.node, cfg, settings.journal, datapath=datapath,
                     replicator_factory=make_replicator if settings.ha else None,
                     addresses=addresses, media_refresh=Node.media_refresh_for(cfg),
-                    threads=ACTOR_THREADS)
+                    threads=ACTOR_THREADS,
+                    # A node of a pair is fenced by a lease shorter than the
+                    # peer's detection time (gateway/ha.py); a lone node is not.
+                    lease=lease_length(nsrp.hb_interval_ms / 1000.0, nsrp.hb_threshold)
+                    if settings.ha else None)
     except JournalLocked as exc:
         print(f"gatewayd: {exc}: is node {settings.node} already running?", file=sys.stderr)
         return 1
@@ -172,6 +213,8 @@ def run_node(args) -> int:
     worker.lock = node.dp_lock
 
     def control_handler(cmd: str, args: dict):
+        if cmd == "debug-stall":
+            return _debug_stall(args, args_enabled=getattr(args_ns, "debug_commands", False))
         result = node.control(cmd, args)
         if cmd == "status" and isinstance(result, dict):
             result["ingest"] = worker.status()
@@ -184,6 +227,14 @@ def run_node(args) -> int:
     try:
         control.start()
         worker.start()
+        if worker.install:
+            from actors.fence import rule_devices, set_forwarding
+            specs = worker.rule_specs()
+            # The supervisor turned forwarding off on these devices if an
+            # earlier run died (fail closed); on again, and tell it the rules.
+            for dev in set_forwarding(rule_devices(specs), True):
+                log.warning("gatewayd: could not turn IPv4 forwarding on for %s", dev)
+            fence.rules(specs)
         node.start(role="standby" if args.standby else None)
     except Exception as exc:
         log.error("gatewayd: start failed: %s", exc)

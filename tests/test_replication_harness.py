@@ -126,12 +126,14 @@ class HarnessNode:
             self.applied = records[-1].seq
 
     def on_trigger(self, trigger: str, *args) -> None:
+        if trigger == "diverged":
+            # As node.py: not under the role lock (the replication thread takes
+            # it for every heartbeat heard while the rebuild runs).
+            cut = self.journal.truncate_after(args[0])
+            self.diverged.append((args[0], cut))
+            self._recover()
+            return
         with self.lock:
-            if trigger == "diverged":
-                cut = self.journal.truncate_after(args[0])
-                self.diverged.append((args[0], cut))
-                self._recover()
-                return
             before = self.role
             self.role, acts = ha.step(self.role, trigger, *args)
             for a in acts:
