@@ -294,8 +294,10 @@ class RasClient:
     """An endpoint's RAS: one UDP socket, requests retransmitted, answers
     matched by requestSeqNum. One request at a time (a lock)."""
 
-    def __init__(self, sock: socket.socket, gatekeeper: tuple[str, int]) -> None:
+    def __init__(self, sock: socket.socket, gatekeeper: tuple[str, int],
+                 rto: tuple[float, ...] = RAS_RTO) -> None:
         self.sock = sock
+        self.rto = rto
         self.gatekeeper = gatekeeper
         self.seq = random.randint(1, 30000)
         self.lock = threading.Lock()
@@ -308,7 +310,7 @@ class RasClient:
         with self.lock:
             seq = self.next_seq()
             data = build(seq)
-            for rto in RAS_RTO:
+            for rto in self.rto:
                 self.sock.sendto(data, self.gatekeeper)
                 deadline = time.monotonic() + rto
                 while True:
