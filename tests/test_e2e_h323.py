@@ -204,3 +204,19 @@ def test_calls_survive_sigkill_of_the_active(failover_lab, mode) -> None:
     assert statuses[rep.failover["to_role"]]["role"] == "active"
     assert statuses[rep.failover["from_role"]]["role"] == "standby"
     assert _wait_no_pinholes(state) == []
+
+
+DRQ_ENDS = ("DRQ/DCF does not end the call in the H.323 ALG (only ReleaseComplete does): "
+            "a call whose endpoint disengaged keeps its state and pinholes")
+
+
+@pytest.mark.xfail(strict=True, reason=DRQ_ENDS)
+def test_disengage_ends_the_call(failover_lab) -> None:
+    """H.225.0 7.9: DRQ/DCF tell the gatekeeper the call is over; the caller
+    disengages before its ReleaseComplete and the active node, right after
+    the DCF crossed it, must no longer hold the call."""
+    cfg, state, _tmp = failover_lab
+    rep = h323.run_calls(state, cfg, modes=("faststart",), calls=1, seconds=1.0, disengage_first=True)
+    _check_calls(rep, 1)
+    assert rep.calls[0].caller["steps"][-2:] == ["DCF", "releaseComplete"]
+    assert rep.calls_after_disengage == [[]]

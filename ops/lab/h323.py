@@ -176,6 +176,17 @@ def choose_parties(state, config) -> H323Parties:
     return H323Parties(gk, phones["trust"], phones["untrust"], gk_address, incoming, tuple(notes))
 
 
+def active_h323_calls(state) -> list[dict]:
+    """``show calls`` of the active node, H.323 calls only."""
+    from ops.lab import gateway_starter
+    role = gateway_starter.active_role(state)
+    if role is None:
+        raise LabError("no node reports active")
+    sock = gateway_starter.node_paths(state, state.get_plan())[role].socket
+    return [c for c in gateway_starter.node_call(sock, "show", {"what": "calls"})
+            if c and c.get("alg") == "h323"]
+
+
 @dataclass
 class CallResult:
     mode: str
@@ -199,6 +210,7 @@ class H323Report:
     registrations: dict = field(default_factory=dict)   # alias -> callSignalAddress the gatekeeper holds
     calls: list[CallResult] = field(default_factory=list)
     failover: dict | None = None
+    calls_after_disengage: list[list[dict]] = field(default_factory=list)   # active's show calls
     gatekeeper_errors: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -208,12 +220,15 @@ class H323Report:
 
 def run_calls(state, config, *, modes: tuple[str, ...] = MODES, calls: int | None = None,
               seconds: float = 3.0, stagger: float = 0.3, failover: str | None = None,
-              failover_at: float | None = None) -> H323Report:
+              failover_at: float | None = None, disengage_first: bool = False) -> H323Report:
     """Gatekeeper and both phones in their namespaces; both register; then
     ``calls`` calls (default one per mode, modes taken in turn), started
     ``stagger`` s apart and held ``seconds`` with RTP both ways; with
     ``failover`` ("graceful" or "crash") the pair fails over ``failover_at``
-    s after the first call starts (default: the middle of the span)."""
+    s after the first call starts (default: the middle of the span). With
+    ``disengage_first`` each caller sends DRQ before ReleaseComplete and the
+    active node's H.323 calls (``show calls``) are recorded right after the
+    DCF, the call signalling connection still open."""
     from ops.lab import gateway_starter
 
     parties = choose_parties(state, config)
@@ -236,8 +251,12 @@ def run_calls(state, config, *, modes: tuple[str, ...] = MODES, calls: int | Non
         legs: list[CallLeg | None] = [None] * n
         threads = []
 
+        def after_dcf(_leg: CallLeg) -> None:
+            rep.calls_after_disengage.append(active_h323_calls(state))
+
         def place(i: int) -> None:
-            legs[i] = caller.call(parties.callee.name, modes[i % len(modes)], seconds)
+            legs[i] = caller.call(parties.callee.name, modes[i % len(modes)], seconds,
+                                  disengage_first=after_dcf if disengage_first else None)
 
         t0 = time.monotonic()
         for i in range(n):

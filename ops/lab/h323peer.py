@@ -518,10 +518,14 @@ class Endpoint:
     # --- calling --------------------------------------------------------------------------
 
     def call(self, dest: str, mode: str, seconds: float = 3.0, *,
-             address: tuple[str, int] | None = None) -> CallLeg:
+             address: tuple[str, int] | None = None,
+             disengage_first: Callable[[CallLeg], None] | None = None) -> CallLeg:
         """One call to alias ``dest`` (address from the gatekeeper's ACF, or
         ``address`` without a gatekeeper), H.245 in ``mode``, RTP for
-        ``seconds``, then released."""
+        ``seconds``, then released. With ``disengage_first`` the caller
+        tells the gatekeeper first (DRQ/DCF: the call is over, H.225.0 7.9),
+        calls it with the leg while the call signalling connection is still
+        open, and only then sends ReleaseComplete."""
         if mode not in MODES:
             raise ValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
         leg = CallLeg("caller", mode)
@@ -529,13 +533,14 @@ class Endpoint:
         leg.guid = guid.hex()
         cr = random.randint(1, 32767)
         try:
-            self._call(leg, dest, mode, seconds, guid, cr, address)
+            self._call(leg, dest, mode, seconds, guid, cr, address, disengage_first)
         except Exception as exc:
             leg.error = f"{type(exc).__name__}: {exc}"
         return leg
 
     def _call(self, leg: CallLeg, dest: str, mode: str, seconds: float, guid: bytes, cr: int,
-              address: tuple[str, int] | None) -> None:
+              address: tuple[str, int] | None,
+              disengage_first: Callable[[CallLeg], None] | None = None) -> None:
         if self.ras is not None and self.endpoint_id:
             address = self._admission(dest, cr, guid, answer=False)
             leg.steps.append("ACF")
@@ -598,12 +603,17 @@ class Endpoint:
                 finally:
                     if mode == "h245":
                         chan.close_transport()
+            if disengage_first is not None:
+                self._disengage(cr, guid, answered=False)
+                leg.steps.append("DCF")
+                disengage_first(leg)
             q.send(m.RELEASE_COMPLETE, cr, False, m.release_body(guid), tunnelling=mode == "tunnel")
             leg.steps.append("releaseComplete")
             # The callee closes once it has the ReleaseComplete (H.225.0 8.5).
             q.wait_closed()
-            self._disengage(cr, guid, answered=False)
-            leg.steps.append("DCF")
+            if disengage_first is None:
+                self._disengage(cr, guid, answered=False)
+                leg.steps.append("DCF")
             leg.released = True
         finally:
             media.close()
