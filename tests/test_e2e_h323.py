@@ -216,7 +216,40 @@ def test_disengage_ends_the_call(failover_lab) -> None:
     disengages before its ReleaseComplete and the active node, right after
     the DCF crossed it, must no longer hold the call."""
     cfg, state, _tmp = failover_lab
-    rep = h323.run_calls(state, cfg, modes=("faststart",), calls=1, seconds=1.0, disengage_first=True)
+    rep = h323.run_calls(state, cfg, modes=("faststart",), calls=1, seconds=1.0, disengage_first=True,
+                         snapshot=True)
     _check_calls(rep, 1)
     assert rep.calls[0].caller["steps"][-2:] == ["DCF", "releaseComplete"]
-    assert rep.calls_after_disengage == [[]]
+    [view] = rep.snapshots
+    assert view["step"] == "DCF"
+    assert view["call"] is None and view["media_pinholes"] == [], view
+
+
+CLC_BY_NUMBER = ("CloseLogicalChannel closes the pinholes of group s<channel number>, but they "
+                 "are grouped by sessionID: a channel numbered otherwise than its session "
+                 "keeps its RTP/RTCP pinholes after it is closed")
+
+
+def test_close_logical_channel_closes_its_pinholes(failover_lab) -> None:
+    """H.245 on its own connection, channels numbered like their session
+    (1): once both CloseLogicalChannels crossed, the call holds no RTP/RTCP
+    pinhole (the RTCP ones, never used by the peer, would otherwise stay)."""
+    cfg, state, _tmp = failover_lab
+    rep = h323.run_calls(state, cfg, modes=("h245",), calls=1, seconds=1.0, snapshot=True)
+    _check_calls(rep, 1)
+    view = rep.snapshots[0]
+    assert view["step"] == "h245-closed" and view["call"] is not None
+    assert view["media_pinholes"] == [], view
+
+
+@pytest.mark.xfail(strict=True, reason=CLC_BY_NUMBER)
+def test_close_logical_channel_by_its_number(failover_lab) -> None:
+    """The same with channel numbers 101 and 102 for session 1 (H.245
+    lets the opener choose any number)."""
+    cfg, state, _tmp = failover_lab
+    rep = h323.run_calls(state, cfg, modes=("h245",), calls=1, seconds=1.0, snapshot=True,
+                         h245_channels=(101, 102))
+    _check_calls(rep, 1)
+    view = rep.snapshots[0]
+    assert view["step"] == "h245-closed" and view["call"] is not None
+    assert view["media_pinholes"] == [], view

@@ -176,15 +176,20 @@ def choose_parties(state, config) -> H323Parties:
     return H323Parties(gk, phones["trust"], phones["untrust"], gk_address, incoming, tuple(notes))
 
 
-def active_h323_calls(state) -> list[dict]:
-    """``show calls`` of the active node, H.323 calls only."""
+def call_view(state, step: str, guid: str) -> dict:
+    """The active node's H.323 call ``guid`` (``show calls``; the ALG keys
+    calls by the callIdentifier) and its RTP/RTCP pinholes (``show
+    pinholes``)."""
     from ops.lab import gateway_starter
     role = gateway_starter.active_role(state)
     if role is None:
         raise LabError("no node reports active")
     sock = gateway_starter.node_paths(state, state.get_plan())[role].socket
-    return [c for c in gateway_starter.node_call(sock, "show", {"what": "calls"})
-            if c and c.get("alg") == "h323"]
+    calls = [c for c in gateway_starter.node_call(sock, "show", {"what": "calls"})
+             if c and c.get("alg") == "h323" and c.get("call_id") == guid]
+    holes = [h for h in gateway_starter.node_call(sock, "show", {"what": "pinholes"})
+             if guid in str(h.get("call", "")) and h.get("kind") == "media"]
+    return {"step": step, "guid": guid, "call": calls[0] if calls else None, "media_pinholes": holes}
 
 
 @dataclass
@@ -210,7 +215,9 @@ class H323Report:
     registrations: dict = field(default_factory=dict)   # alias -> callSignalAddress the gatekeeper holds
     calls: list[CallResult] = field(default_factory=list)
     failover: dict | None = None
-    calls_after_disengage: list[list[dict]] = field(default_factory=list)   # active's show calls
+    # The active node's view right after a caller's step: (step, call guid,
+    # its H.323 call or None, its RTP/RTCP pinholes).
+    snapshots: list[dict] = field(default_factory=list)
     gatekeeper_errors: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -220,15 +227,18 @@ class H323Report:
 
 def run_calls(state, config, *, modes: tuple[str, ...] = MODES, calls: int | None = None,
               seconds: float = 3.0, stagger: float = 0.3, failover: str | None = None,
-              failover_at: float | None = None, disengage_first: bool = False) -> H323Report:
+              failover_at: float | None = None, disengage_first: bool = False,
+              h245_channels: tuple[int, int] = (1, 1), snapshot: bool = False) -> H323Report:
     """Gatekeeper and both phones in their namespaces; both register; then
     ``calls`` calls (default one per mode, modes taken in turn), started
     ``stagger`` s apart and held ``seconds`` with RTP both ways; with
     ``failover`` ("graceful" or "crash") the pair fails over ``failover_at``
     s after the first call starts (default: the middle of the span). With
-    ``disengage_first`` each caller sends DRQ before ReleaseComplete and the
-    active node's H.323 calls (``show calls``) are recorded right after the
-    DCF, the call signalling connection still open."""
+    ``disengage_first`` each caller sends DRQ before ReleaseComplete.
+    ``h245_channels``: the caller's and the callee's H.245 logical channel
+    numbers. With ``snapshot`` the active node's view of the call (``show
+    calls``, ``show pinholes``) is recorded once H.245 is closed and after
+    the caller's DCF."""
     from ops.lab import gateway_starter
 
     parties = choose_parties(state, config)
@@ -251,12 +261,15 @@ def run_calls(state, config, *, modes: tuple[str, ...] = MODES, calls: int | Non
         legs: list[CallLeg | None] = [None] * n
         threads = []
 
-        def after_dcf(_leg: CallLeg) -> None:
-            rep.calls_after_disengage.append(active_h323_calls(state))
+        caller.h245_channel, callee.h245_channel = h245_channels
+
+        def on_step(step: str, leg: CallLeg) -> None:
+            if snapshot:
+                rep.snapshots.append(call_view(state, step, leg.guid))
 
         def place(i: int) -> None:
             legs[i] = caller.call(parties.callee.name, modes[i % len(modes)], seconds,
-                                  disengage_first=after_dcf if disengage_first else None)
+                                  disengage_first=disengage_first, on_step=on_step)
 
         t0 = time.monotonic()
         for i in range(n):

@@ -347,6 +347,9 @@ class Endpoint:
         self._lock = threading.Lock()
         self.answered: list[CallLeg] = []
         self.answer_seconds = 3.0
+        # forwardLogicalChannelNumber of our H.245 channel (H.245: any
+        # 1..65535, chosen by the opener; independent of the sessionID, 1).
+        self.h245_channel = 1
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.accepting = threading.Thread(target=self._accept, name=f"ep-{name}", daemon=True)
@@ -496,7 +499,7 @@ class Endpoint:
                     leg.connected = True
                     chan = TunnelH245(q, cr, True)
                 try:
-                    session = H245Session(chan, media, leg)
+                    session = H245Session(chan, media, leg, self.h245_channel)
                     peer_rtp = session.open()
                     leg.media_to = f"{peer_rtp[0]}:{peer_rtp[1]}"
                     play(media, peer_rtp, self.answer_seconds)
@@ -518,14 +521,16 @@ class Endpoint:
     # --- calling --------------------------------------------------------------------------
 
     def call(self, dest: str, mode: str, seconds: float = 3.0, *,
-             address: tuple[str, int] | None = None,
-             disengage_first: Callable[[CallLeg], None] | None = None) -> CallLeg:
+             address: tuple[str, int] | None = None, disengage_first: bool = False,
+             on_step: Callable[[str, CallLeg], None] | None = None) -> CallLeg:
         """One call to alias ``dest`` (address from the gatekeeper's ACF, or
         ``address`` without a gatekeeper), H.245 in ``mode``, RTP for
         ``seconds``, then released. With ``disengage_first`` the caller
-        tells the gatekeeper first (DRQ/DCF: the call is over, H.225.0 7.9),
-        calls it with the leg while the call signalling connection is still
-        open, and only then sends ReleaseComplete."""
+        tells the gatekeeper first (DRQ/DCF: the call is over, H.225.0 7.9)
+        and only then sends ReleaseComplete. ``on_step(step, leg)`` is
+        called once H.245 is closed (``h245-closed``) and after the DCF
+        (``DCF``), the call signalling connection still open then if the
+        DRQ came first."""
         if mode not in MODES:
             raise ValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
         leg = CallLeg("caller", mode)
@@ -533,14 +538,15 @@ class Endpoint:
         leg.guid = guid.hex()
         cr = random.randint(1, 32767)
         try:
-            self._call(leg, dest, mode, seconds, guid, cr, address, disengage_first)
+            self._call(leg, dest, mode, seconds, guid, cr, address, disengage_first,
+                       on_step or (lambda _s, _l: None))
         except Exception as exc:
             leg.error = f"{type(exc).__name__}: {exc}"
         return leg
 
     def _call(self, leg: CallLeg, dest: str, mode: str, seconds: float, guid: bytes, cr: int,
-              address: tuple[str, int] | None,
-              disengage_first: Callable[[CallLeg], None] | None = None) -> None:
+              address: tuple[str, int] | None, disengage_first: bool,
+              on_step: Callable[[str, CallLeg], None]) -> None:
         if self.ras is not None and self.endpoint_id:
             address = self._admission(dest, cr, guid, answer=False)
             leg.steps.append("ACF")
@@ -594,26 +600,28 @@ class Endpoint:
                 else:
                     chan = TunnelH245(q, cr, False)
                 try:
-                    session = H245Session(chan, media, leg)
+                    session = H245Session(chan, media, leg, self.h245_channel)
                     peer_rtp = session.open()
                     leg.media_to = f"{peer_rtp[0]}:{peer_rtp[1]}"
                     play(media, peer_rtp, seconds)
                     self._count(leg, media)
                     session.close(initiator=True)
+                    on_step("h245-closed", leg)
                 finally:
                     if mode == "h245":
                         chan.close_transport()
-            if disengage_first is not None:
+            if disengage_first:
                 self._disengage(cr, guid, answered=False)
                 leg.steps.append("DCF")
-                disengage_first(leg)
+                on_step("DCF", leg)
             q.send(m.RELEASE_COMPLETE, cr, False, m.release_body(guid), tunnelling=mode == "tunnel")
             leg.steps.append("releaseComplete")
             # The callee closes once it has the ReleaseComplete (H.225.0 8.5).
             q.wait_closed()
-            if disengage_first is None:
+            if not disengage_first:
                 self._disengage(cr, guid, answered=False)
                 leg.steps.append("DCF")
+                on_step("DCF", leg)
             leg.released = True
         finally:
             media.close()
@@ -743,10 +751,9 @@ class H245Session:
     ack of the other side's (our RTP/RTCP); then CloseLogicalChannel and
     EndSessionCommand."""
 
-    CHANNEL = 1
-
-    def __init__(self, chan: H245Channel, media: Media, leg: CallLeg) -> None:
+    def __init__(self, chan: H245Channel, media: Media, leg: CallLeg, channel: int = 1) -> None:
         self.chan, self.media, self.leg = chan, media, leg
+        self.channel = channel
         self.msd_number = random.getrandbits(24)
         self.peer_clc = False
         self.clc_acked = False
@@ -780,7 +787,7 @@ class H245Session:
         RTP address (its OLCAck's mediaChannel)."""
         self.chan.send(m.h245_tcs(1))
         self.chan.send(m.h245_msd(self.msd_number))
-        self.chan.send(m.h245_olc(self.CHANNEL, self.media.rtcp_address))
+        self.chan.send(m.h245_olc(self.channel, self.media.rtcp_address))
         got: set[str] = set()
         peer_rtp = None
         deadline = time.monotonic() + STEP_TIMEOUT
@@ -799,7 +806,7 @@ class H245Session:
     def close(self, initiator: bool) -> None:
         """CloseLogicalChannel of our channel, the other's answered; then
         EndSessionCommand (the initiator first, the other answers)."""
-        self.chan.send(m.h245_clc(self.CHANNEL))
+        self.chan.send(m.h245_clc(self.channel))
         deadline = time.monotonic() + STEP_TIMEOUT
         if initiator:
             while not (self.clc_acked and self.peer_clc):
