@@ -178,6 +178,23 @@ def test_random_messages_round_trip_through_the_gateway_parsers(ip, port, ip2, p
                                               ("mediaControlChannel", f"{ip2}:{port2}")]
 
 
+_Q931 = _q931_messages()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300), st.sampled_from(sorted(_Q931)), st.integers(0, 400))
+def test_peer_parsers_raise_only_decode_error(noise, label, cut) -> None:
+    """What reaches a peer through a gateway may be anything: its parsers
+    answer or raise DecodeError (the peer reports it), nothing else."""
+    data = _Q931[label][0]
+    for candidate in (noise, data[:cut], data[:cut] + noise, b"\x03\x00" + noise):
+        for parse in (m.parse_q931, m.decode_h245, lambda d: m.decode(m.RAS, d)):
+            try:
+                parse(candidate)
+            except m.DecodeError:
+                pass
+
+
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 def test_tshark_finds_no_malformed_message(tmp_path) -> None:
     from scapy.all import wrpcap

@@ -120,10 +120,18 @@ def encode(obj, value: Any) -> bytes:
     return data
 
 
+class DecodeError(ValueError):
+    """Not a decodable message."""
+
+
 def decode(obj, data: bytes) -> Any:
+    """The value of ``data``; anything pycrate cannot decode is a DecodeError."""
     with CODEC_LOCK:
-        obj.from_aper(data)
-        return obj.get_val()
+        try:
+            obj.from_aper(data)
+            return obj.get_val()
+        except Exception as exc:        # pycrate raises many kinds
+            raise DecodeError(f"{obj._name}: {type(exc).__name__}: {exc}") from None
 
 
 # --- common values -----------------------------------------------------------------------
@@ -307,7 +315,10 @@ def h245_end_session() -> bytes:
 
 def decode_h245(pdu: bytes) -> tuple[str, str, Any]:
     """(kind, name, fields) of one H.245 PDU."""
-    kind, (name, fields) = decode(H245, pdu)
+    value = decode(H245, pdu)
+    if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], tuple)):
+        raise DecodeError("H.245 message without a message type")
+    kind, (name, fields) = value
     return kind, name, fields
 
 
@@ -453,10 +464,12 @@ EMPTY_BODY = ("empty", 0)
 
 def parse_q931(message: bytes) -> tuple[int, bool, int, dict | None]:
     """(call reference, from destination, message type, decoded UUIE) of one
-    TPKT-framed Q.931 message."""
+    TPKT-framed Q.931 message; DecodeError for anything else."""
     if len(message) < 9 or message[0] != TPKT_VERSION or message[4] != Q931_DISCRIMINATOR:
-        raise ValueError("not TPKT Q.931")
+        raise DecodeError("not TPKT Q.931")
     crl = message[5] & 0x0F
+    if crl > 2 or 6 + crl >= len(message):
+        raise DecodeError("bad Q.931 call reference length")
     cr = int.from_bytes(message[6:6 + crl], "big")
     from_dest = bool(cr & (0x80 << (8 * (crl - 1)))) if crl else False
     cr &= ~(0x80 << (8 * (crl - 1))) if crl else 0
@@ -470,8 +483,12 @@ def parse_q931(message: bytes) -> tuple[int, bool, int, dict | None]:
             pos += 1
         elif ie == USER_USER_IE:
             ln = int.from_bytes(message[pos + 1:pos + 3], "big")
+            if pos + 3 + ln > len(message) or ln < 2:
+                raise DecodeError("truncated user-user IE")
             info = decode(UUIE, message[pos + 4:pos + 3 + ln])
             pos += 3 + ln
         else:
+            if pos + 2 > len(message) or pos + 2 + message[pos + 1] > len(message):
+                raise DecodeError(f"truncated IE {ie:#x}")
             pos += 2 + message[pos + 1]
     return cr, from_dest, mtype, info
