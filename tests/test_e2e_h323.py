@@ -35,7 +35,7 @@ from ops.lab import gateway_starter as gs
 from ops.lab import h323, netns
 from ops.lab.plan import build_plan
 
-from test_e2e_calls import Captures, _malformed, _wait_no_pinholes
+from test_e2e_calls import Captures, _malformed, _nat_view, _private_leaks, _wait_no_pinholes
 
 pytestmark = pytest.mark.netns
 
@@ -124,8 +124,17 @@ def test_call_through_the_pair(lab, mode, request) -> None:
     for br, f in caps.files.items():
         assert _malformed(f) == [], f"malformed packets on {br}"
     _check_calls(rep, 2)
-    # Signalling and media crossed the gateway: where NAT applies, the
-    # callee saw the caller's media from the caller's public address.
+    # Where NAT applies, the untrust phone was told, and received media from,
+    # public addresses only (the ALG translated what the trust phone signalled),
+    # and no packet on an untrust segment carries a private address.
+    private, egress = _nat_view(cfg, plan)
+    untrust_side = "caller" if rep.parties["caller"] == rep.parties["untrust"]["name"] else "callee"
+    for c in rep.calls:
+        leg = getattr(c, untrust_side)
+        for addr in [leg["media_to"]] + leg["rtp_sources"]:
+            assert not any(IPv4Address(addr.split(":")[0]) in n for n in private), (addr, leg)
+    for br in egress:
+        assert _private_leaks(caps.files[br], private) == [], f"private address on {br}"
     assert _wait_no_pinholes(state) == []
 
 
