@@ -62,6 +62,24 @@ def register(sub) -> None:
     mg.add_argument("--json", action="store_true", help="print one JSON object")
     mg.set_defaults(func=run_mgcp_call)
 
+    h3 = lab_sub.add_parser("h323-call", help="H.323 calls (gatekeeper, two phones) through the pair",
+                            description="In a gatewayd lab of a chapter 1 example: the lab's H.323 "
+                                        "peer runs a gatekeeper and two phones (the address book's, "
+                                        "or made where the example names none), both register, "
+                                        "then calls with RTP both ways, H.245 as fastStart, on its "
+                                        "own connection or tunnelled, each released "
+                                        "(ReleaseComplete, DRQ). Reports each call.")
+    h3.add_argument("--mode", choices=("faststart", "h245", "tunnel", "all"), default="all",
+                    help="H.245 mode of the calls (all: in turn; default all)")
+    h3.add_argument("--calls", type=int, default=None,
+                    help="number of calls (default one per mode)")
+    h3.add_argument("--duration", type=float, default=3.0,
+                    help="seconds of RTP in each call (default 3)")
+    h3.add_argument("--failover", choices=("graceful", "crash"),
+                    help="fail the pair over in the middle of the calls (crash: SIGKILL)")
+    h3.add_argument("--json", action="store_true", help="print one JSON object")
+    h3.set_defaults(func=run_h323_call)
+
     st = lab_sub.add_parser("status", help="namespaces and which gateway holds the addresses")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=run_status)
@@ -85,7 +103,7 @@ def register(sub) -> None:
 
     dn = lab_sub.add_parser("down", help="remove the lab (also after a crash)")
     dn.set_defaults(func=run_down)
-    for action in (up, call, mg, st, tk, fo, dn):
+    for action in (up, call, mg, h3, st, tk, fo, dn):
         action.add_argument("--name", default=DEFAULT_LAB,
                             help=f"lab name, prefix of its namespaces (default {DEFAULT_LAB})")
 
@@ -249,6 +267,53 @@ def run_mgcp_call(args) -> int:
         print(f"  error: {rep.error}")
     print("ok" if rep.ok else "FAILED")
     return 0 if rep.ok else 1
+
+
+def run_h323_call(args) -> int:
+    from dataclasses import asdict
+
+    from gateway.config import load_file
+    from ops.lab import gateway_starter, h323, netns
+
+    why = netns.available()
+    if why:
+        return _fail(why)
+    state, _plan = _lab(args)
+    if state.starter != gateway_starter.NAME:
+        return _fail(f"lab {args.name} runs {state.starter}, not the gatewayd pair")
+    modes = h323.MODES if args.mode == "all" else (args.mode,)
+    if args.calls is not None and args.calls < 1:
+        return _fail(f"--calls {args.calls}: at least one call")
+    rep = h323.run_calls(state, load_file(state.config), modes=modes, calls=args.calls,
+                         seconds=args.duration, failover=args.failover)
+    ok = rep.ok(0.6 if args.failover == "crash" else 0.9)
+    if args.json:
+        print(json.dumps({k: v for k, v in rep.__dict__.items() if k != "calls"}
+                         | {"calls": [asdict(c) for c in rep.calls], "ok": ok}))
+        return 0 if ok else 1
+    p = rep.parties
+    print(f"gatekeeper {p['gatekeeper']['ip']}; {p['caller']} calls {p['callee']}")
+    for n in rep.notes:
+        print(f"  note: {n}")
+    for alias, addrs in rep.registrations.items():
+        print(f"  registered {alias} at {', '.join(addrs)}")
+    if rep.failover:
+        fo = rep.failover
+        print(f"  failover ({'SIGKILL' if fo['crash'] else 'graceful'}) {fo['from_role']} -> "
+              f"{fo['to_role']} in {fo['seconds'] * 1000:.0f} ms")
+    for i, c in enumerate(rep.calls, 1):
+        a, b = c.caller, c.callee or {}
+        print(f"  call {i} ({c.mode}): connected {a['connected'] and b.get('connected', False)}, "
+              f"RTP caller->callee {b.get('rtp_received', 0)}/{a['rtp_sent']}, "
+              f"callee->caller {a['rtp_received']}/{b.get('rtp_sent', 0)}, "
+              f"released {a['released'] and b.get('released', False)}")
+        for side, leg in (("caller", a), ("callee", b)):
+            if leg.get("error"):
+                print(f"    {side}: {leg['error']} after {leg['steps']}")
+    if rep.error:
+        print(f"  error: {rep.error}")
+    print("ok" if ok else "FAILED")
+    return 0 if ok else 1
 
 
 def run_status(args) -> int:
