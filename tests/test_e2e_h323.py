@@ -15,8 +15,6 @@ the active node must hold no pinhole of the calls afterwards.
 Then calls with a SIGKILL of the active gatewayd in the middle: they complete
 and are released on the new active, RTP resumes.
 
-Scenarios that fail because of a known defect of the H.323 ALG are kept as
-strict xfails naming it, to be switched on when it is fixed.
 
 Needs root, ip netns, tcpdump, tshark and netfilterqueue; skipped with the
 reason otherwise. Run under ``flock /tmp/voip-lab.lock``."""
@@ -46,11 +44,6 @@ CH1 = ["ch1-gatekeeper-in-trust-zone", "ch1-gatekeeper-in-untrust-zone",
 INCOMING = "ch1-incoming-calls-with-nat"
 SECONDS = 2.0                       # RTP per call: 100 packets each way
 
-# Known defects of the H.323 ALG (gateway/h323/), each failing these scenarios.
-TUNNELLED_OLC = ("tunnelled H.245 (h245Control): OpenLogicalChannel/Ack addresses are "
-                 "rewritten but open no RTP/RTCP pinholes, so no media passes")
-DIP_SETUP = ("a TCP Setup to an incoming-DIP address is not routed by the RAS registration "
-             "table (the connection is decided at its SYN; manual ch. 1 'Incoming Calls with NAT')")
 
 
 def _why_not() -> str | None:
@@ -105,15 +98,12 @@ def _check_calls(rep, n: int, min_ratio: float = 0.9) -> None:
     assert rep.ok(min_ratio)
 
 
-MODE_CASES = [pytest.param(mode, marks=pytest.mark.xfail(strict=True, reason=TUNNELLED_OLC))
-              if mode == "tunnel" else mode for mode in h323.MODES]
+MODE_CASES = list(h323.MODES)
 
 
 @pytest.mark.parametrize("mode", MODE_CASES)
-def test_call_through_the_pair(lab, mode, request) -> None:
+def test_call_through_the_pair(lab, mode) -> None:
     example, cfg, state, tmp = lab
-    if example == INCOMING:
-        request.node.add_marker(pytest.mark.xfail(strict=True, reason=DIP_SETUP))
     plan = state.get_plan()
     (tmp / mode).mkdir()
     caps = Captures(plan, tmp / mode, bpf="tcp or udp")
@@ -216,11 +206,6 @@ def test_calls_survive_failover(failover_lab, mode, how) -> None:
     assert _wait_no_pinholes(state) == []
 
 
-DRQ_ENDS = ("DRQ/DCF does not end the call in the H.323 ALG (only ReleaseComplete does): "
-            "a call whose endpoint disengaged keeps its state and pinholes")
-
-
-@pytest.mark.xfail(strict=True, reason=DRQ_ENDS)
 def test_disengage_ends_the_call(failover_lab) -> None:
     """H.225.0 7.9: DRQ/DCF tell the gatekeeper the call is over; the caller
     disengages before its ReleaseComplete and the active node, right after
@@ -235,11 +220,6 @@ def test_disengage_ends_the_call(failover_lab) -> None:
     assert view["call"] is None and view["media_pinholes"] == [], view
 
 
-CLC_BY_NUMBER = ("CloseLogicalChannel closes the pinholes of group s<channel number>, but they "
-                 "are grouped by sessionID: a channel numbered otherwise than its session "
-                 "keeps its RTP/RTCP pinholes after it is closed")
-
-
 def test_close_logical_channel_closes_its_pinholes(failover_lab) -> None:
     """H.245 on its own connection, channels numbered like their session
     (1): once both CloseLogicalChannels crossed, the call holds no RTP/RTCP
@@ -252,7 +232,6 @@ def test_close_logical_channel_closes_its_pinholes(failover_lab) -> None:
     assert view["media_pinholes"] == [], view
 
 
-@pytest.mark.xfail(strict=True, reason=CLC_BY_NUMBER)
 def test_close_logical_channel_by_its_number(failover_lab) -> None:
     """The same with channel numbers 101 and 102 for session 1 (H.245
     lets the opener choose any number)."""
