@@ -185,10 +185,16 @@ class Supervisor:
             # policy: forwarding goes off on those devices (fail closed, as
             # the rules without --queue-bypass were). gatewayd turns it on
             # again at start.
+            # An operator who chose `set flow queue-bypass` (fail open: let
+            # packets pass when no gatewayd listens) keeps that choice.
             devs = rule_devices(self.rules)
-            failed = set_forwarding(devs, False)
-            _say(f"gatewayd exited: removed {n} NFQUEUE rule(s); forwarding off on "
-                 f"{', '.join(d for d in devs if d not in failed) or 'no device'}")
+            if any("--queue-bypass" in spec for spec in self.rules):
+                _say(f"gatewayd exited: removed {n} NFQUEUE rule(s); forwarding left on "
+                     "(set flow queue-bypass: fail open)")
+            else:
+                failed = set_forwarding(devs, False)
+                _say(f"gatewayd exited: removed {n} NFQUEUE rule(s); forwarding off on "
+                     f"{', '.join(d for d in devs if d not in failed) or 'no device'}")
             self.rules = []
 
 

@@ -177,3 +177,19 @@ def test_rule_devices_and_forwarding_switch(tmp_path):
     assert (tmp_path / "net/ipv4/conf/gw1/forwarding").read_text() == "0\n"
     set_forwarding(["gw1"], True, proc_sys=str(tmp_path))
     assert (tmp_path / "net/ipv4/conf/gw1/forwarding").read_text() == "1\n"
+
+
+@pytest.mark.parametrize("bypass, forwarding_off", [(False, [["gw1"]]), (True, [])])
+def test_after_a_death_forwarding_goes_off_unless_the_rules_fail_open(monkeypatch, bypass, forwarding_off):
+    """Without `set flow queue-bypass` the removed queue rules must not leave
+    the device routing past the policy (fail closed); with it the operator
+    chose to let packets pass when no gatewayd listens, and that holds."""
+    import actors.fence as fence
+    switched = []
+    monkeypatch.setattr(fence, "remove_rules", lambda rules: len(rules))
+    monkeypatch.setattr(fence, "set_forwarding", lambda devs, on: switched.append(devs) or [])
+    s = Supervisor(-1)
+    spec = ["PREROUTING", "-i", "gw1", "-j", "NFQUEUE", "--queue-num", "0"]
+    s.handle(json.dumps({"rules": [spec + (["--queue-bypass"] if bypass else [])]}).encode())
+    s.cleanup()
+    assert switched == forwarding_off and s.rules == []
