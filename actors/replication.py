@@ -225,6 +225,10 @@ class Replicator:
         self._acked_cv = threading.Condition()
         self._peer_last: float | None = None
         self._active_seen = 0.0
+        # When this thread's previous turn began: a longer gap than its
+        # wake-up period means it stood still (GIL held, collection, SIGSTOP).
+        self._last_turn = 0.0
+        self._stood_still = False
         # (heard at, priority, node id) of the peer last heard as standby.
         self._standby_peer: tuple[float, int, str] | None = None
         self._peer_info: dict = {}
@@ -389,11 +393,17 @@ class Replicator:
         poller.register(wake_rx, zmq.POLLIN)
         poller.register(router, zmq.POLLIN)
         poller.register(dealer, zmq.POLLIN)
-        self._active_seen = self.clock()
+        self._active_seen = self._last_turn = self.clock()
         next_hb = 0.0
         loss = self.hb_interval * self.hb_threshold
+        # The loop wakes at least once per heartbeat interval; a turn that
+        # comes later than this after the previous one found this thread
+        # stalled.
+        stall_gap = 1.5 * self.hb_interval + 0.05
         while not self._stop.is_set():
             now = self.clock()
+            stalled = now - self._last_turn > stall_gap
+            self._last_turn = now
             if self.role == "active":
                 self._trigger("lease_check", now)
             if self._hello_asap and self.role == "standby" and not self._cutting.is_set():
@@ -411,14 +421,24 @@ class Replicator:
             # time while the peer's heartbeats queued up. Counting that as the
             # peer's silence made a loaded standby promote itself (two actives).
             if self.role == "standby":
+                # A node that stood still heard nothing meanwhile: silence is
+                # observed only while awake, so the detection time starts
+                # again from its waking. Without this a standby stalled past
+                # the detection time promoted on waking while its peer, which
+                # had found it silent, promoted too (tests/test_ha_lease.py).
+                if stalled:
+                    self._active_seen = max(self._active_seen, now)
                 # Only a standby acts on heartbeat loss (gateway.ha ignores it otherwise).
                 if now - self._active_seen > loss and not _waiting(dealer, router):
-                    self._active_seen = now          # one trigger per detection period
-                    sp = self._standby_peer
-                    # Promote only with every stored record folded.
+                    # Promote only with every stored record folded; if that
+                    # took a while, read the peer again before deciding.
                     self.applier.wait_idle()
-                    self._trigger("heartbeat_lost", now,
-                                  sp[1:] if sp is not None and now - sp[0] <= loss else None)
+                    later = self.clock()
+                    if later - now <= self.hb_interval / 2 and not _waiting(dealer, router):
+                        self._active_seen = later    # one trigger per detection period
+                        sp = self._standby_peer
+                        self._trigger("heartbeat_lost", later,
+                                      sp[1:] if sp is not None and later - sp[0] <= loss else None)
                 wake_at = min(wake_at, self._active_seen + loss + 0.001)
             elif self.role == "active" and self.sender.peers and not _waiting(router):
                 gone = self.sender.expire(now - loss)
@@ -434,7 +454,13 @@ class Replicator:
                                 self.handover_timeout)
                     self._trigger("handover_aborted", now, self._handover_sent)
             timeout_ms = max(1, int((wake_at - self.clock()) * 1000) + 1)
+            asleep = self.clock()
             events = dict(poller.poll(timeout_ms))
+            # Back from the poll much later than asked: this thread could not
+            # run (another held the GIL, a collection, SIGSTOP). What it reads
+            # now may be old (a HANDOVER, above).
+            self._stood_still = stalled or (self.clock() - asleep
+                                            > timeout_ms / 1000 + 0.5 * self.hb_interval + 0.05)
             if wake_rx in events:
                 while wake_rx.poll(0):
                     wake_rx.recv()
@@ -618,7 +644,14 @@ class Replicator:
                 self._seen_peer(msg)
             elif isinstance(msg, Handover):
                 self._active_seen = self.clock()
-                if self.role == "standby" and self.journal.head >= msg.head:
+                if self._stood_still:
+                    # Read after this node stood still: it may have waited
+                    # past the sender's handover timeout, after which the
+                    # sender gave up the role and the pair may have elected
+                    # an active already. Taking over now could make two
+                    # actives; the sender gives up and the pair elects one.
+                    log.warning("replication: a handover read after this node stood still; ignored")
+                elif self.role == "standby" and self.journal.head >= msg.head:
                     self.applier.wait_idle()       # promote with every record folded
                     self._trigger("handover_received", msg.epoch, self.clock())
                     if self.role == "active":

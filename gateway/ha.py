@@ -62,9 +62,12 @@ class RoleState:
     lease_until: float = 0.0
 
 
-# The part of the detection time the lease gives up: it covers the time to
-# remove the addresses once the lease ends (a process exec of `ip` by the
-# supervisor, ops/fence.py) and clock-rate differences between the nodes.
+# The part of the detection time the lease gives up. A heartbeat renews the
+# lease when it is sent, but restarts the peer's detection time only when it
+# arrives: the margin covers that heartbeat's transit (a heartbeat longer in
+# transit is treated as a partition), the time to remove the addresses once
+# the lease ends (the supervisor, actors/fence.py) and clock-rate differences
+# between the nodes.
 LEASE_MARGIN = 0.15
 
 
