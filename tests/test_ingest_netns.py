@@ -138,7 +138,7 @@ def test_udp_with_interface_nat_and_policy_drop(lab):
     # The denied one never arrived, and the worker said why.
     assert denied.stdout.strip() == "null"
     logged = (lab["tmp"] / "worker.log").read_text()
-    assert "drop: denied by policy 1 (trust->untrust)" in logged
+    assert "drop [policy-deny]: denied by policy 1 (trust->untrust)" in logged
     assert stats["datapath"]["drops"].get("policy") == 1
     assert stats["datapath"]["paths"]["policy"] == 1
     assert stats["datapath"]["paths"]["fast-session"] >= 1
