@@ -100,10 +100,24 @@ def _check_calls(rep, n: int, min_ratio: float = 0.9) -> None:
 
 MODE_CASES = list(h323.MODES)
 
+# Known defects of the H.323 ALG found by the live peer (strict: these tests
+# fail while the defect is there, and must be switched on with its fix).
+INCOMING_FASTSTART_MEDIA = (
+    "an incoming call to an incoming-DIP address with fastStart or tunnelled H.245 "
+    "connects, but the caller's RTP never reaches the registered callee behind the "
+    "DIP (with H.245 on its own connection it does): the inbound media pinhole toward "
+    "the private callee is not opened in these modes")
+DCF_ENDS_CALL = (
+    "after the live caller's DRQ/DCF the active node still holds the call (connected, "
+    "its media pinholes): the ALG's DRQ/DCF matching misses the peer's messages "
+    "through the pair, although the datapath-level tests of DRQ/DCF pass")
+
 
 @pytest.mark.parametrize("mode", MODE_CASES)
-def test_call_through_the_pair(lab, mode) -> None:
+def test_call_through_the_pair(lab, mode, request) -> None:
     example, cfg, state, tmp = lab
+    if example == INCOMING and mode in ("faststart", "tunnel"):
+        request.node.add_marker(pytest.mark.xfail(strict=True, reason=INCOMING_FASTSTART_MEDIA))
     plan = state.get_plan()
     (tmp / mode).mkdir()
     caps = Captures(plan, tmp / mode, bpf="tcp or udp")
@@ -206,6 +220,7 @@ def test_calls_survive_failover(failover_lab, mode, how) -> None:
     assert _wait_no_pinholes(state) == []
 
 
+@pytest.mark.xfail(strict=True, reason=DCF_ENDS_CALL)
 def test_disengage_ends_the_call(failover_lab) -> None:
     """H.225.0 7.9: DRQ/DCF tell the gatekeeper the call is over; the caller
     disengages before its ReleaseComplete and the active node, right after
