@@ -546,6 +546,16 @@ class Datapath:
                                         else None)
                 if d0.action == "permit" and d0.nat.src is not None:
                     nsrc = int(d0.nat.src)
+                elif d0.action != "permit" and getattr(hole.pinhole, "alg", "") == "h323" \
+                        and hole.pinhole.kind == "media":
+                    # No NAT can be known for it (e.g. "no route" to a party the
+                    # configuration does not route, as IP_Phone2 of "Incoming
+                    # Calls with NAT"): forwarded, it would leave with its
+                    # private source. The ALG is about to name its public pair
+                    # (the Connect or OpenLogicalChannelAck that carried it
+                    # waits in the ALG); until then the media is dropped.
+                    return self._drop(f"h323 media from {_ip(s)}:{sp} before its public address "
+                                      f"is known: {d0.reason}", "alg", "h323")
         rw = (nsrc, nsport, ndst, ndport)
         if signalling:
             return self._signalling_pinhole(pkt, key, hole, rw, ingress, now)
