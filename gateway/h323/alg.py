@@ -347,6 +347,14 @@ def _q931(run: _Run, msg) -> None:
                 raise _Drop("Setup to an incoming DIP address with no registration behind it")
             run.route_to = (reg.private[0], reg.private[1])
     elif key is None:
+        if "release" in rule.actions:
+            # The call already ended here, by the DCF of its DRQ (H.225.0
+            # 7.10: an endpoint may disengage before it releases): its
+            # ReleaseComplete must still reach the other endpoint, which
+            # otherwise waits for it; it names no address and opens nothing.
+            run.logs.append(f"h323 ReleaseComplete of call reference {msg.call_reference} "
+                            f"on {conn}: the call already ended")
+            return
         raise _Drop(f"Q.931 {msg.name} of no known call")
     call = run.st.calls[key]
     if rule.phases is not None and ANY not in rule.phases and call.phase not in rule.phases:
