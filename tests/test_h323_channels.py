@@ -216,3 +216,6 @@ def test_release_complete_after_disengage_confirm_is_forwarded():
     res = step(s, sig_out, release, 2.2)
     assert res.verdict == "forward", res.reason
     assert res.data == release and not res.pinholes_open
+    s = _ok(res, s)
+    assert not s.call_refs and not s.calls          # the call reference kept for it is gone
+    assert step(s, sig_out, release, 2.3).verdict == "drop"     # a second one names no call
