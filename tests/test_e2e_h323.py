@@ -100,24 +100,9 @@ def _check_calls(rep, n: int, min_ratio: float = 0.9) -> None:
 
 MODE_CASES = list(h323.MODES)
 
-# Known defects of the H.323 ALG found by the live peer (strict: these tests
-# fail while the defect is there, and must be switched on with its fix).
-INCOMING_FASTSTART_MEDIA = (
-    "an incoming call to an incoming-DIP address with fastStart or tunnelled H.245 "
-    "connects, but the caller's RTP never reaches the registered callee behind the "
-    "DIP (with H.245 on its own connection it does): the inbound media pinhole toward "
-    "the private callee is not opened in these modes")
-DCF_ENDS_CALL = (
-    "after the live caller's DRQ/DCF the active node still holds the call (connected, "
-    "its media pinholes): the ALG's DRQ/DCF matching misses the peer's messages "
-    "through the pair, although the datapath-level tests of DRQ/DCF pass")
-
-
 @pytest.mark.parametrize("mode", MODE_CASES)
-def test_call_through_the_pair(lab, mode, request) -> None:
+def test_call_through_the_pair(lab, mode) -> None:
     example, cfg, state, tmp = lab
-    if example == INCOMING and mode in ("faststart", "tunnel"):
-        request.node.add_marker(pytest.mark.xfail(strict=True, reason=INCOMING_FASTSTART_MEDIA))
     plan = state.get_plan()
     (tmp / mode).mkdir()
     caps = Captures(plan, tmp / mode, bpf="tcp or udp")
@@ -176,12 +161,10 @@ def test_registration_through_nat(lab) -> None:
     assert gk.registrations == {}                    # both unregistered (URQ/UCF)
 
 
-@pytest.fixture
-def failover_lab(tmp_path):
+def _pair_lab(example: str, prefix: str, tmp_path):
     if WHY:
         pytest.skip(f"end-to-end lab unavailable: {WHY}")
-    example = "ch1-outgoing-calls-with-nat"
-    name = f"f{os.getpid() % 10000}"
+    name = f"{prefix}{os.getpid() % 10000}"
     path = EXAMPLES / f"{example}.cfg"
     cfg = load_file(path)
     state = netns.up(build_plan(cfg, lab=name), starter=gs.NAME, config=str(path),
@@ -193,6 +176,20 @@ def failover_lab(tmp_path):
             shutil.copy(f, tmp_path / f.name)
         netns.down(name, state_dir=tmp_path / "state")
         assert not [ns for ns in os.listdir(netns.NETNS_DIR) if ns.startswith(f"{name}-")]
+
+
+@pytest.fixture
+def failover_lab(tmp_path):
+    yield from _pair_lab("ch1-outgoing-calls-with-nat", "f", tmp_path)
+
+
+@pytest.fixture
+def untrust_gatekeeper_lab(tmp_path):
+    """The caller's RAS crosses the pair: IP_Phone1 10.1.1.5 (MIP 1.1.1.5)
+    and the gatekeeper 2.2.2.25 outside. In "Outgoing Calls with NAT" the
+    caller and its gatekeeper (10.1.1.25) share the trust segment, so its
+    DRQ/DCF never reach the gateway."""
+    yield from _pair_lab("ch1-gatekeeper-in-untrust-zone-with-nat", "d", tmp_path)
 
 
 @pytest.mark.parametrize("mode,how", [("faststart", "crash"), ("h245", "crash"), ("h245", "graceful")])
@@ -220,12 +217,11 @@ def test_calls_survive_failover(failover_lab, mode, how) -> None:
     assert _wait_no_pinholes(state) == []
 
 
-@pytest.mark.xfail(strict=True, reason=DCF_ENDS_CALL)
-def test_disengage_ends_the_call(failover_lab) -> None:
+def test_disengage_ends_the_call(untrust_gatekeeper_lab) -> None:
     """H.225.0 7.9: DRQ/DCF tell the gatekeeper the call is over; the caller
     disengages before its ReleaseComplete and the active node, right after
     the DCF crossed it, must no longer hold the call."""
-    cfg, state, _tmp = failover_lab
+    cfg, state, _tmp = untrust_gatekeeper_lab
     rep = h323.run_calls(state, cfg, modes=("faststart",), calls=1, seconds=1.0, disengage_first=True,
                          snapshot=True)
     _check_calls(rep, 1)

@@ -187,3 +187,35 @@ def test_disengage_reject_or_unrelated_confirm_ends_nothing():
     s = _ok(step(s, H323Context("ras", "none", gk, ep), DRQ, 5.0), s)
     res = step(s, H323Context("ras", "none", ep, gk), _dcf(4180), 5.1)     # answers no DRQ
     assert len(_ok(res, s).calls) == 1
+
+
+def test_release_complete_after_disengage_confirm_is_forwarded():
+    """The caller disengages first (DRQ/DCF through the gateway, H.225.0
+    7.10), then sends its ReleaseComplete on the call signalling connection:
+    the DCF ended the call, and the ReleaseComplete must still reach the
+    callee (it was dropped as "of no known call"; the callee waited for it).
+    Messages as the lab's H.323 peer builds them."""
+    from ops.lab import h323msg as m
+
+    guid = bytes(range(1, 17))
+    ep, gk, callee = ("10.1.1.5", 40000), ("2.2.2.25", 1719), ("2.2.2.5", 1720)
+    sig_out = H323Context("q931", "none", ("10.1.1.5", 32803), callee)
+    sig_in = H323Context("q931", "none", callee, ("10.1.1.5", 32803))
+    ras_out, ras_in = H323Context("ras", "none", ep, gk), H323Context("ras", "none", gk, ep)
+    s = _ok(step(EMPTY, ras_out, m.arq(2, "EP0001", "phone1", "phone2", 7, guid, False), 1.0), EMPTY)
+    s = _ok(step(s, ras_in, m.acf(2, callee), 1.1), s)
+    setup = m.q931(m.SETUP, 7, False, m.uuie(m.setup_body("phone1", "phone2", guid, ("10.1.1.5", 32803),
+                                                           callee, None)))
+    s = _ok(step(s, sig_out, setup, 1.2), s)
+    s = _ok(step(s, sig_in, m.q931(m.CONNECT, 7, True, m.uuie(m.connect_body(guid, None, None))), 1.3), s)
+    assert s.calls[guid.hex()].phase == "connected"
+    s = _ok(step(s, ras_out, m.drq(3, "EP0001", 7, guid, False), 2.0), s)
+    s = _ok(step(s, ras_in, m.dcf(3), 2.1), s)
+    assert guid.hex() not in s.calls
+    release = m.q931(m.RELEASE_COMPLETE, 7, False, m.uuie(m.release_body(guid)))
+    res = step(s, sig_out, release, 2.2)
+    assert res.verdict == "forward", res.reason
+    assert res.data == release and not res.pinholes_open
+    s = _ok(res, s)
+    assert not s.call_refs and not s.calls          # the call reference kept for it is gone
+    assert step(s, sig_out, release, 2.3).verdict == "drop"     # a second one names no call

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
+import pytest
+
 from scapy.layers.inet import IP
 
 from gateway.config import parse_text
@@ -24,13 +26,13 @@ SETUP = readdress(F[6], parse_call_signal, {"sourceCallSignalAddress": (PHONE2, 
 
 
 class DipGateway(Gateway):
-    def __init__(self) -> None:
+    def __init__(self, route: str = "0.0.0.0/0") -> None:
         super().__init__()
         # The example as printed, with the chapter's default route (its
         # other examples: "set vrouter trust-vr route 0.0.0.0/0 interface
         # ethernet3 gateway 1.1.1.250") so the gatekeeper can be reached.
         text = (ROOT / "examples" / "ch1-incoming-calls-with-nat.cfg").read_text()
-        text = text.replace("save", "set vrouter trust-vr route 0.0.0.0/0 interface ethernet3 gateway 1.1.1.250\nsave")
+        text = text.replace("save", f"set vrouter trust-vr route {route} interface ethernet3 gateway 1.1.1.250\nsave")
         self.dp = Datapath(parse_text(text))
 
 
@@ -130,3 +132,48 @@ def test_show_registrations_lists_the_h323_registration(tmp_path):
         assert node.status()["registrations"] == 1
     finally:
         node.stop()
+
+
+@pytest.mark.parametrize("route", ["0.0.0.0/0", f"{GKP}/32"])
+def test_callee_media_before_its_connect_does_not_block_the_callers(route):
+    """fastStart to a phone behind an incoming DIP: the phone sends RTP
+    right after its Connect, and its first packets can cross the datapath
+    while the Connect still waits in the ALG. They take the policy's NAT (an
+    address of the non-sticky DIP pool, maybe not the one the Connect will
+    carry). Once the Connect has given the phone's public RTP pair, the
+    caller's RTP to that pair must reach the phone (it was dropped: "the
+    reply tuple of this flow belongs to another session"), and the phone's
+    next packets leave from that pair (symmetric RTP, RFC 4961). With no
+    route to the caller in the configuration (the example as printed routes
+    nothing to 2.2.2.5; the lab puts it on-link) no NAT is known for the
+    early packets: they are dropped, never sent with the private source."""
+    from ops.lab import h323msg as m
+
+    gw = DipGateway(route)
+    dip = _registered(gw, 10.0)
+    guid = bytes(range(16))
+    assert isinstance(gw.send(build_tcp(PHONE2, dip, 32803, 1720, seq=1000, flags=SYN), "ethernet3", 20.0), Forward)
+    assert isinstance(gw.send(build_tcp(PHONE, PHONE2, 1720, 32803, seq=5000, ack=1001, flags=SYN | ACK),
+                              "ethernet1", 20.0), Forward)
+    offer = m.faststart_offer((PHONE2, 20000), (PHONE2, 20001))
+    setup = m.q931(m.SETUP, 7, False, m.uuie(m.setup_body("phone2", "phone1", guid, (PHONE2, 32803),
+                                                           (dip, 1720), offer)))
+    out = gw.send(build_tcp(PHONE2, dip, 32803, 1720, seq=1001, ack=5001, flags=PSH | ACK, payload=setup),
+                  "ethernet3", 20.1)
+    assert isinstance(out, Forward), out
+    rtp = b"\x80\x08" + bytes(170)
+    early = gw.send(build_udp(PHONE, PHONE2, 30000, 20000, rtp), "ethernet1", 20.15)
+    assert isinstance(early, Drop) or IP(early.data).src != PHONE, early
+    answer, _ = m.faststart_answer(offer, (PHONE, 30000), (PHONE, 30001))
+    connect = m.q931(m.CONNECT, 7, True, m.uuie(m.connect_body(guid, None, answer)))
+    out = gw.send(build_tcp(PHONE, PHONE2, 1720, 32803, seq=5001, ack=1001 + len(setup), flags=PSH | ACK,
+                            payload=connect), "ethernet1", 20.2)
+    assert isinstance(out, Forward), out
+    told = parse_call_signal(bytes(IP(out.data).payload.payload)).address("mediaChannel").span.text
+    assert told == f"{dip}:30000"
+    out = gw.send(build_udp(PHONE2, dip, 20000, 30000, rtp), "ethernet3", 20.3)
+    assert isinstance(out, Forward), out
+    assert (IP(out.data).dst, IP(out.data).dport) == (PHONE, 30000)
+    out = gw.send(build_udp(PHONE, PHONE2, 30000, 20000, rtp), "ethernet1", 20.4)
+    assert isinstance(out, Forward), out
+    assert (IP(out.data).src, IP(out.data).sport) == (dip, 30000)

@@ -546,9 +546,21 @@ class Datapath:
                                         else None)
                 if d0.action == "permit" and d0.nat.src is not None:
                     nsrc = int(d0.nat.src)
+                elif d0.action != "permit" and getattr(hole.pinhole, "alg", "") == "h323" \
+                        and hole.pinhole.kind == "media":
+                    # No NAT can be known for it (e.g. "no route" to a party the
+                    # configuration does not route, as IP_Phone2 of "Incoming
+                    # Calls with NAT"): forwarded, it would leave with its
+                    # private source. The ALG is about to name its public pair
+                    # (the Connect or OpenLogicalChannelAck that carried it
+                    # waits in the ALG); until then the media is dropped.
+                    return self._drop(f"h323 media from {_ip(s)}:{sp} before its public address "
+                                      f"is known: {d0.reason}", "alg", "h323")
         rw = (nsrc, nsport, ndst, ndport)
         if signalling:
             return self._signalling_pinhole(pkt, key, hole, rw, ingress, now)
+        if hole.to is not None:
+            self._retire_early_media(key, hole, rw)
         # The reply arrives addressed to this packet's source: a pinhole there
         # (the other party's, opened from its own SDP) is satisfied by it.
         back = self.pinholes.match(p, s, sp, now)
@@ -569,6 +581,28 @@ class Datapath:
         sess.fwd_packets += 1
         sess.fwd_bytes += pkt.total_length
         return Forward(self._apply(pkt, sess.fwd_rewrite), "fast-pinhole")
+
+    def _retire_early_media(self, key, hole: Hole, rw: Rewrite) -> None:
+        """The private party's media reached the public one before its ALG
+        message naming its public pair did (the endpoint sends RTP right
+        after its Connect or OpenLogicalChannelAck, which waits in the ALG):
+        that flow took the NAT the policy gives it, e.g. another address of
+        a non-sticky DIP pool (manual ch. 1 "Incoming Calls with NAT"), so
+        the public party's media to the signalled pair, through this
+        pinhole, would find its reply tuple taken. The early flow of the same
+        call goes; the private party's next packets are the reply of the
+        session this pinhole opens and leave from the signalled pair, as
+        symmetric RTP wants (RFC 4961)."""
+        proto, _s, _sp, d, dp = key
+        nsrc, nsport, ndst, ndport = rw
+        have = self.sessions._map.get((proto, ndst, ndport, nsrc, nsport))
+        if have is None or not have[2]:
+            return
+        old = have[0]
+        public = old.translated[:2]
+        if old.kind != "media" or old.call != hole.call or public == (d, dp):
+            return
+        self.remove_session(old)
 
     def _signalling_pinhole(self, pkt: Packet, key, hole: Hole, rw: Rewrite, ingress: str,
                             now: float) -> Outcome:

@@ -26,7 +26,7 @@ from gateway.h323.nat import address_edit
 from gateway.h323.per import Address
 from gateway.h323.q931 import parse_call_signal
 from gateway.h323.ras import parse_ras
-from gateway.h323.state import H323State, apply, requester_ip
+from gateway.h323.state import DISENGAGED, H323State, apply, requester_ip
 from gateway.h323.transitions import ANY, lookup
 from gateway.ports import allocate_port
 from gateway.span import apply_edits
@@ -321,7 +321,7 @@ def _ras(run: _Run, msg) -> None:
     elif "disengage" in rule.actions and txn.call in run.st.calls:
         # DCF confirms the endpoint's DRQ (H.225.0 7.10): the call is over,
         # as after ReleaseComplete.
-        run.end_call(txn.call, "DisengageConfirm")
+        run.end_call(txn.call, DISENGAGED)
 
 
 def _q931(run: _Run, msg) -> None:
@@ -348,6 +348,15 @@ def _q931(run: _Run, msg) -> None:
             run.route_to = (reg.private[0], reg.private[1])
     elif key is None:
         raise _Drop(f"Q.931 {msg.name} of no known call")
+    elif key not in run.st.calls:
+        if "release" not in rule.actions:
+            raise _Drop(f"Q.931 {msg.name} of call {key}, ended by its DCF")
+        # The call already ended here, by the DCF of its DRQ (H.225.0 7.10:
+        # an endpoint may disengage before it releases): its ReleaseComplete
+        # must still reach the other endpoint, which otherwise waits for it.
+        run.emit(ev.CallEnded(key, "ReleaseComplete"))
+        run.logs.append(f"h323 ReleaseComplete of call {key} after its DCF")
+        return
     call = run.st.calls[key]
     if rule.phases is not None and ANY not in rule.phases and call.phase not in rule.phases:
         raise _Drop(f"Q.931 {msg.name} in call phase {call.phase}")

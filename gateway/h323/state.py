@@ -239,10 +239,23 @@ def _media_seen(s, e):
     return _call(s, replace(c, media=c.media.set(e.group, e.media_deadline)))
 
 
+DISENGAGED = "DisengageConfirm"
+
+
 def _call_ended(s, e):
-    c = s.calls[e.key]
+    c = s.calls.get(e.key)
+    if c is None:
+        # The ReleaseComplete of a call its DCF ended: the call reference
+        # kept for it goes.
+        gone = [k for k, v in s.call_refs.items() if v == e.key]
+        refs = s.call_refs
+        for k in gone:
+            refs = refs.delete(k)
+        return replace(s, call_refs=refs)
     refs = s.call_refs
-    if refs.get((c.conn, c.call_reference)) == c.key:
+    if refs.get((c.conn, c.call_reference)) == c.key and e.reason != DISENGAGED:
+        # After a DCF (H.225.0 7.10) the call reference stays until the
+        # call's ReleaseComplete, which must still reach the other side.
         refs = refs.delete((c.conn, c.call_reference))
     idx = s.h245_index
     for a in c.h245:

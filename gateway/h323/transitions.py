@@ -27,7 +27,8 @@ A message not in the table passes untouched apart from NAT of its addresses
 when it is RAS or H.245 (H.225.0 and H.245 are extensible; unknown messages
 are not attacks), and is dropped when it is call signalling that names no
 call ("stateful inspection": Q.931 of an unknown call reference is not
-forwarded).
+forwarded), except the ReleaseComplete of a call its DCF already ended
+(H.225.0 7.10): its call reference is kept until then.
 """
 
 from __future__ import annotations
