@@ -58,7 +58,7 @@ from actors.nfq_verdicts import BatchedVerdicts, PacketVerdicts
 from actors.thread_names import name_native_thread
 from gateway.datapath import Alg, Datapath, Drop, Forward
 from gateway.datapath.fastpath import FastPath
-from gateway.drops import LogThrottle, code_of
+from gateway.drops import LogThrottle, code_of, count
 from gateway.overload import NewDialogBudget, new_dialog_kind, overload_settings
 
 log = logging.getLogger("voip_alg.ingest")
@@ -533,7 +533,7 @@ class NfqueueWorker:
             log.exception("datapath failed on a packet; dropped")
             try:
                 self.verdicts.drop(pkt)
-                self.drop_codes["internal-error"] = self.drop_codes.get("internal-error", 0) + 1
+                count(self.drop_codes, "internal-error")
             except RuntimeError:
                 pass                      # the verdict was already given
 

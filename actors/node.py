@@ -36,7 +36,7 @@ from gateway import domain, ha
 from gateway.config.model import Config
 from gateway.datapath.pinholes import TAKEOVER_PINHOLE, sip_media_pinholes
 from gateway.datapath.session_filter import FilterError, parse_filter, session_row
-from gateway.drops import code_of
+from gateway.drops import code_of, count, count_reason
 from actors.algs import ADAPTERS, H323Adapter, MgcpAdapter, SipAdapter, adapter_for_stream
 from gateway.sip import events as sip_ev
 from gateway.sip import is_keepalive
@@ -61,7 +61,6 @@ class _Unchanged:
 
 _KEEPALIVE = _Unchanged()
 JOURNAL_FAILED_DROP = "journal: the message's events could not be written"
-MAX_DROP_REASONS = 256            # reason texts kept for `status`; codes are not capped
 
 
 @dataclass(frozen=True, slots=True)
@@ -671,13 +670,8 @@ class Node:
 
     def _drop(self, outcome, reason: str):
         alg = getattr(outcome, "alg", None)
-        code = code_of("alg", reason, alg)
-        self.drop_codes[code] = self.drop_codes.get(code, 0) + 1
-        reasons = self.drop_reasons
-        if reason in reasons or len(reasons) < MAX_DROP_REASONS:
-            reasons[reason] = reasons.get(reason, 0) + 1
-        else:
-            reasons["(other reasons)"] = reasons.get("(other reasons)", 0) + 1
+        count(self.drop_codes, code_of("alg", reason, alg))
+        count_reason(self.drop_reasons, reason)
         if self.datapath is not None and hasattr(self.datapath, "drop"):
             return self.datapath.drop(reason, alg=alg)
         from gateway.datapath import Drop

@@ -91,6 +91,23 @@ def count(counters: dict[str, int], code: str) -> None:
     counters[code] = counters.get(code, 0) + 1
 
 
+# Reason texts are counted too, for `status` and pcap mode's summary; they
+# carry addresses and ports, so a port sweep would make them unbounded: past
+# this many distinct texts the rest count as one (the codes are not capped).
+MAX_REASON_TEXTS = 256
+OTHER_REASONS = "(other reasons)"
+
+
+def count_reason(reasons: dict[str, int], reason: str) -> None:
+    """One more drop for the text ``reason``, within MAX_REASON_TEXTS texts."""
+    if reason in reasons:
+        reasons[reason] += 1
+    elif len(reasons) < MAX_REASON_TEXTS:
+        reasons[reason] = 1
+    else:
+        reasons[OTHER_REASONS] = reasons.get(OTHER_REASONS, 0) + 1
+
+
 class LogThrottle:
     """At most one log line per key per ``interval`` seconds (sans-I/O: the
     caller passes the time and writes the line). ``check(key, now)`` returns

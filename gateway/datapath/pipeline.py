@@ -59,7 +59,7 @@ from gateway.datapath.sessions import (
 )
 from gateway.datapath import seqadj
 from gateway.datapath import resegment
-from gateway.drops import code_of
+from gateway.drops import code_of, count, count_reason
 from gateway.datapath.tcp_stream import FramedStream, SegmentWork, SipStream, StreamStats, TpktStream
 from gateway.errors import RemoteProtocolError
 from gateway.packet import ACK, Packet, parse, rewrite
@@ -82,7 +82,6 @@ FRAGMENT_DROP = "fragment: reassembly not supported"
 # Fragments of a session wait at most this long for their siblings.
 FRAGMENT_LIFETIME = 30.0
 MAX_FRAGMENT_FLOWS = 4096
-MAX_DROP_REASONS = 256
 MGCP_SESSION_TIMEOUT = 3600.0      # a call agent's commands to a gateway behind NAT come rarely
 
 _PROTO_NAMES = {PROTO_UDP: "udp", PROTO_TCP: "tcp", PROTO_ICMP: "icmp"}
@@ -292,15 +291,8 @@ class Datapath:
 
     def _drop(self, reason: str, category: str, alg: str | None = None) -> Drop:
         self.drops[category] = self.drops.get(category, 0) + 1
-        code = code_of(category, reason, alg)
-        self.drop_codes[code] = self.drop_codes.get(code, 0) + 1
-        reasons = self.drop_reasons
-        if reason in reasons:
-            reasons[reason] += 1
-        elif len(reasons) < MAX_DROP_REASONS:
-            reasons[reason] = 1
-        else:
-            reasons["(other reasons)"] = reasons.get("(other reasons)", 0) + 1
+        count(self.drop_codes, code_of(category, reason, alg))
+        count_reason(self.drop_reasons, reason)
         return Drop(reason, category)
 
     def drop(self, reason: str, category: str = "alg", alg: str | None = None) -> Drop:
