@@ -477,8 +477,7 @@ class NfqueueWorker:
     def _drop(self, pkt, reason: str, now: float, code: str = "other", key=None) -> None:
         self.verdicts.drop(pkt)
         self.counters["dropped"] += 1
-        codes = self.drop_codes
-        codes[code] = codes.get(code, 0) + 1
+        count(self.drop_codes, code)
         self.drop_log(reason, now, code, key)
 
     def _callback(self, pkt) -> None:
