@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from actors.directory import Directory
 from actors.journal_writer import JournalWriter
+from actors.role_work import RoleWork
 from actors.runtime import DispatcherPool, PooledActor
 from actors.timers import TimerFired, TimerService
 from gateway import domain, ha
@@ -163,6 +164,7 @@ class Node:
                                     replicator=self.replicator, mode=self.mode, clock=clock,
                                     on_failed=self._journal_failed)
         self._journal_handover_asked = False
+        self.role_work = RoleWork(name="roles")
         self._recover()
 
     # ------------------------------------------------------------ lifecycle
@@ -202,6 +204,7 @@ class Node:
             self.writer.stop()
             if self._timer_thread:
                 self.timers.stop()
+        self.role_work.stop()
         self.pool.shutdown()
         self.journal.close()
 
@@ -214,6 +217,18 @@ class Node:
 
     # ------------------------------------------------------------------ HA
     def on_trigger(self, trigger: str, *args) -> None:
+        """Step the role machine and return once the role change's work (a
+        takeover, a stand-down) is done: for the node's own callers."""
+        self._on_trigger(trigger, args, wait=True)
+
+    def on_transport_trigger(self, trigger: str, *args) -> None:
+        """The HA transport's entry: the role machine steps at once, the
+        role change's work runs on the role thread (actors.role_work), so
+        the transport goes back to its heartbeats, which renew the lease,
+        while a takeover is still under way."""
+        self._on_trigger(trigger, args, wait=False)
+
+    def _on_trigger(self, trigger: str, args: tuple, *, wait: bool) -> None:
         if trigger == "diverged":
             # Not under the HA lock: the rebuild may take seconds, and the
             # replication thread takes that lock for every heartbeat heard.
@@ -228,32 +243,53 @@ class Node:
                 # lease that covers them (actors/fence.py).
                 self.addresses.lease(self.role.lease_until if self.role.lease is not None else None)
             for a in actions:
-                self._act(a, before)
+                work = self._act(a, before)
+                if work is not None:
+                    # Queued under the HA lock: the role thread runs the works
+                    # in the order the role machine decided them.
+                    self.role_work.run(work, a.kind, wait=False)
             if self.role != before:
                 self.role_changed.notify_all()
+        if wait and actions:
+            self.role_work.drain()
 
-    def _act(self, a: ha.Action, before: ha.RoleState) -> None:
+    def _act(self, a: ha.Action, before: ha.RoleState) -> Callable[[], None] | None:
+        """Do the quick part of an action (tell the transport the role) and
+        return the rest, for the role thread, or None."""
         log.info("node %s: %s (epoch %d): %s", self.node_id, a.kind, a.epoch, a.reason)
         if a.kind == "promote":
-            t0 = time.monotonic()
             if self.replicator is not None:
                 self.replicator.set_role("active", self.role.epoch)
-            self._take_over()
-            self.last_failover = {"at": self.clock(), "epoch": a.epoch, "reason": a.reason,
-                                  "takeover_ms": round((time.monotonic() - t0) * 1000, 1)}
-        elif a.kind == "demote":
+            return lambda: self._promoted(a)
+        if a.kind == "demote":
             if self.replicator is not None:
                 self.replicator.set_role("standby", self.role.epoch)
-            self._stand_down()
-        elif a.kind == "start_forwarding" and before.role == "active":
+            return self._stand_down
+        if a.kind == "start_forwarding" and before.role == "active":
             # A handover that found no standby: the addresses were given up
             # before it (_handover); take them back.
             if self.addresses is not None:
-                self.addresses.acquire()
+                return self.addresses.acquire
         elif a.kind == "handover":
             # Everything submitted reaches the journal (and, in sync mode, the
             # standby) before the standby is told to take over.
             threading.Thread(target=self._handover, daemon=True, name="handover").start()
+        return None
+
+    def _promoted(self, a: ha.Action) -> None:
+        t0 = time.monotonic()
+        # Read without the HA lock: a caller holding it may be waiting for
+        # this thread (failover, on_trigger's drain). The role is one value.
+        current = self.role
+        if current.role != "active" or current.epoch != a.epoch:
+            # Demoted again before the takeover began (its stand-down is
+            # queued behind this): nothing to take over.
+            log.info("node %s: takeover of epoch %d skipped: now %s in epoch %d",
+                     self.node_id, a.epoch, current.role, current.epoch)
+            return
+        self._take_over()
+        self.last_failover = {"at": self.clock(), "epoch": a.epoch, "reason": a.reason,
+                              "takeover_ms": round((time.monotonic() - t0) * 1000, 1)}
 
     def _handover(self) -> None:
         self.writer.flush()

@@ -43,6 +43,7 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from actors.thread_names import name_native_thread
+from actors.thread_priority import raise_thread_priority
 from journal.replication import (Ack, Batch, Handover, Heartbeat, Hello, ProtocolViolation, Receiver,
                                  Refused, Sender, Taken, decode, encode, frame_mark, hello_verdict)
 
@@ -358,6 +359,9 @@ class Replicator:
 
     def _run(self) -> None:
         name_native_thread()
+        # Before the first socket: libzmq starts its I/O thread (which sends
+        # the heartbeats on the wire) from here, and it inherits the policy.
+        log.info("replication: transport thread at %s", raise_thread_priority())
         try:
             wake_rx = self._ctx.socket(zmq.PAIR)
             wake_rx.setsockopt(zmq.LINGER, 0)

@@ -168,7 +168,7 @@ def _run_node(args, fence) -> int:
         if settings.ha is None:
             return None
         return Replicator(node_id=settings.node, bind=settings.ha.bind, peer=settings.ha.peer,
-                          journal=node.journal, on_records=node.on_records, on_trigger=node.on_trigger,
+                          journal=node.journal, on_records=node.on_records, on_trigger=node.on_transport_trigger,
                           keys=keys, hb_interval=nsrp.hb_interval_ms / 1000.0, hb_threshold=nsrp.hb_threshold,
                           priority=nsrp.priority, mode=nsrp.rto_mirror)
 
