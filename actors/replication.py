@@ -179,6 +179,40 @@ class ReplicationStatus:
     mode: str
 
 
+class SlowTurns:
+    """Where a late heartbeat's time went. A transport turn (checks and
+    heartbeat, poll, commands, reading each socket, streaming) should take
+    milliseconds and the poll should return when asked; a turn longer than
+    a heartbeat interval delays the heartbeat that renews the lease, so it is
+    logged with its parts (at most once per ``every`` seconds, with the count
+    meanwhile) for the operator and for tuning."""
+
+    def __init__(self, hb_interval: float, every: float = 5.0) -> None:
+        self.limit = hb_interval
+        self.every = every
+        self.count = 0            # slow turns since start
+        self._unlogged = 0
+        self._logged_at = float("-inf")
+
+    def note(self, top: float, asleep: float, asked: float, woke: float, t_cmds: float,
+             t_router: float, t_dealer: float, end: float) -> None:
+        overslept = woke - asleep - asked
+        busy = (asleep - top) + (end - woke)
+        if overslept <= self.limit and busy <= self.limit:
+            return
+        self.count += 1
+        self._unlogged += 1
+        if end - self._logged_at < self.every:
+            return
+        log.warning("replication: slow transport turn (%d since the last report): checks %.0f ms, "
+                    "poll returned %.0f ms late, commands %.0f ms, peer requests %.0f ms, "
+                    "peer stream %.0f ms, streaming %.0f ms", self._unlogged,
+                    (asleep - top) * 1000, max(0.0, overslept) * 1000, (t_cmds - woke) * 1000,
+                    (t_router - t_cmds) * 1000, (t_dealer - t_router) * 1000, (end - t_dealer) * 1000)
+        self._unlogged = 0
+        self._logged_at = end
+
+
 class Replicator:
     """The HA transport of one node. Start with :meth:`start`, stop with :meth:`stop`.
 
@@ -226,6 +260,7 @@ class Replicator:
         self._acked_cv = threading.Condition()
         self._peer_last: float | None = None
         self._active_seen = 0.0
+        self._turns = SlowTurns(hb_interval)
         # When this thread's previous turn began: a longer gap than its
         # wake-up period means it stood still (GIL held, collection, SIGSTOP).
         self._last_turn = 0.0
@@ -275,6 +310,13 @@ class Replicator:
         """Take effect at once (the HA controller may call this from the
         replication thread itself, inside ``on_trigger``)."""
         old = self.role
+        if role != old:
+            # The detection time starts again at the change, before the
+            # transport's next turn can judge silence: a node demoted by its
+            # peer's TAKEN has not heard that peer as active yet, and judged
+            # on its old time it promoted again at once (two actives until
+            # the epochs met).
+            self._active_seen = self.clock()
         self.role, self.epoch = role, epoch
         self._cmd(("role", old))
 
@@ -460,21 +502,27 @@ class Replicator:
             timeout_ms = max(1, int((wake_at - self.clock()) * 1000) + 1)
             asleep = self.clock()
             events = dict(poller.poll(timeout_ms))
+            woke = self.clock()
             # Back from the poll much later than asked: this thread could not
             # run (another held the GIL, a collection, SIGSTOP). What it reads
             # now may be old (a HANDOVER, above).
-            self._stood_still = stalled or (self.clock() - asleep
+            self._stood_still = stalled or (woke - asleep
                                             > timeout_ms / 1000 + 0.5 * self.hb_interval + 0.05)
             if wake_rx in events:
                 while wake_rx.poll(0):
                     wake_rx.recv()
             self._commands(dealer)
+            t_cmds = self.clock()
             if router in events:
                 self._drain_router(router)
+            t_router = self.clock()
             if dealer in events:
                 self._drain_dealer(dealer)
+            t_dealer = self.clock()
             if self.role == "active":
                 self._stream(router)
+            self._turns.note(now, asleep, timeout_ms / 1000, woke, t_cmds, t_router, t_dealer,
+                             self.clock())
 
     def _commands(self, dealer) -> None:
         while True:

@@ -255,3 +255,35 @@ def test_a_demoted_node_has_no_standby_to_wait_for(tmp_path):
     finally:
         r._ctx.destroy(linger=0)
         j.close()
+
+
+def test_old_active_does_not_promote_again_right_after_handing_over(pair):
+    """The old active has heard no active peer during its whole term: its
+    detection time must start at the demotion, not at its last standby days
+    (judged on that old time, it found "no heartbeat from the active node" on
+    its first turn as standby, promoted in a new epoch, and both nodes were
+    active until the epochs met)."""
+    a = pair.node("a", role="active", epoch=1, hb_threshold=4).start()
+    b = pair.node("b", hb_threshold=4).start()
+    for i in range(5):
+        a.writer.submit(call_events(i))
+    assert wait_for(lambda: a.repl.has_standby())
+    time.sleep(4 * 0.05 * 3)              # a's term outlasts the detection time
+    # The new active's first heartbeats come late (a loaded node), within
+    # the detection time of 200 ms.
+    send_hb, quiet = b.repl._heartbeat, {}
+
+    def late_heartbeat(dealer, now):
+        if b.repl.role == "active":
+            quiet.setdefault("until", now + 0.12)
+            if now < quiet["until"]:
+                return
+        send_hb(dealer, now)
+    b.repl._heartbeat = late_heartbeat
+    a.on_trigger("failover_requested")
+    assert wait_for(lambda: a.role.role == "standby" and b.role.role == "active", timeout=3)
+    t_end = time.monotonic() + 1.0
+    while time.monotonic() < t_end:
+        assert (a.role.role, b.role.role) == ("standby", "active")
+        assert (a.role.epoch, b.role.epoch) == (2, 2)
+        time.sleep(0.01)
