@@ -59,7 +59,6 @@ MAX_MESSAGE_BYTES = 64 << 20
 # holds the rest); a drain of waiting batches yields to the heartbeats after
 # half a heartbeat interval.
 APPEND_CHUNK = 2000
-INLINE_FOLD = 500
 FOLD_BACKLOG = 20000
 
 
@@ -272,6 +271,12 @@ class Replicator:
         self._handover_deadline: float | None = None
         self._handover_sent = False
         self.applier = Applier(f"replication-apply-{node_id}")
+        # Frames handed to the applier and not yet stored, and the journal's
+        # head as the applier last stored it: together, where the active's
+        # next batch must start (_received_head).
+        self._store_lock = threading.Lock()
+        self._in_store = 0
+        self._stored_head = journal.head
         # Set while a divergence cut (and rebuild) waits on the applier: no
         # HELLO and no batch until it is done; then HELLO at once.
         self._cutting = threading.Event()
@@ -317,6 +322,11 @@ class Replicator:
             # on its old time it promoted again at once (two actives until
             # the epochs met).
             self._active_seen = self.clock()
+            with self._store_lock:
+                if self._in_store == 0:
+                    # As active the journal writer appended: batches from a
+                    # new active continue from the journal's own head.
+                    self._stored_head = self.journal.head
         self.role, self.epoch = role, epoch
         self._cmd(("role", old))
 
@@ -540,6 +550,9 @@ class Replicator:
                         self.sender.peers.clear()
                         self._update_acked()
                 self._heartbeat(dealer, self.clock())
+            elif c[0] == "ack":
+                if self.role == "standby":
+                    self._send_dealer(dealer, Ack(c[1], self.epoch))
             elif c[0] == "handover":
                 if self.role == "active":
                     self._handover_deadline = self.clock() + self.handover_timeout
@@ -682,7 +695,7 @@ class Replicator:
                 self._active_seen = self._peer_last = self.clock()
                 if self.role != "standby" or msg.epoch < self.epoch or self._cutting.is_set():
                     continue
-                head = self.journal.head + len(pending)
+                head = self._received_head() + len(pending)
                 new, resync = self.receiver.admit(msg, head, self._peer_last)
                 pending += new
                 if resync:
@@ -703,8 +716,10 @@ class Replicator:
                     # an active already. Taking over now could make two
                     # actives; the sender gives up and the pair elects one.
                     log.warning("replication: a handover read after this node stood still; ignored")
-                elif self.role == "standby" and self.journal.head >= msg.head:
-                    self.applier.wait_idle()       # promote with every record folded
+                elif self.role == "standby" and self.applier.wait_idle() \
+                        and self.journal.head >= msg.head:
+                    # Every frame handed to the applier stored and folded
+                    # (the HANDOVER follows their acknowledgement).
                     self._trigger("handover_received", msg.epoch, self.clock())
                     if self.role == "active":
                         self._send_dealer(dealer, Taken(self.epoch))
@@ -729,30 +744,45 @@ class Replicator:
         self._apply(dealer, pending)
 
     def _apply(self, dealer, frames: list[bytes]) -> None:
+        """Hand received frames to the applier, which stores them, has the
+        acknowledgement sent, then folds them. Not here: a store waits for
+        an fsync and a fold for the node's state lock, and on a loaded box
+        either took from 0.3 to 1.8 s, during which this thread sent no
+        heartbeat (an active's heartbeats renew its lease) and read none
+        (the pair changed roles back and forth)."""
         if not frames:
             return
+        with self._store_lock:
+            self._in_store += len(frames)
+        self.applier.submit(self._store_and_fold, frames, records=len(frames))
+
+    def _received_head(self) -> int:
+        """The head this node will have once the frames handed to the
+        applier are stored: where the next batch from the active must start."""
+        with self._store_lock:
+            return self._stored_head + self._in_store
+
+    def _store_and_fold(self, frames: list[bytes]) -> None:
+        """Applier: store, acknowledge (through the transport thread, which
+        owns the sockets), fold. A promotion waits until the applier is idle
+        (heartbeat loss, HANDOVER), so it sees every acknowledged record folded."""
         try:
             records = self.journal.append_frames(frames)
         except Exception as exc:      # AppendRejected, JournalFailed: start over from our head
             log.warning("replication: could not store %d frames from the active: %s", len(frames), exc)
+            with self._store_lock:
+                self._in_store -= len(frames)
             self._helloed = False
+            self._wake()
             return
+        with self._store_lock:
+            self._stored_head = self.journal.head
+            self._in_store -= len(frames)
         # Acknowledged as soon as the frames are durable here (what sync mode
         # waits for: no acknowledged event is lost in a failover), before the
-        # fold: the active's held packets wait for this message, and folding
-        # (state, entity actors, datapath) took about half of the standby's
-        # share of the round trip. The fold still happens before this thread
-        # reads the next message, so a HANDOVER or a heartbeat loss that
-        # promotes this node sees every acknowledged record folded.
-        self._send_dealer(dealer, Ack(self.journal.head, self.epoch))
-        # A few records (the live tail) are folded here at once, as before;
-        # a backlog goes to the applier, in order after anything it holds. A
-        # promotion waits until the applier is idle (heartbeat loss,
-        # HANDOVER), so it still sees every acknowledged record folded.
-        if len(records) <= INLINE_FOLD and self.applier.idle():
-            self._fold(records)
-        else:
-            self.applier.submit(self._fold, records, records=len(records))
+        # fold: the active's held packets wait for this message.
+        self._cmd(("ack", self.journal.head))
+        self._fold(records)
 
     def _fold(self, records: list) -> None:
         try:
@@ -765,6 +795,8 @@ class Replicator:
         try:
             self._trigger("diverged", head)
         finally:
+            with self._store_lock:
+                self._stored_head = self.journal.head
             self._cutting.clear()
             self._hello_asap = True
             self._wake()

@@ -287,3 +287,27 @@ def test_old_active_does_not_promote_again_right_after_handing_over(pair):
         assert (a.role.role, b.role.role) == ("standby", "active")
         assert (a.role.epoch, b.role.epoch) == (2, 2)
         time.sleep(0.01)
+
+
+@pytest.mark.parametrize("slow", ["store", "fold"])
+def test_a_standby_slow_to_store_or_fold_keeps_its_heartbeats(pair, slow):
+    """A store that waits on a slow disk (fsync) or a fold that waits for the
+    node's state lock takes far longer than the detection time on a loaded
+    box. Done on the transport thread, it held the standby's heartbeats and
+    its reading of the active's: the active forgot it and the standby, on
+    waking, could promote. Now the transport goes on while the applier
+    stores and folds, and every batch is still acknowledged and folded."""
+    a = pair.node("a", role="active", epoch=1, hb_threshold=3).start()
+    b = pair.node("b", hb_threshold=3).start()
+    assert wait_for(lambda: a.repl.has_standby())
+    setattr(b, f"{slow}_delay", 0.6)            # four times the detection time (150 ms)
+    for i in range(3):
+        a.writer.submit(call_events(i))
+    t_end = time.monotonic() + 2.0
+    while time.monotonic() < t_end:
+        assert a.repl.has_standby(), "the active forgot its standby"
+        assert (a.role.role, b.role.role) == ("active", "standby")
+        time.sleep(0.01)
+    setattr(b, f"{slow}_delay", 0.0)
+    assert wait_for(lambda: b.applied == a.journal.head == 6, timeout=5)
+    assert_same(a, b)
