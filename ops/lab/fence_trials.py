@@ -46,6 +46,8 @@ class AddressWatcher:
         self.caller_ns, self.callee_ns = caller_ns, callee_ns
         self.period = period
         self.samples: list[Sample] = []
+        # Every namespace reading in the order taken: (time after it, role, held).
+        self.readings: list[tuple[float, str, frozenset[str]]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="address-watcher", daemon=True)
 
@@ -58,7 +60,10 @@ class AddressWatcher:
     def _run(self) -> None:
         while not self._stop.is_set():
             t = time.monotonic()
-            held = {role: self.held(ns) for role, ns in self.gateways.items()}
+            held = {}
+            for role, ns in self.gateways.items():
+                held[role] = self.held(ns)
+                self.readings.append((time.monotonic(), role, held[role]))
             try:
                 rtp = (read_counters(self.caller_ns)[0], read_counters(self.callee_ns)[0])
             except (LabError, ValueError, KeyError):
@@ -75,9 +80,21 @@ class AddressWatcher:
         self._thread.join(10)
 
     def both_held(self) -> list[tuple[float, dict]]:
-        """Samples where both nodes held an owned address."""
-        return [(s.t, {r: sorted(h) for r, h in s.held.items()}) for s in self.samples
-                if all(s.held.values())]
+        """Instants at which both nodes held an owned address, as the readings
+        prove it: a node seen holding, then its peer seen holding, then the
+        node seen holding again. Two namespaces cannot be read at one
+        instant, and on a loaded box the two ``ip`` processes of a sample
+        ran up to hundreds of ms apart: a sample that read the old active
+        before it let go and the new one after it took over showed "both"
+        where the log showed 70 ms between the removal and the addition.
+        The bracketing reading rules that out, unless a node removed and
+        re-added its addresses between two readings 50 ms apart."""
+        out = []
+        r = self.readings
+        for prev, mid, nxt in zip(r, r[1:], r[2:]):
+            if prev[1] == nxt[1] != mid[1] and prev[2] and mid[2] and nxt[2]:
+                out.append((mid[0], {prev[1]: sorted(prev[2]), mid[1]: sorted(mid[2])}))
+        return out
 
     def released_after(self, role: str, t0: float) -> float | None:
         """Seconds from ``t0`` to the first sample showing ``role`` without any
