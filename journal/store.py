@@ -102,6 +102,14 @@ class Journal:
         self._epoch = epoch
         self._fsync = fsync
         self._segment_bytes = segment_bytes
+        # _append_lock orders the appends and is held across their write and
+        # fsync; _lock guards the segment table and is held only to change or
+        # copy it, never across an fsync: readers (the replication thread
+        # streaming to the standby, building HELLOs) must not wait for a
+        # group commit (up to seconds on a loaded disk), which delayed the
+        # heartbeats that thread also sends. A record becomes visible to
+        # readers once durable, when its append updates the table.
+        self._append_lock = Lock()
         self._lock = Lock()
         self._cuts = 0                  # truncate_after calls: readers outside the lock check it
         self._fd: int | None = None
@@ -204,7 +212,7 @@ class Journal:
         versions) once they are durable."""
         if not items:
             return []
-        with self._lock:
+        with self._append_lock:
             self._check_writable()
             if epoch < self._epoch:
                 raise AppendRejected(f"epoch {epoch} is older than the journal's {self._epoch}")
@@ -229,7 +237,7 @@ class Journal:
         records = list(records)
         if not records:
             return
-        with self._lock:
+        with self._append_lock:
             self._check_writable()
             pending = self._validate(records)
             self._write([encode_record(r) for r in records], records, pending)
@@ -249,7 +257,7 @@ class Journal:
             if stop != len(frame):
                 raise AppendRejected(f"frame {i}: {len(frame) - stop} bytes after the frame")
             records.append(rec)
-        with self._lock:
+        with self._append_lock:
             self._check_writable()
             pending = self._validate(records)
             self._write(frames, records, pending)
@@ -301,15 +309,16 @@ class Journal:
             except OSError:
                 pass
             raise JournalFailed(f"append to {seg.path} failed: {exc!r}") from exc
-        offset = before
-        for frame in frames:
-            if seg.count % INDEX_STRIDE == 0:
-                seg.index.append(offset)
-            seg.count += 1
-            offset += len(frame)
-        seg.size = offset
-        self._versions.update(versions)
-        self._epoch = records[-1].epoch
+        with self._lock:
+            offset = before
+            for frame in frames:
+                if seg.count % INDEX_STRIDE == 0:
+                    seg.index.append(offset)
+                seg.count += 1
+                offset += len(frame)
+            seg.size = offset
+            self._versions.update(versions)
+            self._epoch = records[-1].epoch
 
     def _writable_segment(self) -> _Segment:
         if self._segments:
@@ -325,8 +334,9 @@ class Journal:
             os.close(self._fd)
         self._fd = fd
         seg = _Segment(first, path, 0, 0, [])
-        self._segments.append(seg)
-        self._firsts.append(first)
+        with self._lock:
+            self._segments.append(seg)
+            self._firsts.append(first)
         return seg
 
     # ---------------------------------------------------------------- reads
@@ -384,7 +394,7 @@ class Journal:
     def truncate_after(self, seq: int) -> int:
         """Drop every record after ``seq`` (a rejoining node discarding a tail
         its new active never had). Returns how many records were dropped."""
-        with self._lock:
+        with self._append_lock, self._lock:
             if self._closed:
                 raise ValueError("journal is closed")
             head = self.head
@@ -454,7 +464,7 @@ class Journal:
     # ---------------------------------------------------------------- close
 
     def close(self) -> None:
-        with self._lock:
+        with self._append_lock, self._lock:
             if self._closed:
                 return
             self._closed = True
