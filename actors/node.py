@@ -242,15 +242,17 @@ class Node:
                 # Before any address is added: the supervisor must know the
                 # lease that covers them (actors/fence.py).
                 self.addresses.lease(self.role.lease_until if self.role.lease is not None else None)
+            queued = False
             for a in actions:
                 work = self._act(a, before)
                 if work is not None:
                     # Queued under the HA lock: the role thread runs the works
                     # in the order the role machine decided them.
                     self.role_work.run(work, a.kind, wait=False)
+                    queued = True
             if self.role != before:
                 self.role_changed.notify_all()
-        if wait and actions:
+        if wait and queued:
             self.role_work.drain()
 
     def _act(self, a: ha.Action, before: ha.RoleState) -> Callable[[], None] | None:
@@ -896,8 +898,11 @@ class Node:
             if self.role.role != "active":
                 raise RuntimeError(f"this node is {self.role.role}; run failover on the active node")
             epoch = self.role.epoch
-            t0 = time.monotonic()
-            self.on_trigger("failover_requested")
+        t0 = time.monotonic()
+        # Not under the HA lock: on_trigger may wait for the role thread, and
+        # the transport thread takes that lock for every heartbeat it sends.
+        self.on_trigger("failover_requested")
+        with self.ha_lock:
             deadline = t0 + timeout
             while self.role.role == "active":
                 left = deadline - time.monotonic()
