@@ -31,6 +31,7 @@ from typing import Any, Callable
 from actors.directory import Directory
 from actors.journal_writer import JournalWriter
 from actors.role_work import RoleWork
+from actors.thread_priority import ordinary_thread_priority
 from actors.runtime import DispatcherPool, PooledActor
 from actors.timers import TimerFired, TimerService
 from gateway import domain, ha
@@ -294,6 +295,7 @@ class Node:
                               "takeover_ms": round((time.monotonic() - t0) * 1000, 1)}
 
     def _handover(self) -> None:
+        ordinary_thread_priority()       # started by the real-time transport thread
         self.writer.flush()
         # The addresses go before the standby is told to take over, so the
         # two nodes never hold them at once (the old active forwards nothing

@@ -43,7 +43,7 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from actors.thread_names import name_native_thread
-from actors.thread_priority import raise_thread_priority
+from actors.thread_priority import ordinary_thread_priority, raise_thread_priority
 from journal.replication import (Ack, Batch, Handover, Heartbeat, Hello, ProtocolViolation, Receiver,
                                  Refused, Sender, Taken, decode, encode, frame_mark, hello_verdict)
 
@@ -114,6 +114,7 @@ class Applier:
 
     def _run(self) -> None:
         name_native_thread()
+        ordinary_thread_priority()       # started by the real-time transport thread
         while True:
             with self._cv:
                 self._cv.wait_for(lambda: self._stopped or self._jobs)

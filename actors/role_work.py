@@ -23,6 +23,7 @@ from concurrent.futures import Future
 from typing import Callable
 
 from actors.thread_names import name_native_thread
+from actors.thread_priority import ordinary_thread_priority
 
 log = logging.getLogger("gateway.node")
 
@@ -75,6 +76,7 @@ class RoleWork:
 
     def _run(self) -> None:
         name_native_thread()
+        ordinary_thread_priority()       # usually started by the real-time transport thread
         while True:
             item = self._q.get()
             if item is None:

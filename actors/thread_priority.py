@@ -40,6 +40,21 @@ def raise_thread_priority(fifo: int = TRANSPORT_FIFO_PRIORITY, nice: int = FALLB
         return "default priority"
 
 
+def ordinary_thread_priority() -> None:
+    """Back to the ordinary policy for the calling thread. Linux threads
+    inherit their creator's policy: the threads the transport thread starts
+    (the applier that stores and folds, the role thread that takes over, the
+    handover) would otherwise run real-time too, and their CPU-heavy work
+    would preempt every ordinary thread of the box, among them, at times,
+    the one holding the interpreter lock that the transport thread waits for."""
+    if os.sched_getscheduler(0) & ~getattr(os, "SCHED_RESET_ON_FORK", 0) == os.SCHED_OTHER:
+        return
+    try:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except (OSError, AttributeError):
+        pass
+
+
 def thread_policy() -> tuple[int, int]:
     """(policy, priority) of the calling thread, for tests and status."""
     return os.sched_getscheduler(0) & ~getattr(os, "SCHED_RESET_ON_FORK", 0), \

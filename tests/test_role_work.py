@@ -171,3 +171,28 @@ def test_transport_thread_priority_is_raised_and_not_inherited_by_children():
         pytest.skip("no permission to raise a thread's priority here")
     # The calling (main) thread is unchanged.
     assert thread_policy()[0] == os.SCHED_OTHER
+
+
+def test_threads_started_by_the_real_time_transport_thread_run_ordinary():
+    """Linux threads inherit their creator's policy: the role thread and the
+    applier, started from the transport thread, go back to the ordinary one."""
+    import os
+    from actors.replication import Applier
+    out: dict = {}
+
+    def transport():
+        out["set"] = raise_thread_priority()
+        w = RoleWork()
+        w.run(lambda: out.__setitem__("role", thread_policy()[0]), "probe", wait=True)
+        w.stop()
+        a = Applier("probe-applier")
+        a.submit(lambda: out.__setitem__("applier", thread_policy()[0]))
+        a.wait_idle(5)
+        a.stop()
+
+    t = threading.Thread(target=transport)
+    t.start()
+    t.join(10)
+    if not out["set"].startswith("SCHED_FIFO"):
+        pytest.skip("no permission to raise a thread's priority here")
+    assert out["role"] == os.SCHED_OTHER and out["applier"] == os.SCHED_OTHER
