@@ -168,7 +168,8 @@ class BatchedVerdicts:
         # (flush joins the parts once).
         if mark:
             self._accept_marked(pkt, payload, mark)
-        elif payload is None:
+            return
+        if payload is None:
             self._parts.append(_MSG_PLAIN.pack(_HEAD.size + _VERDICT_ATTR_LEN, _MSG_TYPE,
                                                _NLM_F_REQUEST, self._res_id, _VERDICT_ATTR_LEN,
                                                _NFQA_VERDICT_HDR, _ACCEPT_BE, _htonl(pkt.id)))

@@ -227,8 +227,8 @@ def nft_ruleset(p: ShapingPlan) -> str:
 
 # -- statistics ------------------------------------------------------------------------
 
-_CLASS_RE = re.compile(r"^class htb (\S+) (?:parent (\S+) )?(?:leaf \S+ )?(?:root )?prio (\d+) "
-                       r"rate (\S+) ceil (\S+)")
+_CLASS_RE = re.compile(r"^class htb (\S+) (?:parent (\S+) )?(?:leaf \S+ )?(?:root )?"
+                       r"(?:prio (\d+) )?rate (\S+) ceil (\S+)")
 _SENT_RE = re.compile(r"Sent (\d+) bytes (\d+) pkt \(dropped (\d+), overlimits (\d+) "
                       r"requeues (\d+)\)")
 _RATE_RE = re.compile(r"^\s*rate (\S+) (\d+)pps")
@@ -250,7 +250,7 @@ def parse_class_stats(text: str) -> list[dict]:
     for line in text.splitlines():
         m = _CLASS_RE.match(line)
         if m is not None:
-            out.append({"classid": m.group(1), "parent": m.group(2), "prio": int(m.group(3)),
+            out.append({"classid": m.group(1), "parent": m.group(2), "prio": int(m.group(3) or 0),
                         "rate": _bits(m.group(4)), "ceil": _bits(m.group(5)), "bytes": 0,
                         "packets": 0, "dropped": 0, "overlimits": 0, "rate_bps": 0,
                         "rate_pps": 0})
