@@ -1,0 +1,222 @@
+"""End to end: Figure 20 of the manual (ch. 2, "Bandwidth Management for VoIP
+Services") in the namespace lab, through the gatewayd pair.
+
+The gateway's egress toward the untrust zone (ethernet3) is a 2 Mbps link.
+phone1 (trust) calls phone2 (untrust) with SIPp: 10 G.711 calls, between the
+figure's 8 (the VoIP guarantee, 512 Kbps) and 16 (its maximum, 1024 Kbps),
+RTP both ways (sip-tester's G.711 A-law capture: 30 ms packets, about 79
+Kbit/s per call on the wire). Meanwhile office (trust) sends 3 Mbps of UDP
+to server (untrust): more than the link carries.
+
+* With the manual's settings (tests/data/bandwidth/figure20.cfg: VoIP gbw 512
+  mbw 1024 priority 0 with DSCP EF; office gbw 1024 mbw 1536 priority 7):
+  the calls' RTP toward phone2 loses at most 1% and its jitter stays low,
+  the bulk flow gets the rest of the link and no more than its mbw, the
+  VoIP class drops nothing while the office class drops the excess
+  (``gwctl status``'s per-class counters), and on the egress capture
+  (tshark) every RTP and SIP packet of the calls carries DSCP 46 and the
+  bulk flow DSCP 0.
+* Without them (figure20-unshaped.cfg: the same 2 Mbps link, one queue for
+  everything) the calls degrade: RTP loss of 10% or more.
+
+Bounds are generous for a busy 2-core host; the figures measured are
+printed (pytest -s) for the notes. Needs what tests/test_e2e_calls.py
+needs; skipped with the reason otherwise."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ops.lab import gateway_starter as gs
+from ops.lab import netns, sipp
+
+from test_e2e_calls import Captures, lab_of
+
+pytestmark = pytest.mark.netns
+
+DATA = Path(__file__).resolve().parent / "data" / "bandwidth"
+CALLS = 10
+HOLD_MS = 7000                   # the G.711 capture SIPp plays lasts 7.05 s
+BULK_KBPS = 3000
+BULK_PAYLOAD = 1200              # octets of UDP payload: 1228 at IP, 1242 on the wire
+BULK_PORT = 9000
+LINK_KBPS = 2000
+OFFICE_MBW = 1536
+EF = 46                          # RFC 3246
+
+# A paced UDP sender run inside a host namespace: argv dst port kbps seconds.
+# It sends on schedule (catching up after a stall) and prints what it sent.
+_BULK = r"""
+import socket, sys, time
+dst, port, kbps, seconds, size = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+gap = size * 8 / (kbps * 1000.0)
+payload = b"B" * size
+start = time.monotonic()
+n = 0
+while True:
+    now = time.monotonic()
+    if now - start >= seconds:
+        break
+    due = start + n * gap
+    if due > now:
+        time.sleep(min(due - now, 0.01))
+        continue
+    try:
+        s.sendto(payload, (dst, port))
+    except OSError:
+        pass
+    n += 1
+print(n)
+"""
+
+
+def _host(plan, label):
+    return next(h for h in plan.hosts if h.label == label)
+
+
+def _rtp_streams(pcap: Path, src: str, dst: str) -> dict:
+    """Per RTP stream from ``src`` to ``dst`` in the capture: packets, lost
+    (RTP sequence gaps) and RFC 3550 6.4.1 interarrival jitter (ms, G.711's
+    8 kHz clock), computed from capture times."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.utils import PcapReader
+
+    streams: dict[tuple[int, int], dict] = {}
+    with PcapReader(str(pcap)) as rd:
+        for pkt in rd:
+            if IP not in pkt or UDP not in pkt:
+                continue
+            ip, udp = pkt[IP], pkt[UDP]
+            if ip.src != src or ip.dst != dst or 5060 in (udp.sport, udp.dport):
+                continue
+            data = bytes(udp.payload)
+            if len(data) < 12 or data[0] >> 6 != 2:
+                continue
+            seq = int.from_bytes(data[2:4], "big")
+            ts = int.from_bytes(data[4:8], "big")
+            t = float(pkt.time)
+            s = streams.setdefault((udp.sport, udp.dport),
+                                   {"packets": 0, "first": seq, "last": seq, "jitter": 0.0,
+                                    "prev": None})
+            s["packets"] += 1
+            s["last"] = max(s["last"], seq)
+            if s["prev"] is not None:
+                pt, pts = s["prev"]
+                d = (t - pt) - ((ts - pts) & 0xFFFFFFFF) / 8000.0
+                s["jitter"] += (abs(d) - s["jitter"]) / 16.0
+            s["prev"] = (t, ts)
+    for s in streams.values():
+        s["lost"] = max(0, s["last"] - s["first"] + 1 - s["packets"])
+        s["jitter_ms"] = s["jitter"] * 1000.0
+    return streams
+
+
+def _dscp(pcap: Path) -> list[tuple[str, str, int, int, str]]:
+    """(src, dst, sport, dport, DSCP) of every UDP packet, by tshark."""
+    out = subprocess.run(["tshark", "-n", "-r", str(pcap), "-Y", "udp", "-T", "fields",
+                          "-e", "ip.src", "-e", "ip.dst", "-e", "udp.srcport", "-e", "udp.dstport",
+                          "-e", "ip.dsfield.dscp"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows = []
+    for line in out.stdout.splitlines():
+        f = line.split("\t")
+        if len(f) == 5 and f[4]:
+            rows.append((f[0], f[1], int(f[2]), int(f[3]), f[4]))
+    return rows
+
+
+def _run_case(make, cfg_name: str, tmp: Path) -> dict:
+    cfg, plan, state = make(DATA / cfg_name)
+    phone1, phone2 = _host(plan, "phone1"), _host(plan, "phone2")
+    office, server = _host(plan, "office"), _host(plan, "server")
+    caps = Captures(plan, tmp)
+    seconds = CALLS / 10.0 + HOLD_MS / 1000.0 + 2.0
+    server_before = netns.read_counters(server.netns)[0]
+    bulk = subprocess.Popen(netns.ns_cmd(office.netns, sys.executable, "-c", _BULK,
+                                         str(server.address.ip), str(BULK_PORT), str(BULK_KBPS),
+                                         str(seconds), str(BULK_PAYLOAD)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)                 # the link is full before the first call
+        calls = sipp.run_calls(phone1, phone2, calls=CALLS, rate=10.0, duration_ms=HOLD_MS,
+                               per_call_media_port=True)
+        out, err = bulk.communicate(timeout=seconds + 30)
+    finally:
+        if bulk.poll() is None:
+            bulk.kill()
+            bulk.wait(5)
+        caps.stop()
+    sent = int(out.strip() or 0)
+    received = netns.read_counters(server.netns)[0] - server_before
+    status = gs.node_status(state)[gs.active_role(state)]
+    egress = next(s.bridge for s in plan.segments if s.label == "ethernet3")
+    pcap = caps.files[egress]
+    streams = _rtp_streams(pcap, str(phone1.address.ip), str(phone2.address.ip))
+    jitters = [s["jitter_ms"] for s in streams.values()]
+    result = {
+        "config": cfg_name,
+        "calls": (calls.calls_attempted, calls.calls_completed, calls.calls_failed),
+        "rtp_sent": calls.rtp_sent, "rtp_received_by_callee": calls.callee_rtp_received,
+        "rtp_loss": 1.0 - calls.callee_rtp_received / max(calls.rtp_sent, 1),
+        "rtp_streams": len(streams),
+        "jitter_mean_ms": statistics.mean(jitters) if jitters else None,
+        "jitter_max_ms": max(jitters) if jitters else None,
+        "bulk_sent": sent, "bulk_received": received,
+        "bulk_kbps": received * (BULK_PAYLOAD + 28) * 8 / 1000.0 / seconds,
+        "bulk_sent_kbps": sent * (BULK_PAYLOAD + 28) * 8 / 1000.0 / seconds,
+        "shaping": status.get("shaping"),
+        "dscp": _dscp(pcap),
+        "phones": (str(phone1.address.ip), str(phone2.address.ip)),
+        "bulk_hosts": (str(office.address.ip), str(server.address.ip)),
+    }
+    print(json.dumps({k: v for k, v in result.items() if k != "dscp"}, indent=1, default=str))
+    return result
+
+
+def test_figure20_voip_keeps_its_calls_with_the_manuals_settings_and_not_without(tmp_path):
+    with lab_of(tmp_path / "shaped", "bw") as make:
+        (tmp_path / "shaped").mkdir(exist_ok=True)
+        shaped = _run_case(make, "figure20.cfg", tmp_path / "shaped")
+    with lab_of(tmp_path / "unshaped", "bu") as make:
+        (tmp_path / "unshaped").mkdir(exist_ok=True)
+        unshaped = _run_case(make, "figure20-unshaped.cfg", tmp_path / "unshaped")
+
+    # Both runs: every call completed and the bulk sender did fill the link.
+    for r in (shaped, unshaped):
+        assert r["calls"] == (CALLS, CALLS, 0), r
+        assert r["bulk_sent_kbps"] > 1.2 * LINK_KBPS, r
+
+    # With Figure 20's settings: the calls keep their media...
+    assert shaped["rtp_loss"] <= 0.01, shaped
+    assert shaped["rtp_streams"] == CALLS, shaped
+    assert shaped["jitter_mean_ms"] is not None and shaped["jitter_mean_ms"] <= 15.0, shaped
+    # ... and the bulk flow gets the rest of the link, within its mbw.
+    assert 0.45 * LINK_KBPS <= shaped["bulk_kbps"] <= OFFICE_MBW * 1.05, shaped
+    (iface,) = shaped["shaping"]
+    assert iface["installed"] and iface["interface"] == "ethernet3", iface
+    classes = {c["policy"]: c for c in iface["classes"]}
+    voip, office = classes[1], classes[2]
+    assert voip["packets"] > 0 and voip["dropped"] <= 0.01 * voip["packets"], classes
+    assert office["dropped"] > 0, classes            # the bulk's excess
+    # DSCP on the egress capture: the calls' RTP and SIP from phone1 are EF,
+    # the bulk flow unmarked.
+    p1, p2 = shaped["phones"]
+    call_dscp = {d for s, t, _sp, _dp, d in shaped["dscp"] if (s, t) == (p1, p2)}
+    bulk_dscp = {d for s, t, _sp, dp, d in shaped["dscp"] if (s, t) == shaped["bulk_hosts"]}
+    assert call_dscp == {str(EF)}, call_dscp
+    assert bulk_dscp == {"0"}, bulk_dscp
+    sip_dscp = {d for s, t, sp, dp, d in shaped["dscp"] if (s, t) == (p1, p2) and dp == 5060}
+    assert sip_dscp == {str(EF)}, sip_dscp
+
+    # Without them, on the same 2 Mbps link, the calls degrade.
+    assert unshaped["rtp_loss"] >= 0.10, unshaped
+    assert unshaped["rtp_loss"] >= 10 * max(shaped["rtp_loss"], 0.005), (shaped, unshaped)
+    assert {d for s, t, _sp, _dp, d in unshaped["dscp"] if (s, t) == (p1, p2)} == {"0"}
