@@ -79,3 +79,28 @@ def test_status_reports_rates_and_drops_per_class():
     text = shaping_lines([iface])
     assert text[0] == "shaping ethernet3 (veth-out): 2000 Kbps"
     assert any("policy 1" in t and "dropped 2" in t and "rate 8 Kbit/s 5 pps" in t for t in text)
+
+
+def test_a_node_taking_over_installs_the_shaping_again(tmp_path):
+    """The new active installs the trees and marks (gatewayd registers the
+    shaper's install as a takeover hook); a failing hook does not stop the
+    takeover."""
+    from actors.node import Node
+
+    cfg = load_file(FIGURE20)
+    rec = Recorder()
+    shaper = TrafficShaper(cfg, DEVICES, runner=rec)
+    node = Node("gw-a", cfg, str(tmp_path / "j"), fsync=False, timer_thread=False)
+
+    def broken() -> None:
+        raise RuntimeError("hook failed")
+
+    node.on_takeover += [broken, shaper.install]
+    try:
+        assert not shaper.installed
+        node.start()                      # a lone node takes the active role
+        assert node.role.role == "active"
+        assert shaper.installed
+        assert any(a[:3] == ["tc", "qdisc", "replace"] for a, _ in rec.calls)
+    finally:
+        node.stop()
