@@ -20,11 +20,17 @@ How that maps onto Linux (what :func:`plan` computes, the actors install):
   else. A policy has its class on the interfaces of its to-zone (its
   traffic) and of its from-zone (the replies), as ScreenOS reserves a
   policy's bandwidth both ways (Juniper KB23597).
-* packets reach their class by the firewall mark (``fw`` filter): the
-  datapath gives every packet of a policy's sessions that policy's mark in
-  its NFQUEUE verdict (:func:`policy_mark`), media sessions the mark of the
-  policy that permitted the signalling that opened their pinhole.
-* nftables sets the DSCP per mark in postrouting (after the datapath's
+* packets reach their class by the firewall mark: the datapath gives every
+  packet of a policy's sessions that policy's mark in its NFQUEUE verdict
+  (:func:`policy_mark`), media sessions the mark of the policy that
+  permitted the signalling that opened their pinhole. nftables turns the
+  mark into the packet's priority in postrouting (``meta priority set
+  1:MINOR``): HTB sends a packet whose priority names one of its classes
+  straight to that class, without a tc filter (the ``fw`` classifier is a
+  module a host may not have; the lab's kernel has none). A policy's class
+  has the same minor on every interface; on an interface without it the
+  packet falls to the default class.
+* nftables also sets the DSCP per mark in postrouting (after the datapath's
   rewrite), and copies the mark to the connection's conntrack mark and back
   for packets that were not queued (``set flow queue-bypass`` with no worker
   listening), so those keep their class too.
@@ -111,6 +117,9 @@ class ShapingPlan:
     marks: Mapping[int, int]
     # firewall mark -> DSCP value (0..63), for the policies that mark DSCP
     dscp: Mapping[int, int]
+    # firewall mark -> HTB class minor, for the policies that shape (the
+    # same class on every interface shaped)
+    classes: Mapping[int, int]
 
     @property
     def empty(self) -> bool:
@@ -148,6 +157,7 @@ def plan(config: Config) -> ShapingPlan:
         if value is not None:
             dscp[policy_mark(p.id)] = value
     shaping = [p for p in policies if p.traffic.shaping]  # type: ignore[union-attr]
+    minors = {p.id: FIRST_POLICY_MINOR + i for i, p in enumerate(shaping)}
     mode = config.traffic_shaping.mode
     trees: list[InterfaceShaping] = []
     if mode == "on" or (mode == "auto" and shaping):
@@ -155,11 +165,14 @@ def plan(config: Config) -> ShapingPlan:
             bw = iface.bandwidth_egress
             if bw is None or iface.zone is None or iface.kind != "ethernet":
                 continue
-            trees.append(_tree(iface.name, iface.zone, bw, shaping))
-    return ShapingPlan(tuple(trees), MappingProxyType(marks), MappingProxyType(dscp))
+            trees.append(_tree(iface.name, iface.zone, bw, shaping, minors))
+    classes = {policy_mark(pid): minor for pid, minor in minors.items()} if trees else {}
+    return ShapingPlan(tuple(trees), MappingProxyType(marks), MappingProxyType(dscp),
+                       MappingProxyType(classes))
 
 
-def _tree(name: str, zone: str, bw: int, shaping: list[Policy]) -> InterfaceShaping:
+def _tree(name: str, zone: str, bw: int, shaping: list[Policy],
+          minors: Mapping[int, int]) -> InterfaceShaping:
     classes = []
     guaranteed = 0
     for p in shaping:
@@ -170,7 +183,7 @@ def _tree(name: str, zone: str, bw: int, shaping: list[Policy]) -> InterfaceShap
         ceil = min(t.mbw, bw) if t.mbw else bw  # type: ignore[union-attr]
         ceil = max(ceil, rate)
         guaranteed += rate
-        classes.append(ShapingClass(FIRST_POLICY_MINOR + len(classes), p.id, rate, ceil,
+        classes.append(ShapingClass(minors[p.id], p.id, rate, ceil,
                                     t.priority))  # type: ignore[union-attr]
     default = ShapingClass(DEFAULT_MINOR, None, max(bw - guaranteed, MIN_RATE_KBIT), bw, 7)
     return InterfaceShaping(name, bw, (default, *classes))
@@ -188,15 +201,13 @@ def tc_install(tree: InterfaceShaping, dev: str) -> list[list[str]]:
              f"1:{ROOT_MINOR:x}", "htb", "rate", f"{bw}kbit", "ceil", f"{bw}kbit",
              "quantum", str(_quantum(bw))]]
     for c in tree.classes:
+        # A rate estimator per class (1 s samples, 8 s average): the current
+        # rate ``gwctl status`` shows.
         cmds.append(["class", "replace", "dev", dev, "parent", f"1:{ROOT_MINOR:x}", "classid",
-                     c.classid, "htb", "rate", f"{c.rate_kbit}kbit", "ceil", f"{c.ceil_kbit}kbit",
+                     c.classid, "estimator", "1sec", "8sec", "htb", "rate", f"{c.rate_kbit}kbit", "ceil", f"{c.ceil_kbit}kbit",
                      "prio", str(c.prio), "quantum", str(_quantum(c.rate_kbit))])
         cmds.append(["qdisc", "replace", "dev", dev, "parent", c.classid, "handle",
                      f"{c.minor:x}:", "pfifo", "limit", str(LEAF_LIMIT)])
-    for c in tree.classes:
-        if c.mark is not None:
-            cmds.append(["filter", "replace", "dev", dev, "parent", HTB_HANDLE, "protocol", "ip",
-                         "prio", "1", "handle", f"0x{c.mark:x}", "fw", "classid", c.classid])
     return cmds
 
 
@@ -207,11 +218,14 @@ def tc_remove(dev: str) -> list[str]:
 
 
 def nft_ruleset(p: ShapingPlan) -> str:
-    """The ``nft -f`` script of the marks' DSCP and conntrack copy: one
-    table the gateway owns, replaced whole (deleted first when present)."""
+    """The ``nft -f`` script of the marks' HTB class (packet priority),
+    DSCP and conntrack copy: one table the gateway owns, replaced whole
+    (deleted first when present)."""
     lines = [f"table ip {NFT_TABLE} {{",
              "  chain postrouting {",
              "    type filter hook postrouting priority mangle; policy accept;"]
+    for mark, minor in sorted(p.classes.items()):
+        lines.append(f"    meta mark 0x{mark:08x} meta priority set 1:{minor:x}")
     for mark, value in sorted(p.dscp.items()):
         lines.append(f"    meta mark 0x{mark:08x} ip dscp set {value}")
     lines += [f"    meta mark & 0x{MARK_MASK:08x} == 0x{MARK_TAG:08x} ct mark set meta mark",

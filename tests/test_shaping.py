@@ -201,11 +201,12 @@ def test_figure20_plan_one_htb_tree_on_the_2mbps_interface():
     assert dict(p.dscp) == {policy_mark(1): 46}
     cmds = [" ".join(c) for c in tc_install(tree, "ethernet3")]
     assert cmds[0] == "qdisc replace dev ethernet3 root handle 1: htb default 2"
-    assert "class replace dev ethernet3 parent 1:1 classid 1:100 htb rate 512kbit ceil 1024kbit " \
-           "prio 0 quantum 6400" in cmds
-    assert f"filter replace dev ethernet3 parent 1: protocol ip prio 1 handle " \
-           f"0x{policy_mark(1):x} fw classid 1:100" in cmds
+    assert "class replace dev ethernet3 parent 1:1 classid 1:100 estimator 1sec 8sec htb rate " \
+           "512kbit ceil 1024kbit prio 0 quantum 6400" in cmds
+    assert not any(c.startswith("filter") for c in cmds)
     script = nft_ruleset(p)
+    assert f"meta mark 0x{policy_mark(1):08x} meta priority set 1:100" in script
+    assert f"meta mark 0x{policy_mark(2):08x} meta priority set 1:101" in script
     assert f"meta mark 0x{policy_mark(1):08x} ip dscp set 46" in script
     assert "ct mark set meta mark" in script and "meta mark set ct mark" in script
 
