@@ -68,6 +68,11 @@ class TrafficShaper:
         # The table is replaced whole: an old one (an earlier run that died)
         # goes first; its absence is no error.
         self.run(["nft", "delete", "table", "ip", NFT_TABLE])
+        # Likewise the trees: HTB refuses a change of its root's settings,
+        # so a tree already there (the standby's, now taking over, or a
+        # dead run's) is removed and built again.
+        for tree in self.trees:
+            self.run(["tc", *tc_remove(self.devices[tree.interface])])
         for args, stdin in self.commands():
             r = self.run(args, input=stdin)
             if r.returncode != 0:

@@ -36,7 +36,7 @@ def test_install_builds_the_tree_on_the_mapped_device_and_the_nft_table():
     shaper = TrafficShaper(load_file(FIGURE20), DEVICES, runner=rec)
     shaper.install()
     lines = [" ".join(a) for a, _ in rec.calls]
-    assert lines[0] == f"nft delete table ip {NFT_TABLE}"
+    assert lines[:2] == [f"nft delete table ip {NFT_TABLE}", "tc qdisc del dev veth-out root"]
     assert "tc qdisc replace dev veth-out root handle 1: htb default 2" in lines
     assert not any("veth-in" in line for line in lines)     # no bandwidth there
     script = [i for a, i in rec.calls if a == ["nft", "-f", "-"]]
