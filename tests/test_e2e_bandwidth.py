@@ -16,8 +16,11 @@ to server (untrust): more than the link carries.
   (``gwctl status``'s per-class counters), and on the egress capture
   (tshark) every RTP and SIP packet of the calls carries DSCP 46 and the
   bulk flow DSCP 0.
-* Without them (figure20-unshaped.cfg: the same 2 Mbps link, one queue for
-  everything) the calls degrade: RTP loss of 10% or more.
+* The figure's left side (figure20-no-priority.cfg: the same gbw and mbw,
+  no priority levels): the calls need more than their guarantee and get
+  only a share of the spare bandwidth: they lose media (3% or more).
+* Without the settings (figure20-unshaped.cfg: the same 2 Mbps link, one
+  queue for everything) the calls degrade: RTP loss of 10% or more.
 
 Bounds are generous for a busy 2-core host; the figures measured are
 printed (pytest -s) for the notes. Needs what tests/test_e2e_calls.py
@@ -220,12 +223,15 @@ def test_figure20_voip_keeps_its_calls_with_the_manuals_settings_and_not_without
     with lab_of(tmp_path / "shaped", "bw") as make:
         (tmp_path / "shaped").mkdir(exist_ok=True)
         shaped = _run_case(make, "figure20.cfg", tmp_path / "shaped")
+    with lab_of(tmp_path / "equal", "bp") as make:
+        (tmp_path / "equal").mkdir(exist_ok=True)
+        equal = _run_case(make, "figure20-no-priority.cfg", tmp_path / "equal")
     with lab_of(tmp_path / "unshaped", "bu") as make:
         (tmp_path / "unshaped").mkdir(exist_ok=True)
         unshaped = _run_case(make, "figure20-unshaped.cfg", tmp_path / "unshaped")
 
-    # Both runs: every call completed and the bulk sender did fill the link.
-    for r in (shaped, unshaped):
+    # Every run: every call completed and the bulk sender did fill the link.
+    for r in (shaped, equal, unshaped):
         assert r["calls"] == (CALLS, CALLS, 0), r
         assert r["bulk_sent_kbps"] > 1.2 * LINK_KBPS, r
 
@@ -253,6 +259,12 @@ def test_figure20_voip_keeps_its_calls_with_the_manuals_settings_and_not_without
     assert bulk_dscp == {"0"}, bulk_dscp
     sip_dscp = {d for s, t, sp, dp, d in shaped["dscp"] if (s, t) == (p1, p2) and dp == 5060}
     assert sip_dscp == {str(EF)}, sip_dscp
+
+    # The figure's left side: the same guarantees without priority levels.
+    # The calls need more than their 512 Kbps guarantee and get only a
+    # share of the spare bandwidth, so they lose media.
+    assert equal["rtp_loss"] >= 0.03 and equal["rtp_loss"] >= shaped["rtp_loss"] + 0.02, \
+        (shaped, equal)
 
     # Without them, on the same 2 Mbps link, the calls degrade.
     assert unshaped["rtp_loss"] >= 0.10, unshaped
