@@ -349,6 +349,20 @@ def test_a_pinhole_rebuilt_after_takeover_finds_the_policy_of_its_call():
     assert dp.process(rtp, "ethernet1", 0.0).mark == policy_mark(1)
 
 
+def test_a_rebuilt_pinhole_first_used_by_the_callee_finds_the_callers_policy():
+    """After a takeover the echo from phone2 may be the first packet: no
+    policy permits untrust -> trust, but the call's signalling policy
+    (phone1 -> phone2) covers the session both ways."""
+    dp = _voip_datapath()
+    dp.rebuild([Pinhole("c1#p2", "c1", "c1#g1", "media", "udp", "inbound", ("10.1.1.3", 30000),
+                        None, None, 120.0)])
+    echo = build_udp("1.1.1.3", "10.1.1.3", 40000, 30000, b"\x80" * 172)
+    first = dp.process(echo, "ethernet3", 0.0)
+    assert first.path == "fast-pinhole" and first.mark == policy_mark(1)
+    rtp = build_udp("10.1.1.3", "1.1.1.3", 30000, 40000, b"\x80" * 172)
+    assert dp.process(rtp, "ethernet1", 0.1).mark == policy_mark(1)
+
+
 def test_marks_are_tagged():
     assert policy_mark(1) == MARK_TAG | 1 and is_policy_mark(policy_mark(65535))
     assert not is_policy_mark(0) and not is_policy_mark(MARK_TAG)

@@ -795,15 +795,24 @@ class Datapath:
         its ALG opened it; for a pinhole rebuilt from the replicated ALG
         state (takeover, replay: no message opened it here), the policy
         the flow would match as the ALG's service, which is the policy
-        that permits that call's signalling between the same parties."""
+        that permits that call's signalling between the same parties, in
+        either direction (the session made covers both, and after a
+        takeover either party's packet may come first)."""
         if hole.policy_id is not None or not self.marks:
             return hole.policy_id
         p, s, sp, d, dp = key
         alg = getattr(hole.pinhole, "alg", "") or "sip"
         service = {"h323": H323_SERVICE, "mgcp": None}.get(alg, alg)
-        dst = hole.to[0] if hole.to is not None else d
-        dec = self.engine.decide(Flow(ingress, IPv4Address(s), IPv4Address(dst),
-                                      _PROTO_NAMES.get(p, "udp"), sp, dp), service=service)
+        proto = _PROTO_NAMES.get(p, "udp")
+        dst, dport = hole.to if hole.to is not None else (d, dp)
+        src, dst = IPv4Address(s), IPv4Address(dst)
+        dec = self.engine.decide(Flow(ingress, src, dst, proto, sp, dport), service=service)
+        if dec.action != "permit" or dec.policy is None:
+            # The other party's packets arrive by the interface facing it.
+            back = self.engine.route(dst)
+            if back is not None:
+                dec = self.engine.decide(Flow(back[0], dst, src, proto, dport, sp),
+                                         service=service)
         if dec.action == "permit" and dec.policy is not None:
             hole.policy_id = dec.policy.id
         return hole.policy_id
