@@ -18,8 +18,8 @@ from typing import Callable, Mapping
 
 from gateway.config.model import Config
 from gateway.shaping import (
-    NFT_TABLE, ShapingPlan, class_report, nft_ruleset, parse_class_stats, plan, tc_install,
-    tc_remove,
+    HTB_HANDLE, NFT_TABLE, ShapingPlan, class_report, nft_ruleset, parse_class_stats, plan,
+    tc_install, tc_remove,
 )
 
 log = logging.getLogger("voip_alg.shaping")
@@ -52,28 +52,41 @@ class TrafficShaper:
     def wanted(self) -> bool:
         return bool(self.trees) or bool(self.plan.marks)
 
-    def commands(self) -> list[tuple[list[str], str | None]]:
-        """Every command :meth:`install` runs, with its standard input."""
+    def _has_root(self, dev: str) -> bool:
+        r = self.run(["tc", "qdisc", "show", "dev", dev, "root"])
+        return r.returncode == 0 and (r.stdout or "").startswith(f"qdisc htb {HTB_HANDLE} root")
+
+    def commands(self, keep_roots: frozenset[str] = frozenset()) -> list[tuple[list[str], str | None]]:
+        """Every command :meth:`install` runs, with its standard input;
+        on the devices of ``keep_roots`` the HTB root already there stays
+        (HTB refuses a change of its root) and the classes are replaced."""
         out: list[tuple[list[str], str | None]] = []
         for tree in self.trees:
-            for args in tc_install(tree, self.devices[tree.interface]):
-                out.append((["tc", *args], None))
+            dev = self.devices[tree.interface]
+            cmds = tc_install(tree, dev)
+            if dev in keep_roots:
+                cmds = cmds[1:]
+            out += [(["tc", *args], None) for args in cmds]
         if self.plan.marks:
             out.append((["nft", "-f", "-"], nft_ruleset(self.plan)))
         return out
 
     def install(self) -> None:
+        """Install, or bring up to date without a gap: a node taking over
+        under traffic keeps the HTB root its start made (the standby's) and
+        replaces its classes, and the nft table is replaced atomically, so
+        no packet leaves unshaped or unmarked meanwhile. A root that is not
+        ours (a device's default qdisc) is replaced."""
         if not self.wanted:
             return
-        # The table is replaced whole: an old one (an earlier run that died)
-        # goes first; its absence is no error.
-        self.run(["nft", "delete", "table", "ip", NFT_TABLE])
-        # Likewise the trees: HTB refuses a change of its root's settings,
-        # so a tree already there (the standby's, now taking over, or a
-        # dead run's) is removed and built again.
+        keep = set()
         for tree in self.trees:
-            self.run(["tc", *tc_remove(self.devices[tree.interface])])
-        for args, stdin in self.commands():
+            dev = self.devices[tree.interface]
+            if self._has_root(dev):
+                keep.add(dev)
+            else:
+                self.run(["tc", *tc_remove(dev)])
+        for args, stdin in self.commands(frozenset(keep)):
             r = self.run(args, input=stdin)
             if r.returncode != 0:
                 self.remove()

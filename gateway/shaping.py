@@ -219,9 +219,13 @@ def tc_remove(dev: str) -> list[str]:
 
 def nft_ruleset(p: ShapingPlan) -> str:
     """The ``nft -f`` script of the marks' HTB class (packet priority),
-    DSCP and conntrack copy: one table the gateway owns, replaced whole
-    (deleted first when present)."""
-    lines = [f"table ip {NFT_TABLE} {{",
+    DSCP and conntrack copy: one table the gateway owns, replaced whole in
+    one transaction (declared, so that the delete never fails, deleted,
+    made again: ``nft -f`` applies a file atomically, so no packet passes
+    between the old table and the new, as at a takeover under traffic)."""
+    lines = [f"table ip {NFT_TABLE}",
+             f"delete table ip {NFT_TABLE}",
+             f"table ip {NFT_TABLE} {{",
              "  chain postrouting {",
              "    type filter hook postrouting priority mangle; policy accept;"]
     for mark, minor in sorted(p.classes.items()):

@@ -274,3 +274,55 @@ def test_figure20_voip_keeps_its_calls_with_the_manuals_settings_and_not_without
     # (the packets measured are the survivors: those that found the queue
     # full were dropped, so the loss above is the robust figure).
     assert unshaped["delay_p95_ms"] > shaped["delay_p95_ms"], (shaped, unshaped)
+
+
+def test_figure20_shaping_holds_across_a_failover(tmp_path):
+    """The new active shapes and marks as the old one did: it brings its
+    trees and marks up to date when it takes over, without a gap in which
+    packets would leave unmarked, and the calls' media, through the
+    pinholes it rebuilt from the replicated state, land in the VoIP class
+    with DSCP EF while the bulk flow still fills the link."""
+    with lab_of(tmp_path, "bf") as make:
+        cfg, plan, state = make(DATA / "figure20.cfg")
+        phone1, phone2 = _host(plan, "phone1"), _host(plan, "phone2")
+        office, server = _host(plan, "office"), _host(plan, "server")
+        caps = Captures(plan, tmp_path)
+        seconds = CALLS / 10.0 + HOLD_MS / 1000.0 + 2.0
+        bulk = subprocess.Popen(netns.ns_cmd(office.netns, sys.executable, "-c", _BULK,
+                                             str(server.address.ip), str(BULK_PORT),
+                                             str(BULK_KBPS), str(seconds), str(BULK_PAYLOAD)),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(1.0)
+            run = gs.calls_with_failover(state, phone1, phone2, phone2.address.ip, calls=CALLS,
+                                         rate=10.0, duration_ms=HOLD_MS, failover_at=4.0)
+            bulk.communicate(timeout=seconds + 30)
+        finally:
+            if bulk.poll() is None:
+                bulk.kill()
+                bulk.wait(5)
+            caps.stop()
+        assert run.failover is not None, run.failover_error
+        r = run.calls
+        assert (r.calls_attempted, r.calls_completed, r.calls_failed) == (CALLS, CALLS, 0), r
+        after = run.rtp_after
+        print(json.dumps({"failover_s": run.failover.seconds, "rtp_before": str(run.rtp_before),
+                          "rtp_after": str(after)}))
+        # A graceful failover loses a little (the ARP takeover); the link's
+        # bulk flow takes nothing more from the calls after it.
+        assert after.caller_sent > 0 and after.callee_received >= 0.9 * after.caller_sent, after
+        status = gs.node_status(state)[run.failover.to_role]
+        assert status["role"] == "active"
+        (iface,) = status["shaping"]
+        assert iface["installed"], iface
+        classes = {c["policy"]: c for c in iface["classes"]}
+        # The new active's tree (built at its start, brought up to date at
+        # the takeover; a standby forwards nothing): its counts are the
+        # traffic since the takeover.
+        assert classes[1]["packets"] > 0.5 * after.caller_sent, classes
+        assert classes[1]["dropped"] <= 0.01 * classes[1]["packets"], classes
+        assert classes[2]["dropped"] > 0, classes
+        egress = next(s.bridge for s in plan.segments if s.label == "ethernet3")
+        p1, p2 = str(phone1.address.ip), str(phone2.address.ip)
+        rtp = {d for s, t, sp, dp, d in _dscp(caps.files[egress]) if (s, t) == (p1, p2)}
+        assert rtp == {str(EF)}, rtp

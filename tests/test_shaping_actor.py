@@ -28,7 +28,10 @@ class Recorder:
         self.calls.append((list(args), input))
         text = " ".join(args)
         rc = 1 if self.fail_on is not None and self.fail_on in text else 0
-        return subprocess.CompletedProcess(args, rc, self.stdout, "boom" if rc else "")
+        out = self.root if args[:3] == ["tc", "qdisc", "show"] else self.stdout
+        return subprocess.CompletedProcess(args, rc, out, "boom" if rc else "")
+
+    root = ""
 
 
 def test_install_builds_the_tree_on_the_mapped_device_and_the_nft_table():
@@ -36,16 +39,32 @@ def test_install_builds_the_tree_on_the_mapped_device_and_the_nft_table():
     shaper = TrafficShaper(load_file(FIGURE20), DEVICES, runner=rec)
     shaper.install()
     lines = [" ".join(a) for a, _ in rec.calls]
-    assert lines[:2] == [f"nft delete table ip {NFT_TABLE}", "tc qdisc del dev veth-out root"]
-    assert "tc qdisc replace dev veth-out root handle 1: htb default 2" in lines
+    # The device's own root qdisc is not ours: removed, the tree built.
+    assert lines[:3] == ["tc qdisc show dev veth-out root", "tc qdisc del dev veth-out root",
+                         "tc qdisc replace dev veth-out root handle 1: htb default 2"]
     assert not any("veth-in" in line for line in lines)     # no bandwidth there
     script = [i for a, i in rec.calls if a == ["nft", "-f", "-"]]
     assert len(script) == 1 and "ip dscp set 46" in script[0]
+    # The table replaced in one transaction (declare, delete, make).
+    assert script[0].startswith(f"table ip {NFT_TABLE}\ndelete table ip {NFT_TABLE}\n")
     assert shaper.installed
     rec.calls.clear()
     shaper.remove()
     assert [" ".join(a) for a, _ in rec.calls] == [
         "tc qdisc del dev veth-out root", f"nft delete table ip {NFT_TABLE}"]
+
+
+def test_installing_again_keeps_the_root_and_replaces_the_classes():
+    """A node taking over under traffic: its tree from the start stays (no
+    gap in which packets leave unshaped), the classes are replaced."""
+    rec = Recorder()
+    rec.root = "qdisc htb 1: root refcnt 2 r2q 10 default 0x2 direct_packets_stat 0\n"
+    TrafficShaper(load_file(FIGURE20), DEVICES, runner=rec).install()
+    lines = [" ".join(a) for a, _ in rec.calls]
+    assert not any(line.startswith("tc qdisc del") for line in lines)
+    assert not any("root handle 1: htb" in line for line in lines)
+    assert any(line.startswith("tc class replace dev veth-out parent 1:1 classid 1:100")
+               for line in lines)
 
 
 def test_a_failed_command_removes_what_was_installed_and_raises():
