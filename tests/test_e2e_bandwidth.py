@@ -54,31 +54,70 @@ LINK_KBPS = 2000
 OFFICE_MBW = 1536
 EF = 46                          # RFC 3246
 
-# A paced UDP sender run inside a host namespace: argv dst port kbps seconds.
-# It sends on schedule (catching up after a stall) and prints what it sent.
+# A paced UDP sender run inside a host namespace: argv dst port kbps seconds
+# size. It sends on schedule (catching up after a stall) until SIGTERM or
+# ``seconds`` (a bound), and prints how many datagrams it sent.
 _BULK = r"""
-import socket, sys, time
+import signal, socket, sys, time
 dst, port, kbps, seconds, size = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 gap = size * 8 / (kbps * 1000.0)
 payload = b"B" * size
 start = time.monotonic()
 n = 0
-while True:
-    now = time.monotonic()
-    if now - start >= seconds:
-        break
-    due = start + n * gap
-    if due > now:
-        time.sleep(min(due - now, 0.01))
-        continue
-    try:
-        s.sendto(payload, (dst, port))
-    except OSError:
-        pass
-    n += 1
-print(n)
+try:
+    while True:
+        now = time.monotonic()
+        if now - start >= seconds:
+            break
+        due = start + n * gap
+        if due > now:
+            time.sleep(min(due - now, 0.01))
+            continue
+        try:
+            s.sendto(payload, (dst, port))
+        except OSError:
+            pass
+        n += 1
+finally:
+    print(n, flush=True)
 """
+BULK_BOUND = 120.0               # seconds: the sender stops by itself at the latest
+
+
+class Bulk:
+    """The bulk flow from ``office`` to ``server`` for as long as the calls
+    take (a call whose INVITE the congested link drops is set up late: the
+    link stays full until the calls are over)."""
+
+    def __init__(self, office, server) -> None:
+        self.server = server
+        self.before = netns.read_counters(server.netns)[0]
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(netns.ns_cmd(office.netns, sys.executable, "-c", _BULK,
+                                                  str(server.address.ip), str(BULK_PORT),
+                                                  str(BULK_KBPS), str(BULK_BOUND),
+                                                  str(BULK_PAYLOAD)),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.sent = self.received = 0
+        self.seconds = 0.0
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            out, _err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _err = self.proc.communicate(timeout=5)
+        self.seconds = time.monotonic() - self.started
+        self.sent = int((out or "0").strip() or 0)
+        time.sleep(0.3)                 # the link's queue drains
+        self.received = netns.read_counters(self.server.netns)[0] - self.before
+
+    def kbps(self, packets: int) -> float:
+        return packets * (BULK_PAYLOAD + 28) * 8 / 1000.0 / max(self.seconds, 1e-3)
 
 
 def _host(plan, label):
@@ -171,24 +210,14 @@ def _run_case(make, cfg_name: str, tmp: Path) -> dict:
     phone1, phone2 = _host(plan, "phone1"), _host(plan, "phone2")
     office, server = _host(plan, "office"), _host(plan, "server")
     caps = Captures(plan, tmp)
-    seconds = CALLS / 10.0 + HOLD_MS / 1000.0 + 2.0
-    server_before = netns.read_counters(server.netns)[0]
-    bulk = subprocess.Popen(netns.ns_cmd(office.netns, sys.executable, "-c", _BULK,
-                                         str(server.address.ip), str(BULK_PORT), str(BULK_KBPS),
-                                         str(seconds), str(BULK_PAYLOAD)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    bulk = Bulk(office, server)
     try:
         time.sleep(1.0)                 # the link is full before the first call
         calls = sipp.run_calls(phone1, phone2, calls=CALLS, rate=10.0, duration_ms=HOLD_MS,
                                per_call_media_port=True)
-        out, err = bulk.communicate(timeout=seconds + 30)
     finally:
-        if bulk.poll() is None:
-            bulk.kill()
-            bulk.wait(5)
+        bulk.stop()
         caps.stop()
-    sent = int(out.strip() or 0)
-    received = netns.read_counters(server.netns)[0] - server_before
     status = gs.node_status(state)[gs.active_role(state)]
     egress = next(s.bridge for s in plan.segments if s.label == "ethernet3")
     ingress = next(s.bridge for s in plan.segments if s.label == "ethernet1")
@@ -200,6 +229,7 @@ def _run_case(make, cfg_name: str, tmp: Path) -> dict:
     result = {
         "config": cfg_name,
         "calls": (calls.calls_attempted, calls.calls_completed, calls.calls_failed),
+        "calls_seconds": calls.seconds,
         "rtp_sent": calls.rtp_sent, "rtp_received_by_callee": calls.callee_rtp_received,
         "rtp_loss": 1.0 - calls.callee_rtp_received / max(calls.rtp_sent, 1),
         "rtp_streams": len(streams),
@@ -207,9 +237,8 @@ def _run_case(make, cfg_name: str, tmp: Path) -> dict:
         "jitter_max_ms": max(jitters) if jitters else None,
         "delay_median_ms": statistics.median(delays) if delays else None,
         "delay_p95_ms": delays[int(0.95 * (len(delays) - 1))] if delays else None,
-        "bulk_sent": sent, "bulk_received": received,
-        "bulk_kbps": received * (BULK_PAYLOAD + 28) * 8 / 1000.0 / seconds,
-        "bulk_sent_kbps": sent * (BULK_PAYLOAD + 28) * 8 / 1000.0 / seconds,
+        "bulk_sent": bulk.sent, "bulk_received": bulk.received,
+        "bulk_kbps": bulk.kbps(bulk.received), "bulk_sent_kbps": bulk.kbps(bulk.sent),
         "shaping": status.get("shaping"),
         "dscp": _dscp(pcap),
         "phones": (str(phone1.address.ip), str(phone2.address.ip)),
@@ -230,10 +259,11 @@ def test_figure20_voip_keeps_its_calls_with_the_manuals_settings_and_not_without
         (tmp_path / "unshaped").mkdir(exist_ok=True)
         unshaped = _run_case(make, "figure20-unshaped.cfg", tmp_path / "unshaped")
 
-    # Every run: every call completed and the bulk sender did fill the link.
+    # The bulk sender did fill the link; with guarantees every call is set up.
     for r in (shaped, equal, unshaped):
-        assert r["calls"] == (CALLS, CALLS, 0), r
         assert r["bulk_sent_kbps"] > 1.2 * LINK_KBPS, r
+    for r in (shaped, equal):
+        assert r["calls"] == (CALLS, CALLS, 0), r
 
     # With Figure 20's settings: the calls keep their media...
     assert shaped["rtp_loss"] <= 0.01, shaped
@@ -266,14 +296,18 @@ def test_figure20_voip_keeps_its_calls_with_the_manuals_settings_and_not_without
     assert equal["rtp_loss"] >= 0.03 and equal["rtp_loss"] >= shaped["rtp_loss"] + 0.02, \
         (shaped, equal)
 
-    # Without them, on the same 2 Mbps link, the calls degrade.
-    assert unshaped["rtp_loss"] >= 0.10, unshaped
-    assert unshaped["rtp_loss"] >= 10 * max(shaped["rtp_loss"], 0.005), (shaped, unshaped)
-    assert {d for s, t, _sp, _dp, d in unshaped["dscp"] if (s, t) == (p1, p2)} == {"0"}
+    # Without them, on the same 2 Mbps link, the calls degrade: their
+    # media loses a tenth or more, or calls fail outright (their INVITEs
+    # and retransmissions lost in the full queue).
+    assert unshaped["calls"][2] > 0 or (
+        unshaped["rtp_loss"] >= 0.10
+        and unshaped["rtp_loss"] >= 10 * max(shaped["rtp_loss"], 0.005)), (shaped, unshaped)
+    assert {d for s, t, _sp, _dp, d in unshaped["dscp"] if (s, t) == (p1, p2)} <= {"0"}
     # ... and what arrives may wait behind the bulk flow in the link's queue
     # (the packets measured are the survivors: those that found the queue
     # full were dropped, so the loss above is the robust figure).
-    assert unshaped["delay_p95_ms"] > shaped["delay_p95_ms"], (shaped, unshaped)
+    if unshaped["delay_p95_ms"] is not None:
+        assert unshaped["delay_p95_ms"] > shaped["delay_p95_ms"], (shaped, unshaped)
 
 
 def test_figure20_shaping_holds_across_a_failover(tmp_path):
@@ -287,21 +321,15 @@ def test_figure20_shaping_holds_across_a_failover(tmp_path):
         phone1, phone2 = _host(plan, "phone1"), _host(plan, "phone2")
         office, server = _host(plan, "office"), _host(plan, "server")
         caps = Captures(plan, tmp_path)
-        seconds = CALLS / 10.0 + HOLD_MS / 1000.0 + 2.0
-        bulk = subprocess.Popen(netns.ns_cmd(office.netns, sys.executable, "-c", _BULK,
-                                             str(server.address.ip), str(BULK_PORT),
-                                             str(BULK_KBPS), str(seconds), str(BULK_PAYLOAD)),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        bulk = Bulk(office, server)
         try:
             time.sleep(1.0)
             run = gs.calls_with_failover(state, phone1, phone2, phone2.address.ip, calls=CALLS,
                                          rate=10.0, duration_ms=HOLD_MS, failover_at=4.0)
-            bulk.communicate(timeout=seconds + 30)
         finally:
-            if bulk.poll() is None:
-                bulk.kill()
-                bulk.wait(5)
+            bulk.stop()
             caps.stop()
+        assert bulk.kbps(bulk.sent) > 1.2 * LINK_KBPS, bulk.sent
         assert run.failover is not None, run.failover_error
         r = run.calls
         assert (r.calls_attempted, r.calls_completed, r.calls_failed) == (CALLS, CALLS, 0), r
