@@ -90,10 +90,6 @@ class ShapingClass:
     def classid(self) -> str:
         return f"1:{self.minor:x}"
 
-    @property
-    def mark(self) -> int | None:
-        return None if self.policy_id is None else policy_mark(self.policy_id)
-
 
 @dataclass(frozen=True, slots=True)
 class InterfaceShaping:
@@ -193,7 +189,10 @@ def _tree(name: str, zone: str, bw: int, shaping: list[Policy],
 
 def tc_install(tree: InterfaceShaping, dev: str) -> list[list[str]]:
     """``tc`` argument lists (without the ``tc`` itself) that build ``tree``
-    on Linux device ``dev``, replacing whatever root qdisc it had."""
+    on Linux device ``dev``. The first makes the HTB root: the caller
+    removes another root qdisc first, and leaves it out when the device
+    has this HTB root already (HTB refuses a change of its root); the
+    classes and their queues are replaced in place."""
     bw = tree.bandwidth_kbit
     cmds = [["qdisc", "replace", "dev", dev, "root", "handle", HTB_HANDLE, "htb",
              "default", f"{DEFAULT_MINOR:x}"],
