@@ -310,7 +310,8 @@ def test_figure20_voip_keeps_its_calls_with_the_manuals_settings_and_not_without
         assert unshaped["delay_p95_ms"] > shaped["delay_p95_ms"], (shaped, unshaped)
 
 
-def test_figure20_shaping_holds_across_a_failover(tmp_path):
+@pytest.mark.parametrize("crash", [False, True], ids=["failover", "sigkill"])
+def test_figure20_shaping_holds_across_a_failover(tmp_path, crash):
     """The new active shapes and marks as the old one did: it brings its
     trees and marks up to date when it takes over, without a gap in which
     packets would leave unmarked, and the calls' media, through the
@@ -325,7 +326,8 @@ def test_figure20_shaping_holds_across_a_failover(tmp_path):
         try:
             time.sleep(1.0)
             run = gs.calls_with_failover(state, phone1, phone2, phone2.address.ip, calls=CALLS,
-                                         rate=10.0, duration_ms=HOLD_MS, failover_at=4.0)
+                                         rate=10.0, duration_ms=HOLD_MS, failover_at=4.0,
+                                         crash=crash)
         finally:
             bulk.stop()
             caps.stop()
@@ -336,9 +338,11 @@ def test_figure20_shaping_holds_across_a_failover(tmp_path):
         after = run.rtp_after
         print(json.dumps({"failover_s": run.failover.seconds, "rtp_before": str(run.rtp_before),
                           "rtp_after": str(after)}))
-        # A graceful failover loses a little (the ARP takeover); the link's
-        # bulk flow takes nothing more from the calls after it.
-        assert after.caller_sent > 0 and after.callee_received >= 0.9 * after.caller_sent, after
+        # A failover loses a little (the ARP takeover; after a SIGKILL the
+        # heartbeat detection time too, as tests/test_e2e_calls.py allows);
+        # the link's bulk flow takes nothing more from the calls after it.
+        ratio = 0.6 if crash else 0.9
+        assert after.caller_sent > 0 and after.callee_received >= ratio * after.caller_sent, after
         status = gs.node_status(state)[run.failover.to_role]
         assert status["role"] == "active"
         (iface,) = status["shaping"]
@@ -347,7 +351,7 @@ def test_figure20_shaping_holds_across_a_failover(tmp_path):
         # The new active's tree (built at its start, brought up to date at
         # the takeover; a standby forwards nothing): its counts are the
         # traffic since the takeover.
-        assert classes[1]["packets"] > 0.5 * after.caller_sent, classes
+        assert classes[1]["packets"] > 0.4 * after.caller_sent, classes
         assert classes[1]["dropped"] <= 0.01 * classes[1]["packets"], classes
         assert classes[2]["dropped"] > 0, classes
         egress = next(s.bridge for s in plan.segments if s.label == "ethernet3")
