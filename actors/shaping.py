@@ -56,7 +56,8 @@ class TrafficShaper:
         r = self.run(["tc", "qdisc", "show", "dev", dev, "root"])
         return r.returncode == 0 and (r.stdout or "").startswith(f"qdisc htb {HTB_HANDLE} root")
 
-    def commands(self, keep_roots: frozenset[str] = frozenset()) -> list[tuple[list[str], str | None]]:
+    def commands(self, keep_roots: frozenset[str] = frozenset()
+                 ) -> list[tuple[list[str], str | None]]:
         """Every command :meth:`install` runs, with its standard input;
         on the devices of ``keep_roots`` the HTB root already there stays
         (HTB refuses a change of its root) and the classes are replaced."""

@@ -203,7 +203,8 @@ def tc_install(tree: InterfaceShaping, dev: str) -> list[list[str]]:
         # A rate estimator per class (1 s samples, 8 s average): the current
         # rate ``gwctl status`` shows.
         cmds.append(["class", "replace", "dev", dev, "parent", f"1:{ROOT_MINOR:x}", "classid",
-                     c.classid, "estimator", "1sec", "8sec", "htb", "rate", f"{c.rate_kbit}kbit", "ceil", f"{c.ceil_kbit}kbit",
+                     c.classid, "estimator", "1sec", "8sec", "htb", "rate", f"{c.rate_kbit}kbit",
+                     "ceil", f"{c.ceil_kbit}kbit",
                      "prio", str(c.prio), "quantum", str(_quantum(c.rate_kbit))])
         cmds.append(["qdisc", "replace", "dev", dev, "parent", c.classid, "handle",
                      f"{c.minor:x}:", "pfifo", "limit", str(LEAF_LIMIT)])
