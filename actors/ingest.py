@@ -514,12 +514,12 @@ class NfqueueWorker:
                 # overtake the packet the ALG held.
                 self._apply_verdicts()
             if data is not None:
-                self.verdicts.accept(pkt, None if data is buf else data)
+                self.verdicts.accept(pkt, None if data is buf else data, fast.mark)
                 c["accepted"] += 1
                 return
             kind = type(out)
             if kind is Forward:
-                self.verdicts.accept(pkt, None if out.data is buf else out.data)
+                self.verdicts.accept(pkt, None if out.data is buf else out.data, out.mark)
                 c["accepted"] += 1
                 if out.note:
                     log.info("%s: %s", out.note, _describe(buf))
@@ -591,7 +591,7 @@ class NfqueueWorker:
         self._latency_n += 1
         try:
             if type(result) is Forward:
-                self.verdicts.accept(pkt, result.data)
+                self.verdicts.accept(pkt, result.data, result.mark)
                 self.counters["accepted"] += 1
             elif type(result) is Drop:
                 self._drop(pkt, result.reason, now, code_of(result.category, result.reason, held[2]))

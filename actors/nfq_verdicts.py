@@ -16,7 +16,10 @@ with ``socket.send``, which releases the GIL.
 Message layout (linux/netfilter/nfnetlink_queue.h, libnetfilter_queue's
 ``nfq_set_verdict``): nlmsghdr (host order), nfgenmsg (family AF_UNSPEC,
 version 0, queue number big-endian), attribute NFQA_VERDICT_HDR (verdict and
-packet id, big-endian), and NFQA_PAYLOAD when the packet was rewritten.
+packet id, big-endian), NFQA_MARK (big-endian u32) when the packet gets a
+firewall mark (its traffic-shaping class and DSCP, gateway/shaping.py; the
+kernel sets skb->mark from it, as ``nfq_set_verdict2`` and netfilterqueue's
+``set_mark`` do), and NFQA_PAYLOAD when the packet was rewritten.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ _NFNL_SUBSYS_QUEUE = 3
 _NFQNL_MSG_VERDICT = 1          # enum nfqnl_msg_types: PACKET 0, VERDICT 1, CONFIG 2
 _NLM_F_REQUEST = 1
 _NFQA_VERDICT_HDR = 2
+_NFQA_MARK = 3
 _NFQA_PAYLOAD = 10
 _NETLINK_NETFILTER = 12
 
@@ -52,6 +56,9 @@ _VERDICT = struct.Struct(">II")
 # version are zero (pad bytes).
 _MSG_PLAIN = struct.Struct("=IHH10xHHHII")          # 32 bytes: verdict only
 _MSG_PAYLOAD = struct.Struct("=IHH10xHHHIIHH")      # 36 bytes: + NFQA_PAYLOAD header
+_MSG_MARK = struct.Struct("=IHH10xHHHIIHHI")        # 40 bytes: verdict and NFQA_MARK
+_MSG_MARK_PAYLOAD = struct.Struct("=IHH10xHHHIIHHIHH")  # 44 bytes: + NFQA_PAYLOAD header
+_MARK_ATTR_LEN = 8
 _VERDICT_ATTR_LEN = _ATTR.size + _VERDICT.size
 _PADS = (b"", b"\0\0\0", b"\0\0", b"\0")          # by payload attribute length % 4
 _ACCEPT_BE = socket.htonl(NF_ACCEPT)
@@ -68,10 +75,12 @@ def _align4(n: int) -> int:
 
 
 def encode_verdict(queue_num: int, packet_id: int, verdict: int, payload: bytes | None = None,
-                   seq: int = 0) -> bytes:
+                   seq: int = 0, mark: int = 0) -> bytes:
     """One NFQNL_MSG_VERDICT message (padded to 4 bytes)."""
     res_id = socket.htons(queue_num)
     attrs = _ATTR.pack(_ATTR.size + _VERDICT.size, _NFQA_VERDICT_HDR) + _VERDICT.pack(verdict, packet_id)
+    if mark:
+        attrs += _ATTR.pack(_MARK_ATTR_LEN, _NFQA_MARK) + struct.pack(">I", mark)
     if payload is not None:
         n = _ATTR.size + len(payload)
         attrs += _ATTR.pack(n, _NFQA_PAYLOAD) + payload + b"\0" * (_align4(n) - n)
@@ -79,9 +88,10 @@ def encode_verdict(queue_num: int, packet_id: int, verdict: int, payload: bytes 
     return _HEAD.pack(total, _MSG_TYPE, _NLM_F_REQUEST, seq, 0, socket.AF_UNSPEC, 0, res_id) + attrs
 
 
-def decode_verdicts(data: bytes) -> list[tuple[int, int, int, bytes | None]]:
+def decode_verdicts(data: bytes, *, marks: bool = False) -> list[tuple]:
     """(queue, packet id, verdict, payload or None) of every message in a
-    datagram ``encode_verdict`` made (for tests)."""
+    datagram ``encode_verdict`` made (for tests); with ``marks``, the mark
+    (0: none) is a fifth item."""
     out = []
     off = 0
     while off < len(data):
@@ -93,6 +103,7 @@ def decode_verdicts(data: bytes) -> list[tuple[int, int, int, bytes | None]]:
         pos, end = off + _HEAD.size, off + length
         pid = verdict = None
         payload = None
+        mark = 0
         while pos < end:
             alen, atype = _ATTR.unpack_from(data, pos)
             body = data[pos + _ATTR.size:pos + alen]
@@ -100,8 +111,11 @@ def decode_verdicts(data: bytes) -> list[tuple[int, int, int, bytes | None]]:
                 verdict, pid = _VERDICT.unpack(body)
             elif atype == _NFQA_PAYLOAD:
                 payload = bytes(body)
+            elif atype == _NFQA_MARK:
+                mark = struct.unpack(">I", body)[0]
             pos += _align4(alen)
-        out.append((queue, pid, verdict, payload))
+        out.append((queue, pid, verdict, payload, mark) if marks else
+                   (queue, pid, verdict, payload))
         off += _align4(length)
     return out
 
@@ -111,9 +125,11 @@ class PacketVerdicts:
     each, GIL held): used where no queue socket is bound (tests with fake
     packets)."""
 
-    def accept(self, pkt, payload: bytes | None = None) -> None:
+    def accept(self, pkt, payload: bytes | None = None, mark: int = 0) -> None:
         if payload is not None:
             pkt.set_payload(payload)
+        if mark:
+            pkt.set_mark(mark)
         pkt.accept()
 
     def drop(self, pkt) -> None:
@@ -146,10 +162,13 @@ class BatchedVerdicts:
         self.verdicts = 0
         self.send_errors = 0
 
-    def accept(self, pkt, payload: bytes | None = None) -> None:
+    def accept(self, pkt, payload: bytes | None = None, mark: int = 0) -> None:
         # The same bytes as encode_verdict, without its concatenations: the
         # header is one pack, the payload goes into the datagram as it is
         # (flush joins the parts once).
+        if mark:
+            self._accept_marked(pkt, payload, mark)
+            return
         if payload is None:
             self._parts.append(_MSG_PLAIN.pack(_HEAD.size + _VERDICT_ATTR_LEN, _MSG_TYPE,
                                                _NLM_F_REQUEST, self._res_id, _VERDICT_ATTR_LEN,
@@ -163,6 +182,31 @@ class BatchedVerdicts:
             parts.append(_MSG_PAYLOAD.pack(n, _MSG_TYPE, _NLM_F_REQUEST, self._res_id,
                                            _VERDICT_ATTR_LEN, _NFQA_VERDICT_HDR, _ACCEPT_BE,
                                            _htonl(pkt.id), alen, _NFQA_PAYLOAD))
+            parts.append(payload)
+            if pad:
+                parts.append(pad)
+        self.verdicts += 1
+        self._pending += n
+        if self._pending >= FLUSH_BYTES:
+            self.flush()
+
+    def _accept_marked(self, pkt, payload: bytes | None, mark: int) -> None:
+        head = _HEAD.size + _VERDICT_ATTR_LEN + _MARK_ATTR_LEN
+        if payload is None:
+            self._parts.append(_MSG_MARK.pack(head, _MSG_TYPE, _NLM_F_REQUEST, self._res_id,
+                                              _VERDICT_ATTR_LEN, _NFQA_VERDICT_HDR, _ACCEPT_BE,
+                                              _htonl(pkt.id), _MARK_ATTR_LEN, _NFQA_MARK,
+                                              _htonl(mark)))
+            n = _MSG_MARK.size
+        else:
+            alen = _ATTR.size + len(payload)
+            pad = _PADS[alen & 3]
+            n = _MSG_MARK_PAYLOAD.size + len(payload) + len(pad)
+            parts = self._parts
+            parts.append(_MSG_MARK_PAYLOAD.pack(n, _MSG_TYPE, _NLM_F_REQUEST, self._res_id,
+                                                _VERDICT_ATTR_LEN, _NFQA_VERDICT_HDR, _ACCEPT_BE,
+                                                _htonl(pkt.id), _MARK_ATTR_LEN, _NFQA_MARK,
+                                                _htonl(mark), alen, _NFQA_PAYLOAD))
             parts.append(payload)
             if pad:
                 parts.append(pad)

@@ -166,6 +166,10 @@ class Node:
                                     on_failed=self._journal_failed)
         self._journal_handover_asked = False
         self.role_work = RoleWork(name="roles")
+        # Called at the end of every takeover (gatewayd: the traffic-shaping
+        # trees and marks, actors/shaping.py, installed again by the new
+        # active).
+        self.on_takeover: list[Callable[[], None]] = []
         self._recover()
 
     # ------------------------------------------------------------ lifecycle
@@ -354,6 +358,11 @@ class Node:
                     # SIP connections whose rewrites changed lengths go on
                     # with the same sequence adjustment (gateway.datapath.seqadj).
                     restore(st.tcp)
+        for hook in self.on_takeover:
+            try:
+                hook()
+            except Exception:
+                log.exception("node %s: takeover hook %r failed", self.node_id, hook)
 
     def _stand_down(self) -> None:
         for key in list(self.timers.specs()):

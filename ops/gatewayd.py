@@ -157,6 +157,7 @@ def _run_node(args, fence) -> int:
     from actors.control import ControlServer
     from actors.ingest import NfqueueWorker
     from actors.node import Node
+    from actors.shaping import TrafficShaper
     from actors.replication import CurveKeys, Replicator
     from gateway.datapath import Datapath
     from gateway.ha import lease_length
@@ -240,6 +241,12 @@ def _run_node(args, fence) -> int:
                            forwarding=lambda: node.forwarding, bypass=cfg.flow.queue_bypass,
                            on_activity=node.report_media)
     worker.lock = node.dp_lock
+    # Traffic shaping and DSCP marking (manual ch. 2 "Bandwidth Management
+    # for VoIP Services"): installed with the worker's rules, again by a
+    # node taking over, removed with them.
+    shaper = TrafficShaper(cfg, settings.interfaces) if worker.install else None
+    if shaper is not None and shaper.wanted:
+        node.on_takeover.append(shaper.install)
 
     def control_handler(cmd: str, args: dict):
         if cmd == "debug-stall":
@@ -247,6 +254,8 @@ def _run_node(args, fence) -> int:
         result = node.control(cmd, args)
         if cmd == "status" and isinstance(result, dict):
             result["ingest"] = worker.status()
+            if shaper is not None and shaper.trees:
+                result["shaping"] = shaper.status()
         return result
 
     control = ControlServer(settings.socket_path(), control_handler, group=settings.control_group)
@@ -264,12 +273,15 @@ def _run_node(args, fence) -> int:
             for dev in set_forwarding(rule_devices(specs), True):
                 log.warning("gatewayd: could not turn IPv4 forwarding on for %s", dev)
             fence.rules(specs)
+        if shaper is not None:
+            shaper.install()
         node.start(role="standby" if args.standby else None)
     except Exception as exc:
         log.error("gatewayd: start failed: %s", exc)
-        for part in (worker, control):
+        for stop_part in (worker.stop, control.stop, shaper.remove if shaper else None):
             try:
-                part.stop()
+                if stop_part is not None:
+                    stop_part()
             except Exception:
                 pass
         node.stop()
@@ -281,6 +293,8 @@ def _run_node(args, fence) -> int:
         pass
     log.info("gatewayd: stopping")
     worker.stop()
+    if shaper is not None:
+        shaper.remove()
     control.stop()
     node.stop()
     return 0

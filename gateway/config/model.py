@@ -115,6 +115,12 @@ class Interface:
     dip_interface_incoming: bool = False       # ``dip interface-ip incoming``
     loopback_group: str | None = None          # ``loopback-group loopback.N``
     manage: tuple[str, ...] = ()
+    # ``bandwidth egress mbw N`` / ``bandwidth ingress mbw N`` (Kbps; None:
+    # not configured). The egress bandwidth is what the policies' guaranteed
+    # bandwidths share (manual ch. 2 "Bandwidth Management for VoIP
+    # Services", Figure 20: ethernet1 at 2 Mbps).
+    bandwidth_egress: int | None = None
+    bandwidth_ingress: int | None = None
 
     @property
     def kind(self) -> Literal["ethernet", "loopback", "tunnel"]:
@@ -160,6 +166,29 @@ class AddressRef:
     value: str = ""
 
 
+# ScreenOS's eight priority levels: 0 is the highest ("High priority"), 7
+# the lowest, which a policy without a ``priority`` gets.
+LOWEST_PRIORITY = 7
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyTraffic:
+    """A policy's ``traffic gbw N priority P mbw M dscp enable [value V]``
+    (manual ch. 2 "Bandwidth Management for VoIP Services"): guaranteed and
+    maximum bandwidth in Kbps (mbw 0: up to the egress interface's
+    bandwidth), priority 0 (highest) to 7, and DSCP marking. ``shaping``:
+    the line gave gbw, priority or mbw (a ``traffic dscp ...`` alone marks
+    without shaping). ``dscp_value`` None: the codepoint of the priority's
+    IP precedence (``set traffic-shaping ip_precedence``)."""
+
+    gbw: int = 0
+    priority: int = LOWEST_PRIORITY
+    mbw: int = 0
+    dscp: bool = False
+    dscp_value: int | None = None
+    shaping: bool = True
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     id: int                                    # order of definition, from 1
@@ -173,6 +202,7 @@ class Policy:
     nat_src: bool = False                      # ``nat src``
     nat_dip: int | None = None                 # ``nat src dip ID``
     source: Source | None = field(default=None, compare=False)
+    traffic: PolicyTraffic | None = None       # ``... permit traffic ...``
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +293,24 @@ class FlowSettings:
     overload_latency_target_ms: int = 100
 
 
+# ScreenOS's default map of priority level to IP precedence: priority 0
+# (highest) to precedence 7 (111 in the DS field's first three bits), 7 to 0.
+DEFAULT_IP_PRECEDENCE = (7, 6, 5, 4, 3, 2, 1, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficShaping:
+    """``set traffic-shaping mode auto|on|off`` and ``set traffic-shaping
+    ip_precedence P0 ... P7``. auto (the default): interfaces are shaped
+    only when some policy shapes traffic; on: every interface with an
+    egress bandwidth is shaped; off: nothing is shaped (DSCP marking still
+    applies). ``ip_precedence[p]`` is the IP precedence that priority p
+    marks with ``dscp enable``."""
+
+    mode: Literal["auto", "on", "off"] = "auto"
+    ip_precedence: tuple[int, ...] = DEFAULT_IP_PRECEDENCE
+
+
 @dataclass(frozen=True, slots=True)
 class Unenforced:
     """A line that parses but that the gateway does not enforce (IKE/VPN: IPsec
@@ -286,6 +334,7 @@ class Config:
     mgcp: MgcpSettings = MgcpSettings()
     nsrp: NsrpSettings = NsrpSettings()
     flow: FlowSettings = FlowSettings()
+    traffic_shaping: TrafficShaping = TrafficShaping()
 
     def address(self, zone: str, name: str) -> Address | None:
         return self.addresses.get((zone, name))

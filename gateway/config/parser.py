@@ -33,19 +33,23 @@ from gateway.config.lexer import (
 )
 from gateway.config.model import (
     DEFAULT_BLOCKING, DEFAULT_VROUTER, PREDEFINED_ZONES, SERVICES, Address, AddressRef,
-    Config, DipPool, FlowSettings, Interface, MgcpSettings, Mip, NsrpSettings, Policy,
-    Route, SipSettings, Source, UdpFloodScreen, Unenforced, Zone,
+    LOWEST_PRIORITY, Config, DipPool, FlowSettings, Interface, MgcpSettings, Mip, NsrpSettings, Policy,
+    PolicyTraffic, Route, SipSettings, Source, TrafficShaping, UdpFloodScreen, Unenforced, Zone,
 )
 
 COMMANDS = ("set", "unset", "save", "exec")
 SET_OBJECTS = ("interface", "zone", "address", "policy", "vrouter", "route", "dip", "sip",
-               "admin", "ike", "vpn", "nsrp", "mgcp", "flow")
+               "admin", "ike", "vpn", "nsrp", "mgcp", "flow", "traffic-shaping")
 UNSET_OBJECTS = ("interface", "zone", "address", "policy", "vrouter", "route", "dip", "sip",
-                 "nsrp", "mgcp", "flow")
+                 "nsrp", "mgcp", "flow", "traffic-shaping")
 VROUTERS = ("trust-vr", "untrust-vr")
 MANAGE_SERVICES = ("ping", "ssh", "telnet", "web", "ssl", "snmp", "ident-reset", "mtrace")
 SEC_LEVELS = ("standard", "compatible", "basic")
 MAX_INT = 2 ** 31 - 1
+# Bandwidths are in Kbps, as ScreenOS writes them; 10 Gbps is the fastest
+# interface a ScreenOS device has.
+MAX_KBPS = 10_000_000
+TRAFFIC_OPTIONS = ("gbw", "priority", "mbw", "dscp")
 
 # System interface names (ScreenOS): ethernetN, ethernetN/M, subinterfaces,
 # loopback.N, tunnel.N, and the bridge/aggregate/redundant/vlan families.
@@ -90,6 +94,10 @@ class _IfaceState:
     dip_interface_incoming: bool = False
     loopback_group: str | None = None
     manage: list[str] = field(default_factory=list)
+    bandwidth_egress: int | None = None
+    bandwidth_ingress: int | None = None
+    bandwidth_at: tuple[int, Token] | None = None
+    bandwidth_in_at: tuple[int, Token] | None = None
 
 
 @dataclass(slots=True)
@@ -97,6 +105,7 @@ class _PolicyState:
     policy: Policy
     line: int
     dip_tok: Token | None = None
+    gbw_tok: Token | None = None
 
 
 @dataclass(slots=True)
@@ -127,6 +136,7 @@ class _State:
         self.mgcp = MgcpSettings()
         self.nsrp = NsrpSettings()
         self.flow = FlowSettings()
+        self.traffic_shaping = TrafficShaping()
         self.dip_sticky = False
         self.unenforced: list[Unenforced] = []
         self.declared_ike: set[str] = set()
@@ -434,7 +444,8 @@ class _Parser:
         return zone, tok
 
     # == interface ===========================================================
-    IFACE_SUB = ("zone", "ip", "nat", "route", "mip", "dip", "loopback-group", "manage")
+    IFACE_SUB = ("zone", "ip", "nat", "route", "mip", "dip", "loopback-group", "manage",
+                 "bandwidth")
 
     def set_interface(self, ln: _Line) -> Apply | None:
         st = self.state
@@ -533,6 +544,8 @@ class _Parser:
             def apply() -> None:
                 st.iface(name).dips[dip_id] = (pool, line, idtok)
             return apply
+        if sub == "bandwidth":
+            return self._bandwidth(ln, name, name_tok)
         if sub == "loopback-group":
             target, ttok = ln.interface_name("a loopback interface")
             ln.end()
@@ -557,11 +570,67 @@ class _Parser:
                 s.manage.append(service)
         return apply
 
+    def _bandwidth(self, ln: _Line, name: str, name_tok: Token) -> Apply:
+        """``bandwidth N`` (egress, ScreenOS 5) or ``bandwidth egress mbw N
+        [ingress mbw M]`` / ``bandwidth ingress mbw M [egress mbw N]``
+        (ScreenOS 6), Kbps; 0 leaves the direction unconfigured."""
+        st = self.state
+        line = ln.lineno
+        if name.startswith(("loopback.", "tunnel.")):
+            ln.error(name_tok, f"{name} has no bandwidth of its own",
+                     "set the bandwidth of the physical interface the traffic leaves by")
+        tok = ln.peek()
+        if tok is not None and tok.text.isascii() and tok.text.isdigit() and not tok.quoted:
+            egress, etok = ln.integer("the egress bandwidth (Kbps)", 0, MAX_KBPS)
+            ln.end()
+
+            def apply_old() -> None:
+                s = st.iface(name)
+                s.bandwidth_egress = egress or None
+                s.bandwidth_at = (line, etok)
+            return apply_old
+        given: dict[str, tuple[int, Token]] = {}
+        while True:
+            direction = ln.keyword(("egress", "ingress"), "egress or ingress, or the egress "
+                                   "bandwidth in Kbps")
+            dtok = ln.tokens[ln.pos - 1]
+            if direction in given:
+                ln.error(dtok, f"{direction} given twice", "give each direction once")
+            ln.keyword(("mbw",))
+            given[direction] = ln.integer(f"the {direction} bandwidth (Kbps)", 0, MAX_KBPS)
+            if ln.at_end():
+                break
+        egress = given.get("egress")
+        ingress = given.get("ingress")
+
+        def apply() -> None:
+            s = st.iface(name)
+            if egress is not None:
+                s.bandwidth_egress = egress[0] or None
+                s.bandwidth_at = (line, egress[1])
+            if ingress is not None:
+                s.bandwidth_ingress = ingress[0] or None
+                s.bandwidth_in_at = (line, ingress[1])
+        return apply
+
     def unset_interface(self, ln: _Line) -> Apply | None:
         st = self.state
         name, name_tok = ln.interface_name()
-        sub = ln.keyword(("nat", "route", "mip", "dip", "loopback-group", "manage", "zone", "ip"))
+        sub = ln.keyword(("nat", "route", "mip", "dip", "loopback-group", "manage", "zone", "ip",
+                          "bandwidth"))
         self.ref(ln, name_tok, "interface", name)
+        if sub == "bandwidth":
+            which = ln.optional(("egress", "ingress"))
+            ln.end()
+
+            def apply_bw() -> None:
+                s = st.iface(name)
+                if which in (None, "egress"):
+                    s.bandwidth_egress = None
+                    s.bandwidth_at = None
+                if which in (None, "ingress"):
+                    s.bandwidth_ingress = None
+            return apply_bw
         if sub == "mip":
             ip, iptok = ln.address("the mapped IP address")
             ln.end()
@@ -763,6 +832,16 @@ class _Parser:
                 nat_dip, diptok = ln.integer("the DIP pool id", 1, 255)
                 self.ref(ln, diptok, "dip", str(nat_dip), to_zone, "nat")
                 action = ln.keyword(("permit", "deny"))
+        traffic: PolicyTraffic | None = None
+        gbw_tok: Token | None = None
+        if not ln.at_end():
+            ln.keyword(("traffic",))
+            ttok = ln.tokens[ln.pos - 1]
+            if action == "deny":
+                ln.error(ttok, "a deny policy shapes no traffic",
+                         "traffic shaping and DSCP marking apply to permitted traffic; "
+                         "remove 'traffic ...' or make the policy permit")
+            traffic, gbw_tok = self._traffic(ln)
         ln.end()
         if ln.failed:
             raise _Abort
@@ -770,8 +849,46 @@ class _Parser:
             policy_id = max(st.declared_policy_ids, default=0) + 1
         st.declared_policy_ids.add(policy_id)
         policy = Policy(policy_id, from_zone, to_zone, src, dst, service, action,  # type: ignore[arg-type]
-                        name, nat_src, nat_dip, Source(self.filename, ln.lineno))
-        return lambda: st.policies.append(_PolicyState(policy, ln.lineno))
+                        name, nat_src, nat_dip, Source(self.filename, ln.lineno), traffic)
+        return lambda: st.policies.append(_PolicyState(policy, ln.lineno, gbw_tok=gbw_tok))
+
+    def _traffic(self, ln: _Line) -> tuple[PolicyTraffic, Token | None]:
+        """``traffic [gbw N] [priority P] [mbw M] [dscp enable [value V] |
+        dscp disable]`` in any order, each once (manual ch. 2 "Bandwidth
+        Management for VoIP Services"; ScreenOS policy traffic options)."""
+        values: dict[str, object] = {}
+        toks: dict[str, Token] = {}
+        while True:
+            opt = ln.keyword(TRAFFIC_OPTIONS)
+            otok = ln.tokens[ln.pos - 1]
+            if opt in values:
+                ln.error(otok, f"{opt} given twice", f"give '{opt}' once per policy")
+            if opt == "gbw":
+                values[opt], toks[opt] = ln.integer("the guaranteed bandwidth (Kbps)", 0, MAX_KBPS)
+            elif opt == "mbw":
+                values[opt], toks[opt] = ln.integer("the maximum bandwidth (Kbps; 0: the "
+                                                    "interface's)", 0, MAX_KBPS)
+            elif opt == "priority":
+                values[opt], toks[opt] = ln.integer("the priority (0 highest, 7 lowest)", 0, 7)
+            else:
+                state = ln.keyword(("enable", "disable"))
+                values[opt] = state == "enable"
+                if state == "enable" and ln.optional(("value",)):
+                    values["dscp_value"], toks["dscp_value"] = ln.integer(
+                        "the DSCP value", 0, 63)
+            if ln.at_end():
+                break
+        gbw, mbw = int(values.get("gbw", 0)), int(values.get("mbw", 0))  # type: ignore[call-overload]
+        if mbw and gbw > mbw:
+            tok = toks["mbw"]
+            ln.error(tok, f"the maximum bandwidth (mbw {mbw}) is below the guaranteed "
+                     f"bandwidth (gbw {gbw})",
+                     f"mbw must be at least gbw: e.g. mbw {gbw}, or mbw 0 for no maximum")
+        shaping = any(k in values for k in ("gbw", "priority", "mbw"))
+        traffic = PolicyTraffic(gbw, int(values.get("priority", LOWEST_PRIORITY)),  # type: ignore[call-overload]
+                                mbw, bool(values.get("dscp", False)),
+                                values.get("dscp_value"), shaping)  # type: ignore[arg-type]
+        return traffic, toks.get("gbw")
 
     def _policy_address(self, ln: _Line, role: str) -> tuple[AddressRef, Token]:
         tok = ln.name(f"the {role}")
@@ -1024,6 +1141,44 @@ class _Parser:
         ln.end()
         return lambda: setattr(st, "flow", replace(st.flow, **{field_name: value}))
 
+    # == traffic shaping =====================================================
+    def set_traffic_shaping(self, ln: _Line) -> Apply | None:
+        return self._traffic_shaping(ln, False)
+
+    def unset_traffic_shaping(self, ln: _Line) -> Apply | None:
+        return self._traffic_shaping(ln, True)
+
+    def _traffic_shaping(self, ln: _Line, unset: bool) -> Apply:
+        """``set traffic-shaping mode auto|on|off``; ``set traffic-shaping
+        ip_precedence P0 P1 ... P7`` (the IP precedence of each priority
+        level, 0 to 7); ``unset`` puts the default back."""
+        st = self.state
+        sub = ln.keyword(("mode", "ip_precedence"))
+        defaults = TrafficShaping()
+        if sub == "mode":
+            mode = defaults.mode if unset else ln.keyword(("auto", "on", "off"))
+            if unset:
+                ln.optional(("auto", "on", "off"))
+            ln.end()
+            return lambda: setattr(st, "traffic_shaping", replace(st.traffic_shaping, mode=mode))
+        if unset:
+            ln.end()
+            values = defaults.ip_precedence
+        else:
+            got = []
+            for level in range(8):
+                tok = ln.peek()
+                if tok is None:
+                    ln.missing(f"the IP precedence of priority {level} (eight numbers 0-7, "
+                               "one per priority level)",
+                               "give eight numbers, e.g. 'set traffic-shaping ip_precedence "
+                               "7 6 5 4 3 2 1 0' (the default)")
+                got.append(ln.integer(f"the IP precedence of priority {level}", 0, 7)[0])
+            ln.end()
+            values = tuple(got)
+        return lambda: setattr(st, "traffic_shaping",
+                               replace(st.traffic_shaping, ip_precedence=values))
+
     # == host-side lines (parsed, checked, not enforced) =====================
     def _unenforced(self, ln: _Line, text: str, reason: str) -> Apply:
         item = Unenforced(Source(self.filename, ln.lineno), text, reason)
@@ -1270,12 +1425,64 @@ class _Parser:
                               f"by the connected subnet of {other.name} ({other.ip})",
                               "a connected subnet always wins over a static route to the "
                               "same prefix; one of the two addresses is wrong")
+        self._check_bandwidth()
         for name, (peer, line, tok) in st.ike_peers.items():
             if peer in iface_ips:
                 self.diag(line, tok.column, tok.raw,
                           f"the IKE peer of '{name}' is this device's own address "
                           f"({iface_ips[peer]})",
                           "the peer address is the remote device's outgoing interface")
+
+    def _check_bandwidth(self) -> None:
+        """The guaranteed bandwidths of the policies an interface's traffic
+        may take (its zone as the policy's from- or to-zone: replies leave
+        by the from-zone's interfaces) must fit in its egress bandwidth: a
+        guarantee beyond the link cannot be kept (ScreenOS then fails to
+        give some policies theirs, Juniper KB23597; this language refuses
+        it). A gbw with no bandwidth configured on any interface of its
+        zones guarantees nothing here: warned."""
+        st = self.state
+        shaped = [p for p in st.policies if p.policy.traffic is not None
+                  and p.policy.traffic.shaping]
+        for iface in st.interfaces.values():
+            if iface.zone is None or iface.bandwidth_egress is None:
+                continue
+            total = 0
+            terms = []
+            for ps in shaped:
+                pol = ps.policy
+                if iface.zone not in (pol.from_zone, pol.to_zone) or not pol.traffic.gbw:  # type: ignore[union-attr]
+                    continue
+                total += pol.traffic.gbw  # type: ignore[union-attr]
+                terms.append(f"policy {pol.id} gbw {pol.traffic.gbw}")  # type: ignore[union-attr]
+                if total > iface.bandwidth_egress and ps.gbw_tok is not None:
+                    tok = ps.gbw_tok
+                    self.diag(ps.line, tok.column, tok.raw,
+                              f"the guaranteed bandwidth of the policies through {iface.name} "
+                              f"({' + '.join(terms)} = {total} Kbps) exceeds its egress "
+                              f"bandwidth of {iface.bandwidth_egress} Kbps",
+                              f"lower a gbw, or raise 'set interface {iface.name} bandwidth "
+                              f"egress mbw {iface.bandwidth_egress}'")
+                    break
+        zones_with_bw = {i.zone for i in st.interfaces.values()
+                         if i.zone is not None and i.bandwidth_egress is not None}
+        for ps in shaped:
+            pol = ps.policy
+            if pol.traffic.gbw and ps.gbw_tok is not None and \
+                    not {pol.from_zone, pol.to_zone} & zones_with_bw:  # type: ignore[union-attr]
+                tok = ps.gbw_tok
+                self.diag(ps.line, tok.column, tok.raw,
+                          f"no interface of zone {pol.to_zone} or {pol.from_zone} has an egress "
+                          "bandwidth: the guarantee is not enforced",
+                          "set the link's bandwidth, e.g. 'set interface ethernet1 bandwidth "
+                          "egress mbw 2000'", "warning")
+        for iface in st.interfaces.values():
+            if iface.bandwidth_ingress is not None and iface.bandwidth_in_at is not None:
+                line, tok = iface.bandwidth_in_at
+                self.diag(line, tok.column, tok.raw,
+                          f"ingress policing on {iface.name} is not enforced",
+                          "the gateway shapes what it sends (egress); police what arrives "
+                          "upstream", "warning")
 
     @staticmethod
     def _free_address(ip: IPv4Address, iface: _IfaceState, iface_ips, hosts, mips,
@@ -1309,14 +1516,16 @@ class _Parser:
                 s.name, s.zone, s.ip, s.unnumbered, s.mode,  # type: ignore[arg-type]
                 tuple(m for m, _, _ in s.mips.values()),
                 tuple(d for d, _, _ in s.dips.values()),
-                s.dip_interface_incoming, s.loopback_group, tuple(s.manage))
+                s.dip_interface_incoming, s.loopback_group, tuple(s.manage),
+                s.bandwidth_egress, s.bandwidth_ingress)
         addresses = {key: a for key, (a, _, _) in st.addresses.items()}
         return Config(
             zones=MappingProxyType(zones), interfaces=MappingProxyType(interfaces),
             addresses=MappingProxyType(addresses),
             policies=tuple(p.policy for p in st.policies),
             routes=tuple(r for r, _, _ in st.routes), sip=st.sip, dip_sticky=st.dip_sticky,
-            unenforced=tuple(st.unenforced), mgcp=st.mgcp, nsrp=st.nsrp, flow=st.flow)
+            unenforced=tuple(st.unenforced), mgcp=st.mgcp, nsrp=st.nsrp, flow=st.flow,
+            traffic_shaping=st.traffic_shaping)
 
 
 def check_text(text: str, filename: str = "<config>") -> tuple[Config | None, list[Diagnostic]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gateway.config.model import (
     DEFAULT_BLOCKING, DEFAULT_VROUTER, PREDEFINED_ZONES, AddressRef, Config, FlowSettings,
-    MgcpSettings, NsrpSettings, Policy, SipSettings,
+    MgcpSettings, NsrpSettings, Policy, PolicyTraffic, SipSettings, TrafficShaping,
 )
 
 
@@ -35,6 +35,19 @@ def _policy(p: Policy) -> str:
         if p.nat_dip is not None:
             words += ["dip", str(p.nat_dip)]
     words.append(p.action)
+    if p.traffic is not None:
+        words.append(_traffic(p.traffic))
+    return " ".join(words)
+
+
+def _traffic(t: PolicyTraffic) -> str:
+    words = ["traffic"]
+    if t.shaping:
+        words += ["gbw", str(t.gbw), "priority", str(t.priority), "mbw", str(t.mbw)]
+    if t.dscp:
+        words += ["dscp enable"] + ([] if t.dscp_value is None else ["value", str(t.dscp_value)])
+    elif not t.shaping:
+        words.append("dscp disable")
     return " ".join(words)
 
 
@@ -65,6 +78,13 @@ def render(cfg: Config) -> str:
             out.append(f"{i} {iface.mode}")
         if iface.loopback_group is not None:
             out.append(f"{i} loopback-group {iface.loopback_group}")
+        bw = []
+        if iface.bandwidth_egress is not None:
+            bw.append(f"egress mbw {iface.bandwidth_egress}")
+        if iface.bandwidth_ingress is not None:
+            bw.append(f"ingress mbw {iface.bandwidth_ingress}")
+        if bw:
+            out.append(f"{i} bandwidth " + " ".join(bw))
         for service in iface.manage:
             out.append(f"{i} manage" + ("" if service == "all" else f" {service}"))
         for mip in iface.mips:
@@ -97,9 +117,20 @@ def render(cfg: Config) -> str:
     if cfg.flow != FlowSettings() and cfg.flow.queue_bypass:
         out.append("set flow queue-bypass")
     out += _flow_overload(cfg.flow)
+    out += _traffic_shaping(cfg.traffic_shaping)
     out += [_policy(p) for p in cfg.policies]
     out += [u.text for u in cfg.unenforced]
     return "\n".join(out) + "\n" if out else ""
+
+
+def _traffic_shaping(ts: TrafficShaping) -> list[str]:
+    d = TrafficShaping()
+    out = []
+    if ts.mode != d.mode:
+        out.append(f"set traffic-shaping mode {ts.mode}")
+    if ts.ip_precedence != d.ip_precedence:
+        out.append("set traffic-shaping ip_precedence " + " ".join(map(str, ts.ip_precedence)))
+    return out
 
 
 def _flow_overload(flow: FlowSettings) -> list[str]:

@@ -79,6 +79,7 @@ class FastEntry(NamedTuple):
     l4_delta: int
     group: str | None
     watch: bool
+    mark: int = 0
 
 
 def key_bytes(key) -> bytes:
@@ -112,7 +113,7 @@ def make_entry(sess, key, rw, forward: bool) -> FastEntry:
         # session's group, replies for the reply side's own group if any.
         group = sess.group if forward else (sess.rev_group or sess.group)
         watch = not forward
-    return FastEntry(sess, forward, head, ip_d, l4_d, group, watch)
+    return FastEntry(sess, forward, head, ip_d, l4_d, group, watch, getattr(sess, "mark", 0))
 
 
 class FastPath:
@@ -120,14 +121,16 @@ class FastPath:
     media activity and path counters. ``process(buf, now)``: the packet to
     send (``buf`` itself when unchanged), or None: use ``Datapath.process``.
     ``buf`` is ``bytes`` (what netfilterqueue's ``get_payload`` gives): its
-    slice is the table's key."""
+    slice is the table's key. ``mark``: the firewall mark of the last
+    packet forwarded (its session's, gateway.shaping), for the verdict."""
 
-    __slots__ = ("_entries", "_seen", "_paths")
+    __slots__ = ("_entries", "_seen", "_paths", "mark")
 
     def __init__(self, entries: dict[bytes, FastEntry], activity, paths: dict[str, int]) -> None:
         self._entries = entries
         self._seen = activity.seen
         self._paths = paths
+        self.mark = 0
 
     @classmethod
     def of(cls, datapath) -> "FastPath | None":
@@ -148,7 +151,7 @@ class FastPath:
         e = self._entries.get(buf[12:24])
         if e is None:
             return None
-        sess, fwd, head, ip_d, l4_d, group, watch = e
+        sess, fwd, head, ip_d, l4_d, group, watch, self.mark = e
         if group is not None:
             if watch and sess.rev_pinhole is not None:
                 return None                 # the reply's pinhole is reported once: slow path

@@ -55,6 +55,9 @@ class Hole:
     src_to: tuple[int, int] | None
     expires_at: float | None
     uses: int = 0
+    # The policy that permitted the signalling that opened it (its media
+    # takes that policy's traffic class, gateway.shaping); None: unknown.
+    policy_id: int | None = None
 
     @property
     def id(self) -> str:

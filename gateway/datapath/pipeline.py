@@ -64,6 +64,7 @@ from gateway.datapath.tcp_stream import FramedStream, SegmentWork, SipStream, St
 from gateway.errors import RemoteProtocolError
 from gateway.packet import ACK, Packet, parse, rewrite
 from gateway.policy import Decision, Engine, Flow
+from gateway.shaping import policy_mark
 from gateway.sip.alg import SipContext
 
 SIP_PORT = 5060
@@ -101,6 +102,9 @@ class Forward(NamedTuple):
     data: bytes
     path: str                       # "fast-session" | "fast-pinhole" | "policy"
     note: str = ""
+    # Firewall mark for the verdict: the traffic-shaping class and DSCP of
+    # the policy the flow belongs to (gateway.shaping; 0: none).
+    mark: int = 0
 
 
 class Drop(NamedTuple):
@@ -258,6 +262,10 @@ class Datapath:
         self.config = config
         self.engine = engine if engine is not None else Engine(config)
         self.sessions = SessionTable(timeouts)
+        # Policy id -> firewall mark, for the policies with traffic settings
+        # (manual ch. 2 "Bandwidth Management for VoIP Services").
+        self.marks: dict[int, int] = {p.id: policy_mark(p.id) for p in config.policies
+                                      if p.action == "permit" and p.traffic is not None}
         self._smap = self.sessions._map       # the fast path's one probe
         self.pinholes = PinholeTable()
         self.activity = MediaActivity()
@@ -351,11 +359,12 @@ class Datapath:
                 self._remember_fragment(pkt, rw, now)
             self.paths["fast-session"] += 1
             if rw is None:
-                return Forward(buf, "fast-session")
+                return Forward(buf, "fast-session", "", sess.mark)
             if pkt.sport is None:
-                return Forward(rewrite(pkt, src=rw[0], dst=rw[2]), "fast-session")
+                return Forward(rewrite(pkt, src=rw[0], dst=rw[2]), "fast-session", "", sess.mark)
             s, sp, d, dp = rw
-            return Forward(rewrite(pkt, src=s, sport=sp, dst=d, dport=dp), "fast-session")
+            return Forward(rewrite(pkt, src=s, sport=sp, dst=d, dport=dp), "fast-session", "",
+                           sess.mark)
 
         if pkt.more_fragments:
             return self._drop(FRAGMENT_DROP, "fragment")
@@ -416,7 +425,7 @@ class Datapath:
         if isinstance(sess, Drop):
             return sess
         self.paths["policy"] += 1
-        return Forward(self._apply(pkt, sess.fwd_rewrite), "policy", note)
+        return Forward(self._apply(pkt, sess.fwd_rewrite), "policy", note, sess.mark)
 
     # -- helpers of process ----------------------------------------------------------
 
@@ -451,18 +460,23 @@ class Datapath:
 
     def _new_session(self, key, rw, now: float, ingress: str, d: Decision | None, *,
                      kind: str = "policy", note: str = "", egress: str = "",
-                     to_zone: str | None = None, **kw) -> Session | Drop:
+                     to_zone: str | None = None, policy_id: int | None = None,
+                     **kw) -> Session | Drop:
+        """A session for the flow of ``key``: decided by ``d``, or (no
+        decision: a pinhole's flow) belonging to ``policy_id``, the policy
+        that permitted the signalling that opened it, whose traffic class
+        and DSCP it takes."""
         have = self.sessions._map.get(key)
         if have is not None and have[2]:
             return have[0]
         if d is not None:
             egress, to_zone = d.egress or "", d.to_zone
+            policy_id = d.policy.id if d.policy is not None else None
         sess = self.sessions.create(
             key, rw, now, ingress=ingress, egress=egress,
             from_zone=d.from_zone if d is not None else self._zones.get(ingress),
-            to_zone=to_zone,
-            policy_id=d.policy.id if d is not None and d.policy is not None else None,
-            kind=kind, note=note, **kw)
+            to_zone=to_zone, policy_id=policy_id,
+            kind=kind, note=note, mark=self.marks.get(policy_id, 0) if policy_id else 0, **kw)
         if sess is None:
             if rw is not None and rw[0] != key[1]:
                 return self._drop(f"no free port on {_ip(rw[0])} for {_PROTO_NAMES.get(key[0])} "
@@ -560,6 +574,7 @@ class Datapath:
         sess = self._new_session(
             key, rw, now, ingress, None, kind="media", timeout=self.media_timeout,
             egress=route[0] if route else "", to_zone=route[1] if route else None,
+            policy_id=self._policy_of_hole(hole, key, ingress),
             call=hole.call, group=hole.group, pinhole=hole.id,
             rev_group=back.group if back is not None else None,
             rev_pinhole=back.id if back is not None else None,
@@ -572,7 +587,7 @@ class Datapath:
         self.paths["fast-pinhole"] += 1
         sess.fwd_packets += 1
         sess.fwd_bytes += pkt.total_length
-        return Forward(self._apply(pkt, sess.fwd_rewrite), "fast-pinhole")
+        return Forward(self._apply(pkt, sess.fwd_rewrite), "fast-pinhole", "", sess.mark)
 
     def _retire_early_media(self, key, hole: Hole, rw: Rewrite) -> None:
         """The private party's media reached the public one before its ALG
@@ -622,11 +637,13 @@ class Datapath:
             return self._h323_connection(pkt, key, rw, now, ingress, None, channel,
                                          egress=route[0] if route else "",
                                          to_zone=route[1] if route else None, call=hole.call,
-                                         pinhole=hole.id, translate_port=hole.src_to is None)
+                                         pinhole=hole.id, translate_port=hole.src_to is None,
+                                         policy_id=self._policy_of_hole(hole, key, ingress))
         return self._sip_connection(pkt, key, rw, now, ingress, None,
                                     egress=route[0] if route else "",
                                     to_zone=route[1] if route else None, call=hole.call,
-                                    pinhole=hole.id, translate_port=hole.src_to is None)
+                                    pinhole=hole.id, translate_port=hole.src_to is None,
+                                    policy_id=self._policy_of_hole(hole, key, ingress))
 
     # -- ALG dispatch ----------------------------------------------------------------
 
@@ -681,9 +698,18 @@ class Datapath:
         pinholes, then drop, or rewrite (payload ``data``, header NAT, the
         destination overridden by ``route_to`` from the SIP Incoming DIP table)
         and create the signalling session so that later messages of the flow
-        and their answers match."""
+        and their answers match.
+
+        The pinholes this message opens belong to the policy that permitted
+        it (its decision, its signalling session's or signalling pinhole's
+        policy): the media sessions they become take that policy's traffic
+        class and DSCP (manual ch. 2 "Bandwidth Management for VoIP
+        Services": the VoIP policy's guarantee covers the calls' media)."""
+        origin = self._origin_policy(outcome)
         self.remove_pinholes(pinholes_close)
-        self.install_pinholes(pinholes_open)
+        opened = [self.pinholes.install(p) for p in pinholes_open]
+        for hole in opened:
+            hole.policy_id = origin
         if outcome.segment is not None:
             return self._segment_done(outcome, verdict, data, reason)
         if verdict != "forward":
@@ -698,7 +724,8 @@ class Datapath:
         if outcome.session is not None:
             if route_to is not None:
                 rw = self._route_to(pkt, rw, route_to)
-            return Forward(self._apply(pkt, rw, payload), "fast-session", outcome.alg)
+            return Forward(self._apply(pkt, rw, payload), "fast-session", outcome.alg,
+                           self._mark_of_session(outcome.session))
         p, s, sp = pkt.proto, pkt.src_int, pkt.sport
         key = (p, s, sp, pkt.dst_int, pkt.dport)
         d = outcome.decision
@@ -709,12 +736,14 @@ class Datapath:
             sess = self._new_session(key, rw, now, outcome.ingress, None, kind="signalling",
                                      egress=outcome.egress, timeout=self.alg_timeouts.get(outcome.alg),
                                      alg=outcome.alg, direction=outcome.direction,
-                                     call=outcome.key or None, pinhole=outcome.pinhole)
+                                     call=outcome.key or None, pinhole=outcome.pinhole,
+                                     policy_id=origin)
             if isinstance(sess, Drop):
                 return sess
             sess.fwd_packets += 1
             sess.fwd_bytes += pkt.total_length
-            return Forward(self._apply(pkt, sess.fwd_rewrite, payload), "fast-pinhole", outcome.alg)
+            return Forward(self._apply(pkt, sess.fwd_rewrite, payload), "fast-pinhole", outcome.alg,
+                           sess.mark)
         if d is None:
             if route_to is None:
                 return self._drop(f"{outcome.dst[0]}:{outcome.dst[1]} is an incoming DIP address "
@@ -727,6 +756,8 @@ class Datapath:
             if d.action != "permit":
                 return self._drop(d.reason, "policy")
             rw = self._rewrite_of(key, d)
+            for hole in opened:
+                hole.policy_id = d.policy.id if d.policy is not None else None
         elif route_to is not None:
             rw = self._route_to(pkt, rw, route_to)
         sess = self._new_session(key, rw, now, outcome.ingress, d, kind="signalling",
@@ -737,7 +768,54 @@ class Datapath:
             return sess
         sess.fwd_packets += 1
         sess.fwd_bytes += pkt.total_length
-        return Forward(self._apply(pkt, sess.fwd_rewrite, payload), "policy", outcome.alg)
+        return Forward(self._apply(pkt, sess.fwd_rewrite, payload), "policy", outcome.alg,
+                       sess.mark)
+
+    def _origin_policy(self, outcome: Alg) -> int | None:
+        """The policy that let this signalling message through: its
+        decision's, else its signalling session's, else that of the
+        signalling pinhole it came through."""
+        d = outcome.decision
+        if d is not None:
+            return d.policy.id if d.policy is not None else None
+        if outcome.session is not None:
+            sess = self.sessions.get(outcome.session)
+            return sess.policy_id if sess is not None else None
+        if outcome.pinhole is not None:
+            hole = self.pinholes.get(outcome.pinhole)
+            return hole.policy_id if hole is not None else None
+        return None
+
+    def _mark_of_session(self, sid: int | None) -> int:
+        sess = self.sessions.get(sid) if sid is not None else None
+        return sess.mark if sess is not None else 0
+
+    def _policy_of_hole(self, hole: Hole, key, ingress: str) -> int | None:
+        """The policy a pinhole's flow belongs to: the one recorded when
+        its ALG opened it; for a pinhole rebuilt from the replicated ALG
+        state (takeover, replay: no message opened it here), the policy
+        the flow would match as the ALG's service, which is the policy
+        that permits that call's signalling between the same parties, in
+        either direction (the session made covers both, and after a
+        takeover either party's packet may come first)."""
+        if hole.policy_id is not None or not self.marks:
+            return hole.policy_id
+        p, s, sp, d, dp = key
+        alg = getattr(hole.pinhole, "alg", "") or "sip"
+        service = {"h323": H323_SERVICE, "mgcp": None}.get(alg, alg)
+        proto = _PROTO_NAMES.get(p, "udp")
+        dst, dport = hole.to if hole.to is not None else (d, dp)
+        src, dst = IPv4Address(s), IPv4Address(dst)
+        dec = self.engine.decide(Flow(ingress, src, dst, proto, sp, dport), service=service)
+        if dec.action != "permit" or dec.policy is None:
+            # The other party's packets arrive by the interface facing it.
+            back = self.engine.route(dst)
+            if back is not None:
+                dec = self.engine.decide(Flow(back[0], dst, src, proto, dport, sp),
+                                         service=service)
+        if dec.action == "permit" and dec.policy is not None:
+            hole.policy_id = dec.policy.id
+        return hole.policy_id
 
     # -- signalling over TCP (H.323, SIP) --------------------------------------------
 
@@ -810,7 +888,8 @@ class Datapath:
         if not payload and pkt.tcp_flags & _SYN:
             stream.syn(fwd, pkt.tcp_seq)
             self.paths[path] += 1
-            return Forward(self._apply_tcp(pkt, rw, stream, fwd, None, pkt.tcp_seq), path)
+            return Forward(self._apply_tcp(pkt, rw, stream, fwd, None, pkt.tcp_seq), path, "",
+                           sess.mark)
         if not payload:
             # ACK/FIN/RST: in order behind this direction's data at the ALG.
             kind, val = stream.empty(fwd, pkt.tcp_seq)
@@ -821,7 +900,7 @@ class Datapath:
         if kind == "forward":
             self.paths[path] += 1
             return Forward(self._apply_tcp(pkt, rw, stream, fwd, None if val == payload else val,
-                                           pkt.tcp_seq), path)
+                                           pkt.tcp_seq), path, "", sess.mark)
         if kind == "drop":
             return self._drop(val, "alg", sess.alg)
         if kind == "hold":
@@ -879,7 +958,8 @@ class Datapath:
         if payload == pkt.payload_bytes and work.emit_seq == pkt.tcp_seq:
             payload = None
         return Forward(self._apply_tcp(pkt, outcome.rewrite, stream, work.forward, payload,
-                                       work.emit_seq), "fast-session", outcome.alg)
+                                       work.emit_seq), "fast-session", outcome.alg,
+                       self._mark_of_session(outcome.session))
 
     def _release_retained(self, outcome: Alg, work: SegmentWork, data: bytes) -> Forward:
         """The messages of retained SIP segments answered (``data``: their
@@ -891,6 +971,7 @@ class Datapath:
         were forgotten: its sender retransmits it)."""
         r = work.retained
         stream = work.stream
+        mark = self._mark_of_session(outcome.session)
         FramedStream.finished(work, data)
         lengths = resegment.spread([n for _s, n, _w in r.layout], len(data))
         verdicts: dict[int, Forward | Drop] = {}
@@ -911,7 +992,8 @@ class Datapath:
                 emit = (start - len(seg.prefix)) % (1 << 32)
                 same = payload == pkt.payload_bytes and emit == pkt.tcp_seq
                 v = Forward(self._apply_tcp(pkt, o.rewrite, stream, work.forward,
-                                            None if same else payload, emit), "fast-session", "sip")
+                                            None if same else payload, emit), "fast-session", "sip",
+                            mark)
             if w is None:
                 own = v
             else:
@@ -928,7 +1010,7 @@ class Datapath:
             pkt = o.packet
             verdicts[id(w)] = Forward(self._apply_tcp(pkt, o.rewrite, stream, w.forward,
                                                       None if w.data == pkt.payload_bytes else w.data,
-                                                      pkt.tcp_seq), "fast-session", "sip")
+                                                      pkt.tcp_seq), "fast-session", "sip", mark)
         r.verdicts = verdicts
         return own if own is not None else self._drop("SIP segment emptied by the rewrite of its "
                                                       "message", "alg", "sip")

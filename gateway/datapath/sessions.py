@@ -76,6 +76,9 @@ class Session:
     rev_packets: int = 0
     rev_bytes: int = 0
     removed: bool = field(default=False, repr=False)
+    # Firewall mark of its packets (gateway.shaping.policy_mark of the
+    # policy it belongs to; 0: none), given in every verdict.
+    mark: int = 0
 
     @property
     def translated(self) -> tuple[int, int, int, int]:
@@ -187,7 +190,7 @@ class SessionTable:
                group: str | None = None, pinhole: str | None = None,
                rev_group: str | None = None, rev_pinhole: str | None = None,
                translate_port: bool = True,
-               note: str = "") -> Session | None:
+               note: str = "", mark: int = 0) -> Session | None:
         """Enter a session for the packet with ``key`` leaving as ``rewrite``.
 
         When ``rewrite`` changes the source address of a TCP/UDP flow and its
@@ -228,6 +231,7 @@ class SessionTable:
         sess = Session(sid, proto, key, rkey, rewrite, rev_rw, ingress, egress, from_zone,
                        to_zone, policy_id, kind, timeout, now + timeout, now, alg, direction,
                        call, group, pinhole, rev_group, rev_pinhole, public, note)
+        sess.mark = mark
         self._map[key] = (sess, rewrite, True)
         self._map[rkey] = (sess, rev_rw, False)
         if proto == PROTO_UDP:

@@ -112,7 +112,25 @@ def run_status(args) -> int:
             print(f"drop {n:8d}  {code}")
         for reason, n in sorted((s.get("drops") or {}).items(), key=lambda kv: -kv[1]):
             print(f"alg drop {n:8d}  {reason}")
+        for line in shaping_lines(s.get("shaping") or []):
+            print(line)
     return _out(args, st, human)
+
+
+def shaping_lines(interfaces: list[dict]) -> list[str]:
+    """Per shaped interface and class (gateway/shaping.py): the policy,
+    guaranteed/maximum rate, priority, current rate and drops."""
+    out = []
+    for i in interfaces:
+        state = "" if i.get("installed") else " (NOT INSTALLED)"
+        out.append(f"shaping {i['interface']} ({i['device']}): {i['bandwidth_kbit']} Kbps{state}")
+        for c in i.get("classes", []):
+            who = f"policy {c['policy']}" if c["policy"] is not None else "default"
+            out.append(f"  class {c['class']:<6} {who:<12} gbw {c['gbw_kbit']} mbw {c['mbw_kbit']} "
+                       f"Kbps prio {c['priority']}: rate {c['rate_bps'] / 1000:.0f} Kbit/s "
+                       f"{c['rate_pps']} pps, sent {c['packets']} pkt {c['bytes']} B, "
+                       f"dropped {c['dropped']}, overlimits {c['overlimits']}")
+    return out
 
 
 def run_failover(args) -> int:
