@@ -157,9 +157,9 @@ def cpu_time(fn, data: bytes, tries: int = 1) -> float:
     """The least process CPU time of ``tries`` runs of ``fn(data)``."""
     best = float("inf")
     for _ in range(tries):
-        t0 = time.process_time()
+        t0 = time.thread_time()
         run(fn, data)
-        best = min(best, time.process_time() - t0)
+        best = min(best, time.thread_time() - t0)
     return best
 
 

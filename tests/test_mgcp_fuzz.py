@@ -4,7 +4,7 @@ Every input -- arbitrary bytes, mutations of the manual's messages and of the
 corpus capture's (bit flips, inserted tokens and bytes, repeated slices, long
 runs of blanks or digits up to 64 KiB) -- parses or raises RemoteProtocolError
 (step: returns a forward or a drop with a reason), within 50 ms of CPU
-(time.process_time) and with a tracemalloc peak proportional to the input.
+(time.thread_time: this thread only) and with a tracemalloc peak proportional to the input.
 Pathological shapes are also checked for scaling: twice the input costs
 less than about three times the time (linear, with room for a busy machine).
 The long campaign is bench/fuzz_mgcp.py."""
@@ -84,11 +84,18 @@ def test_pathological_inputs_are_linear(kind):
         _within_budget(step_rule, WARM, c, big)
     assert _peak(parse_rule, big) <= _memory_bound(big)
     assert _peak(step_rule, WARM, CONTEXTS[0], big) <= _memory_bound(big)
-    # Scaling: best of five at 32 and 64 KiB.
+    # Scaling: best of five at 32 and 64 KiB, in up to three rounds (a busy
+    # box's cache pressure can spoil one; a quadratic cost fails all three).
     half = pathological(kind, 32768)
-    small = min(cpu(parse_rule, half) for _ in range(5))
-    large = min(cpu(parse_rule, big) for _ in range(5))
-    assert large <= 3 * small + 0.002, (kind, small, large)
+    rounds = []
+    for _ in range(3):
+        small = min(cpu(parse_rule, half) for _ in range(5))
+        large = min(cpu(parse_rule, big) for _ in range(5))
+        rounds.append((small, large))
+        if large <= 3 * small + 0.002:
+            break
+    else:
+        raise AssertionError((kind, rounds))
 
 
 def test_every_seed_is_well_formed_or_a_capture_payload():

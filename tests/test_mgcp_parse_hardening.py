@@ -55,12 +55,12 @@ def test_ascii_ack_ranges_still_pass():
 def _cost(data: bytes, repeat: int = 3) -> float:
     best = float("inf")
     for _ in range(repeat):
-        t = time.process_time()
+        t = time.thread_time()
         try:
             parse_datagram(data)
         except RemoteProtocolError:
             pass
-        best = min(best, time.process_time() - t)
+        best = min(best, time.thread_time() - t)
     return best
 
 
@@ -99,10 +99,10 @@ def test_sdp_with_many_lines_is_refused_before_the_cubic_pattern():
     # in a description before handing it over.
     data = (b"CRCX 1 aaln/1@gw MGCP 1.0\r\nC: 1\r\n\r\nv=0\r\no=- 1 1 IN IP4 1.1.1.1\r\n"
             b"m=audio 4000 RTP/AVP 0\r\n" + b"a=x\r\n" * 1600 + b"\xff")
-    t = time.process_time()
+    t = time.thread_time()
     with pytest.raises(RemoteProtocolError, match="lines in a session description"):
         parse_datagram(data)
-    assert time.process_time() - t <= 0.05
+    assert time.thread_time() - t <= 0.05
 
 
 def test_long_sdp_line_is_refused_before_the_quadratic_pattern():
@@ -110,7 +110,7 @@ def test_long_sdp_line_is_refused_before_the_quadratic_pattern():
     # patterns retried the tab run from every position (0.5 s).
     data = (b"CRCX 1 aaln/1@gw MGCP 1.0\r\nC: 1\r\n\r\nv=0\r\no=- 1 1 IN IP4 1.1.1.1\r\n"
             b"m=audio 4000 RTP/AVP 0\r\na=rtcp:1" + b"\t" * 8192 + b"9")
-    t = time.process_time()
+    t = time.thread_time()
     with pytest.raises(RemoteProtocolError, match="session description line longer"):
         parse_datagram(data)
-    assert time.process_time() - t <= 0.05
+    assert time.thread_time() - t <= 0.05
