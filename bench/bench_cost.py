@@ -198,13 +198,14 @@ def journal_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.glob("*.seg"))
 
 
-def journal_mark(state) -> dict[str, tuple[int, int]]:
-    """role -> (journal head, segment bytes)."""
+def journal_mark(state) -> dict[str, tuple[int, int, int]]:
+    """role -> (journal head, segment bytes, the journal writer's batches)."""
     plan = state.get_plan()
     out = {}
     for role, p in gs.node_paths(state, plan).items():
         st = gs.try_status(p.socket) or {}
-        out[role] = (int(st.get("journal_head") or 0), journal_bytes(p.journal))
+        out[role] = (int(st.get("journal_head") or 0), journal_bytes(p.journal),
+                     int((st.get("journal") or {}).get("batches") or 0))
     return out
 
 
@@ -267,7 +268,8 @@ def measure(example: Path, starter: str, *, rate: float, seconds: float, hold_ms
             bc.wait_idle(state, timeout=15.0)
             j1 = journal_mark(state)
             out["journal"] = {role: {"events": j1[role][0] - j0[role][0],
-                                     "bytes": j1[role][1] - j0[role][1]} for role in j0}
+                                     "bytes": j1[role][1] - j0[role][1],
+                                     "batches": j1[role][2] - j0[role][2]} for role in j0}
             out.update(bc.pair_report(state))
     log(summary(out))
     return out
@@ -326,7 +328,7 @@ def summary(r: dict) -> str:
     for role, j in (r.get("journal") or {}).items():
         calls = r["calls"]
         lines.append(f"  journal {role}: {j['events'] / calls:.1f} events/call, "
-                     f"{j['bytes'] / calls:.0f} B/call")
+                     f"{j['bytes'] / calls:.0f} B/call, {j['batches'] / calls:.1f} writer batches/call")
     if r.get("failovers", 1) and r.get("failovers", 1) > 1:
         lines.append(f"  the pair changed roles during the run (epoch {r['failovers']})")
     return "\n".join(lines)
