@@ -520,7 +520,7 @@ class Replicator:
             self._stood_still = stalled or (woke - asleep
                                             > timeout_ms / 1000 + 0.5 * self.hb_interval + 0.05)
             if wake_rx in events:
-                while wake_rx.poll(0):
+                while _readable(wake_rx):
                     wake_rx.recv()
             self._commands(dealer)
             t_cmds = self.clock()
@@ -623,7 +623,7 @@ class Replicator:
         self._trigger("peer_epoch", hb.role, hb.epoch, hb.prio, hb.node)
 
     def _drain_router(self, router) -> None:
-        while router.poll(0):
+        while _readable(router):
             ident, *frames = router.recv_multipart()
             try:
                 msg = decode(frames)
@@ -680,7 +680,7 @@ class Replicator:
             self.applier.wait_below(FOLD_BACKLOG, self.hb_interval / 4)
             if self.applier.backlog() >= FOLD_BACKLOG:
                 return
-        while dealer.poll(0):
+        while _readable(dealer):
             if self.clock() > until or self.applier.backlog() + len(pending) >= FOLD_BACKLOG:
                 break
             if len(pending) >= APPEND_CHUNK:
@@ -803,6 +803,18 @@ class Replicator:
             self._wake()
 
 
+def _readable(sock) -> bool:
+    """Whether a message can be received from ``sock`` without waiting: one
+    zmq_poll of that socket, what ``sock.poll(0)`` does too without the
+    Poller object pyzmq builds and registers for every such call (six of
+    them per replicated batch)."""
+    return bool(_zmq_poll([(sock, _POLLIN)], 0))
+
+
+_zmq_poll = zmq.zmq_poll
+_POLLIN = int(zmq.POLLIN)
+
+
 def _waiting(*sockets) -> bool:
     """Whether a message is ready on any of ``sockets`` (no wait)."""
-    return any(sock.poll(0) for sock in sockets)
+    return any(_readable(sock) for sock in sockets)

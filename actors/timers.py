@@ -87,6 +87,12 @@ class TimerService:
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         self._stopping = False
+        # The monotonic time the thread sleeps until (inf: until told). A
+        # schedule wakes it only for an earlier deadline: most timers are
+        # re-armed later than the earliest one (a call's next deadline), and
+        # waking the thread for each cost a thread switch and a GIL hand-off
+        # per schedule, several per call.
+        self._sleeping_until = float("-inf")
 
     # -- scheduling ---------------------------------------------------------
     def schedule(
@@ -95,17 +101,22 @@ class TimerService:
         """Fire `TimerFired` at `target` at wall-clock `deadline`; replaces any
         timer of `key`. Returns the new generation."""
         with self._cond:
-            generation = self._schedule_locked(key, deadline, target, payload)
-            self._cond.notify()
+            generation, due = self._schedule_locked(key, deadline, target, payload)
+            # The thread, when not asleep, looks at the heap again before it
+            # next sleeps (under this lock): only an earlier deadline than the
+            # one it sleeps until needs it awake.
+            if due < self._sleeping_until:
+                self._cond.notify()
         return generation
 
-    def _schedule_locked(self, key: Hashable, deadline: float, target: Any, payload: Any) -> int:
+    def _schedule_locked(self, key: Hashable, deadline: float, target: Any,
+                         payload: Any) -> tuple[int, float]:
         generation = next(self._generations)
         self._timers[key] = _Timer(generation, deadline, target, payload)
         due = self._monotonic() + (deadline - self._wall())
         heapq.heappush(self._heap, (due, generation, key))
         self._maybe_compact()
-        return generation
+        return generation, due
 
     def cancel(self, key: Hashable) -> bool:
         """Forget `key`'s timer; a TimerFired of it already sent becomes stale."""
@@ -124,7 +135,7 @@ class TimerService:
             for spec in specs:
                 key, deadline, target, *rest = spec
                 payload = rest[0] if rest else None
-                generations[key] = self._schedule_locked(key, deadline, target, payload)
+                generations[key] = self._schedule_locked(key, deadline, target, payload)[0]
             self._cond.notify()
         return generations
 
@@ -226,11 +237,14 @@ class TimerService:
                 next_due = self._next_due_locked()
                 now = self._monotonic()
                 if next_due is None:
+                    self._sleeping_until = float("inf")
                     self._cond.wait()
                     continue
                 if next_due > now:
+                    self._sleeping_until = next_due
                     self._cond.wait(next_due - now)
                     continue
+                self._sleeping_until = float("-inf")
                 due = self._pop_due_locked(now)
             for target, message in due:
                 _send(target, message)

@@ -39,6 +39,15 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 
+# The newest frames are also kept in memory, so that replication reads the
+# live tail (a few frames per batch, just written) without opening the segment
+# and walking up to INDEX_STRIDE frames from the nearest indexed offset: at a
+# low call rate every held message is a batch of its own, and that walk was
+# the replication thread's largest cost per batch. Older frames (a standby
+# catching up) are read from the segments as before.
+TAIL_FRAMES = 4096
+TAIL_BYTES = 4 * 1024 * 1024
+
 
 class JournalLocked(Exception):
     """Another process has the journal open."""
@@ -115,6 +124,14 @@ class Journal:
         self._fd: int | None = None
         self._failed: BaseException | None = None
         self._closed = False
+        # The newest frames as written (see TAIL_FRAMES): _tail[i] is the
+        # frame of sequence _tail_first + i; it always ends at the head once
+        # a write completes. Its own lock, so that a reader of the tail does
+        # not wait for a write's fsync under the journal's lock.
+        self._tail: list[bytes] = []
+        self._tail_first = 0
+        self._tail_bytes = 0
+        self._tail_lock = Lock()
         if segments:
             self._fd = os.open(segments[-1].path, os.O_WRONLY | os.O_APPEND)
 
@@ -319,6 +336,33 @@ class Journal:
             seg.size = offset
             self._versions.update(versions)
             self._epoch = records[-1].epoch
+        self._keep_tail(frames, records[0].seq)
+
+    def _keep_tail(self, frames: list[bytes], first: int) -> None:
+        with self._tail_lock:
+            tail = self._tail
+            if not tail or self._tail_first + len(tail) != first:
+                tail.clear()
+                self._tail_first = first
+                self._tail_bytes = 0
+            tail.extend(frames)
+            self._tail_bytes += sum(map(len, frames))
+            if len(tail) > 2 * TAIL_FRAMES or self._tail_bytes > 2 * TAIL_BYTES:
+                # Back within the bounds, the newest frame always kept (one
+                # trim per many writes: amortised O(1) a frame).
+                drop, size = 0, self._tail_bytes
+                while drop < len(tail) - 1 and (len(tail) - drop > TAIL_FRAMES or size > TAIL_BYTES):
+                    size -= len(tail[drop])
+                    drop += 1
+                del tail[:drop]
+                self._tail_first += drop
+                self._tail_bytes = size
+
+    def _drop_tail(self) -> None:
+        with self._tail_lock:
+            self._tail.clear()
+            self._tail_first = 0
+            self._tail_bytes = 0
 
     def _writable_segment(self) -> _Segment:
         if self._segments:
@@ -353,6 +397,10 @@ class Journal:
         """Up to ``max_count`` encoded frames from ``from_seq``, as stored (for replication)."""
         if max_count <= 0 or from_seq > self.head:
             return []
+        with self._tail_lock:
+            k = from_seq - self._tail_first
+            if self._tail and 0 <= k < len(self._tail):
+                return self._tail[k:k + max_count]
         return [buf[i:stop] for buf, i, stop, _ in self._spans(from_seq, from_seq + max_count - 1)]
 
     def _spans(self, from_seq: int, to_seq: int | None) -> Iterator[tuple[bytes, int, int, int]]:
@@ -404,6 +452,7 @@ class Journal:
                 raise ValueError(f"cannot truncate below the oldest kept record ({self.first_seq})")
             dropped = list(self._read_unlocked(seq + 1, head))
             self._cuts += 1
+            self._drop_tail()
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
@@ -468,6 +517,7 @@ class Journal:
             if self._closed:
                 return
             self._closed = True
+            self._drop_tail()
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None

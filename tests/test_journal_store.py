@@ -176,6 +176,63 @@ def test_read_frames_are_the_stored_bytes(jdir):
         assert b"".join(j.read_frames(1, 1000)) == raw
 
 
+def test_live_tail_is_read_without_the_segment_files(jdir, monkeypatch):
+    """Replication reads the frames just written: they come from memory, not
+    from a walk of the segment from its nearest indexed offset."""
+    import journal.store as store
+
+    with Journal.open(jdir) as j:
+        written = j.append_batch(notes(300), epoch=1)
+        written += j.append_batch(notes(2), epoch=1)
+
+        def no_disk(*_a, **_k):
+            raise AssertionError("the live tail was read from the segment file")
+
+        monkeypatch.setattr(store, "iter_spans", no_disk)
+        assert j.read_frames(299, 10) == [encode_record(r) for r in written[298:]]
+        assert j.read_frames(302, 5) == [encode_record(written[-1])]
+
+
+@settings(max_examples=40, deadline=None)
+@given(ops=st.lists(st.one_of(st.tuples(st.just("append"), st.integers(1, 40)),
+                              st.tuples(st.just("frames"), st.integers(1, 400), st.integers(1, 60)),
+                              st.tuples(st.just("cut"), st.integers(0, 60))),
+                    min_size=1, max_size=25))
+def test_read_frames_from_memory_equal_the_stored_bytes(ops):
+    """Whatever the appends, cuts and tail bounds, read_frames answers the
+    frames stored at those sequence numbers (the journal holds copies of one
+    source's frames, so the frame of sequence s is always the source's s-th),
+    and the reopened journal, read from its files alone, holds the same."""
+    import journal.store as store
+
+    old = store.TAIL_FRAMES, store.TAIL_BYTES
+    store.TAIL_FRAMES, store.TAIL_BYTES = 16, 2000          # trims happen within a few ops
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            src = Journal.open(Path(d) / "src")
+            src.append_batch(notes(500, keys="abcdefg"), epoch=1)
+            pool = src.read_frames(1, 500)
+            src.close()
+            j = Journal.open(Path(d) / "j", segment_bytes=3000)
+            for op in ops:
+                if op[0] == "append":
+                    if j.head < len(pool):
+                        j.append_frames(pool[j.head:j.head + op[1]])
+                elif op[0] == "cut" and j.head:
+                    j.truncate_after(max(0, j.head - op[1]))
+                elif op[0] == "frames":
+                    from_seq, n = op[1], op[2]
+                    got = j.read_frames(from_seq, n)
+                    assert got == pool[from_seq - 1:min(from_seq - 1 + n, j.head)]
+            head = j.head
+            j.close()
+            with Journal.open(Path(d) / "j") as again:
+                assert again.head == head
+                assert again.read_frames(1, head) == pool[:head]
+    finally:
+        store.TAIL_FRAMES, store.TAIL_BYTES = old
+
+
 # --------------------------------------------------------- standby copies
 
 def test_standby_stores_exactly_what_the_active_wrote(tmp_path):

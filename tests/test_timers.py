@@ -214,3 +214,44 @@ def test_thread_delivers_to_a_pooled_actor_which_ignores_stale():
     finally:
         timers.stop()
         pool.shutdown()
+
+
+class _CountingTimers(TimerService):
+    """Counts the thread's turns (each looks at the heap once)."""
+
+    turns = 0
+
+    def _next_due_locked(self):
+        self.turns += 1
+        return super()._next_due_locked()
+
+
+def test_thread_is_woken_only_for_an_earlier_deadline():
+    """Re-arming timers later than the one the thread sleeps until does not
+    wake it (each wake-up is a thread switch); an earlier one does, and fires
+    on time."""
+    timers = _CountingTimers().start()
+    fired = threading.Event()
+
+    class Target:
+        def tell(self, message):
+            if message.payload == "early":
+                fired.set()
+
+    try:
+        now = time.time()
+        timers.schedule("first", now + 60, Target())
+        deadline = time.monotonic() + 5
+        while timers.turns == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(0.05)                    # asleep until "first"
+        before = timers.turns
+        for i in range(50):
+            timers.schedule(("later", i), now + 120 + i, Target())
+            time.sleep(0.002)               # room for the thread to run, were it woken
+        assert timers.turns == before
+        timers.schedule("early", time.time() + 0.05, Target(), "early")
+        assert fired.wait(5)
+        assert timers.turns - before <= 4   # woken for it, fired it, asleep again
+    finally:
+        timers.stop()
