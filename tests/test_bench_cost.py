@@ -55,6 +55,8 @@ def test_cpu_and_wake_ups_are_charged_to_the_named_thread():
         nap.join(5)
     assert d["threads"]["me"]["cost-spin"] >= 0.05
     assert d["switches"]["me"]["cost-nap"] >= 20
-    # The process total holds every thread's time (exited ones included).
-    assert d["procs"]["me"] >= d["threads"]["me"]["cost-spin"] - 0.02
+    # The process total holds every thread's time (exited ones included);
+    # a sample reads the process before its threads, and the spinning thread
+    # runs on meanwhile (longer on a loaded box): a few ticks of slack.
+    assert d["procs"]["me"] >= d["threads"]["me"]["cost-spin"] - 0.1
     assert d["machine"] >= d["procs"]["me"] - 0.05
