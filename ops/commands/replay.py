@@ -57,6 +57,7 @@ def run(args) -> int:
     import os
 
     from gateway import domain
+    from journal.checkpoint import decode_state
     from journal.replay import JournalGap, Problem, UnusableRecord, replay
     from journal.segment import JournalCorrupt, iter_records
 
@@ -74,8 +75,9 @@ def run(args) -> int:
     problems: list[Problem] | None = [] if args.partial else None
     stopped: Problem | None = None
     try:
+        # From the newest snapshot at or before the target, then the records after it.
         state, last = replay(args.journal, domain.apply, domain.EMPTY, until_seq=until_seq,
-                             until_time=until_time, problems=problems)
+                             until_time=until_time, problems=problems, decode_snapshot=decode_state)
     except JournalCorrupt as exc:
         print(f"gwctl replay: the journal is damaged: {exc}", file=sys.stderr)
         return 1
