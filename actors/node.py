@@ -245,6 +245,10 @@ class Node:
             # replication thread takes that lock for every heartbeat heard.
             self._diverged(*args)
             return
+        if trigger == "snapshot_received":
+            # Likewise: the active's snapshot replaces this standby's journal.
+            self.install_snapshot(*args)
+            return
         with self.ha_lock:
             before = self.role
             self.role, actions = ha.step(self.role, trigger, *args)
