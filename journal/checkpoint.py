@@ -38,8 +38,10 @@ from .store import VERSION_HORIZON, Journal, StartMismatch
 log = logging.getLogger(__name__)
 
 
-def encode_state(state: Any) -> bytes:
-    return msgpack.packb(encode_tree(state), use_bin_type=True)
+def encode_state(state: Any, *, canonical: bool = False) -> bytes:
+    """A state as snapshot bytes; ``canonical``: bytes that depend on its
+    values only, equal for equal states (journal.state_codec)."""
+    return msgpack.packb(encode_tree(state, canonical=canonical), use_bin_type=True)
 
 
 def decode_state(payload: Any) -> Any:

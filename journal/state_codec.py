@@ -99,9 +99,15 @@ class _Dumper(pickle.Pickler):
         return _build, (type(obj), get(obj))
 
 
-def _dumps(value: Any) -> bytes:
+def _dumps(value: Any, canonical: bool = False) -> bytes:
     buf = io.BytesIO()
-    _Dumper(buf, _PROTOCOL).dump(value)
+    p = _Dumper(buf, _PROTOCOL)
+    # canonical: no memo, so the bytes depend on the values only, not on
+    # which objects the fold happened to share: equal states give equal
+    # bytes (for comparing states byte for byte). Snapshots keep the memo:
+    # half the size and four times faster to load (each class is named once).
+    p.fast = canonical
+    p.dump(value)
     return buf.getvalue()
 
 
@@ -127,23 +133,25 @@ def _loads(data: bytes) -> Any:
         raise StateDecodeError(f"undecodable state chunk ({type(exc).__name__}: {exc})") from None
 
 
-def encode_tree(value: Any, depth: int = WALK_DEPTH) -> list:
-    """The plain-data tree of ``value`` (see the module docstring)."""
+def encode_tree(value: Any, depth: int = WALK_DEPTH, *, canonical: bool = False) -> list:
+    """The plain-data tree of ``value`` (see the module docstring); with
+    ``canonical``, bytes that depend on the values only (see ``_dumps``)."""
     if depth > 0 and dataclasses.is_dataclass(value) and not isinstance(value, type):
         cls = type(value)
         return ["d", f"{cls.__module__}:{cls.__qualname__}",
-                {f.name: encode_tree(getattr(value, f.name), depth - 1) for f in dataclasses.fields(cls)}]
+                {f.name: encode_tree(getattr(value, f.name), depth - 1, canonical=canonical)
+                 for f in dataclasses.fields(cls)}]
     if type(value) is Map and len(value) > CHUNK:
         chunks, items = [], []
         for item in value.items():
             items.append(item)
             if len(items) == CHUNK:
-                chunks.append(_dumps(items))
+                chunks.append(_dumps(items, canonical))
                 items = []
         if items:
-            chunks.append(_dumps(items))
+            chunks.append(_dumps(items, canonical))
         return ["m", chunks]
-    return ["p", _dumps(value)]
+    return ["p", _dumps(value, canonical)]
 
 
 def decode_tree(node: Any) -> Any:
