@@ -57,6 +57,11 @@ DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 VERSION_HORIZON = 1 << 20
 
 
+def _within(entry: tuple[int, int], seq: int) -> int:
+    """The version ``(version, last seq)`` gives a record ``seq``: 0 once silent past the horizon."""
+    return entry[0] if seq - entry[1] <= VERSION_HORIZON else 0
+
+
 class StartMismatch(Exception):
     """A snapshot's journal position that is not this journal's: its segment
     is gone, or the record there is not the one the snapshot was taken at."""
@@ -301,7 +306,7 @@ class Journal:
     def _known(self, stream: str, seq: int) -> int:
         """The version a record ``seq`` of ``stream`` follows (module docstring)."""
         e = self._versions.get(stream)
-        return e[0] if e is not None and seq - e[1] <= VERSION_HORIZON else 0
+        return 0 if e is None else _within(e, seq)
 
     def versions_table(self) -> list[list]:
         """``[stream, version, last seq]`` of every stream still counted (for a snapshot)."""
@@ -339,7 +344,7 @@ class Journal:
                 seq += 1
                 stream = ev.stream
                 p = pending.get(stream)
-                version = (p[0] if p is not None else self._known(stream, seq)) + 1
+                version = (_within(p, seq) if p is not None else self._known(stream, seq)) + 1
                 pending[stream] = (version, seq)
                 rec = Record(seq, epoch, float(ts), stream, version, ev.TYPE, ev.SCHEMA, ev.to_payload())
                 records.append(rec)
@@ -389,7 +394,7 @@ class Journal:
             if rec.epoch < epoch:
                 raise AppendRejected(f"sequence {rec.seq}: epoch {rec.epoch} after epoch {epoch}")
             p = pending.get(rec.stream)
-            version = (p[0] if p is not None else self._known(rec.stream, rec.seq)) + 1
+            version = (_within(p, rec.seq) if p is not None else self._known(rec.stream, rec.seq)) + 1
             if rec.version != version:
                 raise AppendRejected(f"sequence {rec.seq}: {rec.stream} version {rec.version} "
                                      f"where {version} was expected")
