@@ -130,7 +130,7 @@ class Node:
                  threads: int = 2, fsync: bool = True, mode: str | None = None,
                  priority: int | None = None, timer_thread: bool = True,
                  media_refresh: float = 0.0, lease: float | None = None,
-                 retention=None) -> None:
+                 retention=None, segment_bytes: int | None = None) -> None:
         self.node_id = node_id
         self.config = config
         self.clock = clock
@@ -142,7 +142,8 @@ class Node:
         prio = priority if priority is not None else getattr(nsrp, "priority", 100)
         # The newest usable snapshot and the records after it (journal/checkpoint.py).
         t0 = time.monotonic()
-        recovered = open_at_snapshot(journal_dir, domain.apply, domain.EMPTY, fsync=fsync)
+        recovered = open_at_snapshot(journal_dir, domain.apply, domain.EMPTY, fsync=fsync,
+                                     **({"segment_bytes": segment_bytes} if segment_bytes else {}))
         self.journal = recovered.journal
         self.recovery = {"snapshot": recovered.snapshot.name if recovered.snapshot else None,
                          "folded": recovered.folded, "skipped": recovered.skipped,
