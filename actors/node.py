@@ -42,7 +42,7 @@ from gateway.sip import events as sip_ev
 from gateway.sip import is_keepalive
 from journal.checkpoint import SnapshotTaker, decode_state, open_at_snapshot, state_at
 from journal.record import HEADER, decode_record
-from journal.replay import snapshot_dir
+from journal.replay import JournalGap, snapshot_dir
 from journal.snapshot import read_snapshot, remove_snapshots, write_snapshot
 
 log = logging.getLogger("gateway.node")
@@ -198,7 +198,10 @@ class Node:
         """The first record a connected standby still needs (retention keeps it while it is young)."""
         if self.replicator is None or not self.replicator.has_standby():
             return None
-        acked = self.replicator.sender.min_acked()
+        try:
+            acked = self.replicator.sender.min_acked()
+        except RuntimeError:          # the replication thread changed its peers meanwhile
+            return None
         return None if acked is None else acked + 1
 
     def start(self, *, role: str | None = None) -> None:
@@ -307,7 +310,15 @@ class Node:
                     "after seq %d", self.node_id, cut, head)
         # Snapshots of records that are gone describe a history that never was.
         remove_snapshots(snapshot_dir(self.journal), after=self.journal.head)
-        state, seq, epoch, ts, n = state_at(self.journal, domain.apply, domain.EMPTY)
+        try:
+            state, seq, epoch, ts, n = state_at(self.journal, domain.apply, domain.EMPTY)
+        except JournalGap as exc:
+            # The cut went below every snapshot and retention removed the
+            # first records: no state can be rebuilt from what is left.
+            log.error("node %s: after the cut no state can be rebuilt (%s); the node keeps its "
+                      "previous state and must be restarted with an empty journal directory "
+                      "(it then takes the active's snapshot)", self.node_id, exc)
+            raise
         self._restate(state, seq, epoch, ts, n)
 
     def _restate(self, state, seq: int, epoch: int, ts, folded: int) -> None:
