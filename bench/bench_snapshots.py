@@ -165,10 +165,22 @@ def measure_snapshot_restart(path: Path) -> dict:
         rec.journal.close()
 
 
-def gil_lateness(seconds: float, during=None) -> list[float]:
-    """Lateness (ms) of a thread that sleeps 1 ms at a time, while ``during`` runs beside it."""
+def gil_lateness(seconds: float, during=None) -> tuple[list[float], list[float]]:
+    """Lateness (ms) of a thread that sleeps 1 ms at a time, while ``during``
+    runs beside it, and the garbage collections (ms) meanwhile (a collection
+    stops every thread; the node tunes and logs them, ops/gatewayd.py)."""
+    import gc
     late: list[float] = []
+    collections: list[float] = []
     stop = threading.Event()
+    started = [0.0]
+
+    def on_gc(phase: str, _info: dict) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            collections.append((time.perf_counter() - started[0]) * 1000)
+    gc.callbacks.append(on_gc)
 
     def probe() -> None:
         while not stop.is_set():
@@ -184,7 +196,8 @@ def gil_lateness(seconds: float, during=None) -> list[float]:
         time.sleep(0.01)
     stop.set()
     th.join()
-    return late
+    gc.callbacks.remove(on_gc)
+    return late, collections
 
 
 def main() -> int:
@@ -275,9 +288,13 @@ def main() -> int:
     # The pause: a snapshot of the end-of-day state taken beside a 1 ms probe.
     taker.catch_up()
     calls_now = len(taker.state.sip.calls)
-    idle = gil_lateness(1.0)
+    # As gatewayd runs (ops/gatewayd.py tune_gc: thresholds, what exists frozen).
+    pending.clear()
+    from ops.gatewayd import tune_gc
+    tune_gc()
+    idle, _ = gil_lateness(1.0)
     taker.written = 0
-    busy = gil_lateness(0.0, during=lambda: taker.write())
+    busy, gcs = gil_lateness(0.0, during=lambda: taker.write())
     j.close()
     remove_snapshots(snapshot_dir(path), keep=settings.snapshots_kept)
     # Keep the worst case: the newest snapshot is the one before the tail.
@@ -317,7 +334,8 @@ def main() -> int:
               f"{statistics.median(s['write_s'] for s in snaps):.2f} s (max {max(s['write_s'] for s in snaps):.2f} s)")
     print(f"datapath pause (1 ms probe): idle p99 {sorted(idle)[int(len(idle) * .99)]:.2f} ms max "
           f"{max(idle):.2f} ms; during a snapshot of {calls_now:,} calls p99 "
-          f"{sorted(busy)[int(len(busy) * .99)]:.2f} ms max {max(busy):.2f} ms ({len(busy)} wake-ups)")
+          f"{sorted(busy)[int(len(busy) * .99)]:.2f} ms max {max(busy):.2f} ms ({len(busy)} wake-ups); "
+          f"garbage collections meanwhile: {len(gcs)}, longest {max(gcs, default=0):.0f} ms")
     print(f"wall time {time.perf_counter() - t0_wall:.0f} s")
     if not args.dir:
         shutil.rmtree(base, ignore_errors=True)
