@@ -48,10 +48,14 @@ class SnapshotService:
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, *, final: bool = True) -> None:
+        """Stop the thread; with ``final``, snapshot the head first if it moved
+        since the last snapshot (a planned restart then folds nothing)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(60)
+        if final and self.failed is None and self.journal.head > self.taker.written:
+            self.take()
 
     def due(self) -> bool:
         return self.journal.head - self.taker.written >= self.settings.snapshot_every

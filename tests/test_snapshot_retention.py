@@ -230,3 +230,21 @@ def test_a_write_interrupted_before_the_rename_leaves_the_older_snapshots(tmp_pa
         rec.journal.close()
     assert remove_snapshots(snapshot_dir(tmp_path / "j")) == []
     assert list_segments(tmp_path / "j")
+
+
+def test_a_node_stopped_cleanly_snapshots_its_head_and_restarts_without_folding(tmp_path):
+    import threading
+    node = Node("gw-a", CFG, str(tmp_path / "a"), fsync=False, timer_thread=False,
+                retention=RetentionSettings(snapshot_every=10**6))
+    node.start()
+    done = threading.Event()
+    node.writer.submit(events(50), lambda _r: done.set())
+    assert done.wait(5)
+    head = node.journal.head
+    node.stop()
+    again = Node("gw-a", CFG, str(tmp_path / "a"), fsync=False, timer_thread=False)
+    try:
+        assert again.recovery["snapshot"] == f"{head:020d}.snap" and again.recovery["folded"] == 0
+        assert again.state == fold(events(50))
+    finally:
+        again.stop()
