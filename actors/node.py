@@ -305,6 +305,16 @@ class Node:
         """Rejoining as standby, this node's journal has records the active
         never had (written after the last acknowledgement before a crash): cut
         them and rebuild the state from what remains."""
+        with self._snapshots_paused():
+            self._cut_and_rebuild(head)
+
+    def _snapshots_paused(self):
+        """No snapshot is taken while the journal is cut or started again (a
+        snapshot being read from segments that go away would fail)."""
+        import contextlib
+        return self.snapshots.lock if self.snapshots is not None else contextlib.nullcontext()
+
+    def _cut_and_rebuild(self, head: int) -> None:
         cut = self.journal.truncate_after(head)
         log.warning("node %s: journal diverged from the active; dropped %d unreplicated records "
                     "after seq %d", self.node_id, cut, head)
@@ -351,12 +361,14 @@ class Node:
             raise ValueError(f"snapshot {path} does not go with the record it came with")
         directory = snapshot_dir(self.journal)
         mark = {"segment": snap.seq, "offset": 0, "crc": crc, "versions": snap.journal["versions"]}
-        write_snapshot(directory, snap.seq, snap.state, snap.epoch, timestamp=snap.timestamp, journal=mark)
-        self.journal.restart_at(frame, snap.journal["versions"])
-        remove_snapshots(directory, keep=1)
-        log.warning("node %s: took the active's snapshot of record %d (epoch %d)", self.node_id,
-                    snap.seq, snap.epoch)
-        self._restate(state, snap.seq, snap.epoch, snap.timestamp, 0)
+        with self._snapshots_paused():
+            write_snapshot(directory, snap.seq, snap.state, snap.epoch, timestamp=snap.timestamp,
+                           journal=mark)
+            self.journal.restart_at(frame, snap.journal["versions"])
+            remove_snapshots(directory, keep=1)
+            log.warning("node %s: took the active's snapshot of record %d (epoch %d)", self.node_id,
+                        snap.seq, snap.epoch)
+            self._restate(state, snap.seq, snap.epoch, snap.timestamp, 0)
 
     def _take_over(self) -> None:
         """Active from now on: own the addresses, arm timers, install pinholes."""
@@ -922,7 +934,8 @@ class Node:
             raise ValueError("history needs a Call-ID")
         prefix = f"call/{call_id}"
         out = []
-        for rec in self.journal.read(1):
+        # From the oldest record retention kept (older calls' events are gone).
+        for rec in self.journal.read(self.journal.first_seq):
             # SIP: call/<Call-ID>;<tag>; MGCP: mgcp-call/<gateway>/<CallId>
             if (rec.stream == prefix or rec.stream.startswith(prefix + ";")
                     or (rec.stream.startswith("mgcp-call/") and rec.stream.endswith("/" + call_id))):

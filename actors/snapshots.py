@@ -35,7 +35,9 @@ class SnapshotService:
         self.clock = clock
         self.floor = floor
         self.check_every = check_every
-        self.lock = threading.Lock()      # the taker: this thread, or a reset by the node
+        # The taker and the journal's shape: held while a snapshot is taken,
+        # and by the node while it cuts or restarts the journal (node.paused()).
+        self.lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._name = name

@@ -181,4 +181,5 @@ def replay(path: str | os.PathLike | Journal, apply: Callable[[S, Event], S], in
 
 def history(path: str | os.PathLike | Journal, stream: str) -> list[Record]:
     """Every record of ``stream``, oldest first."""
-    return [rec for rec in _records(path, 1) if rec.stream == stream]
+    first = path.first_seq if isinstance(path, Journal) else 1
+    return [rec for rec in _records(path, first) if rec.stream == stream]

@@ -248,3 +248,20 @@ def test_a_node_stopped_cleanly_snapshots_its_head_and_restarts_without_folding(
         assert again.state == fold(events(50))
     finally:
         again.stop()
+
+
+def test_history_after_retention_lists_what_is_kept(tmp_path):
+    evs = events(100)
+    with Journal.open(tmp_path / "j", fsync=False, segment_bytes=4096) as j:
+        fill(j, evs, t0=1000.0)
+        t = taker_for(j)
+        t.catch_up(350)
+        t.write()
+        retention_pass(j, max_age=1.0, max_bytes=1 << 40, now=1e9)
+        assert j.first_seq > 1
+    node = Node("gw-a", CFG, str(tmp_path / "j"), fsync=False, timer_thread=False)
+    try:
+        got = node.history("call-99@10.0.0.1")
+        assert [r["type"] for r in got] == ["sip.call_started"] + ["sip.call_activity"] * 3
+    finally:
+        node.stop()
