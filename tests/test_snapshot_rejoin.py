@@ -80,10 +80,13 @@ def test_standby_behind_the_active_retention_takes_its_snapshot_then_the_tail(tm
         for i in range(470, 480):
             submit(a, call_events(i, activity=2))
         assert wait_for(lambda: b.applied == a.journal.head, timeout=10)
+        # It restarts from its own snapshots: the one it received, and the
+        # one of its head it took when it stopped.
+        head = b.journal.head
         b.stop()
-        # And it restarts from its own copy of the snapshot.
+        assert [seq for seq, _ in list_snapshots(snapshot_dir(tmp_path / "b"))] == [snap_seq, head]
         b = node("b", tmp_path, ports, "a")
-        assert b.recovery["snapshot"] == f"{snap_seq:020d}.snap"
+        assert b.recovery["snapshot"] == f"{head:020d}.snap" and b.journal.first_seq == snap_seq
         assert b.state == replay(a.journal, domain.apply, domain.EMPTY, decode_snapshot=decode_state)[0]
     finally:
         b.stop()
