@@ -701,7 +701,10 @@ class Replicator:
                         self._cutting.set()
                         self.applier.submit(self._cut, msg.head)
                     continue
-                if msg.reason != "not active" and self.role == "standby":
+                # "no snapshot to send": the active cannot serve this node
+                # yet (it has no snapshot); like "not active", ask again at
+                # the next beat rather than at once.
+                if msg.reason not in ("not active", "no snapshot to send") and self.role == "standby":
                     # Say HELLO again now (a "not active" peer waits for the
                     # next beat), or as soon as a cut in progress is done.
                     if self._cutting.is_set():

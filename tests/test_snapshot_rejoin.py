@@ -91,3 +91,38 @@ def test_standby_behind_the_active_retention_takes_its_snapshot_then_the_tail(tm
     finally:
         b.stop()
         a.stop()
+
+
+def test_with_no_snapshot_to_send_the_standby_is_told_so_once_per_heartbeat(tmp_path, caplog):
+    """Its missed records deleted and the active's snapshots gone (an operator
+    removed them): the standby is refused with the reason, keeps its journal,
+    and asks again at its heartbeat pace, not in a busy loop."""
+    import logging
+    import time
+    ports = {"a": free_port(), "b": free_port()}
+    a = node("a", tmp_path, ports, "b")
+    b = node("b", tmp_path, ports, "a")
+    a.start()
+    try:
+        assert wait_for(lambda: a.role.role == "active", timeout=5)
+        b.start()
+        submit(a, call_events(0, activity=2))
+        assert wait_for(lambda: b.applied == a.journal.head, timeout=10)
+        left_at = b.journal.head
+        b.stop()
+        for i in range(1, 300):
+            submit(a, call_events(i, activity=2))
+        a.snapshots.take()
+        assert a.journal.first_seq > left_at + 1
+        for _seq, p in list_snapshots(snapshot_dir(a.journal)):
+            p.unlink()
+        b = node("b", tmp_path, ports, "a")
+        with caplog.at_level(logging.ERROR, logger="gateway.replication"):
+            b.start()
+            time.sleep(1.0)
+        refusals = [m for m in caplog.messages if "no snapshot can be sent" in m]
+        assert 1 <= len(refusals) <= 40            # heartbeat 50 ms: ~20 a second, not thousands
+        assert b.journal.head == left_at and b.role.role == "standby"
+    finally:
+        b.stop()
+        a.stop()
