@@ -32,7 +32,7 @@ import msgpack
 
 from .replay import JournalGap, snapshot_dir
 from .snapshot import SnapshotError, list_snapshots, read_snapshot, remove_snapshots, write_snapshot
-from .state_codec import StateDecodeError, decode_tree, encode_tree
+from .state_codec import StateDecodeError, decode_tree, encode_tree, tree_parts
 from .store import VERSION_HORIZON, Journal, StartMismatch
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,12 @@ def encode_state(state: Any, *, canonical: bool = False) -> bytes:
     """A state as snapshot bytes; ``canonical``: bytes that depend on its
     values only, equal for equal states (journal.state_codec)."""
     return msgpack.packb(encode_tree(state, canonical=canonical), use_bin_type=True)
+
+
+def encode_state_parts(state: Any) -> list[bytes]:
+    """:func:`encode_state`'s bytes in parts, for ``write_snapshot`` (no call
+    copies the whole state: journal/snapshot.py)."""
+    return tree_parts(encode_tree(state), [], msgpack.Packer(use_bin_type=True))
 
 
 def decode_state(payload: Any) -> Any:
@@ -196,7 +202,7 @@ class SnapshotTaker:
         if self.seq == 0 or self.seq <= self.written:
             return None
         mark = dict(self.journal.position(self.seq), versions=self.versions_table())
-        out = write_snapshot(self.directory, self.seq, encode_state(self.state), self.epoch,
+        out = write_snapshot(self.directory, self.seq, encode_state_parts(self.state), self.epoch,
                              timestamp=self.timestamp, journal=mark)
         self.written = self.seq
         return out

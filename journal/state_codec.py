@@ -199,3 +199,34 @@ def _dataclass(module: str, qualname: str) -> type:
     if not (isinstance(obj, type) and dataclasses.is_dataclass(obj)):
         raise StateDecodeError(f"snapshot names {module}.{qualname}, which is not a state class")
     return obj
+
+
+def bin_header(n: int) -> bytes:
+    """msgpack's header of a byte string of n bytes (the Packer has none): bin 8/16/32."""
+    if n < 1 << 8:
+        return b"\xc4" + n.to_bytes(1, "big")
+    if n < 1 << 16:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
+
+
+def tree_parts(node: Any, out: list[bytes], packer: Any) -> list[bytes]:
+    """The msgpack encoding of a tree from :func:`encode_tree`, in parts (its
+    pickled chunks as they are, with msgpack headers between), so that no
+    single call copies the whole state. ``b"".join(parts)`` equals
+    ``msgpack.packb(node, use_bin_type=True)``."""
+    if isinstance(node, list):
+        out.append(packer.pack_array_header(len(node)))
+        for x in node:
+            tree_parts(x, out, packer)
+    elif isinstance(node, dict):
+        out.append(packer.pack_map_header(len(node)))
+        for k, v in node.items():
+            out.append(packer.pack(k))
+            tree_parts(v, out, packer)
+    elif isinstance(node, bytes):
+        out.append(bin_header(len(node)))
+        out.append(node)
+    else:
+        out.append(packer.pack(node))
+    return out

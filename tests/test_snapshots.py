@@ -355,3 +355,15 @@ def test_write_snapshot_rejects_what_it_cannot_store(tmp_path):
     assert (snap.seq, snap.epoch, snap.timestamp, snap.journal["versions"]) == (7, 3, 1.5, [["s", 1, 7]])
     assert decode_state(snap.state) == domain.EMPTY
     assert json.dumps(snap.journal)
+
+
+def test_a_state_written_in_parts_is_the_same_bytes_as_written_whole(tmp_path):
+    from journal.checkpoint import encode_state_parts
+    path, full = _journal_with_snapshots(tmp_path, calls=600, every=2000)
+    parts = encode_state_parts(full)
+    assert len(parts) > 10 and b"".join(parts) == encode_state(full)
+    mark = {"segment": 1, "offset": 0, "crc": 5, "versions": [["s", 1, 7]]}
+    whole = write_snapshot(tmp_path / "w", 9, encode_state(full), 2, timestamp=3.0, journal=mark)
+    split = write_snapshot(tmp_path / "p", 9, parts, 2, timestamp=3.0, journal=mark)
+    assert whole.read_bytes() == split.read_bytes()
+    assert decode_state(read_snapshot(split).state) == full
