@@ -265,3 +265,21 @@ def test_history_after_retention_lists_what_is_kept(tmp_path):
         assert [r["type"] for r in got] == ["sip.call_started"] + ["sip.call_activity"] * 3
     finally:
         node.stop()
+
+
+def test_gwctl_replay_after_retention_uses_the_snapshot_and_names_what_is_kept(tmp_path, capsys):
+    import json
+    from ops.gwctl import main as gwctl
+    evs = events(100)
+    with Journal.open(tmp_path / "j", fsync=False, segment_bytes=4096) as j:
+        fill(j, evs, t0=1000.0)
+        t = taker_for(j)
+        t.catch_up(350)
+        t.write()
+        retention_pass(j, max_age=1.0, max_bytes=1 << 40, now=1e9)
+        assert j.first_seq > 100
+    assert gwctl(["replay", str(tmp_path / "j"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["last_seq"] == 400 and len(out["calls"]) == 100
+    assert gwctl(["replay", str(tmp_path / "j"), "--until", "100"]) == 1
+    assert "older than what retention kept" in capsys.readouterr().err
