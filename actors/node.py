@@ -42,7 +42,10 @@ from gateway.drops import code_of, count, count_reason
 from actors.algs import ADAPTERS, H323Adapter, MgcpAdapter, SipAdapter, adapter_for_stream
 from gateway.sip import events as sip_ev
 from gateway.sip import is_keepalive
-from journal.store import Journal
+from journal.checkpoint import SnapshotTaker, decode_state, open_at_snapshot, state_at
+from journal.record import HEADER, decode_record
+from journal.replay import JournalGap, snapshot_dir
+from journal.snapshot import read_snapshot, remove_snapshots, write_snapshot
 
 log = logging.getLogger("gateway.node")
 
@@ -128,7 +131,8 @@ class Node:
                  addresses=None, clock: Callable[[], float] = time.time,
                  threads: int = 2, fsync: bool = True, mode: str | None = None,
                  priority: int | None = None, timer_thread: bool = True,
-                 media_refresh: float = 0.0, lease: float | None = None) -> None:
+                 media_refresh: float = 0.0, lease: float | None = None,
+                 retention=None, segment_bytes: int | None = None) -> None:
         self.node_id = node_id
         self.config = config
         self.clock = clock
@@ -138,7 +142,14 @@ class Node:
         nsrp = getattr(config, "nsrp", None)
         self.mode = mode or getattr(nsrp, "rto_mirror", None) or "sync"
         prio = priority if priority is not None else getattr(nsrp, "priority", 100)
-        self.journal = Journal.open(journal_dir, fsync=fsync)
+        # The newest usable snapshot and the records after it (journal/checkpoint.py).
+        t0 = time.monotonic()
+        recovered = open_at_snapshot(journal_dir, domain.apply, domain.EMPTY, fsync=fsync,
+                                     **({"segment_bytes": segment_bytes} if segment_bytes else {}))
+        self.journal = recovered.journal
+        self.recovery = {"snapshot": recovered.snapshot.name if recovered.snapshot else None,
+                         "folded": recovered.folded, "skipped": recovered.skipped,
+                         "ms": round((time.monotonic() - t0) * 1000, 1)}
         self.pool = DispatcherPool(threads=threads, name=f"{node_id}-actors")
         self.directory = Directory()
         # Without a timer thread (pcap mode) the capture's clock drives both.
@@ -146,8 +157,8 @@ class Node:
         self._timer_thread = timer_thread
         self._started = False
         self.state_lock = threading.RLock()
-        self.state = domain.EMPTY
-        self.applied = 0
+        self.state = recovered.state
+        self.applied = recovered.seq
         self.ha_lock = threading.RLock()
         # lease: gateway.ha's fencing lease length L (None: not fenced, a lone node).
         self.role = ha.RoleState(node_id, priority=prio, epoch=self.journal.epoch, lease=lease)
@@ -170,26 +181,43 @@ class Node:
         # trees and marks, actors/shaping.py, installed again by the new
         # active).
         self.on_takeover: list[Callable[[], None]] = []
-        self._recover()
+        self.snapshots = None
+        if retention is not None:
+            from actors.snapshots import SnapshotService
+            taker = SnapshotTaker(self.journal, domain.apply, recovered.state, recovered.seq,
+                                  recovered.epoch, recovered.timestamp, self.journal.versions_table())
+            self.snapshots = SnapshotService(taker, retention, clock=clock, floor=self._standby_floor,
+                                             name=f"snapshots-{node_id}")
+        self._recover(recovered.folded)
 
     # ------------------------------------------------------------ lifecycle
-    def _recover(self) -> None:
-        """Fold the whole journal: a restarted node resumes where it stopped."""
-        n = 0
-        for rec in self.journal.read(1):
-            self._fold(rec.event())
-            n += 1
-        self.applied = self.journal.head
-        if n:
-            log.info("node %s: recovered %d events from the journal (head %d, epoch %d)",
-                     self.node_id, n, self.journal.head, self.journal.epoch)
+    def _recover(self, folded: int) -> None:
+        """A restarted node resumes where it stopped: the state is the newest
+        usable snapshot plus the records after it (opened in __init__)."""
+        self.counters["events"] += folded
+        if self.journal.head:
+            log.info("node %s: recovered from %s and %d events of the journal (head %d, epoch %d, %.0f ms)",
+                     self.node_id, self.recovery["snapshot"] or "no snapshot", folded,
+                     self.journal.head, self.journal.epoch, self.recovery["ms"])
         self._mirror_all()
+
+    def _standby_floor(self) -> int | None:
+        """The first record a connected standby still needs (retention keeps it while it is young)."""
+        if self.replicator is None or not self.replicator.has_standby():
+            return None
+        try:
+            acked = self.replicator.sender.min_acked()
+        except RuntimeError:          # the replication thread changed its peers meanwhile
+            return None
+        return None if acked is None else acked + 1
 
     def start(self, *, role: str | None = None) -> None:
         """Start the writer and the HA transport. Without a replicator (a lone
         node, pcap mode) the node is active at once, or as ``role`` says."""
         self._started = True
         self.writer.start()
+        if self.snapshots is not None:
+            self.snapshots.start()
         if self.timer_thread_wanted():
             self.timers.start()
         if self.replicator is not None:
@@ -207,6 +235,8 @@ class Node:
             if self.replicator is not None:
                 self.replicator.stop()
             self.writer.stop()
+            if self.snapshots is not None:
+                self.snapshots.stop()
             if self._timer_thread:
                 self.timers.stop()
         self.role_work.stop()
@@ -238,6 +268,10 @@ class Node:
             # Not under the HA lock: the rebuild may take seconds, and the
             # replication thread takes that lock for every heartbeat heard.
             self._diverged(*args)
+            return
+        if trigger == "snapshot_received":
+            # Likewise: the active's snapshot replaces this standby's journal.
+            self.install_snapshot(*args)
             return
         with self.ha_lock:
             before = self.role
@@ -315,18 +349,70 @@ class Node:
         """Rejoining as standby, this node's journal has records the active
         never had (written after the last acknowledgement before a crash): cut
         them and rebuild the state from what remains."""
+        with self._snapshots_paused():
+            self._cut_and_rebuild(head)
+
+    def _snapshots_paused(self):
+        """No snapshot is taken while the journal is cut or started again (a
+        snapshot being read from segments that go away would fail)."""
+        import contextlib
+        return self.snapshots.lock if self.snapshots is not None else contextlib.nullcontext()
+
+    def _cut_and_rebuild(self, head: int) -> None:
         cut = self.journal.truncate_after(head)
         log.warning("node %s: journal diverged from the active; dropped %d unreplicated records "
                     "after seq %d", self.node_id, cut, head)
+        # Snapshots of records that are gone describe a history that never was.
+        remove_snapshots(snapshot_dir(self.journal), after=self.journal.head)
+        try:
+            state, seq, epoch, ts, n = state_at(self.journal, domain.apply, domain.EMPTY)
+        except JournalGap as exc:
+            # The cut went below every snapshot and retention removed the
+            # first records: no state can be rebuilt from what is left.
+            log.error("node %s: after the cut no state can be rebuilt (%s); the node keeps its "
+                      "previous state and must be restarted with an empty journal directory "
+                      "(it then takes the active's snapshot)", self.node_id, exc)
+            raise
+        self._restate(state, seq, epoch, ts, n)
+
+    def _restate(self, state, seq: int, epoch: int, ts, folded: int) -> None:
+        """The state was rebuilt (a cut, a received snapshot): swap it in and
+        let the entity actors and the snapshot thread follow."""
         with self.state_lock:
-            self.state = domain.EMPTY
-            for rec in self.journal.read(1):
-                self._fold(rec.event())
-            self.applied = self.journal.head
+            self.state = state
+            self.applied = seq
+            self.counters["events"] += folded
         # Entities of the cut records are gone: the actors follow the state again.
         for key in self.directory.keys("entity"):
             self._end_entity(key[1])
         self._mirror_all()
+        if self.snapshots is not None:
+            self.snapshots.reset(state, seq, epoch, ts)
+
+    def install_snapshot(self, path, frame: bytes) -> None:
+        """Standby: the active's snapshot (received whole at ``path``, CRC
+        checked) and the frame of its record replace this node's journal and
+        state, so it can follow an active whose journal no longer holds what
+        this node missed. The snapshot is made this node's own first (its
+        record's position here: the start of a new segment), then the
+        journal starts again at the record: a crash between the two leaves a
+        snapshot that does not match the journal, skipped at restart."""
+        snap = read_snapshot(path)
+        state = decode_state(snap.state)
+        rec, _ = decode_record(frame)
+        crc = HEADER.unpack_from(frame, 0)[2]
+        if snap.journal is None or (rec.seq, rec.epoch, crc) != (snap.seq, snap.epoch, snap.journal["crc"]):
+            raise ValueError(f"snapshot {path} does not go with the record it came with")
+        directory = snapshot_dir(self.journal)
+        mark = {"segment": snap.seq, "offset": 0, "crc": crc, "versions": snap.journal["versions"]}
+        with self._snapshots_paused():
+            write_snapshot(directory, snap.seq, snap.state, snap.epoch, timestamp=snap.timestamp,
+                           journal=mark)
+            self.journal.restart_at(frame, snap.journal["versions"])
+            remove_snapshots(directory, keep=1)
+            log.warning("node %s: took the active's snapshot of record %d (epoch %d)", self.node_id,
+                        snap.seq, snap.epoch)
+            self._restate(state, snap.seq, snap.epoch, snap.timestamp, 0)
 
     def _take_over(self) -> None:
         """Active from now on: own the addresses, arm timers, install pinholes."""
@@ -796,7 +882,9 @@ class Node:
                "last_failover": self.last_failover,
                "journal": {"batches": self.writer.batches, "events": self.writer.events,
                            "ack_lapses": self.writer.ack_lapses,
-                           "unreplicated_batches": self.writer.unreplicated_batches}}
+                           "unreplicated_batches": self.writer.unreplicated_batches,
+                           "first": self.journal.first_seq, "recovery": self.recovery},
+               "snapshots": self.snapshots.status() if self.snapshots is not None else None}
         if self.replicator is not None:
             rs = self.replicator.status()
             lag = None if rs.peer_head is None else max(0, self.journal.head - (rs.peer_applied or 0))
@@ -895,7 +983,8 @@ class Node:
             raise ValueError("history needs a Call-ID")
         prefix = f"call/{call_id}"
         out = []
-        for rec in self.journal.read(1):
+        # From the oldest record retention kept (older calls' events are gone).
+        for rec in self.journal.read(self.journal.first_seq):
             # SIP: call/<Call-ID>;<tag>; MGCP: mgcp-call/<gateway>/<CallId>
             if (rec.stream == prefix or rec.stream.startswith(prefix + ";")
                     or (rec.stream.startswith("mgcp-call/") and rec.stream.endswith("/" + call_id))):

@@ -33,10 +33,12 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import queue
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import zmq
@@ -44,14 +46,21 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from actors.thread_names import name_native_thread
 from actors.thread_priority import ordinary_thread_priority, raise_thread_priority
+from journal.replay import snapshot_dir
 from journal.replication import (Ack, Batch, Handover, Heartbeat, Hello, ProtocolViolation, Receiver,
-                                 Refused, Sender, Taken, decode, encode, frame_mark, hello_verdict)
+                                 Refused, Sender, SnapAck, SnapChunk, SnapshotReceive, SnapshotSend,
+                                 Taken, decode, encode, frame_mark, hello_verdict)
+from journal.segment import JournalCorrupt, fsync_dir
+from journal.snapshot import list_snapshots
 
 log = logging.getLogger("gateway.replication")
 
 # The largest replication message a node accepts (ZeroMQ drops the connection
 # of a peer sending more).
 MAX_MESSAGE_BYTES = 64 << 20
+# Active: a snapshot transfer with no acknowledgement for this long is dropped
+# (the standby says HELLO again and gets a new one).
+SNAPSHOT_STALL = 30.0
 
 # Standby: at most this many frames stored in one append (one fsync) and
 # acknowledged at once; at most this many records waiting for the applier
@@ -284,6 +293,13 @@ class Replicator:
         self._hello_asap = False
         self._ready = threading.Event()
         self.start_error: BaseException | None = None
+        # Rejoin after retention (the section at the end of this class).
+        self._snap_sends: dict[bytes, SnapshotSend] = {}
+        self._snap_recv: SnapshotReceive | None = None
+        self._snap_fd: int | None = None
+        self._snap_tmp: Path | None = None
+        self.snapshots_sent = 0
+        self.snapshots_received = 0
 
     # ---------------------------------------------------------------- API
     def start(self) -> None:
@@ -560,7 +576,12 @@ class Replicator:
                     self._handover_sent = False
 
     def _stream(self, router) -> None:
-        for ident, msg in self.sender.batches(self.journal.head, self.epoch):
+        self._stream_snapshots(router)
+        try:
+            batches = self.sender.batches(self.journal.head, self.epoch)
+        except (ValueError, JournalCorrupt, FileNotFoundError) as exc:
+            batches = self._lost_backlog(router, exc)
+        for ident, msg in batches:
             router.send_multipart([ident, *encode(msg)])
         if self._handover_deadline is None or self._handover_sent:
             return
@@ -646,6 +667,8 @@ class Replicator:
             elif isinstance(msg, Taken):
                 self._handover_deadline = None
                 self._trigger("handover_done", msg.epoch)
+            elif isinstance(msg, SnapAck):
+                self._snapshot_acked(ident, msg, now)
 
     def _hello_from(self, router, ident: bytes, msg: Hello, now: float) -> None:
         if self.role != "active":
@@ -656,9 +679,18 @@ class Replicator:
             router.send_multipart([ident, *encode(Refused("not active"))])
             return
         head = self.journal.head
+        first = self.journal.first_seq
+        if first > 1 and msg.last_seq < first:
+            self._send_snapshot(router, ident, msg, now)
+            return
         try:
             cut = hello_verdict(msg.last_seq, msg.last_epoch, msg.last_crc, head, self._mark_at)
         except (ValueError, IndexError) as exc:
+            if self.journal.first_seq > 1:
+                # The records that would tell where the two journals part
+                # were removed by retention: the snapshot replaces the standby's.
+                self._send_snapshot(router, ident, msg, now)
+                return
             log.warning("replication: cannot check %s's journal against ours: %s", msg.node, exc)
             return
         if cut is not None:
@@ -727,6 +759,8 @@ class Replicator:
                 else:
                     log.warning("replication: handover at head %d but only %d applied; not taking over",
                                 msg.head, self.journal.head)
+            elif isinstance(msg, SnapChunk):
+                self._snapshot_chunk(dealer, msg)
             elif isinstance(msg, Refused):
                 self._helloed = False
                 if msg.reason == "diverged":
@@ -735,7 +769,10 @@ class Replicator:
                         self._cutting.set()
                         self.applier.submit(self._cut, msg.head)
                     continue
-                if msg.reason != "not active" and self.role == "standby":
+                # "no snapshot to send": the active cannot serve this node
+                # yet (it has no snapshot); like "not active", ask again at
+                # the next beat rather than at once.
+                if msg.reason not in ("not active", "no snapshot to send") and self.role == "standby":
                     # Say HELLO again now (a "not active" peer waits for the
                     # next beat), or as soon as a cut in progress is done.
                     if self._cutting.is_set():
@@ -797,6 +834,129 @@ class Replicator:
             self._trigger("diverged", head)
         finally:
             with self._store_lock:
+                self._stored_head = self.journal.head
+            self._cutting.clear()
+            self._hello_asap = True
+            self._wake()
+
+    # ------------------------------------------ rejoin after retention
+    # A standby that missed records the active's retention has deleted gets
+    # the active's newest snapshot (journal/replication.py, "Rejoin after
+    # retention"), then says HELLO at the snapshot's record and is streamed
+    # the journal after it. Nothing here touches heartbeats or the lease.
+
+    def _send_snapshot(self, router, ident: bytes, msg: Hello, now: float) -> None:
+        """Active: start sending our newest snapshot whose record we still hold."""
+        self.sender.forget(ident)
+        self._update_acked()
+        first = self.journal.first_seq
+        for seq, path in reversed(list_snapshots(snapshot_dir(self.journal))):
+            if seq < first:
+                continue
+            try:
+                data = path.read_bytes()
+                frame = self.journal.read_frames(seq, 1)[0]
+            except (OSError, ValueError, IndexError, JournalCorrupt) as exc:
+                log.warning("replication: cannot send snapshot %s: %s", path, exc)
+                continue
+            self._snap_sends[ident] = SnapshotSend(seq, data, frame, last_seen=now)
+            log.warning("replication: standby %s is at record %d, before our oldest kept record %d: "
+                        "sending it our snapshot of record %d (%d bytes)", msg.node, msg.last_seq,
+                        first, seq, len(data))
+            return
+        log.error("replication: standby %s is at record %d, before our oldest kept record %d, and no "
+                  "snapshot can be sent: it cannot rejoin", msg.node, msg.last_seq, first)
+        router.send_multipart([ident, *encode(Refused("no snapshot to send"))])
+
+    def _stream_snapshots(self, router) -> None:
+        now = self.clock()
+        for ident, send in list(self._snap_sends.items()):
+            if now - send.last_seen > SNAPSHOT_STALL:
+                log.warning("replication: snapshot transfer to %r stalled; dropped", ident)
+                del self._snap_sends[ident]
+                continue
+            for chunk in send.chunks():
+                router.send_multipart([ident, *encode(chunk)])
+
+    def _snapshot_acked(self, ident: bytes, msg: SnapAck, now: float) -> None:
+        send = self._snap_sends.get(ident)
+        if send is not None and send.ack(msg, now):
+            del self._snap_sends[ident]
+            self.snapshots_sent += 1
+            log.info("replication: snapshot of record %d delivered to %r", send.seq, ident)
+
+    def _lost_backlog(self, router, exc: BaseException) -> list:
+        """Active: a standby's backlog was removed by retention while it
+        streamed: it starts over (HELLO, then the snapshot)."""
+        first = self.journal.first_seq
+        for p in [p for p in self.sender.peers.values() if p.sent + 1 < first]:
+            log.warning("replication: standby %s needs record %d, removed by retention (%s); "
+                        "asking it to rejoin", p.node, p.sent + 1, exc)
+            self.sender.forget(p.identity)
+            router.send_multipart([p.identity, *encode(Refused("hello again"))])
+        self._update_acked()
+        try:
+            return self.sender.batches(self.journal.head, self.epoch)
+        except (ValueError, JournalCorrupt, FileNotFoundError):
+            return []
+
+    def _snapshot_chunk(self, dealer, msg: SnapChunk) -> None:
+        """Standby: store a chunk; the last one installs the snapshot."""
+        if self.role != "standby" or self._cutting.is_set():
+            return
+        if msg.offset == 0:
+            self._snapshot_abort()
+            directory = snapshot_dir(self.journal)
+            directory.mkdir(parents=True, exist_ok=True)
+            self._snap_tmp = directory / f".{msg.seq:020d}.incoming.{os.getpid()}.tmp"
+            self._snap_fd = os.open(self._snap_tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            self._snap_recv = SnapshotReceive(msg.seq, msg.total, msg.frame)
+        recv = self._snap_recv
+        if recv is None or not recv.admit(msg):
+            # A chunk out of order (a connection lost meanwhile): start over.
+            self._snapshot_abort()
+            self._helloed = self._send_dealer(dealer, self._hello())
+            return
+        try:
+            view = memoryview(msg.data)
+            while view:
+                view = view[os.write(self._snap_fd, view):]
+            if recv.complete:
+                os.fsync(self._snap_fd)
+        except OSError as exc:
+            log.error("replication: cannot store the active's snapshot: %s", exc)
+            self._snapshot_abort()
+            return
+        self._send_dealer(dealer, SnapAck(recv.seq, recv.received))
+        if recv.complete:
+            os.close(self._snap_fd)
+            self._snap_fd = None
+            path, frame = self._snap_tmp, recv.frame
+            self._snap_recv = self._snap_tmp = None
+            self._cutting.set()
+            self.applier.submit(self._install_snapshot, path, frame)
+
+    def _snapshot_abort(self) -> None:
+        if self._snap_fd is not None:
+            os.close(self._snap_fd)
+            self._snap_fd = None
+        if self._snap_tmp is not None:
+            self._snap_tmp.unlink(missing_ok=True)
+            self._snap_tmp = None
+        self._snap_recv = None
+
+    def _install_snapshot(self, path: Path, frame: bytes) -> None:
+        """Applier: the node takes the snapshot; then HELLO from its record."""
+        try:
+            self.on_trigger("snapshot_received", path, frame)
+            self.snapshots_received += 1
+        except Exception:  # noqa: BLE001 - logged; the standby asks again with its old journal
+            log.exception("replication: installing the active's snapshot failed")
+        finally:
+            path.unlink(missing_ok=True)
+            fsync_dir(path.parent)
+            with self._store_lock:
+                # The journal now starts at the snapshot's record.
                 self._stored_head = self.journal.head
             self._cutting.clear()
             self._hello_asap = True

@@ -36,8 +36,8 @@ from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 
 from gateway.events import Event, UnknownEvent
 
-from .record import Record
-from .segment import iter_records
+from .record import HEADER, HEADER_SIZE, Record
+from .segment import iter_records, segment_name
 from .snapshot import Snapshot, latest_snapshot
 from .store import Journal
 
@@ -84,6 +84,23 @@ def snapshot_dir(path: str | os.PathLike | Journal) -> Path:
     return base / SNAPSHOT_DIR
 
 
+def _same_record(source: str | os.PathLike | Journal, snap: Snapshot) -> bool:
+    """Whether the journal's record at the snapshot's position is the one the
+    snapshot was taken at (its frame's CRC; a snapshot without a position
+    is taken on its sequence number alone)."""
+    mark = snap.journal
+    if mark is None:
+        return True
+    base = source.path if isinstance(source, Journal) else Path(source)
+    try:
+        with open(base / segment_name(mark["segment"]), "rb") as f:
+            f.seek(mark["offset"])
+            head = f.read(HEADER_SIZE)
+    except OSError:
+        return False
+    return len(head) == HEADER_SIZE and HEADER.unpack(head)[2] == mark["crc"]
+
+
 def _records(source: str | os.PathLike | Journal, from_seq: int) -> Iterator[Record]:
     if isinstance(source, Journal):
         return source.read(from_seq)
@@ -106,15 +123,22 @@ def replay(path: str | os.PathLike | Journal, apply: Callable[[S, Event], S], in
         snap: Snapshot | None = None
         if decode_snapshot is not None and stream is None:
             snap = latest_snapshot(snap_dir, below, at_or_before_time=until_time)
-        state, last_seq = (decode_snapshot(snap.state), snap.seq) if snap else (initial, 0)
+        state, last_seq = initial, 0
+        if snap is not None:
+            try:
+                state, last_seq = decode_snapshot(snap.state), snap.seq
+            except Exception as exc:  # noqa: BLE001 - the caller's decoder; an older snapshot may do
+                log.warning("journal: skipping snapshot %s: %s", snap.path, exc)
+                below = snap.seq - 1
+                continue
         records = _records(path, max(1, last_seq))
         if snap is not None:
             # The snapshot's own record must still be in the journal: a
             # snapshot past a truncated tail holds events the log no longer has.
             first = next(records, None)
-            if first is None or first.seq != snap.seq:
-                log.warning("journal: snapshot %s is past the journal's records; trying an older one",
-                            snap.path)
+            if first is None or first.seq != snap.seq or not _same_record(path, snap):
+                log.warning("journal: snapshot %s is past the journal's records, or its record is "
+                            "not this journal's; trying an older one", snap.path)
                 below = snap.seq - 1
                 continue
         break
@@ -157,4 +181,5 @@ def replay(path: str | os.PathLike | Journal, apply: Callable[[S, Event], S], in
 
 def history(path: str | os.PathLike | Journal, stream: str) -> list[Record]:
     """Every record of ``stream``, oldest first."""
-    return [rec for rec in _records(path, 1) if rec.stream == stream]
+    first = path.first_seq if isinstance(path, Journal) else 1
+    return [rec for rec in _records(path, first) if rec.stream == stream]

@@ -21,6 +21,18 @@ Messages are two ZeroMQ frames: the type (one ASCII word) and a msgpack map.
   TAKEN    {epoch}                           new active -> old active: done, demote
   REFUSED  {reason, head}                    "diverged" (truncate after head, then
                                              HELLO again), "not active", "hello again"
+  SNAP     {seq, offset, total, data, frame} active -> standby: a chunk of the active's
+                                             snapshot of record seq (``frame``: that
+                                             record's frame, with the first chunk)
+  SNAPACK  {seq, offset}                     standby -> active: bytes of it stored
+
+Rejoin after retention: a standby whose HELLO names a record older than the
+active's oldest kept one (the segments were deleted, ``journal.checkpoint``)
+cannot be streamed the records it missed. The active sends its newest
+snapshot instead, in chunks of at most ``SNAP_CHUNK`` bytes with at most
+``SNAP_WINDOW`` bytes unacknowledged; the standby stores it, checks it (CRC),
+makes it its own, starts its journal again at the snapshot's record and says
+HELLO from there: the active then streams the journal after the snapshot.
 
 ``last_epoch``/``last_crc`` name the standby's last record (its epoch and the
 CRC of its frame): the active accepts the HELLO only if its own record at
@@ -118,9 +130,34 @@ class Refused:
     KIND = b"REFUSED"
 
 
-Message = Hello | Batch | Ack | Heartbeat | Handover | Taken | Refused
+@dataclass(frozen=True, slots=True)
+class SnapChunk:
+    seq: int
+    offset: int
+    total: int
+    data: bytes
+    frame: bytes
 
-_CLASSES = {c.KIND: c for c in (Hello, Batch, Ack, Heartbeat, Handover, Taken, Refused)}
+    KIND = b"SNAP"
+
+
+@dataclass(frozen=True, slots=True)
+class SnapAck:
+    seq: int
+    offset: int
+
+    KIND = b"SNAPACK"
+
+
+# A snapshot travels in chunks of at most SNAP_CHUNK bytes, at most
+# SNAP_WINDOW bytes unacknowledged: the heartbeats share the link and the
+# thread, and neither side holds more than a few chunks in its queues.
+SNAP_CHUNK = 1 << 20
+SNAP_WINDOW = 4 << 20
+
+Message = Hello | Batch | Ack | Heartbeat | Handover | Taken | Refused | SnapChunk | SnapAck
+
+_CLASSES = {c.KIND: c for c in (Hello, Batch, Ack, Heartbeat, Handover, Taken, Refused, SnapChunk, SnapAck)}
 TYPES = frozenset(_CLASSES)
 _FIELDS = {k: c.__slots__ for k, c in _CLASSES.items()}
 _OPTIONAL = {b"REFUSED": {"head": 0}}
@@ -172,6 +209,9 @@ def decode(frames: list) -> Message:
         elif f == "frames":
             if type(v) is not list or len(v) > MAX_FRAMES or any(type(x) is not bytes for x in v):
                 raise ProtocolViolation(f"{name} frames is not a list of byte strings")
+        elif f in ("data", "frame"):
+            if type(v) is not bytes or len(v) > SNAP_CHUNK:
+                raise ProtocolViolation(f"{name} {f} is not a byte string of at most {SNAP_CHUNK} bytes")
         else:
             v = _int(name, f, v)
         values.append(v)
@@ -180,6 +220,8 @@ def decode(frames: list) -> Message:
         raise ProtocolViolation(f"HB role {msg.role[:16]!r} is not a role")
     if kind == b"BATCH" and msg.first == 0:
         raise ProtocolViolation("BATCH first sequence 0")
+    if kind == b"SNAP" and (msg.seq == 0 or msg.offset + len(msg.data) > msg.total):
+        raise ProtocolViolation("SNAP chunk outside its snapshot")
     return msg
 
 
@@ -329,3 +371,58 @@ class Receiver:
         self.resync_at = None
         skip = head + 1 - msg.first               # duplicates after a re-HELLO
         return (msg.frames[skip:] if skip else msg.frames), False
+
+
+# ------------------------------------------------------ snapshot transfer
+
+
+@dataclass(slots=True)
+class SnapshotSend:
+    """Active side: one snapshot on its way to one standby (pure bookkeeping)."""
+
+    seq: int
+    data: bytes
+    frame: bytes
+    sent: int = 0
+    acked: int = 0
+    last_seen: float = 0.0
+
+    def chunks(self) -> list[SnapChunk]:
+        """Chunks to send now: past ``sent``, within the window."""
+        out = []
+        total = len(self.data)
+        while self.sent < total and self.sent - self.acked < SNAP_WINDOW:
+            n = min(SNAP_CHUNK, total - self.sent)
+            out.append(SnapChunk(self.seq, self.sent, total, self.data[self.sent:self.sent + n],
+                                 self.frame if self.sent == 0 else b""))
+            self.sent += n
+        return out
+
+    def ack(self, msg: SnapAck, now: float) -> bool:
+        """Take an acknowledgement; True once the whole snapshot is stored."""
+        if msg.seq == self.seq and self.acked < msg.offset <= self.sent:
+            self.acked = msg.offset
+            self.last_seen = now
+        return self.acked == len(self.data)
+
+
+@dataclass(slots=True)
+class SnapshotReceive:
+    """Standby side: the chunks of one snapshot, in order (pure bookkeeping;
+    the transport writes the data where it keeps the file)."""
+
+    seq: int
+    total: int
+    frame: bytes
+    received: int = 0
+
+    def admit(self, msg: SnapChunk) -> bool:
+        """Whether the chunk is the next one (else the transfer starts over)."""
+        if msg.seq != self.seq or msg.total != self.total or msg.offset != self.received:
+            return False
+        self.received += len(msg.data)
+        return True
+
+    @property
+    def complete(self) -> bool:
+        return self.received == self.total

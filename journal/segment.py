@@ -83,15 +83,16 @@ def list_segments(directory: Path) -> list[tuple[int, Path]]:
 
 
 def scan_segment(path: Path, first_seq: int, *, is_last: bool,
-                 visit: Callable[[Record], None] | None = None) -> SegmentScan:
-    """Check every frame of a segment, calling ``visit`` on each record.
+                 visit: Callable[[Record], None] | None = None, start: int = 0) -> SegmentScan:
+    """Check every frame of a segment (from offset ``start``, where record
+    ``first_seq`` is), calling ``visit`` on each record.
 
     A damaged tail of the newest segment is returned as ``damage`` (and
     logged); any other damage raises :class:`JournalCorrupt`."""
     size = path.stat().st_size
     index: list[int] = []
     count = 0
-    off = 0
+    off = start
     damage = None
     if size:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
@@ -117,6 +118,21 @@ def scan_segment(path: Path, first_seq: int, *, is_last: bool,
                 count += 1
                 off = stop
     return SegmentScan(first_seq, path, count, off, size, index, damage)
+
+
+def header_index(path: Path, end: int) -> tuple[list[int], int]:
+    """(offset of every INDEX_STRIDE-th frame, number of frames) of the first
+    ``end`` bytes of ``path``, by walking the frame headers (no CRC check, no
+    decode: a segment the journal has not read yet, listed behind a
+    snapshot). A walk that does not land exactly on ``end`` raises
+    :class:`JournalCorrupt`."""
+    index: list[int] = []
+    count = 0
+    for _buf, _i, _stop, off in iter_spans(path, 0, end):
+        if count % INDEX_STRIDE == 0:
+            index.append(off)
+        count += 1
+    return index, count
 
 
 def _valid_frame_after(buf: mmap.mmap, start: int, end: int) -> bool:

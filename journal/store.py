@@ -15,6 +15,20 @@ acting in an older epoch is refused.
 
 One process owns a journal directory at a time (an exclusive ``flock`` on
 ``LOCK``). A lock serialises appends, so several threads may append and read.
+
+Snapshots and retention (ARCHITECTURE.md, "Journal"): opened at a snapshot's
+record (``start``), the journal reads only from that record on; the segments
+before it are listed, not read, and are checked when first read (their frame
+headers walked, the CRCs checked by whoever decodes the records). Segments
+wholly before a kept snapshot can be deleted (:meth:`Journal.remove_before`),
+and a standby that takes a snapshot from its active starts its journal again
+at the snapshot's record (:meth:`Journal.restart_at`).
+
+Stream versions: a record's version is the number of its stream's records
+within the last ``VERSION_HORIZON`` records (a stream silent for longer starts
+again at 1). The rule is a function of the records alone, so both nodes of a
+pair apply it alike, and the table of versions stays bounded (a day of calls
+is tens of millions of streams) and fits in a snapshot.
 """
 
 from __future__ import annotations
@@ -24,6 +38,7 @@ import dataclasses
 import errno
 import fcntl
 import logging
+import mmap
 import os
 from pathlib import Path
 from threading import Lock
@@ -31,13 +46,25 @@ from typing import Iterable, Iterator, Sequence
 
 from gateway.events import Event
 
-from .record import FrameError, Record, decode_record, encode_record
-from .segment import (INDEX_STRIDE, JournalCorrupt, TailDamage, fsync_dir, iter_frames, iter_spans,
-                      list_segments, scan_segment, segment_name)
+from .record import HEADER, FrameError, Record, decode_record, encode_record
+from .segment import (INDEX_STRIDE, JournalCorrupt, TailDamage, fsync_dir, header_index, iter_frames,
+                      iter_spans, list_segments, scan_segment, segment_name)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+# Records after which a silent stream's version is forgotten (module docstring).
+VERSION_HORIZON = 1 << 20
+
+
+def _within(entry: tuple[int, int], seq: int) -> int:
+    """The version ``(version, last seq)`` gives a record ``seq``: 0 once silent past the horizon."""
+    return entry[0] if seq - entry[1] <= VERSION_HORIZON else 0
+
+
+class StartMismatch(Exception):
+    """A snapshot's journal position that is not this journal's: its segment
+    is gone, or the record there is not the one the snapshot was taken at."""
 
 # The newest frames are also kept in memory, so that replication reads the
 # live tail (a few frames per batch, just written) without opening the segment
@@ -71,6 +98,7 @@ class OpenReport:
     records: int
     head: int
     truncated: tuple[TailDamage, ...]
+    resumed_from: int | None = None     # opened at this snapshot record, not read before it
 
 
 @dataclasses.dataclass(slots=True)
@@ -79,7 +107,7 @@ class _Segment:
     path: Path
     count: int
     size: int
-    index: list[int]          # offset of record first_seq + k * INDEX_STRIDE
+    index: list[int] | None   # offset of record first_seq + k * INDEX_STRIDE (None: not read yet)
 
     @property
     def last_seq(self) -> int:
@@ -100,7 +128,8 @@ class _View:
 class Journal:
     """An open journal directory. Build with :meth:`Journal.open`."""
 
-    def __init__(self, path: Path, lock_fd: int, segments: list[_Segment], versions: dict[str, int],
+    def __init__(self, path: Path, lock_fd: int, segments: list[_Segment],
+                 versions: dict[str, tuple[int, int]],
                  epoch: int, report: OpenReport, *, fsync: bool, segment_bytes: int) -> None:
         self.path = path
         self.report = report
@@ -119,6 +148,7 @@ class Journal:
         # heartbeats that thread also sends. A record becomes visible to
         # readers once durable, when its append updates the table.
         self._append_lock = Lock()
+        self._pruned_at = self.head
         self._lock = Lock()
         self._cuts = 0                  # truncate_after calls: readers outside the lock check it
         self._fd: int | None = None
@@ -139,12 +169,15 @@ class Journal:
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, fsync: bool = True,
-             segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> "Journal":
+             segment_bytes: int = DEFAULT_SEGMENT_BYTES, start: dict | None = None) -> "Journal":
         """Open (creating if needed) the journal in directory ``path``.
 
-        Every frame is checked. A torn or corrupt tail of the newest segment is
-        logged, truncated and listed in :attr:`report`; damage anywhere else
-        raises :class:`~journal.segment.JournalCorrupt`."""
+        Every frame is checked (with ``start``, a snapshot's ``journal``
+        section plus its ``seq`` and ``epoch``: every frame from that record
+        on; raises :class:`StartMismatch` when that record is not there). A
+        torn or corrupt tail of the newest segment is logged, truncated and
+        listed in :attr:`report`; damage anywhere else raises
+        :class:`~journal.segment.JournalCorrupt`."""
         directory = Path(path)
         if not directory.is_dir():
             directory.mkdir(parents=True)
@@ -159,6 +192,8 @@ class Journal:
                 raise JournalLocked(f"{directory} is open in another process") from None
             raise
         try:
+            if start is not None:
+                return cls._load_from(directory, lock_fd, start, fsync=fsync, segment_bytes=segment_bytes)
             return cls._load(directory, lock_fd, fsync=fsync, segment_bytes=segment_bytes)
         except BaseException:
             os.close(lock_fd)
@@ -167,11 +202,11 @@ class Journal:
     @classmethod
     def _load(cls, directory: Path, lock_fd: int, *, fsync: bool, segment_bytes: int) -> "Journal":
         found = list_segments(directory)
-        versions: dict[str, int] = {}
+        versions: dict[str, tuple[int, int]] = {}
         last_epoch = [0]
 
         def visit(rec: Record) -> None:
-            versions[rec.stream] = rec.version
+            versions[rec.stream] = (rec.version, rec.seq)
             last_epoch[0] = rec.epoch
 
         segments: list[_Segment] = []
@@ -198,6 +233,77 @@ class Journal:
         return cls(directory, lock_fd, segments, versions, last_epoch[0], report,
                    fsync=fsync, segment_bytes=segment_bytes)
 
+    @classmethod
+    def _load_from(cls, directory: Path, lock_fd: int, start: dict, *, fsync: bool,
+                   segment_bytes: int) -> "Journal":
+        """Open at a snapshot's record: the segments before it are listed, the
+        record is checked against the snapshot, every frame after it is read."""
+        seq, seg_first, offset = int(start["seq"]), int(start["segment"]), int(start["offset"])
+        found = list_segments(directory)
+        firsts = [f for f, _ in found]
+        if seg_first not in firsts:
+            raise StartMismatch(f"{directory}: the segment of record {seq} ({segment_name(seg_first)}) "
+                                f"is not there")
+        at = firsts.index(seg_first)
+        path = found[at][1]
+        size = path.stat().st_size
+        if size == 0:
+            raise StartMismatch(f"{path}: empty, record {seq} is not there")
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            try:
+                rec, stop = decode_record(mm, offset, size)
+            except FrameError as exc:
+                raise StartMismatch(f"{path}: no record at offset {offset} ({exc.reason})") from None
+            crc = HEADER.unpack_from(mm, offset)[2]
+        if rec.seq != seq or crc != int(start["crc"]) or rec.epoch != int(start["epoch"]):
+            raise StartMismatch(f"{path}: the record at offset {offset} is {rec.seq} (epoch {rec.epoch}), "
+                                f"not the snapshot's record {seq} (epoch {start['epoch']})")
+        versions = {str(v[0]): (int(v[1]), int(v[2])) for v in start["versions"]}
+        last_epoch = [rec.epoch]
+
+        def visit(r: Record) -> None:
+            versions[r.stream] = (r.version, r.seq)
+            last_epoch[0] = r.epoch
+
+        segments: list[_Segment] = []
+        for i in range(at):
+            first, p = found[i]
+            # Counted from the names; read (and checked) when first needed.
+            segments.append(_Segment(first, p, found[i + 1][0] - first, p.stat().st_size, None))
+        damage: list[TailDamage] = []
+        for i in range(at, len(found)):
+            first, p = found[i]
+            is_last = i == len(found) - 1
+            begin = offset if i == at else 0
+            first_here = seq if i == at else first
+            if segments and i > at and first != segments[-1].last_seq + 1:
+                raise JournalCorrupt(p, 0, f"segment starts at {first} but the previous one "
+                                           f"ends at {segments[-1].last_seq}")
+            scan = scan_segment(p, first_here, is_last=is_last, visit=visit, start=begin)
+            if i > at and scan.count == 0 and not is_last:
+                raise JournalCorrupt(p, 0, "empty segment before the newest one")
+            if scan.damage is not None:
+                damage.append(scan.damage)
+                with open(p, "r+b") as f:
+                    f.truncate(scan.valid_end)
+                    f.flush()
+                    os.fsync(f.fileno())
+                log.warning("journal: truncated %s to %d bytes (dropped %d bytes: %s)",
+                            p, scan.valid_end, scan.damage.dropped_bytes, scan.damage.reason)
+            if i == at:
+                # The frames before the record are walked by their headers
+                # only (no CRC, no decode): this builds the segment's index.
+                offsets, count = header_index(p, scan.valid_end)
+                if count != seq - seg_first + scan.count:
+                    raise StartMismatch(f"{p}: record {seq} is not frame {seq - seg_first} of its segment")
+                segments.append(_Segment(first, p, count, scan.valid_end, offsets))
+            else:
+                segments.append(_Segment(first, p, scan.count, scan.valid_end, scan.index))
+        head = segments[-1].last_seq
+        report = OpenReport(len(segments), head - seq + 1, head, tuple(damage), resumed_from=seq)
+        return cls(directory, lock_fd, segments, versions, last_epoch[0], report,
+                   fsync=fsync, segment_bytes=segment_bytes)
+
     # ----------------------------------------------------------- properties
 
     @property
@@ -218,8 +324,30 @@ class Journal:
         return self._epoch
 
     def stream_version(self, stream: str) -> int:
-        """Version of the last record of ``stream`` (0 when it has none)."""
-        return self._versions.get(stream, 0)
+        """Version of the last record of ``stream`` (0 when it has none within
+        the last ``VERSION_HORIZON`` records: the next one would be 1)."""
+        return self._known(stream, self.head + 1)
+
+    def _known(self, stream: str, seq: int) -> int:
+        """The version a record ``seq`` of ``stream`` follows (module docstring)."""
+        e = self._versions.get(stream)
+        return 0 if e is None else _within(e, seq)
+
+    def versions_table(self) -> list[list]:
+        """``[stream, version, last seq]`` of every stream still counted (for a snapshot)."""
+        with self._lock:
+            floor = self.head + 1 - VERSION_HORIZON
+            return [[k, v, last] for k, (v, last) in self._versions.items() if last >= floor]
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of every segment kept."""
+        return sum(s.size for s in self._segments)
+
+    def segments(self) -> list[tuple[int, int, int, Path]]:
+        """(first seq, last seq, bytes, path) of every segment, oldest first."""
+        with self._lock:
+            return [(s.first_seq, s.last_seq, s.size, s.path) for s in self._segments]
 
     # -------------------------------------------------------------- appends
 
@@ -234,15 +362,15 @@ class Journal:
             if epoch < self._epoch:
                 raise AppendRejected(f"epoch {epoch} is older than the journal's {self._epoch}")
             seq = self.head
-            pending: dict[str, int] = {}
+            pending: dict[str, tuple[int, int]] = {}
             records: list[Record] = []
             frames: list[bytes] = []
             for ev, ts in items:
                 seq += 1
                 stream = ev.stream
-                version = pending.get(stream) or self._versions.get(stream, 0)
-                version += 1
-                pending[stream] = version
+                p = pending.get(stream)
+                version = (_within(p, seq) if p is not None else self._known(stream, seq)) + 1
+                pending[stream] = (version, seq)
                 rec = Record(seq, epoch, float(ts), stream, version, ev.TYPE, ev.SCHEMA, ev.to_payload())
                 records.append(rec)
                 frames.append(encode_record(rec))
@@ -280,21 +408,22 @@ class Journal:
             self._write(frames, records, pending)
         return records
 
-    def _validate(self, records: list[Record]) -> dict[str, int]:
+    def _validate(self, records: list[Record]) -> dict[str, tuple[int, int]]:
         expected = self.head + 1
         epoch = self._epoch
-        pending: dict[str, int] = {}
+        pending: dict[str, tuple[int, int]] = {}
         for rec in records:
             if rec.seq != expected:
                 kind = "duplicate" if rec.seq < expected else "gap"
                 raise AppendRejected(f"{kind}: sequence {rec.seq} where {expected} was expected")
             if rec.epoch < epoch:
                 raise AppendRejected(f"sequence {rec.seq}: epoch {rec.epoch} after epoch {epoch}")
-            version = (pending.get(rec.stream) or self._versions.get(rec.stream, 0)) + 1
+            p = pending.get(rec.stream)
+            version = (_within(p, rec.seq) if p is not None else self._known(rec.stream, rec.seq)) + 1
             if rec.version != version:
                 raise AppendRejected(f"sequence {rec.seq}: {rec.stream} version {rec.version} "
                                      f"where {version} was expected")
-            pending[rec.stream] = version
+            pending[rec.stream] = (version, rec.seq)
             epoch = rec.epoch
             expected += 1
         return pending
@@ -305,7 +434,7 @@ class Journal:
         if self._failed is not None:
             raise JournalFailed(f"an earlier write failed ({self._failed!r}); reopen the journal")
 
-    def _write(self, frames: list[bytes], records: list[Record], versions: dict[str, int]) -> None:
+    def _write(self, frames: list[bytes], records: list[Record], versions: dict[str, tuple[int, int]]) -> None:
         seg = self._writable_segment()
         data = b"".join(frames)
         before = seg.size
@@ -336,6 +465,14 @@ class Journal:
             seg.size = offset
             self._versions.update(versions)
             self._epoch = records[-1].epoch
+            head = records[-1].seq
+            if head - self._pruned_at >= VERSION_HORIZON // 4:
+                # Streams silent past the horizon count from 1 again: forget them
+                # (keeps the table bounded; module docstring).
+                floor = head + 1 - VERSION_HORIZON
+                for stream in [k for k, (_v, last) in self._versions.items() if last < floor]:
+                    del self._versions[stream]
+                self._pruned_at = head
         self._keep_tail(frames, records[0].seq)
 
     def _keep_tail(self, frames: list[bytes], first: int) -> None:
@@ -413,8 +550,12 @@ class Journal:
             head = self.head
             to_seq = head if to_seq is None else min(to_seq, head)
             start = max(0, bisect.bisect_right(self._firsts, from_seq) - 1)
-            views = [_View(s.first_seq, s.path, s.count, s.size, tuple(s.index))
-                     for s in self._segments[start:] if s.first_seq <= to_seq]
+            wanted = [s for s in self._segments[start:] if s.first_seq <= to_seq]
+        for s in wanted:
+            if s.index is None:
+                self._read_index(s)
+        with self._lock:
+            views = [_View(s.first_seq, s.path, s.count, s.size, tuple(s.index)) for s in wanted]
             cuts = self._cuts
         if from_seq > to_seq:
             return
@@ -466,6 +607,8 @@ class Journal:
                 os.unlink(gone.path)
                 fsync_dir(self.path)
             seg = self._segments[-1]
+            if seg.index is None:
+                self._read_index(seg)
             keep = max(0, seq - seg.first_seq + 1)
             if keep == seg.count:
                 size = seg.size
@@ -486,10 +629,7 @@ class Journal:
             seg.size = size
             del seg.index[(keep + INDEX_STRIDE - 1) // INDEX_STRIDE:]
             self._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
-            for rec in dropped:
-                self._versions[rec.stream] = min(self._versions.get(rec.stream, 0), rec.version - 1)
-            for stream in [s for s, v in self._versions.items() if v == 0]:
-                del self._versions[stream]
+            self._rebuild_versions(seq, dropped)
             self._epoch = 0
             if seq >= self.first_seq:
                 last = next(self._read_unlocked(seq, seq))
@@ -497,10 +637,119 @@ class Journal:
             log.warning("journal: dropped %d records after sequence %d", len(dropped), seq)
             return len(dropped)
 
+    # ------------------------------------------------- snapshots, retention
+
+    def position(self, seq: int) -> dict:
+        """Where record ``seq`` sits: ``{segment, offset, crc}`` (a snapshot's
+        ``journal`` section, with :meth:`versions_table`)."""
+        with self._lock:
+            if not self.first_seq <= seq <= self.head:
+                raise ValueError(f"record {seq} is not in the journal ({self.first_seq}-{self.head})")
+            seg = self._segments[bisect.bisect_right(self._firsts, seq) - 1]
+        if seg.index is None:
+            self._read_index(seg)
+        k = (seq - seg.first_seq) // INDEX_STRIDE
+        n = seg.first_seq + k * INDEX_STRIDE
+        for buf, i, _stop, off in iter_spans(seg.path, seg.index[k], seg.size):
+            if n == seq:
+                return {"segment": seg.first_seq, "offset": off, "crc": HEADER.unpack_from(buf, i)[2]}
+            n += 1
+        raise JournalCorrupt(seg.path, 0, f"record {seq} not found in its segment")
+
+    def remove_before(self, seq: int) -> tuple[int, int]:
+        """Delete the segments whose records are all before ``seq`` (never the
+        newest segment). Oldest first, so a crash leaves a gapless suffix.
+        Returns (segments removed, bytes freed)."""
+        removed = freed = 0
+        with self._lock:
+            if self._closed:
+                raise ValueError("journal is closed")
+            while len(self._segments) > 1 and self._segments[0].last_seq < seq:
+                gone = self._segments.pop(0)
+                self._firsts.pop(0)
+                os.unlink(gone.path)
+                removed += 1
+                freed += gone.size
+            if removed:
+                self._cuts += 1
+                fsync_dir(self.path)
+        return removed, freed
+
+    def restart_at(self, frame: bytes, versions: list) -> None:
+        """Start the journal again at the record ``frame`` (a standby that took
+        its active's snapshot of that record): every segment goes, newest
+        first (a crash leaves a gapless prefix, which the snapshot, whose
+        record is not in it, does not match: the node then starts from that
+        prefix and asks again); then one segment holds the record."""
+        try:
+            rec, stop = decode_record(frame)
+        except FrameError as exc:
+            raise AppendRejected(f"snapshot record: {exc}") from None
+        if stop != len(frame):
+            raise AppendRejected("snapshot record: bytes after the frame")
+        with self._append_lock, self._lock:
+            self._check_writable()
+            self._cuts += 1
+            self._drop_tail()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            while self._segments:
+                gone = self._segments.pop()
+                os.unlink(gone.path)
+                fsync_dir(self.path)
+            self._firsts = []
+            self._versions = {str(v[0]): (int(v[1]), int(v[2])) for v in versions}
+            self._versions[rec.stream] = (rec.version, rec.seq)
+            path = self.path / segment_name(rec.seq)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                os.write(fd, frame)
+                if self._fsync:
+                    os.fdatasync(fd)
+                    fsync_dir(self.path)
+            except BaseException as exc:
+                self._failed = exc
+                os.close(fd)
+                raise JournalFailed(f"writing {path} failed: {exc!r}") from exc
+            self._fd = fd
+            self._segments.append(_Segment(rec.seq, path, 1, len(frame), [0]))
+            self._firsts.append(rec.seq)
+            self._epoch = rec.epoch
+            self._pruned_at = rec.seq
+        log.warning("journal: started again at record %d (epoch %d) from the active's snapshot",
+                    rec.seq, rec.epoch)
+
+    def _rebuild_versions(self, seq: int, dropped: list[Record]) -> None:
+        """After a cut: each stream of a dropped record goes back to its last
+        record at or before ``seq`` (found by reading back over the horizon,
+        or as far as the journal goes)."""
+        streams = {r.stream for r in dropped}
+        for stream in streams:
+            self._versions.pop(stream, None)
+        if not streams:
+            return
+        lo = max(self.first_seq, seq + 1 - VERSION_HORIZON)
+        if lo <= seq:
+            for rec in self._read_unlocked(lo, seq):
+                if rec.stream in streams:
+                    self._versions[rec.stream] = (rec.version, rec.seq)
+
+    def _read_index(self, seg: _Segment) -> None:
+        """Index a sealed segment listed behind a snapshot (read outside the
+        lock: it is never appended to; a removal meanwhile just ends the read)."""
+        offsets, count = header_index(seg.path, seg.size)
+        if count != seg.count:
+            raise JournalCorrupt(seg.path, 0, f"{count} records where the next segment's name says "
+                                              f"{seg.count}")
+        seg.index = offsets
+
     def _read_unlocked(self, from_seq: int, to_seq: int) -> Iterator[Record]:
         for s in self._segments:
             if s.last_seq < from_seq or s.first_seq > to_seq:
                 continue
+            if s.index is None:
+                self._read_index(s)
             k = max(0, from_seq - s.first_seq) // INDEX_STRIDE
             n = s.first_seq + k * INDEX_STRIDE
             for frame, _off in iter_frames(s.path, s.index[k], s.size):

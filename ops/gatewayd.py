@@ -38,9 +38,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gatewayd",
         description="Run a VoIP ALG gateway node (--node-file), or run the gateway's core over a "
                     "packet capture (--pcap-in/--pcap-out/--config).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="The configuration is the ScreenOS CLI language (see `gwctl config check`); the node "
                "file (TOML) maps its interfaces to Linux ones and names the journal, HA peer and "
-               "keys. See README.md.")
+               "keys. See README.md.\n\n"
+               "Snapshots and journal retention (node file, optional; the defaults shown):\n"
+               "  [journal_retention]\n"
+               "  snapshot_every = 200000   # journaled events between two snapshots: a restart\n"
+               "                            # folds at most this many after the newest one\n"
+               "  snapshots_kept = 2        # older snapshots are deleted\n"
+               "  keep_for = \"30m\"          # journal kept at least this long (s, m, h, d) for a\n"
+               "                            # standby catching up, gwctl replay and history...\n"
+               "  max_disk = \"8GiB\"         # ...unless journal + snapshots exceed this (KiB..TiB)\n"
+               "Only segments that every kept snapshot covers are deleted. A standby that missed\n"
+               "deleted records receives the active's snapshot, then the journal after it.")
     p.add_argument("--node-file", metavar="FILE", help="node file: run as a node of the pair")
     p.add_argument("--config", metavar="CFG",
                    help="gateway configuration (node mode: overrides the node file's 'config')")
@@ -163,6 +174,7 @@ def _run_node(args, fence) -> int:
     from gateway.ha import lease_length
     from gateway.nodefile import NodeFileError, parse_node_file
     from gateway.policy import Engine
+    from journal.replay import JournalGap
     from journal.segment import JournalCorrupt
     from journal.store import JournalLocked
 
@@ -218,12 +230,19 @@ def _run_node(args, fence) -> int:
                     # A node of a pair is fenced by a lease shorter than the
                     # peer's detection time (gateway/ha.py); a lone node is not.
                     lease=lease_length(nsrp.hb_interval_ms / 1000.0, nsrp.hb_threshold)
-                    if settings.ha else None)
+                    if settings.ha else None,
+                    retention=settings.retention)
     except JournalLocked as exc:
         print(f"gatewayd: {exc}: is node {settings.node} already running?", file=sys.stderr)
         return 1
     except JournalCorrupt as exc:
         print(f"gatewayd: the journal is damaged, refusing to start: {exc}", file=sys.stderr)
+        return 1
+    except JournalGap as exc:
+        print(f"gatewayd: {settings.journal}: {exc}, and no snapshot in "
+              f"{settings.journal}/snapshots covers them (all damaged or removed): refusing to start "
+              "with a state that never existed. Hint: move the journal directory aside and start "
+              "as standby: the active sends its snapshot and journal.", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"gatewayd: cannot open the journal {settings.journal}: {exc.strerror or exc}",

@@ -80,6 +80,13 @@ def run_status(args) -> int:
         print(f"node {s['node']}: {s['role']} (epoch {s['epoch']}), "
               f"{'forwarding' if s['forwarding'] else 'not forwarding'}")
         print(f"replication: {s['replication']}; journal head {s['journal_head']}, applied {s['applied']}")
+        snaps = s.get("snapshots")
+        if snaps:
+            last = snaps.get("last") or {}
+            print(f"journal: records from {snaps['journal_first']}, {snaps['disk_bytes'] / 2**20:.0f} MiB "
+                  f"with snapshots; last snapshot "
+                  + (f"at record {last['seq']} ({last['bytes'] / 2**20:.1f} MiB)" if last else "none yet")
+                  + (f"; SNAPSHOTS FAILED: {snaps['failed']}" if snaps.get("failed") else ""))
         peer = s.get("peer")
         if peer:
             seen = peer.get("seen_ago_ms")

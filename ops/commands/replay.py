@@ -57,6 +57,7 @@ def run(args) -> int:
     import os
 
     from gateway import domain
+    from journal.checkpoint import decode_state
     from journal.replay import JournalGap, Problem, UnusableRecord, replay
     from journal.segment import JournalCorrupt, iter_records
 
@@ -74,12 +75,22 @@ def run(args) -> int:
     problems: list[Problem] | None = [] if args.partial else None
     stopped: Problem | None = None
     try:
+        # From the newest snapshot at or before the target, then the records after it.
         state, last = replay(args.journal, domain.apply, domain.EMPTY, until_seq=until_seq,
-                             until_time=until_time, problems=problems)
+                             until_time=until_time, problems=problems, decode_snapshot=decode_state)
     except JournalCorrupt as exc:
         print(f"gwctl replay: the journal is damaged: {exc}", file=sys.stderr)
         return 1
     except JournalGap as exc:
+        from journal.replay import snapshot_dir
+        from journal.snapshot import list_snapshots
+        kept = list_snapshots(snapshot_dir(args.journal))
+        if kept and until_seq is not None and until_seq < exc.first:
+            print(f"gwctl replay: {args.journal}: record {until_seq} is older than what retention "
+                  f"kept (records from {exc.first}, snapshots of records "
+                  f"{', '.join(str(s) for s, _ in kept)}): pick --until {kept[0][0]} or later",
+                  file=sys.stderr)
+            return 1
         print(f"gwctl replay: {args.journal}: {exc}; the calls and registrations those records "
               f"began are unknown, so no state is printed (hint: --partial folds from record "
               f"{exc.first} on and lists the records that need what is missing)", file=sys.stderr)

@@ -1,0 +1,346 @@
+"""Snapshots and retention on a generated day of traffic: restart time and
+disk, each beside its baseline from the same run.
+
+    .venv/bin/python bench/bench_snapshots.py [--rate 400] [--hold 60] [--hours 24]
+        [--snapshot-every 200000] [--keep-for 30m] [--max-disk 8GiB] [--dir DIR]
+
+The journal is what a node writes at ``--rate`` SIP calls/s, each call the
+real SIP ALG's events (INVITE with SDP, 100, 180, 200 with SDP, ACK, media
+reports, BYE, 200, the teardown timer) with its own Call-ID, tags, addresses
+and ports, lasting ``--hold`` seconds; the clock is simulated. Along the way
+the node's own code takes snapshots (``SnapshotTaker``: fold of the journal,
+write, keep ``snapshots_kept``) and runs the retention pass, exactly as the
+snapshot thread does, with the simulated clock.
+
+Not generated: the hours before the last ``keep_for`` + ``hold`` + four
+snapshot intervals of the day. Retention deletes their segments (every kept snapshot covers them,
+they are older than ``keep_for``) and their calls ended long before, so
+neither the disk nor a restart at the end of the day depends on them; the
+sequence numbers of the kept records are therefore smaller than a real day's.
+The baseline restart (the whole journal folded, as before snapshots) is
+measured on the generated part before retention removed any of it, and
+scaled to the day's event count (it is linear in the records).
+
+Figures printed: events per call and bytes per event; the restart at the end
+of the day (worst case: the tail after the newest snapshot one event short of
+``snapshot_every``), split into opening at the snapshot, loading it, folding
+the tail, and the node's own start (entity actors) in a fresh process; the
+disk (segments + snapshots) and its peak against ``max_disk``; per snapshot
+the fold and write times; and the datapath pause: how late a thread that
+wakes every millisecond is, with and without a snapshot being taken beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from gateway import domain  # noqa: E402
+from gateway.config.model import SipSettings  # noqa: E402
+from gateway.nodefile import RetentionSettings, _duration, _size  # noqa: E402
+from gateway.sip.alg import EMPTY as SIP_EMPTY, media_activity, on_timer, step  # noqa: E402
+from journal.checkpoint import (SnapshotTaker, decode_state, disk_usage, open_at_snapshot,  # noqa: E402
+                                retention_pass)
+from journal.replay import snapshot_dir  # noqa: E402
+from journal.snapshot import list_snapshots, read_snapshot, remove_snapshots  # noqa: E402
+from journal.record import Record  # noqa: E402
+from journal.store import Journal  # noqa: E402
+
+
+# ------------------------------------------------------------ one real call
+
+def template_call() -> tuple[list, list, list]:
+    """(setup, media, teardown) events of one call through the real SIP ALG."""
+    from test_sip_alg import IN, OUT, PH2, invite, request_out, response, sdp
+    s = SipSettings()
+    st, t = SIP_EMPTY, 100.0
+    setup, media, teardown = [], [], []
+    for ctx, msg in [(OUT, invite()), (IN, response(100, "Trying")), (IN, response(180, "Ringing")),
+                     (IN, response(200, "OK", body=sdp(PH2, 62002))),
+                     (OUT, request_out("ACK", 1, "z9hG4bKack"))]:
+        r = step(st, ctx, msg, t, s)
+        st, t = r.state, t + 0.2
+        setup += r.events
+    for g in sorted(st.group_index)[:2]:
+        r = media_activity(st, g, t + 30, s)
+        st = r.state
+        media += r.events
+    for ctx, msg in [(OUT, request_out("BYE", 2, "z9hG4bKbye")),
+                     (IN, response(200, "OK", method="BYE", cseq=2, branch="z9hG4bKbye"))]:
+        r = step(st, ctx, msg, t + 60, s)
+        st = r.state
+        teardown += r.events
+    (key,) = st.calls
+    r = on_timer(st, f"call/{key}", t + 600, s)
+    teardown += r.events
+    assert not r.state.calls, "the template call did not end"
+    return setup, media, teardown
+
+
+class CallFactory:
+    """The template's records with a call's own Call-ID (hence its own streams,
+    pinhole and group ids). Built as records, not events: the generator
+    must run many times faster than the day it writes."""
+
+    def __init__(self) -> None:
+        self.parts = template_call()
+        self.setup, self.media, self.teardown = self.parts
+        self.call_id = self.setup[0].call_id.split("@")[0]
+        # (type, schema, stream, payload, version) per event, per part
+        versions: dict[str, int] = {}
+        self.templates = []
+        for part in self.parts:
+            rows = []
+            for e in part:
+                versions[e.stream] = versions.get(e.stream, 0) + 1
+                rows.append((e.TYPE, e.SCHEMA, e.stream, e.to_payload(), versions[e.stream]))
+            self.templates.append(rows)
+
+    def _rewrite(self, value, new: str):
+        if type(value) is str:
+            return value.replace(self.call_id, new) if self.call_id in value else value
+        if type(value) in (list, tuple):
+            return type(value)(self._rewrite(v, new) for v in value)
+        return value
+
+    def rows(self, part: int, i: int) -> list[tuple]:
+        new = f"{i:x}-{self.call_id}"
+        return [(t, sc, st.replace(self.call_id, new), {k: self._rewrite(v, new) for k, v in pl.items()}, ver)
+                for t, sc, st, pl, ver in self.templates[part]]
+
+
+def append_rows(j: Journal, rows: list[tuple], ts: float) -> None:
+    """Append generated rows as one batch, through the journal's own checks."""
+    seq = j.head
+    records = []
+    for t, sc, st, pl, ver in rows:
+        seq += 1
+        records.append(Record(seq, 1, ts, st, ver, t, sc, pl))
+    j.append_records(records)
+
+
+# ------------------------------------------------------------- generation
+
+def disk_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def measure_full_restart(path: Path) -> tuple[float, int]:
+    """The baseline: open with a full scan and fold every record (the code
+    path before snapshots). Returns (seconds, records)."""
+    t0 = time.perf_counter()
+    with Journal.open(path, fsync=False) as j:
+        # Not at a snapshot: every frame checked, then every record folded.
+        st, n = domain.EMPTY, 0
+        for rec in j.read(1):
+            st = domain.apply(st, rec.event())
+            n += 1
+    return time.perf_counter() - t0, n
+
+
+def measure_snapshot_restart(path: Path) -> dict:
+    t0 = time.perf_counter()
+    rec = open_at_snapshot(path, domain.apply, domain.EMPTY, fsync=False)
+    total = time.perf_counter() - t0
+    try:
+        snap = read_snapshot(rec.snapshot)
+        t1 = time.perf_counter()
+        decode_state(snap.state)
+        load = time.perf_counter() - t1
+        return {"total_s": total, "load_snapshot_s": load, "tail_events": rec.folded,
+                "snapshot_bytes": rec.snapshot.stat().st_size, "calls": len(rec.state.sip.calls)}
+    finally:
+        rec.journal.close()
+
+
+def gil_lateness(seconds: float, during=None) -> tuple[list[float], list[float]]:
+    """Lateness (ms) of a thread that sleeps 1 ms at a time, while ``during``
+    runs beside it, and the garbage collections (ms) meanwhile (a collection
+    stops every thread; the node tunes and logs them, ops/gatewayd.py)."""
+    import gc
+    late: list[float] = []
+    collections: list[float] = []
+    stop = threading.Event()
+    started = [0.0]
+
+    def on_gc(phase: str, _info: dict) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            collections.append((time.perf_counter() - started[0]) * 1000)
+    gc.callbacks.append(on_gc)
+
+    def probe() -> None:
+        while not stop.is_set():
+            t = time.perf_counter()
+            time.sleep(0.001)
+            late.append((time.perf_counter() - t - 0.001) * 1000)
+    th = threading.Thread(target=probe)
+    th.start()
+    t0 = time.perf_counter()
+    if during is not None:
+        during()
+    while time.perf_counter() - t0 < seconds:
+        time.sleep(0.01)
+    stop.set()
+    th.join()
+    gc.callbacks.remove(on_gc)
+    return late, collections
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = RetentionSettings()
+    ap.add_argument("--rate", type=float, default=400.0, help="calls per second")
+    ap.add_argument("--hold", type=float, default=60.0, help="seconds a call lasts")
+    ap.add_argument("--hours", type=float, default=24.0, help="length of the day simulated")
+    ap.add_argument("--snapshot-every", type=int, default=d.snapshot_every)
+    ap.add_argument("--snapshots-kept", type=int, default=d.snapshots_kept)
+    ap.add_argument("--keep-for", default="30m")
+    ap.add_argument("--max-disk", default="8GiB")
+    ap.add_argument("--segment-mib", type=int, default=64)
+    ap.add_argument("--dir", help="where to write (default: a temporary directory, removed after)")
+    args = ap.parse_args()
+    keep_for = _duration("--keep-for", "keep_for", args.keep_for)
+    max_disk = _size("--max-disk", "max_disk", args.max_disk)
+    settings = RetentionSettings(args.snapshot_every, args.snapshots_kept, keep_for, max_disk)
+
+    base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench-snap-"))
+    path = base / "journal"
+    shutil.rmtree(path, ignore_errors=True)
+    factory = CallFactory()
+    per_call = len(factory.setup) + len(factory.media) + len(factory.teardown)
+    day = args.hours * 3600
+    every_s = settings.snapshot_every / (args.rate * per_call)
+    span = min(day, keep_for + args.hold + 4 * every_s)
+    t_start = day - span
+    print(f"rate {args.rate:.0f} calls/s, hold {args.hold:.0f} s, {per_call} events per call; "
+          f"day {args.hours:.0f} h = {day * args.rate * per_call / 1e6:,.0f}M events; generating the "
+          f"last {span / 60:.0f} min; settings {settings}")
+
+    # Events keyed by the simulated second they happen in.
+    t0_wall = time.perf_counter()
+    j = Journal.open(path, fsync=False, segment_bytes=args.segment_mib << 20)
+    taker = SnapshotTaker(j, domain.apply, domain.EMPTY, 0, 0, None, [])
+    pending: dict[int, list] = {}
+    call_no = 0
+    snaps: list[dict] = []
+    peak = 0
+    baseline = None
+    bytes_written = 0
+    sec = 0
+    total_secs = int(span)
+    while sec < total_secs:
+        now = t_start + sec
+        starts = int((sec + 1) * args.rate) - int(sec * args.rate)
+        batch = pending.pop(sec, [])
+        for _ in range(starts):
+            call_no += 1
+            batch += factory.rows(0, call_no)
+            pending.setdefault(sec + int(args.hold / 2), []).extend(factory.rows(1, call_no))
+            pending.setdefault(sec + int(args.hold), []).extend(factory.rows(2, call_no))
+        for k in range(0, len(batch), 200):
+            append_rows(j, batch[k:k + 200], now)
+        sec += 1
+        if j.head - taker.written >= settings.snapshot_every:
+            if baseline is None and j.first_seq == 1 and sec > args.hold:
+                # The whole journal is still there: the baseline restart, now.
+                j.close()
+                secs, n = measure_full_restart(path)
+                baseline = {"seconds": secs, "records": n, "rate": n / secs}
+                j = Journal.open(path, fsync=False, segment_bytes=args.segment_mib << 20)
+                taker.journal = j
+            t1 = time.perf_counter()
+            taker.catch_up()
+            t2 = time.perf_counter()
+            p = taker.write()
+            t3 = time.perf_counter()
+            remove_snapshots(taker.directory, keep=settings.snapshots_kept)
+            r = retention_pass(j, max_age=keep_for, max_bytes=max_disk, now=now)
+            snaps.append({"seq": taker.seq, "fold_s": t2 - t1, "write_s": t3 - t2, "bytes": p.stat().st_size,
+                          "calls": len(taker.state.sip.calls), "removed": r.removed})
+        peak = max(peak, disk_usage(j))
+        if sec % 300 == 0:
+            print(f"  {sec / 60:5.0f} min simulated, {j.head:,} records, disk {disk_usage(j) / 2**30:.2f} GiB, "
+                  f"{len(snaps)} snapshots, wall {time.perf_counter() - t0_wall:.0f} s", flush=True)
+    # Worst case for a crash restart: the tail one event short of the next snapshot.
+    short = settings.snapshot_every - 1 - (j.head - taker.written)
+    while short > 0:
+        call_no += 1
+        rows = factory.rows(0, call_no)[:short]
+        append_rows(j, rows, day)
+        short -= len(rows)
+    bytes_written = sum(s for _f, _l, s, _p in j.segments())
+    head, first = j.head, j.first_seq
+    final_disk = disk_usage(j)
+    # The pause: a snapshot of the end-of-day state taken beside a 1 ms probe.
+    taker.catch_up()
+    calls_now = len(taker.state.sip.calls)
+    # As gatewayd runs (ops/gatewayd.py tune_gc: thresholds, what exists frozen).
+    pending.clear()
+    from ops.gatewayd import tune_gc
+    tune_gc()
+    idle, _ = gil_lateness(1.0)
+    taker.written = 0
+    busy, gcs = gil_lateness(0.0, during=lambda: taker.write())
+    j.close()
+    remove_snapshots(snapshot_dir(path), keep=settings.snapshots_kept)
+    # Keep the worst case: the newest snapshot is the one before the tail.
+    newest = list_snapshots(snapshot_dir(path))[-1][1]
+    newest.unlink()
+    final_disk = disk_bytes(path)
+    restart = measure_snapshot_restart(path)
+    # The node's own start in a fresh process (journal, snapshot, tail, entity actors).
+    code = ("import sys,time; t=time.perf_counter(); from actors.node import Node; "
+            "from gateway.config.model import Config; "
+            "n=Node('gw-a', Config(zones={}, interfaces={}, addresses={}, policies=(), routes=()), sys.argv[1], "
+            "fsync=False, timer_thread=False); "
+            "print(time.perf_counter()-t, n.recovery['ms'], n.pool.live_count()); n.stop()")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env,
+                         timeout=600)
+    node_s, recovery_ms, actors = out.stdout.split() if out.returncode == 0 else ("nan", "nan", "0")
+
+    day_events = day * args.rate * per_call
+    print()
+    print(f"journal at the end of the day: records {first:,}-{head:,} kept, {final_disk / 2**30:.2f} GiB on "
+          f"disk (segments + snapshots), peak {peak / 2**30:.2f} GiB; bound max_disk "
+          f"{max_disk / 2**30:.2f} GiB; {bytes_written / max(1, head - first + 1):.0f} bytes/event")
+    print(f"live calls at the end: {calls_now:,}; snapshot {restart['snapshot_bytes'] / 2**20:.1f} MiB")
+    print(f"restart (worst case, tail {restart['tail_events']:,} events): open+load+fold "
+          f"{restart['total_s']:.2f} s (load the snapshot {restart['load_snapshot_s']:.2f} s); node start in a "
+          f"fresh process {float(node_s):.2f} s incl. imports (recovery {float(recovery_ms) / 1000:.2f} s, "
+          f"{actors} entity actors)")
+    if baseline:
+        print(f"baseline, same run: whole journal ({baseline['records']:,} records) opened and folded in "
+              f"{baseline['seconds']:.2f} s = {baseline['rate']:,.0f} records/s; a day of it "
+              f"({day_events / 1e6:,.0f}M records) ~ {day_events / baseline['rate'] / 3600:.1f} h; "
+              f"disk of a day ~ {day_events * bytes_written / max(1, head - first + 1) / 2**30:,.0f} GiB")
+    if snaps:
+        print(f"snapshots: {len(snaps)}, fold of {settings.snapshot_every:,} events median "
+              f"{statistics.median(s['fold_s'] for s in snaps):.2f} s, write median "
+              f"{statistics.median(s['write_s'] for s in snaps):.2f} s (max {max(s['write_s'] for s in snaps):.2f} s)")
+    print(f"datapath pause (1 ms probe): idle p99 {sorted(idle)[int(len(idle) * .99)]:.2f} ms max "
+          f"{max(idle):.2f} ms; during a snapshot of {calls_now:,} calls p99 "
+          f"{sorted(busy)[int(len(busy) * .99)]:.2f} ms max {max(busy):.2f} ms ({len(busy)} wake-ups); "
+          f"garbage collections meanwhile: {len(gcs)}, longest {max(gcs, default=0):.0f} ms")
+    print(f"wall time {time.perf_counter() - t0_wall:.0f} s")
+    if not args.dir:
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
