@@ -21,6 +21,7 @@ IKE/VPN and administrator lines are parsed and validated but recorded in
 
 from __future__ import annotations
 
+import heapq
 import re
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
@@ -92,6 +93,52 @@ class _IfaceState:
     manage: list[str] = field(default_factory=list)
 
 
+class _PolicyIds:
+    """The policy ids declared so far. A policy without an id is numbered
+    after the highest one, so that is asked once per such line: it comes
+    from a heap pruned lazily of unset ids (O(log n) amortised), not from a
+    walk of every id (quadratic in the policies of a file)."""
+
+    def __init__(self) -> None:
+        self._ids: set[int] = set()
+        self._low: list[int] = []
+        self._high: list[int] = []          # negated ids
+
+    def __contains__(self, pid: int) -> bool:
+        return pid in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, pid: int) -> None:
+        if pid not in self._ids:
+            self._ids.add(pid)
+            heapq.heappush(self._low, pid)
+            heapq.heappush(self._high, -pid)
+
+    def discard(self, pid: int) -> None:
+        self._ids.discard(pid)
+
+    def lowest(self) -> int:
+        while self._low and self._low[0] not in self._ids:
+            heapq.heappop(self._low)
+        return self._low[0] if self._low else 0
+
+    def highest(self) -> int:
+        while self._high and -self._high[0] not in self._ids:
+            heapq.heappop(self._high)
+        return -self._high[0] if self._high else 0
+
+    def describe(self, whole_up_to: int = 10) -> str:
+        """The ids for a hint: all of a short set, the count and the range
+        of a long one (a hint per line must not cost the whole set)."""
+        if not self._ids:
+            return "none"
+        if len(self._ids) <= whole_up_to:
+            return ", ".join(str(i) for i in sorted(self._ids))
+        return f"{len(self._ids)}, with ids from {self.lowest()} to {self.highest()}"
+
+
 @dataclass(slots=True)
 class _PolicyState:
     policy: Policy
@@ -120,8 +167,9 @@ class _State:
         self.declared_addresses: set[tuple[str, str]] = set()
         self.declared_mips: set[str] = set()
         self.declared_dips: set[int] = set()
-        self.policies: list[_PolicyState] = []
-        self.declared_policy_ids: set[int] = set()
+        # By id, in the order they were set (a dict: an unset is one deletion).
+        self.policies: dict[int, _PolicyState] = {}
+        self.declared_policy_ids = _PolicyIds()
         self.routes: list[tuple[Route, int, Token]] = []
         self.sip = SipSettings()
         self.mgcp = MgcpSettings()
@@ -767,11 +815,11 @@ class _Parser:
         if ln.failed:
             raise _Abort
         if policy_id is None:
-            policy_id = max(st.declared_policy_ids, default=0) + 1
+            policy_id = st.declared_policy_ids.highest() + 1
         st.declared_policy_ids.add(policy_id)
         policy = Policy(policy_id, from_zone, to_zone, src, dst, service, action,  # type: ignore[arg-type]
                         name, nat_src, nat_dip, Source(self.filename, ln.lineno))
-        return lambda: st.policies.append(_PolicyState(policy, ln.lineno))
+        return lambda: st.policies.__setitem__(policy_id, _PolicyState(policy, ln.lineno))
 
     def _policy_address(self, ln: _Line, role: str) -> tuple[AddressRef, Token]:
         tok = ln.name(f"the {role}")
@@ -813,10 +861,9 @@ class _Parser:
         pid, ptok = ln.integer("the policy id", 1, 65535)
         ln.end()
         if pid not in st.declared_policy_ids:
-            ln.error(ptok, "no such policy", "policies so far: " + (
-                ", ".join(str(i) for i in sorted(st.declared_policy_ids)) or "none"))
+            ln.error(ptok, "no such policy", "policies so far: " + st.declared_policy_ids.describe())
         st.declared_policy_ids.discard(pid)
-        return lambda: setattr(st, "policies", [p for p in st.policies if p.policy.id != pid])
+        return lambda: st.policies.pop(pid, None)
 
     # == routes ==============================================================
     def set_vrouter(self, ln: _Line) -> Apply | None:
@@ -1314,7 +1361,7 @@ class _Parser:
         return Config(
             zones=MappingProxyType(zones), interfaces=MappingProxyType(interfaces),
             addresses=MappingProxyType(addresses),
-            policies=tuple(p.policy for p in st.policies),
+            policies=tuple(p.policy for p in st.policies.values()),
             routes=tuple(r for r, _, _ in st.routes), sip=st.sip, dip_sticky=st.dip_sticky,
             unenforced=tuple(st.unenforced), mgcp=st.mgcp, nsrp=st.nsrp, flow=st.flow)
 
