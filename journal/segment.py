@@ -137,18 +137,19 @@ def _valid_frame_after(buf: mmap.mmap, start: int, end: int) -> bool | None:
     for fmt in READABLE_FORMATS:
         marker = bytes((fmt,))
         pos = buf.find(marker, start, end)
-        while pos != -1:
-            if end - pos >= HEADER_SIZE:
-                length = HEADER.unpack_from(buf, pos)[1]
-                if length <= MAX_BODY and pos + HEADER_SIZE + length <= end:
-                    budget -= length            # what frame_end's CRC reads
-                    if budget < 0:
-                        return None
-            try:
-                frame_end(buf, pos, end)
-                return True
-            except FrameError:
-                pass
+        while pos != -1 and end - pos >= HEADER_SIZE:
+            # What frame_end refuses before its CRC, refused here without
+            # raising (a run of format bytes is a candidate per octet).
+            length = HEADER.unpack_from(buf, pos)[1]
+            if length <= MAX_BODY and pos + HEADER_SIZE + length <= end:
+                budget -= length                # what frame_end's CRC reads
+                if budget < 0:
+                    return None
+                try:
+                    frame_end(buf, pos, end)
+                    return True
+                except FrameError:
+                    pass
             pos = buf.find(marker, pos + 1, end)
     return False
 

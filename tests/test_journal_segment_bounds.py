@@ -70,3 +70,15 @@ def test_short_torn_tail_still_a_torn_tail(tmp_path):
     path.write_bytes(FRAME + b"\xff" + (b"\xa1" + struct.pack(">I", 64) + b"\x00" * 4) * 20)
     scan = scan_segment(path, 1, is_last=True)
     assert scan.count == 1 and scan.damage is not None and scan.valid_end == len(FRAME)
+
+
+def test_run_of_format_octets_after_damage_is_read_quickly(tmp_path):
+    """Every octet of a run of format bytes is a candidate frame start
+    whose length field cannot fit: refused by reading the header, without
+    building an exception per octet (64 KiB took 100 ms; the campaign's
+    53 KB input 180 ms through both readers)."""
+    path = tmp_path / segment_name(1)
+    path.write_bytes(FRAME + b"\xff" + b"\xa1" * 65536)
+    t, out = _scan_cpu(path)
+    assert t < 0.050, f"{t * 1000:.1f} ms"
+    assert out.count == 1 and out.damage is not None
