@@ -192,7 +192,8 @@ def run(args) -> int:
     # The readers log what they refuse (a damaged journal tail, say): a
     # million such lines are not findings.
     logging.disable(logging.CRITICAL)
-    resource.setrlimit(resource.RLIMIT_AS, (args.address_space_mb << 20, args.address_space_mb << 20))
+    if args.address_space_mb:
+        resource.setrlimit(resource.RLIMIT_AS, (args.address_space_mb << 20, args.address_space_mb << 20))
     signal.signal(signal.SIGPROF, _on_prof)
     signal.signal(signal.SIGTERM, _on_term)
     c = Campaign(target, args)
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stall-s", type=float, default=2.0)
     ap.add_argument("--memory-mb", type=float, default=8.0)
     ap.add_argument("--memory-every", type=int, default=1000)
-    ap.add_argument("--address-space-mb", type=int, default=2048)
+    ap.add_argument("--address-space-mb", type=int, default=2048, help="0: not capped")
     ap.add_argument("--keep", type=int, default=200, help="write at most this many findings' inputs")
     ap.add_argument("--replay", nargs="*", help="run these saved inputs instead of mutations")
     return run(ap.parse_args(argv))
