@@ -214,9 +214,9 @@ def _fix_ip_length(data: bytes) -> bytes:
 
 
 def _packet():
-    from gateway.datapath.integrity import signalling_damage
     from gateway.errors import RemoteProtocolError
     from gateway.packet import build_tcp, build_udp, parse, rewrite, sack_option
+    from test_input_fuzz import _packet as parse_and_inspect
 
     seeds = [
         build_udp("10.1.1.3", "1.1.1.4", 5060, 5060, b"INVITE sip:b@1.1.1.4 SIP/2.0\r\n\r\n"),
@@ -229,14 +229,10 @@ def _packet():
     ]
 
     def read(data: bytes):
-        pkt = parse(data)
-        # What the datapath asks of a parsed packet, and what it makes of
-        # one: none of it may raise anything but RemoteProtocolError.
-        pkt.ip_checksum_ok, pkt.l4_checksum_ok, pkt.payload_bytes, pkt.ip_options
-        signalling_damage(pkt)
-        signalling_damage(pkt, True)
-        if pkt.is_tcp and not pkt.frag_offset:
-            pkt.tcp_options, pkt.sack_blocks
+        # What the datapath asks of a parsed packet (the CI test's reading),
+        # and what it makes of one: none of it may raise anything but
+        # RemoteProtocolError.
+        pkt = parse_and_inspect(data)
         if pkt.sport is not None:
             out = rewrite(pkt, src="192.0.2.1", sport=1024)
             parse(out)
@@ -265,19 +261,16 @@ def _capture_seeds() -> list[bytes]:
 
 
 def _capture():
-    from actors.capture_file import CaptureError, CaptureReader
-    from actors.link_layer import SUPPORTED, ipv4
+    from actors.capture_file import CaptureError
+    from test_input_fuzz import _read_capture
     path = os.path.join(_scratch(), "capture.pcap")
 
     def read(data: bytes):
+        # Written where the reader reads it (a tmpfs where there is one),
+        # then every record's link layer down to IPv4, as pcap mode does.
         with open(path, "wb") as f:
             f.write(data)
-        out = []
-        with CaptureReader(path) as reader:
-            for rec in reader:
-                if rec.linktype in SUPPORTED:
-                    out.append(ipv4(rec.linktype, rec.data))
-        return out
+        return _read_capture(path)
 
     seeds = _capture_seeds()
     return seeds, Mutator(CAP_TOKENS, CAP_RUNS, max_len=1 << 20, pool=seeds), read, (CaptureError,)
