@@ -73,10 +73,10 @@ def test_short_torn_tail_still_a_torn_tail(tmp_path):
 
 
 def test_run_of_format_octets_after_damage_is_read_quickly(tmp_path):
-    """Every octet of a run of format bytes is a candidate frame start
-    whose length field cannot fit: refused by reading the header, without
-    building an exception per octet (64 KiB took 100 ms; the campaign's
-    53 KB input 180 ms through both readers)."""
+    """Every octet of a run of format bytes was a candidate frame start,
+    refused by frame_end raising (64 KiB took 100 ms; the campaign's 53 KB
+    input 180 ms through both readers). A frame's length is at most
+    MAX_BODY, so its first octet is 0 or 1: only such places are tried."""
     path = tmp_path / segment_name(1)
     path.write_bytes(FRAME + b"\xff" + b"\xa1" * 65536)
     t, out = _scan_cpu(path)
