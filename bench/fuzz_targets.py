@@ -9,7 +9,8 @@ runs that fit its grammar for the shared mutation engine
 mutated inputs (a length or checksum made right again, so the mutation
 reaches what the length guards), the function that reads one input, and
 the error classes that are its contract: the input is read, or one of
-these is raised -- nothing else.
+these is raised -- nothing else (an ALG step raises nothing: it gives a
+verdict).
 
 Seeds are built lazily (``Target.load``): some need scapy to read the
 corpus capture."""
@@ -160,6 +161,61 @@ def _tpkt():
         return messages
 
     return seeds, Mutator(PER_TOKENS, PER_RUNS, max_len=4 * TPKT_MAX, pool=seeds), read, (RemoteProtocolError,)
+
+
+def _h323_step():
+    """The H.323 ALG's step on mutated RAS, Q.931 and H.245 messages, each
+    on its channel in turn, from a state with a call set up: never an
+    exception, a verdict whose events fold to its state, a forwarded
+    message of the same length (addresses are patched in place)."""
+    from gateway.h323.alg import H323Context, step
+    from gateway.h323.state import EMPTY, fold
+    f = _h323_frames()
+    a, b = ("10.1.3.143", 32803), ("10.1.6.18", 1720)
+    state = step(step(EMPTY, H323Context("q931", "none", a, b), f[6], 1.0).state,
+                 H323Context("q931", "none", b, a), f[18], 1.1).state
+    ras = [f[n] for n in range(59, 76) if n in f and n not in (65, 66)]
+    tcp = _tpkt_messages()
+    contexts = [
+        H323Context("ras", "outbound", ("17.2.0.124", 2034), ("17.2.0.161", 1719), nat_src=("1.1.1.12", 2034)),
+        H323Context("q931", "none", b, a),
+        H323Context("h245", "inbound", ("10.1.6.18", 1232), ("1.1.1.5", 32804), nat_dst=("10.1.3.143", 32804)),
+    ]
+    # An input: one octet naming the channel, then the message.
+    seeds = [b"\x00" + m for m in ras] + [bytes((1 + i % 2,)) + m for i, m in enumerate(tcp)]
+
+    def read(data: bytes):
+        if not data:
+            return None
+        ctx = contexts[data[0] % 3]
+        msg = data[1:]
+        if ctx.channel != "ras" and len(msg) >= 4:
+            msg = _with_tpkt_length(msg)
+        r = step(state, ctx, msg, 2.0)
+        assert r.verdict in ("forward", "drop"), r.verdict
+        assert fold(r.events, state) == r.state
+        if r.verdict == "forward":
+            assert len(r.data) == len(msg)
+        return r
+
+    return seeds, Mutator(PER_TOKENS, PER_RUNS, max_len=TPKT_MAX, pool=seeds), read, ()
+
+
+def _mgcp_step():
+    """The MGCP ALG's step (tests/mgcp_fuzz.py's rule and warm state) on
+    mutated commands and responses, in its five contexts in turn: never an
+    exception, a verdict, a reason for every drop."""
+    from mgcp_fuzz import CONTEXTS, SEEDS, TOKENS, step_rule, warm_state
+    state = warm_state()
+    seeds = [bytes((i % len(CONTEXTS),)) + s for i, s in enumerate(SEEDS)]
+
+    def read(data: bytes):
+        if not data:
+            return None
+        return step_rule(state, CONTEXTS[data[0] % len(CONTEXTS)], data[1:])
+
+    return seeds, Mutator(TOKENS, [b" ", b"\t", b" \t", b"0", b"9", b"1", b"\r\n", b"X: 1\r\n"],
+                          max_len=DATAGRAM, pool=seeds), read, ()
 
 
 # -- configuration (the manual's CLI) ------------------------------------------------
@@ -410,6 +466,8 @@ TARGETS = {t.name: t for t in (
     Target("h225", "H323-UserInformation PER decode and address location (gateway.h323.per)", _h225),
     Target("h245", "H.245 messages over TPKT (gateway.h323.h245.parse_h245)", _h245),
     Target("tpkt", "TPKT framing of a TCP stream (gateway.h323.tpkt.frame_tpkt)", _tpkt),
+    Target("h323-step", "the H.323 ALG step on RAS, Q.931 and H.245 (gateway.h323.alg.step)", _h323_step),
+    Target("mgcp-step", "the MGCP ALG step (gateway.mgcp.alg.step)", _mgcp_step),
     Target("config", "configuration files (gateway.config.parse_text)", _config),
     Target("packet", "IPv4/UDP/TCP packet codec (gateway.packet parse and rewrite)", _packet),
     Target("capture", "capture files and link layers (actors.capture_file, actors.link_layer)", _capture),

@@ -35,7 +35,7 @@ def _args(tmp_path, **kw):
 def test_target_keeps_the_rule(tmp_path, name):
     import random
     target = TARGETS[name].load()
-    assert target.seeds and target.expected
+    assert target.seeds
     c = Campaign(target, _args(tmp_path))
     rng = random.Random(7)
     for seed in target.seeds:           # the seeds themselves are read
@@ -45,7 +45,8 @@ def test_target_keeps_the_rule(tmp_path, name):
     s = c.summary(None)
     assert s["failures"] == 0, (s["findings"], sorted(os.listdir(tmp_path)))
     assert s["inputs"] == INPUTS + len(target.seeds)
-    assert s["accepted"] >= len(target.seeds) // 2 and s["refused"] > 0
+    assert s["accepted"] >= len(target.seeds) // 2
+    assert s["refused"] > 0 or not target.expected       # an ALG step refuses nothing: it drops
 
 
 _FAKE = """
