@@ -199,6 +199,9 @@ def run(args) -> int:
         resource.setrlimit(resource.RLIMIT_AS, (args.address_space_mb << 20, args.address_space_mb << 20))
     signal.signal(signal.SIGPROF, _on_prof)
     signal.signal(signal.SIGTERM, _on_term)
+    # Also when started in the background, where the shell left SIGINT
+    # ignored (and Python then installs no handler of its own).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     c = Campaign(target, args)
     if args.replay:
         for name in args.replay:

@@ -84,8 +84,10 @@ def _driver(tmp_path, *argv):
     script.write_text(_FAKE.format(bench=str(ROOT / "bench")))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     log = open(tmp_path / "driver.out", "w")
+    # SIGINT ignored, as a shell leaves it for a command run in the background.
     p = subprocess.Popen([sys.executable, str(script), "--target", "fake", "--out", str(tmp_path / "out"),
-                          "--address-space-mb", "0", *argv], stdout=log, env=env)
+                          "--address-space-mb", "0", *argv], stdout=log, env=env,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     log.close()
     return p
 
