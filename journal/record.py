@@ -128,7 +128,7 @@ def decode_record(buf: Any, offset: int = 0, end: int | None = None) -> tuple[Re
             body = buf[start:stop]
             if _crc32(body, _crc32(buf[offset + 1:start - 4])) == crc:
                 try:
-                    fields = _unpackb(body, strict_map_key=False)
+                    fields = unpack_complete(body)
                 except Exception as exc:  # msgpack raises several types for malformed input
                     raise FrameError(f"undecodable body ({exc.__class__.__name__})", offset, torn=False) from None
                 try:
@@ -142,6 +142,27 @@ def decode_record(buf: Any, offset: int = 0, end: int | None = None) -> tuple[Re
 _unpack_header = HEADER.unpack_from
 _crc32 = zlib.crc32
 _unpackb = msgpack.unpackb
+
+# msgpack's decoder allocates each array (and map) at the size it claims
+# before reading its items: claims nested up to its 1,024 levels, never
+# filled, make it allocate about 2 x size^2 octets (33 KB: 41 MB). A body
+# up to this size is decoded at once (its worst, 2 MB, is bounded);
+# a larger one is first walked without building anything, which fails
+# unless every claimed item is there, so its decoding allocates in
+# proportion to its bytes.
+WALK_ABOVE = 1024
+
+
+def unpack_complete(data) -> Any:
+    """``msgpack.unpackb(data)`` (map keys of any type), in memory bounded
+    by ``len(data)``. Raises msgpack's errors for malformed input."""
+    if len(data) > WALK_ABOVE:
+        walker = msgpack.Unpacker(max_buffer_size=len(data))
+        walker.feed(data)
+        walker.skip()
+        if walker.tell() != len(data):
+            raise msgpack.ExtraData(None, bytes(data[walker.tell():]))
+    return _unpackb(data, strict_map_key=False)
 
 
 def _record_v1(fields: Any) -> Record:

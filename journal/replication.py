@@ -60,7 +60,7 @@ import msgpack
 
 from gateway.errors import RemoteProtocolError
 
-from .record import HEADER_SIZE, FrameError, decode_record
+from .record import HEADER_SIZE, FrameError, decode_record, unpack_complete
 
 ROLES = frozenset({"active", "standby", "stopped"})
 
@@ -186,7 +186,7 @@ def decode(frames: list) -> Message:
         raise ProtocolViolation(f"unknown message type {kind[:16]!r}")
     name = kind.decode()
     try:
-        body = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+        body = unpack_complete(raw)
     except Exception as exc:  # msgpack raises several types for garbage
         raise ProtocolViolation(f"undecodable {name} body ({exc.__class__.__name__})") from None
     if not isinstance(body, dict):

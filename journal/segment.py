@@ -18,10 +18,11 @@ import logging
 import mmap
 import os
 import re
+import zlib
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .record import HEADER, HEADER_SIZE, READABLE_FORMATS, FrameError, Record, decode_record, frame_end
+from .record import HEADER, HEADER_SIZE, MAX_BODY, READABLE_FORMATS, FrameError, Record, decode_record, frame_end
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,18 @@ _NAME = re.compile(r"^(\d{20})\.seg$")
 # One offset is remembered every INDEX_STRIDE records, so finding a sequence
 # number costs at most INDEX_STRIDE header reads, and the index stays small.
 INDEX_STRIDE = 128
+# Looking for a valid frame after damage computes the CRC of each candidate
+# over the length it claims: at most this many times the bytes after the
+# damage (plus one MiB), so the check stays linear in the segment whatever
+# those bytes claim. The first valid frame there costs at most those bytes.
+CHECK_FACTOR = 4
+CHECK_EXTRA = 1 << 20
+NOT_TOLD = "whether valid records follow could not be told within the check's bound"
+# Where a frame may start: a readable format byte, then a length of at most
+# MAX_BODY (16 MiB: its first octet 0 or 1). Found by the regex engine, so
+# a run of format bytes (or of anything else) costs no Python per octet.
+assert MAX_BODY <= 0x01FFFFFF
+_CANDIDATE = re.compile(b"[" + re.escape(bytes(sorted(READABLE_FORMATS))) + rb"][\x00\x01]")
 
 
 class JournalCorrupt(Exception):
@@ -102,7 +115,10 @@ def scan_segment(path: Path, first_seq: int, *, is_last: bool,
                 except FrameError as exc:
                     if not is_last:
                         raise JournalCorrupt(path, off, f"{exc.reason} in a sealed segment") from None
-                    if _valid_frame_after(mm, off + 1, size):
+                    after = _valid_frame_after(mm, off + 1, size)
+                    if after is None:
+                        raise JournalCorrupt(path, off, f"{exc.reason}; {NOT_TOLD}") from None
+                    if after:
                         raise JournalCorrupt(path, off, f"{exc.reason}, followed by valid records") from None
                     damage = TailDamage(path, off, exc.reason, size - off)
                     log.warning("journal: damaged tail in %s at offset %d: %s (%d bytes)",
@@ -135,19 +151,25 @@ def header_index(path: Path, end: int) -> tuple[list[int], int]:
     return index, count
 
 
-def _valid_frame_after(buf: mmap.mmap, start: int, end: int) -> bool:
+def _valid_frame_after(buf: mmap.mmap, start: int, end: int) -> bool | None:
     """Is there any frame with a good CRC at or after ``start``? Only candidate
-    offsets holding a known format byte are tried."""
-    for fmt in READABLE_FORMATS:
-        marker = bytes((fmt,))
-        pos = buf.find(marker, start, end)
-        while pos != -1:
-            try:
-                frame_end(buf, pos, end)
+    offsets holding a known format byte are tried. None when the CRCs to
+    compute went past the bound (CHECK_FACTOR) before an answer."""
+    budget = CHECK_FACTOR * (end - start) + CHECK_EXTRA
+    for m in _CANDIDATE.finditer(buf, start, end):
+        pos = m.start()
+        if end - pos < HEADER_SIZE:
+            break
+        # frame_end's checks, without its exception for each refusal (there
+        # may be a candidate every few octets): the length, then the CRC.
+        _fmt, length, crc = HEADER.unpack_from(buf, pos)
+        body = pos + HEADER_SIZE
+        if length <= MAX_BODY and body + length <= end:
+            budget -= length                    # what the CRC reads
+            if budget < 0:
+                return None
+            if zlib.crc32(buf[body:body + length], zlib.crc32(buf[pos + 1:pos + 5])) == crc:
                 return True
-            except FrameError:
-                pass
-            pos = buf.find(marker, pos + 1, end)
     return False
 
 
@@ -229,7 +251,10 @@ def iter_records(directory: Path, from_seq: int = 1) -> Iterator[Record]:
                         continue
                     rec, stop = decode_record(mm, off, size)
                 except FrameError as exc:
-                    if is_last and not _valid_frame_after(mm, off + 1, size):
+                    after = _valid_frame_after(mm, off + 1, size) if is_last else True
+                    if after is None:
+                        raise JournalCorrupt(path, off, f"{exc.reason}; {NOT_TOLD}") from None
+                    if not after:
                         log.warning("journal: damaged tail in %s at offset %d: %s (%d bytes); "
                                     "reading stops there", path, off, exc.reason, size - off)
                         return

@@ -22,8 +22,9 @@ from gateway.sdp import parse_sdp
 from gateway.sip import frame_stream, parse_message
 from gateway.sip.message import _parse
 
+from fuzz_mutations import MAX_RUN, Mutator
+
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "sip-torture"
-MAX_RUN = 64 * 1024
 
 _SDP = (b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
         b"m=audio 4000 RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n")
@@ -89,43 +90,15 @@ def fix_length(data: bytes) -> bytes:
     return head + data[end:]
 
 
-def _run_length(rng: random.Random) -> int:
-    # Log-uniform up to MAX_RUN: short runs mostly, long ones regularly.
-    return int(2 ** rng.uniform(0, 16))
+# One engine for every fuzzer (tests/fuzz_mutations.py), fitted to SIP/SDP by
+# its tokens and runs; half of the outputs get their Content-Length fixed.
+_MUTATOR = Mutator(TOKENS, RUN_UNITS, max_len=MAX_RUN, finish=fix_length)
 
 
 def mutate(rng: random.Random, data: bytes, pool: list[bytes] | None = None) -> bytes:
     """One to four mutations of ``data``, cut to 64 KiB (a UDP datagram is
     smaller; a TCP header section longer than that is refused)."""
-    buf = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        op = rng.randrange(9)
-        pos = rng.randint(0, len(buf))
-        if op == 0 and pos < len(buf):                      # flip a bit
-            buf[pos] ^= 1 << rng.randrange(8)
-        elif op == 1:                                       # insert random bytes
-            buf[pos:pos] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
-        elif op == 2:                                       # insert a token
-            buf[pos:pos] = rng.choice(TOKENS)
-        elif op == 3:                                       # a long run
-            unit = rng.choice(RUN_UNITS)
-            buf[pos:pos] = (unit * (_run_length(rng) // len(unit) + 1))[:MAX_RUN]
-        elif op == 4 and pos < len(buf):                    # repeat a slice
-            k = rng.randint(1, min(64, len(buf) - pos))
-            piece = bytes(buf[pos:pos + k])
-            buf[pos:pos] = (piece * (_run_length(rng) // k + 1))[:MAX_RUN]
-        elif op == 5:                                       # delete
-            del buf[pos:pos + rng.randint(1, 16)]
-        elif op == 6:                                       # truncate
-            del buf[pos:]
-        elif op == 7 and pool:                              # splice another message in
-            other = rng.choice(pool)
-            a = rng.randint(0, len(other))
-            buf[pos:pos] = other[a:a + rng.randint(1, 256)]
-        elif op == 8 and pos < len(buf):                    # replace one octet by a token
-            buf[pos:pos + 1] = rng.choice(TOKENS)
-    out = bytes(buf[:MAX_RUN])
-    return fix_length(out) if rng.random() < 0.5 else out
+    return _MUTATOR(rng, data, pool or ())
 
 
 def body_of(data: bytes) -> bytes:

@@ -31,6 +31,8 @@ from ops.lab import gateway_starter as gs
 from ops.lab import netns, sipp
 from ops.lab.plan import Plan, build_plan, suggest_call
 
+import lab_requirements as lab
+
 pytestmark = pytest.mark.netns
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -43,23 +45,8 @@ SIP_EXAMPLES = ["ch2-incoming-call-with-mip", "ch2-proxy-in-public-zone",
 PINHOLE_GRACE = 5.0 + 3.0       # the ALG's teardown delay, then timer and housekeeping slack
 
 
-def _why_not() -> str | None:
-    why = netns.available()
-    if why:
-        return why
-    for tool in ("nft", sipp.SIPP, "tcpdump", "tshark", "iptables"):
-        if shutil.which(tool) is None:
-            return f"{tool} not installed"
-    if not sipp.G711A_PCAP.exists():
-        return f"{sipp.G711A_PCAP} missing (Debian sip-tester)"
-    try:
-        import netfilterqueue  # noqa: F401
-    except ImportError:
-        return "netfilterqueue is not installed in this environment"
-    return None
-
-
-WHY = _why_not()
+WHY = lab.missing(lab.tools("nft", sipp.SIPP, "tcpdump", "tshark", "iptables"),
+                  lab.file(sipp.G711A_PCAP, "sip-tester"), lab.netfilterqueue)
 
 
 class Captures:

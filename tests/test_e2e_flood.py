@@ -8,7 +8,6 @@ under the lab lock: flock /tmp/voip-lab.lock ... -m netns."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -16,30 +15,17 @@ from pathlib import Path
 import pytest
 
 from ops.lab import gateway_starter as gs
-from ops.lab import netns, sipp
+from ops.lab import sipp
+
+import lab_requirements as lab
 
 pytestmark = pytest.mark.netns
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _why_not() -> str | None:
-    why = netns.available()
-    if why:
-        return why
-    for tool in ("nft", sipp.SIPP, "iptables"):
-        if shutil.which(tool) is None:
-            return f"{tool} not installed"
-    if not sipp.G711A_PCAP.exists():
-        return f"{sipp.G711A_PCAP} missing (Debian sip-tester)"
-    try:
-        import netfilterqueue  # noqa: F401
-    except ImportError:
-        return "netfilterqueue is not installed in this environment"
-    return None
-
-
-WHY = _why_not()
+WHY = lab.missing(lab.tools("nft", sipp.SIPP, "iptables"), lab.file(sipp.G711A_PCAP, "sip-tester"),
+                  lab.netfilterqueue)
 
 
 @pytest.fixture(scope="module")

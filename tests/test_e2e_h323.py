@@ -33,6 +33,7 @@ from ops.lab import gateway_starter as gs
 from ops.lab import h323, netns
 from ops.lab.plan import build_plan
 
+import lab_requirements as lab
 from test_e2e_calls import Captures, _malformed, _nat_view, _private_leaks, _wait_no_pinholes
 
 pytestmark = pytest.mark.netns
@@ -46,21 +47,7 @@ SECONDS = 2.0                       # RTP per call: 100 packets each way
 
 
 
-def _why_not() -> str | None:
-    why = netns.available()
-    if why:
-        return why
-    for tool in ("tcpdump", "tshark", "iptables"):
-        if shutil.which(tool) is None:
-            return f"{tool} not installed"
-    try:
-        import netfilterqueue  # noqa: F401
-    except ImportError:
-        return "netfilterqueue is not installed in this environment"
-    return None
-
-
-WHY = _why_not()
+WHY = lab.missing(lab.tools("tcpdump", "tshark", "iptables"), lab.netfilterqueue)
 
 
 @pytest.fixture(scope="module", params=CH1)

@@ -26,13 +26,14 @@ reason otherwise."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from ops.lab import netns
 from ops.lab.mgcp import OSMO_MGW, run_call
+
+import lab_requirements as lab
 
 pytestmark = pytest.mark.netns
 
@@ -42,23 +43,7 @@ ISP = "ch3-isp-hosted-service"
 LABS = {SUBSCRIBERS: "mgsub", ISP: "mgisp"}
 
 
-def _why_not() -> str | None:
-    why = netns.available()
-    if why:
-        return why
-    if not Path(OSMO_MGW).exists():
-        return f"{OSMO_MGW} missing (Debian osmo-mgw)"
-    for tool in ("tshark", "iptables", "ss"):
-        if shutil.which(tool) is None:
-            return f"{tool} not installed"
-    try:
-        import netfilterqueue  # noqa: F401
-    except ImportError:
-        return "netfilterqueue is not installed in this environment"
-    return None
-
-
-WHY = _why_not()
+WHY = lab.missing(lab.file(OSMO_MGW, "osmo-mgw"), lab.tools("tshark", "iptables", "ss"), lab.netfilterqueue)
 
 
 @pytest.fixture(scope="module", params=[SUBSCRIBERS, ISP])

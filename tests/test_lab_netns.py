@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,24 +13,14 @@ import pytest
 
 from ops.lab import netns, sipp
 from ops.lab.plan import build_plan
+
+import lab_requirements as lab
 from test_lab_plan_configs import route_mode_trust_untrust, with_default_route_and_far_hosts
 
 pytestmark = pytest.mark.netns
 
 
-def _why_not() -> str | None:
-    why = netns.available()
-    if why:
-        return why
-    for tool in ("nft", sipp.SIPP):
-        if shutil.which(tool) is None:
-            return f"{tool} not installed"
-    if not sipp.G711A_PCAP.exists():
-        return f"{sipp.G711A_PCAP} missing (Debian sip-tester)"
-    return None
-
-
-WHY = _why_not()
+WHY = lab.missing(lab.tools("nft", sipp.SIPP), lab.file(sipp.G711A_PCAP, "sip-tester"))
 skip_reason = WHY or ""
 
 

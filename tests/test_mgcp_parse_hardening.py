@@ -114,3 +114,29 @@ def test_long_sdp_line_is_refused_before_the_quadratic_pattern():
     with pytest.raises(RemoteProtocolError, match="session description line longer"):
         parse_datagram(data)
     assert time.thread_time() - t <= 0.05
+
+
+def _step_cost(data: bytes) -> tuple[float, object]:
+    best, r = float("inf"), None
+    for _ in range(3):
+        t = time.thread_time()
+        r = step(EMPTY, CA, data, 1.0)
+        best = min(best, time.thread_time() - t)
+    return best, r
+
+
+def test_endpoint_name_of_many_terms_is_refused():
+    """Found by the MGCP ALG step fuzz campaign: an endpoint name of 6,456
+    terms (aaln/1aaln/1...@gw) took 282 ms, the ALG looking up the RSIP of
+    every wildcard prefix of it (aaln/*, aaln/1aaln/*, ...; RFC 3435 2.3.12),
+    each as long as the name so far. Names have a few terms (RFC 3435 2.1.1:
+    aaln/1, ds/ds1-1/1); more than MAX_ENDPOINT_TERMS is malformed."""
+    from gateway.mgcp.message import MAX_ENDPOINT_TERMS
+    data = b"AUCX 3003 " + b"aaln/" * 4000 + b"1@gw MGCP 1.0\r\nI: 32F3\r\n"
+    with pytest.raises(RemoteProtocolError, match="terms"):
+        parse_datagram(data)
+    spent, r = _step_cost(data)
+    assert spent <= 0.05 and r.verdict == "drop" and r.reason.startswith("malformed MGCP message")
+    deep = b"/".join([b"t"] * MAX_ENDPOINT_TERMS)
+    m, = parse_datagram(b"AUCX 3 " + deep + b"@gw MGCP 1.0\r\n")
+    assert m.endpoint.local.count("/") == MAX_ENDPOINT_TERMS - 1

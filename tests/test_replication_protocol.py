@@ -209,3 +209,20 @@ def test_receiver_skips_duplicates_and_resyncs_once_per_interval_after_a_gap():
     assert r.admit(Batch(10, [b"10"], 10, 1), head=4, now=0.5) == ([], False)
     assert r.admit(Batch(11, [b"11"], 11, 1), head=4, now=1.5) == ([], True)
     assert r.admit(Batch(5, [b"5"], 11, 1), head=4, now=1.6) == ([b"5"], False)
+
+
+def test_body_claiming_more_than_it_holds_is_refused_in_bounded_memory():
+    """The replication fuzz campaign's input: a TAKEN whose body is maps
+    holding arrays that claim 19,968 items each, nested, never filled
+    (33 KB: 45 ms, a 41 MB peak of allocations). Refused, as undecodable,
+    before any of the claims is allocated."""
+    import tracemalloc
+    body = b"\x81\xdc\x4e\x00" * 8300
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProtocolViolation, match="undecodable TAKEN body"):
+            decode([b"TAKEN", body])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024, peak

@@ -21,6 +21,7 @@ IKE/VPN and administrator lines are parsed and validated but recorded in
 
 from __future__ import annotations
 
+import heapq
 import re
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
@@ -100,6 +101,52 @@ class _IfaceState:
     bandwidth_in_at: tuple[int, Token] | None = None
 
 
+class _PolicyIds:
+    """The policy ids declared so far. A policy without an id is numbered
+    after the highest one, so that is asked once per such line: it comes
+    from a heap pruned lazily of unset ids (O(log n) amortised), not from a
+    walk of every id (quadratic in the policies of a file)."""
+
+    def __init__(self) -> None:
+        self._ids: set[int] = set()
+        self._low: list[int] = []
+        self._high: list[int] = []          # negated ids
+
+    def __contains__(self, pid: int) -> bool:
+        return pid in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, pid: int) -> None:
+        if pid not in self._ids:
+            self._ids.add(pid)
+            heapq.heappush(self._low, pid)
+            heapq.heappush(self._high, -pid)
+
+    def discard(self, pid: int) -> None:
+        self._ids.discard(pid)
+
+    def lowest(self) -> int:
+        while self._low and self._low[0] not in self._ids:
+            heapq.heappop(self._low)
+        return self._low[0] if self._low else 0
+
+    def highest(self) -> int:
+        while self._high and -self._high[0] not in self._ids:
+            heapq.heappop(self._high)
+        return -self._high[0] if self._high else 0
+
+    def describe(self, whole_up_to: int = 10) -> str:
+        """The ids for a hint: all of a short set, the count and the range
+        of a long one (a hint per line must not cost the whole set)."""
+        if not self._ids:
+            return "none"
+        if len(self._ids) <= whole_up_to:
+            return ", ".join(str(i) for i in sorted(self._ids))
+        return f"{len(self._ids)}, with ids from {self.lowest()} to {self.highest()}"
+
+
 @dataclass(slots=True)
 class _PolicyState:
     policy: Policy
@@ -129,8 +176,9 @@ class _State:
         self.declared_addresses: set[tuple[str, str]] = set()
         self.declared_mips: set[str] = set()
         self.declared_dips: set[int] = set()
-        self.policies: list[_PolicyState] = []
-        self.declared_policy_ids: set[int] = set()
+        # By id, in the order they were set (a dict: an unset is one deletion).
+        self.policies: dict[int, _PolicyState] = {}
+        self.declared_policy_ids = _PolicyIds()
         self.routes: list[tuple[Route, int, Token]] = []
         self.sip = SipSettings()
         self.mgcp = MgcpSettings()
@@ -349,14 +397,24 @@ def _quote(name: str) -> str:
     return name
 
 
+# Past this many errors the rest of a file is not read: what follows
+# is not configuration (a wrong file, a binary), and each error line costs
+# its "did you mean" search (16 KiB of such lines: 98 ms).
+MAX_ERRORS = 100
+
+
 class _Parser:
     def __init__(self, filename: str) -> None:
         self.filename = filename
         self.diagnostics: list[Diagnostic] = []
         self.state = _State()
+        self.errors = 0
+        self.stopped = False            # MAX_ERRORS reached: the rest not read
 
     def diag(self, line: int, column: int, token: str, message: str, hint: str = "",
              severity: str = "error") -> None:
+        if severity == "error":
+            self.errors += 1
         self.diagnostics.append(Diagnostic(self.filename, line, column, token, message, hint,
                                            severity))  # type: ignore[arg-type]
 
@@ -366,6 +424,11 @@ class _Parser:
         for lineno, line in enumerate(split_lines(text), start=1):
             if is_comment_or_blank(line):
                 continue
+            if self.errors >= MAX_ERRORS:
+                self.diag(lineno, 1, line[:20], f"too many errors ({MAX_ERRORS}): the rest of the file is not read",
+                          "correct these first; is this a configuration file?")
+                self.stopped = True
+                return
             control = control_character(line)
             if control is not None:
                 self.diag(lineno, control.column, control.token, control.message, control.hint)
@@ -846,11 +909,12 @@ class _Parser:
         if ln.failed:
             raise _Abort
         if policy_id is None:
-            policy_id = max(st.declared_policy_ids, default=0) + 1
+            policy_id = st.declared_policy_ids.highest() + 1
         st.declared_policy_ids.add(policy_id)
         policy = Policy(policy_id, from_zone, to_zone, src, dst, service, action,  # type: ignore[arg-type]
                         name, nat_src, nat_dip, Source(self.filename, ln.lineno), traffic)
-        return lambda: st.policies.append(_PolicyState(policy, ln.lineno, gbw_tok=gbw_tok))
+        return lambda: st.policies.__setitem__(policy_id, _PolicyState(policy, ln.lineno,
+                                                                        gbw_tok=gbw_tok))
 
     def _traffic(self, ln: _Line) -> tuple[PolicyTraffic, Token | None]:
         """``traffic [gbw N] [priority P] [mbw M] [dscp enable [value V] |
@@ -930,10 +994,9 @@ class _Parser:
         pid, ptok = ln.integer("the policy id", 1, 65535)
         ln.end()
         if pid not in st.declared_policy_ids:
-            ln.error(ptok, "no such policy", "policies so far: " + (
-                ", ".join(str(i) for i in sorted(st.declared_policy_ids)) or "none"))
+            ln.error(ptok, "no such policy", "policies so far: " + st.declared_policy_ids.describe())
         st.declared_policy_ids.discard(pid)
-        return lambda: setattr(st, "policies", [p for p in st.policies if p.policy.id != pid])
+        return lambda: st.policies.pop(pid, None)
 
     # == routes ==============================================================
     def set_vrouter(self, ln: _Line) -> Apply | None:
@@ -1442,7 +1505,7 @@ class _Parser:
         it). A gbw with no bandwidth configured on any interface of its
         zones guarantees nothing here: warned."""
         st = self.state
-        shaped = [p for p in st.policies if p.policy.traffic is not None
+        shaped = [p for p in st.policies.values() if p.policy.traffic is not None
                   and p.policy.traffic.shaping]
         for iface in st.interfaces.values():
             if iface.zone is None or iface.bandwidth_egress is None:
@@ -1522,7 +1585,7 @@ class _Parser:
         return Config(
             zones=MappingProxyType(zones), interfaces=MappingProxyType(interfaces),
             addresses=MappingProxyType(addresses),
-            policies=tuple(p.policy for p in st.policies),
+            policies=tuple(p.policy for p in st.policies.values()),
             routes=tuple(r for r, _, _ in st.routes), sip=st.sip, dip_sticky=st.dip_sticky,
             unenforced=tuple(st.unenforced), mgcp=st.mgcp, nsrp=st.nsrp, flow=st.flow,
             traffic_shaping=st.traffic_shaping)
@@ -1533,8 +1596,10 @@ def check_text(text: str, filename: str = "<config>") -> tuple[Config | None, li
     and every diagnostic (errors, warnings, notes) in file order."""
     parser = _Parser(filename)
     parser.run(text)
-    parser.check_references()
-    parser.check_values()
+    if not parser.stopped:
+        # Without the rest of the file, references and values cannot be judged.
+        parser.check_references()
+        parser.check_values()
     diagnostics = sorted(parser.diagnostics, key=lambda d: (d.line, d.column))
     if any(d.severity == "error" for d in diagnostics):
         return None, diagnostics

@@ -47,6 +47,7 @@ sessions and pinholes are in :meth:`stats`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import wraps
 from ipaddress import IPv4Address
 from typing import Iterable, NamedTuple
 
@@ -247,6 +248,22 @@ def _rw_direction(key, rw: Rewrite | None) -> str:
     return "none"
 
 
+def _alg_entry(handoff):
+    """Marks a way into an ALG: before it, the one integrity guard. A
+    signalling packet reaches an ALG only whole and undamaged (checksums
+    right, not a fragment; :mod:`gateway.datapath.integrity` says why);
+    otherwise it is dropped with the reason. Every path that hands a packet
+    to an ALG goes through a method so marked, after the policy (whose
+    refusal is the drop reason when both apply) and before any session."""
+    @wraps(handoff)
+    def guarded(self, pkt: Packet, *args, **kwargs):
+        damage = signalling_damage(pkt, self.offloaded_checksums_ok)
+        if damage is not None:
+            return self._drop(*damage)
+        return handoff(self, pkt, *args, **kwargs)
+    return guarded
+
+
 # ------------------------------------------------------------------ the datapath
 
 class Datapath:
@@ -347,12 +364,7 @@ class Datapath:
                 sess.timeout = TCP_CLOSING_TIMEOUT
                 self.sessions.reschedule(sess, now + TCP_CLOSING_TIMEOUT)
             if sess.alg is not None:
-                damage = signalling_damage(pkt, self.offloaded_checksums_ok)
-                if damage is not None:
-                    return self._drop(*damage)
-                if proto == PROTO_TCP:
-                    return self._tcp_signalling(pkt, sess, rw, fwd, ingress, now=now)
-                return self._alg_of_session(pkt, sess, rw, fwd, ingress)
+                return self._alg_session(pkt, sess, rw, fwd, ingress, now)
             if sess.group is not None:
                 self._media_seen(sess, fwd, now)
             if pkt.more_fragments:
@@ -387,14 +399,7 @@ class Datapath:
         if proto == PROTO_UDP and self.engine.is_incoming_dip(dst_ip):
             payload = pkt.payload_bytes
             if looks_like_sip(payload):
-                damage = signalling_damage(pkt, self.offloaded_checksums_ok)
-                if damage is not None:
-                    return self._drop(*damage)
-                # Only the SIP ALG knows which registered host this is for.
-                self.paths["alg"] += 1
-                return Alg("sip", sip_call_id(payload), pkt, None, "inbound",
-                           (str(src_ip), sport), (str(dst_ip), dport), None, None, ingress, "",
-                           "udp", payload, None)
+                return self._sip_to_incoming_dip(pkt, payload, ingress)
 
         flow = Flow(ingress, src_ip, dst_ip, _PROTO_NAMES.get(proto, f"ip-{proto}"), sport, dport)
         if registered is not None and self.engine.is_incoming_dip(dst_ip):
@@ -611,14 +616,12 @@ class Datapath:
             return
         self.remove_session(old)
 
+    @_alg_entry
     def _signalling_pinhole(self, pkt: Packet, key, hole: Hole, rw: Rewrite, ingress: str,
                             now: float) -> Outcome:
         """A Via/Contact pinhole (manual ch. 2, Figure 9): signalling from a
         source not seen before. UDP goes to the ALG like any SIP message; a
         TCP connection is framed and inspected like one to 5060."""
-        damage = signalling_damage(pkt, self.offloaded_checksums_ok)
-        if damage is not None:
-            return self._drop(*damage)
         p, s, sp, d, dp = key
         if p == PROTO_UDP:
             payload = pkt.payload_bytes
@@ -647,11 +650,26 @@ class Datapath:
 
     # -- ALG dispatch ----------------------------------------------------------------
 
+    @_alg_entry
+    def _alg_session(self, pkt: Packet, sess: Session, rw: Rewrite | None, fwd: bool, ingress: str,
+                     now: float) -> Outcome:
+        """A packet of a session an ALG inspects (its signalling)."""
+        if pkt.proto == PROTO_TCP:
+            return self._tcp_signalling(pkt, sess, rw, fwd, ingress, now=now)
+        return self._alg_of_session(pkt, sess, rw, fwd, ingress)
+
+    @_alg_entry
+    def _sip_to_incoming_dip(self, pkt: Packet, payload: bytes, ingress: str) -> Alg:
+        """SIP over UDP to an incoming DIP address (manual ch. 2, "Incoming
+        DIP"): only the SIP ALG knows which registered host it is for."""
+        self.paths["alg"] += 1
+        return Alg("sip", sip_call_id(payload), pkt, None, "inbound",
+                   (_ip(pkt.src_int), pkt.sport), (_ip(pkt.dst_int), pkt.dport), None, None, ingress, "",
+                   "udp", payload, None)
+
+    @_alg_entry
     def _alg_of_decision(self, pkt: Packet, key, d: Decision, rw: Rewrite | None,
                          ingress: str) -> Alg | Drop:
-        damage = signalling_damage(pkt, self.offloaded_checksums_ok)
-        if damage is not None:
-            return self._drop(*damage)
         p, s, sp, dd, dp = key
         if rw is not None and rw[0] != s:
             # The public port this flow will get, so the ALG writes the same
@@ -852,13 +870,11 @@ class Datapath:
         return SipStream(self.sip_tcp_stats, self.config.sip.tcp_max_message,
                          holding=self._sip_holding)
 
+    @_alg_entry
     def _tcp_connection(self, pkt: Packet, key, rw: Rewrite | None, now: float, ingress: str,
                         d: Decision | None, alg: str, timeout: float, new_stream, **kw) -> Outcome:
         """The first segment of a TCP connection carrying ``alg``'s
         signalling: its session and (``new_stream(session)``) its streams."""
-        damage = signalling_damage(pkt, self.offloaded_checksums_ok)
-        if damage is not None:
-            return self._drop(*damage)
         if d is not None:
             direction = _direction(d)
             path = "policy"

@@ -47,6 +47,20 @@ OPEN_LOGICAL_CHANNEL = _H245.MULTIMEDIA_SYSTEM_CONTROL.OpenLogicalChannel
 # two defects it closes) before anything is decoded.
 per_guard.install((_H225.H323_MESSAGES, _H245.MULTIMEDIA_SYSTEM_CONTROL))
 
+# The largest PDU decoded (a RasMessage, an H323-UserInformation, an H.245
+# MultimediaSystemControlMessage). pycrate's cost goes by the decoded item
+# (~7 us an item, ~2 octets for a one-digit alias): a 24 KB RRQ of aliases
+# took 81 ms, and a TPKT message may announce 64 KB. Real messages are far
+# smaller (the corpus: 369 octets at most; a Setup with fastStart or an
+# H.245 TerminalCapabilitySet, one or two KB), so a larger one is refused
+# before any decoding: a bound on the work one packet can cause.
+MAX_PDU_OCTETS = 4096
+# The structure walk (:func:`structure_offsets`) costs some five times a
+# decoding (2,000 aliases in 4 KB: 59 ms); it is needed only when an
+# address's octets also occur elsewhere in the message, so it is done for
+# messages up to this size and a larger such message is refused.
+MAX_WALK_OCTETS = 1024
+
 # Components that only wrap an address: the field that names it is further up.
 _WRAPPERS = frozenset({"ipAddress", "iPAddress", "unicastAddress", "multicastAddress", "ip", "network"})
 # SEQUENCE OF OCTET STRING whose items are whole H.245 encodings inside an
@@ -87,7 +101,11 @@ class Nested:
 def decode(obj, data: bytes, what: str) -> Any:
     """Decode ``data`` as the aligned-PER ``obj``; anything pycrate does not
     accept (its errors are of several classes, CharpyErr included) is the
-    peer's, so it becomes RemoteProtocolError."""
+    peer's, so it becomes RemoteProtocolError; so does a PDU over
+    MAX_PDU_OCTETS, before any decoding."""
+    if len(data) > MAX_PDU_OCTETS:
+        raise RemoteProtocolError(f"{what}: {len(data)} octets, over the {MAX_PDU_OCTETS} decoded "
+                                  f"(a bound on the decoder's work per message)")
     try:
         obj.from_aper(data)
         value = obj.get_val()
@@ -212,7 +230,11 @@ def _search(data: bytes, found: list[tuple[tuple, bytes]]) -> list[int] | None:
 
 def structure_offsets(obj, data: bytes, what: str) -> list[int]:
     """Byte offsets of every address in ``data``, from the bit-level
-    structure of a second decoding (nested H.245 decoded the same way)."""
+    structure of a second decoding (nested H.245 decoded the same way);
+    RemoteProtocolError for a message over MAX_WALK_OCTETS."""
+    if len(data) > MAX_WALK_OCTETS:
+        raise RemoteProtocolError(f"{what}: addresses not placed by their octets alone in {len(data)} "
+                                  f"octets, over the {MAX_WALK_OCTETS} walked (a bound on the decoder's work)")
     try:
         obj.from_aper_ws(data)
         struct = obj._struct

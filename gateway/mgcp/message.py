@@ -58,6 +58,11 @@ MAX_SDP_LINES = 40
 # every position: quadratic in the line (8 KiB of tabs after "a=rtcp:1":
 # 0.5 s). Descriptor lines are short; at this bound the worst costs ~4 ms.
 MAX_SDP_LINE = 512
+# Terms of a local endpoint name. Names are a few hierarchical terms (RFC
+# 3435 2.1.1: aaln/1, ds/ds1-1/1); the ALG looks up the RSIP of every
+# wildcard prefix of a name (2.3.12), each as long as the name so far, so
+# the cost grows with the square of the terms (6,456 terms: 282 ms).
+MAX_ENDPOINT_TERMS = 32
 
 _LINE_END = re.compile(rb"\r\n|\n|\r")
 _LONE_CR = re.compile(rb"\r(?!\n)")
@@ -269,8 +274,11 @@ def _endpoint(data: bytes, start: int, end: int) -> Endpoint:
     if at <= 0 or at == len(text) - 1:
         raise _bad(f"endpoint name {text!r} is not local@domain", start)
     local, domain = text[:at], text[at + 1:]
+    parts = local.split("/")
+    if len(parts) > MAX_ENDPOINT_TERMS:
+        raise _bad(f"endpoint name of {len(parts)} terms (at most {MAX_ENDPOINT_TERMS})", start)
     any_wc = all_wc = has_range = False
-    for part in local.split("/"):
+    for part in parts:
         if part == "$":
             any_wc = True
         elif part == "*":
