@@ -260,6 +260,9 @@ def _run_node(args, fence) -> int:
                            forwarding=lambda: node.forwarding, bypass=cfg.flow.queue_bypass,
                            on_activity=node.report_media)
     worker.lock = node.dp_lock
+    if node.snapshots is not None and worker.overload is not None:
+        overload = worker.overload
+        node.snapshots.busy = lambda: overload.overloaded
     # Traffic shaping and DSCP marking (manual ch. 2 "Bandwidth Management
     # for VoIP Services"): installed with the worker's rules, again by a
     # node taking over, removed with them.

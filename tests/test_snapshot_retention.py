@@ -283,3 +283,30 @@ def test_gwctl_replay_after_retention_uses_the_snapshot_and_names_what_is_kept(t
     assert out["last_seq"] == 400 and len(out["calls"]) == 100
     assert gwctl(["replay", str(tmp_path / "j"), "--until", "100"]) == 1
     assert "older than what retention kept" in capsys.readouterr().err
+
+
+def test_snapshot_thread_folds_as_the_journal_grows_and_waits_while_overloaded(tmp_path):
+    """The thread folds a little at a time between snapshots (a snapshot then
+    folds only what came since its last turn, not its whole interval at once,
+    which took 4-5 s during an INVITE flood), and while the node is
+    overloaded it neither folds nor snapshots, up to twice the interval."""
+    import time as _time
+    evs = events(300)
+    with Journal.open(tmp_path / "j", fsync=False, segment_bytes=1 << 20) as j:
+        svc = SnapshotService(taker_for(j), RetentionSettings(snapshot_every=1000, snapshots_kept=2,
+                                                              keep_for=60.0, max_disk=1 << 40),
+                              clock=lambda: 1e9, check_every=0.02)
+        overloaded = {"now": True}
+        svc.busy = lambda: overloaded["now"]
+        svc.start()
+        try:
+            fill(j, evs[:100], t0=1000.0)
+            _time.sleep(0.3)
+            assert svc.taker.seq == 0 and svc.taken == 0          # overloaded: nothing
+            overloaded["now"] = False
+            deadline = _time.monotonic() + 5
+            while svc.taker.seq < j.head and _time.monotonic() < deadline:
+                _time.sleep(0.02)
+            assert svc.taker.seq == j.head and svc.taken == 0     # folded, not yet due
+        finally:
+            svc.stop(final=False)
