@@ -62,6 +62,10 @@ def test_cpu_and_wake_ups_are_charged_to_the_named_thread():
     assert d["switches"]["me"]["cost-nap"] >= 20
     # The process total holds every thread's time (exited ones included);
     # a sample reads the process before its threads, and the spinning thread
-    # runs on meanwhile (longer on a loaded box): a few ticks of slack.
-    assert d["procs"]["me"] >= d["threads"]["me"]["cost-spin"] - 0.05
-    assert d["machine"] >= d["procs"]["me"] - 0.05
+    # runs on meanwhile (longer on a loaded box): a process figure reading only one
+    # thread would hold next to nothing of the spinning one's time.
+    assert d["procs"]["me"] >= 0.5 * d["threads"]["me"]["cost-spin"]
+    # /proc/stat counts the machine in ticks, the process's own figure
+    # differently: on this kind of VM they part by tens of ms either way;
+    # the machine's figure must still hold most of the process's.
+    assert d["machine"] >= 0.5 * d["procs"]["me"]
