@@ -32,9 +32,11 @@ sends anything else, never renews.
 from __future__ import annotations
 
 import collections
+import faulthandler
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -43,6 +45,7 @@ from typing import Callable
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils.monitor import recv_monitor_message
 
 from actors.thread_names import name_native_thread
 from actors.thread_priority import ordinary_thread_priority, raise_thread_priority
@@ -68,6 +71,12 @@ SNAPSHOT_STALL = 30.0
 # holds the rest); a drain of waiting batches yields to the heartbeats after
 # half a heartbeat interval.
 APPEND_CHUNK = 2000
+# Standby: how long after the active's HA connection closed (its process
+# exited) it takes over. The dead process's supervisor, at SCHED_FIFO and
+# blocked on the pipe that closed at the same moment, removes its addresses
+# in a few milliseconds (actors/fence.py, measured 2 ms in the lab); this is
+# the margin for that, as the lease's margin is for a stalled one.
+EXIT_GRACE = 0.15
 FOLD_BACKLOG = 20000
 
 
@@ -241,6 +250,8 @@ class Replicator:
                  priority: int = 100, mode: str = "sync",
                  window: int = 20000, batch: int = 500,
                  handover_timeout: float = 2.0,
+                 exit_grace: float = EXIT_GRACE,
+                 stall_dump: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.node_id = node_id
         self.bind, self.peer = bind, peer
@@ -274,10 +285,20 @@ class Replicator:
         # wake-up period means it stood still (GIL held, collection, SIGSTOP).
         self._last_turn = 0.0
         self._stood_still = False
+        # Where a stall's time went: re-armed at every turn, libfaulthandler's
+        # own C thread (which needs no interpreter lock) writes every
+        # thread's Python stack to stderr when a turn is this late (None: off).
+        self.stall_dump = stall_dump
         # (heard at, priority, node id) of the peer last heard as standby.
         self._standby_peer: tuple[float, int, str] | None = None
         self._peer_info: dict = {}
         self._helloed = False
+        # The active's HA connection closed at this time (its process
+        # exited), and how many times the connection had come up by then.
+        self._exited_at: float | None = None
+        self._exited_link = 0
+        self._links = 0
+        self.exit_grace = exit_grace
         self._handover_deadline: float | None = None
         self._handover_sent = False
         self.applier = Applier(f"replication-apply-{node_id}")
@@ -448,24 +469,40 @@ class Replicator:
             self._secure(router, server=True)
             router.bind(self.bind)
             dealer = self._new_dealer()
+            # The DEALER's connection to the peer's ROUTER, watched: the peer
+            # binds that ROUTER for its process's lifetime, so the connection
+            # closes only when that process exits (by any signal: the kernel
+            # closes its sockets) or stops. A process that merely stands
+            # still keeps its TCP connections.
+            link = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+                                             if self.keys is not None else
+                                             zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         except BaseException as exc:  # reported to start()
             self.start_error = exc
             self._ready.set()
             return
         self._ready.set()
         try:
-            self._loop(wake_rx, router, dealer)
+            self._loop(wake_rx, router, dealer, link)
         except Exception:
             log.exception("replication: transport thread failed")
         finally:
-            for s in (router, dealer, wake_rx):
+            if self.stall_dump is not None:
+                faulthandler.cancel_dump_traceback_later()
+            try:
+                dealer.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            for s in (router, dealer, wake_rx, link):
                 s.close(0)
 
-    def _loop(self, wake_rx, router, dealer) -> None:
+    def _loop(self, wake_rx, router, dealer, link=None) -> None:
         poller = zmq.Poller()
         poller.register(wake_rx, zmq.POLLIN)
         poller.register(router, zmq.POLLIN)
         poller.register(dealer, zmq.POLLIN)
+        if link is not None:
+            poller.register(link, zmq.POLLIN)
         self._active_seen = self._last_turn = self.clock()
         next_hb = 0.0
         loss = self.hb_interval * self.hb_threshold
@@ -474,6 +511,8 @@ class Replicator:
         # stalled.
         stall_gap = 1.5 * self.hb_interval + 0.05
         while not self._stop.is_set():
+            if self.stall_dump is not None:
+                faulthandler.dump_traceback_later(self.stall_dump, file=sys.stderr)
             now = self.clock()
             stalled = now - self._last_turn > stall_gap
             self._last_turn = now
@@ -488,6 +527,8 @@ class Replicator:
                 self._heartbeat(dealer, now)
                 next_hb = now + self.hb_interval
             wake_at = next_hb
+            if self.role == "standby" and self._exited_at is not None:
+                wake_at = min(wake_at, self._check_exited(now, dealer, router))
             # Silence is judged only with nothing from the peer waiting on our
             # sockets: this thread may itself have been busy (storing and
             # folding a large batch, rejoining) for longer than the detection
@@ -538,6 +579,8 @@ class Replicator:
             if wake_rx in events:
                 while _readable(wake_rx):
                     wake_rx.recv()
+            if link is not None and link in events:
+                self._link_events(link)
             self._commands(dealer)
             t_cmds = self.clock()
             if router in events:
@@ -551,6 +594,60 @@ class Replicator:
             self._turns.note(now, asleep, timeout_ms / 1000, woke, t_cmds, t_router, t_dealer,
                              self.clock())
 
+    def _link_events(self, link) -> None:
+        """The DEALER's connection to the peer came up or went down."""
+        while _readable(link):
+            try:
+                event = recv_monitor_message(link)["event"]
+            except (zmq.ZMQError, ValueError, KeyError, IndexError):
+                continue
+            now = self.clock()
+            if event != zmq.EVENT_DISCONNECTED:
+                self._links += 1
+                continue
+            p = self._peer_info
+            if self.role == "standby" and p.get("role") == "active" \
+                    and now - self._active_seen <= self.hb_interval * self.hb_threshold:
+                # The active's process exited. Its supervisor removes its
+                # addresses within milliseconds of that (actors/fence.py);
+                # the grace below covers it, then this node takes over
+                # without waiting for the detection time.
+                if self._exited_at is None:
+                    self._exited_at, self._exited_link = now, self._links
+                    log.warning("replication: the active %s closed its HA connection (its process "
+                                "exited); taking over in %.0f ms unless it is back as active",
+                                p.get("node", "peer"), self.exit_grace * 1000)
+            elif self.role == "active" and self.sender.peers:
+                # The standby's process exited: sync-mode completions stop
+                # waiting for its acknowledgements now, not after the
+                # detection time (a standby that is back says HELLO again).
+                gone = [peer.node for peer in self.sender.peers.values()]
+                self.sender.peers.clear()
+                self._update_acked()
+                log.warning("replication: standby %s closed its HA connection (its process exited); "
+                            "replicating to nobody", ", ".join(gone))
+
+    def _check_exited(self, now: float, dealer, router) -> float:
+        """Standby, after the active's connection closed: take over once the
+        grace has passed, unless an active was heard over a new connection
+        (the connection dropped and came back: the active lives). Returns
+        when to look again."""
+        if self._active_seen > self._exited_at and self._links > self._exited_link:
+            log.info("replication: the active is back; not taking over")
+            self._exited_at = None
+            return now + self.hb_interval
+        due = self._exited_at + self.exit_grace
+        if now < due:
+            return due
+        if _waiting(dealer, router):
+            return now                  # read what the peer sent first
+        self.applier.wait_idle()        # promote with every stored record folded
+        self._exited_at = None
+        later = self.clock()
+        self._active_seen = later
+        self._trigger("active_exited", later)
+        return later + self.hb_interval
+
     def _commands(self, dealer) -> None:
         while True:
             try:
@@ -563,6 +660,7 @@ class Replicator:
                     self._handover_deadline = None
                     self._handover_sent = False
                     self._active_seen = self.clock()
+                    self._exited_at = None
                     if c[1] == "active":
                         self.sender.peers.clear()
                         self._update_acked()
@@ -640,7 +738,8 @@ class Replicator:
             self._active_seen = now
         elif hb.role == "standby":
             self._standby_peer = (now, hb.prio, hb.node)
-        self._peer_info.update(role=hb.role, epoch=hb.epoch, head=hb.head, applied=hb.applied)
+        self._peer_info.update(role=hb.role, epoch=hb.epoch, head=hb.head, applied=hb.applied,
+                               node=hb.node)
         self._trigger("peer_epoch", hb.role, hb.epoch, hb.prio, hb.node)
 
     def _drain_router(self, router) -> None:

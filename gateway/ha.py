@@ -10,7 +10,13 @@ Rules (ARCHITECTURE.md, "High availability"):
   two nodes that both claim to be active resolve to the higher epoch (no split
   brain persists past the first message that crosses).
 - A standby promotes when it has heard no heartbeat from the active for
-  ``hb_threshold`` intervals, or when the active hands over (``gwctl failover``).
+  ``hb_threshold`` intervals, or when the active hands over (``gwctl failover``),
+  or when the active's process exited (``active_exited``: the kernel closed
+  its HA connection, and its supervisor removed its addresses; see
+  ``actors/replication.py``), without waiting for the detection time. The
+  detection time can then be long enough to ride out a loaded box's stalls
+  (a node that stands still 2 s is slow, not dead) while a crash still fails
+  over in a fraction of a second.
 - A node that starts joins as standby; if no active answers within the
   detection time it promotes (the first node of a pair to come up).
 - Ties on equal epochs (both active in the same epoch: only possible when both
@@ -130,6 +136,17 @@ def on_heartbeat_lost(s: RoleState, now: float | None = None,
     return _promote(s, "no heartbeat from the active node", now)
 
 
+def on_active_exited(s: RoleState, now: float | None = None) -> tuple[RoleState, tuple[Action, ...]]:
+    """The active's process is gone: its end of the HA connection was closed
+    by its kernel (a process that merely stands still keeps its TCP
+    connections) and it has not come back as active since. Its supervisor
+    removes its addresses when it exits (actors/fence.py); the transport
+    waits a grace time for that before it reports this trigger."""
+    if s.role != "standby":
+        return s, ()
+    return _promote(s, "the active node's process exited (its HA connection closed)", now)
+
+
 def on_lease_renewed(s: RoleState, now: float) -> tuple[RoleState, tuple[Action, ...]]:
     """A heartbeat was sent at ``now``: the lease runs L from it, unless it
     had already ended (never renewed after expiry)."""
@@ -216,6 +233,7 @@ def on_stop(s: RoleState) -> tuple[RoleState, tuple[Action, ...]]:
 
 TRANSITIONS = {
     "heartbeat_lost": on_heartbeat_lost,
+    "active_exited": on_active_exited,
     "lease_renewed": on_lease_renewed,
     "lease_check": on_lease_check,
     "peer_epoch": on_peer_epoch,

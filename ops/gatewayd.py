@@ -121,7 +121,7 @@ def run_node(args) -> int:
     # new threads inherit their creator's.
     _renice(args.nice)
     try:
-        return _run_node(args, fence)
+        return _run_node(args, fence, StartupClock())
     finally:
         fence.close()
 
@@ -147,6 +147,26 @@ def _renice(nice: int) -> None:
                     os.getpriority(os.PRIO_PROCESS, 0))
 
 
+class StartupClock:
+    """Where a node's start went: logged with the "running" line, so a
+    restart that is slow on a loaded box (imports, journal recovery, the
+    iptables lock) says which part was."""
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self.clock = clock
+        self.t0 = self._last = clock()
+        self.parts: list[tuple[str, float]] = []
+
+    def mark(self, part: str) -> None:
+        now = self.clock()
+        self.parts.append((part, now - self._last))
+        self._last = now
+
+    def summary(self) -> str:
+        return (f"started in {self._last - self.t0:.1f} s ("
+                + ", ".join(f"{name} {took:.1f}" for name, took in self.parts) + ")")
+
+
 def _debug_stall(args: dict, *, args_enabled: bool) -> dict:
     from actors.control import ControlError
     from actors.stall import stall_soon
@@ -162,8 +182,9 @@ def _debug_stall(args: dict, *, args_enabled: bool) -> dict:
     return {"seconds": seconds}
 
 
-def _run_node(args, fence) -> int:
+def _run_node(args, fence, started: StartupClock | None = None) -> int:
     args_ns = args
+    started = started or StartupClock()
     from actors.addresses import AddressManager
     from actors.control import ControlServer
     from actors.ingest import NfqueueWorker
@@ -177,6 +198,7 @@ def _run_node(args, fence) -> int:
     from journal.replay import JournalGap
     from journal.segment import JournalCorrupt
     from journal.store import JournalLocked
+    started.mark("imports")
 
     try:
         with open(args.node_file) as f:
@@ -205,6 +227,7 @@ def _run_node(args, fence) -> int:
             print(f"gatewayd: cannot load the HA keys: {exc}", file=sys.stderr)
             return 1
     nsrp = cfg.nsrp
+    started.mark("configuration")
 
     def make_replicator(node):
         if settings.ha is None:
@@ -212,7 +235,11 @@ def _run_node(args, fence) -> int:
         return Replicator(node_id=settings.node, bind=settings.ha.bind, peer=settings.ha.peer,
                           journal=node.journal, on_records=node.on_records, on_trigger=node.on_transport_trigger,
                           keys=keys, hb_interval=nsrp.hb_interval_ms / 1000.0, hb_threshold=nsrp.hb_threshold,
-                          priority=nsrp.priority, mode=nsrp.rto_mirror)
+                          priority=nsrp.priority, mode=nsrp.rto_mirror,
+                          # A transport turn later than two heartbeat
+                          # intervals writes every thread's stack to the
+                          # log: what held the node still.
+                          stall_dump=2 * nsrp.hb_interval_ms / 1000.0)
 
     addresses = AddressManager(cfg, engine, settings.interfaces, fence=fence)
     # Gratuitous ARP is sent with scapy, whose first import takes a second or
@@ -248,6 +275,7 @@ def _run_node(args, fence) -> int:
         print(f"gatewayd: cannot open the journal {settings.journal}: {exc.strerror or exc}",
               file=sys.stderr)
         return 1
+    started.mark("journal")
     # A node restarted after a crash (SIGKILL, power loss of the process) may
     # still have the pair's addresses on its interfaces; it starts as standby
     # and must not answer for them until it is promoted.
@@ -284,6 +312,7 @@ def _run_node(args, fence) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    started.mark("addresses")
     try:
         control.start()
         worker.start()
@@ -297,7 +326,9 @@ def _run_node(args, fence) -> int:
             fence.rules(specs)
         if shaper is not None:
             shaper.install()
+        started.mark("queue and rules")
         node.start(role="standby" if args.standby else None)
+        started.mark("node")
     except Exception as exc:
         log.error("gatewayd: start failed: %s", exc)
         for stop_part in (worker.stop, control.stop, shaper.remove if shaper else None):
@@ -309,8 +340,9 @@ def _run_node(args, fence) -> int:
         node.stop()
         return 1
     tune_gc()
-    log.info("gatewayd: node %s running (config %s, journal %s, control %s)", settings.node,
-             args.config or settings.config, settings.journal, settings.socket_path())
+    log.info("gatewayd: node %s running (config %s, journal %s, control %s); %s", settings.node,
+             args.config or settings.config, settings.journal, settings.socket_path(),
+             started.summary())
     while not stop.wait(0.2):
         pass
     log.info("gatewayd: stopping")

@@ -36,6 +36,11 @@ import lab_requirements as lab
 pytestmark = pytest.mark.netns
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+# From the failover's start (the command, or the SIGKILL) until the other
+# node reports active and forwarding: a few hundred ms on a quiet box (a
+# crash is seen when the dead process's HA connection closes); this bound
+# holds with both cores busy with other work.
+TAKEOVER_BOUND_S = 5.0
 # The SIP examples a SIPp UAC/UAS pair exercises (suggest_call picks the call
 # each configuration is written for).
 SIP_EXAMPLES = ["ch2-incoming-call-with-mip", "ch2-proxy-in-public-zone",
@@ -241,9 +246,11 @@ def test_calls_survive_failover(lab, example, crash) -> None:
     # Every call completes: its BYE went through the new active and was answered.
     assert r.calls_attempted == calls and r.calls_completed == calls and r.calls_failed == 0, r
     assert run.rtp_before.both_ways(0.95), run.rtp_before
-    # RTP resumed through the new active (a crash loses what the heartbeat
-    # detection time and the ARP takeover take).
-    assert run.rtp_after.both_ways(0.9 if not crash else 0.6), run.rtp_after
+    # RTP goes on through the new active once it took over (what the
+    # takeover itself loses is its time, bounded here generously for a
+    # loaded box; bench/bench_fence.py measures the RTP gap).
+    assert run.failover.seconds <= TAKEOVER_BOUND_S, run.failover
+    assert run.rtp_after.both_ways(0.9 if not crash else 0.8), run.rtp_after
     if crash:
         assert run.failover.restarted
     statuses = gs.node_status(state)

@@ -48,3 +48,12 @@ def test_unknown_control_group_is_a_message_not_a_traceback(tmp_path, releases, 
     err = capsys.readouterr().err
     assert "no-such-group-here" in err and "Traceback" not in err
     assert releases == []
+
+
+def test_startup_clock_says_where_the_start_went():
+    from ops.gatewayd import StartupClock
+    ticks = iter([10.0, 10.8, 11.0, 14.5, 14.6])
+    c = StartupClock(clock=lambda: next(ticks))
+    for part in ("imports", "configuration", "journal", "node"):
+        c.mark(part)
+    assert c.summary() == "started in 4.6 s (imports 0.8, configuration 0.2, journal 3.5, node 0.1)"

@@ -60,6 +60,19 @@ def test_node_without_lease_is_not_fenced():
     assert may_forward(s, 1e12) and step(s, "lease_check", 1e12) == (s, ())
 
 
+def test_a_standby_takes_over_at_once_when_the_active_process_exited():
+    """The exit of the active's process (its HA connection closed) promotes
+    a standby without the detection time, with a lease from that moment;
+    an active (or a stopped node) ignores it."""
+    s, acts = step(RoleState("b", epoch=3, lease=2.85), "active_exited", 20.0)
+    assert (s.role, s.epoch, s.lease_until) == ("active", 4, pytest.approx(22.85))
+    assert kinds(acts) == ["promote", "start_forwarding"]
+    assert "process exited" in acts[0].reason
+    assert step(s, "active_exited", 21.0) == (s, ())
+    stopped, _ = step(RoleState("b"), "stop")
+    assert step(stopped, "active_exited", 21.0) == (stopped, ())
+
+
 def test_later_ranked_standby_defers_to_a_standby_peer():
     b = RoleState("b", lease=0.45)
     assert step(b, "heartbeat_lost", 1.0, (100, "a")) == (b, ())

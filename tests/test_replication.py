@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 
 import pytest
@@ -81,7 +82,8 @@ def test_standby_restarted_mid_stream_resumes_without_gaps_or_duplicates(pair, c
     b2 = pair.node("b", hb_threshold=10)
     assert b2.journal.head == stopped_at and b2.applied == stopped_at
     b2.start()
-    assert wait_for(lambda: b2.journal.head == a.journal.head)
+    # Stored, then folded (the applier acknowledges before it folds).
+    assert wait_for(lambda: b2.journal.head == a.journal.head and b2.applied == a.journal.head)
     assert b2.received == list(range(stopped_at + 1, a.journal.head + 1))   # from where it stopped
     assert seqs_gapless(b2.journal)
     assert_same(a, b2)
@@ -155,6 +157,69 @@ def test_heartbeat_loss_promotes_the_standby_within_the_detection_time(pair):
     assert (b.role.epoch, b.role.forwarding) == (2, True)
     recs = b.submit_sync(call_events(2))                 # the new active journals in its epoch
     assert recs[-1].epoch == 2 and b.writer.unreplicated_batches == 1
+
+
+def test_the_active_process_exiting_promotes_the_standby_long_before_the_detection_time(pair, caplog):
+    """A process that exits (any signal: the kernel closes its sockets)
+    closes its HA connection; the standby takes over after a short grace
+    instead of the detection time (3 s here, NSRP's 1,000 ms x 3)."""
+    caplog.set_level(logging.INFO, logger="gateway.replication")
+    a = pair.node("a", role="active", epoch=1, hb_interval=1.0, hb_threshold=3).start()
+    b = pair.node("b", hb_interval=1.0, hb_threshold=3).start()
+    a.submit_sync(call_events(1))
+    assert wait_for(lambda: b.journal.head == a.journal.head and a.repl.has_standby()
+                    and b.repl.status().peer_role == "active")
+    t0 = time.monotonic()
+    a.stop_replicator()                      # the sockets close, as at a process's exit
+    assert wait_for(lambda: b.role.role == "active", timeout=2.5)
+    took = time.monotonic() - t0
+    TIMINGS["active process exit to promotion (ms)"] = took * 1000
+    assert took < 1.5, took
+    assert "closed its HA connection" in caplog.text
+    promote = next(x for x in b.actions if x.kind == "promote")
+    assert "process exited" in promote.reason and b.role.epoch == 2
+
+
+def test_an_active_that_stands_still_is_not_taken_for_an_exited_one(pair, monkeypatch):
+    """Its transport thread stands still for half the detection time (a
+    stall, not an exit: its TCP connections stay up): the standby keeps
+    its role, and the active keeps its standby."""
+    a = pair.node("a", role="active", epoch=1, hb_interval=0.4, hb_threshold=5).start()
+    b = pair.node("b", hb_interval=0.4, hb_threshold=5).start()
+    a.submit_sync(call_events(1))
+    assert wait_for(lambda: b.journal.head == a.journal.head and a.repl.has_standby()
+                    and b.repl.status().peer_role == "active")
+    stalled = threading.Event()
+    real = a.on_trigger
+
+    def stand_still(trigger, *args):
+        if trigger == "lease_check" and not stalled.is_set():
+            stalled.set()
+            time.sleep(1.0)              # D is 2 s, the lease 1.85 s
+        return real(trigger, *args)
+
+    monkeypatch.setattr(a, "on_trigger", stand_still)
+    a.repl.on_trigger = stand_still
+    assert wait_for(stalled.is_set, timeout=2)
+    time.sleep(1.6)
+    assert (a.role.role, b.role.role) == ("active", "standby")
+    assert not [x for x in b.actions if x.kind == "promote"]
+    assert a.repl.has_standby()
+
+
+def test_the_active_stops_waiting_for_a_standby_whose_process_exited(pair):
+    """Sync completions stop waiting for a standby as soon as its HA
+    connection closed, not after the detection time (3 s here)."""
+    a = pair.node("a", role="active", epoch=1, hb_interval=1.0, hb_threshold=3).start()
+    b = pair.node("b", hb_interval=1.0, hb_threshold=3).start()
+    a.submit_sync(call_events(1))
+    assert wait_for(lambda: b.journal.head == a.journal.head and a.repl.has_standby())
+    t0 = time.monotonic()
+    b.close()
+    assert wait_for(lambda: not a.repl.has_standby(), timeout=2.5)
+    assert time.monotonic() - t0 < 1.5
+    recs = a.submit_sync(call_events(2))
+    assert recs and a.role.role == "active"
 
 
 def test_graceful_handover_then_replication_the_other_way(pair):
@@ -311,3 +376,29 @@ def test_a_standby_slow_to_store_or_fold_keeps_its_heartbeats(pair, slow):
     setattr(b, f"{slow}_delay", 0.0)
     assert wait_for(lambda: b.applied == a.journal.head == 6, timeout=5)
     assert_same(a, b)
+
+
+def test_a_transport_turn_that_comes_late_writes_every_threads_stack(pair, monkeypatch, capfd):
+    """The stall watchdog (libfaulthandler's C thread, which needs no
+    interpreter lock) shows what held the node still: here the transport
+    thread itself, asleep in a role trigger."""
+    a = pair.node("a", role="active", epoch=1, hb_interval=0.1, hb_threshold=30)
+    a.repl.stall_dump = 0.4
+    stalled = threading.Event()
+    real = a.on_trigger
+
+    def held_still_in_lease_check(trigger, *args):
+        if trigger == "lease_check" and not stalled.is_set():
+            stalled.set()
+            time.sleep(1.0)
+        return real(trigger, *args)
+
+    a.repl.on_trigger = held_still_in_lease_check
+    a.start()
+    assert wait_for(stalled.is_set, timeout=2)
+    time.sleep(1.2)
+    err = capfd.readouterr().err
+    assert "Timeout (0:00:00.40" in err and "held_still_in_lease_check" in err, err[-2000:]
+    a.close()
+    time.sleep(0.6)                  # cancelled with the transport: nothing more is written
+    assert "Timeout (0:00:00" not in capfd.readouterr().err

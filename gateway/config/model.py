@@ -266,7 +266,12 @@ class NsrpSettings:
     cluster_id: int = 1
     vsd_group: int = 0
     priority: int = 100                      # 1..254
-    hb_interval_ms: int = 200                # heartbeat interval
+    # NSRP's own defaults (hb-interval 1000 ms, hb-threshold 3): a detection
+    # time of 3 s rides out the stalls of a loaded box (a node standing still
+    # for 2 s is slow, not dead); a node whose process exits is taken over
+    # from in a fraction of a second all the same, when its HA connection
+    # closes (actors/replication.py, gateway/ha.py "active_exited").
+    hb_interval_ms: int = 1000               # heartbeat interval
     hb_threshold: int = 3                    # missed heartbeats before failover
     rto_mirror: Literal["sync", "async"] = "sync"
 

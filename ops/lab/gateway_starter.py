@@ -292,7 +292,7 @@ class FailoverResult:
 
 
 def failover(state: LabState, *, crash: bool = False, timeout: float = 15.0,
-             restart: bool = True) -> FailoverResult:
+             restart: bool = True, on_start=None, on_taken=None) -> FailoverResult:
     """Forced failover of the pair: the active's ``failover`` command, or with
     ``crash`` a SIGKILL of the active gatewayd. Returns the time until the
     other node reports active and forwarding on its control socket. After a
@@ -306,6 +306,8 @@ def failover(state: LabState, *, crash: bool = False, timeout: float = 15.0,
     dst = next(r for r in paths if r != src)
     wait_standby_joined(paths[src], timeout=timeout)
     reply = None
+    if on_start is not None:
+        on_start()
     t0 = time.monotonic()
     if crash:
         pid = (state.daemons or {}).get(src)
@@ -316,6 +318,8 @@ def failover(state: LabState, *, crash: bool = False, timeout: float = 15.0,
         reply = node_call(paths[src].socket, "failover", {"timeout": timeout}, timeout=timeout + 5)
     st = wait_role(paths[dst], "active", timeout=timeout, forwarding=True)
     seconds = time.monotonic() - t0
+    if on_taken is not None:
+        on_taken()
     restarted = False
     state_dir = Path(state.state_dir) if state.state_dir else None
     state.active = dst
@@ -324,8 +328,12 @@ def failover(state: LabState, *, crash: bool = False, timeout: float = 15.0,
         paths[src].socket.unlink(missing_ok=True)
         state.daemons[src] = _launch(paths[src])
         netns.save_state(state, state_dir)
-        wait_role(paths[src], "standby", pid=state.daemons[src], timeout=timeout)
-        wait_standby_joined(paths[dst], timeout=timeout)
+        # A restart imports, recovers the journal and installs its rules
+        # ("started in ..." in its log): on a box loaded by other work that
+        # took 18 s once, three times the usual; its rejoin is not what a
+        # failover is timed by.
+        wait_role(paths[src], "standby", pid=state.daemons[src], timeout=3 * timeout)
+        wait_standby_joined(paths[dst], timeout=3 * timeout)
         restarted = True
     elif not crash:
         wait_role(paths[src], "standby", timeout=timeout)
@@ -375,13 +383,19 @@ class FailoverRun:
     calls: object                  # ops.lab.sipp.CallResult
     failover: FailoverResult | None
     failover_error: str | None
-    rtp_before: RtpSplit
+    rtp_before: RtpSplit           # from the start to the failover's start
+    # From the moment the other node reports active and forwarding to the
+    # end: what the new active carries. The takeover's own gap is in
+    # ``failover.seconds`` and ``rtp_during`` (a loaded box may take the
+    # failover command late, near the calls' end: a window that began
+    # before the takeover was then mostly gap).
     rtp_after: RtpSplit
     failover_at: float             # seconds after the first INVITE was due
     # What the new active showed right after taking over: the calls in
     # progress (with their next deadline: the timers it rebuilt) and pinholes.
     calls_after_failover: list | None = None
     pinholes_after_failover: list | None = None
+    rtp_during: RtpSplit | None = None   # from the failover's start to the takeover
 
 
 def calls_with_failover(state: LabState, caller, callee, dial, *, calls: int, rate: float,
@@ -414,16 +428,20 @@ def calls_with_failover(state: LabState, caller, callee, dial, *, calls: int, ra
     th = threading.Thread(target=place, name="sipp-calls", daemon=True)
     th.start()
     fo = fo_err = None
-    mid = start
+    marks: dict = {"mid": start}
     at = 0.0
     if failover_at is not None:
         # run_calls lets the UAS settle before the first INVITE.
         while time.monotonic() - t0 < failover_at + 0.3 and th.is_alive():
             time.sleep(0.05)
-        mid = snap()
-        at = time.monotonic() - t0 - 0.3
+
+        def started() -> None:
+            nonlocal at
+            marks["mid"] = snap()
+            at = time.monotonic() - t0 - 0.3
         try:
-            fo = failover(state, crash=crash, timeout=timeout)
+            fo = failover(state, crash=crash, timeout=timeout, on_start=started,
+                          on_taken=lambda: marks.setdefault("taken", snap()))
         except (LabError, ConnectionError, RuntimeError) as exc:
             fo_err = str(exc)
         if fo is not None:
@@ -448,8 +466,11 @@ def calls_with_failover(state: LabState, caller, callee, dial, *, calls: int, ra
         return RtpSplit(ca_out1 - ca_out0, ce_in1 - ce_in0, ce_out1 - ce_out0, ca_in1 - ca_in0)
 
     taken_calls, taken_pinholes = taken if fo is not None else (None, None)
-    return FailoverRun(result["calls"], fo, fo_err, split(start, mid), split(mid, end), round(at, 2),
-                       taken_calls, taken_pinholes)
+    mid = marks["mid"]
+    taken_at = marks.get("taken", mid)
+    return FailoverRun(result["calls"], fo, fo_err, split(start, mid), split(taken_at, end), round(at, 2),
+                       taken_calls, taken_pinholes,
+                       split(mid, taken_at) if "taken" in marks else None)
 
 
 __all__ += ["RtpSplit", "FailoverRun", "calls_with_failover", "wait_standby_joined"]
