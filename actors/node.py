@@ -230,7 +230,18 @@ class Node:
         return self._timer_thread
 
     def stop(self) -> None:
+        was_active = self.role.role == "active"
         self.on_trigger("stop")
+        if was_active and self.addresses is not None:
+            # Given up before the HA connection closes (replicator.stop
+            # below): the standby takes over as soon as it sees that close
+            # (actors/replication.py), not after this process has exited and
+            # its supervisor removed them. On the role thread, after any
+            # takeover still under way.
+            try:
+                self.role_work.run(self.addresses.release, "stop", wait=True)
+            except Exception as exc:       # the supervisor removes them at exit
+                log.error("node %s: could not give up the addresses at stop: %s", self.node_id, exc)
         if self._started:
             if self.replicator is not None:
                 self.replicator.stop()

@@ -91,3 +91,27 @@ def test_a_node_without_lease_is_not_fenced(tmp_path):
         assert n.addresses.log == [("acquire",)]
     finally:
         n.stop()
+
+
+def test_a_stopping_active_gives_its_addresses_up_before_its_ha_connection_closes(tmp_path):
+    """The standby takes over as soon as the active's HA connection closes
+    (actors/replication.py): a stopping active must not hold the addresses
+    until its process has exited. A stopping standby holds none."""
+    order: list = []
+    n = node(tmp_path)
+
+    class Repl:
+        def stop(self):
+            order.append("replicator stopped")
+
+    n.replicator = Repl()
+    real_release = n.addresses.release
+    n.addresses.release = lambda: (order.append("released"), real_release())
+    assert n.role.role == "active"
+    n.stop()
+    assert order == ["released", "replicator stopped"]
+
+    standby = Node("b", CFG, str(tmp_path / "jb"), addresses=FakeAddresses(), lease=0.3)
+    standby.start(role="standby")
+    standby.stop()
+    assert ("release",) not in standby.addresses.log
