@@ -49,8 +49,14 @@ class NodeService:
         self.node.on_takeover.append(takeovers)
         collector = NodeCollector(self.node, status=self.status, takeovers=takeovers,
                                   gc_pauses=GcPauseHistogram().install(), clock=self.node.clock)
-        self.metrics = MetricsServer(collector, self.metrics_settings.host, self.metrics_settings.port)
-        self.metrics.start()
+        host, port = self.metrics_settings.host, self.metrics_settings.port
+        server = MetricsServer(collector, host, port)
+        try:
+            server.start()
+        except OSError as exc:
+            raise OSError(exc.errno, f"metrics endpoint {host}:{port} (node file [metrics] listen, "
+                          f"or --metrics): {exc.strerror or exc}") from None
+        self.metrics = server
 
     def ready(self) -> None:
         """The node runs: tell systemd, and start proving progress."""
@@ -93,11 +99,11 @@ class NodeService:
         return check
 
     def _status_check(self) -> str | None:
-        s = self.status()
+        s = self.node.status()
         return None if isinstance(s, dict) and "role" in s else "no status answer"
 
     def status_line(self) -> str:
-        s = self.status()
+        s = self.node.status()
         peer = s.get("peer")
         return (f"{s['role']} (epoch {s['epoch']}), {s['calls']} calls, {s['registrations']} "
                 f"registrations, peer " + (f"{peer.get('role') or 'unheard'}" if peer else "none"))
