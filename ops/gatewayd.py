@@ -83,9 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_service_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--metrics", metavar="ADDRESS:PORT",
+    p.add_argument("--metrics", metavar="ADDRESS:PORT", default=os.environ.get("GATEWAYD_METRICS") or None,
                    help="node mode: serve Prometheus metrics at http://ADDRESS:PORT/metrics "
-                        "(overrides the node file's [metrics] listen; default: off)")
+                        "(overrides the node file's [metrics] listen; also GATEWAYD_METRICS=ADDRESS:PORT; "
+                        "default: off)")
     p.add_argument("--cleanup", action="store_true",
                    help="with --node-file: remove the addresses, NFQUEUE rules and shaping that "
                         "the node file's node may have left (after any exit; idempotent), then exit. "
