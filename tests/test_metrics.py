@@ -145,3 +145,46 @@ def test_the_endpoint_serves_the_node_over_http(node):
         server.stop()
     assert 'voipgw_role{role="active"} 1.0' in body
     assert "process_cpu_seconds_total" in body
+
+
+def test_every_metric_the_dashboard_queries_is_served(tmp_path):
+    import json
+    import re
+    from pathlib import Path
+    from gateway.nodefile import RetentionSettings
+    clock = Clock()
+    n = Node("gw-a", CFG, str(tmp_path / "j"), clock=clock, fsync=False, timer_thread=False,
+             retention=RetentionSettings(snapshot_every=1000))
+    n.start()
+    try:
+        send(n, OUT, invite())
+        n.snapshots.take()
+        _dashboard_names_served(n, clock)
+    finally:
+        n.stop()
+
+
+def _dashboard_names_served(n, clock):
+    import json
+    import re
+    from pathlib import Path
+
+    def status():
+        s = n.status()
+        s["ingest"] = {"packets": 1, "accepted": 1, "dropped": 0, "held": 0, "held_timeout": 0,
+                       "errors": 0, "shed": 0, "held_now": 0, "drop_codes": {"policy-deny": 1},
+                       "overload": None}
+        s["peer"] = {"role": "standby", "epoch": 1, "seen_ago_ms": 12.0, "head": 1, "applied": 1,
+                     "lag_events": 0, "standby_connected": True}
+        return s
+
+    server = MetricsServer(NodeCollector(n, status=status, takeovers=TakeoverCounter(),
+                                         gc_pauses=GcPauseHistogram(), clock=clock), "127.0.0.1", 0)
+    served = {name for name, _ in samples(server.registry)}
+    dash = json.loads((Path(__file__).resolve().parents[1] / "ops/grafana/voip-gateway.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    exprs += [a["expr"] for a in dash["annotations"]["list"]]
+    exprs.append(dash["templating"]["list"][1]["definition"])
+    wanted = {m for e in exprs for m in re.findall(r"\b((?:voipgw|process)_[a-z0-9_]+)", e)}
+    assert len(wanted) > 30
+    assert wanted - served == set()
