@@ -148,9 +148,6 @@ def test_the_endpoint_serves_the_node_over_http(node):
 
 
 def test_every_metric_the_dashboard_queries_is_served(tmp_path):
-    import json
-    import re
-    from pathlib import Path
     from gateway.nodefile import RetentionSettings
     clock = Clock()
     n = Node("gw-a", CFG, str(tmp_path / "j"), clock=clock, fsync=False, timer_thread=False,
