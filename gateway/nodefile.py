@@ -28,6 +28,9 @@ socket, NFQUEUE number, and the HA endpoints and CURVE keys. It is TOML::
     keep_for = "30m"                   # journal kept at least this long (s, m, h, d)...
     max_disk = "8GiB"                  # ...unless journal + snapshots exceed this (KiB, MiB, GiB)
 
+    [metrics]                          # optional; no endpoint unless set
+    listen = "127.0.0.1:9478"          # Prometheus endpoint http://ADDRESS:PORT/metrics
+
 A restart folds at most ``snapshot_every`` events after the newest snapshot
 (~1.5 s at 200,000); the journal of the last ``keep_for`` serves a standby
 catching up and ``gwctl replay``/``history``. At 400 calls/s (~26 events,
@@ -37,7 +40,9 @@ Relative paths are relative to the node file's directory."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -67,6 +72,14 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """The Prometheus endpoint (``[metrics]``): where gatewayd serves it."""
+
+    host: str                           # an IPv4 or IPv6 address literal
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
 class NodeSettings:
     node: str
     config: str
@@ -77,6 +90,7 @@ class NodeSettings:
     control_group: str | None = None
     ha: HaSettings | None = None
     retention: RetentionSettings = RetentionSettings()
+    metrics: MetricsSettings | None = None
     source: str = field(default="<node file>", compare=False)
 
     def socket_path(self, run_dir: str = "/run/voip-alg-gateway") -> str:
@@ -84,9 +98,10 @@ class NodeSettings:
 
 
 _TOP = {"node", "config", "journal", "interfaces", "queue", "control_socket", "control_group", "ha",
-        "journal_retention"}
+        "journal_retention", "metrics"}
 _HA = {"bind", "peer", "key", "peer_key", "curve"}
 _RETENTION = {"snapshot_every", "snapshots_kept", "keep_for", "max_disk"}
+_METRICS = {"listen"}
 _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SIZE = {"KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3, "TiB": 1024 ** 4}
 
@@ -135,6 +150,58 @@ def _retention(path: str, r) -> RetentionSettings:
     keep_for = _duration(path, "keep_for", r["keep_for"]) if "keep_for" in r else d.keep_for
     max_disk = _size(path, "max_disk", r["max_disk"]) if "max_disk" in r else d.max_disk
     return RetentionSettings(every, kept, keep_for, max_disk)
+
+
+def parse_listen(value) -> MetricsSettings:
+    """``ADDRESS:PORT`` (IPv6: ``[ADDRESS]:PORT``) -> MetricsSettings; raises
+    ValueError saying what is wrong. An address literal, not a host name:
+    the endpoint has no authentication, so where it listens must be plain
+    to read (a loopback or management address)."""
+    if not isinstance(value, str):
+        raise ValueError("want a string ADDRESS:PORT")
+    m = re.fullmatch(r"\[([^\]]*)\]:([0-9]+)|([^:\[\]]*):([0-9]+)", value)
+    if m is None:
+        raise ValueError("want ADDRESS:PORT (IPv6: [ADDRESS]:PORT)")
+    host, port = (m.group(1), m.group(2)) if m.group(2) is not None else (m.group(3), m.group(4))
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IPv4 or IPv6 address") from None
+    if m.group(1) is not None and addr.version != 6:
+        raise ValueError(f"brackets are for IPv6 addresses, not {host!r}")
+    if len(port) > 5 or not 1 <= int(port) <= 65535:
+        raise ValueError(f"port {port} is not 1..65535")
+    return MetricsSettings(str(addr), int(port))
+
+
+def _line_of(text: str, table: str, key: str) -> int | None:
+    """The line (1-based) of ``key = ...`` in ``[table]``: TOML's reader
+    gives no positions for values it accepted."""
+    current = ""
+    for n, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            current = stripped.strip("[] \t").split("]")[0].strip()
+        elif current == table and re.match(rf"{re.escape(key)}\s*=", stripped):
+            return n
+    return None
+
+
+def _metrics(path: str, text: str, m) -> MetricsSettings | None:
+    where = f"{path}:{_line_of(text, 'metrics', 'listen') or '?'}"
+    if not isinstance(m, dict):
+        raise NodeFileError(f"{path}: [metrics] must be a table, e.g. [metrics] listen = \"127.0.0.1:9478\"")
+    bad = set(m) - _METRICS
+    if bad:
+        raise NodeFileError(f"{path}: unknown key(s) in [metrics]: {', '.join(sorted(bad))}; "
+                            f"expected {', '.join(sorted(_METRICS))}")
+    if "listen" not in m:
+        return None
+    try:
+        return parse_listen(m["listen"])
+    except ValueError as exc:
+        raise NodeFileError(f"{where}: [metrics] listen = {m['listen']!r}: {exc}; e.g. "
+                            "\"127.0.0.1:9478\" (loopback) or \"[fd00::1]:9478\"") from None
 
 
 def parse_node_file(text: str, path: str = "<node file>") -> NodeSettings:
@@ -189,7 +256,8 @@ def parse_node_file(text: str, path: str = "<node file>") -> NodeSettings:
                         rel(h["peer_key"]) if h.get("peer_key") else None, curve)
     retention = _retention(path, data["journal_retention"]) if "journal_retention" in data \
         else RetentionSettings()
+    metrics = _metrics(path, text, data["metrics"]) if "metrics" in data else None
     return NodeSettings(node=data["node"], config=rel(data["config"]), journal=rel(data["journal"]),
-                        interfaces=dict(ifaces), queue=queue, retention=retention,
+                        interfaces=dict(ifaces), queue=queue, retention=retention, metrics=metrics,
                         control_socket=rel(data["control_socket"]) if data.get("control_socket") else None,
                         control_group=data.get("control_group"), ha=ha, source=path)

@@ -4,6 +4,9 @@
 #   ops/bootstrap.sh demo    install, then run the demo (a call through the HA pair, with a failover)
 #   ops/bootstrap.sh test    install, then run the whole test suite
 #   ops/bootstrap.sh setup   install only
+#   ops/bootstrap.sh install-service [--node gw-a] [--root DIR]
+#                            install, then the systemd unit voip-alg-gateway@.service and a
+#                            sample node file /etc/voip-alg-gateway/NODE.toml (gwctl install-service)
 #
 # Idempotent: Debian packages are installed only when missing, the virtual
 # environment in .venv/ is created once and refreshed from pyproject.toml.
@@ -15,12 +18,14 @@ cd "$here"
 # Debian packages: the peers the end-to-end tests talk to (SIPp, osmo-mgw), the
 # dissector that checks what the gateway emits (tshark), the kernel's packet
 # plumbing (iptables for the NFQUEUE target, iproute2 for namespaces), and the
-# headers netfilterqueue compiles against.
+# headers netfilterqueue compiles against, and systemd (the service manager the
+# unit in ops/systemd/ is for; its systemd-analyze checks the unit in the tests).
 debs=(
     python3-venv python3-dev build-essential pkg-config
     libnetfilter-queue-dev libnfnetlink-dev
     iptables nftables conntrack iproute2 tcpdump
     sip-tester tshark osmo-mgw
+    systemd
 )
 
 need_apt=()
@@ -55,5 +60,6 @@ case "${1:-setup}" in
     setup) echo "bootstrap: ready (.venv/bin/gwctl, .venv/bin/gatewayd)";;
     demo)  shift; exec .venv/bin/gwctl demo "$@";;
     test)  shift; exec .venv/bin/python -m pytest -q "$@";;
-    *) echo "usage: ops/bootstrap.sh [setup|demo|test] [args...]" >&2; exit 2;;
+    install-service) shift; exec .venv/bin/gwctl install-service "$@";;
+    *) echo "usage: ops/bootstrap.sh [setup|demo|test|install-service] [args...]" >&2; exit 2;;
 esac

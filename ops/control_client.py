@@ -16,6 +16,17 @@ def socket_path(node: str | None = None, run_dir: str | None = None) -> str:
     socks = sorted(p for p in os.listdir(run_dir) if p.endswith(".sock")) if os.path.isdir(run_dir) else []
     if len(socks) == 1:
         return os.path.join(run_dir, socks[0])
+    if len(socks) > 1:
+        # The run directory outlives a node that crashed (the unit keeps it,
+        # RuntimeDirectoryPreserve): its socket stays behind. The one node
+        # that answers is the local node.
+        live = [s for s in socks if _answers(os.path.join(run_dir, s))]
+        if len(live) == 1:
+            return os.path.join(run_dir, live[0])
+        if not live:
+            raise ConnectionError(f"no gateway node answers in {run_dir} (sockets left by stopped "
+                                  f"nodes: {', '.join(s[:-5] for s in socks)}); start one, or pass --node")
+        socks = live
     if not socks:
         raise ConnectionError(f"no gateway node is running (no control socket in {run_dir}); "
                               "start one with gatewayd, or pass --node")
@@ -44,3 +55,13 @@ def call(cmd: str, args: dict | None = None, *, node: str | None = None, timeout
     if not resp.get("ok"):
         raise RuntimeError(resp.get("error", "unknown error"))
     return resp.get("result")
+
+
+def _answers(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True

@@ -78,23 +78,61 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: inferred from interface subnets and routes); repeatable")
     p.add_argument("--json", action="store_true", help="pcap mode: print the summary as JSON")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_service_arguments(p)
     return p
+
+
+def add_service_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics", metavar="ADDRESS:PORT", default=os.environ.get("GATEWAYD_METRICS") or None,
+                   help="node mode: serve Prometheus metrics at http://ADDRESS:PORT/metrics "
+                        "(overrides the node file's [metrics] listen; also GATEWAYD_METRICS=ADDRESS:PORT; "
+                        "default: off)")
+    p.add_argument("--cleanup", action="store_true",
+                   help="with --node-file: remove the addresses, NFQUEUE rules and shaping that "
+                        "the node file's node may have left (after any exit; idempotent), then exit. "
+                        "The systemd unit runs it as ExecStopPost")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    from ops.log_setup import configure_logging
+    configure_logging(args.log_level)
+    if args.cleanup:
+        if not args.node_file:
+            print("gatewayd: --cleanup needs --node-file", file=sys.stderr)
+            return 2
+        from ops.node_cleanup import run_cleanup
+        return run_cleanup(args.node_file, args.config)
     if args.pcap_in or args.pcap_out:
         if not (args.pcap_in and args.pcap_out and args.config):
             print("gatewayd: pcap mode needs --pcap-in, --pcap-out and --config", file=sys.stderr)
             return 2
         return run_pcap(args)
+    if args.metrics and not _metrics_flag_ok(args.metrics):
+        return 2
     if not args.node_file:
         print("gatewayd: give --node-file (node mode) or --pcap-in/--pcap-out/--config (pcap mode); "
               "see gatewayd --help", file=sys.stderr)
         return 2
     return run_node(args)
+
+
+def _metrics_flag_ok(value: str) -> bool:
+    from gateway.nodefile import parse_listen
+    try:
+        parse_listen(value)
+    except ValueError as exc:
+        print(f"gatewayd: --metrics {value!r}: {exc}; e.g. 127.0.0.1:9478", file=sys.stderr)
+        return False
+    return True
+
+
+def node_service(args, settings, node, worker, status):
+    """The metrics endpoint and systemd's notifications (ops/node_service.py)."""
+    from gateway.nodefile import parse_listen
+    from ops.node_service import NodeService
+    metrics = parse_listen(args.metrics) if getattr(args, "metrics", None) else settings.metrics
+    return NodeService(node, status, metrics=metrics, worker=worker)
 
 
 def _load_config(path: str):
@@ -309,11 +347,13 @@ def _run_node(args, fence, started: StartupClock | None = None) -> int:
         return result
 
     control = ControlServer(settings.socket_path(), control_handler, group=settings.control_group)
+    service = node_service(args, settings, node, worker, lambda: control_handler("status", {}))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     started.mark("addresses")
     try:
+        service.bind()
         control.start()
         worker.start()
         if worker.install:
@@ -331,7 +371,7 @@ def _run_node(args, fence, started: StartupClock | None = None) -> int:
         started.mark("node")
     except Exception as exc:
         log.error("gatewayd: start failed: %s", exc)
-        for stop_part in (worker.stop, control.stop, shaper.remove if shaper else None):
+        for stop_part in (worker.stop, control.stop, shaper.remove if shaper else None, service.stop):
             try:
                 if stop_part is not None:
                     stop_part()
@@ -340,12 +380,14 @@ def _run_node(args, fence, started: StartupClock | None = None) -> int:
         node.stop()
         return 1
     tune_gc()
+    service.ready()
     log.info("gatewayd: node %s running (config %s, journal %s, control %s); %s", settings.node,
              args.config or settings.config, settings.journal, settings.socket_path(),
              started.summary())
     while not stop.wait(0.2):
         pass
     log.info("gatewayd: stopping")
+    service.stop()
     worker.stop()
     if shaper is not None:
         shaper.remove()

@@ -75,3 +75,52 @@ def test_gwctl_keys_unwritable_dir_is_a_message(tmp_path, capsys):
     assert gwctl(["keys", str(tmp_path / "file" / "keys"), "--name", "gw-a"]) == 1
     err = capsys.readouterr().err
     assert "gwctl keys:" in err and "Traceback" not in err
+
+
+def test_metrics_endpoint_is_off_unless_set(tmp_path):
+    assert parse_node_file(GOOD, str(tmp_path / "n.toml")).metrics is None
+    s = parse_node_file(GOOD + '[metrics]\nlisten = "127.0.0.1:9478"\n', str(tmp_path / "n.toml"))
+    assert (s.metrics.host, s.metrics.port) == ("127.0.0.1", 9478)
+    s = parse_node_file(GOOD + '[metrics]\nlisten = "[::1]:9100"\n', str(tmp_path / "n.toml"))
+    assert (s.metrics.host, s.metrics.port) == ("::1", 9100)
+
+
+@pytest.mark.parametrize("value,needle", [
+    ('"localhost:9478"', "'localhost' is not an IPv4 or IPv6 address"),
+    ('"127.0.0.1:0"', "port 0 is not 1..65535"),
+    ('"127.0.0.1:99999"', "port 99999 is not 1..65535"),
+    ('"127.0.0.1"', "want ADDRESS:PORT"),
+    ('"::1:9478"', "want ADDRESS:PORT"),
+    ('"[127.0.0.1]:9478"', "brackets are for IPv6"),
+    ('9478', "want a string"),
+])
+def test_metrics_listen_errors_name_file_line_and_value(value, needle):
+    text = GOOD + f"[metrics]\n# where Prometheus scrapes\nlisten = {value}\n"
+    line = text.splitlines().index(f"listen = {value}") + 1
+    with pytest.raises(NodeFileError) as e:
+        parse_node_file(text, "/etc/n.toml")
+    msg = str(e.value)
+    assert msg.startswith(f"/etc/n.toml:{line}: [metrics] listen = ") and needle in msg
+    assert "e.g. \"127.0.0.1:9478\"" in msg
+
+
+def test_metrics_unknown_key_is_named():
+    with pytest.raises(NodeFileError) as e:
+        parse_node_file(GOOD + '[metrics]\nport = 9478\n', "/etc/n.toml")
+    assert "unknown key(s) in [metrics]: port" in str(e.value)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=60), st.integers(), st.none(), st.lists(st.integers(), max_size=3)))
+def test_metrics_listen_parses_or_says_why(value):
+    from gateway.nodefile import parse_listen
+    try:
+        m = parse_listen(value)
+    except ValueError as exc:
+        assert str(exc)
+        return
+    assert 1 <= m.port <= 65535 and parse_listen(f"[{m.host}]:{m.port}" if ":" in m.host
+                                                  else f"{m.host}:{m.port}") == m

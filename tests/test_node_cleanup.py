@@ -1,0 +1,146 @@
+"""``gatewayd --cleanup``: what the node file's node may have left (the pair's
+addresses, the NFQUEUE rules, forwarding on their devices) is taken away,
+and only that; a second run changes nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ops.gatewayd import main as gatewayd
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "ch2-incoming-call-with-mip.cfg"
+QUEUE = 4077
+
+
+def node_file(tmp_path: Path, extra: str = "") -> str:
+    shutil.copy(EXAMPLE, tmp_path / "gw.cfg")
+    (tmp_path / "node.toml").write_text(
+        f'node = "gw-a"\nconfig = "gw.cfg"\njournal = "j"\nqueue = {QUEUE}\n{extra}'
+        '[interfaces]\nethernet1 = "cx1"\nethernet3 = "cx3"\n')
+    return str(tmp_path / "node.toml")
+
+
+@pytest.fixture
+def host(monkeypatch):
+    """The commands cleanup runs, recorded instead of run."""
+    import actors.fence as fence
+    seen = {"ip": [], "iptables": [], "forwarding_off": []}
+
+    def run(args, input=None, **kw):
+        if args[0] == "ip":
+            seen["ip"].append(input)
+            return subprocess.CompletedProcess(args, 0, "", "")
+        seen["iptables"].append(args)
+        # the first delete of each rule finds it, the next finds none
+        rc = 0 if seen["iptables"].count(args) == 1 else 1
+        return subprocess.CompletedProcess(args, rc, "", "")
+
+    def set_forwarding(devs, on, proc_sys="/proc/sys"):
+        assert on is False
+        seen["forwarding_off"] += devs
+        return []
+    monkeypatch.setattr(fence.subprocess, "run", run)
+    monkeypatch.setattr(fence, "set_forwarding", set_forwarding)
+    return seen
+
+
+def test_cleanup_removes_what_the_node_file_names(tmp_path, host, capsys):
+    assert gatewayd(["--cleanup", "--node-file", node_file(tmp_path)]) == 0
+    (script,) = host["ip"]
+    # Interface addresses with their prefix, the MIP as /32 (actors/addresses.py).
+    assert sorted(script.splitlines()) == ["addr del 1.1.1.1/24 dev cx3", "addr del 1.1.1.5/32 dev cx3",
+                                           "addr del 10.1.1.1/24 dev cx1"]
+    rules = [a for a in host["iptables"] if "-D" in a]
+    assert {a[a.index("-i") + 1] for a in rules} == {"cx1", "cx3"}
+    assert all(f"voip-alg-q{QUEUE}" in a and str(QUEUE) in a for a in rules)
+    assert sorted(host["forwarding_off"]) == ["cx1", "cx3"]
+    err = capsys.readouterr().err
+    assert "node gw-a: removed 3 of 3 address(es), 2 NFQUEUE rule(s); forwarding off on" in err
+
+
+def test_cleanup_leaves_forwarding_on_when_the_rules_fail_open(tmp_path, host):
+    path = node_file(tmp_path)
+    cfg = Path(tmp_path / "gw.cfg")
+    cfg.write_text(cfg.read_text().replace("save", "set flow queue-bypass\nsave"))
+    assert gatewayd(["--cleanup", "--node-file", path]) == 0
+    assert host["forwarding_off"] == []
+    assert all("--queue-bypass" in a for a in host["iptables"])
+
+
+def test_cleanup_mistakes_are_messages(tmp_path, capsys):
+    assert gatewayd(["--cleanup"]) == 2
+    assert "--cleanup needs --node-file" in capsys.readouterr().err
+    (tmp_path / "bad.toml").write_text('node = "gw-a"\n')
+    assert gatewayd(["--cleanup", "--node-file", str(tmp_path / "bad.toml")]) == 1
+    err = capsys.readouterr().err
+    assert "'config' is required" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------- in a namespace
+
+def _sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run(list(args), capture_output=True, text=True)
+    if check and r.returncode:
+        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
+    return r
+
+
+@pytest.fixture
+def netns():
+    if os.geteuid() != 0 or shutil.which("iptables") is None:
+        pytest.skip("needs root (network namespaces) and iptables")
+    ns = f"cleanT{os.getpid() % 100000}"
+    _sh("ip", "netns", "add", ns)
+    try:
+        for dev in ("cx1", "cx3"):
+            if _sh("ip", "-n", ns, "link", "add", dev, "type", "dummy", check=False).returncode:
+                _sh("ip", "-n", ns, "link", "add", dev, "type", "bridge")
+            _sh("ip", "-n", ns, "link", "set", dev, "up")
+        yield ns
+    finally:
+        _sh("ip", "netns", "del", ns, check=False)
+
+
+def _addrs(ns: str) -> set[str]:
+    out = _sh("ip", "-n", ns, "-4", "-o", "addr", "show").stdout
+    return {f"{ln.split()[3]} {ln.split()[1]}" for ln in out.splitlines() if ln.split()[1] != "lo"}
+
+
+@pytest.mark.netns
+def test_cleanup_in_a_namespace_twice(netns, tmp_path):
+    path = node_file(tmp_path)
+    for addr, dev in (("10.1.1.1/24", "cx1"), ("1.1.1.1/24", "cx3"), ("1.1.1.5/32", "cx3"),
+                      ("192.0.2.9/24", "cx3")):            # the last is not the gateway's
+        _sh("ip", "-n", netns, "addr", "add", addr, "dev", dev)
+    ipt = ["ip", "netns", "exec", netns, "iptables", "-w", "5", "-t", "raw"]
+    for dev in ("cx1", "cx3", "cx1"):                      # a copy left by an earlier run
+        _sh(*ipt, "-I", "PREROUTING", "-i", dev, "-m", "comment", "--comment", f"voip-alg-q{QUEUE}",
+            "-j", "NFQUEUE", "--queue-num", str(QUEUE))
+    _sh(*ipt, "-I", "PREROUTING", "-i", "cx1", "-m", "comment", "--comment", "someone-else", "-j", "ACCEPT")
+    for dev in ("cx1", "cx3"):
+        _sh("ip", "netns", "exec", netns, "sh", "-c", f"echo 1 > /proc/sys/net/ipv4/conf/{dev}/forwarding")
+
+    cmd = ["ip", "netns", "exec", netns, sys.executable, "-m", "ops.gatewayd", "--cleanup",
+           "--node-file", path]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert "removed 3 of 3 address(es), 3 NFQUEUE rule(s)" in first.stderr
+    assert _addrs(netns) == {"192.0.2.9/24 cx3"}
+    rules = _sh(*ipt, "-S").stdout
+    assert "voip-alg-q" not in rules and "someone-else" in rules
+    for dev in ("cx1", "cx3"):
+        fwd = _sh("ip", "netns", "exec", netns, "cat", f"/proc/sys/net/ipv4/conf/{dev}/forwarding")
+        assert fwd.stdout.strip() == "0"
+
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert "removed 0 of 3 address(es), 0 NFQUEUE rule(s)" in again.stderr
+    assert _addrs(netns) == {"192.0.2.9/24 cx3"}
