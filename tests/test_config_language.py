@@ -254,7 +254,7 @@ def test_dip_sticky_and_flow_queue_bypass():
 
 
 def test_nsrp_settings():
-    assert parse_text("").nsrp == NsrpSettings(1, 0, 100, 200, 3, "sync")
+    assert parse_text("").nsrp == NsrpSettings(1, 0, 100, 1000, 3, "sync")   # NSRP hb-interval 1000 ms
     cfg = parse_text("set nsrp cluster id 2\nset nsrp vsd-group id 0 priority 50\n"
                      "set nsrp vsd-group hb-interval 300\nset nsrp vsd-group hb-threshold 5\n"
                      "set nsrp rto-mirror async\n")
