@@ -1,0 +1,55 @@
+"""Call ladders and the list of calls, read from a journal (a node's open
+:class:`~journal.store.Journal`, or a journal directory read without its
+lock, as ``gwctl replay`` does). The drawing itself is pure
+(:mod:`gateway.ladder`); this module only reads records and hands them over.
+
+Retention bounds what is found: a call whose first records were deleted
+(older than ``keep_for`` and covered by a snapshot) has no ladder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import gateway.domain  # noqa: F401 - registers every ALG's events for decoding
+from gateway.events import UnknownEvent
+from gateway.ladder import CallFilter, CallLister, CallSummary, Ladder, build
+
+from .record import Record
+from .segment import iter_records
+from .store import Journal
+
+
+def _records(source: str | os.PathLike | Journal) -> Iterator[Record]:
+    if isinstance(source, Journal):
+        return source.read(source.first_seq)
+    return iter_records(Path(source))
+
+
+def ladder(source: str | os.PathLike | Journal, call_id: str) -> Ladder | None:
+    """The ladder of the call known as ``call_id`` (see
+    :class:`gateway.ladder.CallFilter`), or None when the journal holds no
+    start of it. Only the call's own records are decoded."""
+    f = CallFilter(call_id)
+    picked = []
+    for rec in _records(source):
+        if f.wants(rec.stream, rec.type, rec.payload):
+            try:
+                picked.append((rec.seq, rec.timestamp, rec.event()))
+            except UnknownEvent:
+                # A record this build cannot read (a newer schema): the
+                # ladder shows what it can; `gwctl replay` reports such records.
+                continue
+    return build(picked)
+
+
+def calls(source: str | os.PathLike | Journal, *, limit: int | None = None) -> list[CallSummary]:
+    """The calls started in the journal, oldest first (the newest ``limit``
+    when given), with when and why each ended."""
+    lister = CallLister()
+    for rec in _records(source):
+        if rec.type.endswith(("call_started", "call_ended")):
+            lister.see(rec.stream, rec.type, rec.payload, rec.timestamp)
+    out = lister.calls()
+    return out[-limit:] if limit else out
