@@ -482,12 +482,14 @@ def render_text(ladder: Ladder, *, clock=None) -> str:
     col = {c: i for i, c in enumerate(ladder.columns)}
     for st in ladder.steps:
         row = blank()
-        if st.kind == "message" and st.src != st.dst:
+        if st.kind in ("message", "media") and st.src != st.dst:
             a, b = xs[col[st.src]], xs[col[st.dst]]
             lo, hi = min(a, b), max(a, b)
             for x in range(lo + 1, hi):
-                row[x] = "-"
-            if b > a:
+                row[x] = "-" if st.kind == "message" else "="
+            if st.kind == "media":             # media flows both ways
+                row[lo + 1], row[hi - 1] = "<", ">"
+            elif b > a:
                 row[hi - 1] = ">"
             else:
                 row[lo + 1] = "<"
@@ -500,6 +502,8 @@ def render_text(ladder: Ladder, *, clock=None) -> str:
                 extra.append(st.before)
             if st.after and st.after != st.before:
                 extra.append(f"as {st.after}")
+            if st.kind == "media" and st.detail:
+                extra.append(st.detail)
             lines.append(f"{fmt(st.at):<{pad}}{text}" + (f"   {' / '.join(extra)}" if extra else ""))
         else:
             x = xs[col.get(st.src, col.get(GATEWAY, 0))]

@@ -128,6 +128,16 @@ def test_wrong_password_is_refused_and_logged(client, caplog):
     assert client.get("/").status_code == 302
 
 
+def test_a_stray_request_before_login_keeps_the_login_forms_token(client):
+    # Browsers fetch /favicon.ico with the login page: that request must not
+    # wipe the session holding the form's CSRF token (it did: every login
+    # from Chromium was refused).
+    page = client.get("/login")
+    assert client.get("/favicon.ico").status_code == 302
+    r = client.post("/login", data={"username": "alice", "password": ADMIN_PW, "csrf_token": token(page)})
+    assert r.status_code == 302
+
+
 def test_login_without_csrf_token_is_refused(client):
     client.get("/login")
     r = client.post("/login", data={"username": "alice", "password": ADMIN_PW})

@@ -95,8 +95,11 @@ def create_app(web: WebSettings, pair: Pair, config_path: str | None, *,
             if request.method == "POST":
                 check_csrf()
             return None
-        if "user" not in session or session.get("user") not in users:
-            session.clear()
+        if session.get("user") not in users:
+            # Not clear(): a stray request (the browser's /favicon.ico) must
+            # not wipe the login form's CSRF token from the session.
+            session.pop("user", None)
+            session.pop("role", None)
             if request.endpoint in ("events",) or request.accept_mimetypes.best == "application/json":
                 abort(401)
             return redirect(url_for("login", next=request.path))

@@ -44,10 +44,13 @@ def render_svg(ladder: Ladder) -> str:
                                               st.after and f"as [{st.after}]", st.detail])))
         out.append(f'<g class="step {escape(st.kind)}" data-seq="{st.seq}"><title>{title}</title>'
                    f'<text x="6" y="{y + 4}" fill="#555">{escape(_time(st.at))}</text>')
-        if st.kind == "message" and st.src != st.dst and st.src in xs and st.dst in xs:
+        if st.kind in ("message", "media") and st.src != st.dst and st.src in xs and st.dst in xs:
             x1, x2 = xs[st.src], xs[st.dst]
             mid = (x1 + x2) / 2
-            out.append(f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" stroke="#1565c0" stroke-width="1.5" '
+            # media flows both ways between the parties: a dashed, two-headed line
+            style = ('stroke="#00838f" stroke-dasharray="6 3" marker-start="url(#arrow)" '
+                     if st.kind == "media" else 'stroke="#1565c0" ')
+            out.append(f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" {style}stroke-width="1.5" '
                        f'marker-end="url(#arrow)"/>'
                        f'<text x="{mid}" y="{y - 4}" text-anchor="middle" fill="#0d47a1">{escape(st.label)}</text>')
             sub = st.before or ""
