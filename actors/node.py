@@ -925,8 +925,9 @@ class Node:
             return None if found is None else found.to_dict()
         if cmd == "call-list":
             from journal.call_ladder import calls
-            limit = args.get("limit")
-            return [c.to_dict() for c in calls(self.journal, limit=int(limit) if limit else None)]
+            limit, window = args.get("limit"), args.get("window")
+            return [c.to_dict() for c in calls(self.journal, limit=int(limit) if limit else None,
+                                               window=int(window) if window else None)]
         if cmd in ("get-session", "clear-session"):
             words = args.get("filter") or []
             if not isinstance(words, list):

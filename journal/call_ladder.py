@@ -21,9 +21,12 @@ from .segment import iter_records
 from .store import Journal
 
 
-def _records(source: str | os.PathLike | Journal) -> Iterator[Record]:
+def _records(source: str | os.PathLike | Journal, window: int | None = None) -> Iterator[Record]:
     if isinstance(source, Journal):
-        return source.read(source.first_seq)
+        first = source.first_seq
+        if window is not None:
+            first = max(first, source.head - window + 1)
+        return source.read(first)
     return iter_records(Path(source))
 
 
@@ -44,11 +47,14 @@ def ladder(source: str | os.PathLike | Journal, call_id: str) -> Ladder | None:
     return build(picked)
 
 
-def calls(source: str | os.PathLike | Journal, *, limit: int | None = None) -> list[CallSummary]:
+def calls(source: str | os.PathLike | Journal, *, limit: int | None = None,
+          window: int | None = None) -> list[CallSummary]:
     """The calls started in the journal, oldest first (the newest ``limit``
-    when given), with when and why each ended."""
+    when given), with when and why each ended. ``window``: of an open
+    journal, read only its newest ``window`` records (a page that lists the
+    recent calls need not read hours of journal)."""
     lister = CallLister()
-    for rec in _records(source):
+    for rec in _records(source, window):
         if rec.type.endswith(("call_started", "call_ended")):
             lister.see(rec.stream, rec.type, rec.payload, rec.timestamp)
     out = lister.calls()

@@ -171,5 +171,8 @@ def test_a_running_node_answers_ladder_and_call_list(tmp_path):
         labels = [s.label for s in lad.steps if s.kind == "message"]
         assert labels == ["INVITE (CSeq 1)", "200 OK (INVITE)"]
         assert node.control("ladder", {"call": "none"}) is None
+        # only the newest records: the INVITE's call started before them
+        assert node.control("call-list", {"window": 1}) == []
+        assert node.control("call-list", {"window": node.journal.head}) == [row]
     finally:
         node.stop()

@@ -309,3 +309,43 @@ def test_gwctl_web_passwd_makes_a_hash_the_node_file_takes(monkeypatch, capsys):
     s = parse_node_file(web_table(f'bind = "127.0.0.1:8443"\ncertificate = "c"\nprivate_key = "k"\n'
                                   f'[web.users]\na = {{ role = "admin", password = "{h}" }}\n'))
     assert s.web.users[0].password == h
+
+
+from hypothesis import given, settings, strategies as st
+
+_VALUES = st.one_of(st.text(max_size=30), st.integers(-5, 70000), st.booleans(),
+                    st.lists(st.text(max_size=8), max_size=3),
+                    st.sampled_from(["127.0.0.1:8443", "[::1]:8443", "0.0.0.0:1", "::", "15m", "0s",
+                                     "scrypt:32768:8:1$a$b", "admin", "read-only"]))
+
+
+def _toml(v) -> str:
+    import json as _json
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list):
+        return "[" + ", ".join(_json.dumps(x) for x in v) + "]"
+    return _json.dumps(v)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["bind", "certificate", "private_key", "nodes", "idle_timeout",
+                                        "port", "users"]), _VALUES, max_size=6),
+       st.dictionaries(st.text("abcxyz", min_size=1, max_size=4),
+                       st.dictionaries(st.sampled_from(["role", "password", "pw"]), _VALUES, max_size=3),
+                       max_size=3))
+def test_node_file_web_table_parses_or_says_why(table, users):
+    """Whatever the [web] table holds: settings, or a NodeFileError naming
+    the file; never another exception."""
+    body = "".join(f"{k} = {_toml(v)}\n" for k, v in table.items() if k != "users")
+    if users and "users" not in table:
+        body += "[web.users]\n" + "".join(
+            f"{name} = {{ {', '.join(f'{k} = {_toml(v)}' for k, v in u.items())} }}\n"
+            for name, u in users.items())
+    try:
+        s = parse_node_file(web_table(body), "node.toml")
+    except NodeFileError as exc:
+        assert str(exc).startswith("node.toml: ")
+    else:
+        assert s.web.users and all(u.role in ("admin", "read-only") for u in s.web.users)
+        assert s.web.host not in ("0.0.0.0", "::")
