@@ -176,3 +176,27 @@ def test_a_running_node_answers_ladder_and_call_list(tmp_path):
         assert node.control("call-list", {"window": node.journal.head}) == [row]
     finally:
         node.stop()
+
+
+def test_ladder_of_a_recent_call_reads_only_the_newest_records(tmp_path, monkeypatch):
+    """An open journal longer than RECENT records: a call among the newest
+    records is found there; an older one by reading the whole journal."""
+    import journal.call_ladder as cl
+    from journal.store import Journal
+    from test_replay_command import journal_of, sip_events
+    journal_of(tmp_path, [sip_events([f"old{i}@x" for i in range(40)]),
+                          sip_events([f"new{i}@x" for i in range(40)])])
+    j = Journal.open(tmp_path, fsync=False)
+    try:
+        monkeypatch.setattr(cl, "RECENT", j.head // 2)
+        monkeypatch.setattr(cl, "MARGIN", 3)
+        reads = []
+        real = cl._records
+        monkeypatch.setattr(cl, "_records", lambda s, w=None: reads.append(w) or real(s, w))
+        assert cl.ladder(j, "new39@x").call.startswith("new39@x")
+        assert reads == [j.head // 2]
+        reads.clear()
+        assert cl.ladder(j, "old0@x").call.startswith("old0@x")
+        assert reads == [j.head // 2, None]
+    finally:
+        j.close()
