@@ -53,9 +53,9 @@ def render_svg(ladder: Ladder) -> str:
             out.append(f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" {style}stroke-width="1.5" '
                        f'marker-end="url(#arrow)"/>'
                        f'<text x="{mid}" y="{y - 4}" text-anchor="middle" fill="#0d47a1">{escape(st.label)}</text>')
-            sub = st.before or ""
+            sub = f"in: {st.before}" if st.before else ""
             if st.after and st.after != st.before:
-                sub += f"  \u2192  {st.after}"
+                sub += f"   out: {st.after}"
             if sub:
                 out.append(f'<text x="{mid}" y="{y + 12}" text-anchor="middle" fill="#777" '
                            f'font-size="10">{escape(sub)}</text>')
