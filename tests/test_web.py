@@ -349,3 +349,16 @@ def test_node_file_web_table_parses_or_says_why(table, users):
     else:
         assert s.web.users and all(u.role in ("admin", "read-only") for u in s.web.users)
         assert s.web.host not in ("0.0.0.0", "::")
+
+
+def test_a_login_expires_after_the_idle_timeout(nodes):
+    import dataclasses
+    import time as _time
+    web = dataclasses.replace(web_settings(), idle_timeout=1.0)
+    app = create_app(web, Pair(list(nodes.roles), call=nodes), str(CONFIG))
+    c = app.test_client()
+    login(c)
+    assert c.get("/config/zones").status_code == 200
+    _time.sleep(2.2)                      # the signed cookie's timestamps count whole seconds
+    r = c.get("/config/zones")
+    assert r.status_code == 302 and "/login" in r.headers["Location"]
