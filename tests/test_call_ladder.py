@@ -200,3 +200,23 @@ def test_ladder_of_a_recent_call_reads_only_the_newest_records(tmp_path, monkeyp
         assert reads == [j.head // 2, None]
     finally:
         j.close()
+
+
+def test_a_call_whose_first_records_retention_deleted_never_breaks_the_builder(journals):
+    """Retention may delete a call's first records: every suffix of a call's
+    records gives a ladder or None, never an exception."""
+    from gateway.ladder import build
+    from journal.segment import iter_records
+    import gateway.domain  # noqa: F401 - registers the events
+    for name, call_id in (("sip", SIP_CALL), ("mgcp", "A1B2"), ("h323", "c0fef93ecd9ed6119ab2000476222017")):
+        if name not in journals:
+            continue
+        f = CallFilter(call_id)
+        recs = [(r.seq, r.timestamp, r.event()) for r in iter_records(journals[name])
+                if f.wants(r.stream, r.type, r.payload)]
+        assert recs
+        for k in range(len(recs) + 1):
+            lad = build(recs[k:])
+            assert lad is None or isinstance(lad, Ladder)
+            if lad is not None:
+                render_text(lad)
