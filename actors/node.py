@@ -926,6 +926,19 @@ class Node:
                 raise ControlError(str(exc)) from None
         if cmd == "history":
             return self.history(str(args.get("call", "")))
+        if cmd == "ladder":
+            # The ladder of one call (gateway/ladder.py) from this node's journal.
+            from journal.call_ladder import ladder
+            call = str(args.get("call", ""))
+            if not call:
+                raise ControlError("ladder needs a call id (gwctl call list shows them)")
+            found = ladder(self.journal, call)
+            return None if found is None else found.to_dict()
+        if cmd == "call-list":
+            from journal.call_ladder import calls
+            limit, window = args.get("limit"), args.get("window")
+            return [c.to_dict() for c in calls(self.journal, limit=int(limit) if limit else None,
+                                               window=int(window) if window else None)]
         if cmd in ("get-session", "clear-session"):
             words = args.get("filter") or []
             if not isinstance(words, list):
@@ -938,7 +951,7 @@ class Node:
             except (FilterError, RuntimeError) as exc:
                 raise ControlError(str(exc)) from None
         raise ControlError(f"unknown command {cmd!r}; expected status, show, failover, history, "
-                           "get-session or clear-session")
+                           "ladder, call-list, get-session or clear-session")
 
     # Sessions live in this node's datapath only: they are not journaled or
     # replicated (the standby holds none of the active's; a node taking over

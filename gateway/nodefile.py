@@ -31,6 +31,17 @@ socket, NFQUEUE number, and the HA endpoints and CURVE keys. It is TOML::
     [metrics]                          # optional; no endpoint unless set
     listen = "127.0.0.1:9478"          # Prometheus endpoint http://ADDRESS:PORT/metrics
 
+    [web]                              # optional: `gwctl web`, the browser interface
+    bind = "192.0.2.10:8443"           # a management address of this host (never 0.0.0.0) and port
+    certificate = "web/cert.pem"       # TLS certificate chain (PEM) and its private key
+    private_key = "web/key.pem"
+    nodes = ["/run/voip-alg-gateway/gw-a.sock"]   # optional: control sockets shown (default: this node's)
+    idle_timeout = "15m"               # optional: a login lasts this long without a request
+
+    [web.users]                        # password hashes from `gwctl web passwd`
+    alice = { role = "admin", password = "scrypt:32768:8:1$..." }
+    bob = { role = "read-only", password = "pbkdf2:sha256:600000$..." }
+
 A restart folds at most ``snapshot_every`` events after the newest snapshot
 (~1.5 s at 200,000); the journal of the last ``keep_for`` serves a standby
 catching up and ``gwctl replay``/``history``. At 400 calls/s (~26 events,
@@ -77,6 +88,24 @@ class MetricsSettings:
 
     host: str                           # an IPv4 or IPv6 address literal
     port: int
+class WebUser:
+    name: str
+    role: str                          # "admin" or "read-only"
+    password: str                      # a salted hash (werkzeug format: method$salt$hash)
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    """The browser interface (``[web]``): served on one management address
+    with TLS, to the users listed, each an administrator or read-only."""
+
+    host: str
+    port: int
+    certificate: str
+    private_key: str
+    users: tuple[WebUser, ...]
+    nodes: tuple[str, ...] = ()        # control sockets; () = this node's own
+    idle_timeout: float = 15 * 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +120,7 @@ class NodeSettings:
     ha: HaSettings | None = None
     retention: RetentionSettings = RetentionSettings()
     metrics: MetricsSettings | None = None
+    web: WebSettings | None = None
     source: str = field(default="<node file>", compare=False)
 
     def socket_path(self, run_dir: str = "/run/voip-alg-gateway") -> str:
@@ -98,7 +128,11 @@ class NodeSettings:
 
 
 _TOP = {"node", "config", "journal", "interfaces", "queue", "control_socket", "control_group", "ha",
-        "journal_retention", "metrics"}
+        "journal_retention", "metrics", "web"}
+_WEB = {"bind", "certificate", "private_key", "nodes", "idle_timeout", "users"}
+WEB_ROLES = ("admin", "read-only")
+# Password hash methods accepted (werkzeug.security's): a salted, slow hash.
+_HASH_METHODS = ("scrypt", "pbkdf2")
 _HA = {"bind", "peer", "key", "peer_key", "curve"}
 _RETENTION = {"snapshot_every", "snapshots_kept", "keep_for", "max_disk"}
 _METRICS = {"listen"}
@@ -106,7 +140,7 @@ _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SIZE = {"KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3, "TiB": 1024 ** 4}
 
 
-def _duration(path: str, key: str, v) -> float:
+def _duration(path: str, key: str, v, table: str = "journal_retention") -> float:
     if isinstance(v, str) and len(v) > 1 and v[-1] in _DURATION:
         try:
             n = float(v[:-1])
@@ -114,7 +148,7 @@ def _duration(path: str, key: str, v) -> float:
             n = -1.0
         if n > 0:
             return n * _DURATION[v[-1]]
-    raise NodeFileError(f"{path}: [journal_retention] '{key}' = {v!r}: a duration such as \"30m\", "
+    raise NodeFileError(f"{path}: [{table}] '{key}' = {v!r}: a duration such as \"30m\", "
                         "\"2h\" or \"1d\" (s, m, h, d)")
 
 
@@ -202,6 +236,65 @@ def _metrics(path: str, text: str, m) -> MetricsSettings | None:
     except ValueError as exc:
         raise NodeFileError(f"{where}: [metrics] listen = {m['listen']!r}: {exc}; e.g. "
                             "\"127.0.0.1:9478\" (loopback) or \"[fd00::1]:9478\"") from None
+def _bind(path: str, v) -> tuple[str, int]:
+    import ipaddress
+    hint = ("a management address of this host and a port, e.g. \"192.0.2.10:8443\" or "
+            "\"[2001:db8::10]:8443\"")
+    if not isinstance(v, str) or ":" not in v:
+        raise NodeFileError(f"{path}: [web] 'bind' = {v!r}: {hint}")
+    host, _, port = v.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        raise NodeFileError(f"{path}: [web] 'bind' = {v!r}: '{host}' is not an IP address; {hint}") from None
+    if addr.is_unspecified:
+        raise NodeFileError(f"{path}: [web] 'bind' = {v!r}: the web interface is served on a "
+                            f"management address only, not on every address; {hint}")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise NodeFileError(f"{path}: [web] 'bind' = {v!r}: port '{port}' is not 1..65535; {hint}")
+    return str(addr), int(port)
+
+
+def _web(path: str, w, rel) -> WebSettings:
+    if not isinstance(w, dict):
+        raise NodeFileError(f"{path}: [web] must be a table")
+    bad = set(w) - _WEB
+    if bad:
+        raise NodeFileError(f"{path}: unknown key(s) in [web]: {', '.join(sorted(bad))}; "
+                            f"expected {', '.join(sorted(_WEB))}")
+    if "bind" not in w:
+        raise NodeFileError(f"{path}: [web] needs 'bind', the management address and port to serve on")
+    host, port = _bind(path, w["bind"])
+    for key in ("certificate", "private_key"):
+        if not isinstance(w.get(key), str) or not w[key]:
+            raise NodeFileError(f"{path}: [web] needs '{key}': the TLS {key.replace('_', ' ')} file "
+                                "(PEM); the web interface is served over TLS only")
+    nodes = w.get("nodes", [])
+    if not isinstance(nodes, list) or not all(isinstance(n, str) and n for n in nodes):
+        raise NodeFileError(f"{path}: [web] 'nodes' is a list of control socket paths, e.g. "
+                            "[\"/run/voip-alg-gateway/gw-a.sock\"]")
+    idle = _duration(path, "idle_timeout", w["idle_timeout"], "web") if "idle_timeout" in w else 15 * 60.0
+    users = w.get("users")
+    if not isinstance(users, dict) or not users:
+        raise NodeFileError(f"{path}: [web.users] must list at least one user, e.g. "
+                            "alice = { role = \"admin\", password = \"<hash from `gwctl web passwd`>\" }")
+    out = []
+    for name, u in sorted(users.items()):
+        where = f"{path}: [web.users] '{name}'"
+        if not isinstance(u, dict) or set(u) - {"role", "password"}:
+            raise NodeFileError(f"{where}: want {{ role = \"admin\" or \"read-only\", password = HASH }}")
+        if u.get("role") not in WEB_ROLES:
+            raise NodeFileError(f"{where}: role {u.get('role')!r} is not one of {', '.join(WEB_ROLES)}")
+        pw = u.get("password")
+        method = pw.split("$", 1)[0] if isinstance(pw, str) else ""
+        if not isinstance(pw, str) or pw.count("$") != 2 or not method.startswith(_HASH_METHODS):
+            raise NodeFileError(f"{where}: 'password' must be a salted hash (scrypt or pbkdf2, "
+                                "method$salt$hash), never the password itself: make one with "
+                                "`gwctl web passwd`")
+        out.append(WebUser(name, u["role"], pw))
+    return WebSettings(host, port, rel(w["certificate"]), rel(w["private_key"]), tuple(out),
+                       tuple(rel(n) for n in nodes), idle)
 
 
 def parse_node_file(text: str, path: str = "<node file>") -> NodeSettings:
@@ -257,7 +350,9 @@ def parse_node_file(text: str, path: str = "<node file>") -> NodeSettings:
     retention = _retention(path, data["journal_retention"]) if "journal_retention" in data \
         else RetentionSettings()
     metrics = _metrics(path, text, data["metrics"]) if "metrics" in data else None
+    web = _web(path, data["web"], rel) if "web" in data else None
     return NodeSettings(node=data["node"], config=rel(data["config"]), journal=rel(data["journal"]),
                         interfaces=dict(ifaces), queue=queue, retention=retention, metrics=metrics,
+                        web=web,
                         control_socket=rel(data["control_socket"]) if data.get("control_socket") else None,
                         control_group=data.get("control_group"), ha=ha, source=path)

@@ -18,14 +18,17 @@ cd "$here"
 # Debian packages: the peers the end-to-end tests talk to (SIPp, osmo-mgw), the
 # dissector that checks what the gateway emits (tshark), the kernel's packet
 # plumbing (iptables for the NFQUEUE target, iproute2 for namespaces), and the
-# headers netfilterqueue compiles against, and systemd (the service manager the
-# unit in ops/systemd/ is for; its systemd-analyze checks the unit in the tests).
+# headers netfilterqueue compiles against, systemd (the service manager the
+# unit in ops/systemd/ is for; its systemd-analyze checks the unit in the tests),
+# headless Chromium and its driver for the web interface's end-to-end tests,
+# openssl for their certificate.
 debs=(
     python3-venv python3-dev build-essential pkg-config
     libnetfilter-queue-dev libnfnetlink-dev
     iptables nftables conntrack iproute2 tcpdump
     sip-tester tshark osmo-mgw
     systemd
+    chromium chromium-driver openssl
 )
 
 need_apt=()
@@ -52,7 +55,7 @@ want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "bootstrap: installing the Python environment"
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".[nfqueue,test]"
+    .venv/bin/python -m pip install -q -e ".[nfqueue,web,test]"
     echo "$want" > "$stamp"
 fi
 

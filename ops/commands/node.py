@@ -47,14 +47,16 @@ def register(sub) -> None:
     p.add_argument("what", choices=SHOW)
     p.set_defaults(func=run_show)
 
-    p = sub.add_parser("call", help="call history ID: the journaled events of one call")
+    p = sub.add_parser("call", help="call history|ladder|list: one call's events or ladder, the calls")
     common(p)
-    csub = p.add_subparsers(dest="call_cmd", metavar="history")
+    csub = p.add_subparsers(dest="call_cmd", metavar="history|ladder|list")
     csub.required = True
     h = csub.add_parser("history", help="the journaled events of one call, by Call-ID")
     common(h)
     h.add_argument("call_id", metavar="ID", help="the call's Call-ID (as either side sees it)")
     h.set_defaults(func=run_history)
+    from ops.call_ladder import add_arguments
+    add_arguments(csub, common)
 
 
 def _out(args, value, human) -> int:
