@@ -88,6 +88,9 @@ class MetricsSettings:
 
     host: str                           # an IPv4 or IPv6 address literal
     port: int
+
+
+@dataclass(frozen=True, slots=True)
 class WebUser:
     name: str
     role: str                          # "admin" or "read-only"
