@@ -298,3 +298,28 @@ def test_lab_up_prints_the_word(fake_ns, monkeypatch, capsys):
     assert gwctl(["lab", "up", "ch2-udp-flood-protection", "--plain-routing", "--name", LAB,
                   "--json"]) == 0
     assert "no hosts" in json.loads(capsys.readouterr().out)["warning"]
+
+
+def test_lab_up_refuses_over_a_running_lab_and_replace_takes_it_down(fake_ns, monkeypatch, capsys):
+    from ops.gwctl import main as gwctl
+    ns_dir, state_dir, _ran = fake_ns
+    monkeypatch.setattr(netns, "STATE_DIR", state_dir)
+    monkeypatch.setattr(netns, "available", lambda: None)
+    _running_lab(ns_dir, state_dir)
+    (netns.lab_files(LAB, state_dir)).mkdir(parents=True)
+    (netns.lab_files(LAB, state_dir) / "gw-a.log").write_text("old run\n")
+    argv = ["lab", "up", "ch2-incoming-call-with-mip", "--plain-routing", "--name", LAB]
+    # The real up: it refuses before running any command.
+    assert gwctl(argv) == 1
+    err = capsys.readouterr().err
+    assert f"lab {LAB} is up" in err and "--replace" in err
+    assert netns.running(LAB, state_dir) is not None
+    built = []
+    monkeypatch.setattr(netns, "up", lambda plan, **kw: built.append(kw))
+    assert gwctl(argv + ["--replace"]) == 0
+    out = capsys.readouterr().out
+    assert built and built[0]["replace"] is True
+    assert f"lab {LAB} replaced" in out and "logs kept in" in out
+    assert netns.running(LAB, state_dir) is None
+    (kept,) = netns.kept_root(state_dir).iterdir()
+    assert (kept / "gw-a.log").read_text() == "old run\n"

@@ -156,6 +156,14 @@ def run_up(args) -> int:
             return _fail("no gateway daemon starter is registered; use --plain-routing "
                          "for the Linux-forwarding baseline")
         starter = gateway_starter.NAME if gateway_starter.NAME in others else others[0]
+    if args.replace and netns.running(args.name) is not None:
+        rep = netns.take_down(args.name)
+        print(f"lab {args.name} replaced: its {len(rep.namespaces)} namespaces removed"
+              + (f", its logs kept in {rep.kept}" if rep.kept else ""),
+              file=sys.stderr if args.json else sys.stdout)
+        if not rep.clean:
+            return _fail(f"processes of the old lab still run after SIGKILL: "
+                         f"{' '.join(map(str, rep.processes.left))}")
     try:
         netns.up(plan, starter=starter, config=str(path), replace=args.replace,
                  log=None if args.json else (lambda m: print(f"  made {m}")))
@@ -174,7 +182,8 @@ def run_up(args) -> int:
         print(f"gateway pair: {starter}; active gw-a ({plan.gateway('gw-a').netns})")
         if starter == gateway_starter.NAME:
             state = netns.load_state(args.name)
-            print(f"node files, logs and journals: {gateway_starter.lab_dir(state)}")
+            print(f"node files, logs and journals: {gateway_starter.lab_dir(state)} (moved "
+                  f"under {netns.kept_root()} by gwctl lab down)")
             print(f"control sockets: GWCTL_RUN_DIR={gateway_starter.run_dir(state)} "
                   f"gwctl status --node gw-a")
     return 0
