@@ -397,15 +397,9 @@ def _pids_in(netns: str) -> list[int]:
 
 def process_alive(pid: int) -> bool:
     """Whether ``pid`` still runs. A zombie has exited: whoever started it
-    (perhaps an init that does not reap) only has its exit status left; a
-    zombie child of this process is reaped here."""
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
-    except OSError:
-        pass
+    (perhaps an init that does not reap) only has its exit status left. It
+    is not reaped here: the exit status belongs to its parent (a
+    ``subprocess.Popen`` of this process waits for it itself)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
