@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -175,7 +176,8 @@ def register_gateway_starter(name: str, starter: GatewayStarter, *,
     """Plug in what runs in the gateway namespaces (e.g. the gateway daemon).
     A starter runs its processes inside the lab's namespaces: :func:`down`
     stops every process found there. Files it keeps belong under
-    ``<state dir>/<lab>.d/``, which :func:`down` removes."""
+    ``<state dir>/<lab>.d/``, which :func:`down` moves under the kept folder
+    (:func:`keep_files`)."""
     STARTERS[name] = starter
     if owns_addresses:
         SELF_ADDRESSED.add(name)
@@ -493,8 +495,12 @@ def keep_files(lab: str, state_dir: Path | None = None, *, keep: int = KEEP_RUNS
     k = 2
     while dst.exists():
         dst, k = root / f"{lab}-{stamp}-{k}", k + 1
-    os.replace(src, dst) if src.stat().st_dev == root.stat().st_dev else shutil.move(src, dst)
-    runs = sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith(f"{lab}-2")),
+    if src.stat().st_dev == root.stat().st_dev:
+        os.replace(src, dst)
+    else:                       # a kept root on another file system
+        shutil.move(str(src), str(dst))
+    mine = re.compile(rf"{re.escape(lab)}-\d{{8}}T\d{{6}}Z(-\d+)?")
+    runs = sorted((p for p in root.iterdir() if p.is_dir() and mine.fullmatch(p.name)),
                   key=lambda p: p.stat().st_mtime)
     for old in runs[:max(0, len(runs) - max(1, keep))]:
         if old != dst:
