@@ -300,6 +300,15 @@ class Node:
                     # in the order the role machine decided them.
                     self.role_work.run(work, a.kind, wait=False)
                     queued = True
+            if self.replicator is not None \
+                    and getattr(self.replicator, "epoch", None) != self.role.epoch \
+                    and getattr(self.replicator, "role", None) == self.role.role:
+                # An epoch the transport does not know, without a role change
+                # (a standby adopting its active's epoch, gateway/ha.py
+                # on_peer_epoch, or a restarted standby's epoch from its
+                # journal): its heartbeats and HELLO carry the epoch, so it
+                # is told; otherwise the peer shows this node's epoch as 0.
+                self.replicator.set_role(self.role.role, self.role.epoch)
             if self.role != before:
                 self.role_changed.notify_all()
         if wait and queued:

@@ -138,7 +138,15 @@ def gateway_lab(example: Path, starter: str, lab: str = LAB,
     # own address (a MIP exists only where something answers for it).
     dial = call.callee.address.ip if starter == "plain-routing" else call.dial
     try:
-        yield netns.up(plan, starter=starter, config=str(example)), call, dial
+        # Outside the block that takes the lab down: a lab of that name
+        # already up makes up() fail (LabRunning) and is left as it is.
+        state = netns.up(plan, starter=starter, config=str(example))
+    except BaseException:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        yield state, call, dial
     finally:
         netns.down(lab)
         if tmp is not None:

@@ -93,7 +93,7 @@ class Bulk:
 
     def __init__(self, office, server) -> None:
         self.server = server
-        self.before = netns.read_counters(server.netns)[0]
+        self.before = netns.read_counters(server.netns, "udp")[0]
         self.started = time.monotonic()
         self.proc = subprocess.Popen(netns.ns_cmd(office.netns, sys.executable, "-c", _BULK,
                                                   str(server.address.ip), str(BULK_PORT),
@@ -114,7 +114,7 @@ class Bulk:
         self.seconds = time.monotonic() - self.started
         self.sent = int((out or "0").strip() or 0)
         time.sleep(0.3)                 # the link's queue drains
-        self.received = netns.read_counters(self.server.netns)[0] - self.before
+        self.received = netns.read_counters(self.server.netns, "udp")[0] - self.before
 
     def kbps(self, packets: int) -> float:
         return packets * (BULK_PAYLOAD + 28) * 8 / 1000.0 / max(self.seconds, 1e-3)

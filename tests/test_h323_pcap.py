@@ -200,3 +200,25 @@ def test_journal_replays_the_h323_calls(run, capsys):
     assert call["phase"] == "connected" and call["h245"] and call["media"]
     assert gwctl(["replay", str(journal), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["h323_calls"] == []
+
+
+def test_replay_prints_the_h323_state_as_tables(run, capsys):
+    """The text form: the call, its media and its pinholes as table rows."""
+    from journal.segment import iter_records
+    _n, _s, _out, journal = run
+    recs = list(iter_records(str(journal)))
+    stream = next(r.stream for r in recs if r.type == "h323.call_started")
+    key = stream.split("/", 1)[1]
+    before_end = min(r.seq for r in recs if r.stream == stream and r.type in
+                     ("h323.pinhole_closed", "h323.call_ended")) - 1
+    capsys.readouterr()
+    assert gwctl(["replay", str(journal), "--until", str(before_end)]) == 0
+    text = capsys.readouterr().out
+    assert "H.323 calls (1)" in text and "{'" not in text
+    rows = [line.split() for line in text.splitlines() if line.split()[:2] == ["H.323", key]]
+    kinds = {r[3] for r in rows if len(r) >= 5 and "/" in r[2]}
+    assert {"h245", "rtp", "rtcp"} <= kinds, text
+    assert gwctl(["replay", str(journal), "--until", str(before_end), "--call", key]) == 0
+    history = capsys.readouterr().out
+    assert f"History of {stream}" in history and "h323.pinhole_opened" in history
+    assert "{'" not in history

@@ -92,7 +92,9 @@ def test_mgcp_state_is_printed(tmp_path, capsys):
     assert [e["endpoint"] for e in out["mgcp_endpoints"]] == ["aaln/1@[2.2.2.201]"]
     rc = gwctl(["replay", str(tmp_path)])
     text = capsys.readouterr().out
-    assert "1 MGCP call(s)" in text and "A1  gateway=2.2.2.201  connections=C1" in text
+    assert "MGCP calls (1)" in text
+    assert [line.split() for line in text.splitlines() if line.startswith("  2.2.2.201  A1 ")] \
+        == [["2.2.2.201", "A1", "C1", "1970-01-01", "00:00:02.000", "1", "2"]]
     rc = gwctl(["replay", str(tmp_path), "--call", "A1", "--json"])
     one = json.loads(capsys.readouterr().out)
     assert [c["call_id"] for c in one["mgcp_calls"]] == ["A1"]

@@ -67,6 +67,11 @@ def run(args) -> int:
         print(f"gwctl demo: {exc}", file=sys.stderr)
         return 1
 
+    if netns.running(args.name) is not None:
+        print(f"gwctl demo: lab {args.name} is up: the demo builds and removes its own lab; take "
+              f"that one down first (gwctl lab down --name {args.name}) or name another "
+              f"(--name)", file=sys.stderr)
+        return 1
     ok = False
     try:
         _say(f"1. lab up: {path.name} with two gatewayd nodes (lab {args.name})")
@@ -94,8 +99,9 @@ def run(args) -> int:
     except netns.LabError as exc:
         print(f"gwctl demo: {exc}", file=sys.stderr)
     finally:
-        removed = netns.down(args.name)
-        _say(f"lab down: removed {len(removed)} namespaces")
+        rep = netns.take_down(args.name)
+        _say(f"lab down: removed {len(rep.namespaces)} namespaces"
+             + (f"; logs kept in {rep.kept}" if rep.kept else ""))
     return 0 if ok else 1
 
 

@@ -29,6 +29,9 @@ def register(sub) -> None:
                      help="the gateway pair only forwards (Linux routing, no filter, no NAT)")
     how.add_argument("--gateway", metavar="STARTER",
                      help="a registered gateway starter to run in the gateway namespaces")
+    up.add_argument("--replace", action="store_true",
+                    help="take down a lab of this name that is up (its gateways stop, its calls "
+                         "end) and build this one; without it such a lab is an error")
     up.add_argument("--json", action="store_true", help="print the plan as JSON")
     up.set_defaults(func=run_up)
 
@@ -101,7 +104,13 @@ def register(sub) -> None:
     fo.add_argument("--json", action="store_true")
     fo.set_defaults(func=run_failover)
 
-    dn = lab_sub.add_parser("down", help="remove the lab (also after a crash)")
+    dn = lab_sub.add_parser("down", help="remove the lab (also after a crash), keeping its logs",
+                            description="Stop every process the lab runs (gatewayd, its fence "
+                                        "supervisors, SIPp, osmo-mgw, the H.323 peer): SIGTERM, "
+                                        "a bounded wait, SIGKILL for the rest; delete its "
+                                        "namespaces; move its node files, logs and journals under "
+                                        "the kept folder it prints (the newest runs are kept).")
+    dn.add_argument("--json", action="store_true")
     dn.set_defaults(func=run_down)
     for action in (up, call, mg, h3, st, tk, fo, dn):
         action.add_argument("--name", default=DEFAULT_LAB,
@@ -134,10 +143,12 @@ def run_up(args) -> int:
     if why:
         return _fail(why)
     path = resolve_config(args.config)
+    config = load_file(path)
     try:
-        plan = build_plan(load_file(path), lab=args.name)
+        plan = build_plan(config, lab=args.name)
     except PlanError as exc:
         return _fail(str(exc))
+    lacking = hosts_lacking(config, plan, path)
     starter = "plain-routing" if args.plain_routing else args.gateway
     if starter is None:
         others = sorted(set(netns.STARTERS) - {"plain-routing"})
@@ -145,22 +156,102 @@ def run_up(args) -> int:
             return _fail("no gateway daemon starter is registered; use --plain-routing "
                          "for the Linux-forwarding baseline")
         starter = gateway_starter.NAME if gateway_starter.NAME in others else others[0]
+    if args.replace and netns.running(args.name) is not None:
+        rep = netns.take_down(args.name)
+        print(f"lab {args.name} replaced: its {len(rep.namespaces)} namespaces removed"
+              + (f", its logs kept in {rep.kept}" if rep.kept else ""),
+              file=sys.stderr if args.json else sys.stdout)
+        if not rep.clean:
+            return _fail(f"processes of the old lab still run after SIGKILL: "
+                         f"{' '.join(map(str, rep.processes.left))}")
     try:
-        netns.up(plan, starter=starter, config=str(path),
+        netns.up(plan, starter=starter, config=str(path), replace=args.replace,
                  log=None if args.json else (lambda m: print(f"  made {m}")))
+    except netns.LabRunning as exc:
+        return _fail(str(exc))
     except netns.LabError as exc:
-        return _fail(f"up failed, everything made was removed: {exc}")
+        kept = _newest_kept(args.name)
+        return _fail(f"up failed, everything made was removed: {exc}"
+                     + (f"\n(its files, logs included, are kept in {kept})" if kept else ""))
     if args.json:
-        print(json.dumps(to_data(plan), indent=1))
+        print(json.dumps(to_data(plan) | ({"warning": lacking} if lacking else {}), indent=1))
     else:
         print(plan.describe())
+        if lacking:
+            print(f"warning: {lacking}")
         print(f"gateway pair: {starter}; active gw-a ({plan.gateway('gw-a').netns})")
         if starter == gateway_starter.NAME:
             state = netns.load_state(args.name)
-            print(f"node files, logs and journals: {gateway_starter.lab_dir(state)}")
+            print(f"node files, logs and journals: {gateway_starter.lab_dir(state)} (moved "
+                  f"under {netns.kept_root()} by gwctl lab down)")
             print(f"control sockets: GWCTL_RUN_DIR={gateway_starter.run_dir(state)} "
                   f"gwctl status --node gw-a")
     return 0
+
+
+def _newest_kept(lab: str) -> Path | None:
+    from ops.lab import netns
+    root = netns.kept_root()
+    runs = sorted(root.glob(f"{lab}-2*"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
+    return runs[-1] if runs else None
+
+
+def hosts_lacking(config, plan, path: Path) -> str | None:
+    """What a lab of ``config`` cannot do for want of hosts, and what to do
+    about it; None when it has the two hosts a call needs.
+
+    The manual prints some examples as one command (chapter 2's "UDP Flooding
+    Protection" and "SIP Connection Maximum" are a ``set zone ... screen``
+    line): no interface, no address book, so the lab has nothing to place in
+    it. For a screen, the examples whose lab has a host or an address of the
+    gateway where the screen applies are named: the screen's line added to
+    one of them makes a lab that exercises it."""
+    from ops.lab.plan import PlanError, build_plan
+    if len(plan.hosts) >= 2:
+        return None
+    have = (f"only one host ({plan.hosts[0].label})" if plan.hosts else "no hosts")
+    why = ("it configures no interface and no address book host" if not plan.segments
+           and not config.addresses else
+           "its address book names fewer than two hosts on its segments")
+    out = (f"{path.stem}: the lab has {have}: {why}, so there is nothing to place a call "
+           f"between. The lab holds the gateway pair"
+           + (" and its segments" if plan.segments else " alone (no segment)")
+           + ": `gwctl lab status` and `gwctl lab failover` work; `gwctl lab call`, "
+             "`mgcp-call` and `h323-call` need two hosts.")
+    screens = [(z.name, "udp-flood", s.dst_ip) for z in config.zones.values() for s in z.udp_flood] + \
+              [(z.name, "limit-session", None) for z in config.zones.values()
+               if z.limit_session_per_source]
+    if not screens:
+        return out
+    from gateway.config import load_file
+    bases = []
+    # Examples of the same chapter first (a chapter 2 screen beside SIP calls).
+    chapter = path.stem.split("-")[0]
+    for cand in sorted(EXAMPLES.glob("*.cfg"), key=lambda c: (not c.stem.startswith(chapter), c.stem)):
+        if cand.resolve() == path.resolve():
+            continue
+        try:
+            cfg = load_file(cand)
+            cplan = build_plan(cfg, lab="x")
+        except (PlanError, ValueError, OSError):
+            continue
+        if len(cplan.hosts) < 2:
+            continue
+        held = {a.address.ip for a in cplan.owned} | {h.address.ip for h in cplan.hosts}
+        if all(any(h.zone == zone for h in cplan.hosts) and (ip is None or ip in held)
+               for zone, _kind, ip in screens):
+            bases.append(cand.stem)
+    what = ", ".join(f"{kind} screen on zone {z}" + (f" (dst-ip {ip})" if ip else "")
+                     for z, kind, ip in screens)
+    if bases:
+        out += (f" Its {what} applies to a network it does not describe; the screen's lines "
+                f"added to an example with hosts there make a lab that exercises it, e.g. "
+                f"`cat examples/{bases[0]}.cfg {path} > /tmp/{path.stem}-lab.cfg; "
+                f"gwctl lab up /tmp/{path.stem}-lab.cfg`"
+                + (f" (also: {', '.join(bases[1:4])})" if len(bases) > 1 else "") + ".")
+    else:
+        out += f" Its {what} applies to a network no example describes."
+    return out
 
 
 def _lab(args):
@@ -193,7 +284,8 @@ def run_call(args) -> int:
     except KeyError as exc:
         return _fail(f"no host {exc.args[0]!r} (hosts: {', '.join(h.label for h in plan.hosts)})")
     except PlanError as exc:
-        return _fail(str(exc))
+        lacking = hosts_lacking(config, plan, Path(state.config)) if config and state.config else None
+        return _fail(f"{exc}" + (f"\n{lacking}" if lacking else ""))
     if args.dial:
         dial = IPv4Address(args.dial)
     elif args.callee or args.caller:
@@ -331,9 +423,11 @@ def run_status(args) -> int:
     print(f"lab {args.name}: {'up' if info['complete'] else 'half made (run gwctl lab down)'}, "
           f"config {info['config']}, gateway {info['starter']}")
     print(f"  addresses held by: {info.get('holder') or 'nobody'} (recorded active: {info['active']})")
+    added = set(info.get("added", ()))
     for ns, present in info["namespaces"].items():
         pids = info["processes"].get(ns, [])
         print(f"  {ns}: {'present' if present else 'MISSING'}"
+              + (" (added after up, e.g. by mgcp-call)" if ns in added else "")
               + (f", processes {' '.join(map(str, pids))}" if pids else ""))
     for label, h in info.get("hosts", {}).items():
         print(f"  host {label}: {h['zone']} {h['address']} in {h['netns']}")
@@ -392,7 +486,22 @@ def run_down(args) -> int:
     why = netns.available()
     if why:
         return _fail(why)
-    removed = netns.down(args.name)
-    print(f"lab {args.name}: removed {len(removed)} namespaces" +
-          (f" ({' '.join(removed)})" if removed else ""))
+    rep = netns.take_down(args.name)
+    procs = rep.processes
+    if args.json:
+        print(json.dumps({"lab": rep.lab, "namespaces": rep.namespaces, "stopped": procs.stopped,
+                          "killed": procs.killed, "left": procs.left,
+                          "kept": str(rep.kept) if rep.kept else None, "clean": rep.clean}))
+        return 0 if rep.clean else 1
+    print(f"lab {args.name}: removed {len(rep.namespaces)} namespaces" +
+          (f" ({' '.join(rep.namespaces)})" if rep.namespaces else ""))
+    n = len(procs.stopped) + len(procs.killed)
+    if n or procs.left:
+        print(f"  {n} processes exited ({len(procs.stopped)} on SIGTERM"
+              + (f", {len(procs.killed)} on SIGKILL: {' '.join(map(str, procs.killed))}"
+                 if procs.killed else "") + ")")
+    if rep.kept:
+        print(f"  logs, node files and journals kept in {rep.kept}")
+    if procs.left:
+        return _fail(f"processes still running after SIGKILL: {' '.join(map(str, procs.left))}")
     return 0

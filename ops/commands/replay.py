@@ -5,7 +5,12 @@ list sorted by its key so that the same journal prints the same output on
 every run (the states' maps iterate in hash order, which varies between
 processes). A journal whose first records are missing, or a record the fold
 cannot take, is reported (journal.replay); ``--partial`` folds what is
-consistent and lists what it skipped."""
+consistent and lists what it skipped.
+
+The text form (ops/replay_text.py) prints the state as tables and, with
+``--call``, the call's history: one line per journal record with its time,
+event and fields; ``--json`` prints the same data with the events' payloads
+as they are."""
 
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ def register(sub) -> None:
         "replay", help="reconstruct calls, registrations and pinholes from a journal, offline",
         description="Fold the journal in JOURNAL_DIR with the same functions the node uses and print "
                     "the state it gives: at the end, or --until a sequence number or a time; "
-                    "--call prints one call's state and its events. No node needs to run.")
+                    "--call prints one call's state and its history (one line per journal record: time, "
+                    "event, its fields). Tables by default, --json for the data. No node needs to run.")
     p.add_argument("journal", metavar="JOURNAL_DIR")
     p.add_argument("--until", metavar="SEQ|TIME",
                    help="stop at this sequence number (an integer) or time (ISO 8601, e.g. "
@@ -118,7 +124,7 @@ def run(args) -> int:
     from actors.algs import H323Adapter
     h323 = state.h323
     out["h323_calls"] = [H323Adapter.summary(h323, k) | {
-        "pinhole_list": [{"id": p.id, "kind": p.kind, "dst": f"{p.dst[0]}:{p.dst[1]}",
+        "pinhole_list": [{"id": p.id, "kind": p.kind, "group": p.group, "dst": f"{p.dst[0]}:{p.dst[1]}",
                           "to": f"{p.to[0]}:{p.to[1]}" if p.to else None}
                          for p in sorted(h323.calls[k].pinholes.values(), key=lambda p: p.id)]}
         for k in sorted(h323.calls) if args.call is None or args.call == k]
@@ -155,7 +161,8 @@ def run(args) -> int:
                 break
             if rec.stream in streams or rec.stream.startswith(prefix) or rec.stream == f"h323-call/{args.call}" \
                     or (rec.stream.startswith("mgcp-call/") and rec.stream.endswith(f"/{args.call}")):
-                evs.append({"seq": rec.seq, "at": rec.timestamp, "type": rec.type, "event": rec.payload})
+                evs.append({"seq": rec.seq, "at": rec.timestamp, "stream": rec.stream, "type": rec.type,
+                            "event": rec.payload})
         out["events"] = evs
     if problems is not None:
         out["skipped"] = [p._asdict() for p in problems]
@@ -166,30 +173,32 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
         return rc
-    print(f"journal {args.journal}: state after seq {last}")
-    print(f"{len(out['calls'])} call(s)")
-    for c in out["calls"]:
-        print(f"  {c['call_id']}  {c['phase']}  {c['mode']}  private={c['private']} alg={c['alg']}  "
-              f"media={len(c['media'])} pinholes={len(c['pinholes'])}")
-    for r in out.get("registrations", []):
-        print(f"  registration {r['public']} -> {r['private']}")
-    print(f"{len(out['h323_calls'])} H.323 call(s)")
-    for c in out["h323_calls"]:
-        print(f"  {c['call']}  {c['phase']}  connection={c['connection'] or '-'}  "
-              f"h245={','.join(c['h245']) or '-'}  media={len(c['media'])} pinholes={c['pinholes']}")
-    for r in out.get("h323_registrations", []):
-        print(f"  H.323 registration {r['public']} -> {r['private']}")
-    print(f"{len(out['mgcp_calls'])} MGCP call(s)")
-    for c in out["mgcp_calls"]:
-        print(f"  {c['call_id']}  gateway={c['gateway']}  connections={','.join(c['connections']) or '-'}  "
-              f"media={len(c['media'])} pinholes={len(c['pinholes'])}")
-    for e in out.get("mgcp_endpoints", []):
-        status = "in service" if e["in_service"] else f"out of service since {e['out_of_service_at']}"
-        print(f"  MGCP endpoint {e['endpoint']} on {e['gateway']}: {status}"
-              + (f", notified entity {e['notified_entity']}" if e["notified_entity"] else ""))
-    for e in out.get("events", []):
-        print(f"  #{e['seq']} {e['at']:.3f} {e['type']} {e['event']}")
+    from ops.replay_text import history_lines, state_lines
+    from ops.text_table import utc
+    last_time = _record_time(args.journal, last)
+    at = f" ({utc(last_time)} UTC)" if last_time is not None else ""
+    print(f"journal {args.journal}: state after record {last}{at}"
+          + (f", call {args.call}" if args.call is not None else ""))
+    for line in state_lines(out, one_call=args.call is not None):
+        print(line)
+    if args.call is not None:
+        for line in history_lines(out["events"]):
+            print(line)
     return rc
+
+
+def _record_time(journal: str, seq: int) -> float | None:
+    """The time of record ``seq`` (None: no such record, e.g. 0)."""
+    from pathlib import Path
+
+    from journal.segment import JournalCorrupt, iter_records
+    if seq < 1:
+        return None
+    try:
+        rec = next(iter(iter_records(Path(journal), seq)), None)
+    except (JournalCorrupt, OSError, ValueError):
+        return None
+    return rec.timestamp if rec is not None and rec.seq == seq else None
 
 
 def _mgcp_call(c) -> dict:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -36,10 +37,28 @@ from ops.lab.plan import HA_DEVICE, OwnedAddress, Plan, plan_from_data, to_data
 STATE_DIR = Path(os.environ.get("VOIP_ALG_LAB_STATE", "/run/voip-alg-lab"))
 NETNS_DIR = Path("/run/netns")
 COMMAND_TIMEOUT = 15.0
-# nft table in every host namespace counting media (UDP that is not SIP) in
-# and out: how a call's RTP is measured without trusting either peer.
+# nft table in every host namespace counting RTP in and out: how a call's
+# media is measured without trusting either peer. A packet counts when it looks
+# like RTP (RFC 3550 s. 5.1: a 12-octet fixed header, version 2) and not like
+# RTCP (RFC 5761 s. 4: a second octet of 192-223 is an RTCP packet type, which
+# RTP payload types avoid), and is not to or from a signalling port of the
+# ALGs (SIP 5060, H.323 RAS 1719, MGCP 2427/2727) or DNS. Any other UDP a lab
+# host sends or receives (a probe, a stray datagram) is not media.
 COUNTER_TABLE = "voiplab"
 SIP_PORT = 5060
+NOT_MEDIA_PORTS = (53, 1719, 2427, 2727, SIP_PORT)
+RTP_HEADER = 12
+RTP_VERSION = 2
+RTCP_SECOND_OCTET = (192, 223)
+
+
+def is_counted_media(sport: int, dport: int, payload: bytes) -> bool:
+    """What the counters count, for one UDP datagram (the nft rule of
+    :func:`counter_rules` says the same)."""
+    lo, hi = RTCP_SECOND_OCTET
+    return (sport not in NOT_MEDIA_PORTS and dport not in NOT_MEDIA_PORTS
+            and len(payload) >= RTP_HEADER and payload[0] >> 6 == RTP_VERSION
+            and not lo <= payload[1] <= hi)
 
 
 class LabError(RuntimeError):
@@ -157,7 +176,8 @@ def register_gateway_starter(name: str, starter: GatewayStarter, *,
     """Plug in what runs in the gateway namespaces (e.g. the gateway daemon).
     A starter runs its processes inside the lab's namespaces: :func:`down`
     stops every process found there. Files it keeps belong under
-    ``<state dir>/<lab>.d/``, which :func:`down` removes."""
+    ``<state dir>/<lab>.d/``, which :func:`down` moves under the kept folder
+    (:func:`keep_files`)."""
     STARTERS[name] = starter
     if owns_addresses:
         SELF_ADDRESSED.add(name)
@@ -192,8 +212,22 @@ def _veth_to_switch(plan: Plan, netns: str, switch_end: str, ifname: str, bridge
     _sysctl(netns, f"net.ipv4.conf.{ifname}.rp_filter=0")
 
 
+def counter_rules() -> dict[str, str]:
+    """The nft rules of a host's counters, by name: ``rtp`` counts media
+    (:func:`is_counted_media`; ``@th`` is the UDP header, the payload starts
+    64 bits in), ``udp`` every UDP datagram off the SIP port (bulk traffic
+    that is not media, e.g. the bandwidth tests' competing flow)."""
+    ports = "{ " + ", ".join(map(str, NOT_MEDIA_PORTS)) + " }"
+    lo, hi = RTCP_SECOND_OCTET
+    return {
+        "rtp": (f"udp sport != {ports} udp dport != {ports} udp length >= {8 + RTP_HEADER} "
+                f"@th,64,2 {RTP_VERSION} @th,72,8 != {lo}-{hi} counter comment \"rtp\""),
+        "udp": f"udp sport != {SIP_PORT} udp dport != {SIP_PORT} counter comment \"udp\"",
+    }
+
+
 def _install_counters(netns: str) -> None:
-    rules = (f"udp sport != {SIP_PORT} udp dport != {SIP_PORT} counter")
+    rules = "; ".join(counter_rules().values())
     script = (f"table ip {COUNTER_TABLE} {{\n"
               f" chain in {{ type filter hook input priority 0; policy accept; {rules}; }}\n"
               f" chain out {{ type filter hook output priority 0; policy accept; {rules}; }}\n"
@@ -201,13 +235,16 @@ def _install_counters(netns: str) -> None:
     run(ns_cmd(netns, "nft", "-f", "-"), input=script)
 
 
-def read_counters(netns: str) -> tuple[int, int]:
-    """(media packets received, media packets sent) by a host namespace."""
+def read_counters(netns: str, kind: str = "rtp") -> tuple[int, int]:
+    """(packets received, packets sent) by a host namespace: RTP (``kind``
+    ``rtp``) or any UDP off the SIP port (``udp``); see :func:`counter_rules`."""
+    if kind not in ("rtp", "udp"):
+        raise ValueError(f"counter kind is rtp or udp, not {kind!r}")
     out = run(ns_cmd(netns, "nft", "-j", "list", "table", "ip", COUNTER_TABLE)).stdout
     got = {"in": 0, "out": 0}
     for item in json.loads(out)["nftables"]:
         rule = item.get("rule")
-        if not rule:
+        if not rule or rule.get("comment") != kind:
             continue
         for expr in rule["expr"]:
             if "counter" in expr:
@@ -240,13 +277,44 @@ def _add_dummy(netns: str, name: str) -> None:
         run(["ip", "-n", netns, "link", "add", name, "type", "bridge"])
 
 
+class LabRunning(LabError):
+    """``up`` over a lab that is up: its calls would be cut."""
+
+
+def running(lab: str, state_dir: Path | None = None) -> LabState | None:
+    """The lab's state when it is up: a state file that says the lab was
+    built completely, and at least one of its namespaces still there. A
+    half-made lab (a crash in the middle of ``up``) or a state file whose
+    namespaces are all gone (a reboot) is not running: ``up`` clears it."""
+    state = load_state(lab, state_dir)
+    if state is None or not state.complete:
+        return None
+    try:
+        plan = state.get_plan()
+    except (KeyError, TypeError, ValueError):
+        plan = None
+    spaces = list(state.namespaces) + (list(plan.namespaces()) if plan is not None else [])
+    return state if any(ns_exists(ns) for ns in spaces) else None
+
+
 def up(plan: Plan, *, starter: str = "plain-routing", config: str | None = None,
-       state_dir: Path | None = None, log: Callable[[str], None] | None = None) -> LabState:
-    """Build the lab. Anything left by an earlier lab of the same name is
-    removed first; if building fails, what was made is removed again."""
+       state_dir: Path | None = None, log: Callable[[str], None] | None = None,
+       replace: bool = False) -> LabState:
+    """Build the lab. A lab of the same name that is up (:func:`running`) is
+    an error (:class:`LabRunning`) unless ``replace``: taking it down stops
+    its gateways and ends the calls going through them. What a half-made or
+    crashed lab of that name left is removed first either way; if building
+    fails, what was made is removed again."""
     if starter not in STARTERS:
         raise LabError(f"no gateway starter {starter!r} (known: {', '.join(sorted(STARTERS))})")
     say = log or (lambda _m: None)
+    if not replace:
+        other = running(plan.lab, state_dir)
+        if other is not None:
+            raise LabRunning(f"lab {plan.lab} is up (configuration {other.config or '-'}, gateway "
+                             f"{other.starter}): replacing it stops its gateways and ends its calls; "
+                             f"take it down first (gwctl lab down --name {plan.lab}) or ask for "
+                             f"--replace")
     down(plan.lab, state_dir=state_dir, extra_namespaces=plan.namespaces())
     state = LabState(plan.lab, plan=to_data(plan), config=config, starter=starter,  # type: ignore[arg-type]
                      state_dir=str(state_dir) if state_dir is not None else None)
@@ -308,36 +376,163 @@ def up(plan: Plan, *, starter: str = "plain-routing", config: str | None = None,
 
 # --- down ----------------------------------------------------------------------
 
+# ``down`` asks every process of the lab to stop (SIGTERM: gatewayd stops its
+# node, flushes its journal and removes its queue rules; its fence supervisor
+# removes the addresses once gatewayd has gone), waits up to TERM_GRACE for all
+# of them, SIGKILLs the rest and waits up to KILL_GRACE again: it returns when
+# every process has exited, or says which did not.
+TERM_GRACE = float(os.environ.get("VOIP_ALG_LAB_TERM_GRACE", "10"))
+KILL_GRACE = 5.0
+# The lab's directory (node files, logs, journals, captures) is moved under
+# ``<state dir>/kept/<lab>-<UTC time>/`` by ``down``, not deleted: the logs
+# ``up`` pointed at stay readable. The newest KEEP_RUNS of each lab are kept.
+KEPT_DIR_NAME = "kept"
+KEEP_RUNS = int(os.environ.get("VOIP_ALG_LAB_KEEP", "5"))
+# Never kept: secret keys and control sockets of nodes that no longer run.
+NOT_KEPT = ("keys", "run")
+
+
 def _pids_in(netns: str) -> list[int]:
     proc = run(["ip", "netns", "pids", netns], check=False, timeout=5)
     return [int(p) for p in proc.stdout.split() if p.isdigit()]
 
 
-def stop_processes(netns: str, grace: float = 2.0) -> list[int]:
-    """Stop every process running in a lab namespace (TERM, then KILL)."""
-    pids = _pids_in(netns)
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` still runs. A zombie has exited: whoever started it
+    (perhaps an init that does not reap) only has its exit status left. It
+    is not reaped here: the exit status belongs to its parent (a
+    ``subprocess.Popen`` of this process waits for it itself)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    except OSError:
+        return True
+    # "pid (comm) S ...": the state follows the last ')' (comm may hold one).
+    state = stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3]
+    return state not in (b"Z", b"X")
+
+
+def _signal(pids: Iterable[int], sig: int) -> None:
     for pid in pids:
         try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
             pass
+
+
+def _wait_exit(pids: set[int], grace: float) -> set[int]:
+    """Wait up to ``grace`` seconds for ``pids`` to exit; the ones still alive."""
     deadline = time.monotonic() + grace
-    while _pids_in(netns) and time.monotonic() < deadline:
+    alive = {p for p in pids if process_alive(p)}
+    while alive and time.monotonic() < deadline:
         time.sleep(0.05)
-    for pid in _pids_in(netns):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return pids
+        alive = {p for p in alive if process_alive(p)}
+    return alive
 
 
-def down(lab: str, *, state_dir: Path | None = None,
-         extra_namespaces: Iterable[str] = ()) -> list[str]:
-    """Remove a lab: every namespace it recorded (or its plan names), with the
-    processes running there, then its state file. Safe to repeat."""
-    state = load_state(lab, state_dir)
-    names: list[str] = list(extra_namespaces)
+@dataclass
+class StopReport:
+    """What stopping a set of processes took."""
+
+    stopped: list[int] = field(default_factory=list)   # exited after SIGTERM
+    killed: list[int] = field(default_factory=list)    # needed SIGKILL
+    left: list[int] = field(default_factory=list)      # still alive at the end (bounded wait)
+
+
+def stop_all(find: Callable[[], Iterable[int]], *, grace: float = TERM_GRACE,
+             kill_grace: float = KILL_GRACE, rounds: int = 3) -> StopReport:
+    """Stop the processes ``find()`` names (TERM, wait, KILL, wait), again
+    while it names new ones (a process may start another as it stops, e.g.
+    gatewayd's fence supervisor), at most ``rounds`` times."""
+    rep = StopReport()
+    seen: set[int] = set()
+    for _ in range(rounds):
+        pids = {p for p in find() if p != os.getpid() and p not in seen and process_alive(p)}
+        if not pids:
+            break
+        seen |= pids
+        _signal(pids, signal.SIGTERM)
+        stubborn = _wait_exit(pids, grace)
+        rep.stopped += sorted(pids - stubborn)
+        if stubborn:
+            _signal(stubborn, signal.SIGKILL)
+            left = _wait_exit(stubborn, kill_grace)
+            rep.killed += sorted(stubborn - left)
+            rep.left += sorted(left)
+    return rep
+
+
+def stop_processes(netns: str, grace: float = TERM_GRACE) -> list[int]:
+    """Stop every process running in a lab namespace (TERM, then KILL);
+    returns once they have exited (or the bounded waits ended)."""
+    rep = stop_all(lambda: _pids_in(netns), grace=grace)
+    return rep.stopped + rep.killed + rep.left
+
+
+def kept_root(state_dir: Path | None = None) -> Path:
+    return (state_dir or STATE_DIR) / KEPT_DIR_NAME
+
+
+def keep_files(lab: str, state_dir: Path | None = None, *, keep: int = KEEP_RUNS) -> Path | None:
+    """Move the lab's directory (logs, node files, journals, captures) to
+    ``<state dir>/kept/<lab>-<UTC time>/`` without its secret keys and
+    sockets, and drop the oldest kept runs of the lab beyond ``keep``.
+    Returns where it went (None: nothing to keep)."""
+    src = lab_files(lab, state_dir)
+    if not src.is_dir():
+        return None
+    for name in NOT_KEPT:
+        shutil.rmtree(src / name, ignore_errors=True)
+    if not any(src.iterdir()):
+        src.rmdir()
+        return None
+    root = kept_root(state_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    dst = root / f"{lab}-{stamp}"
+    k = 2
+    while dst.exists():
+        dst, k = root / f"{lab}-{stamp}-{k}", k + 1
+    if src.stat().st_dev == root.stat().st_dev:
+        os.replace(src, dst)
+    else:                       # a kept root on another file system
+        shutil.move(str(src), str(dst))
+    mine = re.compile(rf"{re.escape(lab)}-\d{{8}}T\d{{6}}Z(-\d+)?")
+    runs = sorted((p for p in root.iterdir() if p.is_dir() and mine.fullmatch(p.name)),
+                  key=lambda p: p.stat().st_mtime)
+    for old in runs[:max(0, len(runs) - max(1, keep))]:
+        if old != dst:
+            shutil.rmtree(old, ignore_errors=True)
+    return dst
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@dataclass
+class DownReport:
+    """What :func:`take_down` did."""
+
+    lab: str
+    namespaces: list[str] = field(default_factory=list)     # deleted
+    processes: StopReport = field(default_factory=StopReport)
+    kept: Path | None = None                                # where the lab's files went
+
+    @property
+    def clean(self) -> bool:
+        """Every process the lab ran has exited."""
+        return not self.processes.left
+
+
+def _lab_namespaces(lab: str, state: LabState | None, extra: Iterable[str]) -> list[str]:
+    names: list[str] = list(extra)
     if state is not None:
         names += state.namespaces
         plan = None
@@ -348,19 +543,44 @@ def down(lab: str, *, state_dir: Path | None = None,
         if plan is not None:
             names += plan.namespaces()
     # A lab owns every namespace named "<lab>-...": found even when the state
-    # file is torn or gone.
+    # file is torn or gone (and those other commands added, e.g. mgcp-call's).
     if NETNS_DIR.is_dir():
         names += sorted(p.name for p in NETNS_DIR.iterdir() if p.name.startswith(f"{lab}-"))
-    removed = []
-    for netns in dict.fromkeys(names):
-        if not netns.startswith(f"{lab}-") or not ns_exists(netns):
-            continue
-        stop_processes(netns)
+    return [ns for ns in dict.fromkeys(names) if ns.startswith(f"{lab}-")]
+
+
+def take_down(lab: str, *, state_dir: Path | None = None, extra_namespaces: Iterable[str] = (),
+              grace: float = TERM_GRACE) -> DownReport:
+    """Remove a lab: stop every process it runs (in its namespaces, and the
+    daemons its state records) and wait until they have exited, delete its
+    namespaces, keep its files (:func:`keep_files`), remove its state file.
+    Safe to repeat."""
+    state = load_state(lab, state_dir)
+    spaces = [ns for ns in _lab_namespaces(lab, state, extra_namespaces) if ns_exists(ns)]
+    daemons = [int(p) for p in ((state.daemons or {}) if state is not None else {}).values()
+               if isinstance(p, int) or str(p).isdigit()]
+    own = str(lab_files(lab, state_dir))
+
+    def find() -> set[int]:
+        # A recorded daemon is found even outside the namespaces (one whose
+        # namespace a failed ``up`` already deleted), but only while its
+        # command line still names this lab's files: a pid may be reused.
+        return {p for ns in spaces for p in _pids_in(ns)} | {
+            p for p in daemons if own in _cmdline(p) and process_alive(p)}
+
+    report = DownReport(lab, processes=stop_all(find, grace=grace))
+    for netns in spaces:
         run(["ip", "netns", "delete", netns])
-        removed.append(netns)
-    shutil.rmtree(lab_files(lab, state_dir), ignore_errors=True)
+        report.namespaces.append(netns)
+    report.kept = keep_files(lab, state_dir)
     state_path(lab, state_dir).unlink(missing_ok=True)
-    return removed
+    return report
+
+
+def down(lab: str, *, state_dir: Path | None = None,
+         extra_namespaces: Iterable[str] = ()) -> list[str]:
+    """:func:`take_down`; the namespaces it deleted."""
+    return take_down(lab, state_dir=state_dir, extra_namespaces=extra_namespaces).namespaces
 
 
 # --- takeover --------------------------------------------------------------------
@@ -443,12 +663,17 @@ def status(lab: str, *, state_dir: Path | None = None) -> dict:
     if state is None:
         return {"lab": lab, "exists": False}
     plan = state.get_plan()
-    spaces = plan.namespaces() if plan is not None else tuple(state.namespaces)
+    # The plan's namespaces, those other commands added and recorded (e.g.
+    # ``gwctl lab mgcp-call``'s media gateway hosts) and any other
+    # "<lab>-..." namespace there is: everything ``down`` would remove.
+    spaces = _lab_namespaces(lab, state, ())
     info: dict = {
         "lab": lab, "exists": True, "complete": state.complete, "config": state.config,
         "starter": state.starter, "active": state.active,
         "namespaces": {ns: ns_exists(ns) for ns in spaces},
         "processes": {ns: _pids_in(ns) for ns in spaces if ns_exists(ns)},
+        # Not the plan's: added after ``up`` (a command's extra host) or left over.
+        "added": [ns for ns in spaces if plan is None or ns not in plan.namespaces()],
     }
     if plan is not None:
         info["holder"] = held_by(plan)

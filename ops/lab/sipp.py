@@ -9,8 +9,9 @@ media address the callee's SDP gives. SIPp stops playing when the call ends,
 so the hold time bounds the RTP per call.
 
 Calls are counted by SIPp's statistics file (``-trace_stat``); RTP is counted
-by the nft counters every lab host carries (UDP that is not SIP, in and out),
-read before and after, so neither peer's own report is trusted for media.
+by the nft counters every lab host carries (datagrams with an RTP header, off
+the signalling ports, in and out: ops/lab/netns.py ``counter_rules``), read
+before and after, so neither peer's own report is trusted for media.
 
 Signalling goes over UDP (SIPp's default ``-t u1``) or, with
 ``transport="tcp"``, over TCP: the caller opens one connection per call
