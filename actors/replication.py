@@ -211,9 +211,20 @@ class SlowTurns:
         self.count = 0            # slow turns since start
         self._unlogged = 0
         self._logged_at = float("-inf")
+        # The last turns, for a late lease renewal's report (history()).
+        self.recent: collections.deque = collections.deque(maxlen=12)
+
+    def history(self, now: float) -> str:
+        """The last turns as "start+busy/poll" in ms, oldest first, each
+        start relative to ``now``: a late renewal with short, regular turns
+        is not a stall of this thread."""
+        return ", ".join(f"{(top - now) * 1000:.0f}+{(asleep - top) * 1000:.0f}/"
+                         f"{(woke - asleep) * 1000:.0f}/{(end - woke) * 1000:.0f}{'' if active else 's'}"
+                         for top, asleep, woke, end, active in self.recent)
 
     def note(self, top: float, asleep: float, asked: float, woke: float, t_cmds: float,
-             t_router: float, t_dealer: float, end: float) -> None:
+             t_router: float, t_dealer: float, end: float, active: bool = False) -> None:
+        self.recent.append((top, asleep, woke, end, active))
         overslept = woke - asleep - asked
         busy = (asleep - top) + (end - woke)
         if overslept <= self.limit and busy <= self.limit:
@@ -289,6 +300,9 @@ class Replicator:
         # own C thread (which needs no interpreter lock) writes every
         # thread's Python stack to stderr when a turn is this late (None: off).
         self.stall_dump = stall_dump
+        # When this node last renewed its lease (a heartbeat sent as active).
+        self._renewed_at = float("inf")
+        self._late_logged = False
         # (heard at, priority, node id) of the peer last heard as standby.
         self._standby_peer: tuple[float, int, str] | None = None
         self._peer_info: dict = {}
@@ -353,6 +367,8 @@ class Replicator:
         """Take effect at once (the HA controller may call this from the
         replication thread itself, inside ``on_trigger``)."""
         old = self.role
+        if role == "active" and old != "active":
+            self._renewed_at, self._late_logged = self.clock(), False
         if role != old:
             # The detection time starts again at the change, before the
             # transport's next turn can judge silence: a node demoted by its
@@ -510,13 +526,23 @@ class Replicator:
         # comes later than this after the previous one found this thread
         # stalled.
         stall_gap = 1.5 * self.hb_interval + 0.05
+        armed_at = float("-inf")
         while not self._stop.is_set():
-            if self.stall_dump is not None:
-                faulthandler.dump_traceback_later(self.stall_dump, file=sys.stderr)
             now = self.clock()
+            if self.stall_dump is not None and now - armed_at >= self.hb_interval / 2:
+                # Each arming starts a watchdog thread (and ends the last):
+                # twice per heartbeat interval, not at every turn.
+                faulthandler.dump_traceback_later(self.stall_dump + self.hb_interval / 2,
+                                                  file=sys.stderr)
+                armed_at = now
             stalled = now - self._last_turn > stall_gap
             self._last_turn = now
             if self.role == "active":
+                if now - self._renewed_at > stall_gap and not self._late_logged:
+                    self._late_logged = True
+                    log.warning("replication: the lease's renewal is late: last heartbeat as active "
+                                "%.0f ms ago; last turns (ms: start+checks/poll/rest, s = standby): %s",
+                                (now - self._renewed_at) * 1000, self._turns.history(now))
                 self._trigger("lease_check", now)
             if self._hello_asap and self.role == "standby" and not self._cutting.is_set():
                 self._hello_asap = False
@@ -592,7 +618,7 @@ class Replicator:
             if self.role == "active":
                 self._stream(router)
             self._turns.note(now, asleep, timeout_ms / 1000, woke, t_cmds, t_router, t_dealer,
-                             self.clock())
+                             self.clock(), self.role == "active")
 
     def _link_events(self, link) -> None:
         """The DEALER's connection to the peer came up or went down."""
@@ -717,6 +743,7 @@ class Replicator:
         (taken before the send: the peer cannot have received it earlier)."""
         self._send_dealer(dealer, self._hb(now))
         if self.role == "active":
+            self._renewed_at, self._late_logged = now, False
             self._trigger("lease_renewed", now)
 
     def _hb(self, now: float) -> Heartbeat:

@@ -398,7 +398,17 @@ def test_a_transport_turn_that_comes_late_writes_every_threads_stack(pair, monke
     assert wait_for(stalled.is_set, timeout=2)
     time.sleep(1.2)
     err = capfd.readouterr().err
-    assert "Timeout (0:00:00.40" in err and "held_still_in_lease_check" in err, err[-2000:]
+    assert "Timeout (0:00:00.4" in err and "held_still_in_lease_check" in err, err[-2000:]
     a.close()
     time.sleep(0.6)                  # cancelled with the transport: nothing more is written
     assert "Timeout (0:00:00" not in capfd.readouterr().err
+
+
+def test_a_late_lease_renewal_is_reported_with_the_last_turns(pair, caplog):
+    caplog.set_level(logging.WARNING, logger="gateway.replication")
+    a = pair.node("a", role="active", epoch=1, hb_interval=0.2, hb_threshold=30).start()
+    assert wait_for(lambda: len(a.repl._turns.recent) >= 3)
+    a.repl._renewed_at = a.repl.clock() - 1.0        # as if no heartbeat went out for 1 s
+    assert wait_for(lambda: "lease's renewal is late" in caplog.text, timeout=2)
+    msg = next(r.getMessage() for r in caplog.records if "renewal is late" in r.getMessage())
+    assert "last turns" in msg and "/" in msg.split("last turns")[1]

@@ -39,3 +39,16 @@ def test_a_late_poll_and_a_long_part_are_reported_with_where_the_time_went(caplo
     assert len(msgs) == 2                                    # the second within the period
     assert "(1 since the last report)" in msgs[0] and "poll returned 700 ms late" in msgs[0]
     assert "(2 since the last report)" in msgs[1] and "peer requests 300 ms" in msgs[1]
+
+
+def test_the_last_turns_are_kept_for_a_late_renewals_report():
+    from actors.replication import SlowTurns
+    t = SlowTurns(1.0)
+    for i in range(20):
+        top = 10.0 + i
+        t.note(top, top + 0.001, 1.0, top + 0.5, top + 0.5, top + 0.5, top + 0.5, top + 0.502,
+               active=i % 2 == 0)
+    assert len(t.recent) == 12
+    h = t.history(30.0)
+    first, last = h.split(", ")[0], h.split(", ")[-1]
+    assert first == "-12000+1/499/2" and last == "-1000+1/499/2s", h
