@@ -8,6 +8,8 @@ node tells it, one JSON object a line:
   {"addrs": [[dev, "a.b.c.d/len"], ...]}  the addresses it holds now (before
                                          adding them; [] once removed)
   {"rules": [[iptables args], ...]}      the raw-table rules it installed
+  {"nft": ["inet TABLE", ...]}           the nftables tables it installed (the
+                                         per-source screen, actors/kernel_screen.py)
   {"lease": until}                       the monotonic time (CLOCK_MONOTONIC,
                                          the same clock in every process of
                                          the host) its lease ends; null: no lease
@@ -88,6 +90,19 @@ def remove_rules(rules: list[list[str]]) -> int:
     return n
 
 
+def remove_nft_tables(tables: list[str]) -> int:
+    """``nft delete table FAMILY NAME`` for each; returns how many were there."""
+    n = 0
+    for t in tables:
+        parts = t.split()
+        if len(parts) != 2:
+            continue
+        r = subprocess.run(["nft", "delete", "table", *parts], capture_output=True, text=True,
+                           timeout=10)
+        n += r.returncode == 0
+    return n
+
+
 def rule_devices(rules: list[list[str]]) -> list[str]:
     """The input devices (``-i DEV``) of the queue rules."""
     out = []
@@ -123,6 +138,7 @@ class Supervisor:
         self.clock = clock
         self.addrs: list[list[str]] = []
         self.rules: list[list[str]] = []
+        self.nft: list[str] = []
         self.lease_until: float | None = None
         self._buf = b""
 
@@ -138,6 +154,8 @@ class Supervisor:
             self.addrs = [[str(d), str(c)] for d, c in msg["addrs"]]
         if "rules" in msg:
             self.rules = [[str(a) for a in spec] for spec in msg["rules"]]
+        if "nft" in msg:
+            self.nft = [str(t) for t in msg["nft"]]
         if "lease" in msg:
             v = msg["lease"]
             self.lease_until = None if v is None else float(v)
@@ -178,6 +196,10 @@ class Supervisor:
     def cleanup(self) -> None:
         if self.addrs:
             self.fence_addresses("gatewayd exited")
+        if self.nft:
+            n = remove_nft_tables(self.nft)
+            _say(f"gatewayd exited: removed {n} nftables table(s)")
+            self.nft = []
         if self.rules:
             n = remove_rules(self.rules)
             # Without its queue rules the namespace would route what still
@@ -248,6 +270,10 @@ class Fence:
 
     def rules(self, specs) -> None:
         self._send({"rules": [list(s) for s in specs]})
+
+    def nft_tables(self, tables) -> None:
+        """The nftables tables ("inet NAME") to delete when this process dies."""
+        self._send({"nft": list(tables)})
 
     def lease(self, until: float | None) -> None:
         self._send({"lease": until})

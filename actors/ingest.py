@@ -54,6 +54,7 @@ from collections import deque
 from contextlib import contextmanager
 from typing import Callable, Iterable
 
+from actors import kernel_screen
 from actors.nfq_verdicts import BatchedVerdicts, PacketVerdicts
 from actors.thread_names import name_native_thread
 from gateway.datapath import Alg, Datapath, Drop, Forward
@@ -215,6 +216,10 @@ class NfqueueWorker:
         self._thread: threading.Thread | None = None
         self._nfq = None
         self._rules: list[list[str]] = []
+        # New dialogs limited per source in the kernel, ahead of the queue
+        # (actors/kernel_screen.py; `set flow overload source-rate`).
+        self.screen = source_screen_of(datapath, queue_num, list(self.linux_ifaces)) \
+            if install else None
         self._saved_sysctls: dict[str, str] = {}
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -301,11 +306,22 @@ class NfqueueWorker:
 
     def install_kernel_state(self) -> None:
         self.install_sysctls()
+        if self.screen is not None:
+            self.screen.install()
+            self.screen.watch(self._screen_drops)
         for spec in self.rule_specs():
             r = self._iptables("-I", *spec)
             if r.returncode != 0:
                 raise OSError(f"iptables -t raw -I {' '.join(spec)}: {r.stderr.strip()}")
             self._rules.append(spec)
+
+    def _screen_drops(self, n: int) -> None:
+        """New drops of the kernel's per-source screen (its watch thread)."""
+        with self.lock:
+            self.drop_codes[kernel_screen.DROP_CODE] = self.drop_codes.get(kernel_screen.DROP_CODE, 0) + n
+        log.info("drop [%s]: %d new-dialog request(s) over %d/s from one source dropped in the "
+                 "kernel before the queue (sources: nft list table inet %s)", kernel_screen.DROP_CODE,
+                 n, self.screen.rate, self.screen.table)
 
     def remove_kernel_state(self) -> None:
         for spec in self._rules:
@@ -314,6 +330,8 @@ class NfqueueWorker:
                 if self._iptables("-D", *spec).returncode != 0:
                     break
         self._rules.clear()
+        if self.screen is not None:
+            self.screen.remove()
         self.restore_sysctls()
 
     # -- life cycle ---------------------------------------------------------------
@@ -612,6 +630,16 @@ class NfqueueWorker:
         code (every packet it dropped, once) and overload control."""
         return {**self.counters, "held_now": len(self._held), "drop_codes": dict(self.drop_codes),
                 "overload": self.overload.stats() if self.overload is not None else None}
+
+
+def source_screen_of(datapath, queue_num: int, ifaces: list[str]):
+    """The kernel's per-source screen from ``set flow overload source-rate``
+    (None: off, shedding off, or no configuration)."""
+    flow = getattr(getattr(datapath, "config", None), "flow", None)
+    rate = getattr(flow, "overload_source_rate", 0)
+    if flow is None or rate <= 0 or flow.overload_new_dialog_rate <= 0 or not ifaces:
+        return None
+    return kernel_screen.SourceRateScreen(queue_num, ifaces, rate)
 
 
 def overload_control_of(datapath) -> NewDialogBudget | None:

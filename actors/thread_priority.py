@@ -28,11 +28,7 @@ def raise_thread_priority(fifo: int = TRANSPORT_FIFO_PRIORITY, nice: int = FALLB
     if permitted, else nice ``nice``, else nothing. Children forked from it
     get the ordinary policy back (SCHED_RESET_ON_FORK). Returns what was set."""
     reset = getattr(os, "SCHED_RESET_ON_FORK", 0)
-    if os.environ.get("EXPERIMENT_NO_FIFO"):
-        fifo = 0
     try:
-        if not fifo:
-            raise OSError("off")
         os.sched_setscheduler(0, os.SCHED_FIFO | reset, os.sched_param(fifo))
         return f"SCHED_FIFO {fifo}"
     except (OSError, AttributeError):

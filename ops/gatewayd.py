@@ -364,6 +364,8 @@ def _run_node(args, fence, started: StartupClock | None = None) -> int:
             for dev in set_forwarding(rule_devices(specs), True):
                 log.warning("gatewayd: could not turn IPv4 forwarding on for %s", dev)
             fence.rules(specs)
+            if worker.screen is not None:
+                fence.nft_tables([f"inet {worker.screen.table}"])
         if shaper is not None:
             shaper.install()
         started.mark("queue and rules")

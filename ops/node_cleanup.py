@@ -14,7 +14,8 @@ addresses and rules on the same devices are left alone):
 - the raw-table NFQUEUE rules, and then, unless ``set flow queue-bypass``
   (fail open, manual ch. 2 "set flow"), IPv4 forwarding on their devices,
   as the supervisor does (fail closed; gatewayd turns it on at start);
-- the traffic-shaping trees and DSCP table (actors/shaping.py).
+- the traffic-shaping trees and DSCP table (actors/shaping.py);
+- the per-source screen's nftables table (actors/kernel_screen.py).
 
 Every step tolerates what is already gone: running it twice, or after the
 supervisor, changes nothing more."""
@@ -26,7 +27,8 @@ import sys
 
 def cleanup(settings, cfg, *, shaping: bool = True) -> dict:
     from actors.addresses import AddressManager
-    from actors.fence import remove_addresses, remove_rules, rule_devices, set_forwarding
+    from actors.fence import remove_addresses, remove_nft_tables, remove_rules, rule_devices, set_forwarding
+    from actors.kernel_screen import table_name
     from actors.ingest import NfqueueWorker
     from gateway.datapath import Datapath
     from gateway.policy import Engine
@@ -39,7 +41,8 @@ def cleanup(settings, cfg, *, shaping: bool = True) -> dict:
                            bypass=cfg.flow.queue_bypass, install=False, overload=None)
     specs = worker.rule_specs()
     report = {"addresses": remove_addresses(addrs), "addresses_named": len(addrs),
-              "rules": remove_rules(specs), "forwarding_off": [], "shaping": False}
+              "rules": remove_rules(specs), "forwarding_off": [], "shaping": False,
+              "nft": remove_nft_tables([f"inet {table_name(settings.queue)}"])}
     if specs and not cfg.flow.queue_bypass:
         devs = rule_devices(specs)
         failed = set_forwarding(devs, False)
@@ -76,5 +79,6 @@ def run_cleanup(node_file: str, config: str | None) -> int:
     print(f"gatewayd --cleanup: node {settings.node}: removed {r['addresses']} of "
           f"{r['addresses_named']} address(es), {r['rules']} NFQUEUE rule(s)"
           + (f"; forwarding off on {', '.join(r['forwarding_off'])}" if r["forwarding_off"] else "")
-          + ("; shaping removed" if r["shaping"] else ""), file=sys.stderr)
+          + ("; shaping removed" if r["shaping"] else "")
+          + ("; source-rate screen removed" if r["nft"] else ""), file=sys.stderr)
     return 0

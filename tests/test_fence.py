@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import actors.fence as fence
 from actors.fence import Fence, Supervisor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,3 +194,19 @@ def test_after_a_death_forwarding_goes_off_unless_the_rules_fail_open(monkeypatc
     s.handle(json.dumps({"rules": [spec + (["--queue-bypass"] if bypass else [])]}).encode())
     s.cleanup()
     assert switched == forwarding_off and s.rules == []
+
+
+def test_after_a_death_the_screens_nftables_table_goes_too(monkeypatch):
+    """The per-source screen (actors/kernel_screen.py) is kernel state the
+    node installed: the supervisor deletes its table when the node dies."""
+    calls = []
+
+    def run(args, **kw):
+        calls.append(args)
+        return subprocess.CompletedProcess(args, 0, "", "")
+    monkeypatch.setattr(fence.subprocess, "run", run)
+    s = fence.Supervisor(fd=-1)
+    s.handle(b'{"nft": ["inet voipgw_screen_q0"]}')
+    assert s.nft == ["inet voipgw_screen_q0"]
+    s.cleanup()
+    assert ["nft", "delete", "table", "inet", "voipgw_screen_q0"] in calls and s.nft == []

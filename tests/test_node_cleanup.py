@@ -31,11 +31,14 @@ def node_file(tmp_path: Path, extra: str = "") -> str:
 def host(monkeypatch):
     """The commands cleanup runs, recorded instead of run."""
     import actors.fence as fence
-    seen = {"ip": [], "iptables": [], "forwarding_off": []}
+    seen = {"ip": [], "iptables": [], "forwarding_off": [], "nft": []}
 
     def run(args, input=None, **kw):
         if args[0] == "ip":
             seen["ip"].append(input)
+            return subprocess.CompletedProcess(args, 0, "", "")
+        if args[0] == "nft":
+            seen["nft"].append(args)
             return subprocess.CompletedProcess(args, 0, "", "")
         seen["iptables"].append(args)
         # the first delete of each rule finds it, the next finds none
@@ -61,6 +64,8 @@ def test_cleanup_removes_what_the_node_file_names(tmp_path, host, capsys):
     assert {a[a.index("-i") + 1] for a in rules} == {"cx1", "cx3"}
     assert all(f"voip-alg-q{QUEUE}" in a and str(QUEUE) in a for a in rules)
     assert sorted(host["forwarding_off"]) == ["cx1", "cx3"]
+    # The per-source screen's table (actors/kernel_screen.py).
+    assert host["nft"] == [["nft", "delete", "table", "inet", f"voipgw_screen_q{QUEUE}"]]
     err = capsys.readouterr().err
     assert "node gw-a: removed 3 of 3 address(es), 2 NFQUEUE rule(s); forwarding off on" in err
 

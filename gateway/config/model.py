@@ -296,6 +296,14 @@ class FlowSettings:
     overload_new_dialog_rate: int = 200
     overload_max_held: int = 300
     overload_latency_target_ms: int = 100
+    # New-dialog requests (SIP INVITE, REGISTER, SUBSCRIBE, OPTIONS over UDP
+    # to 5060) one source address may send per second before the kernel drops
+    # the rest ahead of the queue (actors/kernel_screen.py): a single flooding
+    # host then costs the node at most this much of its budget's parsing,
+    # instead of every packet of the flood; 0: off. Half the default budget:
+    # one source cannot take the whole of it (raise it where one proxy
+    # carries every call).
+    overload_source_rate: int = 100
 
 
 # ScreenOS's default map of priority level to IP precedence: priority 0

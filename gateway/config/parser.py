@@ -1190,6 +1190,8 @@ class _Parser:
         "max-held": ("overload_max_held", "messages held for their ALG before overload", 1, 1_000_000),
         "latency-target": ("overload_latency_target_ms",
                            "the completion latency (ms) past which the node is overloaded", 1, 60_000),
+        "source-rate": ("overload_source_rate",
+                        "new-dialog requests per second one source may send (0: off)", 0, 1_000_000),
     }
 
     def _flow(self, ln: _Line, unset: bool) -> Apply | None:

@@ -138,6 +138,7 @@ def _flow_overload(flow: FlowSettings) -> list[str]:
     out = []
     for word, name in (("new-dialog-rate", "overload_new_dialog_rate"),
                        ("max-held", "overload_max_held"),
+                       ("source-rate", "overload_source_rate"),
                        ("latency-target", "overload_latency_target_ms")):
         if getattr(flow, name) != getattr(d, name):
             out.append(f"set flow overload {word} {getattr(flow, name)}")
