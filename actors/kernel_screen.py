@@ -87,7 +87,7 @@ class SourceRateScreen:
     """The table of one node (its NFQUEUE number names it)."""
 
     def __init__(self, queue_num: int, ifaces: list[str], rate: int, run=subprocess.run,
-                 interval: float = 5.0) -> None:
+                 interval: float = 2.0) -> None:
         self.table = table_name(queue_num)
         self.ifaces = list(ifaces)
         self.rate = rate

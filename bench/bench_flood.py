@@ -127,9 +127,12 @@ def pair_view(state) -> dict:
     out = {}
     for role, st in gs.node_status(state).items():
         ov = ((st.get("ingest") or {}).get("overload") or {}) if st.get("reachable") else {}
+        codes = (st.get("ingest") or {}).get("drop_codes") or {}
+        # New dialogs shed: by the node's budget, and before the queue by the
+        # kernel's per-source screen (actors/kernel_screen.py).
+        shed = None if ov.get("shed") is None else ov["shed"] + codes.get("overload-source-rate", 0)
         out[role] = {"role": st.get("role"), "epoch": st.get("epoch"),
-                     "rss_kb": rss_kb(st.get("pid")), "shed": ov.get("shed"),
-                     "drop_codes": (st.get("ingest") or {}).get("drop_codes")}
+                     "rss_kb": rss_kb(st.get("pid")), "shed": shed, "drop_codes": codes}
     return out
 
 

@@ -173,9 +173,10 @@ def run_node(args) -> int:
 # node's threads about nine times their CPU weight, so the holder is back on
 # a CPU within a scheduler slice.
 DEFAULT_NICE = -10
+AUTOGROUP = "/proc/self/autogroup"
 
 
-def _renice(nice: int) -> None:
+def _renice(nice: int, autogroup: str = AUTOGROUP) -> None:
     if nice == 0:
         return
     try:
@@ -183,6 +184,21 @@ def _renice(nice: int) -> None:
     except OSError as exc:
         log.warning("gatewayd: cannot set niceness %d (%s); running at %d", nice, exc.strerror,
                     os.getpriority(os.PRIO_PROCESS, 0))
+    # With autogroup scheduling (kernel.sched_autogroup_enabled, on by
+    # default in Debian's kernels) the CPU is shared between sessions first
+    # and a niceness counts only inside its own session: gatewayd, in a
+    # session of its own (a service, the lab), got one session's share
+    # beside a shell's CPU-bound jobs whatever its niceness, and its
+    # threads stood still for seconds (sched(7), "The autogroup feature").
+    # The session's own niceness is what weighs against other sessions.
+    try:
+        with open(autogroup, "w") as f:
+            f.write(str(nice))
+    except FileNotFoundError:
+        pass                          # a kernel without autogroups: the niceness above is enough
+    except OSError as exc:
+        log.warning("gatewayd: cannot set the niceness of its session's autogroup to %d (%s)",
+                    nice, exc.strerror)
 
 
 class StartupClock:

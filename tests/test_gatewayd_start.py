@@ -57,3 +57,23 @@ def test_startup_clock_says_where_the_start_went():
     for part in ("imports", "configuration", "journal", "node"):
         c.mark(part)
     assert c.summary() == "started in 4.6 s (imports 0.8, configuration 0.2, journal 3.5, node 0.1)"
+
+
+def test_the_niceness_weighs_against_other_sessions_too(tmp_path):
+    """With autogroup scheduling a niceness counts only inside its session:
+    gatewayd sets its session's autogroup niceness as well (sched(7))."""
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+    if not os.path.exists("/proc/self/autogroup") or os.geteuid() != 0:
+        pytest.skip("needs autogroup scheduling and root")
+    code = ("import os; from ops.gatewayd import _renice; _renice(-3); "
+            "print(os.getpriority(os.PRIO_PROCESS, 0)); print(open('/proc/self/autogroup').read())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         start_new_session=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    prio, group = out.stdout.splitlines()[:2]
+    assert prio == "-3" and group.endswith("nice -3"), out.stdout
+
