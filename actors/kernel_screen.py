@@ -20,8 +20,8 @@ request lines of gateway.overload (``INVITE ``, ``REGISTER ``,
 re-INVITE also counts (the kernel cannot see the To tag); SIP over TCP,
 MGCP and H.323 are shed in userspace only.
 
-The drops are counted by the rule's counter; a thread reads it every few
-seconds and logs the new ones under one drop code ("overload-source-rate")
+The drops are counted by the rule's counter; a thread reads it every ten
+seconds (each read is an nft process: few forks) and logs the new ones under one drop code ("overload-source-rate")
 with the table to look at, never per packet."""
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class SourceRateScreen:
     """The table of one node (its NFQUEUE number names it)."""
 
     def __init__(self, queue_num: int, ifaces: list[str], rate: int, run=subprocess.run,
-                 interval: float = 2.0) -> None:
+                 interval: float = 10.0) -> None:
         self.table = table_name(queue_num)
         self.ifaces = list(ifaces)
         self.rate = rate

@@ -20,6 +20,9 @@ import threading
 
 TRANSPORT_FIFO_PRIORITY = 5
 FALLBACK_NICE = -10
+# The niceness of the node's ordinary threads (gatewayd --nice sets it): a
+# thread leaving the real-time policy goes back to it, not to 0.
+process_nice = 0
 
 
 def raise_thread_priority(fifo: int = TRANSPORT_FIFO_PRIORITY, nice: int = FALLBACK_NICE) -> str:
@@ -47,11 +50,20 @@ def ordinary_thread_priority() -> None:
     handover) would otherwise run real-time too, and their CPU-heavy work
     would preempt every ordinary thread of the box, among them, at times,
     the one holding the interpreter lock that the transport thread waits for."""
-    if os.sched_getscheduler(0) & ~getattr(os, "SCHED_RESET_ON_FORK", 0) == os.SCHED_OTHER:
-        return
+    if os.sched_getscheduler(0) & ~getattr(os, "SCHED_RESET_ON_FORK", 0) != os.SCHED_OTHER:
+        try:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        except (OSError, AttributeError):
+            pass
+    # SCHED_RESET_ON_FORK also reset a negative niceness to 0 in the
+    # threads the transport thread started: the role thread then ran at 0
+    # among the box's CPU-bound work, and when it forked (ip, tc during a
+    # takeover) its child waited for a CPU while the fork held the whole
+    # node still (every thread waiting, 5 to 20 s, in the lab).
     try:
-        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-    except (OSError, AttributeError):
+        if os.getpriority(os.PRIO_PROCESS, 0) != process_nice:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), process_nice)
+    except OSError:
         pass
 
 

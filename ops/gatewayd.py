@@ -181,6 +181,8 @@ def _renice(nice: int, autogroup: str = AUTOGROUP) -> None:
         return
     try:
         os.setpriority(os.PRIO_PROCESS, 0, nice)
+        from actors import thread_priority
+        thread_priority.process_nice = nice
     except OSError as exc:
         log.warning("gatewayd: cannot set niceness %d (%s); running at %d", nice, exc.strerror,
                     os.getpriority(os.PRIO_PROCESS, 0))

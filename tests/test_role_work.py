@@ -196,3 +196,35 @@ def test_threads_started_by_the_real_time_transport_thread_run_ordinary():
     if not out["set"].startswith("SCHED_FIFO"):
         pytest.skip("no permission to raise a thread's priority here")
     assert out["role"] == os.SCHED_OTHER and out["applier"] == os.SCHED_OTHER
+
+
+def test_threads_started_by_the_transport_thread_keep_the_nodes_niceness(monkeypatch):
+    """SCHED_RESET_ON_FORK also resets a negative niceness to 0 in the
+    threads the transport thread starts: they get the node's back (a role
+    thread at 0 forking ip or tc on a loaded box held the node still)."""
+    import os
+
+    from actors import thread_priority
+    from actors.replication import Applier
+    monkeypatch.setattr(thread_priority, "process_nice", -3)
+    out: dict = {}
+
+    def nice_now():
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def transport():
+        out["set"] = raise_thread_priority()
+        w = RoleWork()
+        w.run(lambda: out.__setitem__("role", nice_now()), "probe", wait=True)
+        w.stop()
+        a = Applier("probe-applier")
+        a.submit(lambda: out.__setitem__("applier", nice_now()))
+        a.wait_idle(5)
+        a.stop()
+
+    t = threading.Thread(target=transport)
+    t.start()
+    t.join(10)
+    if not out["set"].startswith("SCHED_FIFO") or os.geteuid() != 0:
+        pytest.skip("no permission to raise a thread's priority here")
+    assert out["role"] == -3 and out["applier"] == -3, out
