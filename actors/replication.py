@@ -569,10 +569,13 @@ class Replicator:
                 if stalled:
                     self._active_seen = max(self._active_seen, now)
                 # Only a standby acts on heartbeat loss (gateway.ha ignores it otherwise).
-                if now - self._active_seen > loss and not _waiting(dealer, router):
+                if now - self._active_seen > loss and not _waiting(dealer, router) \
+                        and self.applier.wait_idle(self.hb_interval / 4):
                     # Promote only with every stored record folded; if that
-                    # took a while, read the peer again before deciding.
-                    self.applier.wait_idle()
+                    # took a while, read the peer again before deciding. The
+                    # wait is bounded: a store waiting on a stalled disk must
+                    # not stop this thread's heartbeats (the next turn asks
+                    # again).
                     later = self.clock()
                     if later - now <= self.hb_interval / 2 and not _waiting(dealer, router):
                         self._active_seen = later    # one trigger per detection period
@@ -667,7 +670,10 @@ class Replicator:
             return due
         if _waiting(dealer, router):
             return now                  # read what the peer sent first
-        self.applier.wait_idle()        # promote with every stored record folded
+        if not self.applier.wait_idle(self.hb_interval / 4):
+            # Promote with every stored record folded; the store may wait on
+            # a busy disk: keep the heartbeats going and look again soon.
+            return self.clock() + 0.01
         self._exited_at = None
         later = self.clock()
         self._active_seen = later
@@ -875,7 +881,7 @@ class Replicator:
                     # an active already. Taking over now could make two
                     # actives; the sender gives up and the pair elects one.
                     log.warning("replication: a handover read after this node stood still; ignored")
-                elif self.role == "standby" and self.applier.wait_idle() \
+                elif self.role == "standby" and self.applier.wait_idle(self.handover_timeout / 2) \
                         and self.journal.head >= msg.head:
                     # Every frame handed to the applier stored and folded
                     # (the HANDOVER follows their acknowledgement).

@@ -96,7 +96,12 @@ def add_service_arguments(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ops.log_setup import configure_logging
-    configure_logging(args.log_level)
+    # Node mode: log calls never wait for the disk (ops/log_setup.py).
+    node_mode = bool(args.node_file) and not args.cleanup and not (args.pcap_in or args.pcap_out)
+    listener = configure_logging(args.log_level, queued=node_mode)
+    if listener is not None:
+        import atexit
+        atexit.register(listener.stop)
     if args.cleanup:
         if not args.node_file:
             print("gatewayd: --cleanup needs --node-file", file=sys.stderr)

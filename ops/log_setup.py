@@ -54,10 +54,30 @@ def to_journal(stream: TextIO, env: Mapping[str, str] | None = None) -> bool:
 
 
 def configure_logging(level: str, stream: TextIO | None = None,
-                      env: Mapping[str, str] | None = None) -> None:
+                      env: Mapping[str, str] | None = None, *, queued: bool = False):
+    """Returns the QueueListener when ``queued`` (stop it at exit), else None.
+
+    ``queued``: a log call only puts the record on a queue and one thread of
+    its own writes the lines. A write to a log file can wait seconds for a
+    busy disk, and a thread that logs while it holds a lock (the HA lock,
+    when a role changes) then held every thread that wants that lock, the
+    HA transport's heartbeats among them (seen in the lab: 5-19 s)."""
     stream = stream or sys.stderr
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JournalFormatter() if to_journal(stream, env) else logging.Formatter(PLAIN_FORMAT))
-    # basicConfig: as before, nothing changes when the process already has
-    # handlers (a test harness's, an embedding program's).
-    logging.basicConfig(level=getattr(logging, level), handlers=[handler])
+    if not queued:
+        # basicConfig: as before, nothing changes when the process already has
+        # handlers (a test harness's, an embedding program's).
+        logging.basicConfig(level=getattr(logging, level), handlers=[handler])
+        return None
+    import queue
+    from logging.handlers import QueueHandler, QueueListener
+    q: queue.SimpleQueue = queue.SimpleQueue()
+    listener = QueueListener(q, handler, respect_handler_level=True)
+    listener.start()
+    queued_handler = QueueHandler(q)
+    # The record is formatted once, by the writer's handler: the queue keeps
+    # only the message (and any traceback) it prepared.
+    queued_handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.basicConfig(level=getattr(logging, level), handlers=[queued_handler])
+    return listener

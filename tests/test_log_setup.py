@@ -48,3 +48,35 @@ def test_a_drop_line_reaches_the_journal_with_its_code_and_priority():
                         "udp 1.1.1.4:5060 -> 10.1.1.3:5060")
     # every line of a traceback keeps the record's priority
     assert all(ln.startswith("<3>") for ln in lines[1].split("\n")) and "ValueError: boom" in lines[1]
+
+
+def test_queued_logging_never_waits_for_the_stream():
+    """gatewayd's node mode: a log call only queues the record; a stream
+    that blocks (a log file on a busy disk) holds the writer thread, not the
+    thread that logs (which may hold the HA lock)."""
+    import subprocess
+    import sys
+    code = r'''
+import logging, threading, time
+from ops.log_setup import configure_logging
+gate = threading.Event()
+class Slow:
+    def write(self, s):
+        gate.wait(10)
+        import sys; sys.__stdout__.write(s)
+    def flush(self): pass
+    def fileno(self): raise OSError
+listener = configure_logging("INFO", stream=Slow(), env={}, queued=True)
+t0 = time.monotonic()
+for i in range(50):
+    logging.getLogger("x").warning("line %d", i)
+took = time.monotonic() - t0
+gate.set()
+listener.stop()
+print("TOOK", took)
+'''
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    took = float(out.stdout.split("TOOK")[1])
+    assert took < 1.0, took                       # not 50 x the stream's wait
+    assert out.stdout.count("x WARNING line") == 50
