@@ -215,7 +215,7 @@ class SlowTurns:
         self.recent: collections.deque = collections.deque(maxlen=12)
 
     def history(self, now: float) -> str:
-        """The last turns as "start+busy/poll" in ms, oldest first, each
+        """The last turns as "start+checks/poll/rest" in ms, oldest first, each
         start relative to ``now``: a late renewal with short, regular turns
         is not a stall of this thread."""
         return ", ".join(f"{(top - now) * 1000:.0f}+{(asleep - top) * 1000:.0f}/"
@@ -296,9 +296,10 @@ class Replicator:
         # wake-up period means it stood still (GIL held, collection, SIGSTOP).
         self._last_turn = 0.0
         self._stood_still = False
-        # Where a stall's time went: re-armed at every turn, libfaulthandler's
-        # own C thread (which needs no interpreter lock) writes every
-        # thread's Python stack to stderr when a turn is this late (None: off).
+        # Where a stall's time went: armed twice per heartbeat interval,
+        # libfaulthandler's own C thread (which needs no interpreter lock)
+        # writes every thread's Python stack to stderr when no turn came for
+        # this long (None: off).
         self.stall_dump = stall_dump
         # When this node last renewed its lease (a heartbeat sent as active).
         self._renewed_at = float("inf")

@@ -57,9 +57,10 @@ def ordinary_thread_priority() -> None:
             pass
     # SCHED_RESET_ON_FORK also reset a negative niceness to 0 in the
     # threads the transport thread started: the role thread then ran at 0
-    # among the box's CPU-bound work, and when it forked (ip, tc during a
-    # takeover) its child waited for a CPU while the fork held the whole
-    # node still (every thread waiting, 5 to 20 s, in the lab).
+    # among the box's CPU-bound work (seen in the lab waiting in a fork of
+    # ip or tc during a takeover while the node's other threads waited),
+    # and a thread at 0 that holds the interpreter lock stalls the node's
+    # threads at -10 that wait for it.
     try:
         if os.getpriority(os.PRIO_PROCESS, 0) != process_nice:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), process_nice)

@@ -58,10 +58,10 @@ def configure_logging(level: str, stream: TextIO | None = None,
     """Returns the QueueListener when ``queued`` (stop it at exit), else None.
 
     ``queued``: a log call only puts the record on a queue and one thread of
-    its own writes the lines. A write to a log file can wait seconds for a
-    busy disk, and a thread that logs while it holds a lock (the HA lock,
-    when a role changes) then held every thread that wants that lock, the
-    HA transport's heartbeats among them (seen in the lab: 5-19 s)."""
+    its own writes the lines. A write to a log file may wait for a busy disk,
+    and a thread that logs while it holds a lock (the HA lock, when a role
+    changes) would hold every thread that wants that lock, the HA
+    transport's heartbeats among them."""
     stream = stream or sys.stderr
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JournalFormatter() if to_journal(stream, env) else logging.Formatter(PLAIN_FORMAT))
