@@ -195,8 +195,8 @@ def _renice(nice: int, autogroup: str = AUTOGROUP) -> None:
     # default in Debian's kernels) the CPU is shared between sessions first
     # and a niceness counts only inside its own session: gatewayd, in a
     # session of its own (a service, the lab), got one session's share
-    # beside a shell's CPU-bound jobs whatever its niceness, and its
-    # threads stood still for seconds (sched(7), "The autogroup feature").
+    # beside another session's CPU-bound jobs whatever its niceness
+    # (sched(7), "The autogroup feature").
     # The session's own niceness is what weighs against other sessions.
     try:
         with open(autogroup, "w") as f:
