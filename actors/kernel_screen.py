@@ -20,9 +20,10 @@ request lines of gateway.overload (``INVITE ``, ``REGISTER ``,
 re-INVITE also counts (the kernel cannot see the To tag); SIP over TCP,
 MGCP and H.323 are shed in userspace only.
 
-The drops are counted by the rule's counter; a thread reads it every ten
-seconds (each read is an nft process: few forks) and logs the new ones under one drop code ("overload-source-rate")
-with the table to look at, never per packet."""
+The drops are counted by the rules' counters; a thread reads them every ten
+seconds (each read is an nft process: few forks) and logs the new ones under
+one drop code ("overload-source-rate") with the table to look at, never per
+packet."""
 
 from __future__ import annotations
 
