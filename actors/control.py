@@ -40,7 +40,7 @@ class ControlServer:
 
     def start(self) -> None:
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        if _answers(self.path):
+        if socket_answers(self.path):
             # Another node (or a second copy of this one) is serving here:
             # unlinking its socket would cut gwctl off from a running node.
             raise OSError(errno.EADDRINUSE, f"a running node already serves {self.path}")
@@ -144,7 +144,7 @@ class ControlServer:
 MAX_REQUEST = 1 << 20
 
 
-def _answers(path: str) -> bool:
+def socket_answers(path: str) -> bool:
     """Whether a server accepts connections on the Unix socket ``path``."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         probe.settimeout(1.0)

@@ -6,6 +6,8 @@ import json
 import os
 import socket
 
+from actors.control import socket_answers
+
 DEFAULT_RUN_DIR = "/run/voip-alg-gateway"
 
 
@@ -20,7 +22,7 @@ def socket_path(node: str | None = None, run_dir: str | None = None) -> str:
         # The run directory outlives a node that crashed (the unit keeps it,
         # RuntimeDirectoryPreserve): its socket stays behind. The one node
         # that answers is the local node.
-        live = [s for s in socks if _answers(os.path.join(run_dir, s))]
+        live = [s for s in socks if socket_answers(os.path.join(run_dir, s))]
         if len(live) == 1:
             return os.path.join(run_dir, live[0])
         if not live:
@@ -55,13 +57,3 @@ def call(cmd: str, args: dict | None = None, *, node: str | None = None, timeout
     if not resp.get("ok"):
         raise RuntimeError(resp.get("error", "unknown error"))
     return resp.get("result")
-
-
-def _answers(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1.0)
-        try:
-            probe.connect(path)
-        except OSError:
-            return False
-    return True
