@@ -169,13 +169,20 @@ def _size(path: str, key: str, v) -> int:
                         "\"500MiB\" (KiB, MiB, GiB, TiB)")
 
 
-def _retention(path: str, r) -> RetentionSettings:
-    if not isinstance(r, dict):
-        raise NodeFileError(f"{path}: [journal_retention] must be a table")
-    bad = set(r) - _RETENTION
+def _table(path: str, name: str, value, keys, example: str = "") -> dict:
+    """``value`` as the TOML table ``[name]`` holding only ``keys``, or the
+    NodeFileError naming the table and what it may hold."""
+    if not isinstance(value, dict):
+        raise NodeFileError(f"{path}: [{name}] must be a table{', e.g. ' + example if example else ''}")
+    bad = set(value) - set(keys)
     if bad:
-        raise NodeFileError(f"{path}: unknown key(s) in [journal_retention]: {', '.join(sorted(bad))}; "
-                            f"expected {', '.join(sorted(_RETENTION))}")
+        raise NodeFileError(f"{path}: unknown key(s) in [{name}]: {', '.join(sorted(bad))}; "
+                            f"expected {', '.join(sorted(keys))}")
+    return value
+
+
+def _retention(path: str, r) -> RetentionSettings:
+    r = _table(path, "journal_retention", r, _RETENTION)
     d = RetentionSettings()
     every = r.get("snapshot_every", d.snapshot_every)
     if type(every) is not int or every < 1000:
@@ -192,8 +199,9 @@ def _retention(path: str, r) -> RetentionSettings:
 def parse_listen(value) -> MetricsSettings:
     """``ADDRESS:PORT`` (IPv6: ``[ADDRESS]:PORT``) -> MetricsSettings; raises
     ValueError saying what is wrong. An address literal, not a host name:
-    the endpoint has no authentication, so where it listens must be plain
-    to read (a loopback or management address)."""
+    the metrics endpoint has no authentication and the web interface serves
+    a management address only, so where they listen must be plain to read
+    (a loopback or management address)."""
     if not isinstance(value, str):
         raise ValueError("want a string ADDRESS:PORT")
     m = re.fullmatch(r"\[([^\]]*)\]:([0-9]+)|([^:\[\]]*):([0-9]+)", value)
@@ -226,12 +234,7 @@ def _line_of(text: str, table: str, key: str) -> int | None:
 
 def _metrics(path: str, text: str, m) -> MetricsSettings | None:
     where = f"{path}:{_line_of(text, 'metrics', 'listen') or '?'}"
-    if not isinstance(m, dict):
-        raise NodeFileError(f"{path}: [metrics] must be a table, e.g. [metrics] listen = \"127.0.0.1:9478\"")
-    bad = set(m) - _METRICS
-    if bad:
-        raise NodeFileError(f"{path}: unknown key(s) in [metrics]: {', '.join(sorted(bad))}; "
-                            f"expected {', '.join(sorted(_METRICS))}")
+    m = _table(path, "metrics", m, _METRICS, '[metrics] listen = "127.0.0.1:9478"')
     if "listen" not in m:
         return None
     try:
@@ -239,33 +242,26 @@ def _metrics(path: str, text: str, m) -> MetricsSettings | None:
     except ValueError as exc:
         raise NodeFileError(f"{where}: [metrics] listen = {m['listen']!r}: {exc}; e.g. "
                             "\"127.0.0.1:9478\" (loopback) or \"[fd00::1]:9478\"") from None
+
+
 def _bind(path: str, v) -> tuple[str, int]:
-    import ipaddress
+    """[web] bind: ADDRESS:PORT as ``[metrics] listen`` reads it, and never
+    the unspecified address (the web interface answers on a management
+    address only)."""
     hint = ("a management address of this host and a port, e.g. \"192.0.2.10:8443\" or "
             "\"[2001:db8::10]:8443\"")
-    if not isinstance(v, str) or ":" not in v:
-        raise NodeFileError(f"{path}: [web] 'bind' = {v!r}: {hint}")
-    host, _, port = v.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        raise NodeFileError(f"{path}: [web] 'bind' = {v!r}: '{host}' is not an IP address; {hint}") from None
-    if addr.is_unspecified:
+        where = parse_listen(v)
+    except ValueError as exc:
+        raise NodeFileError(f"{path}: [web] 'bind' = {v!r}: {exc}; {hint}") from None
+    if ipaddress.ip_address(where.host).is_unspecified:
         raise NodeFileError(f"{path}: [web] 'bind' = {v!r}: the web interface is served on a "
                             f"management address only, not on every address; {hint}")
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise NodeFileError(f"{path}: [web] 'bind' = {v!r}: port '{port}' is not 1..65535; {hint}")
-    return str(addr), int(port)
+    return where.host, where.port
 
 
 def _web(path: str, w, rel) -> WebSettings:
-    if not isinstance(w, dict):
-        raise NodeFileError(f"{path}: [web] must be a table")
-    bad = set(w) - _WEB
-    if bad:
-        raise NodeFileError(f"{path}: unknown key(s) in [web]: {', '.join(sorted(bad))}; "
-                            f"expected {', '.join(sorted(_WEB))}")
+    w = _table(path, "web", w, _WEB)
     if "bind" not in w:
         raise NodeFileError(f"{path}: [web] needs 'bind', the management address and port to serve on")
     host, port = _bind(path, w["bind"])
@@ -332,12 +328,7 @@ def parse_node_file(text: str, path: str = "<node file>") -> NodeSettings:
         raise NodeFileError(f"{path}: 'control_group' is the name of a Unix group, e.g. \"voipops\"")
     ha = None
     if "ha" in data:
-        h = data["ha"]
-        if not isinstance(h, dict):
-            raise NodeFileError(f"{path}: [ha] must be a table")
-        bad = set(h) - _HA
-        if bad:
-            raise NodeFileError(f"{path}: unknown key(s) in [ha]: {', '.join(sorted(bad))}")
+        h = _table(path, "ha", data["ha"], _HA)
         for key in ("bind", "peer"):
             if not isinstance(h.get(key), str) or "://" not in h[key]:
                 raise NodeFileError(f"{path}: [ha] '{key}' must be a ZeroMQ endpoint such as "

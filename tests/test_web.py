@@ -283,8 +283,10 @@ bob = {{ role = "read-only", password = "{h}" }}
 @pytest.mark.parametrize("body,message", [
     ('bind = "0.0.0.0:8443"\ncertificate = "c"\nprivate_key = "k"\n[web.users]\na = { role = "admin", password = "scrypt:1:1:1$s$h" }\n',
      "management address only"),
-    ('bind = "gateway:8443"\ncertificate = "c"\nprivate_key = "k"\n', "not an IP address"),
+    ('bind = "gateway:8443"\ncertificate = "c"\nprivate_key = "k"\n', "'gateway' is not an IPv4 or IPv6 address"),
     ('bind = "127.0.0.1:0"\ncertificate = "c"\nprivate_key = "k"\n', "not 1..65535"),
+    ('bind = "[::]:8443"\ncertificate = "c"\nprivate_key = "k"\n', "management address only"),
+    ('bind = "[127.0.0.1]:8443"\ncertificate = "c"\nprivate_key = "k"\n', "brackets are for IPv6"),
     ('bind = "127.0.0.1:8443"\nprivate_key = "k"\n', "needs 'certificate'"),
     ('bind = "127.0.0.1:8443"\ncertificate = "c"\nprivate_key = "k"\n', "at least one user"),
     ('bind = "127.0.0.1:8443"\ncertificate = "c"\nprivate_key = "k"\n[web.users]\na = { role = "root", password = "scrypt:1:1:1$s$h" }\n',
