@@ -18,6 +18,7 @@ import pytest
 
 import actors.fence as fence
 from actors.fence import Fence, Supervisor
+from scratch_netns import scratch_namespace, sh
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,27 +68,12 @@ def test_supervisor_imports_nothing_heavy():
 
 # ------------------------------------------------------------- in a namespace
 
-def _sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run(list(args), capture_output=True, text=True)
-    if check and r.returncode:
-        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
-    return r
-
-
 @pytest.fixture
 def netns():
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces)")
-    ns = f"fenceT{os.getpid() % 100000}"
-    _sh("ip", "netns", "add", ns)
-    try:
-        _sh("ip", "-n", ns, "link", "set", "lo", "up")
-        if _sh("ip", "-n", ns, "link", "add", "fx0", "type", "dummy", check=False).returncode:
-            _sh("ip", "-n", ns, "link", "add", "fx0", "type", "bridge")   # no dummy driver
-        _sh("ip", "-n", ns, "link", "set", "fx0", "up")
+    with scratch_namespace("fenceT", ("fx0",)) as ns:
         yield ns
-    finally:
-        _sh("ip", "netns", "del", ns, check=False)
 
 
 # The node's part, in a process of its own inside the namespace: spawn the
@@ -110,11 +96,11 @@ NODE = textwrap.dedent("""
 
 
 def _has_addr(ns: str) -> bool:
-    return "10.77.0.1" in _sh("ip", "-n", ns, "-4", "addr", "show", "dev", "fx0").stdout
+    return "10.77.0.1" in sh("ip", "-n", ns, "-4", "addr", "show", "dev", "fx0").stdout
 
 
 def _has_rule(ns: str) -> bool:
-    r = _sh("ip", "netns", "exec", ns, "iptables", "-w", "5", "-t", "raw", "-S", check=False)
+    r = sh("ip", "netns", "exec", ns, "iptables", "-w", "5", "-t", "raw", "-S", check=False)
     return "fence-test" in r.stdout
 
 
@@ -147,7 +133,7 @@ def test_sigkill_of_the_node_removes_its_address_and_rule_within_a_second(netns)
         if rule_installed:
             assert _wait_gone(netns, 1.0, _has_rule) is not None
             # fail closed: no forwarding on the device the rule queued
-            fwd = _sh("ip", "netns", "exec", netns, "cat", "/proc/sys/net/ipv4/conf/fx0/forwarding")
+            fwd = sh("ip", "netns", "exec", netns, "cat", "/proc/sys/net/ipv4/conf/fx0/forwarding")
             assert fwd.stdout.strip() == "0"
     finally:
         p.kill()

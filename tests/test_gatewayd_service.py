@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import lab_requirements as lab
+from scratch_netns import scratch_namespace, sh
 from test_systemd_unit import unit_settings
 
 pytestmark = pytest.mark.netns
@@ -31,27 +32,12 @@ UNIT = ROOT / "ops" / "systemd" / "voip-alg-gateway@.service"
 WHY = lab.missing(lab.tools("iptables", "setpriv"), lab.netfilterqueue)
 
 
-def _sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run(list(args), capture_output=True, text=True)
-    if check and r.returncode:
-        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
-    return r
-
-
 @pytest.fixture
 def netns():
     if WHY:
         pytest.skip(WHY)
-    ns = f"svcT{os.getpid() % 100000}"
-    _sh("ip", "netns", "add", ns)
-    try:
-        _sh("ip", "-n", ns, "link", "set", "lo", "up")
-        for dev in ("sv1", "sv3"):
-            _sh("ip", "-n", ns, "link", "add", dev, "type", "bridge")
-            _sh("ip", "-n", ns, "link", "set", dev, "up")
+    with scratch_namespace("svcT", ("sv1", "sv3"), kind="bridge") as ns:
         yield ns
-    finally:
-        _sh("ip", "netns", "del", ns, check=False)
 
 
 def unit_capabilities() -> list[str]:
@@ -60,11 +46,11 @@ def unit_capabilities() -> list[str]:
 
 
 def _addrs(ns: str) -> str:
-    return _sh("ip", "-n", ns, "-4", "-o", "addr", "show").stdout
+    return sh("ip", "-n", ns, "-4", "-o", "addr", "show").stdout
 
 
 def _rules(ns: str) -> str:
-    return _sh("ip", "netns", "exec", ns, "iptables", "-w", "5", "-t", "raw", "-S").stdout
+    return sh("ip", "netns", "exec", ns, "iptables", "-w", "5", "-t", "raw", "-S").stdout
 
 
 def test_the_unit_s_life_of_a_node(netns, tmp_path):
@@ -110,7 +96,7 @@ def test_the_unit_s_life_of_a_node(netns, tmp_path):
         # The metrics endpoint runs with the node, inside its namespace.
         code = ("import urllib.request,sys; sys.stdout.write(urllib.request.urlopen("
                 "'http://127.0.0.1:9478/metrics', timeout=5).read().decode())")
-        body = _sh("ip", "netns", "exec", netns, sys.executable, "-c", code).stdout
+        body = sh("ip", "netns", "exec", netns, sys.executable, "-c", code).stdout
         assert 'voipgw_role{role="active"} 1.0' in body
 
         proc.send_signal(signal.SIGTERM)

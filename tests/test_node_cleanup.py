@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ops.gatewayd import main as gatewayd
+from scratch_netns import scratch_namespace, sh
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "ch2-incoming-call-with-mip.cfg"
@@ -90,31 +91,16 @@ def test_cleanup_mistakes_are_messages(tmp_path, capsys):
 
 # ------------------------------------------------------------- in a namespace
 
-def _sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run(list(args), capture_output=True, text=True)
-    if check and r.returncode:
-        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
-    return r
-
-
 @pytest.fixture
 def netns():
     if os.geteuid() != 0 or shutil.which("iptables") is None:
         pytest.skip("needs root (network namespaces) and iptables")
-    ns = f"cleanT{os.getpid() % 100000}"
-    _sh("ip", "netns", "add", ns)
-    try:
-        for dev in ("cx1", "cx3"):
-            if _sh("ip", "-n", ns, "link", "add", dev, "type", "dummy", check=False).returncode:
-                _sh("ip", "-n", ns, "link", "add", dev, "type", "bridge")
-            _sh("ip", "-n", ns, "link", "set", dev, "up")
+    with scratch_namespace("cleanT", ("cx1", "cx3")) as ns:
         yield ns
-    finally:
-        _sh("ip", "netns", "del", ns, check=False)
 
 
 def _addrs(ns: str) -> set[str]:
-    out = _sh("ip", "-n", ns, "-4", "-o", "addr", "show").stdout
+    out = sh("ip", "-n", ns, "-4", "-o", "addr", "show").stdout
     return {f"{ln.split()[3]} {ln.split()[1]}" for ln in out.splitlines() if ln.split()[1] != "lo"}
 
 
@@ -123,14 +109,14 @@ def test_cleanup_in_a_namespace_twice(netns, tmp_path):
     path = node_file(tmp_path)
     for addr, dev in (("10.1.1.1/24", "cx1"), ("1.1.1.1/24", "cx3"), ("1.1.1.5/32", "cx3"),
                       ("192.0.2.9/24", "cx3")):            # the last is not the gateway's
-        _sh("ip", "-n", netns, "addr", "add", addr, "dev", dev)
+        sh("ip", "-n", netns, "addr", "add", addr, "dev", dev)
     ipt = ["ip", "netns", "exec", netns, "iptables", "-w", "5", "-t", "raw"]
     for dev in ("cx1", "cx3", "cx1"):                      # a copy left by an earlier run
-        _sh(*ipt, "-I", "PREROUTING", "-i", dev, "-m", "comment", "--comment", f"voip-alg-q{QUEUE}",
+        sh(*ipt, "-I", "PREROUTING", "-i", dev, "-m", "comment", "--comment", f"voip-alg-q{QUEUE}",
             "-j", "NFQUEUE", "--queue-num", str(QUEUE))
-    _sh(*ipt, "-I", "PREROUTING", "-i", "cx1", "-m", "comment", "--comment", "someone-else", "-j", "ACCEPT")
+    sh(*ipt, "-I", "PREROUTING", "-i", "cx1", "-m", "comment", "--comment", "someone-else", "-j", "ACCEPT")
     for dev in ("cx1", "cx3"):
-        _sh("ip", "netns", "exec", netns, "sh", "-c", f"echo 1 > /proc/sys/net/ipv4/conf/{dev}/forwarding")
+        sh("ip", "netns", "exec", netns, "sh", "-c", f"echo 1 > /proc/sys/net/ipv4/conf/{dev}/forwarding")
 
     cmd = ["ip", "netns", "exec", netns, sys.executable, "-m", "ops.gatewayd", "--cleanup",
            "--node-file", path]
@@ -139,10 +125,10 @@ def test_cleanup_in_a_namespace_twice(netns, tmp_path):
     assert first.returncode == 0, first.stderr
     assert "removed 3 of 3 address(es), 3 NFQUEUE rule(s)" in first.stderr
     assert _addrs(netns) == {"192.0.2.9/24 cx3"}
-    rules = _sh(*ipt, "-S").stdout
+    rules = sh(*ipt, "-S").stdout
     assert "voip-alg-q" not in rules and "someone-else" in rules
     for dev in ("cx1", "cx3"):
-        fwd = _sh("ip", "netns", "exec", netns, "cat", f"/proc/sys/net/ipv4/conf/{dev}/forwarding")
+        fwd = sh("ip", "netns", "exec", netns, "cat", f"/proc/sys/net/ipv4/conf/{dev}/forwarding")
         assert fwd.stdout.strip() == "0"
 
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
