@@ -226,6 +226,32 @@ class _Nat:
         return tuple(sorted(self.pub.items()))
 
 
+class _GatewaySteps:
+    """The steps every ALG's ladder draws alike at the gateway's column:
+    pinholes opened and closed (a closing names what the opening showed)
+    and the call's end."""
+
+    def __init__(self, steps: list[Step]):
+        self.steps = steps
+        self.pinholes: dict[str, str] = {}
+        self.ended: float | None = None
+        self.reason: str | None = None
+
+    def opened(self, seq: int, at: float, ev, what: str, where: str, detail: str) -> None:
+        self.pinholes[ev.pinhole] = where
+        self.steps.append(Step(seq, at, "pinhole", GATEWAY, GATEWAY, f"pinhole open {what} {where}",
+                               detail=detail))
+
+    def closed(self, seq: int, at: float, ev) -> None:
+        self.steps.append(Step(seq, at, "pinhole", GATEWAY, GATEWAY,
+                               f"pinhole closed {self.pinholes.get(ev.pinhole, ev.pinhole)}",
+                               detail=ev.reason))
+
+    def call_ended(self, seq: int, at: float, ev) -> None:
+        self.ended, self.reason = at, ev.reason
+        self.steps.append(Step(seq, at, "state", GATEWAY, GATEWAY, "call ended", detail=ev.reason))
+
+
 def build(records: Iterable[tuple[int, float, Any]]) -> Ladder | None:
     """The ladder of one call from its events (``(seq, timestamp, event)``,
     as :class:`CallFilter` selected them, in journal order). None when they
@@ -248,8 +274,7 @@ def _sip(recs) -> Ladder:
         nat.bind(start.private_ip, start.alg_ip)
     a = b = None
     steps: list[Step] = []
-    ended = reason = None
-    pinholes: dict[str, str] = {}
+    gw = _GatewaySteps(steps)
     # The first request tells which address is each side's: "a" sent the
     # initial INVITE (gateway/sip/events.py TransactionSeen).
     for _s, _t, ev in recs:
@@ -309,19 +334,15 @@ def _sip(recs) -> Ladder:
             steps.append(Step(seq, at, "media", GATEWAY, GATEWAY, "media released", detail=ev.reason))
         elif t == "sip.pinhole_opened":
             to = f" -> {ev.to_ip}:{ev.to_port}" if ev.to_ip else ""
-            label = f"pinhole open {ev.kind} {ev.proto} {ev.dst_ip}:{ev.dst_port}{to}"
-            pinholes[ev.pinhole] = f"{ev.dst_ip}:{ev.dst_port}{to}"
-            steps.append(Step(seq, at, "pinhole", GATEWAY, GATEWAY, label,
-                              detail=f"{ev.direction}; id {ev.pinhole}"))
+            gw.opened(seq, at, ev, f"{ev.kind} {ev.proto}", f"{ev.dst_ip}:{ev.dst_port}{to}",
+                      f"{ev.direction}; id {ev.pinhole}")
         elif t == "sip.pinhole_closed":
-            steps.append(Step(seq, at, "pinhole", GATEWAY, GATEWAY,
-                              f"pinhole closed {pinholes.get(ev.pinhole, ev.pinhole)}", detail=ev.reason))
+            gw.closed(seq, at, ev)
         elif t == "sip.call_ended":
-            ended, reason = at, ev.reason
-            steps.append(Step(seq, at, "state", GATEWAY, GATEWAY, "call ended", detail=ev.reason))
+            gw.call_ended(seq, at, ev)
     ids = tuple(dict.fromkeys((start.call_id, start.public_call_id, start.key)))
-    return Ladder("sip", start.key, ids, (col_a, GATEWAY, col_b), tuple(steps), start.at, ended, reason,
-                  nat.pairs())
+    return Ladder("sip", start.key, ids, (col_a, GATEWAY, col_b), tuple(steps), start.at, gw.ended,
+                  gw.reason, nat.pairs())
 
 
 def _mgcp(recs) -> Ladder:
@@ -335,8 +356,7 @@ def _mgcp(recs) -> Ladder:
     verbs: dict[tuple, str] = {}
     steps: list[Step] = []
     nat = _Nat()
-    ended = reason = None
-    pinholes: dict[str, str] = {}
+    gw = _GatewaySteps(steps)
     for seq, at, ev in recs:
         t = type(ev).TYPE
         if t == "mgcp.transaction_started":
@@ -371,18 +391,14 @@ def _mgcp(recs) -> Ladder:
             steps.append(Step(seq, at, "media", GATEWAY, GATEWAY, "media released", detail=ev.reason))
         elif t == "mgcp.pinhole_opened":
             to = f" -> {ev.to_ip}:{ev.to_port}" if ev.to_ip else ""
-            pinholes[ev.pinhole] = f"{ev.dst_ip}:{ev.dst_port}{to}"
-            steps.append(Step(seq, at, "pinhole", GATEWAY, GATEWAY,
-                              f"pinhole open udp {ev.dst_ip}:{ev.dst_port}{to}",
-                              detail=f"{ev.direction}; id {ev.pinhole}"))
+            gw.opened(seq, at, ev, "udp", f"{ev.dst_ip}:{ev.dst_port}{to}",
+                      f"{ev.direction}; id {ev.pinhole}")
         elif t == "mgcp.pinhole_closed":
-            steps.append(Step(seq, at, "pinhole", GATEWAY, GATEWAY,
-                              f"pinhole closed {pinholes.get(ev.pinhole, ev.pinhole)}", detail=ev.reason))
+            gw.closed(seq, at, ev)
         elif t == "mgcp.call_ended":
-            ended, reason = at, ev.reason
-            steps.append(Step(seq, at, "state", GATEWAY, GATEWAY, "call ended", detail=ev.reason))
+            gw.call_ended(seq, at, ev)
     return Ladder("mgcp", call_id, (call_id,), (col_gw, GATEWAY, col_ca), tuple(steps),
-                  starts[0].at if starts else None, ended, reason, nat.pairs())
+                  starts[0].at if starts else None, gw.ended, gw.reason, nat.pairs())
 
 
 # Q.931 messages by the call phase they lead to (gateway/h323/transitions.py)
@@ -400,8 +416,7 @@ def _h323(recs) -> Ladder:
     nat = _Nat()
     ras: dict[tuple, str] = {}
     steps: list[Step] = []
-    ended = reason = None
-    pinholes: dict[str, str] = {}
+    gw = _GatewaySteps(steps)
     for seq, at, ev in recs:
         t = type(ev).TYPE
         if t == "h323.call_started":
@@ -430,18 +445,13 @@ def _h323(recs) -> Ladder:
                               "H.245 at " + ", ".join(_pair(a) for a in ev.addresses)))
         elif t == "h323.pinhole_opened":
             to = f" -> {_pair(ev.to)}" if ev.to else ""
-            pinholes[ev.pinhole] = f"{_pair(ev.dst)}{to}"
-            steps.append(Step(seq, at, "pinhole", GATEWAY, GATEWAY,
-                              f"pinhole open {ev.kind} {ev.transport} {_pair(ev.dst)}{to}",
-                              detail=f"id {ev.pinhole}"))
+            gw.opened(seq, at, ev, f"{ev.kind} {ev.transport}", f"{_pair(ev.dst)}{to}", f"id {ev.pinhole}")
         elif t == "h323.pinhole_closed":
-            steps.append(Step(seq, at, "pinhole", GATEWAY, GATEWAY,
-                              f"pinhole closed {pinholes.get(ev.pinhole, ev.pinhole)}", detail=ev.reason))
+            gw.closed(seq, at, ev)
         elif t == "h323.call_ended":
-            ended, reason = at, ev.reason
-            steps.append(Step(seq, at, "state", GATEWAY, GATEWAY, "call ended", detail=ev.reason))
+            gw.call_ended(seq, at, ev)
     return Ladder("h323", start.key, (start.key,), (col_a, GATEWAY, col_b), tuple(steps), start.at,
-                  ended, reason, nat.pairs())
+                  gw.ended, gw.reason, nat.pairs())
 
 
 # --- text drawing -----------------------------------------------------------
