@@ -43,6 +43,7 @@ from gateway.drops import code_of, count, count_reason
 from actors.algs import ADAPTERS, H323Adapter, MgcpAdapter, SipAdapter, adapter_for_stream
 from gateway.sip import events as sip_ev
 from gateway.sip import is_keepalive
+from journal.gc_pause import collections_paused
 from journal.checkpoint import SnapshotTaker, decode_state, open_at_snapshot, state_at
 from journal.record import HEADER, decode_record
 from journal.replay import JournalGap, snapshot_dir
@@ -145,7 +146,7 @@ class Node:
         prio = priority if priority is not None else getattr(nsrp, "priority", 100)
         # The newest usable snapshot and the records after it (journal/checkpoint.py).
         t0 = time.monotonic()
-        recovered = open_at_snapshot(journal_dir, domain.apply, domain.EMPTY, fsync=fsync,
+        recovered = open_at_snapshot(journal_dir, domain.apply, domain.EMPTY, fsync=fsync, freeze=True,
                                      **({"segment_bytes": segment_bytes} if segment_bytes else {}))
         self.journal = recovered.journal
         self.recovery = {"snapshot": recovered.snapshot.name if recovered.snapshot else None,
@@ -577,7 +578,8 @@ class Node:
         keys += [("entity", f"pinhole/{p.id}") for p in self._open_pinholes(st)
                  if p.kind != "registration"]   # an H.323 registration's own entity stands for it
         start = self._start_entity_actor
-        self.directory.start_absent(keys, lambda key: LazyEntityRef(start, key[1]))
+        with collections_paused():
+            self.directory.start_absent(keys, lambda key: LazyEntityRef(start, key[1]))
 
     # ------------------------------------------------------------------ ALGs
     def handle_alg(self, outcome, done: Callable[[Any], None], ctx: Any = None,

@@ -22,6 +22,7 @@ records after it).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import time
@@ -30,6 +31,7 @@ from typing import Any, Callable
 
 import msgpack
 
+from .gc_pause import collections_paused
 from .replay import JournalGap, snapshot_dir
 from .snapshot import SnapshotError, list_snapshots, read_snapshot, remove_snapshots, write_snapshot
 from .state_codec import StateDecodeError, decode_tree, encode_tree, tree_parts
@@ -54,11 +56,12 @@ def decode_state(payload: Any) -> Any:
     """The state a snapshot holds. Raises StateDecodeError."""
     if not isinstance(payload, bytes):
         raise StateDecodeError("snapshot state is not bytes")
-    try:
-        tree = msgpack.unpackb(payload, raw=False)
-    except Exception as exc:  # noqa: BLE001 - msgpack raises several types for garbage
-        raise StateDecodeError(f"undecodable state ({type(exc).__name__})") from None
-    return decode_tree(tree)
+    with collections_paused():
+        try:
+            tree = msgpack.unpackb(payload, raw=False)
+        except Exception as exc:  # noqa: BLE001 - msgpack raises several types for garbage
+            raise StateDecodeError(f"undecodable state ({type(exc).__name__})") from None
+        return decode_tree(tree)
 
 
 @dataclasses.dataclass(slots=True)
@@ -77,12 +80,31 @@ class Recovered:
     skipped: list[str]
 
 
+# A recovered state at least this large (records folded, or any snapshot) is
+# frozen when the caller asks (``freeze``).
+FREEZE_ABOVE = 10_000
+
+
 def open_at_snapshot(path: str | os.PathLike, apply: Callable[[Any, Any], Any], initial: Any, *,
                      fsync: bool = True, snapshots: str | os.PathLike | None = None,
-                     **journal_options) -> Recovered:
+                     freeze: bool = False, **journal_options) -> Recovered:
     """Open the journal at ``path`` at its newest usable snapshot and fold the
     records after it. Raises :class:`journal.replay.JournalGap` when no
-    snapshot is usable and the journal's first records are gone."""
+    snapshot is usable and the journal's first records are gone.
+
+    No cyclic collection runs meanwhile (journal.gc_pause). With ``freeze``
+    (a node starting), a large recovered state is then moved out of the
+    collector's sight (``gc.freeze``, as ops/gatewayd.py's ``tune_gc`` does
+    with what exists at start): the first collection afterwards would
+    otherwise walk the whole state once more, ~1 s for 32.6k live calls."""
+    with collections_paused():
+        rec = _open_at_snapshot(path, apply, initial, fsync=fsync, snapshots=snapshots, **journal_options)
+        if freeze and (rec.snapshot is not None or rec.folded >= FREEZE_ABOVE):
+            gc.freeze()
+        return rec
+
+
+def _open_at_snapshot(path, apply, initial, *, fsync, snapshots, **journal_options) -> Recovered:
     path = Path(path)
     snap_dir = Path(snapshots) if snapshots is not None else snapshot_dir(path)
     remove_snapshots(snap_dir)             # temporary files of interrupted writes
@@ -123,6 +145,11 @@ def state_at(journal: Journal, apply: Callable[[Any, Any], Any], initial: Any, *
     its head, from its newest snapshot whose record is still this journal's
     (a node whose journal was just cut). Raises JournalGap when none is and
     the journal's first records are gone."""
+    with collections_paused():
+        return _state_at(journal, apply, initial, directory=directory)
+
+
+def _state_at(journal: Journal, apply, initial, *, directory):
     snap_dir = Path(directory) if directory is not None else snapshot_dir(journal)
     head = journal.head
     for seq, snap_path in reversed(list_snapshots(snap_dir)):

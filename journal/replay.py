@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 
 from gateway.events import Event, UnknownEvent
 
+from .gc_pause import collections_paused
 from .record import HEADER, HEADER_SIZE, Record
 from .segment import iter_records, segment_name
 from .snapshot import Snapshot, latest_snapshot
@@ -117,6 +118,12 @@ def replay(path: str | os.PathLike | Journal, apply: Callable[[S, Event], S], in
     number of the last record it includes (0 when none). Raises
     :class:`JournalGap` / :class:`UnusableRecord` unless ``problems`` is given
     (module docstring)."""
+    with collections_paused():
+        return _replay(path, apply, initial, until_seq=until_seq, until_time=until_time, stream=stream,
+                       decode_snapshot=decode_snapshot, snapshots=snapshots, problems=problems)
+
+
+def _replay(path, apply, initial, *, until_seq, until_time, stream, decode_snapshot, snapshots, problems):
     snap_dir = Path(snapshots) if snapshots is not None else snapshot_dir(path)
     below = until_seq
     while True:
