@@ -31,6 +31,9 @@ from typing import Any, Callable
 
 import msgpack
 
+from gateway import domain
+
+from .fold import BatchFold
 from .gc_pause import collections_paused
 from .replay import JournalGap, snapshot_dir
 from .snapshot import SnapshotError, list_snapshots, read_snapshot, remove_snapshots, write_snapshot
@@ -122,21 +125,59 @@ def _open_at_snapshot(path, apply, initial, *, fsync, snapshots, **journal_optio
             skipped.append(f"{snap_path.name}: {exc}")
             continue
         start = dict(snap.journal, seq=snap.seq, epoch=snap.epoch)
+        # The records after the snapshot are folded as the open reads and
+        # checks them: one decode per record, not two.
+        folder = _Folder(apply, state, snap.seq, snap.epoch, snap.timestamp)
         try:
-            journal = Journal.open(path, fsync=fsync, start=start, **journal_options)
+            journal = Journal.open(path, fsync=fsync, start=start, visit=folder.visit, **journal_options)
         except StartMismatch as exc:
             log.warning("journal: skipping snapshot %s: %s", snap_path, exc)
             skipped.append(f"{snap_path.name}: {exc}")
             continue
-        state, last, epoch, ts, n = _fold_after(journal, apply, state, snap.seq, snap.epoch, snap.timestamp)
+        state, last, epoch, ts, n = folder.result()
         return Recovered(journal, state, last, epoch, ts, snap_path, n, skipped)
-    journal = Journal.open(path, fsync=fsync, **journal_options)
+    folder = _Folder(apply, initial, 0, 0, None)
+    journal = Journal.open(path, fsync=fsync, visit=folder.visit, **journal_options)
     if journal.first_seq > 1:
         first = journal.first_seq
         journal.close()
         raise JournalGap(first, 1)
-    state, last, epoch, ts, n = _fold_after(journal, apply, initial, 0, 0, None)
+    state, last, epoch, ts, n = folder.result()
     return Recovered(journal, state, last, epoch, ts, None, n, skipped)
+
+
+class _Folder:
+    """Folds the records after ``seq`` given to :meth:`visit`, in order
+    (``Journal.open``'s visitor); with the domain's ``apply``, in runs
+    (journal/fold.py)."""
+
+    __slots__ = ("apply", "batch", "state", "seq", "epoch", "ts", "n", "gap")
+
+    def __init__(self, apply, state, seq: int, epoch: int, ts) -> None:
+        self.apply = apply
+        self.batch = BatchFold(state) if apply is domain.apply else None
+        self.state, self.seq, self.epoch, self.ts, self.n = state, seq, epoch, ts, 0
+        self.gap = False
+
+    def visit(self, rec) -> None:
+        if rec.seq <= self.seq:
+            return                      # the snapshot's own record, or before it
+        if self.gap or rec.seq != self.seq + 1:
+            # Records missing before this one (retention removed the first
+            # ones and no snapshot covers them): nothing is folded; the
+            # caller reports the gap once the journal is open.
+            self.gap = True
+            return
+        if self.batch is not None:
+            self.batch.add(rec.event())
+        else:
+            self.state = self.apply(self.state, rec.event())
+        self.seq, self.epoch, self.ts = rec.seq, rec.epoch, rec.timestamp
+        self.n += 1
+
+    def result(self):
+        state = self.batch.freeze() if self.batch is not None else self.state
+        return state, self.seq, self.epoch, self.ts, self.n
 
 
 def state_at(journal: Journal, apply: Callable[[Any, Any], Any], initial: Any, *,
@@ -170,12 +211,10 @@ def _state_at(journal: Journal, apply, initial, *, directory):
 
 
 def _fold_after(journal: Journal, apply, state, seq: int, epoch: int, ts):
-    n = 0
+    folder = _Folder(apply, state, seq, epoch, ts)
     for rec in journal.read(seq + 1):
-        state = apply(state, rec.event())
-        seq, epoch, ts = rec.seq, rec.epoch, rec.timestamp
-        n += 1
-    return state, seq, epoch, ts, n
+        folder.visit(rec)
+    return folder.result()
 
 
 class SnapshotTaker:
@@ -198,16 +237,28 @@ class SnapshotTaker:
         ``pause_every`` records."""
         to_seq = self.journal.head if to_seq is None else to_seq
         n = 0
-        versions, apply, state = self._versions, self.apply, self.state
+        versions = self._versions
+        folder = _Folder(self.apply, self.state, self.seq, self.epoch, self.timestamp)
+        # The fold's state, record and versions move together, every
+        # pause_every records (a record that cannot be folded leaves them
+        # at the last such point, never half way through a record).
+        seen: list = []
         for rec in self.journal.read(self.seq + 1, to_seq):
-            state = apply(state, rec.event())
-            versions[rec.stream] = (rec.version, rec.seq)
-            self.seq, self.epoch, self.timestamp = rec.seq, rec.epoch, rec.timestamp
-            self.state = state
+            folder.visit(rec)
+            seen.append(rec)
             n += 1
             if n % pause_every == 0:
+                self._took(folder, seen)
                 time.sleep(0)
+        self._took(folder, seen)
         return n
+
+    def _took(self, folder: "_Folder", seen: list) -> None:
+        self.state, self.seq, self.epoch, self.timestamp, _ = folder.result()
+        versions = self._versions
+        for rec in seen:
+            versions[rec.stream] = (rec.version, rec.seq)
+        seen.clear()
 
     def restart_from(self, state: Any, seq: int, epoch: int, timestamp: float | None,
                      versions: list) -> None:
