@@ -279,6 +279,7 @@ def main() -> int:
     ap.add_argument("--hours", type=float, default=24.0, help="length of the day simulated")
     ap.add_argument("--snapshot-every", type=int, default=d.snapshot_every)
     ap.add_argument("--snapshots-kept", type=int, default=d.snapshots_kept)
+    ap.add_argument("--snapshot-interval", help="also a snapshot this long after the last (e.g. 8s)")
     ap.add_argument("--keep-for", default="30m")
     ap.add_argument("--max-disk", default="8GiB")
     ap.add_argument("--segment-mib", type=int, default=64)
@@ -290,7 +291,9 @@ def main() -> int:
     args = ap.parse_args()
     keep_for = _duration("--keep-for", "keep_for", args.keep_for)
     max_disk = _size("--max-disk", "max_disk", args.max_disk)
-    settings = RetentionSettings(args.snapshot_every, args.snapshots_kept, keep_for, max_disk)
+    interval = _duration("--snapshot-interval", "snapshot_interval", args.snapshot_interval) \
+        if args.snapshot_interval else None
+    settings = RetentionSettings(args.snapshot_every, args.snapshots_kept, keep_for, max_disk, interval)
 
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench-snap-"))
     path = base / "journal"
@@ -299,6 +302,12 @@ def main() -> int:
     per_call = len(factory.setup) + len(factory.media) + len(factory.teardown)
     day = args.hours * 3600
     every_s = settings.snapshot_every / (args.rate * per_call)
+    if interval is not None:
+        every_s = min(every_s, interval)
+    # The longest tail after a snapshot: the count, or the events of the interval.
+    tail_bound = settings.snapshot_every if interval is None else \
+        min(settings.snapshot_every, int(interval * args.rate * per_call))
+    last_snap_sec = 0
     span = min(day, keep_for + args.hold + 4 * every_s)
     t_start = day - span
     print(f"rate {args.rate:.0f} calls/s, hold {args.hold:.0f} s, {per_call} events per call; "
@@ -329,7 +338,9 @@ def main() -> int:
         for k in range(0, len(batch), 200):
             append_rows(j, batch[k:k + 200], now)
         sec += 1
-        if j.head - taker.written >= settings.snapshot_every:
+        if j.head - taker.written >= settings.snapshot_every or (
+                interval is not None and j.head > taker.written and sec - last_snap_sec >= interval):
+            last_snap_sec = sec
             if baseline is None and j.first_seq == 1 and sec > args.hold:
                 # The whole journal is still there: the baseline restart, now.
                 j.close()
@@ -351,7 +362,7 @@ def main() -> int:
             print(f"  {sec / 60:5.0f} min simulated, {j.head:,} records, disk {disk_usage(j) / 2**30:.2f} GiB, "
                   f"{len(snaps)} snapshots, wall {time.perf_counter() - t0_wall:.0f} s", flush=True)
     # Worst case for a crash restart: the tail one event short of the next snapshot.
-    short = settings.snapshot_every - 1 - (j.head - taker.written)
+    short = tail_bound - 1 - (j.head - taker.written)
     while short > 0:
         call_no += 1
         rows = factory.rows(0, call_no)[:short]
@@ -401,7 +412,7 @@ def main() -> int:
               f"({day_events / 1e6:,.0f}M records) ~ {day_events / baseline['rate'] / 3600:.1f} h; "
               f"disk of a day ~ {day_events * bytes_written / max(1, head - first + 1) / 2**30:,.0f} GiB")
     if snaps:
-        print(f"snapshots: {len(snaps)}, fold of {settings.snapshot_every:,} events median "
+        print(f"snapshots: {len(snaps)}, fold per snapshot median "
               f"{statistics.median(s['fold_s'] for s in snaps):.2f} s, write median "
               f"{statistics.median(s['write_s'] for s in snaps):.2f} s (max {max(s['write_s'] for s in snaps):.2f} s)")
     print(f"datapath pause (1 ms probe): idle p99 {sorted(idle)[int(len(idle) * .99)]:.2f} ms max "
