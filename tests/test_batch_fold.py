@@ -98,3 +98,35 @@ def test_another_apply_is_folded_event_by_event(tmp_path):
         assert len(seen) == rec.folded == len(list(iter_records(path)))
     finally:
         rec.journal.close()
+
+
+def test_replay_in_runs_equals_replay_event_by_event(tmp_path):
+    from journal.replay import replay
+    path = tmp_path / "j"
+    real_calls_journal(path, 120)
+    records = list(iter_records(path))
+    one_by_one = lambda s, e: domain.apply(s, e)  # noqa: E731 - another apply: event by event
+    for until in (None, len(records) // 2, 1):
+        assert replay(path, domain.apply, domain.EMPTY, until_seq=until) == \
+            replay(path, one_by_one, domain.EMPTY, until_seq=until)
+    stream = records[0].stream
+    assert replay(path, domain.apply, domain.EMPTY, stream=stream) == \
+        replay(path, one_by_one, domain.EMPTY, stream=stream)
+
+
+def test_replay_in_runs_reports_an_unusable_record_as_event_by_event_does(tmp_path):
+    import pytest
+    from gateway.sip import events as sip_ev
+    from journal.replay import UnusableRecord, replay
+    from test_replication_harness import call_events
+    evs = call_events(1, activity=2) + [
+        sip_ev.CallActivity(key="no-such-call", at=1.0, signalling_deadline=2.0, session_expires=None)] \
+        + call_events(2, activity=1)
+    with Journal.open(tmp_path / "j", fsync=False) as j:
+        j.append_batch([(e, 1000.0) for e in evs], epoch=1)
+    got = []
+    for apply in (domain.apply, lambda s, e: domain.apply(s, e)):
+        with pytest.raises(UnusableRecord) as err:
+            replay(tmp_path / "j", apply, domain.EMPTY)
+        got.append((err.value.problem, err.value.state, err.value.last_seq))
+    assert got[0] == got[1] and got[0][2] == 3
