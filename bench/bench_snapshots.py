@@ -156,7 +156,7 @@ def measure_full_restart(path: Path) -> tuple[float, int]:
 
 def measure_snapshot_restart(path: Path) -> dict:
     t0 = time.perf_counter()
-    rec = open_at_snapshot(path, domain.apply, domain.EMPTY, fsync=False)
+    rec = open_at_snapshot(path, domain.apply, domain.EMPTY, fsync=False, freeze=True)   # as a node does
     total = time.perf_counter() - t0
     try:
         snap = read_snapshot(rec.snapshot)
