@@ -574,11 +574,11 @@ class Node:
 
     def _mirror_all(self) -> None:
         st = self.state
-        keys = [("entity", stream) for stream in self._streams(st)]
-        keys += [("entity", f"pinhole/{p.id}") for p in self._open_pinholes(st)
-                 if p.kind != "registration"]   # an H.323 registration's own entity stands for it
-        start = self._start_entity_actor
-        with collections_paused():
+        with collections_paused():              # hundreds of thousands of entries, none cyclic
+            keys = [("entity", stream) for stream in self._streams(st)]
+            keys += [("entity", f"pinhole/{p.id}") for p in self._open_pinholes(st)
+                     if p.kind != "registration"]   # an H.323 registration's own entity stands for it
+            start = self._start_entity_actor
             self.directory.start_absent(keys, lambda key: LazyEntityRef(start, key[1]))
 
     # ------------------------------------------------------------------ ALGs
