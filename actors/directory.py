@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, Iterable
 
 from pykka import ActorRef
 
@@ -77,6 +77,28 @@ class Directory:
             ref = factory()
             self._add(key, ref)
         return ref
+
+    def start_absent(self, keys: Iterable[Hashable], factory: Callable[[Hashable], ActorRef[Any]]) -> int:
+        """``get_or_start`` for many keys under one hold of the lock (a
+        restarted node enters every entity of its state at once); returns
+        how many were started."""
+        refs, kinds = self._refs, self._kinds
+        n = 0
+        with self._lock:
+            for key in keys:
+                ref = refs.get(key)
+                if ref is not None:
+                    if ref.is_alive():
+                        continue
+                    self._forget(key, ref)
+                ref = factory(key)
+                if isinstance(ref.actor_inbox, Mailbox):
+                    self._add(key, ref)
+                else:
+                    refs[key] = ref
+                    kinds[kind_of(key)] += 1
+                n += 1
+        return n
 
     def register(self, key: Hashable, ref: ActorRef[Any]) -> None:
         """Record an actor started elsewhere; a live actor under `key` is an error."""

@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from actors.directory import Directory
 from actors.journal_writer import JournalWriter
+from actors.lazy_entity import LazyEntityRef
 from actors.role_work import RoleWork
 from actors.thread_priority import ordinary_thread_priority
 from actors.runtime import DispatcherPool, PooledActor
@@ -42,6 +43,7 @@ from gateway.drops import code_of, count, count_reason
 from actors.algs import ADAPTERS, H323Adapter, MgcpAdapter, SipAdapter, adapter_for_stream
 from gateway.sip import events as sip_ev
 from gateway.sip import is_keepalive
+from journal.gc_pause import collections_paused
 from journal.checkpoint import SnapshotTaker, decode_state, open_at_snapshot, state_at
 from journal.record import HEADER, decode_record
 from journal.replay import JournalGap, snapshot_dir
@@ -144,7 +146,7 @@ class Node:
         prio = priority if priority is not None else getattr(nsrp, "priority", 100)
         # The newest usable snapshot and the records after it (journal/checkpoint.py).
         t0 = time.monotonic()
-        recovered = open_at_snapshot(journal_dir, domain.apply, domain.EMPTY, fsync=fsync,
+        recovered = open_at_snapshot(journal_dir, domain.apply, domain.EMPTY, fsync=fsync, freeze=True,
                                      **({"segment_bytes": segment_bytes} if segment_bytes else {}))
         self.journal = recovered.journal
         self.recovery = {"snapshot": recovered.snapshot.name if recovered.snapshot else None,
@@ -541,10 +543,14 @@ class Node:
                 H323Adapter.for_datapath(H323Adapter.pinholes(st.h323)))
 
     def _entity(self, stream: str):
+        # The entity's directory entry; its actor starts at its first message
+        # (actors/lazy_entity.py): most entities never get one.
         return self.directory.get_or_start(("entity", stream),
-                                           lambda: EntityActor.start(self, stream)
-                                           if EntityActor.pool is self.pool else
-                                           _start_on(self.pool, EntityActor, self, stream))
+                                           lambda: LazyEntityRef(self._start_entity_actor, stream))
+
+    def _start_entity_actor(self, stream: str):
+        return (EntityActor.start(self, stream) if EntityActor.pool is self.pool else
+                _start_on(self.pool, EntityActor, self, stream))
 
     def _end_entity(self, stream: str) -> None:
         ref = self.directory.remove(("entity", stream))
@@ -568,11 +574,12 @@ class Node:
 
     def _mirror_all(self) -> None:
         st = self.state
-        for stream in self._streams(st):
-            self._entity(stream)
-        for p in self._open_pinholes(st):
-            if p.kind != "registration":        # an H.323 registration's own entity stands for it
-                self._entity(f"pinhole/{p.id}")
+        with collections_paused():              # hundreds of thousands of entries, none cyclic
+            keys = [("entity", stream) for stream in self._streams(st)]
+            keys += [("entity", f"pinhole/{p.id}") for p in self._open_pinholes(st)
+                     if p.kind != "registration"]   # an H.323 registration's own entity stands for it
+            start = self._start_entity_actor
+            self.directory.start_absent(keys, lambda key: LazyEntityRef(start, key[1]))
 
     # ------------------------------------------------------------------ ALGs
     def handle_alg(self, outcome, done: Callable[[Any], None], ctx: Any = None,

@@ -1,5 +1,5 @@
 """The node's snapshot thread: a snapshot every ``snapshot_every`` journaled
-events, the oldest beyond ``snapshots_kept`` deleted, then the retention pass
+events (and, with ``snapshot_interval``, every so many seconds), the oldest beyond ``snapshots_kept`` deleted, then the retention pass
 (ARCHITECTURE.md, "Journal"; journal/checkpoint.py).
 
 The thread folds the journal on its own (``SnapshotTaker``): it takes no lock
@@ -28,7 +28,8 @@ class SnapshotService:
     def __init__(self, taker: SnapshotTaker, settings: RetentionSettings, *,
                  clock: Callable[[], float] = time.time,
                  floor: Callable[[], int | None] = lambda: None,
-                 check_every: float = 1.0, name: str = "snapshots") -> None:
+                 check_every: float = 1.0, name: str = "snapshots",
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.taker = taker
         self.journal = taker.journal
         self.settings = settings
@@ -48,6 +49,10 @@ class SnapshotService:
         # Whether the node is overloaded now (gatewayd: the ingest worker's
         # overload control); snapshots and their folding wait meanwhile.
         self.busy: Callable[[], bool] = lambda: False
+        # For snapshot_interval: when the last snapshot was taken (or the
+        # service made: the snapshot a restart started from is that recent).
+        self.monotonic = monotonic
+        self.last_taken_at = monotonic()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
@@ -63,7 +68,15 @@ class SnapshotService:
             self.take()
 
     def due(self) -> bool:
-        return self.journal.head - self.taker.written >= self.settings.snapshot_every
+        """A snapshot is due every ``snapshot_every`` events, and with
+        ``snapshot_interval`` also once that long has passed since the last
+        with any event after it: the tail a restart folds is bounded by
+        time as well as by count (gateway/nodefile.py)."""
+        tail = self.journal.head - self.taker.written
+        if tail >= self.settings.snapshot_every:
+            return True
+        interval = self.settings.snapshot_interval
+        return interval is not None and tail > 0 and self.monotonic() - self.last_taken_at >= interval
 
     def _run(self) -> None:
         while not self._stop.wait(self.check_every):
@@ -111,6 +124,7 @@ class SnapshotService:
                 log.warning("journal: %d bytes on disk, over the %d-byte bound (max_disk): what is "
                             "left is not yet covered by a snapshot", r.disk, self.settings.max_disk)
             self.taken += 1
+            self.last_taken_at = self.monotonic()
             self.last = {"seq": self.taker.seq, "at": self.clock(), "folded": n,
                          "fold_ms": round((t1 - t0) * 1000, 1), "write_ms": round((t2 - t1) * 1000, 1),
                          "bytes": path.stat().st_size, "disk_bytes": r.disk,

@@ -3,6 +3,7 @@ disk, each beside its baseline from the same run.
 
     .venv/bin/python bench/bench_snapshots.py [--rate 400] [--hold 60] [--hours 24]
         [--snapshot-every 200000] [--keep-for 30m] [--max-disk 8GiB] [--dir DIR]
+        [--compare-with TREE [--rounds 3]]
 
 The journal is what a node writes at ``--rate`` SIP calls/s, each call the
 real SIP ALG's events (INVITE with SDP, 100, 180, 200 with SDP, ACK, media
@@ -28,6 +29,9 @@ the tail, and the node's own start (entity actors) in a fresh process; the
 disk (segments + snapshots) and its peak against ``max_disk``; per snapshot
 the fold and write times; and the datapath pause: how late a thread that
 wakes every millisecond is, with and without a snapshot being taken beside it.
+With ``--compare-with TREE`` (another checkout, e.g. the code before a
+change), the restart of the final journal by each tree's code, in fresh
+processes, the trees alternating so that both see the same machine load.
 """
 
 from __future__ import annotations
@@ -152,7 +156,7 @@ def measure_full_restart(path: Path) -> tuple[float, int]:
 
 def measure_snapshot_restart(path: Path) -> dict:
     t0 = time.perf_counter()
-    rec = open_at_snapshot(path, domain.apply, domain.EMPTY, fsync=False)
+    rec = open_at_snapshot(path, domain.apply, domain.EMPTY, fsync=False, freeze=True)   # as a node does
     total = time.perf_counter() - t0
     try:
         snap = read_snapshot(rec.snapshot)
@@ -163,6 +167,73 @@ def measure_snapshot_restart(path: Path) -> dict:
                 "snapshot_bytes": rec.snapshot.stat().st_size, "calls": len(rec.state.sip.calls)}
     finally:
         rec.journal.close()
+
+
+# Run with PYTHONPATH at a tree: (1) open + load + fold alone, (2) a node's
+# start (the same, then its entities), each in its own fresh process.
+_OPEN = """
+import json, sys, time
+t = time.perf_counter()
+from gateway import domain
+from journal.checkpoint import open_at_snapshot
+t1 = time.perf_counter()
+try:   # as a node opens it: what was loaded frozen, not collected once more (where the code can)
+    r = open_at_snapshot(sys.argv[1], domain.apply, domain.EMPTY, fsync=False, freeze=True)
+except TypeError:
+    r = open_at_snapshot(sys.argv[1], domain.apply, domain.EMPTY, fsync=False)
+t2 = time.perf_counter()
+print(json.dumps({"imports_s": t1 - t, "open_s": t2 - t1, "tail": r.folded, "calls": len(r.state.sip.calls)}))
+"""
+_NODE = """
+import json, sys, time
+t = time.perf_counter()
+from actors.node import Node
+from gateway.config.model import Config
+t1 = time.perf_counter()
+n = Node('gw-a', Config(zones={}, interfaces={}, addresses={}, policies=(), routes=()), sys.argv[1],
+         fsync=False, timer_thread=False)
+t2 = time.perf_counter()
+print(json.dumps({"imports_s": t1 - t, "node_s": t2 - t1, "recovery_s": n.recovery["ms"] / 1000,
+                  "started": n.pool.live_count(), "entities": n.directory.count("entity")}))
+n.stop()
+"""
+
+
+def fresh_restart(tree: Path, path: Path) -> dict:
+    """Restart figures of the code in ``tree`` on the journal at ``path``."""
+    import json
+    out: dict = {"tree": str(tree)}
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    for code in (_OPEN, _NODE):
+        r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env,
+                           timeout=900, cwd=tree)
+        if r.returncode != 0:
+            raise RuntimeError(f"restart with {tree} failed: {r.stderr[-2000:]}")
+        out.update(json.loads(r.stdout.strip().splitlines()[-1]))
+    return out
+
+
+def compare_restarts(trees: list[Path], path: Path, rounds: int) -> list[list[dict]]:
+    """``rounds`` restarts per tree, the trees alternating (same machine load)."""
+    runs: list[list[dict]] = [[] for _ in trees]
+    for _ in range(rounds):
+        for i, tree in enumerate(trees):
+            runs[i].append(fresh_restart(tree, path))
+    return runs
+
+
+def print_comparison(runs: list[list[dict]]) -> None:
+    med = [{k: statistics.median(r[k] for r in rs) for k in ("open_s", "node_s", "recovery_s")} for rs in runs]
+    print(f"restart compared on the same journal, {len(runs[0])} rounds alternating, medians:")
+    for rs, m in zip(runs, med):
+        r = rs[0]
+        print(f"  {r['tree']}: open+load+fold {m['open_s']:.2f} s (tail {r['tail']:,}, {r['calls']:,} calls); "
+              f"node start {m['node_s']:.2f} s (recovery {m['recovery_s']:.2f} s; {r['started']:,} actors "
+              f"started, {r['entities']:,} entities); each: "
+              + ", ".join(f"{x['node_s']:.2f}" for x in rs))
+    for rs, m in list(zip(runs, med))[1:]:
+        print(f"  {rs[0]['tree']} / {runs[0][0]['tree']}: open+load+fold x{m['open_s'] / med[0]['open_s']:.1f}, "
+              f"node start x{m['node_s'] / med[0]['node_s']:.1f}")
 
 
 def gil_lateness(seconds: float, during=None) -> tuple[list[float], list[float]]:
@@ -208,14 +279,21 @@ def main() -> int:
     ap.add_argument("--hours", type=float, default=24.0, help="length of the day simulated")
     ap.add_argument("--snapshot-every", type=int, default=d.snapshot_every)
     ap.add_argument("--snapshots-kept", type=int, default=d.snapshots_kept)
+    ap.add_argument("--snapshot-interval", help="also a snapshot this long after the last (e.g. 8s)")
     ap.add_argument("--keep-for", default="30m")
     ap.add_argument("--max-disk", default="8GiB")
     ap.add_argument("--segment-mib", type=int, default=64)
     ap.add_argument("--dir", help="where to write (default: a temporary directory, removed after)")
+    ap.add_argument("--compare-with", action="append", default=[], metavar="TREE",
+                    help="another checkout of the project (e.g. the code before a change): its restart "
+                         "on the same journal, in fresh processes alternating with this tree's")
+    ap.add_argument("--rounds", type=int, default=3, help="restarts per tree with --compare-with")
     args = ap.parse_args()
     keep_for = _duration("--keep-for", "keep_for", args.keep_for)
     max_disk = _size("--max-disk", "max_disk", args.max_disk)
-    settings = RetentionSettings(args.snapshot_every, args.snapshots_kept, keep_for, max_disk)
+    interval = _duration("--snapshot-interval", "snapshot_interval", args.snapshot_interval) \
+        if args.snapshot_interval else None
+    settings = RetentionSettings(args.snapshot_every, args.snapshots_kept, keep_for, max_disk, interval)
 
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench-snap-"))
     path = base / "journal"
@@ -224,6 +302,12 @@ def main() -> int:
     per_call = len(factory.setup) + len(factory.media) + len(factory.teardown)
     day = args.hours * 3600
     every_s = settings.snapshot_every / (args.rate * per_call)
+    if interval is not None:
+        every_s = min(every_s, interval)
+    # The longest tail after a snapshot: the count, or the events of the interval.
+    tail_bound = settings.snapshot_every if interval is None else \
+        min(settings.snapshot_every, int(interval * args.rate * per_call))
+    last_snap_sec = 0
     span = min(day, keep_for + args.hold + 4 * every_s)
     t_start = day - span
     print(f"rate {args.rate:.0f} calls/s, hold {args.hold:.0f} s, {per_call} events per call; "
@@ -254,7 +338,9 @@ def main() -> int:
         for k in range(0, len(batch), 200):
             append_rows(j, batch[k:k + 200], now)
         sec += 1
-        if j.head - taker.written >= settings.snapshot_every:
+        if j.head - taker.written >= settings.snapshot_every or (
+                interval is not None and j.head > taker.written and sec - last_snap_sec >= interval):
+            last_snap_sec = sec
             if baseline is None and j.first_seq == 1 and sec > args.hold:
                 # The whole journal is still there: the baseline restart, now.
                 j.close()
@@ -276,7 +362,7 @@ def main() -> int:
             print(f"  {sec / 60:5.0f} min simulated, {j.head:,} records, disk {disk_usage(j) / 2**30:.2f} GiB, "
                   f"{len(snaps)} snapshots, wall {time.perf_counter() - t0_wall:.0f} s", flush=True)
     # Worst case for a crash restart: the tail one event short of the next snapshot.
-    short = settings.snapshot_every - 1 - (j.head - taker.written)
+    short = tail_bound - 1 - (j.head - taker.written)
     while short > 0:
         call_no += 1
         rows = factory.rows(0, call_no)[:short]
@@ -303,15 +389,11 @@ def main() -> int:
     final_disk = disk_bytes(path)
     restart = measure_snapshot_restart(path)
     # The node's own start in a fresh process (journal, snapshot, tail, entity actors).
-    code = ("import sys,time; t=time.perf_counter(); from actors.node import Node; "
-            "from gateway.config.model import Config; "
-            "n=Node('gw-a', Config(zones={}, interfaces={}, addresses={}, policies=(), routes=()), sys.argv[1], "
-            "fsync=False, timer_thread=False); "
-            "print(time.perf_counter()-t, n.recovery['ms'], n.pool.live_count()); n.stop()")
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env,
-                         timeout=600)
-    node_s, recovery_ms, actors = out.stdout.split() if out.returncode == 0 else ("nan", "nan", "0")
+    here = Path(__file__).resolve().parents[1]
+    fresh = fresh_restart(here, path)
+    node_s, recovery_ms, actors = fresh["node_s"], fresh["recovery_s"] * 1000, fresh["started"]
+    compared = compare_restarts([here, *[Path(t).resolve() for t in args.compare_with]], path, args.rounds) \
+        if args.compare_with else None
 
     day_events = day * args.rate * per_call
     print()
@@ -321,21 +403,24 @@ def main() -> int:
     print(f"live calls at the end: {calls_now:,}; snapshot {restart['snapshot_bytes'] / 2**20:.1f} MiB")
     print(f"restart (worst case, tail {restart['tail_events']:,} events): open+load+fold "
           f"{restart['total_s']:.2f} s (load the snapshot {restart['load_snapshot_s']:.2f} s); node start in a "
-          f"fresh process {float(node_s):.2f} s incl. imports (recovery {float(recovery_ms) / 1000:.2f} s, "
-          f"{actors} entity actors)")
+          f"fresh process {float(node_s):.2f} s + imports {fresh['imports_s']:.2f} s (recovery "
+          f"{float(recovery_ms) / 1000:.2f} s, "
+          f"{actors} entity actors started, {fresh['entities']} entities in the directory)")
     if baseline:
         print(f"baseline, same run: whole journal ({baseline['records']:,} records) opened and folded in "
               f"{baseline['seconds']:.2f} s = {baseline['rate']:,.0f} records/s; a day of it "
               f"({day_events / 1e6:,.0f}M records) ~ {day_events / baseline['rate'] / 3600:.1f} h; "
               f"disk of a day ~ {day_events * bytes_written / max(1, head - first + 1) / 2**30:,.0f} GiB")
     if snaps:
-        print(f"snapshots: {len(snaps)}, fold of {settings.snapshot_every:,} events median "
+        print(f"snapshots: {len(snaps)}, fold per snapshot median "
               f"{statistics.median(s['fold_s'] for s in snaps):.2f} s, write median "
               f"{statistics.median(s['write_s'] for s in snaps):.2f} s (max {max(s['write_s'] for s in snaps):.2f} s)")
     print(f"datapath pause (1 ms probe): idle p99 {sorted(idle)[int(len(idle) * .99)]:.2f} ms max "
           f"{max(idle):.2f} ms; during a snapshot of {calls_now:,} calls p99 "
           f"{sorted(busy)[int(len(busy) * .99)]:.2f} ms max {max(busy):.2f} ms ({len(busy)} wake-ups); "
           f"garbage collections meanwhile: {len(gcs)}, longest {max(gcs, default=0):.0f} ms")
+    if compared:
+        print_comparison(compared)
     print(f"wall time {time.perf_counter() - t0_wall:.0f} s")
     if not args.dir:
         shutil.rmtree(base, ignore_errors=True)

@@ -22,6 +22,7 @@ records after it).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import time
@@ -30,6 +31,10 @@ from typing import Any, Callable
 
 import msgpack
 
+from gateway import domain
+
+from .fold import BatchFold
+from .gc_pause import collections_paused
 from .replay import JournalGap, snapshot_dir
 from .snapshot import SnapshotError, list_snapshots, read_snapshot, remove_snapshots, write_snapshot
 from .state_codec import StateDecodeError, decode_tree, encode_tree, tree_parts
@@ -54,11 +59,12 @@ def decode_state(payload: Any) -> Any:
     """The state a snapshot holds. Raises StateDecodeError."""
     if not isinstance(payload, bytes):
         raise StateDecodeError("snapshot state is not bytes")
-    try:
-        tree = msgpack.unpackb(payload, raw=False)
-    except Exception as exc:  # noqa: BLE001 - msgpack raises several types for garbage
-        raise StateDecodeError(f"undecodable state ({type(exc).__name__})") from None
-    return decode_tree(tree)
+    with collections_paused():
+        try:
+            tree = msgpack.unpackb(payload, raw=False)
+        except Exception as exc:  # noqa: BLE001 - msgpack raises several types for garbage
+            raise StateDecodeError(f"undecodable state ({type(exc).__name__})") from None
+        return decode_tree(tree)
 
 
 @dataclasses.dataclass(slots=True)
@@ -77,12 +83,31 @@ class Recovered:
     skipped: list[str]
 
 
+# A recovered state at least this large (records folded, or any snapshot) is
+# frozen when the caller asks (``freeze``).
+FREEZE_ABOVE = 10_000
+
+
 def open_at_snapshot(path: str | os.PathLike, apply: Callable[[Any, Any], Any], initial: Any, *,
                      fsync: bool = True, snapshots: str | os.PathLike | None = None,
-                     **journal_options) -> Recovered:
+                     freeze: bool = False, **journal_options) -> Recovered:
     """Open the journal at ``path`` at its newest usable snapshot and fold the
     records after it. Raises :class:`journal.replay.JournalGap` when no
-    snapshot is usable and the journal's first records are gone."""
+    snapshot is usable and the journal's first records are gone.
+
+    No cyclic collection runs meanwhile (journal.gc_pause). With ``freeze``
+    (a node starting), a large recovered state is then moved out of the
+    collector's sight (``gc.freeze``, as ops/gatewayd.py's ``tune_gc`` does
+    with what exists at start): the first collection afterwards would
+    otherwise walk the whole state once more, ~1 s for 32.6k live calls."""
+    with collections_paused():
+        rec = _open_at_snapshot(path, apply, initial, fsync=fsync, snapshots=snapshots, **journal_options)
+        if freeze and (rec.snapshot is not None or rec.folded >= FREEZE_ABOVE):
+            gc.freeze()
+        return rec
+
+
+def _open_at_snapshot(path, apply, initial, *, fsync, snapshots, **journal_options) -> Recovered:
     path = Path(path)
     snap_dir = Path(snapshots) if snapshots is not None else snapshot_dir(path)
     remove_snapshots(snap_dir)             # temporary files of interrupted writes
@@ -100,21 +125,59 @@ def open_at_snapshot(path: str | os.PathLike, apply: Callable[[Any, Any], Any], 
             skipped.append(f"{snap_path.name}: {exc}")
             continue
         start = dict(snap.journal, seq=snap.seq, epoch=snap.epoch)
+        # The records after the snapshot are folded as the open reads and
+        # checks them: one decode per record, not two.
+        folder = _Folder(apply, state, snap.seq, snap.epoch, snap.timestamp)
         try:
-            journal = Journal.open(path, fsync=fsync, start=start, **journal_options)
+            journal = Journal.open(path, fsync=fsync, start=start, visit=folder.visit, **journal_options)
         except StartMismatch as exc:
             log.warning("journal: skipping snapshot %s: %s", snap_path, exc)
             skipped.append(f"{snap_path.name}: {exc}")
             continue
-        state, last, epoch, ts, n = _fold_after(journal, apply, state, snap.seq, snap.epoch, snap.timestamp)
+        state, last, epoch, ts, n = folder.result()
         return Recovered(journal, state, last, epoch, ts, snap_path, n, skipped)
-    journal = Journal.open(path, fsync=fsync, **journal_options)
+    folder = _Folder(apply, initial, 0, 0, None)
+    journal = Journal.open(path, fsync=fsync, visit=folder.visit, **journal_options)
     if journal.first_seq > 1:
         first = journal.first_seq
         journal.close()
         raise JournalGap(first, 1)
-    state, last, epoch, ts, n = _fold_after(journal, apply, initial, 0, 0, None)
+    state, last, epoch, ts, n = folder.result()
     return Recovered(journal, state, last, epoch, ts, None, n, skipped)
+
+
+class _Folder:
+    """Folds the records after ``seq`` given to :meth:`visit`, in order
+    (``Journal.open``'s visitor); with the domain's ``apply``, in runs
+    (journal/fold.py)."""
+
+    __slots__ = ("apply", "batch", "state", "seq", "epoch", "ts", "n", "gap")
+
+    def __init__(self, apply, state, seq: int, epoch: int, ts) -> None:
+        self.apply = apply
+        self.batch = BatchFold(state) if apply is domain.apply else None
+        self.state, self.seq, self.epoch, self.ts, self.n = state, seq, epoch, ts, 0
+        self.gap = False
+
+    def visit(self, rec) -> None:
+        if rec.seq <= self.seq:
+            return                      # the snapshot's own record, or before it
+        if self.gap or rec.seq != self.seq + 1:
+            # Records missing before this one (retention removed the first
+            # ones and no snapshot covers them): nothing is folded; the
+            # caller reports the gap once the journal is open.
+            self.gap = True
+            return
+        if self.batch is not None:
+            self.batch.add(rec.event())
+        else:
+            self.state = self.apply(self.state, rec.event())
+        self.seq, self.epoch, self.ts = rec.seq, rec.epoch, rec.timestamp
+        self.n += 1
+
+    def result(self):
+        state = self.batch.freeze() if self.batch is not None else self.state
+        return state, self.seq, self.epoch, self.ts, self.n
 
 
 def state_at(journal: Journal, apply: Callable[[Any, Any], Any], initial: Any, *,
@@ -123,6 +186,11 @@ def state_at(journal: Journal, apply: Callable[[Any, Any], Any], initial: Any, *
     its head, from its newest snapshot whose record is still this journal's
     (a node whose journal was just cut). Raises JournalGap when none is and
     the journal's first records are gone."""
+    with collections_paused():
+        return _state_at(journal, apply, initial, directory=directory)
+
+
+def _state_at(journal: Journal, apply, initial, *, directory):
     snap_dir = Path(directory) if directory is not None else snapshot_dir(journal)
     head = journal.head
     for seq, snap_path in reversed(list_snapshots(snap_dir)):
@@ -143,12 +211,10 @@ def state_at(journal: Journal, apply: Callable[[Any, Any], Any], initial: Any, *
 
 
 def _fold_after(journal: Journal, apply, state, seq: int, epoch: int, ts):
-    n = 0
+    folder = _Folder(apply, state, seq, epoch, ts)
     for rec in journal.read(seq + 1):
-        state = apply(state, rec.event())
-        seq, epoch, ts = rec.seq, rec.epoch, rec.timestamp
-        n += 1
-    return state, seq, epoch, ts, n
+        folder.visit(rec)
+    return folder.result()
 
 
 class SnapshotTaker:
@@ -171,16 +237,28 @@ class SnapshotTaker:
         ``pause_every`` records."""
         to_seq = self.journal.head if to_seq is None else to_seq
         n = 0
-        versions, apply, state = self._versions, self.apply, self.state
+        versions = self._versions
+        folder = _Folder(self.apply, self.state, self.seq, self.epoch, self.timestamp)
+        # The fold's state, record and versions move together, every
+        # pause_every records (a record that cannot be folded leaves them
+        # at the last such point, never half way through a record).
+        seen: list = []
         for rec in self.journal.read(self.seq + 1, to_seq):
-            state = apply(state, rec.event())
-            versions[rec.stream] = (rec.version, rec.seq)
-            self.seq, self.epoch, self.timestamp = rec.seq, rec.epoch, rec.timestamp
-            self.state = state
+            folder.visit(rec)
+            seen.append(rec)
             n += 1
             if n % pause_every == 0:
+                self._took(folder, seen)
                 time.sleep(0)
+        self._took(folder, seen)
         return n
+
+    def _took(self, folder: "_Folder", seen: list) -> None:
+        self.state, self.seq, self.epoch, self.timestamp, _ = folder.result()
+        versions = self._versions
+        for rec in seen:
+            versions[rec.stream] = (rec.version, rec.seq)
+        seen.clear()
 
     def restart_from(self, state: Any, seq: int, epoch: int, timestamp: float | None,
                      versions: list) -> None:

@@ -42,7 +42,7 @@ import mmap
 import os
 from pathlib import Path
 from threading import Lock
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from gateway.events import Event
 
@@ -169,7 +169,8 @@ class Journal:
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, fsync: bool = True,
-             segment_bytes: int = DEFAULT_SEGMENT_BYTES, start: dict | None = None) -> "Journal":
+             segment_bytes: int = DEFAULT_SEGMENT_BYTES, start: dict | None = None,
+             visit: Callable[[Record], None] | None = None) -> "Journal":
         """Open (creating if needed) the journal in directory ``path``.
 
         Every frame is checked (with ``start``, a snapshot's ``journal``
@@ -177,7 +178,13 @@ class Journal:
         on; raises :class:`StartMismatch` when that record is not there). A
         torn or corrupt tail of the newest segment is logged, truncated and
         listed in :attr:`report`; damage anywhere else raises
-        :class:`~journal.segment.JournalCorrupt`."""
+        :class:`~journal.segment.JournalCorrupt`.
+
+        ``visit`` is called with every record checked, in order (with
+        ``start``, from that record on), as it is read: a caller folding the
+        journal does it in this one pass instead of decoding every record a
+        second time (journal/checkpoint.py). An exception it raises fails
+        the open."""
         directory = Path(path)
         if not directory.is_dir():
             directory.mkdir(parents=True)
@@ -193,14 +200,16 @@ class Journal:
             raise
         try:
             if start is not None:
-                return cls._load_from(directory, lock_fd, start, fsync=fsync, segment_bytes=segment_bytes)
-            return cls._load(directory, lock_fd, fsync=fsync, segment_bytes=segment_bytes)
+                return cls._load_from(directory, lock_fd, start, fsync=fsync, segment_bytes=segment_bytes,
+                                      extra=visit)
+            return cls._load(directory, lock_fd, fsync=fsync, segment_bytes=segment_bytes, extra=visit)
         except BaseException:
             os.close(lock_fd)
             raise
 
     @classmethod
-    def _load(cls, directory: Path, lock_fd: int, *, fsync: bool, segment_bytes: int) -> "Journal":
+    def _load(cls, directory: Path, lock_fd: int, *, fsync: bool, segment_bytes: int,
+              extra: Callable[[Record], None] | None = None) -> "Journal":
         found = list_segments(directory)
         versions: dict[str, tuple[int, int]] = {}
         last_epoch = [0]
@@ -208,6 +217,8 @@ class Journal:
         def visit(rec: Record) -> None:
             versions[rec.stream] = (rec.version, rec.seq)
             last_epoch[0] = rec.epoch
+            if extra is not None:
+                extra(rec)
 
         segments: list[_Segment] = []
         damage: list[TailDamage] = []
@@ -235,7 +246,7 @@ class Journal:
 
     @classmethod
     def _load_from(cls, directory: Path, lock_fd: int, start: dict, *, fsync: bool,
-                   segment_bytes: int) -> "Journal":
+                   segment_bytes: int, extra: Callable[[Record], None] | None = None) -> "Journal":
         """Open at a snapshot's record: the segments before it are listed, the
         record is checked against the snapshot, every frame after it is read."""
         seq, seg_first, offset = int(start["seq"]), int(start["segment"]), int(start["offset"])
@@ -264,6 +275,8 @@ class Journal:
         def visit(r: Record) -> None:
             versions[r.stream] = (r.version, r.seq)
             last_epoch[0] = r.epoch
+            if extra is not None:
+                extra(r)
 
         segments: list[_Segment] = []
         for i in range(at):
