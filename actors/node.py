@@ -37,7 +37,7 @@ from actors.timers import TimerFired, TimerService
 from gateway import domain, ha
 from gateway.config.model import Config
 from gateway.datapath.pinholes import TAKEOVER_PINHOLE, sip_media_pinholes
-from gateway.datapath.session_filter import FilterError, parse_filter, session_row
+from gateway.datapath.session_filter import FilterError, media_by_pinhole, parse_filter, session_row
 from gateway.drops import code_of, count, count_reason
 from actors.algs import ADAPTERS, H323Adapter, MgcpAdapter, SipAdapter, adapter_for_stream
 from gateway.sip import events as sip_ev
@@ -871,9 +871,14 @@ class Node:
                       "call_id": r.call_id, "expires_at": r.expires_at} for r in st.sip.registrations.values()]
                     + H323Adapter.registrations(st.h323))
         if what == "pinholes":
+            media = {}
+            if self.datapath is not None and hasattr(self.datapath, "sessions"):
+                with self.dp_lock:
+                    media = media_by_pinhole(self.datapath.sessions)
             return [{"id": p.id, "call": p.call, "group": p.group, "kind": p.kind, "proto": p.proto,
                      "direction": p.direction, "dst": f"{p.dst[0]}:{p.dst[1]}",
-                     "to": f"{p.to[0]}:{p.to[1]}" if p.to else None, "expires_at": p.expires_at}
+                     "to": f"{p.to[0]}:{p.to[1]}" if p.to else None, "expires_at": p.expires_at,
+                     **({"traffic": media[p.id]} if p.id in media else {})}
                     for p in self._open_pinholes(st)]
         if what == "endpoints":
             now = self.clock()

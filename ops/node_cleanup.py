@@ -42,14 +42,14 @@ def cleanup(settings, cfg, *, shaping: bool = True) -> dict:
     worker = NfqueueWorker(settings.queue, linux_to_cfg, Datapath(cfg, engine),
                            bypass=cfg.flow.queue_bypass, install=False, overload=None)
     specs = worker.rule_specs()
-    # The media offload's table and rules whatever the configuration says
-    # now (it may have been on when the node ran).
-    media_specs = kernel_media.rule_specs(settings.queue, linux_to_cfg)
     report = {"addresses": remove_addresses(addrs), "addresses_named": len(addrs),
               "rules": remove_rules(specs), "forwarding_off": [], "shaping": False,
-              "nft": remove_nft_tables([f"inet {table_name(settings.queue)}"]),
-              "media": remove_rules(media_specs)
-              + remove_nft_tables([f"inet {kernel_media.table_name(settings.queue)}"])}
+              "nft": remove_nft_tables([f"inet {table_name(settings.queue)}"]), "media": 0}
+    if cfg.flow.media_offload:
+        # The media offload's rules and table (its rules first: they accept
+        # what the table marks).
+        report["media"] = (remove_rules(kernel_media.rule_specs(settings.queue, linux_to_cfg))
+                           + remove_nft_tables([f"inet {kernel_media.table_name(settings.queue)}"]))
     if specs and not cfg.flow.queue_bypass:
         devs = rule_devices(specs)
         failed = set_forwarding(devs, False)

@@ -234,3 +234,25 @@ def test_the_table_and_its_elements_pass_nfts_check():
     if r.returncode != 0 and "Operation not permitted" in r.stderr:
         pytest.skip("nft -c needs CAP_NET_ADMIN")
     assert r.returncode == 0, r.stderr
+
+
+def test_sessions_and_pinholes_show_the_kernel_path_and_its_counts():
+    from gateway.datapath.session_filter import media_by_pinhole, session_row
+    dp = datapath()
+    table = OffloadTable()
+    dp.process(pkt(MEDIA_IN), "ethernet3", 0.0)
+    dp.process(pkt(MEDIA_REV), "ethernet1", 0.0)
+    (sess,) = [s for s in dp.sessions if s.kind == "media"]
+    assert "path" not in session_row(sess, 0.0)
+    table.plan(dp.sessions.fast)
+    assert sess.offloaded == 2 and session_row(sess, 0.0)["path"] == "kernel"
+    keys = {f.flow.entry.forward: k for k, f in table.installed.items()}
+    table.counted({keys[True]: (9, 1800), keys[False]: (4, 800)}, 1.0, dp.activity, dp.paths)
+    row = media_by_pinhole(dp.sessions)[sess.pinhole]
+    assert row == {"sessions": 1, "packets": [10, 5], "bytes": [2000, 1000], "path": "kernel"}
+    # One direction timed out in the kernel, then the session went.
+    table.counted({keys[True]: (9, 1800)}, 2.0, dp.activity, dp.paths)
+    assert sess.offloaded == 1
+    dp.sessions.remove(sess)
+    table.plan(dp.sessions.fast)
+    assert sess.offloaded == 0 and len(table) == 0

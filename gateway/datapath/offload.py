@@ -64,8 +64,8 @@ activity, so inactivity is detected, and journaled, as before.
 from __future__ import annotations
 
 import json
-import socket
 import struct
+from ipaddress import IPv4Address
 from typing import Iterable, NamedTuple
 
 TABLE_PREFIX = "voipgw_media_q"
@@ -75,6 +75,10 @@ AUX_MAPS = ("nsaddr", "ndaddr", "nsport", "ndport", "marks")
 # NFQUEUE rule (nftables' notrack, seen by iptables' conntrack match).
 UNTRACKED = "UNTRACKED"
 _ADDRS = struct.Struct("!4s4sHH")
+
+
+def _ntoa(raw: bytes) -> str:
+    return str(IPv4Address(raw))
 
 
 def table_name(queue_num: int) -> str:
@@ -115,7 +119,7 @@ def table_script(table: str, ifaces: Iterable[str]) -> str:
 
 def _key_text(key: bytes) -> str:
     s, d, sp, dp = _ADDRS.unpack(key)
-    return f"{socket.inet_ntoa(s)} . {socket.inet_ntoa(d)} . {sp} . {dp}"
+    return f"{_ntoa(s)} . {_ntoa(d)} . {sp} . {dp}"
 
 
 class Flow(NamedTuple):
@@ -146,8 +150,8 @@ def add_script(table: str, flows: list[Flow]) -> list[str]:
     parts = {"nsaddr": [], "ndaddr": [], "nsport": [], "ndport": [], "marks": []}
     for f in flows:
         s, d, sp, dp = _ADDRS.unpack(f.head)
-        parts["nsaddr"].append(f"{f.fid} : {socket.inet_ntoa(s)}")
-        parts["ndaddr"].append(f"{f.fid} : {socket.inet_ntoa(d)}")
+        parts["nsaddr"].append(f"{f.fid} : {_ntoa(s)}")
+        parts["ndaddr"].append(f"{f.fid} : {_ntoa(d)}")
         parts["nsport"].append(f"{f.fid} : {sp}")
         parts["ndport"].append(f"{f.fid} : {dp}")
         parts["marks"].append(f"{f.fid} : {f.mark}")
@@ -187,8 +191,8 @@ def _key_of(val) -> bytes | None:
         return None
     s, d, sp, dp = concat
     try:
-        return _ADDRS.pack(socket.inet_aton(str(s)), socket.inet_aton(str(d)), int(sp), int(dp))
-    except (OSError, ValueError, struct.error):
+        return _ADDRS.pack(IPv4Address(str(s)).packed, IPv4Address(str(d)).packed, int(sp), int(dp))
+    except (ValueError, struct.error):
         return None
 
 
@@ -278,6 +282,7 @@ class OffloadTable:
             e = fast.get(key)
             if e is not have.flow.entry or not offloadable(e):
                 deletes.append(have.flow)
+                have.flow.entry.session.offloaded -= 1
                 del inst[key]
         room = self.max_flows - len(inst)
         for key, e in fast.items():
@@ -293,12 +298,16 @@ class OffloadTable:
         self.removed += len(deletes)
         for f in deletes:
             self._free.append(f.fid)
+        for f in adds:
+            f.entry.session.offloaded += 1
         return Plan(adds, deletes)
 
     def clear(self) -> Plan:
         """Everything out (a node that stops forwarding)."""
         deletes = self._gone + [i.flow for i in self.installed.values()]
         self._gone = []
+        for i in self.installed.values():
+            i.flow.entry.session.offloaded = 0
         self.installed.clear()
         self.removed += len(deletes)
         self._free.extend(f.fid for f in deletes)
@@ -306,6 +315,10 @@ class OffloadTable:
 
     def reset(self) -> None:
         """Forget everything (the maps were flushed)."""
+        for i in self.installed.values():
+            i.flow.entry.session.offloaded = 0
+        for f in self._gone:
+            f.entry.session.offloaded = 0
         self.installed.clear()
         self._gone = []
         self._free = []
@@ -325,6 +338,7 @@ class OffloadTable:
             c = counts.get(key)
             if c is None:
                 del self.installed[key]
+                have.flow.entry.session.offloaded -= 1
                 self._gone.append(have.flow)
                 self.expired += 1
                 continue
