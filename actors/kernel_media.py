@@ -26,6 +26,7 @@ import threading
 import time
 
 from gateway.datapath.fastpath import FastPath
+from gateway.datapath.media_prime import prime
 from gateway.datapath.offload import (UNTRACKED, OffloadTable, flush_script, parse_counters,
                                       table_name, table_script)
 
@@ -65,6 +66,9 @@ class KernelMedia:
         self._rules: list[list[str]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # One sync at a time (the loop's, a takeover's): a plan and the batch
+        # that applies it must not interleave with another's.
+        self._sync_lock = threading.Lock()
 
     # -- kernel state ------------------------------------------------------------
 
@@ -137,14 +141,20 @@ class KernelMedia:
                 self.errors += 1
                 log.exception("media offload: turn failed")
 
-    def sync(self) -> int:
+    def sync(self, force: bool = False) -> int:
         """Make the kernel's flows those of the datapath now; the number of
         changes. A batch the kernel refuses flushes the maps and starts over
         (the table is then known to be empty)."""
+        with self._sync_lock:
+            return self._sync(force)
+
+    def _sync(self, force: bool) -> int:
         worker = self.worker
         with worker.lock:
             dp = worker.datapath
             why = self._unable(dp)
+            if force and why.startswith("not forwarding"):
+                why = ""                 # a takeover, before the role says so
             if why:
                 plan = self.flows.clear()
             else:
@@ -167,6 +177,23 @@ class KernelMedia:
                 self.flows.reset()
         return len(plan.adds) + len(plan.deletes)
 
+    def prime(self) -> int:
+        """At a takeover, before the addresses are announced: the media
+        sessions the rebuilt pinholes expect (gateway/datapath/media_prime.py),
+        put in the kernel now rather than at the next turn."""
+        if not self.installed:
+            return 0
+        worker = self.worker
+        with worker.lock:
+            dp = worker.datapath
+            if getattr(dp, "pinholes", None) is None or FastPath.of(dp) is None:
+                return 0
+            made = prime(dp, worker.clock())
+        self.sync(force=True)
+        log.info("media offload: %d media direction(s) made ready from the takeover's pinholes; "
+                 "%d flow direction(s) in the kernel", made, len(self.flows))
+        return made
+
     def _unable(self, dp) -> str:
         if not self.installed:
             return self.reason or "not installed"
@@ -181,15 +208,16 @@ class KernelMedia:
         map could not be read)."""
         if not self.installed or not self.flows.installed:
             return 0
-        r = self.run(["nft", "-j", "list", "map", "inet", self.table, "flows"],
-                     capture_output=True, text=True, timeout=30)
-        if r.returncode != 0:
-            return None
-        counts = parse_counters(r.stdout)
-        worker = self.worker
-        with worker.lock:
-            dp = worker.datapath
-            return self.flows.counted(counts, worker.clock(), dp.activity, dp.paths)
+        with self._sync_lock:             # the listing and what it is applied to agree
+            r = self.run(["nft", "-j", "list", "map", "inet", self.table, "flows"],
+                         capture_output=True, text=True, timeout=30)
+            if r.returncode != 0:
+                return None
+            counts = parse_counters(r.stdout)
+            worker = self.worker
+            with worker.lock:
+                dp = worker.datapath
+                return self.flows.counted(counts, worker.clock(), dp.activity, dp.paths)
 
     def status(self) -> dict:
         """What ``gwctl status`` shows: the path media takes, and why."""

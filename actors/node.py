@@ -181,6 +181,9 @@ class Node:
         # trees and marks, actors/shaping.py, installed again by the new
         # active).
         self.on_takeover: list[Callable[[], None]] = []
+        # Run at a takeover after the datapath's pinholes are rebuilt and
+        # before the addresses are acquired (announced).
+        self.before_announce: list[Callable[[], None]] = []
         self.snapshots = None
         if retention is not None:
             from actors.snapshots import SnapshotService
@@ -436,10 +439,20 @@ class Node:
 
     def _take_over(self) -> None:
         """Active from now on: own the addresses, arm timers, install pinholes."""
-        if self.addresses is not None:
-            self.addresses.acquire()
         with self.state_lock:
             st = self.state
+        if self.datapath is not None and self.before_announce:
+            # The pinholes first, and what is made from them before any packet
+            # (the kernel's media flows, actors/kernel_media.py): media goes
+            # on at the kernel's rate from the first packet to the new active.
+            self._rebuild_datapath(st)
+            for hook in self.before_announce:
+                try:
+                    hook()
+                except Exception:
+                    log.exception("node %s: takeover hook %r failed", self.node_id, hook)
+        if self.addresses is not None:
+            self.addresses.acquire()
         specs = []
         for stream in self._streams(st):
             # Each ALG's state knows its own entities' deadlines.
@@ -451,24 +464,27 @@ class Node:
             if deadline is not None:
                 specs.append((stream, deadline, self._entity(stream)))
         self.timers.rebuild(specs)
-        if self.datapath is not None:
-            with self.dp_lock:
-                # Sessions left from this node's earlier term as active are
-                # stale (the calls moved on without it); flows start again
-                # from policy and the pinholes below.
-                for sess in list(self.datapath.sessions):
-                    self.datapath.remove_session(sess)
-                self.datapath.rebuild(self._open_pinholes(st) + sip_media_pinholes(st.sip))
-                restore = getattr(self.datapath, "restore_tcp", None)
-                if restore is not None:
-                    # SIP connections whose rewrites changed lengths go on
-                    # with the same sequence adjustment (gateway.datapath.seqadj).
-                    restore(st.tcp)
+        if self.datapath is not None and not self.before_announce:
+            self._rebuild_datapath(st)
         for hook in self.on_takeover:
             try:
                 hook()
             except Exception:
                 log.exception("node %s: takeover hook %r failed", self.node_id, hook)
+
+    def _rebuild_datapath(self, st) -> None:
+        with self.dp_lock:
+            # Sessions left from this node's earlier term as active are
+            # stale (the calls moved on without it); flows start again
+            # from policy and the pinholes below.
+            for sess in list(self.datapath.sessions):
+                self.datapath.remove_session(sess)
+            self.datapath.rebuild(self._open_pinholes(st) + sip_media_pinholes(st.sip))
+            restore = getattr(self.datapath, "restore_tcp", None)
+            if restore is not None:
+                # SIP connections whose rewrites changed lengths go on
+                # with the same sequence adjustment (gateway.datapath.seqadj).
+                restore(st.tcp)
 
     def _stand_down(self) -> None:
         for key in list(self.timers.specs()):

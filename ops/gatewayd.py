@@ -365,6 +365,7 @@ def _run_node(args, fence, started: StartupClock | None = None) -> int:
     if cfg.flow.media_offload and worker.install:
         from actors.kernel_media import KernelMedia
         media = KernelMedia(settings.queue, linux_to_cfg, worker, lambda: node.forwarding)
+        node.before_announce.append(media.prime)
 
     def control_handler(cmd: str, args: dict):
         if cmd == "debug-stall":

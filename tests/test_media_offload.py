@@ -5,6 +5,7 @@ packet's addresses and ports exactly as the userspace fast path does."""
 from __future__ import annotations
 
 import re
+from ipaddress import IPv4Address
 import shutil
 import socket
 import struct
@@ -17,7 +18,10 @@ from gateway.datapath.offload import (OffloadTable, add_script, delete_script, f
                                       parse_counters, table_script)
 from gateway.packet import build_udp
 
-from test_datapath_fastpath import datapath
+from test_datapath_fastpath import CFG, datapath
+
+# The far party is reached through a gateway on the untrust side.
+ROUTED = CFG + "set vrouter trust-vr route 0.0.0.0/0 interface ethernet3 gateway 1.1.1.250\n"
 
 TABLE = "voipgw_media_q3"
 MEDIA_IN = ("2.2.2.2", "1.1.1.1", 6000, 20000)       # through pinhole c#p1, to 10.1.1.3:4000
@@ -256,3 +260,36 @@ def test_sessions_and_pinholes_show_the_kernel_path_and_its_counts():
     dp.sessions.remove(sess)
     table.plan(dp.sessions.fast)
     assert sess.offloaded == 0 and len(table) == 0
+
+
+def test_sessions_primed_from_takeover_pinholes_go_to_the_kernel_before_any_packet():
+    from gateway.datapath.media_prime import expected_flows, prime
+    dp = datapath(ROUTED)
+    # What each pinhole's first packet will be: the other party's media address.
+    flows = expected_flows(dp.pinholes.holes())
+    as_text = sorted((str(IPv4Address(s)), sp, str(IPv4Address(d)), dp_) for (s, sp), (d, dp_) in flows)
+    assert as_text == [("10.1.1.3", 4000, "2.2.2.2", 6000), ("2.2.2.2", 6000, "1.1.1.1", 20000)]
+    paths = dict(dp.paths)
+    assert prime(dp, 0.0) == 2
+    (sess,) = [s for s in dp.sessions if s.kind == "media"]
+    # Nothing was seen: no counts, no activity reported to the ALG.
+    assert (sess.fwd_packets, sess.rev_packets, sess.fwd_bytes, sess.rev_bytes) == (0, 0, 0, 0)
+    assert dp.drain_activity() == [] and dp.paths == paths
+    # Both directions are ready for the kernel, rewritten as the datapath
+    # rewrites the real packets.
+    table, kernel = OffloadTable(), Kernel()
+    kernel.apply(table.plan(dp.sessions.fast).script(TABLE))
+    ref = datapath(ROUTED)
+    for flow, ingress in ((MEDIA_IN, "ethernet3"), (MEDIA_REV, "ethernet1")):
+        assert kernel.forward(pkt(flow))[0] == ref.process(pkt(flow), ingress, 1.0).data[12:24]
+    # Once more: nothing new to make.
+    assert prime(dp, 1.0) == 0
+
+
+def test_priming_leaves_calls_with_several_channels_to_their_packets():
+    from gateway.datapath.media_prime import expected_flows
+    from gateway.sip.state import Pinhole
+    dp = datapath()
+    dp.install_pinholes([Pinhole("c#p3", "c", "c#g3", "media", "udp", "inbound", ("1.1.1.1", 20002),
+                                 ("10.1.1.3", 4002), None, None)])
+    assert expected_flows(dp.pinholes.holes()) == []
