@@ -13,6 +13,7 @@ import subprocess
 
 import pytest
 
+from gateway.datapath import Forward
 from gateway.datapath.fastpath import FastPath
 from gateway.datapath.offload import (OffloadTable, add_script, delete_script, flush_script,
                                       parse_counters, table_script)
@@ -293,3 +294,44 @@ def test_priming_leaves_calls_with_several_channels_to_their_packets():
     dp.install_pinholes([Pinhole("c#p3", "c", "c#g3", "media", "udp", "inbound", ("1.1.1.1", 20002),
                                  ("10.1.1.3", 4002), None, None)])
     assert expected_flows(dp.pinholes.holes()) == []
+
+
+def test_a_newer_call_takes_over_the_flow_a_lingering_call_holds():
+    # A phone behind the gateway (10.1.1.3:4000) is called twice from the
+    # same far phone (2.2.2.2:6000); the first call's session lingers. The
+    # second call's media arrives at its own pinhole, and its reply tuple is
+    # the first session's: the new call takes the flow (before: dropped,
+    # "the reply tuple of this flow belongs to another session").
+    from gateway.sip.state import Pinhole
+    dp = datapath()
+    dp.install_pinholes([Pinhole("d#p1", "d", "d#g1", "media", "udp", "inbound", ("1.1.1.1", 20002),
+                                 ("10.1.1.3", 4000), None, None)])
+    first = dp.process(pkt(MEDIA_IN), "ethernet3", 0.0)
+    assert first.path == "fast-pinhole"
+    (old,) = [s for s in dp.sessions if s.kind == "media"]
+    second = dp.process(pkt(("2.2.2.2", "1.1.1.1", 6000, 20002)), "ethernet3", 1.0)
+    assert isinstance(second, Forward) and second.path == "fast-pinhole", second
+    assert second.note == f"media flow taken over by call d (pinhole d#p1): session {old.id} of call c ended"
+    (new,) = [s for s in dp.sessions if s.kind == "media"]
+    assert new.call == "d" and old.removed
+    # The phone's media now belongs to the new call, both ways.
+    back = dp.process(pkt(MEDIA_REV), "ethernet1", 2.0)
+    assert back.path == "fast-session" and dp.sessions.lookup(
+        (17, int(IPv4Address("10.1.1.3")), 4000, int(IPv4Address("2.2.2.2")), 6000))[0] is new
+
+
+def test_a_port_translated_source_never_takes_another_endpoints_flow():
+    # The same collision, but the new flow's source would be port-translated:
+    # its reply tuple then belongs to another endpoint, whose session stays.
+    from gateway.datapath.media_takeover import displaced
+    from gateway.sip.state import Pinhole
+    dp = datapath()
+    dp.install_pinholes([Pinhole("d#p1", "d", "d#g1", "media", "udp", "inbound", ("1.1.1.1", 20002),
+                                 ("10.1.1.3", 4000), None, None)])
+    dp.process(pkt(MEDIA_IN), "ethernet3", 0.0)
+    (sess,) = [s for s in dp.sessions if s.kind == "media"]
+    hole = next(h for h in dp.pinholes.holes() if h.pinhole.id == "d#p1")
+    key = (17, int(IPv4Address("2.2.2.2")), 6000, int(IPv4Address("1.1.1.1")), 20002)
+    rw = (int(IPv4Address("2.2.2.2")), 6000, int(IPv4Address("10.1.1.3")), 4000)
+    assert displaced(dp.sessions, key, rw, hole, translated=False) is sess
+    assert displaced(dp.sessions, key, rw, hole, translated=True) is None

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.test_ingest_netns import CONFIG, PY, ROOT, lab, sh, start_worker, stop_worker  # noqa: F401
+from test_ingest_netns import CONFIG, PY, ROOT, lab, sh, start_worker, stop_worker  # noqa: F401
 
 pytestmark = pytest.mark.netns
 RTP = str(ROOT / "tests" / "netns_rtp.py")
