@@ -161,7 +161,9 @@ class KernelMedia:
                 plan = self.flows.plan(dp.sessions.fast)
         if why != self.reason:
             if why:
-                log.warning("media offload: media on the userspace path: %s", why)
+                # A standby's is the expected case; anything else is worth a look.
+                (log.info if why.startswith("not forwarding") else log.warning)(
+                    "media offload: media on the userspace path: %s", why)
             elif self.reason:
                 log.info("media offload: media on the kernel path")
             self.reason = why
