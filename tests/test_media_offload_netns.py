@@ -59,7 +59,7 @@ def test_established_media_bypasses_the_queue_and_leaves_when_quiet(lab):
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                cwd=ROOT / "tests")
         answer = json.loads(uac.stdout.readline())
-        assert answer.get("answer") == ["1.1.1.1", 7000], answer
+        assert answer.get("answer") == ["1.1.1.9", 7000], answer
         p0 = json.loads(uac.stdout.readline())
         flows = kernel_flows(gw)
         before = queued(gw, QUEUE)
