@@ -27,8 +27,9 @@ import time
 
 from gateway.datapath.fastpath import FastPath
 from gateway.datapath.media_prime import prime
-from gateway.datapath.offload import (UNTRACKED, OffloadTable, flush_script, parse_counters,
-                                      table_name, table_script)
+from gateway.datapath.offload import (UNTRACKED, OffloadTable, flush_script,
+                                      parse_chain_counters, parse_counters, table_name,
+                                      table_script)
 
 log = logging.getLogger("voip_alg.ingest")
 
@@ -50,7 +51,9 @@ class KernelMedia:
     ``active()``: whether the node may forward now."""
 
     def __init__(self, queue_num: int, ifaces, worker, active=lambda: True, *,
-                 run=subprocess.run, interval: float = 0.25, count_interval: float = 1.0) -> None:
+                 run=subprocess.run, interval: float = 0.25, count_interval: float = 1.0,
+                 mode: str = "maps") -> None:
+        self.mode = mode
         self.queue_num = queue_num
         self.table = table_name(queue_num)
         self.ifaces = list(ifaces)
@@ -82,7 +85,7 @@ class KernelMedia:
         """The table and the rules; False (and ``reason``) when the kernel
         cannot: the media then stays on the userspace path."""
         try:
-            r = self._nft(table_script(self.table, self.ifaces))
+            r = self._nft(table_script(self.table, self.ifaces, self.mode))
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
             self.reason = f"nft unavailable: {exc}"
             return False
@@ -169,12 +172,13 @@ class KernelMedia:
             self.reason = why
         if not plan.adds and not plan.deletes:
             return 0
-        r = self._nft("\n".join(plan.script(self.table)) + "\n")
+        r = self._nft("\n".join(plan.script(self.table, self.mode)) + "\n")
         if r.returncode != 0:
             self.errors += 1
             log.warning("media offload: nft refused %d change(s): %s; maps flushed, reinstalling",
                         len(plan.adds) + len(plan.deletes), r.stderr.strip()[:300])
-            self._nft("\n".join(flush_script(self.table)) + "\n")
+            self._nft("\n".join(flush_script(self.table)) + "\n" if self.mode == "maps"
+                      else table_script(self.table, self.ifaces, self.mode))
             with worker.lock:
                 self.flows.reset()
         return len(plan.adds) + len(plan.deletes)
@@ -211,12 +215,18 @@ class KernelMedia:
         if not self.installed or not self.flows.installed:
             return 0
         with self._sync_lock:             # the listing and what it is applied to agree
-            r = self.run(["nft", "-j", "list", "map", "inet", self.table, "flows"],
-                         capture_output=True, text=True, timeout=30)
+            what = ["map", "inet", self.table, "flows"] if self.mode == "maps" else \
+                ["table", "inet", self.table]
+            r = self.run(["nft", "-j", "list", *what], capture_output=True, text=True, timeout=30)
             if r.returncode != 0:
                 return None
-            counts = parse_counters(r.stdout)
             worker = self.worker
+            if self.mode == "maps":
+                counts = parse_counters(r.stdout)
+            else:
+                by_fid = parse_chain_counters(r.stdout)
+                with worker.lock:
+                    counts = self.flows.by_key(by_fid)
             with worker.lock:
                 dp = worker.datapath
                 return self.flows.counted(counts, worker.clock(), dp.activity, dp.paths)

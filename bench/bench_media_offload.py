@@ -16,7 +16,10 @@ callee's media address as fast as it can; the callee counts what arrives
 * ``userspace``: the NFQUEUE worker with the SIP ALG inline
   (``python -m actors.ingest --sip-inline``), interface NAT, media on the
   userspace fast path;
-* ``offload``: the same with ``set flow media-offload``.
+* ``offload``: the same with ``set flow media-offload`` (the "maps" layout
+  of gateway/datapath/offload.py: one rule, the rewrite looked up by flow id);
+* ``offload-chains``: the "chains" layout (a verdict map to a chain per flow
+  writing constants).
 
 Reported: delivered packets/s (all flows; the senders' wall time), the
 ratio to plain forwarding, and the worker's CPU time (user + system, from
@@ -186,14 +189,16 @@ class Lab:
         if gateway == "kernel-sip-helper":
             sh("ip", "netns", "exec", self.gw, "nft", "-f", "-", input=HELPER)
             extra_cleanup.append(["nft", "delete", "table", "ip", "bench_helper"])
-        elif gateway in ("userspace", "offload"):
+        elif gateway in ("userspace", "offload", "offload-chains"):
             cfg = self.tmp / f"{gateway}.cfg"
-            cfg.write_text(CONFIG + ("set flow media-offload\n" if gateway == "offload" else ""))
+            cfg.write_text(CONFIG + ("set flow media-offload\n" if gateway != "userspace" else ""))
             cmd = ["ip", "netns", "exec", self.gw, self.py, "-m", "actors.ingest", "--config",
                    str(cfg), "--queue", str(QUEUE), "--iface", "gwa=ethernet1", "--iface",
                    "gwb=ethernet3", "--sip-inline"]
             if gateway == "offload":
-                cmd.append("--media-offload")
+                cmd += ["--media-offload", "maps"]
+            elif gateway == "offload-chains":
+                cmd += ["--media-offload", "chains"]
             worker = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE,
                                       stderr=open(self.tmp / f"{gateway}.log", "w"), text=True)
             assert worker.stdout.readline().strip() == "ready"
@@ -247,7 +252,8 @@ def main() -> None:
     ap.add_argument("--flows", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--gateways", nargs="+",
-                    default=["plain", "kernel-sip-helper", "userspace", "offload"])
+                    default=["plain", "kernel-sip-helper", "userspace", "offload",
+                             "offload-chains"])
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces)")

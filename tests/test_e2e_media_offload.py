@@ -61,3 +61,23 @@ def test_sipp_calls_with_media_in_the_kernel(tmp_path) -> None:
         while kernel_flows(ns, mo["table"]) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert kernel_flows(ns, mo["table"]) == 0
+
+
+def test_media_keeps_flowing_through_a_failover_with_offload(tmp_path) -> None:
+    with lab_of(tmp_path, "mf") as make:
+        cfg, plan, state = make(offload_config(tmp_path))
+        call = suggest_call(plan, cfg)
+        calls, rate, hold_ms = 4, 2.0, 5000
+        run = gs.calls_with_failover(state, call.caller, call.callee, call.dial, calls=calls,
+                                     rate=rate, duration_ms=hold_ms,
+                                     failover_at=(calls / rate + hold_ms / 1000) / 2, crash=False)
+        assert run.failover is not None, run.failover_error
+        r = run.calls
+        assert r.calls_attempted == calls and r.calls_completed == calls and r.calls_failed == 0, r
+        assert run.rtp_before.both_ways(0.95), run.rtp_before
+        assert run.rtp_after.both_ways(0.9), run.rtp_after
+        # The new active forwards the media in the kernel.
+        st = gs.node_status(state)[run.failover.to_role]
+        assert st["role"] == "active" and st["media_offload"]["media_path"] == "kernel", st
+        assert st["media_offload"]["added"] >= 2, st["media_offload"]
+        assert _wait_no_pinholes(state) == []

@@ -335,3 +335,32 @@ def test_a_port_translated_source_never_takes_another_endpoints_flow():
     rw = (int(IPv4Address("2.2.2.2")), 6000, int(IPv4Address("10.1.1.3")), 4000)
     assert displaced(dp.sessions, key, rw, hole, translated=False) is sess
     assert displaced(dp.sessions, key, rw, hole, translated=True) is None
+
+
+@pytest.mark.skipif(shutil.which("nft") is None, reason="nft not installed")
+def test_the_chains_layout_passes_nfts_check_and_writes_only_what_changes():
+    from gateway.datapath.offload import parse_chain_counters
+    dp = datapath()
+    table = OffloadTable()
+    dp.process(pkt(MEDIA_IN), "ethernet3", 0.0)
+    dp.process(pkt(MEDIA_REV), "ethernet1", 0.0)
+    plan = table.plan(dp.sessions.fast)
+    lines = plan.script(TABLE, "chains")
+    # Inbound through the public pair: only the destination changes;
+    # outbound: only the source.
+    rules = [ln for ln in lines if ln.startswith("add rule")]
+    assert any("ip daddr set 10.1.1.3 udp dport set 4000" in r and "saddr" not in r for r in rules)
+    assert any("ip saddr set 1.1.1.1 udp sport set 20000" in r and "daddr" not in r for r in rules)
+    script = table_script(TABLE, ["lo"], "chains").replace(f"delete table inet {TABLE}\n", "")
+    r = subprocess.run(["nft", "-c", "-f", "-"], input=script + "\n".join(lines) + "\n",
+                       capture_output=True, text=True)
+    if r.returncode != 0 and "Operation not permitted" in r.stderr:
+        pytest.skip("nft -c needs CAP_NET_ADMIN")
+    assert r.returncode == 0, r.stderr
+    fid = plan.adds[0].fid
+    listing = ('{"nftables": [{"rule": {"family": "inet", "table": "t", "chain": "f%d", "expr": '
+               '[{"mangle": {}}, {"counter": {"packets": 5, "bytes": 1000}}, {"notrack": null}]}}, '
+               '{"rule": {"chain": "pre", "expr": [{"counter": {"packets": 9, "bytes": 9}}]}}]}' % fid)
+    counts = parse_chain_counters(listing)
+    assert counts == {fid: (5, 1000)}
+    assert table.by_key(counts) == {plan.adds[0].key: (5, 1000)}

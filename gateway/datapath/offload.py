@@ -74,6 +74,10 @@ AUX_MAPS = ("nsaddr", "ndaddr", "nsport", "ndport", "marks")
 # What an offloaded packet is recognised by in the raw table, ahead of the
 # NFQUEUE rule (nftables' notrack, seen by iptables' conntrack match).
 UNTRACKED = "UNTRACKED"
+# "maps": one rule, the rewrite looked up in maps by flow id (per-element
+# timeouts and counters); "chains": a verdict map to a chain per flow whose
+# one rule writes constants (one lookup; counters on the rules).
+MODES = ("maps", "chains")
 _ADDRS = struct.Struct("!4s4sHH")
 
 
@@ -85,13 +89,24 @@ def table_name(queue_num: int) -> str:
     return f"{TABLE_PREFIX}{queue_num}"
 
 
-def table_script(table: str, ifaces: Iterable[str]) -> str:
+def table_script(table: str, ifaces: Iterable[str], mode: str = "maps") -> str:
     """The table, created afresh (deleted first if an earlier run left it)."""
     ifaces = list(ifaces)
     if not ifaces:
         raise ValueError("media offload needs at least one interface")
+    if mode not in MODES:
+        raise ValueError(f"media offload mode is one of {MODES}, not {mode!r}")
     names = ", ".join(f'"{i}"' for i in ifaces)
     key = "ipv4_addr . ipv4_addr . inet_service . inet_service"
+    if mode == "chains":
+        return "\n".join([
+            f"table inet {table} {{}}", f"delete table inet {table}", f"table inet {table} {{",
+            f"  map flows {{ type {key} : verdict; size {MAX_FLOWS}; }}",
+            "  chain pre {",
+            "    type filter hook prerouting priority raw - 10; policy accept;",
+            f"    iifname {{ {names} }} ip frag-off & 0x3fff == 0 "
+            "ip saddr . ip daddr . udp sport . udp dport vmap @flows",
+            "  }", "}"]) + "\n"
     lines = [f"table inet {table} {{}}", f"delete table inet {table}", f"table inet {table} {{",
              # The set's own timeout bounds an element re-made by the update
              # statement in the instant after its deletion.
@@ -179,6 +194,64 @@ def delete_script(table: str, flows: list[Flow]) -> list[str]:
     return out
 
 
+def _chain_rule(f: "Flow") -> str:
+    s, d, sp, dp = _ADDRS.unpack(f.key)
+    ns, nd, nsp, ndp = _ADDRS.unpack(f.head)
+    parts = []
+    if ns != s:
+        parts.append(f"ip saddr set {_ntoa(ns)}")
+    if nd != d:
+        parts.append(f"ip daddr set {_ntoa(nd)}")
+    if nsp != sp:
+        parts.append(f"udp sport set {nsp}")
+    if ndp != dp:
+        parts.append(f"udp dport set {ndp}")
+    return " ".join(parts + [f"meta mark set {f.mark}", "counter", "notrack", "accept"])
+
+
+def add_chains_script(table: str, flows: list["Flow"]) -> list[str]:
+    """"chains" mode: a chain per flow with its rewrite as constants, then
+    the verdict map's elements that send the flow's packets there."""
+    if not flows:
+        return []
+    t = f"inet {table}"
+    out = []
+    for f in flows:
+        out.append(f"add chain {t} f{f.fid}")
+        out.append(f"add rule {t} f{f.fid} {_chain_rule(f)}")
+    out.append(f"add element {t} flows {{ "
+               + ", ".join(f"{_key_text(f.key)} : goto f{f.fid}" for f in flows) + " }")
+    return out
+
+
+def delete_chains_script(table: str, flows: list["Flow"]) -> list[str]:
+    if not flows:
+        return []
+    t = f"inet {table}"
+    out = [f"delete element {t} flows {{ {', '.join(_key_text(f.key) for f in flows)} }}"]
+    for f in flows:
+        out.append(f"flush chain {t} f{f.fid}")
+        out.append(f"delete chain {t} f{f.fid}")
+    return out
+
+
+def parse_chain_counters(listing: str) -> dict[int, tuple[int, int]]:
+    """``nft -j list table inet T`` in "chains" mode: flow id -> (packets, bytes)."""
+    out: dict[int, tuple[int, int]] = {}
+    for item in json.loads(listing).get("nftables", []):
+        rule = item.get("rule") if isinstance(item, dict) else None
+        if not isinstance(rule, dict):
+            continue
+        chain = str(rule.get("chain", ""))
+        if not (chain.startswith("f") and chain[1:].isdigit()):
+            continue
+        for e in rule.get("expr", []):
+            c = e.get("counter") if isinstance(e, dict) else None
+            if isinstance(c, dict):
+                out[int(chain[1:])] = (int(c.get("packets", 0)), int(c.get("bytes", 0)))
+    return out
+
+
 def flush_script(table: str) -> list[str]:
     return [f"flush map inet {table} {name}" for name in ("flows",) + AUX_MAPS]
 
@@ -231,9 +304,11 @@ class Plan(NamedTuple):
     adds: list[Flow]
     deletes: list[Flow]
 
-    def script(self, table: str) -> list[str]:
+    def script(self, table: str, mode: str = "maps") -> list[str]:
         # Deletions first: a key whose session changed is deleted and added
         # again in one transaction.
+        if mode == "chains":
+            return delete_chains_script(table, self.deletes) + add_chains_script(table, self.adds)
         return delete_script(table, self.deletes) + add_script(table, self.adds)
 
 
@@ -367,6 +442,10 @@ class OffloadTable:
                 activity.packets[e.group] += dp - 1
         paths["kernel"] = paths.get("kernel", 0) + new_total
         return new_total
+
+    def by_key(self, counts: dict[int, tuple[int, int]]) -> dict[bytes, tuple[int, int]]:
+        """Counters by flow id ("chains" mode) as ``counted`` takes them."""
+        return {k: counts[i.flow.fid] for k, i in self.installed.items() if i.flow.fid in counts}
 
     def stats(self) -> dict[str, int]:
         return {"flows": len(self.installed), "packets": self.packets, "bytes": self.bytes,
