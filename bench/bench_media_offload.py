@@ -246,11 +246,73 @@ class Lab:
         return result
 
 
+SCALE = """
+import json, sys, time, subprocess
+sys.path.insert(0, sys.argv[3])
+from ipaddress import IPv4Address
+from gateway.config import parse_text
+from gateway.datapath import Datapath
+from gateway.datapath.offload import OffloadTable, parse_chain_counters, parse_counters, table_script
+from gateway.packet import build_udp
+from gateway.sip.state import Pinhole
+calls, mode = int(sys.argv[1]), sys.argv[2]
+cfg = open(sys.argv[4]).read()
+dp = Datapath(parse_text(cfg))
+holes = [Pinhole(f"c{i}#p", f"c{i}", f"c{i}#g", "media", "udp", "inbound",
+                 ("1.1.1.1", 20000 + 2 * (i % 20000)), ("10.1.1.%d" % (3 + i // 20000), 4000), None, None)
+         for i in range(calls)]
+dp.install_pinholes(holes)
+for i in range(calls):
+    far = str(IPv4Address("2.0.0.0") + i)
+    dp.process(build_udp(far, "1.1.1.1", 6000, 20000 + 2 * (i % 20000), b"x"), "ethernet3", 0.0)
+    dp.process(build_udp("10.1.1.%d" % (3 + i // 20000), far, 4000, 6000, b"x"), "ethernet1", 0.0)
+def nft(text):
+    r = subprocess.run(["nft", "-f", "-"], input=text, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[:500]
+def slab():
+    for line in open("/proc/meminfo"):
+        if line.startswith("Slab:"):
+            return int(line.split()[1]) * 1024
+nft(table_script("scale", ["gwa", "gwb"], mode))
+t = OffloadTable()
+plan = t.plan(dp.sessions.fast)
+m0 = slab(); t0 = time.perf_counter()
+nft(chr(10).join(plan.script("scale", mode)) + chr(10))
+t_add = time.perf_counter() - t0; m1 = slab()
+t0 = time.perf_counter()
+what = ["map", "inet", "scale", "flows"] if mode == "maps" else ["table", "inet", "scale"]
+out = subprocess.run(["nft", "-j", "list", *what], capture_output=True, text=True).stdout
+n = len(parse_counters(out)) if mode == "maps" else len(parse_chain_counters(out))
+t_read = time.perf_counter() - t0
+for s in list(dp.sessions):
+    dp.sessions.remove(s)
+plan = t.plan(dp.sessions.fast)
+t0 = time.perf_counter()
+nft(chr(10).join(plan.script("scale", mode)) + chr(10))
+t_del = time.perf_counter() - t0
+subprocess.run(["nft", "delete", "table", "inet", "scale"])
+print(json.dumps({"mode": mode, "calls": calls, "directions": n, "install_s": t_add,
+                  "directions_per_s_in": n / t_add, "read_s": t_read, "remove_s": t_del,
+                  "slab_bytes_per_call": (m1 - m0) / calls}))
+"""
+
+
+def scale(lab: Lab, calls: int) -> None:
+    cfg = lab.tmp / "scale.cfg"
+    cfg.write_text(CONFIG)
+    for mode in ("maps", "chains"):
+        print(sh("ip", "netns", "exec", lab.gw, lab.py, "-c", SCALE, str(calls), mode, str(ROOT),
+                 str(cfg)).strip(), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--packets", type=int, default=100_000, help="per flow")
     ap.add_argument("--flows", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--scale", type=int, default=0, metavar="CALLS",
+                    help="also install CALLS calls' media (two directions each) in the kernel "
+                         "at once: install and removal rate, counter read time, kernel memory")
     ap.add_argument("--gateways", nargs="+",
                     default=["plain", "kernel-sip-helper", "userspace", "offload",
                              "offload-chains"])
@@ -261,6 +323,8 @@ def main() -> None:
     rows: dict[tuple[str, int], list[dict]] = {}
     try:
         lab.up()
+        if args.scale:
+            scale(lab, args.scale)
         for _ in range(args.repeat):
             for flows in args.flows:
                 for gw in args.gateways:
