@@ -715,6 +715,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     ap.add_argument("--sip-inline", action="store_true",
                     help="run the SIP ALG on one thread of this process (no actors, journal or "
                          "HA): to try the held-packet path without the node")
+    ap.add_argument("--media-offload", nargs="?", const="maps", choices=("maps", "chains"),
+                    help="established media forwarded by the kernel (actors/kernel_media.py); "
+                         "the table's layout (default maps)")
     ap.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds")
     args = ap.parse_args(list(argv) if argv is not None else None)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -738,10 +741,22 @@ def main(argv: Iterable[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     worker.start()
+    media = None
+    if args.media_offload:
+        from actors.kernel_media import KernelMedia
+        media = KernelMedia(args.queue, ifaces, worker, mode=args.media_offload)
+        if media.install():
+            media.start()
+        else:
+            log.warning("media offload: media on the userspace path: %s", media.reason)
     print("ready", flush=True)
     stop.wait(args.duration or None)
+    stats = {}
+    if media is not None:
+        stats["media_offload"] = media.status()
+        media.remove()
     worker.stop()
-    print(json.dumps(worker.stats(), default=str), flush=True)
+    print(json.dumps({**worker.stats(), **stats}, default=str), flush=True)
     return 0
 
 

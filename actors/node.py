@@ -38,7 +38,7 @@ from actors.timers import TimerFired, TimerService
 from gateway import domain, ha
 from gateway.config.model import Config
 from gateway.datapath.pinholes import TAKEOVER_PINHOLE, sip_media_pinholes
-from gateway.datapath.session_filter import FilterError, parse_filter, session_row
+from gateway.datapath.session_filter import FilterError, media_by_pinhole, parse_filter, session_row
 from gateway.drops import code_of, count, count_reason
 from actors.algs import ADAPTERS, H323Adapter, MgcpAdapter, SipAdapter, adapter_for_stream
 from gateway.sip import events as sip_ev
@@ -183,6 +183,9 @@ class Node:
         # trees and marks, actors/shaping.py, installed again by the new
         # active).
         self.on_takeover: list[Callable[[], None]] = []
+        # Run at a takeover after the datapath's pinholes are rebuilt and
+        # before the addresses are acquired (announced).
+        self.before_announce: list[Callable[[], None]] = []
         self.snapshots = None
         if retention is not None:
             from actors.snapshots import SnapshotService
@@ -438,10 +441,20 @@ class Node:
 
     def _take_over(self) -> None:
         """Active from now on: own the addresses, arm timers, install pinholes."""
-        if self.addresses is not None:
-            self.addresses.acquire()
         with self.state_lock:
             st = self.state
+        if self.datapath is not None and self.before_announce:
+            # The pinholes first, and what is made from them before any packet
+            # (the kernel's media flows, actors/kernel_media.py): media goes
+            # on at the kernel's rate from the first packet to the new active.
+            self._rebuild_datapath(st)
+            for hook in self.before_announce:
+                try:
+                    hook()
+                except Exception:
+                    log.exception("node %s: takeover hook %r failed", self.node_id, hook)
+        if self.addresses is not None:
+            self.addresses.acquire()
         specs = []
         for stream in self._streams(st):
             # Each ALG's state knows its own entities' deadlines.
@@ -453,24 +466,27 @@ class Node:
             if deadline is not None:
                 specs.append((stream, deadline, self._entity(stream)))
         self.timers.rebuild(specs)
-        if self.datapath is not None:
-            with self.dp_lock:
-                # Sessions left from this node's earlier term as active are
-                # stale (the calls moved on without it); flows start again
-                # from policy and the pinholes below.
-                for sess in list(self.datapath.sessions):
-                    self.datapath.remove_session(sess)
-                self.datapath.rebuild(self._open_pinholes(st) + sip_media_pinholes(st.sip))
-                restore = getattr(self.datapath, "restore_tcp", None)
-                if restore is not None:
-                    # SIP connections whose rewrites changed lengths go on
-                    # with the same sequence adjustment (gateway.datapath.seqadj).
-                    restore(st.tcp)
+        if self.datapath is not None and not self.before_announce:
+            self._rebuild_datapath(st)
         for hook in self.on_takeover:
             try:
                 hook()
             except Exception:
                 log.exception("node %s: takeover hook %r failed", self.node_id, hook)
+
+    def _rebuild_datapath(self, st) -> None:
+        with self.dp_lock:
+            # Sessions left from this node's earlier term as active are
+            # stale (the calls moved on without it); flows start again
+            # from policy and the pinholes below.
+            for sess in list(self.datapath.sessions):
+                self.datapath.remove_session(sess)
+            self.datapath.rebuild(self._open_pinholes(st) + sip_media_pinholes(st.sip))
+            restore = getattr(self.datapath, "restore_tcp", None)
+            if restore is not None:
+                # SIP connections whose rewrites changed lengths go on
+                # with the same sequence adjustment (gateway.datapath.seqadj).
+                restore(st.tcp)
 
     def _stand_down(self) -> None:
         for key in list(self.timers.specs()):
@@ -878,9 +894,14 @@ class Node:
                       "call_id": r.call_id, "expires_at": r.expires_at} for r in st.sip.registrations.values()]
                     + H323Adapter.registrations(st.h323))
         if what == "pinholes":
+            media = {}
+            if self.datapath is not None and hasattr(self.datapath, "sessions"):
+                with self.dp_lock:
+                    media = media_by_pinhole(self.datapath.sessions)
             return [{"id": p.id, "call": p.call, "group": p.group, "kind": p.kind, "proto": p.proto,
                      "direction": p.direction, "dst": f"{p.dst[0]}:{p.dst[1]}",
-                     "to": f"{p.to[0]}:{p.to[1]}" if p.to else None, "expires_at": p.expires_at}
+                     "to": f"{p.to[0]}:{p.to[1]}" if p.to else None, "expires_at": p.expires_at,
+                     **({"traffic": media[p.id]} if p.id in media else {})}
                     for p in self._open_pinholes(st)]
         if what == "endpoints":
             now = self.clock()

@@ -53,13 +53,18 @@ LADDER = (10, 20, 40, 80, 160, 240, 320, 480, 640, 960, 1280, 1600, 1920, 2560, 
           9600, 12800)
 LAB = "bc0"
 ASYNC = "gatewayd-async"
+# The pair with `set flow media-offload` (established media forwarded by the
+# kernel, actors/kernel_media.py); run with `--only gatewayd-offload`.
+OFFLOAD = "gatewayd-offload"
 STARTERS = ("plain-routing", "kernel-sip-helper", gs.NAME, ASYNC)
+CHOICES = STARTERS + (OFFLOAD,)
 
 
-def async_config(example: Path, directory: Path) -> Path:
-    """The example with asynchronous replication to the standby."""
-    out = directory / f"{example.stem}-async.cfg"
-    out.write_text(example.read_text().rstrip("\n") + "\nset nsrp rto-mirror async\n")
+def async_config(example: Path, directory: Path, extra: str = "set nsrp rto-mirror async") -> Path:
+    """The example with asynchronous replication to the standby (or
+    another line added: ``extra``)."""
+    out = directory / f"{example.stem}-{extra.split()[-1]}.cfg"
+    out.write_text(example.read_text().rstrip("\n") + f"\n{extra}\n")
     return out
 
 
@@ -127,10 +132,11 @@ def gateway_lab(example: Path, starter: str, lab: str = LAB,
     namespaces; yields (lab state, the call, the address the caller dials).
     The lab is torn down however the block ends."""
     tmp = None
-    if starter == ASYNC:
+    if starter in (ASYNC, OFFLOAD):
+        extra = "set nsrp rto-mirror async" if starter == ASYNC else "set flow media-offload"
         starter = gs.NAME
         tmp = Path(tempfile.mkdtemp(prefix="bench-calls-"))
-        example = async_config(example, tmp)
+        example = async_config(example, tmp, extra)
     cfg = load_file(example)
     plan = build_plan(cfg, lab=lab)
     call = suggest_call(plan, cfg)
@@ -199,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=3.0, help="seconds of calls per step")
     ap.add_argument("--hold-ms", type=int, default=500, help="call hold time with RTP")
     ap.add_argument("--max-rate", type=float, default=LADDER[-1])
-    ap.add_argument("--only", choices=list(STARTERS), action="append")
+    ap.add_argument("--only", choices=list(CHOICES), action="append")
     ap.add_argument("--ladder", help="comma-separated call rates to try in turn "
                                      f"(default {','.join(map(str, LADDER))})")
     ap.add_argument("--no-rtp", action="store_true",

@@ -359,12 +359,23 @@ def _run_node(args, fence, started: StartupClock | None = None) -> int:
     if shaper is not None and shaper.wanted:
         node.on_takeover.append(shaper.install)
 
+    # Established media forwarded by the kernel (`set flow media-offload`,
+    # actors/kernel_media.py); installed after the queue's rules, ahead of them.
+    media = None
+    if cfg.flow.media_offload and worker.install:
+        from actors.kernel_media import KernelMedia
+        media = KernelMedia(settings.queue, linux_to_cfg, worker, lambda: node.forwarding)
+        node.before_announce.append(media.prime)
+
     def control_handler(cmd: str, args: dict):
         if cmd == "debug-stall":
             return _debug_stall(args, args_enabled=getattr(args_ns, "debug_commands", False))
         result = node.control(cmd, args)
         if cmd == "status" and isinstance(result, dict):
             result["ingest"] = worker.status()
+            result["media_offload"] = media.status() if media is not None else {
+                "media_path": "userspace",
+                "reason": "off (set flow media-offload)" if worker.install else "no kernel rules"}
             if shaper is not None and shaper.trees:
                 result["shaping"] = shaper.status()
         return result
@@ -386,9 +397,17 @@ def _run_node(args, fence, started: StartupClock | None = None) -> int:
             # earlier run died (fail closed); on again, and tell it the rules.
             for dev in set_forwarding(rule_devices(specs), True):
                 log.warning("gatewayd: could not turn IPv4 forwarding on for %s", dev)
+            tables = [f"inet {worker.screen.table}"] if worker.screen is not None else []
+            if media is not None:
+                if media.install():
+                    specs = specs + media.rule_specs()
+                    tables.append(f"inet {media.table}")
+                    media.start()
+                else:
+                    log.warning("media offload: media on the userspace path: %s", media.reason)
             fence.rules(specs)
-            if worker.screen is not None:
-                fence.nft_tables([f"inet {worker.screen.table}"])
+            if tables:
+                fence.nft_tables(tables)
         if shaper is not None:
             shaper.install()
         started.mark("queue and rules")
@@ -396,7 +415,7 @@ def _run_node(args, fence, started: StartupClock | None = None) -> int:
         started.mark("node")
     except Exception as exc:
         log.error("gatewayd: start failed: %s", exc)
-        for stop_part in (worker.stop, control.stop, shaper.remove if shaper else None, service.stop):
+        for stop_part in (media.remove if media else None, worker.stop, control.stop, shaper.remove if shaper else None, service.stop):
             try:
                 if stop_part is not None:
                     stop_part()
@@ -413,6 +432,8 @@ def _run_node(args, fence, started: StartupClock | None = None) -> int:
         pass
     log.info("gatewayd: stopping")
     service.stop()
+    if media is not None:
+        media.remove()
     worker.stop()
     if shaper is not None:
         shaper.remove()

@@ -15,7 +15,8 @@ addresses and rules on the same devices are left alone):
   (fail open, manual ch. 2 "set flow"), IPv4 forwarding on their devices,
   as the supervisor does (fail closed; gatewayd turns it on at start);
 - the traffic-shaping trees and DSCP table (actors/shaping.py);
-- the per-source screen's nftables table (actors/kernel_screen.py).
+- the per-source screen's nftables table (actors/kernel_screen.py);
+- the media offload's nftables table and raw-table rules (actors/kernel_media.py).
 
 Every step tolerates what is already gone: running it twice, or after the
 supervisor, changes nothing more."""
@@ -28,6 +29,7 @@ import sys
 def cleanup(settings, cfg, *, shaping: bool = True) -> dict:
     from actors.addresses import AddressManager
     from actors.fence import remove_addresses, remove_nft_tables, remove_rules, rule_devices, set_forwarding
+    from actors import kernel_media
     from actors.kernel_screen import table_name
     from actors.ingest import NfqueueWorker
     from gateway.datapath import Datapath
@@ -42,7 +44,12 @@ def cleanup(settings, cfg, *, shaping: bool = True) -> dict:
     specs = worker.rule_specs()
     report = {"addresses": remove_addresses(addrs), "addresses_named": len(addrs),
               "rules": remove_rules(specs), "forwarding_off": [], "shaping": False,
-              "nft": remove_nft_tables([f"inet {table_name(settings.queue)}"])}
+              "nft": remove_nft_tables([f"inet {table_name(settings.queue)}"]), "media": 0}
+    if cfg.flow.media_offload:
+        # The media offload's rules and table (its rules first: they accept
+        # what the table marks).
+        report["media"] = (remove_rules(kernel_media.rule_specs(settings.queue, linux_to_cfg))
+                           + remove_nft_tables([f"inet {kernel_media.table_name(settings.queue)}"]))
     if specs and not cfg.flow.queue_bypass:
         devs = rule_devices(specs)
         failed = set_forwarding(devs, False)
@@ -80,5 +87,6 @@ def run_cleanup(node_file: str, config: str | None) -> int:
           f"{r['addresses_named']} address(es), {r['rules']} NFQUEUE rule(s)"
           + (f"; forwarding off on {', '.join(r['forwarding_off'])}" if r["forwarding_off"] else "")
           + ("; shaping removed" if r["shaping"] else "")
-          + ("; source-rate screen removed" if r["nft"] else ""), file=sys.stderr)
+          + ("; source-rate screen removed" if r["nft"] else "")
+          + ("; media offload removed" if r["media"] else ""), file=sys.stderr)
     return 0

@@ -135,3 +135,15 @@ def test_cleanup_in_a_namespace_twice(netns, tmp_path):
     assert again.returncode == 0, again.stderr
     assert "removed 0 of 3 address(es), 0 NFQUEUE rule(s)" in again.stderr
     assert _addrs(netns) == {"192.0.2.9/24 cx3"}
+
+
+def test_cleanup_removes_the_media_offload_when_configured(tmp_path, host, capsys):
+    path = node_file(tmp_path)
+    cfg = Path(tmp_path / "gw.cfg")
+    cfg.write_text(cfg.read_text().replace("save", "set flow media-offload\nsave"))
+    assert gatewayd(["--cleanup", "--node-file", path]) == 0
+    accepts = [a for a in host["iptables"] if "-D" in a and "ACCEPT" in a]
+    assert {a[a.index("-i") + 1] for a in accepts} == {"cx1", "cx3"}
+    assert all("UNTRACKED" in a for a in accepts)
+    assert ["nft", "delete", "table", "inet", f"voipgw_media_q{QUEUE}"] in host["nft"]
+    assert "media offload removed" in capsys.readouterr().err

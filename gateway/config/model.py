@@ -304,6 +304,12 @@ class FlowSettings:
     # one source cannot take the whole of it (raise it where one proxy
     # carries every call).
     overload_source_rate: int = 100
+    # ``set flow media-offload``: established media sessions (RTP/RTCP
+    # through a pinhole the ALG opened) are forwarded and translated by the
+    # kernel (gateway/datapath/offload.py); ``unset`` keeps every media
+    # packet on the userspace path. Off by default until the lab's whole
+    # end-to-end suite has run with it on.
+    media_offload: bool = False
 
 
 # ScreenOS's default map of priority level to IP precedence: priority 0

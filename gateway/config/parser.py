@@ -1196,10 +1196,13 @@ class _Parser:
 
     def _flow(self, ln: _Line, unset: bool) -> Apply | None:
         st = self.state
-        sub = ln.keyword(("queue-bypass", "overload"))
+        sub = ln.keyword(("queue-bypass", "overload", "media-offload"))
         if sub == "queue-bypass":
             ln.end()
             return lambda: setattr(st, "flow", replace(st.flow, queue_bypass=not unset))
+        if sub == "media-offload":
+            ln.end()
+            return lambda: setattr(st, "flow", replace(st.flow, media_offload=not unset))
         opt = ln.keyword(tuple(self._OVERLOAD))
         field_name, what, lo, hi = self._OVERLOAD[opt]
         value = getattr(FlowSettings(), field_name) if unset else ln.integer(what, lo, hi)[0]

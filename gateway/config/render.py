@@ -117,6 +117,8 @@ def render(cfg: Config) -> str:
     if cfg.flow != FlowSettings() and cfg.flow.queue_bypass:
         out.append("set flow queue-bypass")
     out += _flow_overload(cfg.flow)
+    if cfg.flow.media_offload != FlowSettings().media_offload:
+        out.append("set flow media-offload" if cfg.flow.media_offload else "unset flow media-offload")
     out += _traffic_shaping(cfg.traffic_shaping)
     out += [_policy(p) for p in cfg.policies]
     out += [u.text for u in cfg.unenforced]

@@ -58,7 +58,7 @@ from gateway.datapath.screens import Screens
 from gateway.datapath.sessions import (
     PROTO_ICMP, PROTO_TCP, PROTO_UDP, Rewrite, Session, SessionTable,
 )
-from gateway.datapath import seqadj
+from gateway.datapath import media_takeover, seqadj
 from gateway.datapath import resegment
 from gateway.drops import code_of, count, count_reason
 from gateway.datapath.tcp_stream import FramedStream, SegmentWork, SipStream, StreamStats, TpktStream
@@ -576,6 +576,10 @@ class Datapath:
         # (the other party's, opened from its own SDP) is satisfied by it.
         back = self.pinholes.match(p, s, sp, now)
         route = self.engine.route(IPv4Address(ndst), ingress=ingress)
+        old = media_takeover.displaced(self.sessions, key, rw, hole,
+                                       translated=not mapped and nsrc != s)
+        if old is not None:
+            self.sessions.remove(old)
         sess = self._new_session(
             key, rw, now, ingress, None, kind="media", timeout=self.media_timeout,
             egress=route[0] if route else "", to_zone=route[1] if route else None,
@@ -592,7 +596,8 @@ class Datapath:
         self.paths["fast-pinhole"] += 1
         sess.fwd_packets += 1
         sess.fwd_bytes += pkt.total_length
-        return Forward(self._apply(pkt, sess.fwd_rewrite), "fast-pinhole", "", sess.mark)
+        return Forward(self._apply(pkt, sess.fwd_rewrite), "fast-pinhole",
+                       "" if old is None else media_takeover.note(old, hole), sess.mark)
 
     def _retire_early_media(self, key, hole: Hole, rw: Rewrite) -> None:
         """The private party's media reached the public one before its ALG

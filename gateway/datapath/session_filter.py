@@ -105,8 +105,32 @@ def session_row(s: Session, now: float) -> dict:
            "policy": s.policy_id, "ingress": s.ingress, "egress": s.egress,
            "age": round(now - s.created, 1), "idle_left": round(s.deadline - now, 1),
            "packets": [s.fwd_packets, s.rev_packets], "bytes": [s.fwd_bytes, s.rev_bytes]}
+    if s.offloaded:
+        # Its packets are forwarded by the kernel; the counts include the
+        # kernel's counters as last read (gateway/datapath/offload.py).
+        row["path"] = "kernel"
     if s.call is not None:
         row["call"] = s.call
     if s.group is not None:
         row["group"] = s.group
     return row
+
+
+def media_by_pinhole(sessions) -> dict[str, dict]:
+    """Per pinhole id, the media sessions it opened (``show pinholes``):
+    packets and bytes each way as counted (the kernel's counters included
+    when the session is offloaded), and whether the kernel forwards them."""
+    out: dict[str, dict] = {}
+    for s in sessions:
+        if s.kind != "media" or s.pinhole is None:
+            continue
+        row = out.setdefault(s.pinhole, {"sessions": 0, "packets": [0, 0], "bytes": [0, 0],
+                                         "path": "userspace"})
+        row["sessions"] += 1
+        row["packets"][0] += s.fwd_packets
+        row["packets"][1] += s.rev_packets
+        row["bytes"][0] += s.fwd_bytes
+        row["bytes"][1] += s.rev_bytes
+        if s.offloaded:
+            row["path"] = "kernel"
+    return out

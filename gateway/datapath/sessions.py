@@ -79,6 +79,8 @@ class Session:
     # Firewall mark of its packets (gateway.shaping.policy_mark of the
     # policy it belongs to; 0: none), given in every verdict.
     mark: int = 0
+    # Directions of it the kernel forwards (gateway/datapath/offload.py).
+    offloaded: int = 0
 
     @property
     def translated(self) -> tuple[int, int, int, int]:

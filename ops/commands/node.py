@@ -106,6 +106,12 @@ def run_status(args) -> int:
         for k, v in sorted((s.get("datapath") or {}).items()):
             if k not in ("drop_codes", "drop_reasons"):
                 print(f"datapath {k}: {v}")
+        mo = s.get("media_offload")
+        if mo:
+            print(f"media path: {mo['media_path']}"
+                  + (f" ({mo['reason']})" if mo.get("reason") else "")
+                  + (f"; {mo['flows']} flow direction(s) in the kernel, {mo['packets']} packets "
+                     f"forwarded there" if "flows" in mo else ""))
         ingest = s.get("ingest") or {}
         ov = ingest.get("overload")
         if ov:

@@ -1,0 +1,353 @@
+"""RTP through the gateway: the kernel's media offload beside plain
+forwarding, the kernel's SIP helper and the userspace path, same run.
+
+    sudo .venv/bin/python bench/bench_media_offload.py [--packets 100000] [--flows 1 2] [--repeat 1]
+
+Three namespaces (caller, gateway, callee) as in bench/bench_datapath.py.
+For each gateway and each number of flows: every flow is a call (an INVITE
+from the caller, a 200 OK from the callee, both with SDP), then one sender
+process per flow sends ``--packets`` datagrams of 200 bytes (IP) to the
+callee's media address as fast as it can; the callee counts what arrives
+(an iptables rule that also drops it: no replies). Gateways:
+
+* ``plain``: Linux forwarding, no NAT (the callee routes back);
+* ``kernel-sip-helper``: nf_conntrack_sip + nf_nat_sip, masquerade on the
+  callee's leg, the helper assigned by an nft ``ct helper`` rule;
+* ``userspace``: the NFQUEUE worker with the SIP ALG inline
+  (``python -m actors.ingest --sip-inline``), interface NAT, media on the
+  userspace fast path;
+* ``offload``: the same with ``set flow media-offload`` (the "maps" layout
+  of gateway/datapath/offload.py: one rule, the rewrite looked up by flow id);
+* ``offload-chains``: the "chains" layout (a verdict map to a chain per flow
+  writing constants).
+
+Reported: delivered packets/s (all flows; the senders' wall time), the
+ratio to plain forwarding, and the worker's CPU time (user + system, from
+/proc, its whole process: the ALG, the offload's nft calls are children and
+are added from the process's cumulative children times) per media packet
+delivered. The worker is the same datapath as a pair's active node; the
+pair's standby sees no media.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CONFIG = """
+set interface ethernet1 zone trust
+set interface ethernet1 ip 10.1.1.1/24
+set interface ethernet1 nat
+set interface ethernet3 zone untrust
+set interface ethernet3 ip 1.1.1.1/24
+set interface ethernet3 route
+set policy from trust to untrust any any any permit
+"""
+QUEUE = 12
+MEDIA_BASE = 7000
+
+# The callee: answers each INVITE with SDP at its own media port
+# (MEDIA_BASE + 2 per call), until killed.
+UAS = """
+import socket, sys
+sig = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); sig.bind(("0.0.0.0", 5060))
+print("listening", flush=True)
+n = 0
+while True:
+    data, peer = sig.recvfrom(65535)
+    if not data.startswith(b"INVITE"):
+        continue
+    lines = data.decode("latin-1").split("\\r\\n")
+    keep = [ln for ln in lines if ln.split(":", 1)[0] in ("Via", "From", "Call-ID", "CSeq")]
+    to = next(ln for ln in lines if ln.startswith("To:")) + ";tag=b%d" % n
+    sdp = ("v=0\\r\\no=b 1 1 IN IP4 1.1.1.9\\r\\ns=-\\r\\nc=IN IP4 1.1.1.9\\r\\nt=0 0\\r\\n"
+           "m=audio %d RTP/AVP 0\\r\\n" % (%MEDIA% + 2 * n)).encode()
+    head = "\\r\\n".join(["SIP/2.0 200 OK", *keep, to, "Contact: <sip:b@1.1.1.9:5060>",
+                         "Content-Type: application/sdp", "Content-Length: %d" % len(sdp), "", ""])
+    sig.sendto(head.encode() + sdp, peer)
+    n += 1
+""".replace("%MEDIA%", str(MEDIA_BASE))
+
+# A caller: one call (signalling port 5060 + 2i, media 4000 + 2i), then
+# ``--packets`` datagrams to the answer's media address; prints the seconds
+# the sending took. It waits for a line on stdin before sending, so that all
+# flows start together.
+UAC = """
+import select, socket, sys, time
+i, n = int(sys.argv[1]), int(sys.argv[2])
+sig = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); sig.bind(("0.0.0.0", 5060 + 2 * i))
+rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); rtp.bind(("0.0.0.0", 4000 + 2 * i))
+sdp = ("v=0\\r\\no=a 1 1 IN IP4 10.1.1.3\\r\\ns=-\\r\\nc=IN IP4 10.1.1.3\\r\\nt=0 0\\r\\n"
+       "m=audio %d RTP/AVP 0\\r\\n" % (4000 + 2 * i)).encode()
+head = "\\r\\n".join(["INVITE sip:b@1.1.1.9 SIP/2.0",
+                     "Via: SIP/2.0/UDP 10.1.1.3:%d;branch=z9hG4bK%d" % (5060 + 2 * i, i),
+                     "From: <sip:a@10.1.1.3>;tag=a%d" % i, "To: <sip:b@1.1.1.9>",
+                     "Call-ID: bench-%d@10.1.1.3" % i, "CSeq: 1 INVITE",
+                     "Contact: <sip:a@10.1.1.3:%d>" % (5060 + 2 * i),
+                     "Content-Type: application/sdp", "Content-Length: %d" % len(sdp), "", ""])
+for _ in range(3):
+    sig.sendto(head.encode() + sdp, ("1.1.1.9", 5060))
+    if select.select([sig], [], [], 2)[0]:
+        break
+else:
+    print("no answer", flush=True); sys.exit(1)
+text = sig.recvfrom(65535)[0].decode("latin-1")
+dst = (text.split("c=IN IP4 ", 1)[1].split()[0], int(text.split("m=audio ", 1)[1].split()[0]))
+data = b"\\x80" * 172
+rtp.sendto(data, dst)          # the first packet opens the media session
+print("answered", flush=True)
+sys.stdin.readline()
+t = time.perf_counter()
+for _ in range(n):
+    try:
+        rtp.sendto(data, dst)
+    except OSError:
+        pass
+print(time.perf_counter() - t, flush=True)
+"""
+
+
+def sh(*args: str, check: bool = True, input: str | None = None) -> str:
+    r = subprocess.run(list(args), capture_output=True, text=True, input=input)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
+    return r.stdout
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and of its waited-for children, seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _delivered(ns: str) -> int:
+    out = sh("ip", "netns", "exec", ns, "iptables", "-t", "raw", "-L", "PREROUTING", "-v", "-x", "-n")
+    for line in out.splitlines():
+        if "dpts:" in line and "DROP" in line:
+            return int(line.split()[0])
+    return 0
+
+
+HELPER = """
+table ip bench_helper {
+  ct helper sip5060 { type "sip" protocol udp; l3proto ip; }
+  chain pre { type filter hook prerouting priority filter; policy accept;
+    udp dport 5060 ct helper set "sip5060"; }
+  chain post { type nat hook postrouting priority 100; policy accept;
+    oifname "gwb" masquerade; }
+}
+"""
+
+
+class Lab:
+    def __init__(self) -> None:
+        tag = f"{os.getpid() % 100000}"
+        self.a, self.gw, self.b = f"moA{tag}", f"moG{tag}", f"moB{tag}"
+        self.tag = tag
+        self.made: list[str] = []
+        self.py = str(ROOT / ".venv" / "bin" / "python")
+        self.tmp = Path(tempfile.mkdtemp())
+
+    def up(self) -> None:
+        a, gw, b, tag = self.a, self.gw, self.b, self.tag
+        for ns in (a, gw, b):
+            sh("ip", "netns", "add", ns)
+            self.made.append(ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "link", "add", f"va{tag}", "netns", a, "type", "veth", "peer", "name", "gwa", "netns", gw)
+        sh("ip", "link", "add", f"vb{tag}", "netns", b, "type", "veth", "peer", "name", "gwb", "netns", gw)
+        for ns, dev, addr in ((a, f"va{tag}", "10.1.1.3/24"), (b, f"vb{tag}", "1.1.1.9/24"),
+                              (gw, "gwa", "10.1.1.1/24"), (gw, "gwb", "1.1.1.1/24")):
+            sh("ip", "-n", ns, "addr", "add", addr, "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+        sh("ip", "-n", a, "route", "add", "default", "via", "10.1.1.1")
+        sh("ip", "-n", b, "route", "add", "10.1.1.0/24", "via", "1.1.1.1")
+        sh("ip", "netns", "exec", gw, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        sh("ip", "netns", "exec", b, "iptables", "-t", "raw", "-A", "PREROUTING", "-p", "udp",
+           "--dport", f"{MEDIA_BASE}:{MEDIA_BASE + 98}", "-j", "DROP")
+
+    def down(self) -> None:
+        for ns in self.made:
+            for pid in sh("ip", "netns", "pids", ns, check=False).split():
+                subprocess.run(["kill", pid], capture_output=True)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+    def run(self, gateway: str, flows: int, packets: int) -> dict:
+        worker = None
+        extra_cleanup = []
+        if gateway == "kernel-sip-helper":
+            sh("ip", "netns", "exec", self.gw, "nft", "-f", "-", input=HELPER)
+            extra_cleanup.append(["nft", "delete", "table", "ip", "bench_helper"])
+        elif gateway in ("userspace", "offload", "offload-chains"):
+            cfg = self.tmp / f"{gateway}.cfg"
+            cfg.write_text(CONFIG + ("set flow media-offload\n" if gateway != "userspace" else ""))
+            cmd = ["ip", "netns", "exec", self.gw, self.py, "-m", "actors.ingest", "--config",
+                   str(cfg), "--queue", str(QUEUE), "--iface", "gwa=ethernet1", "--iface",
+                   "gwb=ethernet3", "--sip-inline"]
+            if gateway == "offload":
+                cmd += ["--media-offload", "maps"]
+            elif gateway == "offload-chains":
+                cmd += ["--media-offload", "chains"]
+            worker = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE,
+                                      stderr=open(self.tmp / f"{gateway}.log", "w"), text=True)
+            assert worker.stdout.readline().strip() == "ready"
+        uas = subprocess.Popen(["ip", "netns", "exec", self.b, self.py, "-c", UAS],
+                               stdout=subprocess.PIPE, text=True)
+        senders = []
+        try:
+            assert uas.stdout.readline().strip() == "listening"
+            for i in range(flows):
+                p = subprocess.Popen(["ip", "netns", "exec", self.a, self.py, "-c", UAC, str(i),
+                                      str(packets)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+                senders.append(p)
+                line = p.stdout.readline().strip()
+                if line != "answered":
+                    raise RuntimeError(f"{gateway}: call {i} not answered ({line!r})")
+            time.sleep(1.5)                  # the offload installs its flows meanwhile
+            before = _delivered(self.b)
+            cpu0 = _cpu_seconds(worker.pid) if worker is not None else 0.0
+            for p in senders:
+                p.stdin.write("go\n")
+                p.stdin.flush()
+            took = max(float(p.stdout.readline()) for p in senders)
+            time.sleep(0.5)
+            got = _delivered(self.b) - before
+            cpu = _cpu_seconds(worker.pid) - cpu0 if worker is not None else None
+        finally:
+            for p in senders + [uas]:
+                p.kill()
+                p.wait()
+            stats = None
+            if worker is not None:
+                worker.terminate()
+                out = worker.communicate(timeout=30)[0]
+                stats = json.loads(out.strip().splitlines()[-1])
+            for cmd in extra_cleanup:
+                sh("ip", "netns", "exec", self.gw, *cmd, check=False)
+            sh("ip", "netns", "exec", self.gw, "conntrack", "-F", check=False)
+        result = {"gateway": gateway, "flows": flows, "sent": packets * flows, "delivered": got,
+                  "rate": got / took, "cpu_us": None if cpu is None else cpu / max(got, 1) * 1e6}
+        if stats is not None:
+            result["queued"] = stats["worker"]["packets"]
+            if "media_offload" in stats:
+                result["path"] = stats["media_offload"]["media_path"]
+        return result
+
+
+SCALE = """
+import json, sys, time, subprocess
+sys.path.insert(0, sys.argv[3])
+from ipaddress import IPv4Address
+from gateway.config import parse_text
+from gateway.datapath import Datapath
+from gateway.datapath.offload import OffloadTable, parse_chain_counters, parse_counters, table_script
+from gateway.packet import build_udp
+from gateway.sip.state import Pinhole
+calls, mode = int(sys.argv[1]), sys.argv[2]
+cfg = open(sys.argv[4]).read()
+dp = Datapath(parse_text(cfg))
+holes = [Pinhole(f"c{i}#p", f"c{i}", f"c{i}#g", "media", "udp", "inbound",
+                 ("1.1.1.1", 20000 + 2 * (i % 20000)), ("10.1.1.%d" % (3 + i // 20000), 4000), None, None)
+         for i in range(calls)]
+dp.install_pinholes(holes)
+for i in range(calls):
+    far = str(IPv4Address("2.0.0.0") + i)
+    dp.process(build_udp(far, "1.1.1.1", 6000, 20000 + 2 * (i % 20000), b"x"), "ethernet3", 0.0)
+    dp.process(build_udp("10.1.1.%d" % (3 + i // 20000), far, 4000, 6000, b"x"), "ethernet1", 0.0)
+def nft(text):
+    r = subprocess.run(["nft", "-f", "-"], input=text, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[:500]
+def slab():
+    for line in open("/proc/meminfo"):
+        if line.startswith("Slab:"):
+            return int(line.split()[1]) * 1024
+nft(table_script("scale", ["gwa", "gwb"], mode))
+t = OffloadTable()
+plan = t.plan(dp.sessions.fast)
+m0 = slab(); t0 = time.perf_counter()
+nft(chr(10).join(plan.script("scale", mode)) + chr(10))
+t_add = time.perf_counter() - t0; m1 = slab()
+t0 = time.perf_counter()
+what = ["map", "inet", "scale", "flows"] if mode == "maps" else ["table", "inet", "scale"]
+out = subprocess.run(["nft", "-j", "list", *what], capture_output=True, text=True).stdout
+n = len(parse_counters(out)) if mode == "maps" else len(parse_chain_counters(out))
+t_read = time.perf_counter() - t0
+for s in list(dp.sessions):
+    dp.sessions.remove(s)
+plan = t.plan(dp.sessions.fast)
+t0 = time.perf_counter()
+nft(chr(10).join(plan.script("scale", mode)) + chr(10))
+t_del = time.perf_counter() - t0
+subprocess.run(["nft", "delete", "table", "inet", "scale"])
+print(json.dumps({"mode": mode, "calls": calls, "directions": n, "install_s": t_add,
+                  "directions_per_s_in": n / t_add, "read_s": t_read, "remove_s": t_del,
+                  "slab_bytes_per_call": (m1 - m0) / calls}))
+"""
+
+
+def scale(lab: Lab, calls: int) -> None:
+    cfg = lab.tmp / "scale.cfg"
+    cfg.write_text(CONFIG)
+    for mode in ("maps", "chains"):
+        print(sh("ip", "netns", "exec", lab.gw, lab.py, "-c", SCALE, str(calls), mode, str(ROOT),
+                 str(cfg)).strip(), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--packets", type=int, default=100_000, help="per flow")
+    ap.add_argument("--flows", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--scale", type=int, default=0, metavar="CALLS",
+                    help="also install CALLS calls' media (two directions each) in the kernel "
+                         "at once: install and removal rate, counter read time, kernel memory")
+    ap.add_argument("--gateways", nargs="+",
+                    default=["plain", "kernel-sip-helper", "userspace", "offload",
+                             "offload-chains"])
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("needs root (network namespaces)")
+    lab = Lab()
+    rows: dict[tuple[str, int], list[dict]] = {}
+    try:
+        lab.up()
+        if args.scale:
+            scale(lab, args.scale)
+        for _ in range(args.repeat):
+            for flows in args.flows:
+                for gw in args.gateways:
+                    r = lab.run(gw, flows, args.packets)
+                    rows.setdefault((gw, flows), []).append(r)
+                    print(json.dumps(r), flush=True)
+    finally:
+        lab.down()
+    print(f"\n| gateway | flows | delivered/s (median of {args.repeat}) | ratio to plain | "
+          "delivered | gateway CPU per media packet | packets through the queue |")
+    print("|---|---|---|---|---|---|---|")
+    for flows in args.flows:
+        plain = statistics.median(r["rate"] for r in rows.get(("plain", flows), [{"rate": 0}]))
+        for gw in args.gateways:
+            rs = rows[(gw, flows)]
+            rate = statistics.median(r["rate"] for r in rs)
+            cpu = [r["cpu_us"] for r in rs if r["cpu_us"] is not None]
+            print(f"| {gw} | {flows} | {rate:,.0f} | {rate / plain:.2f} | "
+                  f"{min(r['delivered'] for r in rs):,} of {rs[0]['sent']:,} | "
+                  + (f"{statistics.median(cpu):.2f} us" if cpu else "-") + " | "
+                  + (f"{max(r.get('queued', 0) for r in rs):,}" if "queued" in rs[0] else "-")
+                  + " |")
+
+
+if __name__ == "__main__":
+    main()

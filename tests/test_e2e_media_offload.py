@@ -1,0 +1,83 @@
+"""End to end with ``set flow media-offload``: SIPp calls with RTP through
+the gatewayd pair in the namespace lab (the chapter 2 MIP example). Every
+call completes with its RTP both ways, the active node's queue sees only
+the signalling and each media direction's first packets (the kernel's
+counters carry the rest), and the kernel's flows are gone once the calls'
+pinholes are (BYE + 5 s)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from ops.lab import gateway_starter as gs
+from ops.lab import netns, sipp
+from ops.lab.plan import suggest_call
+
+from test_e2e_calls import EXAMPLES, _assert_calls, _wait_no_pinholes, lab_of
+
+pytestmark = pytest.mark.netns
+
+
+def offload_config(tmp_path):
+    text = (EXAMPLES / "ch2-incoming-call-with-mip.cfg").read_text()
+    out = tmp_path / "mip-offload.cfg"
+    out.write_text(text.replace("\nsave", "\nset flow media-offload\nsave", 1)
+                   if "\nsave" in text else text.rstrip("\n") + "\nset flow media-offload\n")
+    return out
+
+
+def kernel_flows(ns: str, table: str) -> int:
+    r = subprocess.run(netns.ns_cmd(ns, "nft", "-j", "list", "map", "inet", table, "flows"),
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    maps = [x["map"] for x in json.loads(r.stdout)["nftables"] if "map" in x]
+    return len(maps[0].get("elem", []))
+
+
+def test_sipp_calls_with_media_in_the_kernel(tmp_path) -> None:
+    with lab_of(tmp_path, "mo") as make:
+        cfg, plan, state = make(offload_config(tmp_path))
+        call = suggest_call(plan, cfg)
+        r = sipp.run_calls(call.caller, call.callee, dial=call.dial, calls=2, rate=2,
+                           duration_ms=4000, per_call_media_port=True)
+        _assert_calls(r, 2)
+        role = gs.active_role(state)
+        time.sleep(1.5)                        # one more read of the kernel's counters
+        st = gs.node_status(state)[role]
+        mo = st["media_offload"]
+        rtp = r.rtp_sent + r.callee_rtp_sent
+        assert mo["media_path"] == "kernel", mo
+        # Most of the RTP never reached the node: the kernel forwarded it.
+        assert mo["packets"] >= 0.8 * rtp, (mo, rtp)
+        assert st["ingest"]["packets"] < 0.2 * rtp, (st["ingest"], rtp)
+        # BYE + 5 s: the pinholes close, the sessions go, and so do the flows.
+        assert _wait_no_pinholes(state) == []
+        ns = gs.node_paths(state, plan)[role].netns
+        deadline = time.monotonic() + 3.0
+        while kernel_flows(ns, mo["table"]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert kernel_flows(ns, mo["table"]) == 0
+
+
+def test_media_keeps_flowing_through_a_failover_with_offload(tmp_path) -> None:
+    with lab_of(tmp_path, "mf") as make:
+        cfg, plan, state = make(offload_config(tmp_path))
+        call = suggest_call(plan, cfg)
+        calls, rate, hold_ms = 4, 2.0, 5000
+        run = gs.calls_with_failover(state, call.caller, call.callee, call.dial, calls=calls,
+                                     rate=rate, duration_ms=hold_ms,
+                                     failover_at=(calls / rate + hold_ms / 1000) / 2, crash=False)
+        assert run.failover is not None, run.failover_error
+        r = run.calls
+        assert r.calls_attempted == calls and r.calls_completed == calls and r.calls_failed == 0, r
+        assert run.rtp_before.both_ways(0.95), run.rtp_before
+        assert run.rtp_after.both_ways(0.9), run.rtp_after
+        # The new active forwards the media in the kernel.
+        st = gs.node_status(state)[run.failover.to_role]
+        assert st["role"] == "active" and st["media_offload"]["media_path"] == "kernel", st
+        assert st["media_offload"]["added"] >= 2, st["media_offload"]
+        assert _wait_no_pinholes(state) == []

@@ -1,0 +1,121 @@
+"""actors/kernel_media.py with the commands recorded instead of run: what it
+installs and removes, how it follows the sessions and the node's role, and
+what happens when the kernel refuses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+
+from actors.kernel_media import KernelMedia, rule_specs
+from gateway.packet import build_udp
+
+from test_datapath_fastpath import FLOOD_CFG, datapath
+
+
+class Host:
+    """The commands, and the answers: ``fail`` names commands that fail."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], str | None]] = []
+        self.fail: set[str] = set()
+        self.listing = {"nftables": [{"map": {"name": "flows", "elem": []}}]}
+
+    def __call__(self, args, input=None, **kw):
+        self.calls.append((list(args), input))
+        word = "list" if "list" in args else ("iptables" if args[0] == "iptables" else
+                                             "table" if input and "chain pre" in input else
+                                             "batch" if input else args[0])
+        if word in self.fail:
+            return subprocess.CompletedProcess(args, 1, "", "refused")
+        return subprocess.CompletedProcess(args, 0, json.dumps(self.listing) if word == "list" else "",
+                                           "")
+
+    def batches(self) -> list[str]:
+        return [i for a, i in self.calls if i and "chain pre" not in i]
+
+
+class Worker:
+    def __init__(self, dp) -> None:
+        self.datapath = dp
+        self.lock = threading.RLock()
+        self.clock = lambda: 5.0
+
+
+def media(dp, host, active=lambda: True) -> KernelMedia:
+    km = KernelMedia(3, ["gwa", "gwb"], Worker(dp), active, run=host)
+    assert km.install()
+    return km
+
+
+def established(dp) -> None:
+    dp.process(build_udp("2.2.2.2", "1.1.1.1", 6000, 20000, b"x"), "ethernet3", 0.0)
+    dp.process(build_udp("10.1.1.3", "2.2.2.2", 4000, 6000, b"x"), "ethernet1", 0.0)
+
+
+def test_install_sync_count_and_remove():
+    host, dp = Host(), datapath()
+    km = media(dp, host)
+    table = [i for a, i in host.calls if i and "chain pre" in i]
+    assert len(table) == 1 and "table inet voipgw_media_q3" in table[0]
+    accepts = [a for a, _ in host.calls if a[0] == "iptables"]
+    assert [a[a.index("-I") + 1:] for a in accepts] == rule_specs(3, ["gwa", "gwb"])
+    assert km.status()["media_path"] == "kernel"
+    established(dp)
+    assert km.sync() == 2
+    (batch,) = host.batches()
+    assert batch.count("add element inet voipgw_media_q3 flows") == 1
+    assert km.sync() == 0                                    # nothing changed
+    # The kernel's counters come back into the session.
+    (sess,) = [s for s in dp.sessions if s.kind == "media"]
+    host.listing["nftables"][0]["map"]["elem"] = [
+        [{"elem": {"val": {"concat": ["2.2.2.2", "1.1.1.1", 6000, 20000]},
+                   "counter": {"packets": 30, "bytes": 6000}}}, 1],
+        [{"elem": {"val": {"concat": ["10.1.1.3", "2.2.2.2", 4000, 6000]},
+                   "counter": {"packets": 20, "bytes": 4000}}}, 2]]
+    assert km.count() == 50
+    assert sess.fwd_packets == 31 and sess.rev_packets == 21 and sess.deadline == 5.0 + sess.timeout
+    km.remove()
+    deletes = [a for a, _ in host.calls if a[0] == "iptables" and "-D" in a]
+    assert len(deletes) >= 2
+    assert ["nft", "delete", "table", "inet", "voipgw_media_q3"] in [a for a, _ in host.calls]
+
+
+def test_a_refused_batch_flushes_and_starts_over():
+    host, dp = Host(), datapath()
+    km = media(dp, host)
+    established(dp)
+    host.fail.add("batch")
+    km.sync()
+    assert km.errors == 1 and len(km.flows) == 0
+    assert any("flush map inet voipgw_media_q3 flows" in (i or "") for _, i in host.calls)
+    host.fail.clear()
+    assert km.sync() == 2 and len(km.flows) == 2
+
+
+def test_a_standby_holds_no_flows_and_says_why():
+    host, dp = Host(), datapath()
+    role = {"active": True}
+    km = media(dp, host, lambda: role["active"])
+    established(dp)
+    km.sync()
+    role["active"] = False
+    km.sync()
+    assert len(km.flows) == 0 and "delete element" in host.batches()[-1]
+    st = km.status()
+    assert st["media_path"] == "userspace" and st["reason"] == "not forwarding (standby)"
+
+
+def test_userspace_when_the_kernel_cannot():
+    host = Host()
+    host.fail.add("table")
+    km = KernelMedia(3, ["gwa"], Worker(datapath()), run=host)
+    assert not km.install()
+    st = km.status()
+    assert st["media_path"] == "userspace" and "refused" in st["reason"]
+    # A UDP flood screen counts every packet in userspace: no offload.
+    host, dp = Host(), datapath(FLOOD_CFG)
+    km = media(dp, host)
+    established(dp)
+    assert km.sync() == 0 and "flood" in km.status()["reason"]
