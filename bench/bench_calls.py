@@ -63,6 +63,17 @@ def async_config(example: Path, directory: Path) -> Path:
     return out
 
 
+def config_with(example: Path, lines: list[str], directory: Path) -> Path:
+    """The example with configuration lines added before its ``save``
+    (``--set``: e.g. ``set flow overload source-rate 0`` for a comparison)."""
+    out = directory / example.name
+    text = example.read_text()
+    if "\nsave" not in text:
+        raise ValueError(f"{example}: no 'save' line to add --set lines before")
+    out.write_text(text.replace("\nsave", "\n" + "\n".join(lines) + "\nsave", 1))
+    return out
+
+
 def kernel_helper_rules(plan: Plan, nat_leg: str, dial: str, callee: str) -> str:
     """The kernel's SIP helper with the same NAT: a call to a MIP is a static
     DNAT to the host (and the host's own traffic leaves as the MIP); a call
@@ -163,7 +174,10 @@ def pair_report(state: netns.LabState) -> dict:
     return {"replication": active.get("replication"),
             "journal_head": active.get("journal_head"),
             "ack_lapses": (active.get("journal") or {}).get("ack_lapses"),
-            "failovers": active.get("epoch")}
+            "failovers": active.get("epoch"),
+            # New dialogs shed (by the kernel's per-source screen, by the budget).
+            "drop_codes": {k: v for k, v in ((active.get("ingest") or {}).get("drop_codes")
+                                             or {}).items() if k.startswith("overload")}}
 
 
 def measure(example: Path, starter: str, seconds: float, hold_ms: int, max_rate: float,
@@ -205,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-rtp", action="store_true",
                     help="signalling only: the same calls (SDP offered and answered) without RTP, "
                          "so the rate is what the signalling path carries")
+    ap.add_argument("--set", action="append", default=[], metavar="LINE",
+                    help="a configuration line added to the example (repeatable), e.g. "
+                         "'set flow overload source-rate 0'")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     why = netns.available()
@@ -212,6 +229,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_calls: {why}", file=sys.stderr)
         return 1
     example = ROOT / "examples" / f"{args.example}.cfg"
+    tmp = Path(tempfile.mkdtemp(prefix="bench-calls-set-"))
+    if args.set:
+        example = config_with(example, args.set, tmp)
+    try:
+        return _run(args, example)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run(args, example: Path) -> int:
     starters = args.only or list(STARTERS)
     ladder = tuple(int(x) for x in args.ladder.split(",")) if args.ladder else LADDER
     results = {}
@@ -232,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     if k and g is not None:
         print(f"  gatewayd / kernel SIP helper: {g / k:.2f}")
     for s, r in results.items():
+        if r.get("drop_codes"):
+            print(f"  {s}: shed {r['drop_codes']}")
         if r.get("failovers", 1) > 1:
             print(f"  {s}: the pair changed roles during the run (epoch {r['failovers']})")
     if args.json:
