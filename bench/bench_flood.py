@@ -13,6 +13,9 @@ In the ch2-incoming-call-with-mip lab one SIPp UAS on phone1 (behind its MIP
   at a multiple of the pair's capacity for ``--flood-seconds``, started half
   a second before the legitimate calls.
 
+The pair runs with its defaults: the kernel's per-source screen ahead of the
+queue (actors/kernel_screen.py) and the new-dialog budget behind it.
+
 The capacity is the highest step of a short signalling-only ladder the pair
 passes with every call completed (measured first, in the same lab), unless
 ``--capacity`` gives it. The same pair with overload control off
