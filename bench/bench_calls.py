@@ -186,6 +186,7 @@ def measure(example: Path, starter: str, seconds: float, hold_ms: int, max_rate:
     best = 0.0
     steps = []
     with gateway_lab(example, starter) as (state, call, dial):
+        shed_before = pair_report(state).get("drop_codes") or {}
         for rate in ladder:
             if rate > max_rate:
                 break
@@ -194,12 +195,21 @@ def measure(example: Path, starter: str, seconds: float, hold_ms: int, max_rate:
                                duration_ms=hold_ms, per_call_media_port=True, media=media,
                                timeout=calls / rate + hold_ms / 1000 + 20)
             ok = step_ok(r, calls, media)
+            # What the step's new dialogs met of shedding (an INVITE dropped
+            # is retransmitted 500 ms later, RFC 3261 17.1.1.2: the call
+            # completes, late), and how long its calls took in all.
+            shed_now = pair_report(state).get("drop_codes") or {}
+            shed = {k: v - shed_before.get(k, 0) for k, v in shed_now.items()
+                    if v != shed_before.get(k, 0)}
+            shed_before = shed_now
             steps.append({"rate": rate, "calls": calls, "completed": r.calls_completed,
                           "failed": r.calls_failed, "rtp_sent": r.rtp_sent,
-                          "rtp_echoed_back": r.rtp_received, "seconds": r.seconds, "ok": ok})
+                          "rtp_echoed_back": r.rtp_received, "seconds": r.seconds, "ok": ok,
+                          "shed": shed})
             log(f"  {name:>18} {rate:>5}/s: {r.calls_completed}/{calls} completed, "
                 f"{r.calls_failed} failed, RTP {r.callee_rtp_received}/{r.rtp_sent} there, "
-                f"{r.rtp_received}/{r.callee_rtp_sent} back {'ok' if ok else 'FAIL'}")
+                f"{r.rtp_received}/{r.callee_rtp_sent} back {'ok' if ok else 'FAIL'} "
+                f"in {r.seconds:.1f} s" + (f", shed {shed}" if shed else ""))
             if not ok:
                 break
             best = float(rate)
