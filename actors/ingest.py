@@ -319,8 +319,9 @@ class NfqueueWorker:
         """New drops of the kernel's per-source screen (its watch thread)."""
         with self.lock:
             self.drop_codes[kernel_screen.DROP_CODE] = self.drop_codes.get(kernel_screen.DROP_CODE, 0) + n
-        log.info("drop [%s]: %d new-dialog request(s) over %d/s from one source dropped in the "
-                 "kernel before the queue (sources: nft list table inet %s)", kernel_screen.DROP_CODE,
+        log.info("drop [%s]: %d packet(s) of new work (SIP/MGCP/RAS requests, TCP connections to "
+                 "5060/1720) over %d/s from one source dropped in the kernel before the queue "
+                 "(sources: nft list table inet %s)", kernel_screen.DROP_CODE,
                  n, self.screen.rate, self.screen.table)
 
     def remove_kernel_state(self) -> None:
@@ -633,11 +634,16 @@ class NfqueueWorker:
 
 
 def source_screen_of(datapath, queue_num: int, ifaces: list[str]):
-    """The kernel's per-source screen from ``set flow overload source-rate``
-    (None: off, shedding off, or no configuration)."""
+    """The kernel's per-source screen from ``set flow overload source-rate``,
+    by default the new-dialog rate (gateway/config/model.py says why); None:
+    off, shedding off, or no configuration."""
     flow = getattr(getattr(datapath, "config", None), "flow", None)
-    rate = getattr(flow, "overload_source_rate", 0)
-    if flow is None or rate <= 0 or flow.overload_new_dialog_rate <= 0 or not ifaces:
+    if flow is None:
+        return None
+    rate = flow.overload_source_rate
+    if rate is None:
+        rate = flow.overload_new_dialog_rate
+    if rate <= 0 or flow.overload_new_dialog_rate <= 0 or not ifaces:
         return None
     return kernel_screen.SourceRateScreen(queue_num, ifaces, rate)
 

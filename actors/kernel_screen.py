@@ -1,4 +1,4 @@
-"""New SIP dialogs limited per source in the kernel, ahead of the queue.
+"""New work limited per source in the kernel, ahead of the queue.
 
 Why: overload control (gateway/overload.py) sheds new dialogs before the
 ALG's parse, but each shed request still crosses the NFQUEUE into Python
@@ -8,17 +8,31 @@ alone, and on a box whose cores are shared with other work that was the
 core the node needed: its threads stood still for seconds, legitimate calls
 failed and the pair changed roles. The manual's screens act before the
 expensive path (source-IP based session limit, UDP flood protection); this
-is the same for the requests that start new work: nftables keeps a dynamic
+is the same for the packets that start new work: nftables keeps a dynamic
 set keyed by source address with a token bucket per element, and drops a
-source's new-dialog requests beyond ``set flow overload source-rate`` per
+source's new-work packets beyond ``set flow overload source-rate`` per
 second (burst: half a second's worth) before they are queued. What passes is
 then shared fairly by the userspace budget as before.
 
-What is matched: UDP to port 5060 whose payload starts with one of the
-request lines of gateway.overload (``INVITE ``, ``REGISTER ``,
-``SUBSCRIBE ``, ``OPTIONS ``), one set and bucket per method. An in-dialog
-re-INVITE also counts (the kernel cannot see the To tag); SIP over TCP,
-MGCP and H.323 are shed in userspace only.
+What is matched, one set and bucket per kind (``SCREENS``), on the ports the
+datapath hands to each ALG (gateway/datapath/pipeline.py):
+
+* SIP over UDP to 5060 whose payload starts with one of the request lines
+  of gateway.overload (``INVITE ``, ``REGISTER ``, ``SUBSCRIBE ``,
+  ``OPTIONS ``). An in-dialog re-INVITE also counts (the kernel cannot see
+  the To tag).
+* SIP over TCP and H.323 call signalling (TCP 1720): new connections, a
+  SYN without ACK. The requests inside a connection are a byte stream the
+  kernel cannot frame; they are shed in userspace (SIP) or not at all
+  (an H.225.0 Setup: dropping a segment would break the stream). A flood
+  of connections is what the kernel can cut: each one costs the node a
+  stream and its reassembly state.
+* MGCP CRCX over UDP to 2427/2727 (RFC 3435 2.3.5: a new connection; the
+  verb is matched without regard to case, 3.2.1, by masking the ASCII case
+  bit of its four letters).
+* H.225.0 RAS AdmissionRequest over UDP to 1718/1719: the first six bits
+  of the aligned-PER RasMessage, the extension bit clear and the CHOICE
+  index 9 (gateway.overload's test, in the kernel).
 
 The drops are counted by the rules' counters; a thread reads them every ten
 seconds (each read is an nft process: few forks) and logs the new ones under
@@ -32,26 +46,50 @@ import re
 import subprocess
 import threading
 
+from gateway.datapath.pipeline import H323_RAS_PORTS, H323_TCP_PORT, MGCP_PORTS, SIP_PORT
+from gateway.overload import RAS_ARQ_INDEX
+
 log = logging.getLogger("voip_alg.ingest")
 
 TABLE_PREFIX = "voipgw_screen_q"
-SIP_PORT = 5060
 # The request lines gateway.overload counts as new work over UDP.
 METHODS = ("INVITE", "REGISTER", "SUBSCRIBE", "OPTIONS")
 # How long a quiet source keeps its bucket (seconds).
 SOURCE_TIMEOUT = 10
 MAX_SOURCES = 65536
 DROP_CODE = "overload-source-rate"
+# A new TCP connection: SYN set, ACK (and RST, FIN) clear.
+_TCP_SYN = "tcp flags & (fin|syn|rst|ack) == syn"
+# ASCII letters' case bit (0x20) masked off: "crcx", "CrCx" match as "CRCX".
+_MGCP_CRCX = f"@ih,0,32 & 0xdfdfdfdf == 0x{b'CRCX'.hex()}"
+# RasMessage's first octet: extension bit 0, then the 5-bit CHOICE index.
+_RAS_ARQ = f"@ih,0,6 {RAS_ARQ_INDEX}"
 
 
-def table_name(queue_num: int) -> str:
-    return f"{TABLE_PREFIX}{queue_num}"
+def _ports(ports) -> str:
+    ports = sorted(set(ports))
+    return str(ports[0]) if len(ports) == 1 else "{ " + ", ".join(map(str, ports)) + " }"
 
 
 def _prefix_match(method: str) -> str:
     """``@ih,0,BITS 0xHEX``: the payload's first octets are METHOD and a space."""
     raw = (method + " ").encode()
     return f"@ih,0,{len(raw) * 8} 0x{raw.hex()}"
+
+
+# (set name, what a packet of new work of that kind looks like), in the order
+# of the rules.
+SCREENS: tuple[tuple[str, str], ...] = (
+    *((m.lower(), f"udp dport {SIP_PORT} {_prefix_match(m)}") for m in METHODS),
+    ("sip_tcp", f"tcp dport {SIP_PORT} {_TCP_SYN}"),
+    ("mgcp_crcx", f"udp dport {_ports(MGCP_PORTS)} {_MGCP_CRCX}"),
+    ("h323_tcp", f"tcp dport {H323_TCP_PORT} {_TCP_SYN}"),
+    ("ras_arq", f"udp dport {_ports(H323_RAS_PORTS)} {_RAS_ARQ}"),
+)
+
+
+def table_name(queue_num: int) -> str:
+    return f"{TABLE_PREFIX}{queue_num}"
 
 
 def nft_script(table: str, ifaces: list[str], rate: int) -> str:
@@ -61,15 +99,15 @@ def nft_script(table: str, ifaces: list[str], rate: int) -> str:
     burst = max(1, rate // 2)
     names = ", ".join(f'"{i}"' for i in ifaces)
     lines = [f"table inet {table} {{}}", f"delete table inet {table}", f"table inet {table} {{"]
-    for m in METHODS:
-        lines.append(f"  set {m.lower()} {{ type ipv4_addr; size {MAX_SOURCES}; "
+    for name, _ in SCREENS:
+        lines.append(f"  set {name} {{ type ipv4_addr; size {MAX_SOURCES}; "
                      f"flags dynamic,timeout; timeout {SOURCE_TIMEOUT}s; }}")
     # Before the raw table's NFQUEUE rules (priority raw = -300).
     lines.append("  chain pre {")
     lines.append("    type filter hook prerouting priority raw - 10; policy accept;")
-    for m in METHODS:
-        lines.append(f"    iifname {{ {names} }} udp dport {SIP_PORT} {_prefix_match(m)} "
-                     f"update @{m.lower()} {{ ip saddr limit rate over {rate}/second "
+    for name, match in SCREENS:
+        lines.append(f"    iifname {{ {names} }} {match} "
+                     f"update @{name} {{ ip saddr limit rate over {rate}/second "
                      f"burst {burst} packets }} counter drop")
     lines.append("  }")
     lines.append("}")

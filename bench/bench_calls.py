@@ -68,6 +68,17 @@ def async_config(example: Path, directory: Path, extra: str = "set nsrp rto-mirr
     return out
 
 
+def config_with(example: Path, lines: list[str], directory: Path) -> Path:
+    """The example with configuration lines added before its ``save``
+    (``--set``: e.g. ``set flow overload source-rate 0`` for a comparison)."""
+    out = directory / example.name
+    text = example.read_text()
+    if "\nsave" not in text:
+        raise ValueError(f"{example}: no 'save' line to add --set lines before")
+    out.write_text(text.replace("\nsave", "\n" + "\n".join(lines) + "\nsave", 1))
+    return out
+
+
 def kernel_helper_rules(plan: Plan, nat_leg: str, dial: str, callee: str) -> str:
     """The kernel's SIP helper with the same NAT: a call to a MIP is a static
     DNAT to the host (and the host's own traffic leaves as the MIP); a call
@@ -169,7 +180,10 @@ def pair_report(state: netns.LabState) -> dict:
     return {"replication": active.get("replication"),
             "journal_head": active.get("journal_head"),
             "ack_lapses": (active.get("journal") or {}).get("ack_lapses"),
-            "failovers": active.get("epoch")}
+            "failovers": active.get("epoch"),
+            # New dialogs shed (by the kernel's per-source screen, by the budget).
+            "drop_codes": {k: v for k, v in ((active.get("ingest") or {}).get("drop_codes")
+                                             or {}).items() if k.startswith("overload")}}
 
 
 def measure(example: Path, starter: str, seconds: float, hold_ms: int, max_rate: float,
@@ -178,6 +192,7 @@ def measure(example: Path, starter: str, seconds: float, hold_ms: int, max_rate:
     best = 0.0
     steps = []
     with gateway_lab(example, starter) as (state, call, dial):
+        shed_before = pair_report(state).get("drop_codes") or {}
         for rate in ladder:
             if rate > max_rate:
                 break
@@ -186,12 +201,21 @@ def measure(example: Path, starter: str, seconds: float, hold_ms: int, max_rate:
                                duration_ms=hold_ms, per_call_media_port=True, media=media,
                                timeout=calls / rate + hold_ms / 1000 + 20)
             ok = step_ok(r, calls, media)
+            # What the step's new dialogs met of shedding (an INVITE dropped
+            # is retransmitted 500 ms later, RFC 3261 17.1.1.2: the call
+            # completes, late), and how long its calls took in all.
+            shed_now = pair_report(state).get("drop_codes") or {}
+            shed = {k: v - shed_before.get(k, 0) for k, v in shed_now.items()
+                    if v != shed_before.get(k, 0)}
+            shed_before = shed_now
             steps.append({"rate": rate, "calls": calls, "completed": r.calls_completed,
                           "failed": r.calls_failed, "rtp_sent": r.rtp_sent,
-                          "rtp_echoed_back": r.rtp_received, "seconds": r.seconds, "ok": ok})
+                          "rtp_echoed_back": r.rtp_received, "seconds": r.seconds, "ok": ok,
+                          "shed": shed})
             log(f"  {name:>18} {rate:>5}/s: {r.calls_completed}/{calls} completed, "
                 f"{r.calls_failed} failed, RTP {r.callee_rtp_received}/{r.rtp_sent} there, "
-                f"{r.rtp_received}/{r.callee_rtp_sent} back {'ok' if ok else 'FAIL'}")
+                f"{r.rtp_received}/{r.callee_rtp_sent} back {'ok' if ok else 'FAIL'} "
+                f"in {r.seconds:.1f} s" + (f", shed {shed}" if shed else ""))
             if not ok:
                 break
             best = float(rate)
@@ -211,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-rtp", action="store_true",
                     help="signalling only: the same calls (SDP offered and answered) without RTP, "
                          "so the rate is what the signalling path carries")
+    ap.add_argument("--set", action="append", default=[], metavar="LINE",
+                    help="a configuration line added to the example (repeatable), e.g. "
+                         "'set flow overload source-rate 0'")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     why = netns.available()
@@ -218,6 +245,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_calls: {why}", file=sys.stderr)
         return 1
     example = ROOT / "examples" / f"{args.example}.cfg"
+    tmp = Path(tempfile.mkdtemp(prefix="bench-calls-set-"))
+    if args.set:
+        example = config_with(example, args.set, tmp)
+    try:
+        return _run(args, example)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run(args, example: Path) -> int:
     starters = args.only or list(STARTERS)
     ladder = tuple(int(x) for x in args.ladder.split(",")) if args.ladder else LADDER
     results = {}
@@ -238,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     if k and g is not None:
         print(f"  gatewayd / kernel SIP helper: {g / k:.2f}")
     for s, r in results.items():
+        if r.get("drop_codes"):
+            print(f"  {s}: shed {r['drop_codes']}")
         if r.get("failovers", 1) > 1:
             print(f"  {s}: the pair changed roles during the run (epoch {r['failovers']})")
     if args.json:

@@ -13,6 +13,9 @@ In the ch2-incoming-call-with-mip lab one SIPp UAS on phone1 (behind its MIP
   at a multiple of the pair's capacity for ``--flood-seconds``, started half
   a second before the legitimate calls.
 
+The pair runs with its defaults: the kernel's per-source screen ahead of the
+queue (actors/kernel_screen.py) and the new-dialog budget behind it.
+
 The capacity is the highest step of a short signalling-only ladder the pair
 passes with every call completed (measured first, in the same lab), unless
 ``--capacity`` gives it. The same pair with overload control off
@@ -78,14 +81,15 @@ def start_uas(callee, workdir: Path, bound: float) -> subprocess.Popen:
 
 
 def start_uac(caller, dial, workdir: Path, name: str, *, calls: int, rate: float, hold_ms: int,
-              media: bool, bound: float) -> Sipp:
+              media: bool, bound: float, port: int = sipp.SIP_PORT,
+              media_port: int = sipp.MEDIA_PORT) -> Sipp:
     scenario = workdir / f"{name}.xml"
     scenario.write_text(sipp.uac_scenario(per_call_media_port=media, media=media))
     stat, err = workdir / f"{name}_stat.csv", workdir / f"{name}_errors.log"
     ip = str(caller.address.ip)
     proc = subprocess.Popen(
         ns_cmd(caller.netns, sipp.SIPP, f"{dial}:{sipp.SIP_PORT}", "-sf", str(scenario),
-               "-i", ip, "-p", str(sipp.SIP_PORT), "-mi", ip, "-mp", str(sipp.MEDIA_PORT),
+               "-i", ip, "-p", str(port), "-mi", ip, "-mp", str(media_port),
                "-m", str(calls), "-r", str(rate), "-l", str(max(calls, 100)),
                "-d", str(hold_ms), "-nostdin", "-timeout", f"{int(bound)}s", "-timeout_error",
                "-trace_stat", "-stf", str(stat), "-fd", "1", "-trace_err", "-error_file", str(err)),
@@ -171,34 +175,64 @@ def role_changes(before: dict, after: dict) -> int:
     return sum(1 for r in before if before[r].get("role") != (after.get(r) or {}).get("role"))
 
 
+# A flood sent from a host that also places legitimate calls uses its own
+# ports there (SIPp binds its SIP and media ports); the source address, what
+# per-source shedding keys on, is the host's all the same.
+FLOOD_PORT_BESIDE_LEGIT = 5070
+FLOOD_MEDIA_PORT_BESIDE_LEGIT = 30000
+
+
 def flood_step(state, call, flooder, dial, *, flood_rate: float, flood_seconds: float,
-               legit_calls: int, legit_rate: float, hold_ms: int) -> dict:
-    """One flood with the legitimate calls beside it (module docstring)."""
+               legit_calls: int, legit_rate: float, hold_ms: int, more_legit=()) -> dict:
+    """One flood with the legitimate calls beside it (module docstring).
+
+    ``flooder`` is one host or several: the flood rate is shared evenly among
+    them. ``more_legit``: further hosts that place the same legitimate calls
+    as ``call.caller`` at the same time (a flooding host among them too);
+    each host's (attempted, completed) is in ``legit_by_host``. The RTP
+    figures are ``call.caller``'s."""
     t0 = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="bench-flood-"))
     legit_span = legit_calls / legit_rate + hold_ms / 1000.0
     bound = max(flood_seconds, legit_span) + 25.0
+    flooders = list(flooder) if isinstance(flooder, (list, tuple)) else [flooder]
+    callers = [call.caller, *more_legit]
+    legit_ns = {h.netns for h in callers}
     before = pair_view(state)
     c0, e0 = read_counters(call.caller.netns), read_counters(call.callee.netns)
     uas = start_uas(call.callee, work, bound + 10)
     sampler = LoadSampler(state).__enter__()
+    floods, legits = [], []
     try:
-        flood = start_uac(flooder, dial, work, "flood", calls=int(flood_rate * flood_seconds),
-                          rate=flood_rate, hold_ms=0, media=False, bound=flood_seconds + 5)
+        t_start = time.monotonic()
+        for i, h in enumerate(flooders):
+            beside = h.netns in legit_ns
+            floods.append(start_uac(
+                h, dial, work, f"flood{i}", calls=int(flood_rate * flood_seconds / len(flooders)),
+                rate=flood_rate / len(flooders), hold_ms=0, media=False, bound=flood_seconds + 5,
+                port=FLOOD_PORT_BESIDE_LEGIT if beside else sipp.SIP_PORT,
+                media_port=FLOOD_MEDIA_PORT_BESIDE_LEGIT if beside else sipp.MEDIA_PORT))
         time.sleep(0.5)
-        legit = start_uac(call.caller, dial, work, "legit", calls=legit_calls, rate=legit_rate,
-                          hold_ms=hold_ms, media=True, bound=legit_span + 20)
+        for i, h in enumerate(callers):
+            legits.append(start_uac(h, dial, work, f"legit{i}", calls=legit_calls, rate=legit_rate,
+                                    hold_ms=hold_ms, media=True, bound=legit_span + 20))
         # The flood stops sending (retransmissions too) 3 s after its span.
-        f_att, f_done = finish(flood, kill_after=flood_seconds + 3)
+        f_done = [finish(f, kill_after=max(0.1, t_start + flood_seconds + 3.5 - time.monotonic()))
+                  for f in floods]
+        f_att, f_ok = sum(a for a, _ in f_done), sum(c for _, c in f_done)
         t_flood = time.monotonic() - t0
-        l_att, l_done = finish(legit)
+        l_done = [finish(lg) for lg in legits]
         t_legit = time.monotonic() - t0
         time.sleep(0.3)
     finally:
         sampler.__exit__()
+        for s in (*floods, *legits):
+            if s.proc.poll() is None:
+                sipp._stop(s.proc)
         sipp._stop(uas)
     c1, e1 = read_counters(call.caller.netns), read_counters(call.callee.netns)
     after = pair_view(state)
+    legit = legits[0]
     errors = legit.err.read_text(errors="replace")[-600:] if legit.err.exists() else ""
     for p in work.iterdir():
         p.unlink()
@@ -207,9 +241,12 @@ def flood_step(state, call, flooder, dial, *, flood_rate: float, flood_seconds: 
     if after:
         shed = sum((a.get("shed") or 0) for a in after.values()) - \
             sum((b.get("shed") or 0) for b in before.values())
-    return {"flood_rate": flood_rate, "flood_attempted": f_att, "flood_completed": f_done,
-            "legit_calls": legit_calls, "legit_attempted": l_att, "legit_completed": l_done,
-            "legit_pct": round(100.0 * l_done / legit_calls, 1),
+    l_att, l_ok = l_done[0]
+    return {"flood_rate": flood_rate, "flood_attempted": f_att, "flood_completed": f_ok,
+            "flooders": [h.netns for h in flooders],
+            "legit_calls": legit_calls, "legit_attempted": l_att, "legit_completed": l_ok,
+            "legit_pct": round(100.0 * l_ok / legit_calls, 1),
+            "legit_by_host": {h.netns: d for h, d in zip(callers, l_done)},
             "rtp_sent": c1[1] - c0[1], "rtp_at_callee": e1[0] - e0[0],
             "rtp_echoed": e1[1] - e0[1], "rtp_back": c1[0] - c0[0],
             "seconds": {"flood": round(t_flood, 1), "legit": round(t_legit, 1),

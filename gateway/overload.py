@@ -50,7 +50,7 @@ _SCAN = 4096            # bytes of a message the scan looks at (its headers)
 # H.225.0 RasMessage is an extensible CHOICE in aligned PER: one extension
 # bit then the index of the root alternative in five bits;
 # admissionRequest is alternative 9.
-_RAS_ARQ_INDEX = 9
+RAS_ARQ_INDEX = 9
 
 
 def new_dialog_kind(alg: str, payload: bytes) -> str | None:
@@ -72,7 +72,7 @@ def new_dialog_kind(alg: str, payload: bytes) -> str | None:
             return "mgcp-crcx"
         return None
     if alg == "h323":
-        if payload and not payload[0] & 0x80 and (payload[0] >> 2) & 0x1F == _RAS_ARQ_INDEX:
+        if payload and not payload[0] & 0x80 and (payload[0] >> 2) & 0x1F == RAS_ARQ_INDEX:
             return "h323-arq"
         return None
     return None

@@ -298,12 +298,21 @@ class FlowSettings:
     overload_latency_target_ms: int = 100
     # New-dialog requests (SIP INVITE, REGISTER, SUBSCRIBE, OPTIONS over UDP
     # to 5060) one source address may send per second before the kernel drops
-    # the rest ahead of the queue (actors/kernel_screen.py): a single flooding
-    # host then costs the node at most this much of its budget's parsing,
-    # instead of every packet of the flood; 0: off. Half the default budget:
-    # one source cannot take the whole of it (raise it where one proxy
-    # carries every call).
-    overload_source_rate: int = 100
+    # the rest ahead of the queue (actors/kernel_screen.py); 0: off. None (the
+    # default): the new-dialog rate, so the screen drops only what the budget
+    # would shed from that source anyway (one source is never admitted past
+    # the budget). Why not lower: the manual's per-source limits are screens
+    # the operator sets for a zone with a threshold of their choosing
+    # ("Example: SIP Connection Maximum", `set zone untrust screen
+    # limit-session source-ip-based 20`; "Example: UDP Flooding Protection",
+    # a threshold per destination), none is on by default; a lower built-in
+    # cap held a proxy or SBC that carries every call to a fraction of the
+    # node (half the budget: ~100 calls/s). What the kernel screen adds by
+    # default is cost control: a flooding host costs the node's Python at
+    # most the budget's worth of shedding per second, whatever its rate.
+    # Fairness between sources stays with the budget's per-source buckets
+    # (gateway/overload.py: budget / active sources each).
+    overload_source_rate: int | None = None
     # ``set flow media-offload``: established media sessions (RTP/RTCP
     # through a pinhole the ALG opened) are forwarded and translated by the
     # kernel (gateway/datapath/offload.py); ``unset`` keeps every media

@@ -1191,7 +1191,7 @@ class _Parser:
         "latency-target": ("overload_latency_target_ms",
                            "the completion latency (ms) past which the node is overloaded", 1, 60_000),
         "source-rate": ("overload_source_rate",
-                        "new-dialog requests per second one source may send (0: off)", 0, 1_000_000),
+                        "new-work packets per second one source may send (0: off)", 0, 1_000_000),
     }
 
     def _flow(self, ln: _Line, unset: bool) -> Apply | None:
