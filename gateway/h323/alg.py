@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from gateway.alg_result import Result, Run, Timer
+from gateway.alg_result import Result, Run, close_hole, open_hole
 from gateway.errors import RemoteProtocolError
 from gateway.h323 import events as ev
 from gateway.h323.h245 import logical_channel, parse_h245
@@ -105,43 +105,38 @@ def _ep(a: tuple) -> str:
     return f"{a[0]}:{a[1]}"
 
 
+def _pinhole_opened(st: H323State, e: ev.PinholeOpened, opened: dict, closed: list) -> None:
+    c = st.calls.get(e.key)
+    open_hole(c.pinholes.get(e.pinhole) if c else None, opened)
+
+
+def _pinhole_closed(st: H323State, e: ev.PinholeClosed, opened: dict, closed: list) -> None:
+    close_hole(e.pinhole, opened, closed)
+
+
+def _registered(st: H323State, e: ev.Registered, opened: dict, closed: list) -> None:
+    # The registration's pinhole as it stands now: opened anew, last.
+    reg = st.registrations.get(tuple(e.public))
+    if reg is not None:
+        hole = reg.pinhole
+        opened.pop(hole.id, None)
+        opened[hole.id] = hole
+
+
+def _unregistered(st: H323State, e: ev.Unregistered, opened: dict, closed: list) -> None:
+    close_hole(f"h323-reg/{e.public[0]}:{e.public[1]}", opened, closed)
+
+
 class _Run(Run):
     apply = staticmethod(apply)
+    PINHOLES = {ev.PinholeOpened: _pinhole_opened, ev.PinholeClosed: _pinhole_closed,
+                ev.Registered: _registered, ev.Unregistered: _unregistered}
 
     def __init__(self, state: H323State, ctx: H323Context, now: float, settings: H323Settings) -> None:
         super().__init__(state, now, settings)
         self.ctx = ctx
         # (original, final) of every address, by id()
         self.moved: dict[int, tuple[tuple, tuple]] = {}
-
-    def result(self, data: bytes) -> Result:
-        opened, closed, streams = [], [], {}
-        for e in self.events:
-            streams[e.stream] = None
-            if isinstance(e, ev.PinholeOpened):
-                c = self.st.calls.get(e.key)
-                p = c.pinholes.get(e.pinhole) if c else None
-                if p is not None:
-                    opened.append(p)
-            elif isinstance(e, ev.PinholeClosed):
-                if any(p.id == e.pinhole for p in opened):
-                    opened = [p for p in opened if p.id != e.pinhole]
-                else:
-                    closed.append(e.pinhole)
-            elif isinstance(e, ev.Registered):
-                reg = self.st.registrations.get(tuple(e.public))
-                if reg is not None:
-                    opened = [p for p in opened if p.id != reg.pinhole.id] + [reg.pinhole]
-            elif isinstance(e, ev.Unregistered):
-                pid = f"h323-reg/{e.public[0]}:{e.public[1]}"
-                if any(p.id == pid for p in opened):
-                    opened = [p for p in opened if p.id != pid]
-                else:
-                    closed.append(pid)
-        timers = tuple(Timer(s, self.st.next_deadline(s)) for s in streams)
-        out = apply_edits(data, self.edits) if self.edits else data
-        return Result(self.st, "forward", "", out, tuple(self.edits), tuple(opened), tuple(closed),
-                      timers, tuple(self.events), tuple(self.logs), self.route_to)
 
     # --- NAT of embedded addresses ----------------------------------------
 
@@ -263,7 +258,7 @@ def step(state: H323State, ctx: H323Context, data: bytes, now: float,
         return Result(state, "drop", f"malformed H.323 message: {e}", data, logs=(f"drop: {e}",))
     except _Drop as d:
         return Result(state, "drop", d.reason, data, logs=tuple(run.logs) + (f"drop: {d.reason}",))
-    return run.result(data)
+    return run.result("forward", "", apply_edits(data, run.edits) if run.edits else data)
 
 
 def _ras(run: _Run, msg) -> None:
@@ -472,7 +467,7 @@ def on_timer(state: H323State, key: str, now: float, settings: H323Settings = DE
         r = state.registrations.get((ip, int(port))) if port.isdigit() else None
         if r is not None and r.expires_at <= now:
             run.emit(ev.Unregistered(r.public, "registration expired"))
-    return run.result(b"")
+    return run.result()
 
 
 def media_activity(state: H323State, pinhole_id: str, now: float,
@@ -484,4 +479,4 @@ def media_activity(state: H323State, pinhole_id: str, now: float,
     p = call.pinholes.get(pinhole_id) if call else None
     if p is not None and p.group in call.media:
         run.emit(ev.MediaSeen(key, p.group, now + settings.media_inactivity_timeout))
-    return run.result(b"")
+    return run.result()

@@ -38,7 +38,7 @@ from gateway.mgcp.state import EMPTY, Call, MgcpState, Pinhole, Txn, apply, repl
 from gateway.mgcp.transitions import CA, GW, command_rule, response_actions, response_kind
 from gateway.ports import MEDIA_PORT_HIGH, MEDIA_PORT_LOW, allocate_pair
 from gateway.span import Edit, apply_edits
-from gateway.alg_result import Result, Run, Timer
+from gateway.alg_result import Result, Run, Timer, close_hole, open_hole
 
 DEFAULT_SETTINGS = MgcpSettings()
 # RFC 3435 3.5.3: the call agent listens on 2727, the gateway on 2427; a
@@ -145,33 +145,33 @@ def _port_hint(in_use, public_ip: str, port: int, salt: str) -> int:
     return MEDIA_PORT_LOW + 2 * (zlib.crc32(salt.encode()) % pairs)
 
 
+def _txn_timer(e: ev.TransactionStarted | ev.TransactionAnswered | ev.TransactionEnded) -> str:
+    return txn_key(e.gateway, e.origin, e.tid)
+
+
+def _no_timer(e: ev.Event) -> None:
+    return None
+
+
+def _pinhole_opened(st: MgcpState, e: ev.PinholeOpened, opened: dict, closed: list) -> None:
+    call = st.calls.get((e.gateway, e.call_id))
+    open_hole(call.pinholes.get(e.pinhole) if call else None, opened)
+
+
+def _pinhole_closed(st: MgcpState, e: ev.PinholeClosed, opened: dict, closed: list) -> None:
+    close_hole(e.pinhole, opened, closed)
+
+
 class _Run(Run):
     """One evaluation: the running state and what it emitted."""
 
     apply = staticmethod(apply)
-
-    def result(self, verdict: str = "forward", reason: str = "", data: bytes = b"") -> Result:
-        opened: dict[str, Pinhole] = {}
-        closed: list[str] = []
-        keys: dict[str, None] = {}
-        for e in self.events:
-            if isinstance(e, (ev.TransactionStarted, ev.TransactionAnswered, ev.TransactionEnded)):
-                keys[txn_key(e.gateway, e.origin, e.tid)] = None
-            elif isinstance(e, ev.EndpointRestarted | ev.NotifiedEntitySet):
-                pass
-            else:
-                keys[e.stream] = None
-            if isinstance(e, ev.PinholeOpened):
-                call = self.st.calls.get((e.gateway, e.call_id))
-                hole = call.pinholes.get(e.pinhole) if call else None
-                if hole is not None:
-                    opened[e.pinhole] = hole
-            elif isinstance(e, ev.PinholeClosed):
-                if opened.pop(e.pinhole, None) is None:
-                    closed.append(e.pinhole)
-        timers = tuple(Timer(k, self.st.next_deadline(k)) for k in keys)
-        return Result(self.st, verdict, reason, data, tuple(self.edits), tuple(opened.values()),
-                      tuple(closed), timers, tuple(self.events), tuple(self.logs), self.route_to)
+    # A transaction's timer is its own key, not the endpoint's stream; an
+    # endpoint's restart or notified entity arms nothing.
+    TIMER_KEYS = {ev.TransactionStarted: _txn_timer, ev.TransactionAnswered: _txn_timer,
+                  ev.TransactionEnded: _txn_timer, ev.EndpointRestarted: _no_timer,
+                  ev.NotifiedEntitySet: _no_timer}
+    PINHOLES = {ev.PinholeOpened: _pinhole_opened, ev.PinholeClosed: _pinhole_closed}
 
     # --- calls and connections ----------------------------------------------
 

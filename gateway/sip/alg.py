@@ -23,7 +23,6 @@ from functools import lru_cache
 from typing import Callable
 
 from gateway.config.model import SipSettings
-from gateway.construct import frozen_constructor
 from gateway.errors import RemoteProtocolError
 from gateway.ports import MEDIA_PORT_LOW
 from gateway.sip import parse_message, rewrite_message
@@ -34,7 +33,7 @@ from gateway.sip.state import (EMPTY, HANDLERS, Call, Pinhole, SipDraft, SipStat
                                apply)
 from gateway.sip.transitions import TABLE, lookup, request_trigger, response_trigger
 from gateway.span import Edit
-from gateway.alg_result import Result, Run, Timer
+from gateway.alg_result import Result, Run, Timer, close_hole, open_hole
 
 # "the ALG delays call teardown for five seconds to allow time for
 # transmission of the 200 OK" (Call Termination, Call Cancellation).
@@ -105,22 +104,24 @@ _CALL_EVENTS = frozenset({
     ev.CallStarted, ev.CallActivity, ev.TransactionSeen, ev.BindingAdded, ev.CallAnswered,
     ev.CallRejected, ev.CallRetried, ev.CallForwarded, ev.CallTerminating, ev.MediaBound,
     ev.MediaReleased, ev.MediaSeen, ev.PinholeOpened, ev.PinholeClosed, ev.CallEnded})
-_make_result = frozen_constructor(Result)
-_make_timer = frozen_constructor(Timer)
 
 
-def _pinholes_by_id(call: Call | None) -> dict[str, Pinhole]:
-    out: dict[str, Pinhole] = {}
+def _pinhole_opened(st: SipState, e: ev.PinholeOpened, opened: dict, closed: list) -> None:
+    call = st.calls.get(e.key)
     if call is not None:
-        for p in call.pinholes:
-            out.setdefault(p.id, p)     # the first, as a search would find
-    return out
+        # The first of that id, as a search of the call's pinholes finds it.
+        open_hole(next((p for p in call.pinholes if p.id == e.pinhole), None), opened)
+
+
+def _pinhole_closed(st: SipState, e: ev.PinholeClosed, opened: dict, closed: list) -> None:
+    close_hole(e.pinhole, opened, closed)
 
 
 class _Run(Run):
     """One evaluation: the running state, and what it emitted."""
 
     apply = staticmethod(apply)
+    PINHOLES = {ev.PinholeOpened: _pinhole_opened, ev.PinholeClosed: _pinhole_closed}
 
     def __init__(self, state: SipState, now: float, settings: SipSettings) -> None:
         super().__init__(state, now, settings)
@@ -145,37 +146,7 @@ class _Run(Run):
         if self.draft is not None:
             self.st = self.draft.freeze()
             self.draft = None
-        st = self.st
-        opened: list[Pinhole] = []
-        closed: list[str] = []
-        streams: dict[str, None] = {}
-        holes_of: dict[str, dict[str, Pinhole]] = {}    # call key -> its pinholes by id
-        last = None
-        for e in self.events:
-            kind = type(e)
-            if kind in _CALL_EVENTS:
-                # Runs of events of one call: its stream once.
-                if e.key != last:
-                    last = e.key
-                    streams[ev.call_stream(last)] = None
-            else:
-                streams[e.stream] = None
-            if kind is ev.PinholeOpened:
-                holes = holes_of.get(e.key)
-                if holes is None:
-                    holes = holes_of[e.key] = _pinholes_by_id(st.calls.get(e.key))
-                hole = holes.get(e.pinhole)
-                if hole is not None:
-                    opened.append(hole)
-            elif kind is ev.PinholeClosed:
-                if e.pinhole in (p.id for p in opened):
-                    opened = [p for p in opened if p.id != e.pinhole]
-                else:
-                    closed.append(e.pinhole)
-        timers = tuple([_make_timer(s, st.next_deadline(s)) for s in streams])
-        return _make_result(st, verdict, reason, data, tuple(self.edits), tuple(opened),
-                            tuple(closed), timers, tuple(self.events), tuple(self.logs),
-                            self.route_to)
+        return super().result(verdict, reason, data)
 
     # --- calls ending ------------------------------------------------------
 
