@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 
 from immutables import Map
 
+from gateway.fold import Fold
 from gateway.h323 import events as ev
 from gateway.h323.transitions import EARLY
 
@@ -276,16 +277,12 @@ _HANDLERS = {
     ev.PortMapped: _port_mapped, ev.H245Bound: _h245_bound, ev.PinholeOpened: _pinhole_opened,
     ev.PinholeClosed: _pinhole_closed, ev.PinholeShared: _pinhole_shared, ev.MediaSeen: _media_seen, ev.CallEnded: _call_ended,
 }
+_FOLD = Fold(_HANDLERS, "an H.323 ALG")
 
 
 def apply(state: H323State, event) -> H323State:
-    handler = _HANDLERS.get(type(event))
-    if handler is None:
-        raise TypeError(f"not an H.323 ALG event: {type(event).__name__}")
-    return handler(state, event)
+    return _FOLD.apply(state, event)
 
 
 def fold(events, state: H323State = EMPTY) -> H323State:
-    for e in events:
-        state = apply(state, e)
-    return state
+    return _FOLD.fold(events, state)

@@ -24,6 +24,7 @@ from ipaddress import IPv4Address
 from immutables import Map
 
 from gateway.construct import frozen_constructor
+from gateway.fold import Fold
 from gateway.sip import events as ev
 from gateway.sip import portmap
 from gateway.sip.portmap import EMPTY_PORTS, PortMap
@@ -453,29 +454,18 @@ def _index_remove(index: Map, key, value) -> Map:
 
 def apply(state: SipState, event: ev.Event) -> SipState:
     """Fold one event into the state (pure)."""
-    handler = _HANDLERS.get(type(event))
-    if handler is None:
-        raise TypeError(f"not a SIP ALG event: {type(event).__name__}")
-    d = SipDraft(state)
-    handler(d, event)
-    return d.freeze()
+    return _FOLD.apply(state, event)
 
 
 def apply_to(draft: SipDraft, event: ev.Event) -> None:
     """Fold one event into a draft (in place): a run of events folded this
     way and frozen once equals the same events applied one by one
     (tests/test_sip_alg_replay.py checks it)."""
-    handler = _HANDLERS.get(type(event))
-    if handler is None:
-        raise TypeError(f"not a SIP ALG event: {type(event).__name__}")
-    handler(draft, event)
+    _FOLD.handler(event)(draft, event)
 
 
 def fold(events, state: SipState = EMPTY) -> SipState:
-    d = SipDraft(state)
-    for e in events:
-        apply_to(d, e)
-    return d.freeze()
+    return _FOLD.fold(events, state)
 
 
 # A call is "in setup" while its initial INVITE has no final answer: phase
@@ -719,3 +709,4 @@ _HANDLERS = {
 }
 # Event class -> its in-place fold into a SipDraft (what apply_to runs).
 HANDLERS = _HANDLERS
+_FOLD = Fold(_HANDLERS, "a SIP ALG", SipDraft)
