@@ -1,0 +1,77 @@
+"""The contract every ALG implements for the node (SIP, MGCP, H.323:
+``gateway.algs``). The node's machinery (dialog actors, journal-then-release,
+entity actors with timers, pinholes into the datapath, mirroring on the
+standby) is the same for every ALG and goes through these members only.
+
+Adding an ALG: its package under ``gateway/`` (events declared with
+``gateway.events.domain_event``, a state folded by ``gateway.fold.Fold``, a
+``gateway.alg_result.Run`` subclass whose ``result`` builds the step's
+``Result``), an adapter implementing :class:`Alg` registered in
+``gateway.algs.ADAPTERS``, its state slot and fold in ``gateway.domain``,
+and its dispatch (ports, channel) in ``gateway.datapath.pipeline``."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol
+
+from gateway.alg_result import Result
+
+
+class Alg(Protocol):
+    """One ALG as the node sees it. ``state`` is the ALG's slot of
+    ``gateway.domain.DomainState``; ``o`` is the datapath's ``Alg`` outcome
+    for a message (addresses, NAT, interfaces, segment)."""
+
+    # classify: the ALG's name (the datapath's ``Alg.alg``, the DomainState
+    # slot, the event type prefix) and the prefixes of its streams.
+    name: ClassVar[str]
+    stream_prefixes: ClassVar[tuple[str, ...]]
+    # Events that end an entity (its actor stops) and that open/close a pinhole.
+    ending: ClassVar[tuple[type, ...]]
+    pinhole_opened: ClassVar[type]
+    pinhole_closed: ClassVar[type]
+
+    # step: one message, with the context built from the datapath's decision.
+    @staticmethod
+    def settings(config: Any) -> Any: ...
+
+    @staticmethod
+    def context(o: Any, engine: Any = None) -> Any: ...
+
+    @staticmethod
+    def step(state: Any, ctx: Any, data: bytes, now: float, settings: Any = ...) -> Result: ...
+
+    # timers: a deadline of a key of Result.timers passed.
+    @staticmethod
+    def on_timer(state: Any, key: str, now: float, settings: Any = ...) -> Result: ...
+
+    # media: the datapath saw RTP/RTCP of a group (of a pinhole).
+    @staticmethod
+    def media_activity(state: Any, group: str, now: float, settings: Any = ...,
+                       pinhole: str | None = None) -> Result: ...
+
+    @staticmethod
+    def released(events: Any) -> tuple[list[str], list[str]]: ...
+
+    @staticmethod
+    def call_of_group(state: Any, group: str) -> str | None: ...
+
+    # views: the entity streams of a state (actors to start, ``show``).
+    @staticmethod
+    def streams(state: Any) -> list[str]: ...
+
+    # pinholes: those a state holds, and as the datapath's table takes them.
+    @staticmethod
+    def pinholes(state: Any) -> list: ...
+
+    @staticmethod
+    def for_datapath(pinholes: Any) -> list: ...
+
+
+def owner_of(stream: str, algs) -> Any:
+    """The ALG of ``algs`` whose streams ``stream`` is one of; the last one
+    (SIP, whose streams have no common prefix) when none claims it."""
+    for a in algs:
+        if stream.startswith(a.stream_prefixes):
+            return a
+    return algs[-1]
