@@ -264,7 +264,7 @@ def sip_media_pinholes(state) -> list:
 
     out = []
     for c in state.calls.values():
-        if c.phase == "terminated" or c.forwarded:
+        if c.forwarded:
             continue
         open_dst = {p.dst for p in c.pinholes}
         for g in c.groups:

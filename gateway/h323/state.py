@@ -11,7 +11,7 @@ from immutables import Map
 
 from gateway.fold import Fold
 from gateway.h323 import events as ev
-from gateway.h323.transitions import EARLY
+from gateway.h323.transitions import EARLY, SETUP
 
 _EMPTY: Map = Map()
 
@@ -167,7 +167,7 @@ def _call_started(s, e):
         c = replace(old, conn=e.conn, call_reference=e.call_reference,
                     signalling_deadline=e.signalling_deadline)
         return _call(s, c, call_refs=s.call_refs.set((e.conn, e.call_reference), e.key))
-    c = Call(e.key, e.conn, e.call_reference, e.at, "setup", e.signalling_deadline, e.max_deadline,
+    c = Call(e.key, e.conn, e.call_reference, e.at, SETUP, e.signalling_deadline, e.max_deadline,
              origin=e.origin, setup_deadline=e.setup_deadline)
     counts = _count(s.setups_by_source, e.origin, 1) if e.origin else s.setups_by_source
     return _call(s, c, call_refs=s.call_refs.set((e.conn, e.call_reference), e.key), setups_by_source=counts)

@@ -35,7 +35,7 @@ from gateway.mgcp.message import MgcpMessage, parse_datagram
 from gateway.mgcp.nat import Translation, dedupe, header_edits, translation
 from gateway.mgcp.roles import EITHER, sender_role
 from gateway.mgcp.state import EMPTY, Call, MgcpState, Pinhole, Txn, apply, replace, txn_key
-from gateway.mgcp.transitions import CA, GW, command_rule, response_actions, response_kind
+from gateway.mgcp.transitions import CA, FINAL, GW, OPEN, command_rule, response_actions, response_kind
 from gateway.ports import MEDIA_PORT_HIGH, MEDIA_PORT_LOW, allocate_pair
 from gateway.span import Edit, apply_edits
 from gateway.alg_result import Result, Run, Timer, close_hole, open_hole
@@ -559,7 +559,7 @@ class _Message:
         t = run.st.txns.get((self.gw, origin, tid))
         if t is None:
             raise _Drop(f"{STATEFUL}: response {code} {tid} to no command of gateway {self.gw}")
-        actions = response_actions("final" if t.final else "open", kind)
+        actions = response_actions(FINAL if t.final else OPEN, kind)
         if actions is None:
             raise _Drop(f"{STATEFUL}: response {code} {tid} out of state for {t.verb}")
         if kind != "ack":

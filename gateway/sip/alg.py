@@ -31,7 +31,8 @@ from gateway.sip import nat
 from gateway.sip.portmap import allocate_pair, allocate_port
 from gateway.sip.state import (EMPTY, HANDLERS, Call, Pinhole, SipDraft, SipState, _call_base,
                                apply)
-from gateway.sip.transitions import TABLE, lookup, request_trigger, response_trigger
+from gateway.sip.transitions import (CALLING, CONFIRMED, NONE, REJECTED, TABLE, TERMINATING, lookup,
+                                     request_trigger, response_trigger)
 from gateway.span import Edit
 from gateway.alg_result import Result, Run, Timer, close_hole, open_hole
 
@@ -198,15 +199,15 @@ def on_timer(state: SipState, key: str, now: float,
         call = state.calls[rest]
         reason = None
         if call.teardown_at is not None and call.teardown_at <= now:
-            reason = {"terminating": "torn down 5 s after BYE/CANCEL",
-                      "rejected": "INVITE rejected"}.get(call.phase, "torn down")
+            reason = {TERMINATING: "torn down 5 s after BYE/CANCEL",
+                      REJECTED: "INVITE rejected"}.get(call.phase, "torn down")
         elif call.max_deadline <= now:
             reason = "maximum call duration reached"
         elif call.teardown_at is not None:
             pass        # ending anyway, at teardown_at, with its own reason
         elif call.signalling_deadline <= now:
             reason = (f"no final answer to the INVITE within Timer C ({settings.timer_c} s, "
-                      "RFC 3261 16.6)" if call.phase == "calling"
+                      "RFC 3261 16.6)" if call.phase == CALLING
                       else "signalling inactivity timeout")
         else:
             for g in call.groups:
@@ -318,7 +319,7 @@ class _Message:
             trigger = response_trigger(msg.status_code, cseq_method)
         if msg.is_request and msg.method == "INVITE":
             self.check_protect()
-        phase = "none"
+        phase = NONE
         if cseq_method != "REGISTER":
             call = self.run.st.find_call(msg.call_id, msg.from_tag or "", msg.to_tag)
             if call is not None:
@@ -336,7 +337,7 @@ class _Message:
         # The same INVITE (no To tag yet) leaving by the interface its caller
         # came in on: "B and C are reached using the same interface"
         # (Forwarded Calls).
-        return (self.msg.to_tag is None and call.phase in ("calling", "early")
+        return (self.msg.to_tag is None and call.phase == CALLING
                 and bool(self.ctx.egress) and self.ctx.egress == call.ingress
                 and self.msg.via_branch is not None
                 and call.txn(self.msg.via_branch, self.msg.cseq[0], "INVITE") is None)
@@ -434,7 +435,7 @@ class _Message:
         if call is None:
             return
         self.record_txn()
-        if call.phase == "calling":
+        if call.phase == CALLING:
             # No final answer yet: the call lasts as long as its INVITE
             # transaction, which Timer C bounds (RFC 3261 §16.6 bullet 11,
             # §16.8): started by the INVITE, restarted by a provisional
@@ -853,7 +854,7 @@ class _Message:
         sd = msg.sdp
         if sd is None:
             return
-        if (not msg.is_request and msg.to_tag is not None and call.phase == "confirmed"
+        if (not msg.is_request and msg.to_tag is not None and call.phase == CONFIRMED
                 and self.of_another_dialog(call)):
             return
         side = self.sender(call)
@@ -937,7 +938,7 @@ class _Message:
             ports[i] = pub
         group = f"{key}#g{call.seq}"
         deadline = (self.now + self.settings.media_inactivity_timeout
-                    if call.phase == "confirmed" else None)
+                    if call.phase == CONFIRMED else None)
         self.run.emit(ev.new.MediaBound(key, group, side, i, addr, port, rtcp_port,
                                     call.alg_ip if nat_side else None, pub, deadline))
         if call.forwarded:

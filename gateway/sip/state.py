@@ -28,6 +28,7 @@ from gateway.fold import Fold
 from gateway.sip import events as ev
 from gateway.sip import portmap
 from gateway.sip.portmap import EMPTY_PORTS, PortMap
+from gateway.sip.transitions import CALLING, CONFIRMED, REJECTED, TERMINATING
 
 _EMPTY_MAP: Map = Map()
 
@@ -147,7 +148,7 @@ class Call(_CallQueries):
     started_at: float
     max_deadline: float
     signalling_deadline: float
-    phase: str = "calling"
+    phase: str = CALLING
     to_tag: str | None = None
     session_expires: int | None = None
     teardown_at: float | None = None
@@ -295,7 +296,7 @@ class CallDraft(_CallQueries):
         self.started_at = started_at
         self.max_deadline = max_deadline
         self.signalling_deadline = max_deadline
-        self.phase = "calling"
+        self.phase = CALLING
         self.to_tag = None
         self.session_expires = None
         self.teardown_at = None
@@ -479,7 +480,7 @@ def _count_setup(s: SipDraft, src: str, delta: int) -> None:
 
 def _leave_setup(s: SipDraft, c) -> None:
     """Before ``c`` leaves phase "calling" (answered, rejected, ending)."""
-    if c.phase == "calling" and c.setup_src is not None:
+    if c.phase == CALLING and c.setup_src is not None:
         _count_setup(s, c.setup_src, -1)
 
 
@@ -504,7 +505,7 @@ def _txn_seen(s: SipDraft, e: ev.TransactionSeen) -> None:
         # The caller's first INVITE names the call's source (CallStarted
         # is followed by it in the same step).
         c.setup_src = e.src_ip
-        if c.phase == "calling":
+        if c.phase == CALLING:
             _count_setup(s, e.src_ip, 1)
 
 
@@ -528,7 +529,7 @@ def _call_answered(s: SipDraft, e: ev.CallAnswered) -> None:
     c.pinholes = tuple([_pinhole_until(p, e.pinhole_expires)
                         if p.kind == "media" and p.direction == "inbound" else p
                         for p in c.pinholes])
-    c.phase = "confirmed"
+    c.phase = CONFIRMED
     c.to_tag = e.to_tag
     c.teardown_at = None
 
@@ -536,15 +537,15 @@ def _call_answered(s: SipDraft, e: ev.CallAnswered) -> None:
 def _call_rejected(s: SipDraft, e: ev.CallRejected) -> None:
     c = s.edit_call(e.key)
     _leave_setup(s, c)
-    c.phase = "rejected"
+    c.phase = REJECTED
     c.teardown_at = e.teardown_at
 
 
 def _call_retried(s: SipDraft, e: ev.CallRetried) -> None:
     c = s.edit_call(e.key)
-    if c.phase != "calling" and c.setup_src is not None:
+    if c.phase != CALLING and c.setup_src is not None:
         _count_setup(s, c.setup_src, 1)
-    c.phase = "calling"
+    c.phase = CALLING
     c.teardown_at = None
 
 
@@ -555,7 +556,7 @@ def _call_forwarded(s: SipDraft, e: ev.CallForwarded) -> None:
 def _call_terminating(s: SipDraft, e: ev.CallTerminating) -> None:
     c = s.edit_call(e.key)
     _leave_setup(s, c)
-    c.phase = "terminating"
+    c.phase = TERMINATING
     c.teardown_at = e.teardown_at
 
 
