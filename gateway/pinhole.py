@@ -1,12 +1,12 @@
 """The one pinhole type the datapath's pinhole table takes from every ALG.
 
-SIP's state records are already of this shape (``gateway.sip.state.Pinhole``
-has the first ten fields in this order); MGCP and H.323 keep smaller records
-in their states (what their events fold to) and hand the datapath
-:meth:`Pinhole.of` them. The state records stay as they are: a snapshot
-names a state record's class and its field values in order
-(``journal.state_codec``), so changing them would make older snapshots
-unreadable."""
+The SIP ALG's state holds these (``gateway.sip.state.Pinhole`` is this
+class). MGCP and H.323 keep smaller records in their states (MGCP: a media
+opening; H.323: its channel kind and the other logical channels sharing an
+address) and hand the datapath :meth:`Pinhole.of` them. A snapshot names a
+state record's class and its field values in order (``journal.state_codec``):
+a SIP pinhole written before ``channel`` and ``alg`` existed loads with
+their defaults."""
 
 from __future__ import annotations
 

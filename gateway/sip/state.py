@@ -25,6 +25,7 @@ from immutables import Map
 
 from gateway.construct import frozen_constructor
 from gateway.fold import Fold
+from gateway.pinhole import Pinhole
 from gateway.sip import events as ev
 from gateway.sip import portmap
 from gateway.sip.portmap import EMPTY_PORTS, PortMap
@@ -68,23 +69,6 @@ class MediaGroup:
     public_ip: str | None
     public_port: int | None
     media_deadline: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Pinhole:
-    """An opening for packets from any source to ``dst``; ``to``/``src_to``
-    are the destination/source translations (None: unchanged)."""
-
-    id: str
-    call: str
-    group: str
-    kind: str
-    proto: str
-    direction: str
-    dst: tuple[str, int]
-    to: tuple[str, int] | None
-    src_to: tuple[str, int] | None
-    expires_at: float | None
 
 
 class _CallQueries:
@@ -362,7 +346,7 @@ def _group_until(g: MediaGroup, media_deadline: float | None) -> MediaGroup:
 
 def _pinhole_until(p: Pinhole, expires_at: float | None) -> Pinhole:
     return _make_pinhole(p.id, p.call, p.group, p.kind, p.proto, p.direction, p.dst, p.to,
-                         p.src_to, expires_at)
+                         p.src_to, expires_at, p.channel, p.alg)
 
 
 class SipDraft(_StateQueries):
@@ -593,7 +577,7 @@ def _pinhole_opened(s: SipDraft, e: ev.PinholeOpened) -> None:
         e.pinhole, e.key, e.group, e.kind, e.proto, e.direction, (e.dst_ip, e.dst_port),
         (e.to_ip, e.to_port) if e.to_ip is not None and e.to_port is not None else None,
         (e.from_ip, e.from_port) if e.from_ip is not None and e.from_port is not None else None,
-        e.expires_at)
+        e.expires_at, "", "")
     c.pinholes = c.pinholes + (p,)
     c.seq += 1
 
