@@ -12,9 +12,33 @@ and its dispatch (ports, channel) in ``gateway.datapath.pipeline``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from gateway.alg_result import Result
+
+
+@dataclass(frozen=True, slots=True)
+class PacketContext:
+    """What the datapath knows of a signalling packet, as every ALG's context
+    starts (``gateway.sip.alg.SipContext``, ``gateway.mgcp.alg.MgcpContext``
+    add their own fields after these).
+
+    ``direction``: "outbound" (private to public), "inbound", or "none" (no
+    NAT between the two sides). ``src``/``dst``: the packet's addresses as it
+    arrived. ``nat_src``: the public source the NAT engine gives it
+    (outbound); ``nat_dst``: the private destination (inbound to a MIP/VIP);
+    None for an inbound packet to an interface or DIP address, whose internal
+    host only the ALG knows (Incoming DIP table: ``Result.route_to``).
+    ``ingress``/``egress``: the interfaces it comes in and leaves by."""
+
+    direction: str
+    src: tuple[str, int]
+    dst: tuple[str, int]
+    nat_src: tuple[str, int] | None = None
+    nat_dst: tuple[str, int] | None = None
+    ingress: str = ""
+    egress: str = ""
 
 
 class Alg(Protocol):

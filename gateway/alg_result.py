@@ -47,6 +47,15 @@ class Result:
     route_to: tuple[str, int] | None = None
 
 
+class Dropped(Exception):
+    """Raised inside an ALG's evaluation: the message is dropped for
+    ``reason`` (the one line logged) and its events are discarded."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 _make_result = frozen_constructor(Result)
 _make_timer = frozen_constructor(Timer)
 

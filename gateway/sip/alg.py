@@ -34,7 +34,8 @@ from gateway.sip.state import (EMPTY, HANDLERS, Call, Pinhole, SipDraft, SipStat
 from gateway.sip.transitions import (CALLING, CONFIRMED, NONE, REJECTED, TABLE, TERMINATING, lookup,
                                      request_trigger, response_trigger)
 from gateway.span import Edit
-from gateway.alg_result import Result, Run, Timer, close_hole, open_hole
+from gateway.alg_contract import PacketContext
+from gateway.alg_result import Dropped, Result, Run, Timer, close_hole, open_hole
 
 # "the ALG delays call teardown for five seconds to allow time for
 # transmission of the 200 OK" (Call Termination, Call Cancellation).
@@ -58,36 +59,17 @@ DEFAULT_SETTINGS = SipSettings()
 
 
 @dataclass(frozen=True, slots=True)
-class SipContext:
-    """What the datapath knows of a signalling packet.
+class SipContext(PacketContext):
+    """What the datapath knows of a SIP packet (:class:`PacketContext`), and
+    ``transport``: "udp" or "tcp". ``far_side``: optional, True for an
+    address that lies in the zone the message is going to: media or requests
+    to it would not cross the gateway from the side the message came from,
+    so no pinhole is opened to it (an SDP or Contact naming a third party
+    behind the gateway must not open a path to it from anywhere). None: not
+    checked (no routing known)."""
 
-    ``direction``: "outbound" (private to public), "inbound", or "none" (no
-    NAT between the two sides). ``src``/``dst``: the packet's addresses as it
-    arrived. ``nat_src``: the public source the NAT engine gives it
-    (outbound); ``nat_dst``: the private destination (inbound to a MIP/VIP);
-    None for an inbound packet to an interface or DIP address, whose internal
-    host only the ALG knows (Incoming DIP table: ``Result.route_to``).
-    ``far_side``: optional, True for an address that lies in the zone the
-    message is going to: media or requests to it would not cross the gateway
-    from the side the message came from, so no pinhole is opened to it (an
-    SDP or Contact naming a third party behind the gateway must not open a
-    path to it from anywhere). None: not checked (no routing known)."""
-
-    direction: str
-    src: tuple[str, int]
-    dst: tuple[str, int]
-    nat_src: tuple[str, int] | None = None
-    nat_dst: tuple[str, int] | None = None
-    ingress: str = ""
-    egress: str = ""
     transport: str = "udp"
     far_side: Callable[[str], bool] | None = None
-
-
-class _Drop(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def _max_duration(settings: SipSettings) -> int:
@@ -183,7 +165,7 @@ def step(state: SipState, ctx: SipContext, data: bytes, now: float,
     run = _Run(state, now, settings)
     try:
         _Message(run, ctx, msg, data).process()
-    except _Drop as d:
+    except Dropped as d:
         return Result(state, "drop", d.reason, data, logs=tuple(run.logs) + (f"drop: {d.reason}",))
     out = rewrite_message(data, msg, run.edits) if run.edits else data
     return run.result("forward", "", out)
@@ -347,7 +329,7 @@ class _Message:
     def check_protect(self) -> None:
         until = self.run.st.protect.get((self.src_ip, self.dst_ip))
         if until is not None and until > self.now:
-            raise _Drop(f"sip protect deny: INVITE from {self.src_ip} to {self.dst_ip} "
+            raise Dropped(f"sip protect deny: INVITE from {self.src_ip} to {self.dst_ip} "
                         f"refused for {until - self.now:.1f} s more after a 3xx/4xx/5xx answer")
 
     def check_invite_transaction(self, call: Call) -> None:
@@ -356,7 +338,7 @@ class _Message:
         answer, reject or fork the call ("stateful inspection", ch. 2 "SIP ALG")."""
         branch = self.msg.via_branch
         if branch is None or call.txn(branch, self.msg.cseq[0], "INVITE") is None:
-            raise _Drop(f"SIP {self.msg.status_code} to INVITE answers no INVITE transaction of "
+            raise Dropped(f"SIP {self.msg.status_code} to INVITE answers no INVITE transaction of "
                         f"call {call.call_id} (Via branch {branch}, CSeq {self.msg.cseq[0]})")
 
     def do_protect(self) -> None:
@@ -389,7 +371,7 @@ class _Message:
             # Each call in setup holds ports, pinholes and a timer until its
             # answer or Timer C: one source flooding INVITEs that are never
             # answered must not take them all.
-            raise _Drop(f"sip setup limit: INVITE from {self.src_ip} refused, it already has "
+            raise Dropped(f"sip setup limit: INVITE from {self.src_ip} refused, it already has "
                         f"{limit} calls in setup (set sip max-setup-calls-per-source)")
         from_tag = msg.from_tag or ""
         key = f"{msg.call_id};{from_tag}"
@@ -401,7 +383,7 @@ class _Message:
             if target is None:
                 reg = self.run.st.registrations.get((self.dst_ip, _port(ctx.dst[1])))
                 if reg is None:
-                    raise _Drop(f"inbound INVITE to {self.dst_ip}:{ctx.dst[1]} matches no MIP, "
+                    raise Dropped(f"inbound INVITE to {self.dst_ip}:{ctx.dst[1]} matches no MIP, "
                                 "VIP or Incoming DIP registration")
                 target = (reg.private_ip, reg.private_port)
                 self.run.route_to = target
@@ -561,7 +543,7 @@ class _Message:
     def bind(self, call: Call, ip: str, port: int):
         ctx = self.ctx
         if len(self.run.st.calls[call.key].bindings) >= MAX_BINDINGS_PER_CALL:
-            raise _Drop(f"call {call.call_id}: more than {MAX_BINDINGS_PER_CALL} private transport "
+            raise Dropped(f"call {call.call_id}: more than {MAX_BINDINGS_PER_CALL} private transport "
                         f"bindings ({ip}:{port}); SIP message discarded")
         if (ctx.direction == "outbound" and ctx.nat_src is not None
                 and (ip, port) == (self.src_ip, _port(ctx.src[1]))
@@ -574,7 +556,7 @@ class _Message:
             else:
                 got = allocate_port(self.run.st.ports, call.alg_ip, hint=port, low=MEDIA_PORT_LOW)
                 if got is None:
-                    raise _Drop(f"no free public port on {call.alg_ip} for {ip}:{port}")
+                    raise Dropped(f"no free public port on {call.alg_ip} for {ip}:{port}")
                 pub, owned = got, True
         self.run.emit(ev.new.BindingAdded(call.key, ip, port, call.alg_ip, pub, owned))
         self.open_pinhole(call, "", "signalling", "inbound", (call.alg_ip, pub), (ip, port), None,
@@ -710,7 +692,7 @@ class _Message:
             else:
                 got = allocate_port(st.ports, alg, hint=port, low=MEDIA_PORT_LOW)
                 if got is None:
-                    raise _Drop(f"no free public port on {alg} for contact {c.host.text}:{port}")
+                    raise Dropped(f"no free public port on {alg} for contact {c.host.text}:{port}")
                 pub, owned = got, True
             self.run.emit(ev.new.RegistrationBound(alg, pub, c.host.text, port, msg.call_id,
                                                self.now + PENDING_REGISTRATION, owned))
@@ -874,7 +856,7 @@ class _Message:
                     self.run.release_group(key, old.group, "media stream removed")
                 continue
             if dest is None:
-                raise _Drop(f"SDP m= line {i + 1} has no c= at media or session level")
+                raise Dropped(f"SDP m= line {i + 1} has no c= at media or session level")
             addr = dest.addr.text
             if dest.is_multicast:
                 self.run.logs.append(f"call {call.call_id}: multicast c= {addr} unsupported; "
@@ -933,7 +915,7 @@ class _Message:
             # to find a pair of ports it discards the SIP message."
             pub = allocate_pair(self.run.st.ports, call.alg_ip, hint=port)
             if pub is None:
-                raise _Drop(f"no free even/odd port pair on {call.alg_ip} for media "
+                raise Dropped(f"no free even/odd port pair on {call.alg_ip} for media "
                             f"{addr}:{port}; SIP message discarded")
             ports[i] = pub
         group = f"{key}#g{call.seq}"
