@@ -123,6 +123,9 @@ def _unregistered(st: H323State, e: ev.Unregistered, opened: dict, closed: list)
 
 class _Run(Run):
     apply = staticmethod(apply)
+    # The events whose stream is their call's (``h323-call/<key>``).
+    KEYED = dict.fromkeys((ev.CallStarted, ev.CallProgressed, ev.PortMapped, ev.H245Bound, ev.PinholeOpened,
+                           ev.PinholeClosed, ev.PinholeShared, ev.MediaSeen, ev.CallEnded), ev.call_stream)
     PINHOLES = {ev.PinholeOpened: _pinhole_opened, ev.PinholeClosed: _pinhole_closed,
                 ev.Registered: _registered, ev.Unregistered: _unregistered}
 

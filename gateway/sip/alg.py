@@ -92,8 +92,12 @@ _CALL_EVENTS = frozenset({
 def _pinhole_opened(st: SipState, e: ev.PinholeOpened, opened: dict, closed: list) -> None:
     call = st.calls.get(e.key)
     if call is not None:
-        # The first of that id, as a search of the call's pinholes finds it.
-        open_hole(next((p for p in call.pinholes if p.id == e.pinhole), None), opened)
+        pid = e.pinhole
+        for p in call.pinholes:
+            if p.id == pid:
+                # The first of that id, as a search of the call's pinholes finds it.
+                open_hole(p, opened)
+                return
 
 
 def _pinhole_closed(st: SipState, e: ev.PinholeClosed, opened: dict, closed: list) -> None:
@@ -104,6 +108,11 @@ class _Run(Run):
     """One evaluation: the running state, and what it emitted."""
 
     apply = staticmethod(apply)
+    # The events whose stream is their call's (``call/<key>``).
+    KEYED = dict.fromkeys((
+        ev.CallStarted, ev.CallActivity, ev.TransactionSeen, ev.BindingAdded, ev.CallAnswered,
+        ev.CallRejected, ev.CallRetried, ev.CallForwarded, ev.CallTerminating, ev.MediaBound,
+        ev.MediaReleased, ev.MediaSeen, ev.PinholeOpened, ev.PinholeClosed, ev.CallEnded), ev.call_stream)
     PINHOLES = {ev.PinholeOpened: _pinhole_opened, ev.PinholeClosed: _pinhole_closed}
 
     def __init__(self, state: SipState, now: float, settings: SipSettings) -> None:
