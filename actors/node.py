@@ -39,7 +39,8 @@ from gateway.config.model import Config
 from gateway.datapath.pinholes import TAKEOVER_PINHOLE, sip_media_pinholes
 from gateway.datapath.session_filter import FilterError, parse_filter, session_row
 from gateway.drops import code_of, count, count_reason
-from actors.algs import ADAPTERS, H323Adapter, MgcpAdapter, SipAdapter, adapter_for_stream
+from actors.algs import (ADAPTERS, ENDING, PINHOLE_CLOSED, PINHOLE_OPENED, H323Adapter, MgcpAdapter,
+                         SipAdapter, adapter_for_stream, all_pinholes, all_streams, next_deadline)
 from gateway.sip import events as sip_ev
 from gateway.sip import is_keepalive
 from journal.checkpoint import SnapshotTaker, decode_state, open_at_snapshot, state_at
@@ -50,7 +51,7 @@ from journal.snapshot import read_snapshot, remove_snapshots, write_snapshot
 log = logging.getLogger("gateway.node")
 
 # Events after which an entity no longer exists (its actor stops).
-_ENDING = SipAdapter.ending + MgcpAdapter.ending + H323Adapter.ending
+_ENDING = ENDING
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,11 +444,7 @@ class Node:
         specs = []
         for stream in self._streams(st):
             # Each ALG's state knows its own entities' deadlines.
-            deadline = st.sip.next_deadline(stream)
-            if deadline is None:
-                deadline = st.mgcp.next_deadline(stream)
-            if deadline is None:
-                deadline = st.h323.next_deadline(stream)
+            deadline = next_deadline(st, stream)
             if deadline is not None:
                 specs.append((stream, deadline, self._entity(stream)))
         self.timers.rebuild(specs)
@@ -531,14 +528,12 @@ class Node:
     @staticmethod
     def _streams(st) -> list[str]:
         """Timer keys of every live entity of every ALG (``st``: a DomainState)."""
-        return SipAdapter.streams(st.sip) + MgcpAdapter.streams(st.mgcp) + H323Adapter.streams(st.h323)
+        return all_streams(st)
 
     @staticmethod
     def _open_pinholes(st) -> list:
         """Every ALG's open pinholes, as the datapath's table takes them."""
-        return (SipAdapter.for_datapath(SipAdapter.pinholes(st.sip)) +
-                MgcpAdapter.for_datapath(MgcpAdapter.pinholes(st.mgcp)) +
-                H323Adapter.for_datapath(H323Adapter.pinholes(st.h323)))
+        return all_pinholes(st)
 
     def _entity(self, stream: str):
         return self.directory.get_or_start(("entity", stream),
@@ -557,9 +552,9 @@ class Node:
         for e in events:
             if e.TYPE.startswith("tcp."):
                 continue            # a connection's sequence adjustment: no entity, no timer
-            if isinstance(e, (SipAdapter.pinhole_opened, MgcpAdapter.pinhole_opened, H323Adapter.pinhole_opened)):
+            if isinstance(e, PINHOLE_OPENED):
                 self._entity(f"pinhole/{e.pinhole}")
-            elif isinstance(e, (SipAdapter.pinhole_closed, MgcpAdapter.pinhole_closed, H323Adapter.pinhole_closed)):
+            elif isinstance(e, PINHOLE_CLOSED):
                 self._end_entity(f"pinhole/{e.pinhole}")
             if isinstance(e, _ENDING):
                 self._end_entity(e.stream)
@@ -811,7 +806,7 @@ class Node:
                 self.datapath.remove_pinholes(used)
         st = self.state
         for group, pinhole, at in activity:
-            for adapter in (SipAdapter, MgcpAdapter, H323Adapter):
+            for adapter in ADAPTERS.values():
                 call = adapter.call_of_group(self._get_from(st, adapter), group)
                 if call is not None:
                     break

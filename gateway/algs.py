@@ -291,6 +291,29 @@ ADAPTERS: dict[str, Alg] = {"sip": SipAdapter, "mgcp": MgcpAdapter, "h323": H323
 
 
 _BY_STREAM = (H323Adapter, MgcpAdapter, SipAdapter)
+# What the node asks of every ALG at once, in ADAPTERS' order.
+ENDING: tuple[type, ...] = tuple(e for a in ADAPTERS.values() for e in a.ending)
+PINHOLE_OPENED: tuple[type, ...] = tuple(a.pinhole_opened for a in ADAPTERS.values())
+PINHOLE_CLOSED: tuple[type, ...] = tuple(a.pinhole_closed for a in ADAPTERS.values())
+
+
+def all_streams(st) -> list[str]:
+    """Timer keys of every live entity of every ALG (``st``: a DomainState)."""
+    return [s for a in ADAPTERS.values() for s in a.streams(getattr(st, a.name))]
+
+
+def all_pinholes(st) -> list:
+    """Every ALG's open pinholes, as the datapath's table takes them."""
+    return [p for a in ADAPTERS.values() for p in a.for_datapath(a.pinholes(getattr(st, a.name)))]
+
+
+def next_deadline(st, stream: str) -> float | None:
+    """The deadline of ``stream`` in the state of the first ALG that knows it."""
+    for a in ADAPTERS.values():
+        deadline = getattr(st, a.name).next_deadline(stream)
+        if deadline is not None:
+            return deadline
+    return None
 
 
 def adapter_for_stream(stream: str) -> Alg:
