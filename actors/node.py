@@ -39,9 +39,9 @@ from gateway.config.model import Config
 from gateway.datapath.pinholes import TAKEOVER_PINHOLE, sip_media_pinholes
 from gateway.datapath.session_filter import FilterError, parse_filter, session_row
 from gateway.drops import code_of, count, count_reason
-from actors.algs import (ADAPTERS, ENDING, PINHOLE_CLOSED, PINHOLE_OPENED, H323Adapter, MgcpAdapter,
-                         SipAdapter, adapter_for_stream, all_pinholes, all_streams, next_deadline)
-from gateway.sip import events as sip_ev
+from actors.algs import (ADAPTERS, ENDING, PINHOLE_CLOSED, PINHOLE_OPENED, MgcpAdapter, SipAdapter,
+                         adapter_for_stream, all_calls, all_pinholes, all_registrations, all_streams,
+                         entity_summary, next_deadline)
 from gateway.sip import is_keepalive
 from journal.checkpoint import SnapshotTaker, decode_state, open_at_snapshot, state_at
 from journal.record import HEADER, decode_record
@@ -829,42 +829,15 @@ class Node:
 
     # --------------------------------------------------------------- ops
     def entity_summary(self, stream: str) -> dict | None:
-        kind, _, rest = stream.partition("/")
-        st = self.state
-        if kind == "call" and rest in st.sip.calls:
-            c = st.sip.calls[rest]
-            return {"alg": "sip", "call": c.key, "call_id": c.call_id, "phase": c.phase, "mode": c.mode,
-                    "private": c.private_ip, "alg_address": c.alg_ip, "since": c.started_at,
-                    "media": [{"group": g.group, "dst": f"{g.dst_ip}:{g.dst_port}",
-                               "public": f"{g.public_ip}:{g.public_port}" if g.public_ip else None}
-                              for g in c.groups],
-                    "pinholes": len(c.pinholes), "deadline": c.next_deadline()}
-        if kind == "mgcp-call":
-            gw, _, cid = rest.partition("/")
-            c = st.mgcp.calls.get((gw, cid))
-            if c is None:
-                return None
-            return {"alg": "mgcp", "call": c.stream, "call_id": c.call_id, "gateway": c.gateway,
-                    "since": c.started_at, "connections": sorted(c.connections),
-                    "media": [{"group": g.group, "dst": f"{g.dst_ip}:{g.dst_port}",
-                               "public": f"{g.public_ip}:{g.public_port}" if g.public_ip else None}
-                              for g in c.groups.values()],
-                    "pinholes": len(c.pinholes), "deadline": c.next_deadline()}
-        if kind == "h323-call":
-            return H323Adapter.summary(st.h323, rest)
-        return None
+        return entity_summary(self.state, stream)
 
     def show(self, what: str) -> list[dict]:
         with self.state_lock:
             st = self.state
         if what == "calls":
-            return ([self.entity_summary(sip_ev.call_stream(k)) for k in st.sip.calls] +
-                    [self.entity_summary(c.stream) for c in st.mgcp.calls.values()] +
-                    [H323Adapter.summary(st.h323, k) for k in st.h323.calls])
+            return all_calls(st)
         if what == "registrations":
-            return ([{"public": f"{r.public_ip}:{r.public_port}", "private": f"{r.private_ip}:{r.private_port}",
-                      "call_id": r.call_id, "expires_at": r.expires_at} for r in st.sip.registrations.values()]
-                    + H323Adapter.registrations(st.h323))
+            return all_registrations(st)
         if what == "pinholes":
             return [{"id": p.id, "call": p.call, "group": p.group, "kind": p.kind, "proto": p.proto,
                      "direction": p.direction, "dst": f"{p.dst[0]}:{p.dst[1]}",

@@ -80,9 +80,19 @@ class Alg(Protocol):
     @staticmethod
     def call_of_group(state: Any, group: str) -> str | None: ...
 
-    # views: the entity streams of a state (actors to start, ``show``).
+    # views: the entity streams of a state (actors to start, timers), and
+    # what ``show calls`` / ``show registrations`` print of it.
     @staticmethod
     def streams(state: Any) -> list[str]: ...
+
+    @staticmethod
+    def summary(state: Any, key: str) -> dict | None: ...
+
+    @staticmethod
+    def calls(state: Any) -> list[dict]: ...
+
+    @staticmethod
+    def registrations(state: Any) -> list[dict]: ...
 
     # pinholes: those a state holds, and as the datapath's table takes them.
     @staticmethod

@@ -25,6 +25,11 @@ from gateway.sip import alg as sip_alg
 from gateway.sip import events as sip_ev
 
 
+def _media_view(g) -> dict:
+    return {"group": g.group, "dst": f"{g.dst_ip}:{g.dst_port}",
+            "public": f"{g.public_ip}:{g.public_port}" if g.public_ip else None}
+
+
 def far_side_of(engine, o):
     """The SIP ALG's ``far_side`` test for a message leaving by ``o.egress``:
     True for an address that routes into the egress interface's zone.
@@ -138,6 +143,27 @@ class SipAdapter:
         key = st.group_index.get(group)
         return sip_ev.call_stream(key) if key else None
 
+    @staticmethod
+    def summary(st, key: str) -> dict | None:
+        """``show calls`` / ``gwctl replay``: one SIP call."""
+        c = st.calls.get(key)
+        if c is None:
+            return None
+        return {"alg": "sip", "call": c.key, "call_id": c.call_id, "phase": c.phase, "mode": c.mode,
+                "private": c.private_ip, "alg_address": c.alg_ip, "since": c.started_at,
+                "media": [_media_view(g) for g in c.groups],
+                "pinholes": len(c.pinholes), "deadline": c.next_deadline()}
+
+    @staticmethod
+    def calls(st) -> list[dict]:
+        return [SipAdapter.summary(st, k) for k in st.calls]
+
+    @staticmethod
+    def registrations(st) -> list[dict]:
+        """``show registrations``: the Incoming DIP table (manual ch. 2)."""
+        return [{"public": f"{r.public_ip}:{r.public_port}", "private": f"{r.private_ip}:{r.private_port}",
+                 "call_id": r.call_id, "expires_at": r.expires_at} for r in st.registrations.values()]
+
 
 class MgcpAdapter:
     name = "mgcp"
@@ -204,6 +230,26 @@ class MgcpAdapter:
     def call_of_group(st, group: str) -> str | None:
         k = st.group_index.get(group)
         return mgcp_ev.call_stream(*k) if k else None
+
+    @staticmethod
+    def summary(st, key: str) -> dict | None:
+        """``show calls``: one MGCP call (``key``: ``<gateway>/<call id>``)."""
+        gw, _, cid = key.partition("/")
+        c = st.calls.get((gw, cid))
+        if c is None:
+            return None
+        return {"alg": "mgcp", "call": c.stream, "call_id": c.call_id, "gateway": c.gateway,
+                "since": c.started_at, "connections": sorted(c.connections),
+                "media": [_media_view(g) for g in c.groups.values()],
+                "pinholes": len(c.pinholes), "deadline": c.next_deadline()}
+
+    @staticmethod
+    def calls(st) -> list[dict]:
+        return [MgcpAdapter.summary(st, f"{c.gateway}/{c.call_id}") for c in st.calls.values()]
+
+    @staticmethod
+    def registrations(st) -> list[dict]:
+        return []
 
 
 class H323Adapter:
@@ -287,6 +333,11 @@ class H323Adapter:
                 "media": sorted(c.media), "pinholes": len(c.pinholes), "deadline": c.next_deadline()}
 
 
+def _h323_calls(st) -> list[dict]:
+    return [H323Adapter.summary(st, k) for k in st.calls]
+
+
+H323Adapter.calls = staticmethod(_h323_calls)
 ADAPTERS: dict[str, Alg] = {"sip": SipAdapter, "mgcp": MgcpAdapter, "h323": H323Adapter}
 
 
@@ -305,6 +356,25 @@ def all_streams(st) -> list[str]:
 def all_pinholes(st) -> list:
     """Every ALG's open pinholes, as the datapath's table takes them."""
     return [p for a in ADAPTERS.values() for p in a.for_datapath(a.pinholes(getattr(st, a.name)))]
+
+
+# The stream prefix of each ALG's calls: ``show calls`` summarises them.
+_CALL_STREAMS = {"call": SipAdapter, "mgcp-call": MgcpAdapter, "h323-call": H323Adapter}
+
+
+def entity_summary(st, stream: str) -> dict | None:
+    """``show calls`` of one call's stream (None: not a call, or gone)."""
+    kind, _, rest = stream.partition("/")
+    a = _CALL_STREAMS.get(kind)
+    return a.summary(getattr(st, a.name), rest) if a is not None else None
+
+
+def all_calls(st) -> list[dict]:
+    return [c for a in ADAPTERS.values() for c in a.calls(getattr(st, a.name))]
+
+
+def all_registrations(st) -> list[dict]:
+    return [r for a in ADAPTERS.values() for r in a.registrations(getattr(st, a.name))]
 
 
 def next_deadline(st, stream: str) -> float | None:
