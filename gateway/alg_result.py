@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 from gateway.construct import frozen_constructor
-
 from gateway.events import Event
 from gateway.span import Edit
 

@@ -108,11 +108,7 @@ class _Run(Run):
     """One evaluation: the running state, and what it emitted."""
 
     apply = staticmethod(apply)
-    # The events whose stream is their call's (``call/<key>``).
-    KEYED = dict.fromkeys((
-        ev.CallStarted, ev.CallActivity, ev.TransactionSeen, ev.BindingAdded, ev.CallAnswered,
-        ev.CallRejected, ev.CallRetried, ev.CallForwarded, ev.CallTerminating, ev.MediaBound,
-        ev.MediaReleased, ev.MediaSeen, ev.PinholeOpened, ev.PinholeClosed, ev.CallEnded), ev.call_stream)
+    KEYED = dict.fromkeys(_CALL_EVENTS, ev.call_stream)
     PINHOLES = {ev.PinholeOpened: _pinhole_opened, ev.PinholeClosed: _pinhole_closed}
 
     def __init__(self, state: SipState, now: float, settings: SipSettings) -> None:
