@@ -7,7 +7,7 @@ Adding an ALG: its package under ``gateway/`` (events declared with
 ``gateway.events.domain_event``, a state folded by ``gateway.fold.Fold``, a
 ``gateway.alg_result.Run`` subclass whose ``result`` builds the step's
 ``Result``), an adapter implementing :class:`Alg` registered in
-``gateway.algs.ADAPTERS``, its state slot and fold in ``gateway.domain``,
+``gateway.algs.ADAPTERS`` (the node and its views loop over it), its state slot and fold in ``gateway.domain``,
 and its dispatch (ports, channel) in ``gateway.datapath.pipeline``."""
 
 from __future__ import annotations
@@ -47,9 +47,11 @@ class Alg(Protocol):
     for a message (addresses, NAT, interfaces, segment)."""
 
     # classify: the ALG's name (the datapath's ``Alg.alg``, the DomainState
-    # slot, the event type prefix) and the prefixes of its streams.
+    # slot, the event type prefix), the prefixes of its streams, and the
+    # first part of its calls' streams (``show calls``).
     name: ClassVar[str]
     stream_prefixes: ClassVar[tuple[str, ...]]
+    call_prefix: ClassVar[str]
     # Events that end an entity (its actor stops) and that open/close a pinhole.
     ending: ClassVar[tuple[type, ...]]
     pinhole_opened: ClassVar[type]
@@ -102,10 +104,10 @@ class Alg(Protocol):
     def for_datapath(pinholes: Any) -> list: ...
 
 
-def owner_of(stream: str, algs) -> Any:
-    """The ALG of ``algs`` whose streams ``stream`` is one of; the last one
-    (SIP, whose streams have no common prefix) when none claims it."""
+def owner_of(stream: str, algs, default: Any) -> Any:
+    """The ALG of ``algs`` whose streams ``stream`` is one of; ``default``
+    when none claims it."""
     for a in algs:
         if stream.startswith(a.stream_prefixes):
             return a
-    return algs[-1]
+    return default

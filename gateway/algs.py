@@ -98,6 +98,7 @@ def sip_step(state, ctx, data, now, settings=sip_alg.DEFAULT_SETTINGS):
 class SipAdapter:
     name = "sip"
     stream_prefixes = ("call/", "reg/", "sip-protect/")
+    call_prefix = "call"
     step = staticmethod(sip_step)
     on_timer = staticmethod(sip_alg.on_timer)
     media_activity = staticmethod(sip_alg.media_activity)
@@ -168,6 +169,7 @@ class SipAdapter:
 class MgcpAdapter:
     name = "mgcp"
     stream_prefixes = ("mgcp-",)
+    call_prefix = "mgcp-call"
     step = staticmethod(mgcp_alg.step)
     on_timer = staticmethod(mgcp_alg.on_timer)
     ending = (mgcp_ev.CallEnded,)
@@ -258,6 +260,7 @@ class H323Adapter:
 
     name = "h323"
     stream_prefixes = ("h323-",)
+    call_prefix = "h323-call"
     step = staticmethod(h323_segment.step_packet)
     ending = (h323_ev.CallEnded, h323_ev.Unregistered, h323_ev.RasEnded)
     pinhole_opened, pinhole_closed = h323_ev.PinholeOpened, h323_ev.PinholeClosed
@@ -341,7 +344,6 @@ H323Adapter.calls = staticmethod(_h323_calls)
 ADAPTERS: dict[str, Alg] = {"sip": SipAdapter, "mgcp": MgcpAdapter, "h323": H323Adapter}
 
 
-_BY_STREAM = (H323Adapter, MgcpAdapter, SipAdapter)
 # What the node asks of every ALG at once, in ADAPTERS' order.
 ENDING: tuple[type, ...] = tuple(e for a in ADAPTERS.values() for e in a.ending)
 PINHOLE_OPENED: tuple[type, ...] = tuple(a.pinhole_opened for a in ADAPTERS.values())
@@ -359,7 +361,7 @@ def all_pinholes(st) -> list:
 
 
 # The stream prefix of each ALG's calls: ``show calls`` summarises them.
-_CALL_STREAMS = {"call": SipAdapter, "mgcp-call": MgcpAdapter, "h323-call": H323Adapter}
+_CALL_STREAMS = {a.call_prefix: a for a in ADAPTERS.values()}
 
 
 def entity_summary(st, stream: str) -> dict | None:
@@ -388,4 +390,4 @@ def next_deadline(st, stream: str) -> float | None:
 
 def adapter_for_stream(stream: str) -> Alg:
     """The ALG whose entity ``stream`` is (SIP's when no other claims it)."""
-    return owner_of(stream, _BY_STREAM)
+    return owner_of(stream, ADAPTERS.values(), SipAdapter)
