@@ -35,7 +35,7 @@ from gateway.sip.transitions import (CALLING, CONFIRMED, NONE, REJECTED, TABLE, 
                                      request_trigger, response_trigger)
 from gateway.span import Edit
 from gateway.alg_contract import PacketContext
-from gateway.alg_result import Dropped, Result, Run, Timer, close_hole, open_hole
+from gateway.alg_result import Dropped, Result, Run, Timer, close_hole
 
 # "the ALG delays call teardown for five seconds to allow time for
 # transmission of the 200 OK" (Call Termination, Call Cancellation).
@@ -95,8 +95,9 @@ def _pinhole_opened(st: SipState, e: ev.PinholeOpened, opened: dict, closed: lis
         pid = e.pinhole
         for p in call.pinholes:
             if p.id == pid:
-                # The first of that id, as a search of the call's pinholes finds it.
-                open_hole(p, opened)
+                # The first of that id, as a search of the call's pinholes finds
+                # it (open_hole, inline: an answer opens three).
+                opened[pid] = p
                 return
 
 
