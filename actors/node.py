@@ -40,8 +40,9 @@ from gateway.config.model import Config
 from gateway.datapath.pinholes import TAKEOVER_PINHOLE, sip_media_pinholes
 from gateway.datapath.session_filter import FilterError, media_by_pinhole, parse_filter, session_row
 from gateway.drops import code_of, count, count_reason
-from actors.algs import ADAPTERS, H323Adapter, MgcpAdapter, SipAdapter, adapter_for_stream
-from gateway.sip import events as sip_ev
+from actors.algs import (ADAPTERS, ENDING, PINHOLE_CLOSED, PINHOLE_OPENED, MgcpAdapter, SipAdapter,
+                         adapter_for_stream, all_calls, all_pinholes, all_registrations, all_streams,
+                         entity_summary, next_deadline)
 from gateway.sip import is_keepalive
 from journal.gc_pause import collections_paused
 from journal.checkpoint import SnapshotTaker, decode_state, open_at_snapshot, state_at
@@ -52,7 +53,7 @@ from journal.snapshot import read_snapshot, remove_snapshots, write_snapshot
 log = logging.getLogger("gateway.node")
 
 # Events after which an entity no longer exists (its actor stops).
-_ENDING = SipAdapter.ending + MgcpAdapter.ending + H323Adapter.ending
+_ENDING = ENDING
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,11 +459,7 @@ class Node:
         specs = []
         for stream in self._streams(st):
             # Each ALG's state knows its own entities' deadlines.
-            deadline = st.sip.next_deadline(stream)
-            if deadline is None:
-                deadline = st.mgcp.next_deadline(stream)
-            if deadline is None:
-                deadline = st.h323.next_deadline(stream)
+            deadline = next_deadline(st, stream)
             if deadline is not None:
                 specs.append((stream, deadline, self._entity(stream)))
         self.timers.rebuild(specs)
@@ -549,14 +546,12 @@ class Node:
     @staticmethod
     def _streams(st) -> list[str]:
         """Timer keys of every live entity of every ALG (``st``: a DomainState)."""
-        return SipAdapter.streams(st.sip) + MgcpAdapter.streams(st.mgcp) + H323Adapter.streams(st.h323)
+        return all_streams(st)
 
     @staticmethod
     def _open_pinholes(st) -> list:
         """Every ALG's open pinholes, as the datapath's table takes them."""
-        return (SipAdapter.for_datapath(SipAdapter.pinholes(st.sip)) +
-                MgcpAdapter.for_datapath(MgcpAdapter.pinholes(st.mgcp)) +
-                H323Adapter.for_datapath(H323Adapter.pinholes(st.h323)))
+        return all_pinholes(st)
 
     def _entity(self, stream: str):
         # The entity's directory entry; its actor starts at its first message
@@ -579,9 +574,9 @@ class Node:
         for e in events:
             if e.TYPE.startswith("tcp."):
                 continue            # a connection's sequence adjustment: no entity, no timer
-            if isinstance(e, (SipAdapter.pinhole_opened, MgcpAdapter.pinhole_opened, H323Adapter.pinhole_opened)):
+            if isinstance(e, PINHOLE_OPENED):
                 self._entity(f"pinhole/{e.pinhole}")
-            elif isinstance(e, (SipAdapter.pinhole_closed, MgcpAdapter.pinhole_closed, H323Adapter.pinhole_closed)):
+            elif isinstance(e, PINHOLE_CLOSED):
                 self._end_entity(f"pinhole/{e.pinhole}")
             if isinstance(e, _ENDING):
                 self._end_entity(e.stream)
@@ -834,7 +829,7 @@ class Node:
                 self.datapath.remove_pinholes(used)
         st = self.state
         for group, pinhole, at in activity:
-            for adapter in (SipAdapter, MgcpAdapter, H323Adapter):
+            for adapter in ADAPTERS.values():
                 call = adapter.call_of_group(self._get_from(st, adapter), group)
                 if call is not None:
                     break
@@ -857,42 +852,15 @@ class Node:
 
     # --------------------------------------------------------------- ops
     def entity_summary(self, stream: str) -> dict | None:
-        kind, _, rest = stream.partition("/")
-        st = self.state
-        if kind == "call" and rest in st.sip.calls:
-            c = st.sip.calls[rest]
-            return {"alg": "sip", "call": c.key, "call_id": c.call_id, "phase": c.phase, "mode": c.mode,
-                    "private": c.private_ip, "alg_address": c.alg_ip, "since": c.started_at,
-                    "media": [{"group": g.group, "dst": f"{g.dst_ip}:{g.dst_port}",
-                               "public": f"{g.public_ip}:{g.public_port}" if g.public_ip else None}
-                              for g in c.groups],
-                    "pinholes": len(c.pinholes), "deadline": c.next_deadline()}
-        if kind == "mgcp-call":
-            gw, _, cid = rest.partition("/")
-            c = st.mgcp.calls.get((gw, cid))
-            if c is None:
-                return None
-            return {"alg": "mgcp", "call": c.stream, "call_id": c.call_id, "gateway": c.gateway,
-                    "since": c.started_at, "connections": sorted(c.connections),
-                    "media": [{"group": g.group, "dst": f"{g.dst_ip}:{g.dst_port}",
-                               "public": f"{g.public_ip}:{g.public_port}" if g.public_ip else None}
-                              for g in c.groups.values()],
-                    "pinholes": len(c.pinholes), "deadline": c.next_deadline()}
-        if kind == "h323-call":
-            return H323Adapter.summary(st.h323, rest)
-        return None
+        return entity_summary(self.state, stream)
 
     def show(self, what: str) -> list[dict]:
         with self.state_lock:
             st = self.state
         if what == "calls":
-            return ([self.entity_summary(sip_ev.call_stream(k)) for k in st.sip.calls] +
-                    [self.entity_summary(c.stream) for c in st.mgcp.calls.values()] +
-                    [H323Adapter.summary(st.h323, k) for k in st.h323.calls])
+            return all_calls(st)
         if what == "registrations":
-            return ([{"public": f"{r.public_ip}:{r.public_port}", "private": f"{r.private_ip}:{r.private_port}",
-                      "call_id": r.call_id, "expires_at": r.expires_at} for r in st.sip.registrations.values()]
-                    + H323Adapter.registrations(st.h323))
+            return all_registrations(st)
         if what == "pinholes":
             media = {}
             if self.datapath is not None and hasattr(self.datapath, "sessions"):

@@ -28,14 +28,18 @@ class DomainState:
 EMPTY = DomainState()
 
 
+# Event type prefix -> (its slot of DomainState, that domain's apply).
+FOLDS = {
+    "sip": ("sip", sip_state.apply),
+    "mgcp": ("mgcp", mgcp_state.apply),
+    "h323": ("h323", h323_state.apply),
+    "tcp": ("tcp", tcp_state.apply),
+}
+
+
 def apply(state: DomainState, event: Event) -> DomainState:
-    domain = event.TYPE.partition(".")[0]
-    if domain == "sip":
-        return replace(state, sip=sip_state.apply(state.sip, event))
-    if domain == "mgcp":
-        return replace(state, mgcp=mgcp_state.apply(state.mgcp, event))
-    if domain == "h323":
-        return replace(state, h323=h323_state.apply(state.h323, event))
-    if domain == "tcp":
-        return replace(state, tcp=tcp_state.apply(state.tcp, event))
-    raise TypeError(f"no domain folds events of type {event.TYPE!r}")
+    fold = FOLDS.get(event.TYPE.partition(".")[0])
+    if fold is None:
+        raise TypeError(f"no domain folds events of type {event.TYPE!r}")
+    slot, apply_one = fold
+    return replace(state, **{slot: apply_one(getattr(state, slot), event)})

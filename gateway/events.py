@@ -127,6 +127,22 @@ def event(type_name: str, schema: int = 1) -> Callable[[E], E]:
     return wrap
 
 
+def domain_event(type_name: str, schema: int = 1, *,
+                 stream: Callable[[Any], str] | None = None) -> Callable[[type], type]:
+    """Class decorator for an ALG's event: makes the class a frozen, slotted
+    dataclass, gives it ``stream`` (the entity it belongs to, computed by
+    ``stream(event)``) when the class does not inherit one, and registers it
+    with :func:`event` under ``type_name``/``schema``."""
+
+    def wrap(cls: type) -> type:
+        cls = dataclasses.dataclass(frozen=True, slots=True)(cls)
+        if stream is not None:
+            cls.stream = property(stream, doc="The stream (entity) this event belongs to.")
+        return event(type_name, schema)(cls)
+
+    return wrap
+
+
 def upcaster(type_name: str, from_schema: int) -> Callable[[Callable[[dict], dict]], Callable[[dict], dict]]:
     """Register a function turning a payload of ``from_schema`` into ``from_schema + 1``."""
 

@@ -61,6 +61,9 @@ class StateDecodeError(ValueError):
 # rebuilt through gateway.construct's slot setters, an order faster.
 _GETTERS: dict[type, Callable[[Any], tuple] | None] = {}
 _BUILDERS: dict[type, Callable[..., Any]] = {}
+# Each field's default (dataclasses.MISSING: none), for records written
+# before their class gained fields (see _build).
+_DEFAULTS: dict[type, tuple] = {}
 
 
 def _getter(cls: type) -> Callable[[Any], tuple] | None:
@@ -82,12 +85,24 @@ def _getter(cls: type) -> Callable[[Any], tuple] | None:
 
 
 def _build(cls: type, values: tuple) -> Any:
-    """Loader side of a reduced dataclass (named in pickles as journal.state_codec._build)."""
+    """Loader side of a reduced dataclass (named in pickles as journal.state_codec._build).
+
+    A record written before fields with defaults were added at the end of
+    its class (e.g. a SIP pinhole before ``channel`` and ``alg``,
+    gateway.pinhole) takes their defaults; any other shortfall is not a
+    state of this build."""
     make = _BUILDERS.get(cls)
     if make is None:
         if _getter(cls) is None:
             raise StateDecodeError(f"{cls.__qualname__} is not a frozen slotted state class")
         make = _BUILDERS[cls] = frozen_constructor(cls)
+        _DEFAULTS[cls] = tuple(f.default for f in dataclasses.fields(cls))
+    defaults = _DEFAULTS[cls]
+    if len(values) < len(defaults):
+        later = defaults[len(values):]
+        if any(d is dataclasses.MISSING for d in later):
+            raise StateDecodeError(f"{cls.__qualname__}: {len(values)} values where {len(defaults)} expected")
+        values = tuple(values) + later
     return make(*values)
 
 

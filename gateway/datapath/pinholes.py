@@ -25,24 +25,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
-from typing import Iterable, Protocol
+from typing import Iterable
+
+from gateway.pinhole import Pinhole
 
 PROTO_NUMBERS = {"udp": 17, "tcp": 6}
 
 
-class PinholeLike(Protocol):
-    """What an ALG's pinhole carries (:class:`gateway.sip.state.Pinhole` has it)."""
-
-    id: str
-    call: str
-    group: str
-    kind: str
-    proto: str
-    direction: str
-    dst: tuple[str, int]
-    to: tuple[str, int] | None
-    src_to: tuple[str, int] | None
-    expires_at: float | None
+# What an ALG hands the pinhole table (every ALG's pinholes are of this type).
+PinholeLike = Pinhole
 
 
 @dataclass(slots=True, eq=False)
@@ -260,11 +251,9 @@ def sip_media_pinholes(state) -> list:
     translated to the private party, or toward the party from the private
     side's public pair. Their ids carry ``TAKEOVER_PINHOLE``; the node removes
     each on first use, like the ALG's own (the ALG does not know the ids)."""
-    from gateway.sip.state import Pinhole
-
     out = []
     for c in state.calls.values():
-        if c.phase == "terminated" or c.forwarded:
+        if c.forwarded:
             continue
         open_dst = {p.dst for p in c.pinholes}
         for g in c.groups:

@@ -238,6 +238,21 @@ def _conn_name(a: tuple[str, int], b: tuple[str, int]) -> str:
     return f"{x}-{y}" if x <= y else f"{y}-{x}"
 
 
+def _nat_of(rw: Rewrite | None, s: int, sp: int, d: int, dp: int,
+            port_translates: bool = True) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
+    """What an ALG is told of the packet's NAT: ``nat_src``, the public
+    source (outbound), and ``nat_dst``, the private destination (inbound to a
+    MIP), each None where NAT leaves it as it is. ``port_translates``: a
+    changed source port alone counts as a source translation (not for a
+    flow decided by policy, whose source NAT is an address change)."""
+    if rw is None:
+        return None, None
+    changed = (rw[0], rw[1]) != (s, sp) if port_translates else rw[0] != s
+    nat_src = (_ip(rw[0]), rw[1]) if changed else None
+    nat_dst = (_ip(rw[2]), rw[3]) if (rw[2], rw[3]) != (d, dp) else None
+    return nat_src, nat_dst
+
+
 def _rw_direction(key, rw: Rewrite | None) -> str:
     if rw is None:
         return "none"
@@ -630,13 +645,10 @@ class Datapath:
         p, s, sp, d, dp = key
         if p == PROTO_UDP:
             payload = pkt.payload_bytes
-            nat_src = (_ip(rw[0]), rw[1]) if (rw[0], rw[1]) != (s, sp) else None
-            nat_dst = (_ip(rw[2]), rw[3]) if (rw[2], rw[3]) != (d, dp) else None
             route = self.engine.route(IPv4Address(rw[2]), ingress=ingress)
-            self.paths["alg"] += 1
-            return Alg("sip", sip_call_id(payload), pkt, None, hole.pinhole.direction,
-                       (_ip(s), sp), (_ip(d), dp), nat_src, nat_dst, ingress,
-                       route[0] if route else "", "udp", payload, rw, None, hole.id)
+            return self._to_alg("sip", sip_call_id(payload), pkt, (s, sp, d, dp), rw,
+                                 direction=hole.pinhole.direction, ingress=ingress,
+                                 egress=route[0] if route else "", payload=payload, pinhole=hole.id)
         route = self.engine.route(IPv4Address(rw[2]), ingress=ingress)
         channel = getattr(hole.pinhole, "channel", "")
         if getattr(hole.pinhole, "alg", "") == "h323" and channel in ("q931", "h245"):
@@ -655,6 +667,27 @@ class Datapath:
 
     # -- ALG dispatch ----------------------------------------------------------------
 
+    def _to_alg(self, alg: str, key: str, pkt: Packet, flow: tuple[int, int, int, int],
+                rw: Rewrite | None, *, direction: str, ingress: str, egress: str, payload: bytes,
+                decision: Decision | None = None, transport: str = "udp", session: int | None = None,
+                pinhole: str | None = None, channel: str = "", conn_key: str = "",
+                segment: SegmentWork | None = None, port_translates: bool = True) -> Alg:
+        """The :class:`Alg` for a signalling packet whose addresses as it
+        arrived are ``flow`` (src, sport, dst, dport) and whose NAT is
+        ``rw``. With ``conn_key``, the connection is named (the same in both
+        directions, :func:`_conn_name`) and the ALG's key is
+        ``<conn_key>:<connection>``; otherwise ``key``."""
+        s, sp, d, dp = flow
+        nat_src, nat_dst = _nat_of(rw, s, sp, d, dp, port_translates)
+        src, dst = (_ip(s), sp), (_ip(d), dp)
+        conn = ""
+        if conn_key:
+            conn = _conn_name(src, nat_dst or dst)
+            key = f"{conn_key}:{conn}"
+        self.paths["alg"] += 1
+        return Alg(alg, key, pkt, decision, direction, src, dst, nat_src, nat_dst, ingress, egress,
+                   transport, payload, rw, session, pinhole, channel, conn, segment)
+
     @_alg_entry
     def _alg_session(self, pkt: Packet, sess: Session, rw: Rewrite | None, fwd: bool, ingress: str,
                      now: float) -> Outcome:
@@ -667,10 +700,8 @@ class Datapath:
     def _sip_to_incoming_dip(self, pkt: Packet, payload: bytes, ingress: str) -> Alg:
         """SIP over UDP to an incoming DIP address (manual ch. 2, "Incoming
         DIP"): only the SIP ALG knows which registered host it is for."""
-        self.paths["alg"] += 1
-        return Alg("sip", sip_call_id(payload), pkt, None, "inbound",
-                   (_ip(pkt.src_int), pkt.sport), (_ip(pkt.dst_int), pkt.dport), None, None, ingress, "",
-                   "udp", payload, None)
+        return self._to_alg("sip", sip_call_id(payload), pkt, (pkt.src_int, pkt.sport, pkt.dst_int, pkt.dport),
+                            None, direction="inbound", ingress=ingress, egress="", payload=payload)
 
     @_alg_entry
     def _alg_of_decision(self, pkt: Packet, key, d: Decision, rw: Rewrite | None,
@@ -683,36 +714,25 @@ class Datapath:
             if port is not None and port != rw[1]:
                 rw = (rw[0], port, rw[2], rw[3])
         payload = pkt.payload_bytes
-        nat_src = (_ip(rw[0]), rw[1]) if rw is not None and rw[0] != s else None
-        nat_dst = (_ip(rw[2]), rw[3]) if rw is not None and (rw[2], rw[3]) != (dd, dp) else None
-        self.paths["alg"] += 1
+        common = dict(direction=_direction(d), ingress=ingress, egress=d.egress or "", payload=payload,
+                      decision=d, port_translates=False)
         if dp in H323_RAS_PORTS:
-            conn = _conn_name((_ip(s), sp), nat_dst or (_ip(dd), dp))
-            return Alg("h323", "ras:" + conn, pkt, d, _direction(d), (_ip(s), sp), (_ip(dd), dp),
-                       nat_src, nat_dst, ingress, d.egress or "", "udp", payload, rw,
-                       channel="ras", conn=conn)
+            return self._to_alg("h323", "", pkt, (s, sp, dd, dp), rw, channel="ras", conn_key="ras", **common)
         alg = "sip" if dp == SIP_PORT else "mgcp"
         akey = sip_call_id(payload) if alg == "sip" else mgcp_key(payload)
-        return Alg(alg, akey, pkt, d, _direction(d), (_ip(s), sp), (_ip(dd), dp), nat_src,
-                   nat_dst, ingress, d.egress or "", "udp", payload, rw)
+        return self._to_alg(alg, akey, pkt, (s, sp, dd, dp), rw, **common)
 
     def _alg_of_session(self, pkt: Packet, sess: Session, rw: Rewrite | None, fwd: bool,
                         ingress: str) -> Alg:
         _p, s, sp, dd, dp = (sess.fwd_key if fwd else sess.rev_key)
-        direction = sess.direction if fwd else _FLIP.get(sess.direction, sess.direction)
-        nat_src = (_ip(rw[0]), rw[1]) if rw is not None and (rw[0], rw[1]) != (s, sp) else None
-        nat_dst = (_ip(rw[2]), rw[3]) if rw is not None and (rw[2], rw[3]) != (dd, dp) else None
         payload = pkt.payload_bytes
-        egress = sess.egress if fwd else sess.ingress
-        self.paths["alg"] += 1
+        common = dict(direction=sess.direction if fwd else _FLIP.get(sess.direction, sess.direction),
+                      ingress=ingress, egress=sess.egress if fwd else sess.ingress, payload=payload,
+                      session=sess.id)
         if sess.alg == "h323":
-            conn = _conn_name((_ip(s), sp), nat_dst or (_ip(dd), dp))
-            return Alg("h323", "ras:" + conn, pkt, None, direction, (_ip(s), sp), (_ip(dd), dp),
-                       nat_src, nat_dst, ingress, egress, "udp", payload, rw, sess.id,
-                       channel="ras", conn=conn)
+            return self._to_alg("h323", "", pkt, (s, sp, dd, dp), rw, channel="ras", conn_key="ras", **common)
         akey = sip_call_id(payload) if sess.alg == "sip" else mgcp_key(payload)
-        return Alg(sess.alg, akey, pkt, None, direction, (_ip(s), sp), (_ip(dd), dp), nat_src,
-                   nat_dst, ingress, egress, "udp", payload, rw, sess.id)
+        return self._to_alg(sess.alg, akey, pkt, (s, sp, dd, dp), rw, **common)
 
     def finish_alg(self, outcome: Alg, verdict: str, data: bytes, route_to=None,
                    pinholes_open: Iterable[PinholeLike] = (), pinholes_close: Iterable[str] = (),
@@ -926,26 +946,20 @@ class Datapath:
             return self._drop(val, "alg", sess.alg)
         if kind == "hold":
             return self._drop(val, "held")
-        s, sp, dd, dp = pkt.src_int, pkt.sport, pkt.dst_int, pkt.dport
-        direction = sess.direction if fwd else _FLIP.get(sess.direction, sess.direction)
-        nat_src = (_ip(rw[0]), rw[1]) if rw is not None and (rw[0], rw[1]) != (s, sp) else None
-        nat_dst = (_ip(rw[2]), rw[3]) if rw is not None and (rw[2], rw[3]) != (dd, dp) else None
-        conn = _conn_name((_ip(s), sp), nat_dst or (_ip(dd), dp))
-        self.paths["alg"] += 1
-        egress = sess.egress if fwd else sess.ingress
+        flow = (pkt.src_int, pkt.sport, pkt.dst_int, pkt.dport)
+        common = dict(direction=sess.direction if fwd else _FLIP.get(sess.direction, sess.direction),
+                      ingress=ingress, egress=sess.egress if fwd else sess.ingress, payload=val.data,
+                      transport="tcp", session=sess.id, segment=val)
         if isinstance(stream, SipStream):
             # One actor per connection: its segments are answered in order,
             # each after the ones whose length changes it must follow.
-            out = Alg("sip", f"tcp:{conn}", pkt, None, direction, (_ip(s), sp), (_ip(dd), dp),
-                      nat_src, nat_dst, ingress, egress, "tcp", val.data, rw, sess.id,
-                      channel="sip", conn=conn, segment=val)
+            out = self._to_alg("sip", "", pkt, flow, rw, channel="sip", conn_key="tcp", **common)
             if val.part:
                 # Retained until its message is whole (tcp_stream.Retained).
                 val.retained.outcomes[id(val)] = out
             return out
-        return Alg("h323", f"{stream.channel}:{conn}", pkt, None, direction, (_ip(s), sp),
-                   (_ip(dd), dp), nat_src, nat_dst, ingress, egress,
-                   "tcp", val.data, rw, sess.id, channel=stream.channel, conn=conn, segment=val)
+        return self._to_alg("h323", "", pkt, flow, rw, channel=stream.channel, conn_key=stream.channel,
+                            **common)
 
     def _segment_done(self, outcome: Alg, verdict: str, data: bytes, reason: str) -> Forward | Drop:
         work = outcome.segment

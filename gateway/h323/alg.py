@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from gateway.alg_result import Result, Run, Timer
+from gateway.alg_result import Dropped, Result, Run, close_hole, open_hole
 from gateway.errors import RemoteProtocolError
 from gateway.h323 import events as ev
 from gateway.h323.h245 import logical_channel, parse_h245
@@ -95,53 +95,45 @@ class H323Context:
         return f"{a}-{b}"
 
 
-class _Drop(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 def _ep(a: tuple) -> str:
     return f"{a[0]}:{a[1]}"
 
 
+def _pinhole_opened(st: H323State, e: ev.PinholeOpened, opened: dict, closed: list) -> None:
+    c = st.calls.get(e.key)
+    open_hole(c.pinholes.get(e.pinhole) if c else None, opened)
+
+
+def _pinhole_closed(st: H323State, e: ev.PinholeClosed, opened: dict, closed: list) -> None:
+    close_hole(e.pinhole, opened, closed)
+
+
+def _registered(st: H323State, e: ev.Registered, opened: dict, closed: list) -> None:
+    # The registration's pinhole as it stands now: opened anew, last.
+    reg = st.registrations.get(tuple(e.public))
+    if reg is not None:
+        hole = reg.pinhole
+        opened.pop(hole.id, None)
+        opened[hole.id] = hole
+
+
+def _unregistered(st: H323State, e: ev.Unregistered, opened: dict, closed: list) -> None:
+    close_hole(f"h323-reg/{e.public[0]}:{e.public[1]}", opened, closed)
+
+
 class _Run(Run):
     apply = staticmethod(apply)
+    # The events whose stream is their call's (``h323-call/<key>``).
+    KEYED = dict.fromkeys((ev.CallStarted, ev.CallProgressed, ev.PortMapped, ev.H245Bound, ev.PinholeOpened,
+                           ev.PinholeClosed, ev.PinholeShared, ev.MediaSeen, ev.CallEnded), ev.call_stream)
+    PINHOLES = {ev.PinholeOpened: _pinhole_opened, ev.PinholeClosed: _pinhole_closed,
+                ev.Registered: _registered, ev.Unregistered: _unregistered}
 
     def __init__(self, state: H323State, ctx: H323Context, now: float, settings: H323Settings) -> None:
         super().__init__(state, now, settings)
         self.ctx = ctx
         # (original, final) of every address, by id()
         self.moved: dict[int, tuple[tuple, tuple]] = {}
-
-    def result(self, data: bytes) -> Result:
-        opened, closed, streams = [], [], {}
-        for e in self.events:
-            streams[e.stream] = None
-            if isinstance(e, ev.PinholeOpened):
-                c = self.st.calls.get(e.key)
-                p = c.pinholes.get(e.pinhole) if c else None
-                if p is not None:
-                    opened.append(p)
-            elif isinstance(e, ev.PinholeClosed):
-                if any(p.id == e.pinhole for p in opened):
-                    opened = [p for p in opened if p.id != e.pinhole]
-                else:
-                    closed.append(e.pinhole)
-            elif isinstance(e, ev.Registered):
-                reg = self.st.registrations.get(tuple(e.public))
-                if reg is not None:
-                    opened = [p for p in opened if p.id != reg.pinhole.id] + [reg.pinhole]
-            elif isinstance(e, ev.Unregistered):
-                pid = f"h323-reg/{e.public[0]}:{e.public[1]}"
-                if any(p.id == pid for p in opened):
-                    opened = [p for p in opened if p.id != pid]
-                else:
-                    closed.append(pid)
-        timers = tuple(Timer(s, self.st.next_deadline(s)) for s in streams)
-        out = apply_edits(data, self.edits) if self.edits else data
-        return Result(self.st, "forward", "", out, tuple(self.edits), tuple(opened), tuple(closed),
-                      timers, tuple(self.events), tuple(self.logs), self.route_to)
 
     # --- NAT of embedded addresses ----------------------------------------
 
@@ -175,7 +167,7 @@ class _Run(Run):
             used = {(IPv4Address(i), p) for (i, p) in self.st.ports_in_use}
             got = allocate_port(used, IPv4Address(pub_ip), hint=port)
             if got is None:
-                raise _Drop("no free public port for an embedded address")
+                raise Dropped("no free public port for an embedded address")
             port = got
         if key is not None and (pub_ip, port) not in self.st.calls[key].ports:
             self.emit(ev.PortMapped(key, (pub_ip, port), orig))
@@ -235,7 +227,7 @@ class _Run(Run):
         before (ACF then Setup) is joined and not counted again."""
         s = self.settings
         if key not in self.st.calls and self.st.setups_by_source.get(origin, 0) >= s.max_setups_per_source:
-            raise _Drop(f"{s.max_setups_per_source} calls of {origin} already in setup")
+            raise Dropped(f"{s.max_setups_per_source} calls of {origin} already in setup")
         self.emit(ev.CallStarted(key, conn, call_reference, self.now, self.now + s.signaling_inactivity_timeout,
                                  self.now + s.max_call_duration, origin, self.now + s.setup_timeout))
 
@@ -261,9 +253,9 @@ def step(state: H323State, ctx: H323Context, data: bytes, now: float,
             raise ValueError(f"unknown H.323 channel {ctx.channel!r}")
     except RemoteProtocolError as e:
         return Result(state, "drop", f"malformed H.323 message: {e}", data, logs=(f"drop: {e}",))
-    except _Drop as d:
+    except Dropped as d:
         return Result(state, "drop", d.reason, data, logs=tuple(run.logs) + (f"drop: {d.reason}",))
-    return run.result(data)
+    return run.result("forward", "", apply_edits(data, run.edits) if run.edits else data)
 
 
 def _ras(run: _Run, msg) -> None:
@@ -289,7 +281,7 @@ def _ras(run: _Run, msg) -> None:
             if ci:
                 call = ci["guid"].hex()
         if run.st.ras_by_source.get(requester_ip(requester), 0) >= run.settings.max_ras_per_source:
-            raise _Drop(f"RAS {msg.kind}: {run.settings.max_ras_per_source} transactions of "
+            raise Dropped(f"RAS {msg.kind}: {run.settings.max_ras_per_source} transactions of "
                         f"{requester_ip(requester)} already await an answer")
         run.emit(ev.RasRequested(requester, msg.seq, msg.kind, run.now + run.settings.ras_transaction_timeout,
                                  binding, call))
@@ -331,7 +323,7 @@ def _q931(run: _Run, msg) -> None:
     key = run.st.call_refs.get((conn, msg.call_reference))
     if rule is None:
         if key is None:
-            raise _Drop(f"Q.931 {msg.name} of no known call")
+            raise Dropped(f"Q.931 {msg.name} of no known call")
         run.translate(msg.addresses, key)
         return
     if "start" in rule.actions:
@@ -339,18 +331,18 @@ def _q931(run: _Run, msg) -> None:
             guid = msg.call_identifier()
             key = guid.hex() if guid else f"{conn}#{msg.call_reference}"
             if key in run.st.calls and run.st.calls[key].conn:
-                raise _Drop(f"Setup of call {key} already on another connection")
+                raise Dropped(f"Setup of call {key} already on another connection")
             run.start_call(key, conn, msg.call_reference, str(ctx.src[0]))
         if ctx.direction == "inbound" and ctx.nat_dst is None:
             reg = run.st.registrations.get((str(ctx.dst[0]), int(ctx.dst[1])))
             if reg is None:
-                raise _Drop("Setup to an incoming DIP address with no registration behind it")
+                raise Dropped("Setup to an incoming DIP address with no registration behind it")
             run.route_to = (reg.private[0], reg.private[1])
     elif key is None:
-        raise _Drop(f"Q.931 {msg.name} of no known call")
+        raise Dropped(f"Q.931 {msg.name} of no known call")
     elif key not in run.st.calls:
         if "release" not in rule.actions:
-            raise _Drop(f"Q.931 {msg.name} of call {key}, ended by its DCF")
+            raise Dropped(f"Q.931 {msg.name} of call {key}, ended by its DCF")
         # The call already ended here, by the DCF of its DRQ (H.225.0 7.10:
         # an endpoint may disengage before it releases): its ReleaseComplete
         # must still reach the other endpoint, which otherwise waits for it.
@@ -359,7 +351,7 @@ def _q931(run: _Run, msg) -> None:
         return
     call = run.st.calls[key]
     if rule.phases is not None and ANY not in rule.phases and call.phase not in rule.phases:
-        raise _Drop(f"Q.931 {msg.name} in call phase {call.phase}")
+        raise Dropped(f"Q.931 {msg.name} in call phase {call.phase}")
     run.translate(msg.addresses, key)
     if "release" in rule.actions:
         run.end_call(key, "ReleaseComplete")
@@ -385,7 +377,7 @@ def _h245(run: _Run, msg) -> None:
     key = (run.st.h245_index.get((str(ctx.dst[0]), int(ctx.dst[1])))
            or run.st.h245_index.get((str(ctx.src[0]), int(ctx.src[1]))))
     if key is None or key not in run.st.calls:
-        raise _Drop("H.245 of no known call")
+        raise Dropped("H.245 of no known call")
     run.translate(msg.addresses, key)
     _logical_channel(run, key, msg.name, msg.fields, msg.addresses)
 
@@ -472,7 +464,7 @@ def on_timer(state: H323State, key: str, now: float, settings: H323Settings = DE
         r = state.registrations.get((ip, int(port))) if port.isdigit() else None
         if r is not None and r.expires_at <= now:
             run.emit(ev.Unregistered(r.public, "registration expired"))
-    return run.result(b"")
+    return run.result()
 
 
 def media_activity(state: H323State, pinhole_id: str, now: float,
@@ -484,4 +476,4 @@ def media_activity(state: H323State, pinhole_id: str, now: float,
     p = call.pinholes.get(pinhole_id) if call else None
     if p is not None and p.group in call.media:
         run.emit(ev.MediaSeen(key, p.group, now + settings.media_inactivity_timeout))
-    return run.result(b"")
+    return run.result()

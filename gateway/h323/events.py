@@ -5,17 +5,26 @@ for a call, ``h323-ras/<requester>/<seq>`` for a RAS transaction,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from gateway.events import Event, event
+from gateway.events import Event, domain_event
 
 
 def call_stream(key: str) -> str:
     return f"h323-call/{key}"
 
 
-@event("h323.ras_requested")
-@dataclass(frozen=True, slots=True)
+def _by_call(e) -> str:
+    return call_stream(e.key)
+
+
+def _by_ras_transaction(e) -> str:
+    return f"h323-ras/{e.requester}/{e.seq}"
+
+
+def _by_registration(e) -> str:
+    return f"h323-reg/{e.public[0]}:{e.public[1]}"
+
+
+@domain_event("h323.ras_requested", stream=_by_ras_transaction)
 class RasRequested(Event):
     requester: str          # "ip:port" the request came from
     seq: int
@@ -26,25 +35,15 @@ class RasRequested(Event):
     binding: tuple = ()
     call: str = ""          # ARQ: the call it admits; DRQ: the call it ends (callIdentifier)
 
-    @property
-    def stream(self) -> str:
-        return f"h323-ras/{self.requester}/{self.seq}"
 
-
-@event("h323.ras_ended")
-@dataclass(frozen=True, slots=True)
+@domain_event("h323.ras_ended", stream=_by_ras_transaction)
 class RasEnded(Event):
     requester: str
     seq: int
     outcome: str            # the answer's kind, or "timeout"
 
-    @property
-    def stream(self) -> str:
-        return f"h323-ras/{self.requester}/{self.seq}"
 
-
-@event("h323.registered")
-@dataclass(frozen=True, slots=True)
+@domain_event("h323.registered", stream=_by_registration)
 class Registered(Event):
     """RRQ answered by RCF: calls to ``public`` go to ``private`` (the
     incoming DIP table, manual ch. 1 "Incoming Calls with NAT")."""
@@ -53,24 +52,14 @@ class Registered(Event):
     private: tuple          # (ip, port) of the endpoint
     expires_at: float
 
-    @property
-    def stream(self) -> str:
-        return f"h323-reg/{self.public[0]}:{self.public[1]}"
 
-
-@event("h323.unregistered")
-@dataclass(frozen=True, slots=True)
+@domain_event("h323.unregistered", stream=_by_registration)
 class Unregistered(Event):
     public: tuple
     reason: str
 
-    @property
-    def stream(self) -> str:
-        return f"h323-reg/{self.public[0]}:{self.public[1]}"
 
-
-@event("h323.call_started")
-@dataclass(frozen=True, slots=True)
+@domain_event("h323.call_started", stream=_by_call)
 class CallStarted(Event):
     key: str
     conn: str
@@ -84,25 +73,15 @@ class CallStarted(Event):
     origin: str = ""
     setup_deadline: float | None = None
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("h323.call_progressed")
-@dataclass(frozen=True, slots=True)
+@domain_event("h323.call_progressed", stream=_by_call)
 class CallProgressed(Event):
     key: str
     phase: str
     signalling_deadline: float
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("h323.port_mapped")
-@dataclass(frozen=True, slots=True)
+@domain_event("h323.port_mapped", stream=_by_call)
 class PortMapped(Event):
     """An embedded private address given a public one for this call."""
 
@@ -110,13 +89,8 @@ class PortMapped(Event):
     public: tuple
     private: tuple
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("h323.h245_bound")
-@dataclass(frozen=True, slots=True)
+@domain_event("h323.h245_bound", stream=_by_call)
 class H245Bound(Event):
     """The call's H.245 connection listens at ``addresses`` (as each side
     sees it)."""
@@ -124,13 +98,8 @@ class H245Bound(Event):
     key: str
     addresses: tuple
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("h323.pinhole_opened")
-@dataclass(frozen=True, slots=True)
+@domain_event("h323.pinhole_opened", stream=_by_call)
 class PinholeOpened(Event):
     key: str
     pinhole: str
@@ -141,25 +110,15 @@ class PinholeOpened(Event):
     group: str
     media_deadline: float | None = None
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("h323.pinhole_closed")
-@dataclass(frozen=True, slots=True)
+@domain_event("h323.pinhole_closed", stream=_by_call)
 class PinholeClosed(Event):
     key: str
     pinhole: str
     reason: str
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("h323.pinhole_shared")
-@dataclass(frozen=True, slots=True)
+@domain_event("h323.pinhole_shared", stream=_by_call)
 class PinholeShared(Event):
     """Another logical channel names the address of an open pinhole
     (``add``), or one of several channels naming it closed (not ``add``):
@@ -170,29 +129,15 @@ class PinholeShared(Event):
     group: str
     add: bool
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("h323.media_seen")
-@dataclass(frozen=True, slots=True)
+@domain_event("h323.media_seen", stream=_by_call)
 class MediaSeen(Event):
     key: str
     group: str
     media_deadline: float
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("h323.call_ended")
-@dataclass(frozen=True, slots=True)
+@domain_event("h323.call_ended", stream=_by_call)
 class CallEnded(Event):
     key: str
     reason: str
-
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)

@@ -9,8 +9,9 @@ from dataclasses import dataclass, replace
 
 from immutables import Map
 
+from gateway.fold import Fold
 from gateway.h323 import events as ev
-from gateway.h323.transitions import EARLY
+from gateway.h323.transitions import EARLY, SETUP
 
 _EMPTY: Map = Map()
 
@@ -166,7 +167,7 @@ def _call_started(s, e):
         c = replace(old, conn=e.conn, call_reference=e.call_reference,
                     signalling_deadline=e.signalling_deadline)
         return _call(s, c, call_refs=s.call_refs.set((e.conn, e.call_reference), e.key))
-    c = Call(e.key, e.conn, e.call_reference, e.at, "setup", e.signalling_deadline, e.max_deadline,
+    c = Call(e.key, e.conn, e.call_reference, e.at, SETUP, e.signalling_deadline, e.max_deadline,
              origin=e.origin, setup_deadline=e.setup_deadline)
     counts = _count(s.setups_by_source, e.origin, 1) if e.origin else s.setups_by_source
     return _call(s, c, call_refs=s.call_refs.set((e.conn, e.call_reference), e.key), setups_by_source=counts)
@@ -276,16 +277,12 @@ _HANDLERS = {
     ev.PortMapped: _port_mapped, ev.H245Bound: _h245_bound, ev.PinholeOpened: _pinhole_opened,
     ev.PinholeClosed: _pinhole_closed, ev.PinholeShared: _pinhole_shared, ev.MediaSeen: _media_seen, ev.CallEnded: _call_ended,
 }
+_FOLD = Fold(_HANDLERS, "an H.323 ALG")
 
 
 def apply(state: H323State, event) -> H323State:
-    handler = _HANDLERS.get(type(event))
-    if handler is None:
-        raise TypeError(f"not an H.323 ALG event: {type(event).__name__}")
-    return handler(state, event)
+    return _FOLD.apply(state, event)
 
 
 def fold(events, state: H323State = EMPTY) -> H323State:
-    for e in events:
-        state = apply(state, e)
-    return state
+    return _FOLD.fold(events, state)

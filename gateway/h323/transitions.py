@@ -36,7 +36,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ANY = "*"
-EARLY = ("setup", "proceeding", "alerting")
+# Call phases (Q.931): the Setup starts a call in SETUP; a rule's ``to`` is the
+# phase its message leads to (the ALG's "progress" action records it).
+SETUP, PROCEEDING, ALERTING, CONNECTED = "setup", "proceeding", "alerting", "connected"
+EARLY = (SETUP, PROCEEDING, ALERTING)
+PHASES = EARLY + (CONNECTED,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +67,11 @@ TRANSITIONS: dict[tuple[str, str], Rule] = {
     ("ras", "unregistrationConfirm"): Rule(None, None, ("answer", "unregister")),
     ("ras", "admissionConfirm"): Rule(None, None, ("answer", "admit")),
     ("ras", "disengageConfirm"): Rule(None, None, ("answer", "disengage")),
-    ("q931", "setup"): Rule(None, "setup", ("start", "h245", "faststart")),
-    ("q931", "callProceeding"): Rule(EARLY, "proceeding", ("progress", "h245", "faststart")),
-    ("q931", "alerting"): Rule(EARLY, "alerting", ("progress", "h245", "faststart")),
+    ("q931", "setup"): Rule(None, SETUP, ("start", "h245", "faststart")),
+    ("q931", "callProceeding"): Rule(EARLY, PROCEEDING, ("progress", "h245", "faststart")),
+    ("q931", "alerting"): Rule(EARLY, ALERTING, ("progress", "h245", "faststart")),
     ("q931", "progress"): Rule(EARLY, None, ("h245", "faststart")),
-    ("q931", "connect"): Rule(EARLY + ("connected",), "connected", ("progress", "h245", "faststart")),
+    ("q931", "connect"): Rule(EARLY + (CONNECTED,), CONNECTED, ("progress", "h245", "faststart")),
     ("q931", "facility"): Rule((ANY,), None, ("h245",)),
     ("q931", "setupAcknowledge"): Rule((ANY,), None, ()),
     ("q931", "information"): Rule((ANY,), None, ("h245", "faststart")),

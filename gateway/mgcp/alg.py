@@ -35,10 +35,11 @@ from gateway.mgcp.message import MgcpMessage, parse_datagram
 from gateway.mgcp.nat import Translation, dedupe, header_edits, translation
 from gateway.mgcp.roles import EITHER, sender_role
 from gateway.mgcp.state import EMPTY, Call, MgcpState, Pinhole, Txn, apply, replace, txn_key
-from gateway.mgcp.transitions import CA, GW, command_rule, response_actions, response_kind
+from gateway.mgcp.transitions import CA, FINAL, GW, OPEN, command_rule, response_actions, response_kind
 from gateway.ports import MEDIA_PORT_HIGH, MEDIA_PORT_LOW, allocate_pair
 from gateway.span import Edit, apply_edits
-from gateway.alg_result import Result, Run, Timer
+from gateway.alg_contract import PacketContext
+from gateway.alg_result import Dropped, Result, Run, Timer, close_hole, open_hole
 
 DEFAULT_SETTINGS = MgcpSettings()
 # RFC 3435 3.5.3: the call agent listens on 2727, the gateway on 2427; a
@@ -57,13 +58,11 @@ STATEFUL = "stateful inspection at the UDP packet, transaction and call level"
 
 
 @dataclass(frozen=True, slots=True)
-class MgcpContext:
-    """What the datapath knows of a signalling datagram.
+class MgcpContext(PacketContext):
+    """What the datapath knows of an MGCP datagram (:class:`PacketContext`),
+    and:
 
-    ``direction``: "outbound" (private to public), "inbound" or "none".
-    ``src``/``dst``: the packet's addresses as it arrived; ``nat_src``: the
-    public source NAT gives it (outbound); ``nat_dst``: the private destination
-    (inbound to a MIP). ``role``: who sent it: "gateway" (e.g. sent to the
+    ``role``: who sent it: "gateway" (e.g. sent to the
     call agent's UDP 2727, service MGCP-CA), "call-agent", or "either" when
     the datapath cannot tell (two 2427 ports: a call agent on 2427, as in
     PacketCable/NCS); :func:`step` then reads it from the messages
@@ -74,13 +73,6 @@ class MgcpContext:
     Service": sf_gw's media leaves by ``nat src``); None when it is not
     translated."""
 
-    direction: str
-    src: tuple[str, int]
-    dst: tuple[str, int]
-    nat_src: tuple[str, int] | None = None
-    nat_dst: tuple[str, int] | None = None
-    ingress: str = ""
-    egress: str = ""
     role: str = GW
     media_nat: Callable[[str], str | None] | None = None
     # As gateway.sip.alg.SipContext.far_side: True for an address in the zone
@@ -94,12 +86,6 @@ class MgcpContext:
         if self.role == GW:
             return str(self.src[0])
         return str(self.nat_dst[0] if self.nat_dst is not None else self.dst[0])
-
-
-class _Drop(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 _IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
@@ -145,33 +131,33 @@ def _port_hint(in_use, public_ip: str, port: int, salt: str) -> int:
     return MEDIA_PORT_LOW + 2 * (zlib.crc32(salt.encode()) % pairs)
 
 
+def _txn_timer(e: ev.TransactionStarted | ev.TransactionAnswered | ev.TransactionEnded) -> str:
+    return txn_key(e.gateway, e.origin, e.tid)
+
+
+def _no_timer(e: ev.Event) -> None:
+    return None
+
+
+def _pinhole_opened(st: MgcpState, e: ev.PinholeOpened, opened: dict, closed: list) -> None:
+    call = st.calls.get((e.gateway, e.call_id))
+    open_hole(call.pinholes.get(e.pinhole) if call else None, opened)
+
+
+def _pinhole_closed(st: MgcpState, e: ev.PinholeClosed, opened: dict, closed: list) -> None:
+    close_hole(e.pinhole, opened, closed)
+
+
 class _Run(Run):
     """One evaluation: the running state and what it emitted."""
 
     apply = staticmethod(apply)
-
-    def result(self, verdict: str = "forward", reason: str = "", data: bytes = b"") -> Result:
-        opened: dict[str, Pinhole] = {}
-        closed: list[str] = []
-        keys: dict[str, None] = {}
-        for e in self.events:
-            if isinstance(e, (ev.TransactionStarted, ev.TransactionAnswered, ev.TransactionEnded)):
-                keys[txn_key(e.gateway, e.origin, e.tid)] = None
-            elif isinstance(e, ev.EndpointRestarted | ev.NotifiedEntitySet):
-                pass
-            else:
-                keys[e.stream] = None
-            if isinstance(e, ev.PinholeOpened):
-                call = self.st.calls.get((e.gateway, e.call_id))
-                hole = call.pinholes.get(e.pinhole) if call else None
-                if hole is not None:
-                    opened[e.pinhole] = hole
-            elif isinstance(e, ev.PinholeClosed):
-                if opened.pop(e.pinhole, None) is None:
-                    closed.append(e.pinhole)
-        timers = tuple(Timer(k, self.st.next_deadline(k)) for k in keys)
-        return Result(self.st, verdict, reason, data, tuple(self.edits), tuple(opened.values()),
-                      tuple(closed), timers, tuple(self.events), tuple(self.logs), self.route_to)
+    # A transaction's timer is its own key, not the endpoint's stream; an
+    # endpoint's restart or notified entity arms nothing.
+    TIMER_KEYS = {ev.TransactionStarted: _txn_timer, ev.TransactionAnswered: _txn_timer,
+                  ev.TransactionEnded: _txn_timer, ev.EndpointRestarted: _no_timer,
+                  ev.NotifiedEntitySet: _no_timer}
+    PINHOLES = {ev.PinholeOpened: _pinhole_opened, ev.PinholeClosed: _pinhole_closed}
 
     # --- calls and connections ----------------------------------------------
 
@@ -237,7 +223,7 @@ def step(state: MgcpState, ctx: MgcpContext, data: bytes, now: float,
     try:
         for m in msgs:
             _Message(run, ctx, m).process()
-    except _Drop as d:
+    except Dropped as d:
         return Result(state, "drop", d.reason, data, logs=tuple(run.logs) + (f"drop: {d.reason}",))
     run.edits = dedupe(run.edits)
     out = apply_edits(data, run.edits) if run.edits else data
@@ -371,7 +357,7 @@ class _Message:
         t = run.st.txns.get((self.gw, ctx.role, tid))
         if t is not None:
             if t.verb != verb or t.src != self.seen_src:
-                raise _Drop(f"{STATEFUL}: transaction id {tid} already in use by {t.verb} from "
+                raise Dropped(f"{STATEFUL}: transaction id {tid} already in use by {t.verb} from "
                             f"{t.src[0]}:{t.src[1]}")
             # RFC 3435 3.5.1: a retransmission of a command in progress (or
             # answered: the gateway repeats its response). Translated the same
@@ -384,30 +370,30 @@ class _Message:
             return
         rule = command_rule(ctx.role, verb)
         if rule is None:
-            raise _Drop(f"{STATEFUL}: {verb} is not sent by a {ctx.role}")
+            raise Dropped(f"{STATEFUL}: {verb} is not sent by a {ctx.role}")
         if ep.is_wildcard:
             if rule.wildcard == "none" or (rule.wildcard == "any" and (ep.all_wildcard or ep.has_range)):
-                raise _Drop(f"{STATEFUL}: {verb} does not take the wildcard endpoint {ep.span.text}")
+                raise Dropped(f"{STATEFUL}: {verb} does not take the wildcard endpoint {ep.span.text}")
         if rule.service and not self.in_service(name):
-            raise _Drop(f"{STATEFUL}: endpoint {name} of gateway {self.gw} is out of service")
+            raise Dropped(f"{STATEFUL}: endpoint {name} of gateway {self.gw} is out of service")
         call_id, conn_id = msg.call_id, msg.connection_id
         if rule.needs == "call-id" and call_id is None:
-            raise _Drop(f"{STATEFUL}: {verb} without a call id (C:)")
+            raise Dropped(f"{STATEFUL}: {verb} without a call id (C:)")
         if rule.needs == "connection":
             if conn_id is None:
-                raise _Drop(f"{STATEFUL}: {verb} without a connection id (I:)")
+                raise Dropped(f"{STATEFUL}: {verb} without a connection id (I:)")
             owner = run.st.conn_index.get((self.gw, conn_id))
             if owner is None or (call_id is not None and owner != call_id):
-                raise _Drop(f"{STATEFUL}: {verb} for unknown connection {conn_id} of gateway {self.gw}")
+                raise Dropped(f"{STATEFUL}: {verb} for unknown connection {conn_id} of gateway {self.gw}")
             if verb == "MDCX" and call_id is None:
-                raise _Drop(f"{STATEFUL}: MDCX without a call id (C:)")
+                raise Dropped(f"{STATEFUL}: MDCX without a call id (C:)")
             call_id = owner
         limit = self.settings.max_transactions
         if run.st.txn_counts.get(self.seen_src[0], 0) >= limit:
             # RFC 3435 3.5: a transaction is remembered for a bounded time;
             # past the per-source cap a sender's new commands are refused
             # rather than growing the state (set mgcp max-transactions).
-            raise _Drop(f"{STATEFUL}: {self.seen_src[0]} already has {limit} transactions in progress "
+            raise Dropped(f"{STATEFUL}: {self.seen_src[0]} already has {limit} transactions in progress "
                         f"or remembered (set mgcp max-transactions); {verb} {tid} refused")
         if "start_call" in rule.actions and (self.gw, call_id) not in run.st.calls:
             run.emit(ev.CallStarted(self.gw, call_id, self.now, self.now + self.settings.max_call_duration))
@@ -451,7 +437,7 @@ class _Message:
         st = self.run.st
         if (self.gw, name) not in st.endpoints and \
                 st.endpoint_counts.get(self.gw, 0) >= MAX_ENDPOINTS_PER_GATEWAY:
-            raise _Drop(f"{STATEFUL}: gateway {self.gw} already has {MAX_ENDPOINTS_PER_GATEWAY} "
+            raise Dropped(f"{STATEFUL}: gateway {self.gw} already has {MAX_ENDPOINTS_PER_GATEWAY} "
                         f"endpoints; {self.msg.verb} naming a new one ({name}) refused")
 
     def do_notified_check(self, name, call_id, conn_id) -> None:
@@ -467,7 +453,7 @@ class _Message:
             return
         dst = (str(self.ctx.dst[0]), int(self.ctx.dst[1]))
         if dst != (host, number):
-            raise _Drop(f"{STATEFUL}: {self.msg.verb} from {name} sent to {dst[0]}:{dst[1]}, not to "
+            raise Dropped(f"{STATEFUL}: {self.msg.verb} from {name} sent to {dst[0]}:{dst[1]}, not to "
                         f"its notified entity {ep.notified_entity}")
 
     def do_restart(self, name, call_id, conn_id) -> None:
@@ -528,13 +514,13 @@ class _Message:
         if conn_id is not None:
             owner = run.st.conn_index.get((self.gw, conn_id))
             if owner is None or (call_id is not None and owner != call_id):
-                raise _Drop(f"{STATEFUL}: DLCX for unknown connection {conn_id} of gateway {self.gw}")
+                raise Dropped(f"{STATEFUL}: DLCX for unknown connection {conn_id} of gateway {self.gw}")
             run.delete_connection(self.gw, owner, conn_id, reason)
             return
         if call_id is not None:
             call = run.st.calls.get((self.gw, call_id))
             if call is None:
-                raise _Drop(f"{STATEFUL}: DLCX for unknown call {call_id} of gateway {self.gw}")
+                raise Dropped(f"{STATEFUL}: DLCX for unknown call {call_id} of gateway {self.gw}")
             calls = [call]
         else:
             # RFC 3435 2.3.7: without C: every connection of the endpoint(s).
@@ -558,10 +544,10 @@ class _Message:
             origin = CA if ctx.role == GW else GW
         t = run.st.txns.get((self.gw, origin, tid))
         if t is None:
-            raise _Drop(f"{STATEFUL}: response {code} {tid} to no command of gateway {self.gw}")
-        actions = response_actions("final" if t.final else "open", kind)
+            raise Dropped(f"{STATEFUL}: response {code} {tid} to no command of gateway {self.gw}")
+        actions = response_actions(FINAL if t.final else OPEN, kind)
         if actions is None:
-            raise _Drop(f"{STATEFUL}: response {code} {tid} out of state for {t.verb}")
+            raise Dropped(f"{STATEFUL}: response {code} {tid} out of state for {t.verb}")
         if kind != "ack":
             dst = (str(ctx.dst[0]), int(ctx.dst[1]))
             if dst != t.src:
@@ -581,7 +567,7 @@ class _Message:
                                                 self.now + self.settings.transaction_timeout))
             elif action == "retransmission":
                 if t.code != code:
-                    raise _Drop(f"{STATEFUL}: response {code} {tid} after final response {t.code}")
+                    raise Dropped(f"{STATEFUL}: response {code} {tid} after final response {t.code}")
                 run.logs.append(f"response {code} {tid}: retransmission")
                 if t.verb in ("CRCX", "MDCX") and kind == "success" and t.call_id is not None:
                     handled_sdp = True
@@ -592,11 +578,11 @@ class _Message:
             elif action == "created" and t.verb == "CRCX":
                 conn = msg.connection_id
                 if conn is None:
-                    raise _Drop(f"{STATEFUL}: CRCX success response {tid} without a connection id")
+                    raise Dropped(f"{STATEFUL}: CRCX success response {tid} without a connection id")
                 if (t.gateway, t.call_id) not in run.st.calls:
-                    raise _Drop(f"{STATEFUL}: CRCX response {tid} for a call that has ended")
+                    raise Dropped(f"{STATEFUL}: CRCX response {tid} for a call that has ended")
                 if (t.gateway, conn) in run.st.conn_index:
-                    raise _Drop(f"{STATEFUL}: connection id {conn} already exists on gateway {t.gateway}")
+                    raise Dropped(f"{STATEFUL}: connection id {conn} already exists on gateway {t.gateway}")
                 z = msg.get("Z")
                 endpoint = t.endpoint
                 if z is not None and z.strip() and "," not in z:
@@ -685,7 +671,7 @@ class _Message:
             old = existing.get(i)
             dest = m.conn if m.conn is not None else m.session_conn
             if dest is None:
-                raise _Drop(f"SDP m= line {i + 1} has no c= at media or session level")
+                raise Dropped(f"SDP m= line {i + 1} has no c= at media or session level")
             addr = dest.addr.text
             if m.port == 0 or addr == "0.0.0.0" or dest.is_multicast or not _is_ipv4(addr):
                 # No media to this side now (RFC 3264 port 0, on hold, or not
@@ -696,7 +682,7 @@ class _Message:
             rtcp_port = m.rtcp_port if m.rtcp_port is not None else m.port + 1
             if rtcp_port > 65535:
                 # RTCP is on the next port (RFC 3550 11); none follows 65535.
-                raise _Drop(f"SDP m= line {i + 1}: RTP port {m.port} leaves no port for RTCP")
+                raise Dropped(f"SDP m= line {i + 1}: RTP port {m.port} leaves no port for RTCP")
             rtcp_ip = m.rtcp_addr.text if m.rtcp_addr is not None else addr
             # An inbound description naming one of the ALG's public pairs:
             # give the private side the destination it stands for.
@@ -741,7 +727,7 @@ class _Message:
             pub = allocate_pair(run.st.ports_in_use, IPv4Address(public_ip),
                                 hint=_port_hint(run.st.ports_in_use, public_ip, port, f"{call.stream}#{call.seq}"))
             if pub is None:
-                raise _Drop(f"no free even/odd port pair on {public_ip} for media {addr}:{port}; "
+                raise Dropped(f"no free even/odd port pair on {public_ip} for media {addr}:{port}; "
                             "MGCP message discarded")
         group = f"{call.stream}#g{call.seq}"
         deadline = self.now + self.settings.inactive_media_timeout

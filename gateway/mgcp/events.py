@@ -17,9 +17,8 @@ Payloads are flat plain data (str, int, float, None).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
-from gateway.events import Event, event, upcaster
+from gateway.events import Event, domain_event, upcaster
 
 
 def endpoint_stream(gateway: str, endpoint: str) -> str:
@@ -46,8 +45,7 @@ class _CallEvent(Event):
         return call_stream(self.gateway, self.call_id)
 
 
-@event("mgcp.transaction_started", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("mgcp.transaction_started", schema=1)
 class TransactionStarted(_EndpointEvent):
     """A command passed (RFC 3435 3.5). ``origin`` is the sender's role
     ("call-agent" or "gateway"); ``src_*`` the command's source as it arrived:
@@ -68,8 +66,7 @@ class TransactionStarted(_EndpointEvent):
     expires_at: float
 
 
-@event("mgcp.transaction_answered", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("mgcp.transaction_answered", schema=1)
 class TransactionAnswered(_EndpointEvent):
     """A response to the transaction's command: provisional (1xx) or final."""
 
@@ -81,8 +78,7 @@ class TransactionAnswered(_EndpointEvent):
     expires_at: float
 
 
-@event("mgcp.transaction_ended", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("mgcp.transaction_ended", schema=1)
 class TransactionEnded(_EndpointEvent):
     """Response acknowledged (000), or transaction timeout."""
 
@@ -93,8 +89,7 @@ class TransactionEnded(_EndpointEvent):
     reason: str
 
 
-@event("mgcp.endpoint_restarted", schema=2)
-@dataclass(frozen=True, slots=True)
+@domain_event("mgcp.endpoint_restarted", schema=2)
 class EndpointRestarted(_EndpointEvent):
     """RSIP (RFC 3435 2.3.12). ``out_of_service_at``: when the endpoint leaves
     service (forced: now; graceful: after RestartDelay), None when it is (back)
@@ -110,8 +105,7 @@ class EndpointRestarted(_EndpointEvent):
     tid: int | None = None
 
 
-@event("mgcp.notified_entity_set", schema=2)
-@dataclass(frozen=True, slots=True)
+@domain_event("mgcp.notified_entity_set", schema=2)
 class NotifiedEntitySet(_EndpointEvent):
     """The endpoint's notified entity (manual ch. 3 "Call Agent"): from an N:
     parameter (``source`` "N:"), or the source address of the last successful
@@ -138,8 +132,7 @@ def _notified_entity_set_v1(payload: dict) -> dict:
     return payload
 
 
-@event("mgcp.call_started", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("mgcp.call_started", schema=1)
 class CallStarted(_CallEvent):
     """A CRCX for a call id the gateway had no call of."""
 
@@ -149,8 +142,7 @@ class CallStarted(_CallEvent):
     max_deadline: float
 
 
-@event("mgcp.connection_created", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("mgcp.connection_created", schema=1)
 class ConnectionCreated(_CallEvent):
     """The success response of a CRCX named the connection id (I:); the media
     bound by transaction ``tid`` now belongs to it."""
@@ -162,8 +154,7 @@ class ConnectionCreated(_CallEvent):
     tid: int
 
 
-@event("mgcp.connection_deleted", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("mgcp.connection_deleted", schema=1)
 class ConnectionDeleted(_CallEvent):
     gateway: str
     call_id: str
@@ -171,8 +162,7 @@ class ConnectionDeleted(_CallEvent):
     reason: str
 
 
-@event("mgcp.media_bound", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("mgcp.media_bound", schema=1)
 class MediaBound(_CallEvent):
     """A media destination (RTP and RTCP, one group) announced in the SDP of
     a CRCX/MDCX (``side`` "remote") or of its response ("local"), for
@@ -196,8 +186,7 @@ class MediaBound(_CallEvent):
     media_deadline: float
 
 
-@event("mgcp.media_released", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("mgcp.media_released", schema=1)
 class MediaReleased(_CallEvent):
     gateway: str
     call_id: str
@@ -205,8 +194,7 @@ class MediaReleased(_CallEvent):
     reason: str
 
 
-@event("mgcp.media_seen", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("mgcp.media_seen", schema=1)
 class MediaSeen(_CallEvent):
     """RTP/RTCP of the group was seen: its inactivity timer restarts."""
 
@@ -217,8 +205,7 @@ class MediaSeen(_CallEvent):
     media_deadline: float
 
 
-@event("mgcp.pinhole_opened", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("mgcp.pinhole_opened", schema=1)
 class PinholeOpened(_CallEvent):
     """UDP from any source to ``dst`` as the packet arrives, translated to
     ``to`` (None: unchanged). ``direction``: "inbound" (public to private) or
@@ -235,8 +222,7 @@ class PinholeOpened(_CallEvent):
     to_port: int | None
 
 
-@event("mgcp.pinhole_closed", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("mgcp.pinhole_closed", schema=1)
 class PinholeClosed(_CallEvent):
     gateway: str
     call_id: str
@@ -244,8 +230,7 @@ class PinholeClosed(_CallEvent):
     reason: str
 
 
-@event("mgcp.call_ended", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("mgcp.call_ended", schema=1)
 class CallEnded(_CallEvent):
     """The call is removed with what is left of it."""
 

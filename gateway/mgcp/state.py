@@ -19,6 +19,7 @@ from ipaddress import IPv4Address
 
 from immutables import Map
 
+from gateway.fold import Fold
 from gateway.mgcp import events as ev
 
 _EMPTY_MAP: Map = Map()
@@ -202,16 +203,11 @@ def durable(state: MgcpState) -> MgcpState:
 
 def apply(state: MgcpState, event: ev.Event) -> MgcpState:
     """Fold one event into the state (pure)."""
-    handler = _HANDLERS.get(type(event))
-    if handler is None:
-        raise TypeError(f"not an MGCP ALG event: {type(event).__name__}")
-    return handler(state, event)
+    return _FOLD.apply(state, event)
 
 
 def fold(events, state: MgcpState = EMPTY) -> MgcpState:
-    for e in events:
-        state = apply(state, e)
-    return state
+    return _FOLD.fold(events, state)
 
 
 def _pending(s: MgcpState, t: Txn, add: bool) -> MgcpState:
@@ -400,3 +396,4 @@ _HANDLERS = {
     ev.PinholeClosed: _pinhole_closed,
     ev.CallEnded: _call_ended,
 }
+_FOLD = Fold(_HANDLERS, "an MGCP ALG")

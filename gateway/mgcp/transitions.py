@@ -63,14 +63,18 @@ COMMANDS: dict[tuple[str, str], CommandRule] = {
 }
 
 
+# A transaction's phase when a response comes: OPEN (no final response yet)
+# or FINAL (answered: a response now is a retransmission, RFC 3435 3.5.5).
+OPEN, FINAL = "open", "final"
+
 RESPONSES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("open", "provisional"): ("answer",),
-    ("open", "success"): ("answer", "created", "media", "notified_default"),
-    ("open", "error"): ("answer", "failed"),
-    ("final", "provisional"): ("retransmission",),
-    ("final", "success"): ("retransmission",),
-    ("final", "error"): ("retransmission",),
-    ("final", "ack"): ("ack",),
+    (OPEN, "provisional"): ("answer",),
+    (OPEN, "success"): ("answer", "created", "media", "notified_default"),
+    (OPEN, "error"): ("answer", "failed"),
+    (FINAL, "provisional"): ("retransmission",),
+    (FINAL, "success"): ("retransmission",),
+    (FINAL, "error"): ("retransmission",),
+    (FINAL, "ack"): ("ack",),
 }
 
 

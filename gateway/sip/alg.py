@@ -23,7 +23,6 @@ from functools import lru_cache
 from typing import Callable
 
 from gateway.config.model import SipSettings
-from gateway.construct import frozen_constructor
 from gateway.errors import RemoteProtocolError
 from gateway.ports import MEDIA_PORT_LOW
 from gateway.sip import parse_message, rewrite_message
@@ -32,9 +31,11 @@ from gateway.sip import nat
 from gateway.sip.portmap import allocate_pair, allocate_port
 from gateway.sip.state import (EMPTY, HANDLERS, Call, Pinhole, SipDraft, SipState, _call_base,
                                apply)
-from gateway.sip.transitions import TABLE, lookup, request_trigger, response_trigger
+from gateway.sip.transitions import (CALLING, CONFIRMED, NONE, REJECTED, TABLE, TERMINATING, lookup,
+                                     request_trigger, response_trigger)
 from gateway.span import Edit
-from gateway.alg_result import Result, Run, Timer
+from gateway.alg_contract import PacketContext
+from gateway.alg_result import Dropped, Result, Run, Timer, close_hole
 
 # "the ALG delays call teardown for five seconds to allow time for
 # transmission of the 200 OK" (Call Termination, Call Cancellation).
@@ -58,36 +59,17 @@ DEFAULT_SETTINGS = SipSettings()
 
 
 @dataclass(frozen=True, slots=True)
-class SipContext:
-    """What the datapath knows of a signalling packet.
+class SipContext(PacketContext):
+    """What the datapath knows of a SIP packet (:class:`PacketContext`), and
+    ``transport``: "udp" or "tcp". ``far_side``: optional, True for an
+    address that lies in the zone the message is going to: media or requests
+    to it would not cross the gateway from the side the message came from,
+    so no pinhole is opened to it (an SDP or Contact naming a third party
+    behind the gateway must not open a path to it from anywhere). None: not
+    checked (no routing known)."""
 
-    ``direction``: "outbound" (private to public), "inbound", or "none" (no
-    NAT between the two sides). ``src``/``dst``: the packet's addresses as it
-    arrived. ``nat_src``: the public source the NAT engine gives it
-    (outbound); ``nat_dst``: the private destination (inbound to a MIP/VIP);
-    None for an inbound packet to an interface or DIP address, whose internal
-    host only the ALG knows (Incoming DIP table: ``Result.route_to``).
-    ``far_side``: optional, True for an address that lies in the zone the
-    message is going to: media or requests to it would not cross the gateway
-    from the side the message came from, so no pinhole is opened to it (an
-    SDP or Contact naming a third party behind the gateway must not open a
-    path to it from anywhere). None: not checked (no routing known)."""
-
-    direction: str
-    src: tuple[str, int]
-    dst: tuple[str, int]
-    nat_src: tuple[str, int] | None = None
-    nat_dst: tuple[str, int] | None = None
-    ingress: str = ""
-    egress: str = ""
     transport: str = "udp"
     far_side: Callable[[str], bool] | None = None
-
-
-class _Drop(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def _max_duration(settings: SipSettings) -> int:
@@ -105,22 +87,30 @@ _CALL_EVENTS = frozenset({
     ev.CallStarted, ev.CallActivity, ev.TransactionSeen, ev.BindingAdded, ev.CallAnswered,
     ev.CallRejected, ev.CallRetried, ev.CallForwarded, ev.CallTerminating, ev.MediaBound,
     ev.MediaReleased, ev.MediaSeen, ev.PinholeOpened, ev.PinholeClosed, ev.CallEnded})
-_make_result = frozen_constructor(Result)
-_make_timer = frozen_constructor(Timer)
 
 
-def _pinholes_by_id(call: Call | None) -> dict[str, Pinhole]:
-    out: dict[str, Pinhole] = {}
+def _pinhole_opened(st: SipState, e: ev.PinholeOpened, opened: dict, closed: list) -> None:
+    call = st.calls.get(e.key)
     if call is not None:
+        pid = e.pinhole
         for p in call.pinholes:
-            out.setdefault(p.id, p)     # the first, as a search would find
-    return out
+            if p.id == pid:
+                # The first of that id, as a search of the call's pinholes finds
+                # it (open_hole, inline: an answer opens three).
+                opened[pid] = p
+                return
+
+
+def _pinhole_closed(st: SipState, e: ev.PinholeClosed, opened: dict, closed: list) -> None:
+    close_hole(e.pinhole, opened, closed)
 
 
 class _Run(Run):
     """One evaluation: the running state, and what it emitted."""
 
     apply = staticmethod(apply)
+    KEYED = dict.fromkeys(_CALL_EVENTS, ev.call_stream)
+    PINHOLES = {ev.PinholeOpened: _pinhole_opened, ev.PinholeClosed: _pinhole_closed}
 
     def __init__(self, state: SipState, now: float, settings: SipSettings) -> None:
         super().__init__(state, now, settings)
@@ -145,37 +135,7 @@ class _Run(Run):
         if self.draft is not None:
             self.st = self.draft.freeze()
             self.draft = None
-        st = self.st
-        opened: list[Pinhole] = []
-        closed: list[str] = []
-        streams: dict[str, None] = {}
-        holes_of: dict[str, dict[str, Pinhole]] = {}    # call key -> its pinholes by id
-        last = None
-        for e in self.events:
-            kind = type(e)
-            if kind in _CALL_EVENTS:
-                # Runs of events of one call: its stream once.
-                if e.key != last:
-                    last = e.key
-                    streams[ev.call_stream(last)] = None
-            else:
-                streams[e.stream] = None
-            if kind is ev.PinholeOpened:
-                holes = holes_of.get(e.key)
-                if holes is None:
-                    holes = holes_of[e.key] = _pinholes_by_id(st.calls.get(e.key))
-                hole = holes.get(e.pinhole)
-                if hole is not None:
-                    opened.append(hole)
-            elif kind is ev.PinholeClosed:
-                if e.pinhole in (p.id for p in opened):
-                    opened = [p for p in opened if p.id != e.pinhole]
-                else:
-                    closed.append(e.pinhole)
-        timers = tuple([_make_timer(s, st.next_deadline(s)) for s in streams])
-        return _make_result(st, verdict, reason, data, tuple(self.edits), tuple(opened),
-                            tuple(closed), timers, tuple(self.events), tuple(self.logs),
-                            self.route_to)
+        return super().result(verdict, reason, data)
 
     # --- calls ending ------------------------------------------------------
 
@@ -211,7 +171,7 @@ def step(state: SipState, ctx: SipContext, data: bytes, now: float,
     run = _Run(state, now, settings)
     try:
         _Message(run, ctx, msg, data).process()
-    except _Drop as d:
+    except Dropped as d:
         return Result(state, "drop", d.reason, data, logs=tuple(run.logs) + (f"drop: {d.reason}",))
     out = rewrite_message(data, msg, run.edits) if run.edits else data
     return run.result("forward", "", out)
@@ -227,15 +187,15 @@ def on_timer(state: SipState, key: str, now: float,
         call = state.calls[rest]
         reason = None
         if call.teardown_at is not None and call.teardown_at <= now:
-            reason = {"terminating": "torn down 5 s after BYE/CANCEL",
-                      "rejected": "INVITE rejected"}.get(call.phase, "torn down")
+            reason = {TERMINATING: "torn down 5 s after BYE/CANCEL",
+                      REJECTED: "INVITE rejected"}.get(call.phase, "torn down")
         elif call.max_deadline <= now:
             reason = "maximum call duration reached"
         elif call.teardown_at is not None:
             pass        # ending anyway, at teardown_at, with its own reason
         elif call.signalling_deadline <= now:
             reason = (f"no final answer to the INVITE within Timer C ({settings.timer_c} s, "
-                      "RFC 3261 16.6)" if call.phase == "calling"
+                      "RFC 3261 16.6)" if call.phase == CALLING
                       else "signalling inactivity timeout")
         else:
             for g in call.groups:
@@ -347,7 +307,7 @@ class _Message:
             trigger = response_trigger(msg.status_code, cseq_method)
         if msg.is_request and msg.method == "INVITE":
             self.check_protect()
-        phase = "none"
+        phase = NONE
         if cseq_method != "REGISTER":
             call = self.run.st.find_call(msg.call_id, msg.from_tag or "", msg.to_tag)
             if call is not None:
@@ -365,7 +325,7 @@ class _Message:
         # The same INVITE (no To tag yet) leaving by the interface its caller
         # came in on: "B and C are reached using the same interface"
         # (Forwarded Calls).
-        return (self.msg.to_tag is None and call.phase in ("calling", "early")
+        return (self.msg.to_tag is None and call.phase == CALLING
                 and bool(self.ctx.egress) and self.ctx.egress == call.ingress
                 and self.msg.via_branch is not None
                 and call.txn(self.msg.via_branch, self.msg.cseq[0], "INVITE") is None)
@@ -375,7 +335,7 @@ class _Message:
     def check_protect(self) -> None:
         until = self.run.st.protect.get((self.src_ip, self.dst_ip))
         if until is not None and until > self.now:
-            raise _Drop(f"sip protect deny: INVITE from {self.src_ip} to {self.dst_ip} "
+            raise Dropped(f"sip protect deny: INVITE from {self.src_ip} to {self.dst_ip} "
                         f"refused for {until - self.now:.1f} s more after a 3xx/4xx/5xx answer")
 
     def check_invite_transaction(self, call: Call) -> None:
@@ -384,7 +344,7 @@ class _Message:
         answer, reject or fork the call ("stateful inspection", ch. 2 "SIP ALG")."""
         branch = self.msg.via_branch
         if branch is None or call.txn(branch, self.msg.cseq[0], "INVITE") is None:
-            raise _Drop(f"SIP {self.msg.status_code} to INVITE answers no INVITE transaction of "
+            raise Dropped(f"SIP {self.msg.status_code} to INVITE answers no INVITE transaction of "
                         f"call {call.call_id} (Via branch {branch}, CSeq {self.msg.cseq[0]})")
 
     def do_protect(self) -> None:
@@ -417,7 +377,7 @@ class _Message:
             # Each call in setup holds ports, pinholes and a timer until its
             # answer or Timer C: one source flooding INVITEs that are never
             # answered must not take them all.
-            raise _Drop(f"sip setup limit: INVITE from {self.src_ip} refused, it already has "
+            raise Dropped(f"sip setup limit: INVITE from {self.src_ip} refused, it already has "
                         f"{limit} calls in setup (set sip max-setup-calls-per-source)")
         from_tag = msg.from_tag or ""
         key = f"{msg.call_id};{from_tag}"
@@ -429,7 +389,7 @@ class _Message:
             if target is None:
                 reg = self.run.st.registrations.get((self.dst_ip, _port(ctx.dst[1])))
                 if reg is None:
-                    raise _Drop(f"inbound INVITE to {self.dst_ip}:{ctx.dst[1]} matches no MIP, "
+                    raise Dropped(f"inbound INVITE to {self.dst_ip}:{ctx.dst[1]} matches no MIP, "
                                 "VIP or Incoming DIP registration")
                 target = (reg.private_ip, reg.private_port)
                 self.run.route_to = target
@@ -463,7 +423,7 @@ class _Message:
         if call is None:
             return
         self.record_txn()
-        if call.phase == "calling":
+        if call.phase == CALLING:
             # No final answer yet: the call lasts as long as its INVITE
             # transaction, which Timer C bounds (RFC 3261 §16.6 bullet 11,
             # §16.8): started by the INVITE, restarted by a provisional
@@ -589,7 +549,7 @@ class _Message:
     def bind(self, call: Call, ip: str, port: int):
         ctx = self.ctx
         if len(self.run.st.calls[call.key].bindings) >= MAX_BINDINGS_PER_CALL:
-            raise _Drop(f"call {call.call_id}: more than {MAX_BINDINGS_PER_CALL} private transport "
+            raise Dropped(f"call {call.call_id}: more than {MAX_BINDINGS_PER_CALL} private transport "
                         f"bindings ({ip}:{port}); SIP message discarded")
         if (ctx.direction == "outbound" and ctx.nat_src is not None
                 and (ip, port) == (self.src_ip, _port(ctx.src[1]))
@@ -602,7 +562,7 @@ class _Message:
             else:
                 got = allocate_port(self.run.st.ports, call.alg_ip, hint=port, low=MEDIA_PORT_LOW)
                 if got is None:
-                    raise _Drop(f"no free public port on {call.alg_ip} for {ip}:{port}")
+                    raise Dropped(f"no free public port on {call.alg_ip} for {ip}:{port}")
                 pub, owned = got, True
         self.run.emit(ev.new.BindingAdded(call.key, ip, port, call.alg_ip, pub, owned))
         self.open_pinhole(call, "", "signalling", "inbound", (call.alg_ip, pub), (ip, port), None,
@@ -738,7 +698,7 @@ class _Message:
             else:
                 got = allocate_port(st.ports, alg, hint=port, low=MEDIA_PORT_LOW)
                 if got is None:
-                    raise _Drop(f"no free public port on {alg} for contact {c.host.text}:{port}")
+                    raise Dropped(f"no free public port on {alg} for contact {c.host.text}:{port}")
                 pub, owned = got, True
             self.run.emit(ev.new.RegistrationBound(alg, pub, c.host.text, port, msg.call_id,
                                                self.now + PENDING_REGISTRATION, owned))
@@ -882,7 +842,7 @@ class _Message:
         sd = msg.sdp
         if sd is None:
             return
-        if (not msg.is_request and msg.to_tag is not None and call.phase == "confirmed"
+        if (not msg.is_request and msg.to_tag is not None and call.phase == CONFIRMED
                 and self.of_another_dialog(call)):
             return
         side = self.sender(call)
@@ -902,7 +862,7 @@ class _Message:
                     self.run.release_group(key, old.group, "media stream removed")
                 continue
             if dest is None:
-                raise _Drop(f"SDP m= line {i + 1} has no c= at media or session level")
+                raise Dropped(f"SDP m= line {i + 1} has no c= at media or session level")
             addr = dest.addr.text
             if dest.is_multicast:
                 self.run.logs.append(f"call {call.call_id}: multicast c= {addr} unsupported; "
@@ -961,12 +921,12 @@ class _Message:
             # to find a pair of ports it discards the SIP message."
             pub = allocate_pair(self.run.st.ports, call.alg_ip, hint=port)
             if pub is None:
-                raise _Drop(f"no free even/odd port pair on {call.alg_ip} for media "
+                raise Dropped(f"no free even/odd port pair on {call.alg_ip} for media "
                             f"{addr}:{port}; SIP message discarded")
             ports[i] = pub
         group = f"{key}#g{call.seq}"
         deadline = (self.now + self.settings.media_inactivity_timeout
-                    if call.phase == "confirmed" else None)
+                    if call.phase == CONFIRMED else None)
         self.run.emit(ev.new.MediaBound(key, group, side, i, addr, port, rtcp_port,
                                     call.alg_ip if nat_side else None, pub, deadline))
         if call.forwarded:

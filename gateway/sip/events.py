@@ -12,11 +12,10 @@ Python types.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 from gateway.construct import frozen_constructor
-from gateway.events import Event, event
+from gateway.events import Event, domain_event
 
 
 def call_stream(key: str) -> str:
@@ -31,8 +30,19 @@ def protect_stream(src: str, proxy: str) -> str:
     return f"sip-protect/{src}>{proxy}"
 
 
-@event("sip.call_started", schema=1)
-@dataclass(frozen=True, slots=True)
+def _by_call(e) -> str:
+    return call_stream(e.key)
+
+
+def _by_registration(e) -> str:
+    return reg_stream(e.public_ip, e.public_port)
+
+
+def _by_protect_entry(e) -> str:
+    return protect_stream(e.src_ip, e.proxy_ip)
+
+
+@domain_event("sip.call_started", schema=1, stream=_by_call)
 class CallStarted(Event):
     """A new INVITE created a call (manual ch. 2 "SIP with Network Address
     Translation": the ALG collects the header information into a call table).
@@ -55,13 +65,8 @@ class CallStarted(Event):
     at: float
     max_deadline: float
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("sip.call_activity", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("sip.call_activity", schema=1, stream=_by_call)
 class CallActivity(Event):
     """Signalling was seen on the call: the signalling inactivity timer
     restarts (ch. 2 "Session Inactivity Timeout"). ``session_expires`` is the
@@ -73,13 +78,8 @@ class CallActivity(Event):
     signalling_deadline: float
     session_expires: int | None
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("sip.transaction_seen", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("sip.transaction_seen", schema=1, stream=_by_call)
 class TransactionSeen(Event):
     """A request of the call, identified by its top Via branch and CSeq;
     ``sender`` is "a" (the party that sent the initial INVITE) or "b"; the
@@ -93,13 +93,8 @@ class TransactionSeen(Event):
     src_ip: str
     dst_ip: str
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("sip.binding_added", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("sip.binding_added", schema=1, stream=_by_call)
 class BindingAdded(Event):
     """A header address of the private party (Via, Contact, Record-Route,
     Refer-To) is bound to a public address of the ALG (ch. 2 "Outgoing
@@ -116,13 +111,8 @@ class BindingAdded(Event):
     public_port: int
     owned: bool
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("sip.call_answered", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("sip.call_answered", schema=1, stream=_by_call)
 class CallAnswered(Event):
     """A 2xx to an INVITE of the call (the first one wins when the INVITE
     forked, ch. 2 "Forking"). Media inactivity timing starts for every group
@@ -134,13 +124,8 @@ class CallAnswered(Event):
     media_deadline: float
     pinhole_expires: float
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("sip.call_rejected", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("sip.call_rejected", schema=1, stream=_by_call)
 class CallRejected(Event):
     """A final non-2xx answer to the initial INVITE: the call ends at
     ``teardown_at`` unless the caller retries (e.g. with credentials)."""
@@ -149,26 +134,16 @@ class CallRejected(Event):
     code: int
     teardown_at: float
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("sip.call_retried", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("sip.call_retried", schema=1, stream=_by_call)
 class CallRetried(Event):
     """A new INVITE (higher CSeq) after a rejection: the call goes on."""
 
     key: str
     at: float
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("sip.call_forwarded", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("sip.call_forwarded", schema=1, stream=_by_call)
 class CallForwarded(Event):
     """The INVITE came back out by the interface the caller is on: media flows
     between the outside parties directly, so the call keeps no pinholes (ch. 2
@@ -176,13 +151,8 @@ class CallForwarded(Event):
 
     key: str
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("sip.call_terminating", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("sip.call_terminating", schema=1, stream=_by_call)
 class CallTerminating(Event):
     """BYE or CANCEL: the call is torn down at ``teardown_at``, five seconds
     later, so the final response can still pass (ch. 2 "Call Termination",
@@ -192,13 +162,8 @@ class CallTerminating(Event):
     method: str
     teardown_at: float
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("sip.media_bound", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("sip.media_bound", schema=1, stream=_by_call)
 class MediaBound(Event):
     """A voice channel (RTP and RTCP, one group, ch. 2 "Session Inactivity
     Timeout") announced by ``side`` ("a" or "b") in its ``index``-th m= line.
@@ -218,13 +183,8 @@ class MediaBound(Event):
     public_port: int | None
     media_deadline: float | None
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("sip.media_released", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("sip.media_released", schema=1, stream=_by_call)
 class MediaReleased(Event):
     """A voice channel removed by a re-INVITE/UPDATE, put on hold, or ended
     with the call: its ports are free again."""
@@ -233,13 +193,8 @@ class MediaReleased(Event):
     group: str
     reason: str
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("sip.media_seen", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("sip.media_seen", schema=1, stream=_by_call)
 class MediaSeen(Event):
     """The datapath saw RTP or RTCP of the group: its media inactivity timer
     restarts (ch. 2 "Session Inactivity Timeout")."""
@@ -249,13 +204,8 @@ class MediaSeen(Event):
     at: float
     media_deadline: float
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("sip.pinhole_opened", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("sip.pinhole_opened", schema=1, stream=_by_call)
 class PinholeOpened(Event):
     """A pinhole: UDP (or the signalling transport) from any source to
     ``dst_ip:dst_port`` as the packet arrives; ``to_*`` is the destination it
@@ -277,38 +227,23 @@ class PinholeOpened(Event):
     from_port: int | None
     expires_at: float | None
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("sip.pinhole_closed", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("sip.pinhole_closed", schema=1, stream=_by_call)
 class PinholeClosed(Event):
     key: str
     pinhole: str
     reason: str
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("sip.call_ended", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("sip.call_ended", schema=1, stream=_by_call)
 class CallEnded(Event):
     """The call is removed: every pinhole, binding and port goes with it."""
 
     key: str
     reason: str
 
-    @property
-    def stream(self) -> str:
-        return call_stream(self.key)
 
-
-@event("sip.registration_bound", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("sip.registration_bound", schema=1, stream=_by_registration)
 class RegistrationBound(Event):
     """An Incoming DIP table entry (ch. 2 "Incoming SIP Call Support Using the
     SIP Registrar", Figure 10): the private contact and the public address
@@ -324,25 +259,15 @@ class RegistrationBound(Event):
     expires_at: float | None
     owned: bool
 
-    @property
-    def stream(self) -> str:
-        return reg_stream(self.public_ip, self.public_port)
 
-
-@event("sip.registration_removed", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("sip.registration_removed", schema=1, stream=_by_registration)
 class RegistrationRemoved(Event):
     public_ip: str
     public_port: int
     reason: str
 
-    @property
-    def stream(self) -> str:
-        return reg_stream(self.public_ip, self.public_port)
 
-
-@event("sip.protect_deny_added", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("sip.protect_deny_added", schema=1, stream=_by_protect_entry)
 class ProtectDenyAdded(Event):
     """A 3xx/4xx/5xx answer to an INVITE: INVITEs from ``src_ip`` to
     ``proxy_ip`` are discarded until ``until`` (ch. 2 "SIP Attack
@@ -352,20 +277,11 @@ class ProtectDenyAdded(Event):
     proxy_ip: str
     until: float
 
-    @property
-    def stream(self) -> str:
-        return protect_stream(self.src_ip, self.proxy_ip)
 
-
-@event("sip.protect_deny_expired", schema=1)
-@dataclass(frozen=True, slots=True)
+@domain_event("sip.protect_deny_expired", schema=1, stream=_by_protect_entry)
 class ProtectDenyExpired(Event):
     src_ip: str
     proxy_ip: str
-
-    @property
-    def stream(self) -> str:
-        return protect_stream(self.src_ip, self.proxy_ip)
 
 
 # Positional constructors of every event above for the ALG's hot path

@@ -24,9 +24,12 @@ from ipaddress import IPv4Address
 from immutables import Map
 
 from gateway.construct import frozen_constructor
+from gateway.fold import Fold
+from gateway.pinhole import Pinhole
 from gateway.sip import events as ev
 from gateway.sip import portmap
 from gateway.sip.portmap import EMPTY_PORTS, PortMap
+from gateway.sip.transitions import CALLING, CONFIRMED, REJECTED, TERMINATING
 
 _EMPTY_MAP: Map = Map()
 
@@ -66,23 +69,6 @@ class MediaGroup:
     public_ip: str | None
     public_port: int | None
     media_deadline: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Pinhole:
-    """An opening for packets from any source to ``dst``; ``to``/``src_to``
-    are the destination/source translations (None: unchanged)."""
-
-    id: str
-    call: str
-    group: str
-    kind: str
-    proto: str
-    direction: str
-    dst: tuple[str, int]
-    to: tuple[str, int] | None
-    src_to: tuple[str, int] | None
-    expires_at: float | None
 
 
 class _CallQueries:
@@ -146,7 +132,7 @@ class Call(_CallQueries):
     started_at: float
     max_deadline: float
     signalling_deadline: float
-    phase: str = "calling"
+    phase: str = CALLING
     to_tag: str | None = None
     session_expires: int | None = None
     teardown_at: float | None = None
@@ -294,7 +280,7 @@ class CallDraft(_CallQueries):
         self.started_at = started_at
         self.max_deadline = max_deadline
         self.signalling_deadline = max_deadline
-        self.phase = "calling"
+        self.phase = CALLING
         self.to_tag = None
         self.session_expires = None
         self.teardown_at = None
@@ -360,7 +346,7 @@ def _group_until(g: MediaGroup, media_deadline: float | None) -> MediaGroup:
 
 def _pinhole_until(p: Pinhole, expires_at: float | None) -> Pinhole:
     return _make_pinhole(p.id, p.call, p.group, p.kind, p.proto, p.direction, p.dst, p.to,
-                         p.src_to, expires_at)
+                         p.src_to, expires_at, p.channel, p.alg)
 
 
 class SipDraft(_StateQueries):
@@ -453,29 +439,18 @@ def _index_remove(index: Map, key, value) -> Map:
 
 def apply(state: SipState, event: ev.Event) -> SipState:
     """Fold one event into the state (pure)."""
-    handler = _HANDLERS.get(type(event))
-    if handler is None:
-        raise TypeError(f"not a SIP ALG event: {type(event).__name__}")
-    d = SipDraft(state)
-    handler(d, event)
-    return d.freeze()
+    return _FOLD.apply(state, event)
 
 
 def apply_to(draft: SipDraft, event: ev.Event) -> None:
     """Fold one event into a draft (in place): a run of events folded this
     way and frozen once equals the same events applied one by one
     (tests/test_sip_alg_replay.py checks it)."""
-    handler = _HANDLERS.get(type(event))
-    if handler is None:
-        raise TypeError(f"not a SIP ALG event: {type(event).__name__}")
-    handler(draft, event)
+    _FOLD.handler(event)(draft, event)
 
 
 def fold(events, state: SipState = EMPTY) -> SipState:
-    d = SipDraft(state)
-    for e in events:
-        apply_to(d, e)
-    return d.freeze()
+    return _FOLD.fold(events, state)
 
 
 # A call is "in setup" while its initial INVITE has no final answer: phase
@@ -489,7 +464,7 @@ def _count_setup(s: SipDraft, src: str, delta: int) -> None:
 
 def _leave_setup(s: SipDraft, c) -> None:
     """Before ``c`` leaves phase "calling" (answered, rejected, ending)."""
-    if c.phase == "calling" and c.setup_src is not None:
+    if c.phase == CALLING and c.setup_src is not None:
         _count_setup(s, c.setup_src, -1)
 
 
@@ -514,7 +489,7 @@ def _txn_seen(s: SipDraft, e: ev.TransactionSeen) -> None:
         # The caller's first INVITE names the call's source (CallStarted
         # is followed by it in the same step).
         c.setup_src = e.src_ip
-        if c.phase == "calling":
+        if c.phase == CALLING:
             _count_setup(s, e.src_ip, 1)
 
 
@@ -538,7 +513,7 @@ def _call_answered(s: SipDraft, e: ev.CallAnswered) -> None:
     c.pinholes = tuple([_pinhole_until(p, e.pinhole_expires)
                         if p.kind == "media" and p.direction == "inbound" else p
                         for p in c.pinholes])
-    c.phase = "confirmed"
+    c.phase = CONFIRMED
     c.to_tag = e.to_tag
     c.teardown_at = None
 
@@ -546,15 +521,15 @@ def _call_answered(s: SipDraft, e: ev.CallAnswered) -> None:
 def _call_rejected(s: SipDraft, e: ev.CallRejected) -> None:
     c = s.edit_call(e.key)
     _leave_setup(s, c)
-    c.phase = "rejected"
+    c.phase = REJECTED
     c.teardown_at = e.teardown_at
 
 
 def _call_retried(s: SipDraft, e: ev.CallRetried) -> None:
     c = s.edit_call(e.key)
-    if c.phase != "calling" and c.setup_src is not None:
+    if c.phase != CALLING and c.setup_src is not None:
         _count_setup(s, c.setup_src, 1)
-    c.phase = "calling"
+    c.phase = CALLING
     c.teardown_at = None
 
 
@@ -565,7 +540,7 @@ def _call_forwarded(s: SipDraft, e: ev.CallForwarded) -> None:
 def _call_terminating(s: SipDraft, e: ev.CallTerminating) -> None:
     c = s.edit_call(e.key)
     _leave_setup(s, c)
-    c.phase = "terminating"
+    c.phase = TERMINATING
     c.teardown_at = e.teardown_at
 
 
@@ -602,7 +577,7 @@ def _pinhole_opened(s: SipDraft, e: ev.PinholeOpened) -> None:
         e.pinhole, e.key, e.group, e.kind, e.proto, e.direction, (e.dst_ip, e.dst_port),
         (e.to_ip, e.to_port) if e.to_ip is not None and e.to_port is not None else None,
         (e.from_ip, e.from_port) if e.from_ip is not None and e.from_port is not None else None,
-        e.expires_at)
+        e.expires_at, "", "")
     c.pinholes = c.pinholes + (p,)
     c.seq += 1
 
@@ -719,3 +694,4 @@ _HANDLERS = {
 }
 # Event class -> its in-place fold into a SipDraft (what apply_to runs).
 HANDLERS = _HANDLERS
+_FOLD = Fold(_HANDLERS, "a SIP ALG", SipDraft)

@@ -2,17 +2,24 @@
 
 A message is reduced to a *trigger* (its method, or for a response its class
 and the CSeq method) and looked up with the phase of the call it belongs to
-("none" when it belongs to no call). The table gives the next phase and the
+(NONE when it belongs to no call). The table gives the next phase and the
 actions the ALG runs; :mod:`gateway.sip.alg` implements the actions and looks
-nothing up anywhere else. The table is total over PHASES x TRIGGERS (a test
-checks it), so no message falls through unhandled.
+nothing up anywhere else. The table is total over PHASES x TRIGGERS
+(tests/test_sip_alg_replay.py::test_transition_table_is_total), so no message
+falls through unhandled, and the phase a forwarded message leaves its call in
+is the row's ``next`` (tests/test_sip_alg_phases.py, over random message
+sequences).
 
-Phases: ``none`` (no call), ``calling`` (INVITE sent, no answer), ``early``
-(provisional answer), ``confirmed`` (2xx seen), ``rejected`` (final non-2xx
-to the initial INVITE: ends in 5 s unless the caller retries, e.g. with
-credentials), ``terminating`` (BYE or CANCEL seen: ends 5 s later, manual
-ch. 2 "Call Termination", "Call Cancellation"), ``forwarded`` is a flag, not
-a phase.
+Phases: NONE (no call), CALLING (INVITE sent, no final answer: a provisional
+answer does not change the phase, since Timer C and the per-source setup
+limit hold until the final answer, RFC 3261 §16.6), CONFIRMED (2xx seen),
+REJECTED (final non-2xx to the initial INVITE: ends in 5 s unless the caller
+retries, e.g. with credentials), TERMINATING (BYE or CANCEL seen: ends 5 s
+later, manual ch. 2 "Call Termination", "Call Cancellation"); ``forwarded``
+is a flag, not a phase. The fold (gateway.sip.state) enters a phase by the
+event the row's actions emit: CallStarted and CallRetried (start, retry)
+CALLING, CallAnswered (answer) CONFIRMED, CallRejected (reject) REJECTED,
+CallTerminating (teardown) TERMINATING.
 
 Actions:
   start      create the call (new INVITE)
@@ -37,7 +44,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PHASES = ("none", "calling", "early", "confirmed", "rejected", "terminating")
+NONE, CALLING, CONFIRMED, REJECTED, TERMINATING = "none", "calling", "confirmed", "rejected", "terminating"
+PHASES = (NONE, CALLING, CONFIRMED, REJECTED, TERMINATING)
 
 METHODS = ("INVITE", "ACK", "OPTIONS", "BYE", "CANCEL", "REGISTER", "INFO",
            "SUBSCRIBE", "NOTIFY", "REFER", "UPDATE", "PRACK", "MESSAGE", "PUBLISH")
@@ -60,8 +68,8 @@ class Transition:
     why: str = ""
 
 
-LIVE = ("calling", "early", "confirmed")
-ENDING = ("rejected", "terminating")
+LIVE = (CALLING, CONFIRMED)
+ENDING = (REJECTED, TERMINATING)
 
 # In-dialog requests that may carry SDP and otherwise only refresh the call.
 _MIDCALL = ("ACK", "UPDATE", "PRACK", "INFO", "OPTIONS", "NOTIFY", "SUBSCRIBE",
@@ -73,18 +81,18 @@ def _build() -> dict[tuple[str, str], Transition]:
     S = Transition
 
     # --- no call -------------------------------------------------------
-    t["none", "INVITE"] = S("calling", ("start", "activity", "headers", "media"))
-    t["none", "REGISTER"] = S("none", ("register",), "Incoming DIP table")
-    t["none", "REFER"] = S("none", ("stateless", "refer"))
+    t[NONE, "INVITE"] = S(CALLING, ("start", "activity", "headers", "media"))
+    t[NONE, "REGISTER"] = S(NONE, ("register",), "Incoming DIP table")
+    t[NONE, "REFER"] = S(NONE, ("stateless", "refer"))
     for m in ("ACK", "OPTIONS", "BYE", "CANCEL", "INFO", "SUBSCRIBE", "NOTIFY",
               "UPDATE", "PRACK", "MESSAGE", "PUBLISH", "OTHER", "FORWARD"):
         # Out-of-dialog or of a call this node never saw: translated with the
         # packet's own NAT, no pinhole (no SDP context to trust).
-        t["none", m] = S("none", ("stateless",), "no call")
+        t[NONE, m] = S(NONE, ("stateless",), "no call")
     for r in RESPONSE_TRIGGERS:
-        t["none", r] = S("none", ("stateless",), "no call")
-    t["none", "2xx/REGISTER"] = S("none", ("registered",), "Incoming DIP table")
-    t["none", "fail/INVITE"] = S("none", ("stateless", "protect"))
+        t[NONE, r] = S(NONE, ("stateless",), "no call")
+    t[NONE, "2xx/REGISTER"] = S(NONE, ("registered",), "Incoming DIP table")
+    t[NONE, "fail/INVITE"] = S(NONE, ("stateless", "protect"))
 
     for p in PHASES[1:]:
         # REGISTER shares nothing with calls, even with a reused Call-ID
@@ -99,31 +107,30 @@ def _build() -> dict[tuple[str, str], Transition]:
     for p in LIVE:
         for m in _MIDCALL:
             t[p, m] = S(p, ("activity", "headers", "media"))
-        t[p, "BYE"] = S("terminating", ("activity", "headers", "teardown"))
+        t[p, "BYE"] = S(TERMINATING, ("activity", "headers", "teardown"))
         t[p, "1xx/OTHER"] = S(p, ("activity", "headers", "media"))
         t[p, "2xx/OTHER"] = S(p, ("activity", "headers", "media"))
         t[p, "fail/OTHER"] = S(p, ("activity", "headers"))
         t[p, "FORWARD"] = S(p, ("activity", "headers", "forward"))
 
-    for p in ("calling", "early"):
-        # An INVITE without answer yet: a retransmission with a new branch,
-        # or the same request proxied on: refresh the offer.
-        t[p, "INVITE"] = S(p, ("activity", "headers", "media"))
-        t[p, "CANCEL"] = S("terminating", ("activity", "headers", "teardown"))
-        t[p, "1xx/INVITE"] = S("early", ("activity", "headers", "media"))
-        t[p, "2xx/INVITE"] = S("confirmed", ("activity", "headers", "answer", "media"))
-        t[p, "fail/INVITE"] = S("rejected", ("activity", "headers", "reject", "protect"))
+    # An INVITE without a final answer yet: a retransmission with a new
+    # branch, or the same request proxied on: refresh the offer.
+    t[CALLING, "INVITE"] = S(CALLING, ("activity", "headers", "media"))
+    t[CALLING, "CANCEL"] = S(TERMINATING, ("activity", "headers", "teardown"))
+    t[CALLING, "1xx/INVITE"] = S(CALLING, ("activity", "headers", "media"))
+    t[CALLING, "2xx/INVITE"] = S(CONFIRMED, ("activity", "headers", "answer", "media"))
+    t[CALLING, "fail/INVITE"] = S(REJECTED, ("activity", "headers", "reject", "protect"))
 
     # A re-INVITE resets the session timer and renegotiates the media.
-    t["confirmed", "INVITE"] = S("confirmed", ("activity", "session", "headers", "media"))
+    t[CONFIRMED, "INVITE"] = S(CONFIRMED, ("activity", "session", "headers", "media"))
     # CANCEL after the 2xx has no effect (RFC 3261 §9.2; manual ch. 2 "CANCEL").
-    t["confirmed", "CANCEL"] = S("confirmed", ("activity", "headers"))
-    t["confirmed", "1xx/INVITE"] = S("confirmed", ("activity", "headers", "media"))
+    t[CONFIRMED, "CANCEL"] = S(CONFIRMED, ("activity", "headers"))
+    t[CONFIRMED, "1xx/INVITE"] = S(CONFIRMED, ("activity", "headers", "media"))
     # A 2xx to a re-INVITE, or a second 2xx from another fork: "answer"
     # reads Session-Expires; only the winning dialog's SDP is used.
-    t["confirmed", "2xx/INVITE"] = S("confirmed", ("activity", "headers", "answer", "media"))
+    t[CONFIRMED, "2xx/INVITE"] = S(CONFIRMED, ("activity", "headers", "answer", "media"))
     # A rejected re-INVITE leaves the call as it was (RFC 3261 §14.1).
-    t["confirmed", "fail/INVITE"] = S("confirmed", ("activity", "headers", "protect"))
+    t[CONFIRMED, "fail/INVITE"] = S(CONFIRMED, ("activity", "headers", "protect"))
 
     # --- calls on their way out -----------------------------------------
     for p in ENDING:
@@ -135,12 +142,12 @@ def _build() -> dict[tuple[str, str], Transition]:
         t[p, "fail/INVITE"] = S(p, ("headers", "protect"))
     # After a 401/407/3xx the caller may send a new INVITE (new CSeq) on the
     # same Call-ID and From tag (RFC 3261 §22.2, §8.1.3.4).
-    t["rejected", "INVITE"] = S("calling", ("retry", "activity", "headers", "media"))
+    t[REJECTED, "INVITE"] = S(CALLING, ("retry", "activity", "headers", "media"))
     # A BYE on a rejected call (e.g. a late 2xx was acknowledged) ends it too.
-    t["rejected", "BYE"] = S("terminating", ("headers", "teardown"))
+    t[REJECTED, "BYE"] = S(TERMINATING, ("headers", "teardown"))
     # The 5 s teardown holds, "regardless of whether a 487 or non-200
     # response arrives" (ch. 2 "Call Cancellation"); a new INVITE is refused.
-    t["terminating", "INVITE"] = S("terminating", ("headers",), "call ending")
+    t[TERMINATING, "INVITE"] = S(TERMINATING, ("headers",), "call ending")
     return t
 
 
@@ -149,7 +156,7 @@ TABLE: dict[tuple[str, str], Transition] = _build()
 
 def lookup(phase: str, trigger: str) -> Transition:
     """The transition for ``trigger`` in ``phase``; KeyError is a bug (the
-    table is total, see tests/test_sip_alg_transitions.py)."""
+    table is total, see tests/test_sip_alg_replay.py::test_transition_table_is_total)."""
     return TABLE[phase, trigger]
 
 
