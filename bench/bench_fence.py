@@ -33,14 +33,14 @@ from ops.lab.plan import build_plan, suggest_call  # noqa: E402
 
 
 def one(example: Path, fault: str, stall: float, n: int,
-        keep: Path | None = None) -> fence_trials.FenceTrial:
+        keep: Path | None = None, calls: dict | None = None) -> fence_trials.FenceTrial:
     name = f"bf{os.getpid() % 10000}"          # lab names: at most 6 characters
     state_dir = Path(tempfile.mkdtemp(prefix="bench-fence-"))
     try:
         cfg = load_file(example)
         plan = build_plan(cfg, lab=name)
         state = netns.up(plan, starter=gs.NAME, config=str(example), state_dir=state_dir)
-        t = fence_trials.trial(state, suggest_call(plan, cfg), fault=fault, stall_s=stall)
+        t = fence_trials.trial(state, suggest_call(plan, cfg), fault=fault, stall_s=stall, **(calls or {}))
         if not t.ok and keep is not None:
             # The nodes' logs of a failed trial, for a look afterwards.
             dest = keep / f"trial-{n}"
@@ -66,6 +66,12 @@ def main(argv=None) -> int:
     p.add_argument("--example", default="ch2-incoming-call-with-mip")
     p.add_argument("--max-seconds", type=float, default=540,
                    help="stop starting trials after this long (a locked run stays short)")
+    p.add_argument("--calls", type=int, default=6, help="SIPp calls per trial (default 6)")
+    p.add_argument("--rate", type=float, default=3.0, help="calls per second (default 3)")
+    p.add_argument("--hold-ms", type=int, default=4000,
+                   help="each call's length with RTP (default 4000); the fault comes at the middle of "
+                        "calls/rate + hold, so a hold of at least calls/rate seconds has every call "
+                        "in progress at the fault")
     p.add_argument("--json", action="store_true")
     p.add_argument("--keep-logs", metavar="DIR", help="copy the nodes' logs of failed trials here")
     args = p.parse_args(argv)
@@ -80,7 +86,8 @@ def main(argv=None) -> int:
     for n in range(args.trials):
         if time.monotonic() - t0 > args.max_seconds:
             break
-        t = one(example, args.fault, args.stall, n, Path(args.keep_logs) if args.keep_logs else None)
+        t = one(example, args.fault, args.stall, n, Path(args.keep_logs) if args.keep_logs else None,
+                calls={"calls": args.calls, "rate": args.rate, "hold_ms": args.hold_ms})
         trials.append(t)
         if len(trials) >= 3 and all(x.calls_attempted == 0 for x in trials[-3:]):
             print("bench_fence: three trials in a row placed no call; stopping", file=sys.stderr)
