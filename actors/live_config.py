@@ -123,13 +123,26 @@ class LiveConfig:
         """Records folded on the standby (or after a cut or a received
         snapshot): switch when the running configuration changed."""
         rc = self.node.state.config
-        if rc is None or rc.hash == self.current_hash:
+        if rc is None:
+            if self.current_hash == self.file_hash:
+                return
+            # A divergence cut removed every configuration event this node
+            # had: nothing was applied in the pair's history, the node
+            # file's configuration runs again.
+            cfg, h = self.file_config, self.file_hash
+        elif rc.hash == self.current_hash:
             return
-        cfg = self._parse_running(rc)
-        if cfg is None:
-            return
+        else:
+            cfg, h = self._parse_running(rc), rc.hash
+            if cfg is None:
+                return
         was = self.current_hash
-        removed = self._switch(cfg, rc.hash, rc)
+        removed = self._switch(cfg, h, rc)
+        if rc is None:
+            log.warning("config: node %s: back to the node file's configuration %s (was %s): the "
+                        "journal after the cut holds no applied configuration", self.node.node_id,
+                        short(h), short(was))
+            return
         log.warning("config: node %s (%s): now running %s (was %s), applied by %s from %s; "
                     "%d session(s) the new policy denies removed", self.node.node_id,
                     self.node.role.role, short(rc.hash), short(was), rc.by, rc.source, removed)

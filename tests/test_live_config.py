@@ -251,3 +251,49 @@ def test_a_restarted_node_runs_the_journal_configuration_and_says_so(tmp_path, c
         assert live.running()["origin"] == "journal"
     finally:
         again.stop()
+
+
+# --------------------------------------------------------------- sessions
+
+DNS = BASE + "set policy from trust to untrust any other any permit\n"
+
+
+def test_policy_sessions_the_new_policy_denies_go_and_the_rest_carry_on(tmp_path):
+    """ScreenOS session rematch on the datapath: a session whose flow the new
+    configuration still permits stays (same translation, same id); one it
+    denies is removed, and its next packet is decided by the new policy."""
+    from gateway.datapath import Datapath, Drop, Forward
+    from gateway.packet import build_udp
+    clock = Clock()
+    dp = Datapath(cfg(DNS))
+    node = Node("gw-a", cfg(DNS), str(tmp_path / "a"), datapath=dp, clock=clock, fsync=False,
+                timer_thread=False)
+    live = LiveConfig(node, cfg(DNS), "dns.cfg", clock=clock)
+    node.start()
+    try:
+        dns = dp.process(build_udp(PH1, OTHER, 7000, 53, b"q"), "ethernet1", 1.0)
+        assert isinstance(dns, Forward)
+        [kept_before] = [s for s in dp.sessions if s.fwd_key[4] == 53]
+        res = live.apply(DNS + "set address trust other-ph 5.5.5.9/32\n", "more.cfg", "t")
+        assert res["sessions_removed"] == 0
+        assert [s for s in dp.sessions if s.fwd_key[4] == 53] == [kept_before]
+        res = live.apply(BASE, "base.cfg", "t")          # DNS no longer permitted
+        assert res["sessions_removed"] == 1
+        assert [s for s in dp.sessions if s.fwd_key[4] == 53] == []
+        again = dp.process(build_udp(PH1, OTHER, 7000, 53, b"q"), "ethernet1", 2.0)
+        assert isinstance(again, Drop) and again.category == "policy"
+    finally:
+        node.stop()
+
+
+def test_a_cut_that_removes_the_applied_configuration_brings_the_file_back(pair):
+    a, b, la, lb = pair
+    call_up(a)
+    replicate(a, b)
+    head = b.journal.head
+    la.apply(MORE, "more.cfg", "t")
+    replicate(a, b)
+    assert lb.current_hash == config_hash(cfg(MORE))
+    b._cut_and_rebuild(head)           # as a rejoining node whose active never had it
+    assert b.state.config is None and lb.current_hash == config_hash(cfg(BASE))
+    assert b.config == cfg(BASE)
