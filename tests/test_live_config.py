@@ -297,3 +297,57 @@ def test_a_cut_that_removes_the_applied_configuration_brings_the_file_back(pair)
     b._cut_and_rebuild(head)           # as a rejoining node whose active never had it
     assert b.state.config is None and lb.current_hash == config_hash(cfg(BASE))
     assert b.config == cfg(BASE)
+
+
+# -------------------------------------------------------------------- gwctl
+
+@pytest.fixture
+def served(pair, tmp_path):
+    from actors.control import ControlServer
+    a, b, _la, _lb = pair
+    sa = ControlServer(str(tmp_path / "gw-a.sock"), a.control)
+    sb = ControlServer(str(tmp_path / "gw-b.sock"), b.control)
+    sa.start()
+    sb.start()
+    yield a, b, sa.path, sb.path
+    sa.stop()
+    sb.stop()
+
+
+def gwctl(*argv) -> int:
+    from ops.gwctl import main
+    return main(list(argv))
+
+
+def test_gwctl_config_diff_apply_and_show_running(served, tmp_path, capsys):
+    a, b, sock_a, sock_b = served
+    more = tmp_path / "more.cfg"
+    more.write_text(MORE)
+    assert gwctl("config", "diff", "--node", sock_a, str(more)) == 1
+    out = capsys.readouterr().out
+    assert "+set address untrust other" not in out and "+set policy id 2" in out
+    assert gwctl("config", "apply", "--node", sock_b, str(more)) == 1     # the standby refuses
+    assert "gw-b is the standby" in capsys.readouterr().err
+    assert gwctl("config", "apply", "--node", sock_a, str(more)) == 0
+    out = capsys.readouterr().out
+    assert "+set policy id 2" in out and "applied " in out and "0 call(s) ended" in out
+    assert gwctl("config", "diff", "--node", sock_a, str(more)) == 0
+    assert "no difference" in capsys.readouterr().out
+    replicate(a, b)
+    assert gwctl("config", "show", "--running", "--node", sock_b) == 0
+    out = capsys.readouterr().out
+    assert config_hash(cfg(MORE)) in out and "from the journal" in out and normal_text(cfg(MORE)) in out
+    # the journal's record names who asked: the process's uid and what gwctl said
+    rec = next(r for r in a.journal.read(1) if r.type == "config.applied")
+    assert rec.payload["by"].startswith("uid ") and "gwctl config apply" in rec.payload["by"]
+
+
+def test_gwctl_config_apply_of_an_invalid_file_prints_where_and_applies_nothing(served, tmp_path, capsys):
+    a, _b, sock_a, _sock_b = served
+    bad = tmp_path / "bad.cfg"
+    bad.write_text(BASE + "set policy from trust to untrust ph1 nowhere sip permit\n")
+    head = a.journal.head
+    assert gwctl("config", "apply", "--node", sock_a, str(bad)) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:10:" in err and "nowhere" in err and "nothing applied" in err
+    assert a.journal.head == head
