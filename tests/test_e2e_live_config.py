@@ -95,11 +95,13 @@ def test_apply_mid_call_then_failover_then_a_denied_call_ends(tmp_path):
         fo = gs.failover(state)
         assert fo.to_role == standby
         assert running(paths[standby].socket)["hash"] == new_hash
-        assert gwctl("config", "apply", "--node", str(paths[active].socket), str(more)).returncode != 0
-
-        # 3. A change that no longer permits phone2: its call ends, its RTP stops.
+        # 3. A change that no longer permits phone2: the old active, a
+        # standby now, refuses it; the new active applies it, and the call in
+        # progress ends, its RTP stops.
         only = tmp_path / "only-extra.cfg"
         only.write_text(ONLY_EXTRA)
+        refused = gwctl("config", "apply", "--node", str(paths[active].socket), str(only))
+        assert refused.returncode == 1 and "is the standby" in refused.stderr, refused
         th, out = calls_in_background(call, calls=1, rate=1.0, duration_ms=9000)
         sock = paths[standby].socket                  # the active now
         deadline = time.monotonic() + 20
