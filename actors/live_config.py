@@ -106,10 +106,10 @@ class LiveConfig:
             return False
         d = diff_texts(normal_text(self.file_config), rc.text, self.file_path, "running")
         log.warning("config: node %s: the node file's configuration %s (%s) differs from the pair's "
-                    "running configuration %s (applied %s by %s from %s): running %s; the node file "
-                    "differs by %d line(s) removed, %d added (gwctl config diff %s)",
+                    "running configuration %s (applied %s by %s from %s): running %s; %d line(s) of "
+                    "the normal forms differ (gwctl config diff %s)",
                     self.node.node_id, self.file_path, short(self.file_hash), short(rc.hash),
-                    _when(rc.at), rc.by, rc.source, short(rc.hash), len(d.added), len(d.removed),
+                    _when(rc.at), rc.by, rc.source, short(rc.hash), len(d.added) + len(d.removed),
                     self.file_path)
         left = restart_only_changes(self.file_config, cfg)
         if left:
