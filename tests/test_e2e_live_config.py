@@ -25,7 +25,7 @@ from ops.lab import sipp
 from ops.lab.netns import read_counters
 from ops.lab.plan import suggest_call
 
-from test_e2e_calls import EXAMPLES, _assert_calls, lab_of
+from test_e2e_calls import EXAMPLES, PINHOLE_GRACE, _assert_calls, lab_of
 
 pytestmark = pytest.mark.netns
 
@@ -85,6 +85,12 @@ def test_apply_mid_call_then_failover_then_a_denied_call_ends(tmp_path):
         th.join(60)
         assert "error" not in out, out.get("error")
         _assert_calls(out["r"], 2)           # every call completed, RTP both ways
+        # The ALG keeps an ended call 5 s after its BYE (teardown delay): gone
+        # before the next part, whose count of calls ended is exact.
+        deadline = time.monotonic() + PINHOLE_GRACE + 10
+        while gs.node_call(paths[active].socket, "show", {"what": "calls"}) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert gs.node_call(paths[active].socket, "show", {"what": "calls"}) == []
         deadline = time.monotonic() + 10
         while running(paths[standby].socket)["hash"] != new_hash and time.monotonic() < deadline:
             time.sleep(0.2)
