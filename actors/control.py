@@ -74,9 +74,13 @@ class ControlServer:
         except FileNotFoundError:
             pass
 
-    def _allowed(self, conn: socket.socket) -> bool:
+    @staticmethod
+    def _peer(conn: socket.socket) -> tuple[int, int, int]:
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        _pid, uid, gid = struct.unpack("3i", creds)
+        return struct.unpack("3i", creds)
+
+    def _allowed(self, conn: socket.socket) -> bool:
+        _pid, uid, gid = self._peer(conn)
         if uid == 0:
             return True
         if self.gid is not None:
@@ -107,6 +111,9 @@ class ControlServer:
                 log.warning("control: refused a client that is neither root nor in the control group")
                 conn.sendall(b'{"ok": false, "error": "permission denied"}\n')
                 return
+            pid, uid, _gid = self._peer(conn)
+            # Who asked, for the commands that log it (gwctl config apply).
+            peer = {"uid": uid, "pid": pid}
             f = conn.makefile("rwb")
             try:
                 while True:
@@ -119,12 +126,12 @@ class ControlServer:
                         f.write(b'{"ok": false, "error": "request too long"}\n')
                         f.flush()
                         return
-                    f.write(json.dumps(self._answer(line), default=str).encode() + b"\n")
+                    f.write(json.dumps(self._answer(line, peer), default=str).encode() + b"\n")
                     f.flush()
             except OSError:
                 return                     # the client went away
 
-    def _answer(self, line: bytes) -> dict:
+    def _answer(self, line: bytes, peer: dict | None = None) -> dict:
         try:
             req = json.loads(line)
         except ValueError as exc:          # JSONDecodeError, UnicodeDecodeError
@@ -132,13 +139,22 @@ class ControlServer:
         if not isinstance(req, dict) or not isinstance(req.get("args", {}), (dict, type(None))):
             return {"ok": False, "error": 'malformed request: want {"cmd": NAME, "args": {...}}'}
         try:
-            return {"ok": True, "result": self.handler(str(req.get("cmd", "")), dict(req.get("args") or {}))}
+            cmd = str(req.get("cmd", ""))
+            args = dict(req.get("args") or {})
+            args.pop("_peer", None)                # only the kernel's word for it
+            if peer is not None and cmd in LOGS_WHO_ASKED:
+                args["_peer"] = peer
+            return {"ok": True, "result": self.handler(cmd, args)}
         except ControlError as exc:
             return {"ok": False, "error": str(exc)}
         except Exception as exc:   # a bug in a handler must not kill the channel
             log.exception("control: command failed")
             return {"ok": False, "error": f"internal error: {exc}"}
 
+
+# Commands told the asking process's credentials (SO_PEERCRED) as
+# args["_peer"], to log who asked (actors/live_config.py).
+LOGS_WHO_ASKED = frozenset({"config-apply"})
 
 # The longest request line accepted; gwctl's requests are a few hundred bytes.
 MAX_REQUEST = 1 << 20

@@ -187,6 +187,8 @@ class Node:
         # Run at a takeover after the datapath's pinholes are rebuilt and
         # before the addresses are acquired (announced).
         self.before_announce: list[Callable[[], None]] = []
+        # actors/live_config.py: the running configuration (gwctl config apply).
+        self.live_config = None
         self.snapshots = None
         if retention is not None:
             from actors.snapshots import SnapshotService
@@ -412,6 +414,8 @@ class Node:
         for key in self.directory.keys("entity"):
             self._end_entity(key[1])
         self._mirror_all()
+        if self.live_config is not None:
+            self.live_config.follow(())        # the rebuilt state's configuration
         if self.snapshots is not None:
             self.snapshots.reset(state, seq, epoch, ts)
 
@@ -501,6 +505,8 @@ class Node:
             self.applied = records[-1].seq if records else self.applied
         self._mirror(events)
         self._datapath_follow(events)
+        if self.live_config is not None:
+            self.live_config.follow(events)   # a journaled configuration change
 
     def _datapath_follow(self, events) -> None:
         """Media sessions go with the voice channel or call that owned them."""
@@ -572,8 +578,8 @@ class Node:
     def _mirror(self, events) -> None:
         """Entity actors follow the events: created by the first, stopped by the last."""
         for e in events:
-            if e.TYPE.startswith("tcp."):
-                continue            # a connection's sequence adjustment: no entity, no timer
+            if e.TYPE.startswith(("tcp.", "config.")):
+                continue            # a connection's sequence adjustment, the configuration: no entity
             if isinstance(e, PINHOLE_OPENED):
                 self._entity(f"pinhole/{e.pinhole}")
             elif isinstance(e, PINHOLE_CLOSED):
@@ -944,6 +950,10 @@ class Node:
             limit, window = args.get("limit"), args.get("window")
             return [c.to_dict() for c in calls(self.journal, limit=int(limit) if limit else None,
                                                window=int(window) if window else None)]
+        if cmd.startswith("config-"):
+            if self.live_config is None:
+                raise ControlError("this node does not take configuration commands")
+            return self.live_config.control(cmd, args)
         if cmd in ("get-session", "clear-session"):
             words = args.get("filter") or []
             if not isinstance(words, list):
@@ -956,7 +966,7 @@ class Node:
             except (FilterError, RuntimeError) as exc:
                 raise ControlError(str(exc)) from None
         raise ControlError(f"unknown command {cmd!r}; expected status, show, failover, history, "
-                           "ladder, call-list, get-session or clear-session")
+                           "ladder, call-list, get-session, clear-session, config-running or config-apply")
 
     # Sessions live in this node's datapath only: they are not journaled or
     # replicated (the standby holds none of the active's; a node taking over

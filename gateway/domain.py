@@ -3,7 +3,8 @@
 Each ALG keeps its own immutable state and pure ``apply``; this module
 dispatches an event to its domain by the event type's prefix (``sip.``,
 ``mgcp.``, ``h323.``, ``tcp.``: the sequence adjustments of TCP connections
-whose signalling a rewrite lengthened or shortened). The node's live path, the standby, ``gwctl replay`` and the
+whose signalling a rewrite lengthened or shortened; ``config.``: the pair's
+running configuration, gateway/running_config.py). The node's live path, the standby, ``gwctl replay`` and the
 tests all fold through :func:`apply`, so they cannot disagree."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from gateway.events import Event
 from gateway.h323 import state as h323_state
 from gateway.mgcp import state as mgcp_state
 from gateway.sip import state as sip_state
+from gateway import running_config
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +25,7 @@ class DomainState:
     mgcp: mgcp_state.MgcpState = mgcp_state.EMPTY
     h323: h323_state.H323State = h323_state.EMPTY
     tcp: tcp_state.TcpState = tcp_state.EMPTY
+    config: running_config.RunningConfig | None = None
 
 
 EMPTY = DomainState()
@@ -34,6 +37,7 @@ FOLDS = {
     "mgcp": ("mgcp", mgcp_state.apply),
     "h323": ("h323", h323_state.apply),
     "tcp": ("tcp", tcp_state.apply),
+    "config": ("config", running_config.apply),
 }
 
 

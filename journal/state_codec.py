@@ -191,10 +191,17 @@ def decode_tree(node: Any) -> Any:
     if tag == "d" and len(node) == 3 and isinstance(node[1], str) and isinstance(node[2], dict):
         module, _, qualname = node[1].partition(":")
         cls = _dataclass(module, qualname)
-        names = {f.name for f in dataclasses.fields(cls)}
-        if set(node[2]) != names:
+        fields = dataclasses.fields(cls)
+        names = {f.name for f in fields}
+        # A field the snapshot predates (added since, with a default: e.g.
+        # DomainState.config, the running configuration) takes its default;
+        # any other mismatch is a foreign state.
+        later = {f.name: f.default for f in fields
+                 if f.name not in node[2] and f.default is not dataclasses.MISSING}
+        if set(node[2]) | set(later) != names:
             raise StateDecodeError(f"{node[1]}: fields {sorted(node[2])} where {sorted(names)} expected")
         values = {k: decode_tree(v) for k, v in node[2].items()}
+        values.update(later)
         obj = object.__new__(cls)
         for k, v in values.items():
             object.__setattr__(obj, k, v)

@@ -337,6 +337,11 @@ def _run_node(args, fence, started: StartupClock | None = None) -> int:
               file=sys.stderr)
         return 1
     started.mark("journal")
+    # The pair's running configuration (gwctl config apply) is in the
+    # journal: a node whose node file says otherwise runs the pair's, and
+    # says so (actors/live_config.py).
+    from actors.live_config import LiveConfig
+    LiveConfig(node, cfg, args.config or settings.config, state_dir=settings.journal).adopt()
     # A node restarted after a crash (SIGKILL, power loss of the process) may
     # still have the pair's addresses on its interfaces; it starts as standby
     # and must not answer for them until it is promoted.

@@ -327,6 +327,27 @@ class Datapath:
         self.drop_codes: dict[str, int] = {}
         self.drop_reasons: dict[str, int] = {}
 
+    def reconfigure(self, config: Config, engine: Engine | None = None) -> None:
+        """Decide new flows by ``config`` from now on (``gwctl config apply``,
+        actors/live_config.py); the sessions, pinholes and streams stay, the
+        screens keep their counters and count the sessions that exist. Which
+        sessions the new policy no longer permits is gateway/rematch.py's
+        question, answered by the caller."""
+        self.config = config
+        self.engine = engine if engine is not None else Engine(config)
+        self.marks = {p.id: policy_mark(p.id) for p in config.policies
+                      if p.action == "permit" and p.traffic is not None}
+        screens = Screens(config)
+        screens.counters = self.screens.counters
+        for sess in self.sessions:
+            screens.opened(sess.from_zone, sess.fwd_key[1])
+        self.screens = screens
+        self._zones = {name: self.engine.zone_of(name) for name in config.interfaces}
+        self._flood = bool(screens.flood_thresholds)
+        self._limits = bool(screens.session_limits)
+        self.media_timeout = float(config.sip.media_inactivity_timeout)
+        self.alg_timeouts["sip"] = float(config.sip.signaling_inactivity_timeout)
+
     # -- outcomes -----------------------------------------------------------------
 
     def _drop(self, reason: str, category: str, alg: str | None = None) -> Drop:
