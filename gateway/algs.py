@@ -73,11 +73,24 @@ def dedicated_of(engine, o) -> bool:
         public, private = o.dst[0], o.nat_dst[0]
     else:
         return False
-    try:
-        host = engine.mip_host(IPv4Address(str(public)))
-        return host is not None and host == IPv4Address(str(private))
-    except ValueError:
-        return False
+    return one_to_one_of(engine)(str(public), str(private))
+
+
+def one_to_one_of(engine):
+    """``(public, private) -> bool``: NAT maps the address ``public`` to the
+    host ``private`` one-to-one (a MIP; :func:`dedicated_of`), for media of
+    hosts other than a message's sender (MGCP's relayed descriptors). None
+    without a policy engine."""
+    if engine is None:
+        return None
+
+    def one_to_one(public: str, private: str) -> bool:
+        try:
+            host = engine.mip_host(IPv4Address(public))
+            return host is not None and host == IPv4Address(private)
+        except ValueError:
+            return False
+    return one_to_one
 
 
 def media_nat_of(engine, o):
@@ -213,7 +226,7 @@ class MgcpAdapter:
         role = MgcpAdapter.role(o)
         media_nat = media_nat_of(engine, o) if engine is not None and o.direction == "outbound" else None
         return mgcp_alg.MgcpContext(o.direction, o.src, o.dst, o.nat_src, o.nat_dst, o.ingress, o.egress,
-                                    role, media_nat, far_side_of(engine, o))
+                                    role, media_nat, far_side_of(engine, o), one_to_one_of(engine))
 
     @staticmethod
     def role(o) -> str:
