@@ -325,7 +325,7 @@ class H323Adapter:
     def context(o, engine=None):
         seg = getattr(o, "segment", None)
         ctx = h323_alg.H323Context(o.channel or "ras", o.direction, o.src, o.dst, o.nat_src, o.nat_dst,
-                                   o.conn)
+                                   o.conn, dedicated_of(engine, o))
         return h323_segment.PacketContext(ctx, seg.messages if seg is not None else ())
 
     @staticmethod

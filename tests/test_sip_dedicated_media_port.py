@@ -151,3 +151,33 @@ def test_two_calls_announcing_one_private_port_through_a_mip():
             st = on_timer(st, call_stream(key), 40.0).state
     assert all(c.call_id != "c1@1.1.1.4" for c in st.calls.values())
     assert is_held(st.ports, "1.1.1.5", 6000)
+
+
+def test_media_flowing_on_the_kept_port_moves_to_the_newest_call():
+    # Call 1's RTP flows both ways; the phone answers call 2 from the same
+    # far party and port with the same RTP port. The node ends the released
+    # channel's sessions (Datapath.release_groups, as actors.node does with
+    # the adapter's ``released``); the next packets are call 2's.
+    from gateway.algs import SipAdapter as A
+    dp = Datapath(load_file(EX / MIP_CFG))
+    r1, _ = incoming_call_to_mip(dp, EMPTY, "c1", 8000, 6000, 10.0)
+    assert isinstance(dp.process(build_udp("1.1.1.4", "1.1.1.5", 8000, 6000, b"\x80" * 20), "ethernet3", 12.0),
+                      Forward)
+    assert isinstance(dp.process(build_udp("10.1.1.3", "1.1.1.4", 6000, 8000, b"\x80" * 20), "ethernet1", 12.1),
+                      Forward)
+    r2, body = incoming_call_to_mip(dp, r1.state, "c2", 8000, 6000, 20.0)
+    assert b"m=audio 6000 " in body
+    _, groups = A.released(r2.events)
+    ended = dp.release_groups(groups)
+    assert ended and all(s.call is not None for s in ended)
+    second = next(c for c in r2.state.calls.values() if c.call_id == "c2@1.1.1.4")
+    mine = {g.group for g in second.groups}
+    for pkt, ingress, (src, sport, dst, dport) in (
+            (build_udp("1.1.1.4", "1.1.1.5", 8000, 6000, b"\x80" * 20), "ethernet3", ("1.1.1.4", 8000, "10.1.1.3", 6000)),
+            (build_udp("10.1.1.3", "1.1.1.4", 6000, 8000, b"\x80" * 20), "ethernet1", ("1.1.1.5", 6000, "1.1.1.4", 8000))):
+        out = dp.process(pkt, ingress, 22.0)
+        assert isinstance(out, Forward), out
+        p = IP(out.data)
+        assert (p.src, p[UDP].sport, p.dst, p[UDP].dport) == (src, sport, dst, dport)
+    media = [s for s in dp.sessions if s.kind == "media"]
+    assert media and {s.group for s in media} <= mine

@@ -936,6 +936,16 @@ class _Message:
                 or rtcp_port != port + 1 or port % 2 or port > 65534):
             return None
         ip = call.alg_ip
+        # The packet's own public address is the one the call translates to
+        # (the fact is about this packet's translation).
+        if ctx.direction == "outbound" and ctx.nat_src is not None:
+            public = str(ctx.nat_src[0])
+        elif ctx.direction == "inbound":
+            public = self.dst_ip
+        else:
+            public = None
+        if public != ip:
+            return None
         held = portmap.is_held(self.run.st.ports, ip, port) or portmap.is_held(self.run.st.ports, ip, port + 1)
         if not held:
             return port
