@@ -146,3 +146,54 @@ def test_an_out_of_order_capture_never_moves_the_datapaths_clock_back(tmp_path, 
 def test_replay_of_a_directory_without_a_journal_says_so(tmp_path, capsys):
     assert gwctl(["replay", str(tmp_path)]) == 1
     assert "holds no journal segments" in capsys.readouterr().err
+
+
+def _sdp_ports(packets, src: str) -> list[int]:
+    """The m= ports of the SIP/UDP messages with SDP sent from ``src``."""
+    from gateway.sip import is_keepalive, parse_message
+    out = []
+    for ip, payload in packets:
+        if ip != src or not payload or is_keepalive(payload):
+            continue
+        try:
+            msg = parse_message(payload)
+        except Exception:
+            continue
+        if msg.sdp is not None:
+            out += [m.port for m in msg.sdp.media]
+    return out
+
+
+def _written(path: Path):
+    from gateway.packet import parse
+    data = path.read_bytes()[24:]
+    while data:
+        incl = int.from_bytes(data[8:12], "little")
+        pkt = parse(data[16:16 + incl])
+        data = data[16 + incl:]
+        if pkt.proto == 17 and 5060 in (pkt.sport, pkt.dport):
+            yield str(pkt.src), bytes(pkt.payload)
+
+
+def test_sip_capture_through_a_mip_keeps_the_phones_media_ports(tmp_path, capsys):
+    # A MIP for the phone: one-to-one, the address is translated and the
+    # SDP's ports kept (manual ch. 2 "Example: Incoming Call with MIP");
+    # through interface NAT the ALG's pairs replace them.
+    from scapy.all import IP, UDP, rdpcap
+    src = CORPUS / "sip.pcap"
+    if not src.exists():
+        pytest.skip(f"{src} is not in the corpus")
+    sent = _sdp_ports([(p[IP].src, bytes(p[UDP].payload)) for p in rdpcap(str(src))
+                       if IP in p and UDP in p and 5060 in (p[UDP].sport, p[UDP].dport)], "192.168.1.2")
+    assert sent
+    mip_cfg = tmp_path / "mip.cfg"
+    mip_cfg.write_text(NAT_CFG.read_text().replace(
+        "save", "set interface ethernet3 mip 212.242.33.5 host 192.168.1.2\nsave"))
+    for cfg, public, kept in ((mip_cfg, "212.242.33.5", True), (NAT_CFG, "212.242.33.1", False)):
+        out = tmp_path / f"{public}.pcap"
+        rc, _ = run(capsys, "--pcap-in", str(src), "--pcap-out", str(out), "--config", str(cfg), "--json",
+                    "--log-level", "ERROR")
+        assert rc == 0
+        got = _sdp_ports(list(_written(out)), public)
+        assert len(got) == len(sent)
+        assert (got == sent) is kept, (public, got, sent)
