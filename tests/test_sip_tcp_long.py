@@ -363,6 +363,30 @@ def test_an_acknowledgement_behind_a_retained_set_waits_and_takes_its_adjustment
     _rewritten(gate, msg)
 
 
+def test_a_duplicate_of_a_later_held_part_does_not_end_the_holding():
+    # Two 1-octet parts are held to leave coalesced; the network then
+    # delivers the second one again. The holding goes on (a sender
+    # retransmits from the first held octet, never from the second alone):
+    # the duplicate is dropped and the message leaves whole and rewritten
+    # with the parts that follow. Before, the duplicate ended the holding,
+    # the held octets were discarded and the message never reached the ALG.
+    msg = invite(1500)
+    cuts = [0, 1, 2, 423, len(msg)]
+    segs = [((ISN_C + 1 + a) % _MOD, msg[a:b]) for a, b in zip(cuts, cuts[1:])]
+    gate = Gate()
+    gate.connect()
+    assert gate.send(*segs[0]).category == "held"
+    assert gate.send(*segs[1]).category == "held"
+    dup = gate.send(*segs[1])
+    assert dup.category == "alg" and "duplicate of octets held" in dup.reason
+    for s, p in segs[2:]:
+        gate.send(s, p)
+    assert gate.alg_in == [msg]
+    got = gate.received()
+    assert got == gate.alg_out[0] and PHONE.encode() not in got
+    assert gate.dp.stats()["sip_tcp"]["retained_octets"] == 0
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.data())
 def test_any_cut_order_and_duplicates_leave_exactly_the_rewritten_message(data):

@@ -316,6 +316,16 @@ class FramedStream:
         st = self.stats
         st.segments += 1
         side = self.sides[0 if forward else 1]
+        if side.held and seq_diff(seq, side.held_start) > 0 and seq_diff(seq, side.next) < 0:
+            # A copy of a held part other than the first: a sender
+            # retransmits from its oldest unacknowledged octet (RFC 9293
+            # 3.8.1), the first held one, so this is a duplicate the network
+            # made. Dropped; the holding goes on (ending it here would
+            # discard the held octets with no retransmission of the first
+            # ones to come and refill them).
+            self.stats.segments += 1
+            self.stats.held_retransmissions += 1
+            return "drop", "duplicate of octets held until the rest of their SIP message arrives"
         if side.held and seq_diff((seq + len(payload)) % _MOD, side.held_start) > 0 \
                 and seq_diff(seq, side.next) < 0:
             # The sender retransmits octets the gateway holds back: it waits
@@ -659,6 +669,16 @@ class SipStream(FramedStream):
             side.out_of_order.clear()
         if not side.synced or side.passing or side.next is None:
             return super().segment(forward, seq, payload)
+        if side.held and seq_diff(seq, side.held_start) > 0 and seq_diff(seq, side.next) < 0:
+            # A copy of a held part other than the first: a sender
+            # retransmits from its oldest unacknowledged octet (RFC 9293
+            # 3.8.1), the first held one, so this is a duplicate the network
+            # made. Dropped; the holding goes on (ending it here would
+            # discard the held octets with no retransmission of the first
+            # ones to come and refill them).
+            self.stats.segments += 1
+            self.stats.held_retransmissions += 1
+            return "drop", "duplicate of octets held until the rest of their SIP message arrives"
         if side.held and seq_diff((seq + len(payload)) % _MOD, side.held_start) > 0 \
                 and seq_diff(seq, side.next) < 0:
             # The sender retransmits octets held to leave coalesced: it waits
