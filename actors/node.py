@@ -44,6 +44,7 @@ from actors.algs import (ADAPTERS, ENDING, PINHOLE_CLOSED, PINHOLE_OPENED, MgcpA
                          adapter_for_stream, all_calls, all_pinholes, all_registrations, all_streams,
                          entity_summary, next_deadline)
 from gateway.sip import is_keepalive
+from journal.fold import BatchFold
 from journal.gc_pause import collections_paused
 from journal.checkpoint import SnapshotTaker, decode_state, open_at_snapshot, state_at
 from journal.record import HEADER, decode_record
@@ -493,13 +494,31 @@ class Node:
 
     # ------------------------------------------------------------ replication
     def on_records(self, records: list) -> None:
-        """Standby: records received from the active, already in our journal."""
+        """Standby: records received from the active, already in our journal.
+
+        The batch is folded in runs (journal/fold.py: one SIP draft open
+        over a run of SIP events, frozen once) and the entities follow its
+        net effect (:meth:`_mirror_batch`): the state, entities and
+        timers are those of folding and mirroring event by event. An
+        event the batch fold cannot take leaves no trace of the batch:
+        the batch is folded again event by event, which stops at that
+        event with the state before it, exactly as the per-event fold
+        always did (the replicator logs the failure)."""
         events = [r.event() for r in records]
         with self.state_lock:
-            for e in events:
-                self._fold(e)
+            fold = BatchFold(self.state)
+            try:
+                for e in events:
+                    fold.add(e)
+                state = fold.freeze()
+            except Exception:  # noqa: BLE001 - reported by the event-by-event fold below
+                for e in events:
+                    self._fold(e)
+            else:
+                self.state = state
+                self.counters["events"] += len(events)  # folded from the active
             self.applied = records[-1].seq if records else self.applied
-        self._mirror(events)
+        self._mirror_batch(events)
         self._datapath_follow(events)
 
     def _datapath_follow(self, events) -> None:
@@ -582,6 +601,36 @@ class Node:
                 self._end_entity(e.stream)
             else:
                 self._entity(e.stream)
+
+    def _mirror_batch(self, events) -> None:
+        """:meth:`_mirror` of a batch, by its net effect on each entity: an
+        entity ended anywhere in the batch is ended (its actor stopped, its
+        timer cancelled) once, and one whose last event does not end it is
+        then entered; the entities are independent of one another, so this
+        is what mirroring event by event leaves, with one directory
+        operation per entity instead of one per event."""
+        last: dict[str, bool] = {}          # stream -> entered (True) or ended (False) by its last event
+        ended: list[str] = []
+        for e in events:
+            if e.TYPE.startswith("tcp."):
+                continue            # a connection's sequence adjustment: no entity, no timer
+            if isinstance(e, PINHOLE_OPENED):
+                last[f"pinhole/{e.pinhole}"] = True
+            elif isinstance(e, PINHOLE_CLOSED):
+                key = f"pinhole/{e.pinhole}"
+                last[key] = False
+                ended.append(key)
+            stream = e.stream
+            if isinstance(e, _ENDING):
+                last[stream] = False
+                ended.append(stream)
+            else:
+                last[stream] = True
+        for stream in dict.fromkeys(ended):
+            self._end_entity(stream)
+        for stream, entered in last.items():
+            if entered:
+                self._entity(stream)
 
     def _mirror_all(self) -> None:
         st = self.state
