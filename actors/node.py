@@ -56,6 +56,18 @@ log = logging.getLogger("gateway.node")
 # Events after which an entity no longer exists (its actor stops).
 _ENDING = ENDING
 
+# What an event class does to the entities (Node._mirror's tests, once per class).
+_M_SKIP, _M_OPENS, _M_CLOSES, _M_ENDS = 1, 2, 4, 8
+_MIRROR_KINDS: dict[type, int] = {}
+
+
+def _mirror_kind(cls: type) -> int:
+    kind = (_M_SKIP if cls.TYPE.startswith("tcp.") else 0) | \
+        (_M_OPENS if issubclass(cls, PINHOLE_OPENED) else _M_CLOSES if issubclass(cls, PINHOLE_CLOSED) else 0) | \
+        (_M_ENDS if issubclass(cls, _ENDING) else 0)
+    _MIRROR_KINDS[cls] = kind
+    return kind
+
 
 @dataclass(frozen=True, slots=True)
 class _Unchanged:
@@ -611,23 +623,31 @@ class Node:
         operation per entity instead of one per event."""
         last: dict[str, bool] = {}          # stream -> entered (True) or ended (False) by its last event
         ended: list[str] = []
+        kinds = _MIRROR_KINDS
         for e in events:
-            if e.TYPE.startswith("tcp."):
+            kind = kinds.get(type(e))
+            if kind is None:
+                kind = _mirror_kind(type(e))
+            if kind & _M_SKIP:
                 continue            # a connection's sequence adjustment: no entity, no timer
-            if isinstance(e, PINHOLE_OPENED):
+            if kind & _M_OPENS:
                 last[f"pinhole/{e.pinhole}"] = True
-            elif isinstance(e, PINHOLE_CLOSED):
+            elif kind & _M_CLOSES:
                 key = f"pinhole/{e.pinhole}"
                 last[key] = False
                 ended.append(key)
             stream = e.stream
-            if isinstance(e, _ENDING):
+            if kind & _M_ENDS:
                 last[stream] = False
                 ended.append(stream)
             else:
                 last[stream] = True
-        for stream in dict.fromkeys(ended):
-            self._end_entity(stream)
+        if ended:
+            # _end_entity of each, with one hold of each lock.
+            ended = list(dict.fromkeys(ended))
+            self.timers.cancel_many(ended)
+            for ref in self.directory.remove_many(("entity", stream) for stream in ended):
+                ref.stop(block=False)
         for stream, entered in last.items():
             if entered:
                 self._entity(stream)

@@ -55,7 +55,7 @@ def observed(node: Node) -> dict:
     """What a standby shows of itself: state, entities, timers, show, counters."""
     return {"state": node.state, "applied": node.applied,
             "entities": sorted(str(k) for k, ref in node.directory.items() if ref.is_alive()),
-            "timers": sorted(str(s) for s in node.timers.specs()),
+            "timers": sorted((str(s.key), s.deadline) for s in node.timers.specs()),
             "calls": node.show("calls"), "events": node.counters["events"]}
 
 
@@ -207,10 +207,16 @@ def test_a_call_ended_and_its_entities_reentered_in_one_batch_leave_the_per_even
     records = as_records(call + again, 1)
     batched, reference = _pair(tmp_path)
     try:
+        # Timers of the call's entities (as a node arms them when it is
+        # active) are cancelled with the entities; another's stays.
+        for node in (batched, reference):
+            for i, stream in enumerate(sorted({e.stream for e in call}) + ["call/another"]):
+                node.timers.schedule(stream, 5000.0 + i, None)
         batched.on_records(records)
         per_event_on_records(reference, records)
         assert observed(batched) == observed(reference)
         assert batched.sip.calls and batched.directory.count("entity") > 0
+        assert [s.key for s in batched.timers.specs()] == ["call/another"]
     finally:
         for n in (batched, reference):
             n.stop()
