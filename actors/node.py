@@ -36,6 +36,7 @@ from actors.thread_priority import ordinary_thread_priority
 from actors.runtime import DispatcherPool, PooledActor
 from actors.timers import TimerFired, TimerService
 from gateway import domain, ha
+from gateway.events import decode as decode_event
 from gateway.config.model import Config
 from gateway.datapath.pinholes import TAKEOVER_PINHOLE, sip_media_pinholes
 from gateway.datapath.session_filter import FilterError, media_by_pinhole, parse_filter, session_row
@@ -516,7 +517,8 @@ class Node:
         the batch is folded again event by event, which stops at that
         event with the state before it, exactly as the per-event fold
         always did (the replicator logs the failure)."""
-        events = [r.event() for r in records]
+        decode = decode_event       # Record.event() without its call per record
+        events = [decode(r.type, r.schema, r.payload) for r in records]
         with self.state_lock:
             fold = BatchFold(self.state)
             try:
