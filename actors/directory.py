@@ -118,6 +118,19 @@ class Directory:
                 self._forget(key, ref)
             return ref
 
+    def remove_many(self, keys: Iterable[Hashable]) -> list[ActorRef[Any]]:
+        """:meth:`remove` of each key under one hold of the lock; returns
+        the entries that were there."""
+        refs = self._refs
+        out = []
+        with self._lock:
+            for key in keys:
+                ref = refs.get(key)
+                if ref is not None:
+                    self._forget(key, ref)
+                    out.append(ref)
+        return out
+
     def count(self, kind: Hashable | None = None) -> int:
         """How many entries, of one kind or in all."""
         if kind is None:

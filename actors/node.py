@@ -36,6 +36,7 @@ from actors.thread_priority import ordinary_thread_priority
 from actors.runtime import DispatcherPool, PooledActor
 from actors.timers import TimerFired, TimerService
 from gateway import domain, ha
+from gateway.events import decode as decode_event
 from gateway.config.model import Config
 from gateway.datapath.pinholes import TAKEOVER_PINHOLE, sip_media_pinholes
 from gateway.datapath.session_filter import FilterError, media_by_pinhole, parse_filter, session_row
@@ -44,6 +45,7 @@ from actors.algs import (ADAPTERS, ENDING, PINHOLE_CLOSED, PINHOLE_OPENED, MgcpA
                          adapter_for_stream, all_calls, all_pinholes, all_registrations, all_streams,
                          entity_summary, next_deadline)
 from gateway.sip import is_keepalive
+from journal.fold import BatchFold
 from journal.gc_pause import collections_paused
 from journal.checkpoint import SnapshotTaker, decode_state, open_at_snapshot, state_at
 from journal.record import HEADER, decode_record
@@ -54,6 +56,18 @@ log = logging.getLogger("gateway.node")
 
 # Events after which an entity no longer exists (its actor stops).
 _ENDING = ENDING
+
+# What an event class does to the entities (Node._mirror's tests, once per class).
+_M_SKIP, _M_OPENS, _M_CLOSES, _M_ENDS = 1, 2, 4, 8
+_MIRROR_KINDS: dict[type, int] = {}
+
+
+def _mirror_kind(cls: type) -> int:
+    kind = (_M_SKIP if cls.TYPE.startswith("tcp.") else 0) | \
+        (_M_OPENS if issubclass(cls, PINHOLE_OPENED) else _M_CLOSES if issubclass(cls, PINHOLE_CLOSED) else 0) | \
+        (_M_ENDS if issubclass(cls, _ENDING) else 0)
+    _MIRROR_KINDS[cls] = kind
+    return kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,13 +511,32 @@ class Node:
 
     # ------------------------------------------------------------ replication
     def on_records(self, records: list) -> None:
-        """Standby: records received from the active, already in our journal."""
-        events = [r.event() for r in records]
+        """Standby: records received from the active, already in our journal.
+
+        The batch is folded in runs (journal/fold.py: one SIP draft open
+        over a run of SIP events, frozen once) and the entities follow its
+        net effect (:meth:`_mirror_batch`): the state, entities and
+        timers are those of folding and mirroring event by event. An
+        event the batch fold cannot take leaves no trace of the batch:
+        the batch is folded again event by event, which stops at that
+        event with the state before it, exactly as the per-event fold
+        always did (the replicator logs the failure)."""
+        decode = decode_event       # Record.event() without its call per record
+        events = [decode(r.type, r.schema, r.payload) for r in records]
         with self.state_lock:
-            for e in events:
-                self._fold(e)
+            fold = BatchFold(self.state)
+            try:
+                for e in events:
+                    fold.add(e)
+                state = fold.freeze()
+            except Exception:  # noqa: BLE001 - reported by the event-by-event fold below
+                for e in events:
+                    self._fold(e)
+            else:
+                self.state = state
+                self.counters["events"] += len(events)  # folded from the active
             self.applied = records[-1].seq if records else self.applied
-        self._mirror(events)
+        self._mirror_batch(events)
         self._datapath_follow(events)
         if self.live_config is not None:
             self.live_config.follow(events)   # a journaled configuration change
@@ -588,6 +621,44 @@ class Node:
                 self._end_entity(e.stream)
             else:
                 self._entity(e.stream)
+
+    def _mirror_batch(self, events) -> None:
+        """:meth:`_mirror` of a batch, by its net effect on each entity: an
+        entity ended anywhere in the batch is ended (its actor stopped, its
+        timer cancelled) once, and one whose last event does not end it is
+        then entered; the entities are independent of one another, so this
+        is what mirroring event by event leaves, with one directory
+        operation per entity instead of one per event."""
+        last: dict[str, bool] = {}          # stream -> entered (True) or ended (False) by its last event
+        ended: list[str] = []
+        kinds = _MIRROR_KINDS
+        for e in events:
+            kind = kinds.get(type(e))
+            if kind is None:
+                kind = _mirror_kind(type(e))
+            if kind & _M_SKIP:
+                continue            # a connection's sequence adjustment: no entity, no timer
+            if kind & _M_OPENS:
+                last[f"pinhole/{e.pinhole}"] = True
+            elif kind & _M_CLOSES:
+                key = f"pinhole/{e.pinhole}"
+                last[key] = False
+                ended.append(key)
+            stream = e.stream
+            if kind & _M_ENDS:
+                last[stream] = False
+                ended.append(stream)
+            else:
+                last[stream] = True
+        if ended:
+            # _end_entity of each, with one hold of each lock.
+            ended = list(dict.fromkeys(ended))
+            self.timers.cancel_many(ended)
+            for ref in self.directory.remove_many(("entity", stream) for stream in ended):
+                ref.stop(block=False)
+        for stream, entered in last.items():
+            if entered:
+                self._entity(stream)
 
     def _mirror_all(self) -> None:
         st = self.state

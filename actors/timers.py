@@ -123,6 +123,14 @@ class TimerService:
         with self._cond:
             return self._timers.pop(key, None) is not None
 
+    def cancel_many(self, keys: Iterable[Hashable]) -> None:
+        """:meth:`cancel` of each key, under one hold of the lock (a standby
+        ends the entities of a batch of records at once)."""
+        timers = self._timers
+        with self._cond:
+            for key in keys:
+                timers.pop(key, None)
+
     def rebuild(self, specs: Iterable[TimerSpec | tuple[Any, ...]]) -> dict[Hashable, int]:
         """Replace every timer with `specs` (after failover or replay).
 

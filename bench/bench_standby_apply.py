@@ -1,0 +1,166 @@
+"""The standby's apply and the journal's replay, in events/s, on real SIP calls.
+
+    .venv/bin/python bench/bench_standby_apply.py [--calls 3000] [--batch 64]
+        [--rounds 3] [--compare-with TREE] [--profile FILE]
+
+The journal is overlapping calls of the real SIP ALG's events (INVITE with
+SDP, 100, 180, 200 with SDP, ACK, media reports, BYE, 200, the teardown
+timer; bench/bench_snapshots.py's generator), so the standby opens and ends
+calls, entities and pinholes as it does behind a loaded active.
+
+Standby apply: a standby node (``Node.start(role="standby")``) is given the
+journal's frames in batches of ``--batch`` the way the replicator's applier
+does (``journal.append_frames`` then ``Node.on_records``); only
+``on_records`` is timed, in CPU time of the thread that runs it (on a
+shared machine wall time mostly measures the other processes; the issue's
+measure is CPU per call anyway): the fold under the state lock, the entities'
+mirroring, the datapath's following). Replay: ``journal.replay.replay`` of
+the whole journal with the domain's ``apply``, in CPU time too.
+
+With ``--compare-with TREE`` (another checkout, e.g. the code before a
+change) each figure is measured by each tree's code in fresh processes, the
+trees alternating round by round so both see the same machine load; the
+ratios are this tree's over TREE's. The load average is printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parents[1]
+
+# Run in a fresh process with PYTHONPATH at a tree: the figures of that tree's code.
+_MEASURE = r"""
+import json, sys, time
+src, work, batch, profile = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+from actors.node import Node
+from gateway import domain
+from gateway.config.model import Config
+from journal.replay import replay
+from journal.store import Journal
+
+class Clock:
+    t = 1000.0
+    def __call__(self):
+        return self.t
+
+with Journal.open(src, fsync=False) as j:
+    head = j.head
+    batches = [j.read_frames(s, batch) for s in range(1, head + 1, batch)]
+cfg = Config(zones={}, interfaces={}, addresses={}, policies=(), routes=())
+node = Node("gw-b", cfg, work, clock=Clock(), fsync=False, timer_thread=False)
+prof = None
+if profile:
+    import cProfile
+    prof = cProfile.Profile()
+try:
+    node.start(role="standby")
+    spent = 0.0
+    for frames in batches:
+        records = node.journal.append_frames(frames)
+        t0 = time.thread_time()
+        if prof is not None:
+            prof.enable()
+        node.on_records(records)
+        if prof is not None:
+            prof.disable()
+        spent += time.thread_time() - t0
+    calls = len(node.sip.calls)
+    entities = node.directory.count("entity")
+    shown = len(node.show("calls"))
+finally:
+    node.stop()
+if prof is not None:
+    prof.dump_stats(profile)
+t0 = time.thread_time()
+state, last = replay(src, domain.apply, domain.EMPTY)
+replay_s = time.thread_time() - t0
+assert last == head, (last, head)
+assert state == node.state, (len(state.sip.calls), calls)
+print(json.dumps({"events": head, "apply_s": spent, "replay_s": replay_s, "live_calls": calls,
+                  "entities": entities, "shown": shown}))
+"""
+
+
+def write_journal(path: Path, calls: int) -> int:
+    """Overlapping calls: each second a call starts, one answered 2 s earlier
+    gets its media reports, one from 4 s earlier ends (as tests/test_batch_fold.py)."""
+    sys.path.insert(0, str(HERE))
+    sys.path.insert(0, str(HERE / "bench"))
+    sys.path.insert(0, str(HERE / "tests"))
+    from bench_snapshots import CallFactory, append_rows
+    from journal.store import Journal
+    f = CallFactory()
+    with Journal.open(path, fsync=False) as j:
+        pending: dict[int, list] = {}
+        for sec in range(calls):          # the last calls are still live at the end
+            rows = pending.pop(sec, [])
+            if sec < calls:
+                rows += f.rows(0, sec + 1)
+                pending.setdefault(sec + 2, []).extend(f.rows(1, sec + 1))
+                pending.setdefault(sec + 4, []).extend(f.rows(2, sec + 1))
+            if rows:
+                append_rows(j, rows, 1000.0 + sec)
+        return j.head
+
+
+def measure(tree: Path, src: Path, batch: int, profile: str = "") -> dict:
+    work = Path(tempfile.mkdtemp(prefix="standby-apply-"))
+    try:
+        env = dict(os.environ, PYTHONPATH=str(tree))
+        out = subprocess.run([sys.executable, "-c", _MEASURE, str(src), str(work / "node"), str(batch), profile],
+                             env=env, cwd=str(tree), capture_output=True, text=True)
+        if out.returncode:
+            raise SystemExit(f"{tree}: the measurement failed:\n{out.stderr}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--calls", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=64, help="records per on_records (a replication batch)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--compare-with", type=Path, default=None, help="another tree: the baseline")
+    ap.add_argument("--profile", default="", help="cProfile of this tree's on_records, written here")
+    a = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="standby-apply-src-"))
+    try:
+        n = write_journal(tmp / "j", a.calls)
+        print(f"journal: {a.calls} calls, {n} events; batches of {a.batch}; load average {os.getloadavg()}")
+        trees = [("this", HERE)] + ([("base", a.compare_with.resolve())] if a.compare_with else [])
+        best: dict[str, dict] = {}
+        for r in range(a.rounds):
+            for name, tree in (trees if r % 2 == 0 else trees[::-1]):
+                m = measure(tree, tmp / "j", a.batch, a.profile if (name == "this" and r == 0) else "")
+                print(f"round {r} {name:4}: apply {m['events'] / m['apply_s']:>9,.0f} ev/s  "
+                      f"replay {m['events'] / m['replay_s']:>9,.0f} ev/s  live calls {m['live_calls']} "
+                      f"entities {m['entities']} shown {m['shown']}", flush=True)
+                b = best.setdefault(name, m)
+                b["apply_s"] = min(b["apply_s"], m["apply_s"])
+                b["replay_s"] = min(b["replay_s"], m["replay_s"])
+        print(f"best of {a.rounds}; load average after {os.getloadavg()}")
+        for name, m in best.items():
+            print(f"  {name:4}: standby apply {m['events'] / m['apply_s']:,.0f} events/s of CPU "
+                  f"({m['apply_s'] / m['events'] * 1e6:.1f} us/event), "
+                  f"replay {m['events'] / m['replay_s']:,.0f} events/s")
+        if "base" in best:
+            t, b = best["this"], best["base"]
+            if (t["live_calls"], t["entities"], t["shown"]) != (b["live_calls"], b["entities"], b["shown"]):
+                print("  WARNING: the trees' standbys differ", t, b)
+            print(f"  ratio this/base: standby apply {b['apply_s'] / t['apply_s']:.2f}x, "
+                  f"replay {b['replay_s'] / t['replay_s']:.2f}x")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
