@@ -63,7 +63,7 @@ _MIRROR_KINDS: dict[type, int] = {}
 
 
 def _mirror_kind(cls: type) -> int:
-    kind = (_M_SKIP if cls.TYPE.startswith("tcp.") else 0) | \
+    kind = (_M_SKIP if cls.TYPE.startswith(("tcp.", "config.")) else 0) | \
         (_M_OPENS if issubclass(cls, PINHOLE_OPENED) else _M_CLOSES if issubclass(cls, PINHOLE_CLOSED) else 0) | \
         (_M_ENDS if issubclass(cls, _ENDING) else 0)
     _MIRROR_KINDS[cls] = kind

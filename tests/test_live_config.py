@@ -159,6 +159,9 @@ def test_apply_switches_both_nodes_at_the_same_record_and_replay_reproduces_it(p
     replicate(a, b)
     assert lb.current_hash == config_hash(cfg(MORE))
     assert b.config == a.config and b.state == a.state
+    # The configuration is no entity: no actor, no timer, on either node.
+    assert b.directory.keys("entity") == a.directory.keys("entity")
+    assert not any("config" in str(k) for k in b.directory.keys("entity"))
     replayed, _ = replay(a.journal, domain.apply, domain.EMPTY)
     assert replayed.config.hash == config_hash(cfg(MORE)) and replayed == a.state
     assert (tmp_path / "a" / RUNNING_FILE).read_text().endswith(normal_text(cfg(MORE)))
