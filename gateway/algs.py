@@ -57,42 +57,6 @@ def far_side_of(engine, o):
     return far
 
 
-def dedicated_of(engine, o) -> bool:
-    """True when the translation of the signalling packet ``o`` maps its
-    public address to its private host one-to-one: a MIP (inbound to it, or
-    the host leaving as its MIP, "reverse MIP": ``policy.Engine.decide``).
-    A MIP translates the address only (manual ch. 2 "Example: Incoming Call
-    with MIP"), so every port of it is the host's and the ALG keeps the
-    media ports (``SipContext.dedicated``). Interface NAT, DIP pools and
-    incoming DIP share their address among hosts: False."""
-    if engine is None:
-        return False
-    if o.direction == "outbound" and o.nat_src is not None:
-        public, private = o.nat_src[0], o.src[0]
-    elif o.direction == "inbound" and o.nat_dst is not None:
-        public, private = o.dst[0], o.nat_dst[0]
-    else:
-        return False
-    return one_to_one_of(engine)(str(public), str(private))
-
-
-def one_to_one_of(engine):
-    """``(public, private) -> bool``: NAT maps the address ``public`` to the
-    host ``private`` one-to-one (a MIP; :func:`dedicated_of`), for media of
-    hosts other than a message's sender (MGCP's relayed descriptors). None
-    without a policy engine."""
-    if engine is None:
-        return None
-
-    def one_to_one(public: str, private: str) -> bool:
-        try:
-            host = engine.mip_host(IPv4Address(public))
-            return host is not None and host == IPv4Address(private)
-        except ValueError:
-            return False
-    return one_to_one
-
-
 def media_nat_of(engine, o):
     """The public address NAT gives the media of a private gateway named in
     an outbound message's SDP, toward the message's destination gateway, or
@@ -148,8 +112,7 @@ class SipAdapter:
     @staticmethod
     def context(o, engine=None):
         ctx = sip_alg.SipContext(o.direction, o.src, o.dst, o.nat_src, o.nat_dst, o.ingress, o.egress,
-                                 getattr(o, "transport", "udp"), far_side_of(engine, o),
-                                 dedicated_of(engine, o))
+                                 getattr(o, "transport", "udp"), far_side_of(engine, o))
         seg = getattr(o, "segment", None)
         if seg is None:
             return ctx
@@ -226,7 +189,7 @@ class MgcpAdapter:
         role = MgcpAdapter.role(o)
         media_nat = media_nat_of(engine, o) if engine is not None and o.direction == "outbound" else None
         return mgcp_alg.MgcpContext(o.direction, o.src, o.dst, o.nat_src, o.nat_dst, o.ingress, o.egress,
-                                    role, media_nat, far_side_of(engine, o), one_to_one_of(engine))
+                                    role, media_nat, far_side_of(engine, o))
 
     @staticmethod
     def role(o) -> str:
@@ -325,7 +288,7 @@ class H323Adapter:
     def context(o, engine=None):
         seg = getattr(o, "segment", None)
         ctx = h323_alg.H323Context(o.channel or "ras", o.direction, o.src, o.dst, o.nat_src, o.nat_dst,
-                                   o.conn, dedicated_of(engine, o))
+                                   o.conn)
         return h323_segment.PacketContext(ctx, seg.messages if seg is not None else ())
 
     @staticmethod

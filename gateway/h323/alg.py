@@ -87,10 +87,6 @@ class H323Context:
     nat_src: tuple[str, int] | None = None
     nat_dst: tuple[str, int] | None = None
     conn: str = ""
-    # The translation maps the public address to the private host
-    # one-to-one (a MIP: gateway.algs.dedicated_of): every port of it is
-    # the host's, so a port another call holds is taken over, not moved.
-    dedicated: bool = False
 
     def connection(self) -> str:
         if self.conn:
@@ -165,12 +161,7 @@ class _Run(Run):
             return (pub_ip, int(ctx.nat_src[1]))
         port = orig[1]
         owner = self.st.ports_in_use.get((pub_ip, port))
-        if key is not None and owner is not None and owner != key and ctx.dedicated:
-            # A MIP is one host's: the port another call of that host holds
-            # is the one it announces again (a reused RTP port). The newest
-            # negotiation takes the flow; the older call's pinholes to it close.
-            self.take_over(owner, (pub_ip, port), key)
-        elif key is not None and owner is not None and owner != key:
+        if key is not None and owner is not None and owner != key:
             # Another call holds this public port (interface or DIP NAT
             # shares one address among hosts): take a free one.
             used = {(IPv4Address(i), p) for (i, p) in self.st.ports_in_use}
@@ -181,16 +172,6 @@ class _Run(Run):
         if key is not None and (pub_ip, port) not in self.st.calls[key].ports:
             self.emit(ev.PortMapped(key, (pub_ip, port), orig))
         return (pub_ip, port)
-
-    def take_over(self, owner: str, pub: tuple, key: str) -> None:
-        call = self.st.calls.get(owner)
-        if call is None:
-            return
-        reason = f"media flow {pub[0]}:{pub[1]} taken over by call {key}"
-        for pid, p in call.pinholes.items():
-            if tuple(p.dst) == pub:
-                self.emit(ev.PinholeClosed(owner, pid, reason))
-        self.logs.append(f"h323 call {owner}: {reason}")
 
     def _inbound(self, orig: tuple, key: str | None) -> tuple:
         ctx = self.ctx

@@ -78,10 +78,6 @@ class MgcpContext(PacketContext):
     # As gateway.sip.alg.SipContext.far_side: True for an address in the zone
     # the message goes to (no pinhole is opened to it). None: not checked.
     far_side: Callable[[str], bool] | None = None
-    # ``dedicated(public, private)``: True when NAT maps ``public`` to the
-    # host ``private`` one-to-one (a MIP: the address is translated, every
-    # port of it is the host's), so its media keeps its port. None: never.
-    dedicated: Callable[[str, str], bool] | None = None
 
     @property
     def gateway(self) -> str:
@@ -722,35 +718,11 @@ class _Message:
                 run.release_group(run.st.calls[key], g.group, "media stream removed")
         self.sdp_addresses(mapped)
 
-    def kept_port(self, public_ip: str, addr: str, port: int, rtcp_ip: str, rtcp_port: int) -> int | None:
-        """The private RTP port itself when ``public_ip`` is dedicated to the
-        media's host (``MgcpContext.dedicated``: a MIP translates the address
-        only), else None: the ALG allocates a pair on the shared address.
-        A live voice channel of another connection holding that pair (the
-        gateway reusing its RTP port) is released: the newest negotiation
-        takes the flow."""
-        run, one_to_one = self.run, self.ctx.dedicated
-        if (one_to_one is None or rtcp_ip != addr or rtcp_port != port + 1 or port % 2
-                or port > 65534 or not one_to_one(public_ip, addr)):
-            return None
-        a = IPv4Address(public_ip)
-        for group in {run.st.ports_in_use.get((a, p)) for p in (port, port + 1)} - {None}:
-            where = run.st.group_index.get(group)
-            if where is None:
-                return None
-            run.release_group(run.st.calls[where], group,
-                              f"media flow {public_ip}:{port} taken over by the newest negotiation")
-            run.logs.append(f"MGCP call {where[1]} of gateway {where[0]}: voice channel on "
-                            f"{public_ip}:{port} ended, taken over by the newest negotiation")
-        return port
-
     def bind(self, key, side, conn_id, tid, index, addr, port, rtcp_ip, rtcp_port, public_ip) -> int | None:
         run = self.run
+        call = run.st.calls[key]
         pub = None
         if public_ip is not None:
-            pub = self.kept_port(public_ip, addr, port, rtcp_ip, rtcp_port)
-        call = run.st.calls[key]
-        if public_ip is not None and pub is None:
             # RTP on an even port and RTCP on the next odd one (gateway.ports).
             pub = allocate_pair(run.st.ports_in_use, IPv4Address(public_ip),
                                 hint=_port_hint(run.st.ports_in_use, public_ip, port, f"{call.stream}#{call.seq}"))

@@ -28,7 +28,6 @@ from gateway.ports import MEDIA_PORT_LOW
 from gateway.sip import parse_message, rewrite_message
 from gateway.sip import events as ev
 from gateway.sip import nat
-from gateway.sip import portmap
 from gateway.sip.portmap import allocate_pair, allocate_port
 from gateway.sip.state import (EMPTY, HANDLERS, Call, Pinhole, SipDraft, SipState, _call_base,
                                apply)
@@ -67,14 +66,10 @@ class SipContext(PacketContext):
     to it would not cross the gateway from the side the message came from,
     so no pinhole is opened to it (an SDP or Contact naming a third party
     behind the gateway must not open a path to it from anywhere). None: not
-    checked (no routing known). ``dedicated``: the translation of this
-    packet maps its public address to its private host one-to-one (a MIP,
-    manual ch. 2 "Example: Incoming Call with MIP"): every port of the
-    public address is the host's, so media ports are kept, not allocated."""
+    checked (no routing known)."""
 
     transport: str = "udp"
     far_side: Callable[[str], bool] | None = None
-    dedicated: bool = False
 
 
 def _max_duration(settings: SipSettings) -> int:
@@ -916,59 +911,15 @@ class _Message:
         elif rejected:
             self.run.edits += nat.sdp_edits(sd, "", set(), {}, rejected)
 
-    def kept_port(self, addr: str, port: int, rtcp_ip: str, rtcp_port: int) -> int | None:
-        """The private RTP port itself, when the call's public address is
-        dedicated to the private party (``SipContext.dedicated``: a MIP
-        translates the address only, every port of it is the host's), or
-        None: the ALG allocates a pair (a shared address: interface NAT,
-        DIP). Kept only for media on the host's own address with RTCP on the
-        next port (the pair the SDP gets back is ``p``/``p + 1``).
-
-        When a live voice channel of another negotiation (the same phone
-        reusing its RTP port while an older call lingers or still runs)
-        holds that public pair, the newest negotiation takes the flow over:
-        the older channel is released with a logged reason, as a phone
-        reusing its port expects. A port held by anything else (a
-        signalling binding) is not taken: the ALG allocates instead."""
-        call = self.call
-        ctx = self.ctx
-        if (not ctx.dedicated or addr != call.private_ip or rtcp_ip != addr
-                or rtcp_port != port + 1 or port % 2 or port > 65534):
-            return None
-        ip = call.alg_ip
-        # The packet's own public address is the one the call translates to
-        # (the fact is about this packet's translation).
-        if ctx.direction == "outbound" and ctx.nat_src is not None:
-            public = str(ctx.nat_src[0])
-        elif ctx.direction == "inbound":
-            public = self.dst_ip
-        else:
-            public = None
-        if public != ip:
-            return None
-        held = portmap.is_held(self.run.st.ports, ip, port) or portmap.is_held(self.run.st.ports, ip, port + 1)
-        if not held:
-            return port
-        owner = self.run.st.media_group_on(ip, port)
-        if owner is None:
-            return None
-        key, group = owner
-        self.run.release_group(key, group, f"media flow {ip}:{port} taken over by call {call.call_id}")
-        self.run.logs.append(f"call {self.run.st.calls[key].call_id}: voice channel on {ip}:{port} "
-                             f"ended, taken over by the newest negotiation (call {call.call_id})")
-        return port
-
     def bind_media(self, i: int, side: str, addr: str, port: int, rtcp_ip: str, rtcp_port: int,
                    nat_side: bool, ports: dict[int, int]) -> None:
         call = self.call
         key = call.key
         pub = None
         if nat_side:
-            pub = self.kept_port(addr, port, rtcp_ip, rtcp_port)
-            if pub is None:
-                # "the ALG provides consecutive even-odd ports. If it is unable
-                # to find a pair of ports it discards the SIP message."
-                pub = allocate_pair(self.run.st.ports, call.alg_ip, hint=port)
+            # "the ALG provides consecutive even-odd ports. If it is unable
+            # to find a pair of ports it discards the SIP message."
+            pub = allocate_pair(self.run.st.ports, call.alg_ip, hint=port)
             if pub is None:
                 raise Dropped(f"no free even/odd port pair on {call.alg_ip} for media "
                             f"{addr}:{port}; SIP message discarded")

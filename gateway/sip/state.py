@@ -202,19 +202,6 @@ class _StateQueries:
         ``public_ip``, oldest first."""
         return self._oldest(self.reg_by_call.get((public_ip, _call_base(call_id)), ()))
 
-    def media_group_on(self, public_ip: str, port: int) -> tuple[str, str] | None:
-        """(call key, group) of the live voice channel whose public pair
-        starts at or covers ``public_ip:port``, or None. A scan of every
-        call's channels: asked only when a kept port (a dedicated address,
-        :meth:`gateway.sip.alg._Message.kept_port`) is found held."""
-        for key, call in self.calls.items():
-            for g in call.groups:
-                # Pairs p/p+1 and port/port+1 overlap.
-                if (g.public_ip == public_ip and g.public_port is not None
-                        and abs(g.public_port - port) <= 1):
-                    return key, g.group
-        return None
-
     def next_deadline(self, stream: str) -> float | None:
         """The earliest absolute deadline of an entity (its timer key is its
         stream), or None when it has none (or no longer exists)."""
