@@ -138,6 +138,46 @@ def datagram(op) -> tuple[MgcpContext, bytes]:
     raise AssertionError(op)
 
 
+def events_of(seq) -> list:
+    """The MGCP ALG's events for an operation sequence of :data:`ops`: commands,
+    answers and calls stepped, media reported, timers fired when due (the
+    node's order), for the tests that need a real MGCP event history."""
+    state, events, now, n, timers = EMPTY, [], 100.0, 100, {}
+    for op in seq:
+        results = []
+        if op[0] == "time":
+            now += op[1]
+            for key, due in sorted(timers.items(), key=lambda kv: kv[1]):
+                if due <= now and timers.get(key) == due:
+                    del timers[key]
+                    results.append(on_timer(state, key, now, SETTINGS))
+                    state = results[-1].state
+        elif op[0] == "media":
+            groups = sorted(state.group_index)
+            if groups:
+                results.append(media_activity(state, groups[op[1] % len(groups)], now, SETTINGS))
+        else:
+            now += 0.01
+            if op[0] == "answer":
+                got = answer(state, op)
+            elif op[0] == "live":
+                n += 1
+                got = live(state, op, n)
+            else:
+                got = datagram(op)
+            if got is not None:
+                results.append(step(state, *got, now, SETTINGS))
+        for r in results:
+            state = r.state
+            events += r.events
+            for t in r.timers:
+                if t.deadline is None:
+                    timers.pop(t.key, None)
+                else:
+                    timers[t.key] = t.deadline
+    return events
+
+
 def check_indexes(state) -> None:
     groups = {}
     for (gw, cid), call in state.calls.items():

@@ -131,41 +131,8 @@ def test_capture_journals_snapshot_plus_tail_equals_full_fold(capture_journals):
 def test_mgcp_streams_snapshot_plus_tail_equals_full_fold(tmp_path_factory, seq, data):
     """The MGCP ALG's events for the MGCP suite's operation sequences
     (tests/test_mgcp_alg_replay.py: commands, answers, calls, media, timers)."""
-    from gateway.mgcp.alg import EMPTY, media_activity, on_timer, step
-    from test_mgcp_alg_replay import SETTINGS, answer, datagram, live
-    state, events, now, n, timers = EMPTY, [], 100.0, 100, {}
-    for op in seq:
-        results = []
-        if op[0] == "time":
-            now += op[1]
-            for key, due in sorted(timers.items(), key=lambda kv: kv[1]):
-                if due <= now and timers.get(key) == due:
-                    del timers[key]
-                    results.append(on_timer(state, key, now, SETTINGS))
-                    state = results[-1].state
-        elif op[0] == "media":
-            groups = sorted(state.group_index)
-            if groups:
-                results.append(media_activity(state, groups[op[1] % len(groups)], now, SETTINGS))
-        else:
-            now += 0.01
-            if op[0] == "answer":
-                got = answer(state, op)
-            elif op[0] == "live":
-                n += 1
-                got = live(state, op, n)
-            else:
-                got = datagram(op)
-            if got is not None:
-                results.append(step(state, *got, now, SETTINGS))
-        for r in results:
-            state = r.state
-            events += r.events
-            for t in r.timers:
-                if t.deadline is None:
-                    timers.pop(t.key, None)
-                else:
-                    timers[t.key] = t.deadline
+    from test_mgcp_alg_replay import events_of
+    events = events_of(seq)
     if not events:
         return
     tmp = tmp_path_factory.mktemp("m")

@@ -63,8 +63,7 @@ def observed(node: Node) -> dict:
 
 from bench_snapshots import CallFactory  # noqa: E402
 from gateway import events as gev  # noqa: E402
-from gateway.mgcp.alg import EMPTY as MGCP_EMPTY, media_activity, on_timer, step  # noqa: E402
-from test_mgcp_alg_replay import SETTINGS, answer, datagram, live, ops as mgcp_ops  # noqa: E402
+from test_mgcp_alg_replay import events_of as mgcp_events, ops as mgcp_ops  # noqa: E402
 
 _factory = CallFactory()
 
@@ -80,40 +79,6 @@ def real_calls(draw) -> list:
         part = parts[i].pop(0)
         out += [gev.decode(t, sc, pl) for t, sc, _st, pl, _v in _factory.rows(part, i + 1)]
     return out
-
-
-def mgcp_events(ops) -> list:
-    """The MGCP ALG's events for an operation sequence of the MGCP suite."""
-    state, events, now, n, timers = MGCP_EMPTY, [], 100.0, 100, {}
-    for op in ops:
-        results = []
-        if op[0] == "time":
-            now += op[1]
-            for key, due in sorted(timers.items(), key=lambda kv: kv[1]):
-                if due <= now and timers.get(key) == due:
-                    del timers[key]
-                    results.append(on_timer(state, key, now, SETTINGS))
-                    state = results[-1].state
-        elif op[0] == "media":
-            groups = sorted(state.group_index)
-            if groups:
-                results.append(media_activity(state, groups[op[1] % len(groups)], now, SETTINGS))
-        else:
-            now += 0.01
-            got = answer(state, op) if op[0] == "answer" else live(state, op, n + 1) if op[0] == "live" \
-                else datagram(op)
-            n += op[0] == "live"
-            if got is not None:
-                results.append(step(state, *got, now, SETTINGS))
-        for r in results:
-            state = r.state
-            events += r.events
-            for t in r.timers:
-                if t.deadline is None:
-                    timers.pop(t.key, None)
-                else:
-                    timers[t.key] = t.deadline
-    return events
 
 
 @st.composite
