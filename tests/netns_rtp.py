@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 
-from netns_udp import _sdp, _sdp_target, _sip
+from netns_udp import _sdp_target, answer_invite, send_invite
 
 PAYLOAD = b"\x80\x00" + bytes(172)       # 200 bytes with the IP and UDP headers
 
@@ -40,11 +40,7 @@ def uas(addr: str, seconds: float) -> None:
         for s in r:
             data, peer = s.recvfrom(65535)
             if s is sig and data.startswith(b"INVITE"):
-                lines = data.decode("latin-1").split("\r\n")
-                keep = [ln for ln in lines if ln.split(":", 1)[0] in ("Via", "From", "Call-ID", "CSeq")]
-                to = next(ln for ln in lines if ln.startswith("To:")) + ";tag=uas"
-                sig.sendto(_sip("SIP/2.0 200 OK", keep + [to, f"Contact: <sip:b@{addr}:5060>"],
-                                _sdp(addr, 7000)), peer)
+                answer_invite(sig, data, peer, addr)
                 rtp.sendto(PAYLOAD, _sdp_target(data))
             elif s is rtp:
                 received += 1
@@ -53,15 +49,24 @@ def uas(addr: str, seconds: float) -> None:
     print(json.dumps({"received": received, "from": sorted(sources)}), flush=True)
 
 
+def _echoes_within(rtp: socket.socket, seconds: float) -> int:
+    """How many datagrams ``rtp`` receives (and reads) in the next ``seconds``."""
+    n = 0
+    end = time.monotonic() + seconds
+    while True:
+        r, _, _ = select.select([rtp], [], [], max(0.0, end - time.monotonic()))
+        if not r:
+            return n
+        rtp.recvfrom(65535)
+        n += 1
+
+
 def uac(local: str, host: str, phases: str) -> None:
     sig = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sig.bind(("0.0.0.0", 5060))
     rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rtp.bind(("0.0.0.0", 4000))
-    sig.sendto(_sip(f"INVITE sip:b@{host} SIP/2.0",
-                    [f"Via: SIP/2.0/UDP {local}:5060;branch=z9hG4bK78", f"From: <sip:a@{local}>;tag=a",
-                     f"To: <sip:b@{host}>", f"Call-ID: offload-1@{local}", "CSeq: 1 INVITE",
-                     f"Contact: <sip:a@{local}:5060>"], _sdp(local, 4000)), (host, 5060))
+    send_invite(sig, local, host, "offload-1", "z9hG4bK78")
     r, _, _ = select.select([sig], [], [], 5)
     if not r:
         print(json.dumps({"error": "no answer"}), flush=True)
@@ -74,20 +79,8 @@ def uac(local: str, host: str, phases: str) -> None:
         for _ in range(int(count)):
             rtp.sendto(PAYLOAD, target)
             sent += 1
-            end = time.monotonic() + float(gap)
-            while True:
-                r, _, _ = select.select([rtp], [], [], max(0.0, end - time.monotonic()))
-                if not r:
-                    break
-                rtp.recvfrom(65535)
-                echoed += 1
-        end = time.monotonic() + float(pause)
-        while True:
-            r, _, _ = select.select([rtp], [], [], max(0.0, end - time.monotonic()))
-            if not r:
-                break
-            rtp.recvfrom(65535)
-            echoed += 1
+            echoed += _echoes_within(rtp, float(gap))
+        echoed += _echoes_within(rtp, float(pause))
         print(json.dumps({"phase": i, "sent": sent, "echoed": echoed}), flush=True)
         sys.stdin.readline()
     print("done", flush=True)

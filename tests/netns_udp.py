@@ -62,6 +62,23 @@ def _sdp(addr: str, port: int) -> str:
     return f"v=0\no=u 1 1 IN IP4 {addr}\ns=-\nc=IN IP4 {addr}\nt=0 0\nm=audio {port} RTP/AVP 0\n"
 
 
+def answer_invite(sig: socket.socket, invite: bytes, peer, addr: str) -> None:
+    """200 OK to ``invite`` with SDP at ``addr``:7000."""
+    lines = invite.decode("latin-1").split("\r\n")
+    keep = [ln for ln in lines if ln.split(":", 1)[0] in ("Via", "From", "Call-ID", "CSeq")]
+    to = next(ln for ln in lines if ln.startswith("To:")) + ";tag=uas"
+    sig.sendto(_sip("SIP/2.0 200 OK", keep + [to, f"Contact: <sip:b@{addr}:5060>"],
+                    _sdp(addr, 7000)), peer)
+
+
+def send_invite(sig: socket.socket, local: str, host: str, call_id: str, branch: str) -> None:
+    """An INVITE from ``local`` to ``host`` offering SDP at ``local``:4000."""
+    sig.sendto(_sip(f"INVITE sip:b@{host} SIP/2.0",
+                    [f"Via: SIP/2.0/UDP {local}:5060;branch={branch}", f"From: <sip:a@{local}>;tag=a",
+                     f"To: <sip:b@{host}>", f"Call-ID: {call_id}@{local}", "CSeq: 1 INVITE",
+                     f"Contact: <sip:a@{local}:5060>"], _sdp(local, 4000)), (host, 5060))
+
+
 def uas(addr: str, seconds: float) -> None:
     sig = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sig.bind(("0.0.0.0", 5060))
@@ -76,11 +93,7 @@ def uas(addr: str, seconds: float) -> None:
             print(json.dumps({"port": s.getsockname()[1], "from": list(peer),
                               "data": data.decode("latin-1")}), flush=True)
             if s is sig and data.startswith(b"INVITE"):
-                lines = data.decode("latin-1").split("\r\n")
-                keep = [ln for ln in lines if ln.split(":", 1)[0] in ("Via", "From", "Call-ID", "CSeq")]
-                to = next(ln for ln in lines if ln.startswith("To:")) + ";tag=uas"
-                sig.sendto(_sip("SIP/2.0 200 OK", keep + [to, f"Contact: <sip:b@{addr}:5060>"],
-                                _sdp(addr, 7000)), peer)
+                answer_invite(sig, data, peer, addr)
                 rtp.sendto(b"rtp-from-uas", _sdp_target(data))
 
 
@@ -89,10 +102,7 @@ def uac(local: str, host: str, wait: float) -> None:
     sig.bind(("0.0.0.0", 5060))
     rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rtp.bind(("0.0.0.0", 4000))
-    sig.sendto(_sip(f"INVITE sip:b@{host} SIP/2.0",
-                    [f"Via: SIP/2.0/UDP {local}:5060;branch=z9hG4bK77", f"From: <sip:a@{local}>;tag=a",
-                     f"To: <sip:b@{host}>", f"Call-ID: nfq-1@{local}", "CSeq: 1 INVITE",
-                     f"Contact: <sip:a@{local}:5060>"], _sdp(local, 4000)), (host, 5060))
+    send_invite(sig, local, host, "nfq-1", "z9hG4bK77")
     out: dict = {"answer": None, "rtp": []}
     end = time.monotonic() + wait
     while time.monotonic() < end:
