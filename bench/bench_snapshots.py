@@ -135,6 +135,20 @@ def append_rows(j: Journal, rows: list[tuple], ts: float) -> None:
     j.append_records(records)
 
 
+def append_overlapping_calls(j: Journal, calls: int) -> None:
+    """``calls`` overlapping calls, one a second: each second a call starts,
+    the one started 2 s earlier gets its middle part (answer, media) and the
+    one from 4 s earlier ends; the calls of the last 4 s are still live at
+    the end."""
+    f = CallFactory()
+    pending: dict[int, list] = {}
+    for sec in range(calls):
+        rows = pending.pop(sec, []) + f.rows(0, sec + 1)
+        pending.setdefault(sec + 2, []).extend(f.rows(1, sec + 1))
+        pending.setdefault(sec + 4, []).extend(f.rows(2, sec + 1))
+        append_rows(j, rows, 1000.0 + sec)
+
+
 # ------------------------------------------------------------- generation
 
 def disk_bytes(path: Path) -> int:

@@ -90,24 +90,15 @@ print(json.dumps({"events": head, "apply_s": spent, "replay_s": replay_s, "live_
 
 
 def write_journal(path: Path, calls: int) -> int:
-    """Overlapping calls: each second a call starts, one answered 2 s earlier
-    gets its media reports, one from 4 s earlier ends (as tests/test_batch_fold.py)."""
+    """A journal of ``calls`` overlapping real SIP calls
+    (bench_snapshots.append_overlapping_calls); its head."""
     sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(HERE / "bench"))
     sys.path.insert(0, str(HERE / "tests"))
-    from bench_snapshots import CallFactory, append_rows
+    from bench_snapshots import append_overlapping_calls
     from journal.store import Journal
-    f = CallFactory()
     with Journal.open(path, fsync=False) as j:
-        pending: dict[int, list] = {}
-        for sec in range(calls):          # the last calls are still live at the end
-            rows = pending.pop(sec, [])
-            if sec < calls:
-                rows += f.rows(0, sec + 1)
-                pending.setdefault(sec + 2, []).extend(f.rows(1, sec + 1))
-                pending.setdefault(sec + 4, []).extend(f.rows(2, sec + 1))
-            if rows:
-                append_rows(j, rows, 1000.0 + sec)
+        append_overlapping_calls(j, calls)
         return j.head
 
 

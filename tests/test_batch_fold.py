@@ -43,18 +43,9 @@ def test_runs_frozen_anywhere_equal_the_event_by_event_fold(history, data):
 
 def real_calls_journal(path: Path, calls: int) -> None:
     """Overlapping calls of the real SIP ALG's events (bench/bench_snapshots.py's generator)."""
-    from bench_snapshots import CallFactory, append_rows
-    f = CallFactory()
+    from bench_snapshots import append_overlapping_calls
     with Journal.open(path, fsync=False, segment_bytes=64 << 10) as j:
-        pending: dict[int, list] = {}
-        for sec in range(calls):            # the last calls are still live at the end
-            batch = pending.pop(sec, [])
-            if sec < calls:
-                batch += f.rows(0, sec + 1)
-                pending.setdefault(sec + 2, []).extend(f.rows(1, sec + 1))
-                pending.setdefault(sec + 4, []).extend(f.rows(2, sec + 1))
-            if batch:
-                append_rows(j, batch, 1000.0 + sec)
+        append_overlapping_calls(j, calls)
 
 
 def test_snapshot_and_tail_of_real_calls_equal_the_whole_journal_folded_event_by_event(tmp_path):
