@@ -54,10 +54,8 @@ from journal.snapshot import read_snapshot, remove_snapshots, write_snapshot
 
 log = logging.getLogger("gateway.node")
 
-# Events after which an entity no longer exists (its actor stops).
-_ENDING = ENDING
-
-# What an event class does to the entities (Node._mirror's tests, once per class).
+# What an event class does to the entities, worked out once per class for
+# Node._mirror (live) and Node._mirror_batch (standby): one classification.
 _M_SKIP, _M_OPENS, _M_CLOSES, _M_ENDS = 1, 2, 4, 8
 _MIRROR_KINDS: dict[type, int] = {}
 
@@ -65,7 +63,7 @@ _MIRROR_KINDS: dict[type, int] = {}
 def _mirror_kind(cls: type) -> int:
     kind = (_M_SKIP if cls.TYPE.startswith(("tcp.", "config.")) else 0) | \
         (_M_OPENS if issubclass(cls, PINHOLE_OPENED) else _M_CLOSES if issubclass(cls, PINHOLE_CLOSED) else 0) | \
-        (_M_ENDS if issubclass(cls, _ENDING) else 0)
+        (_M_ENDS if issubclass(cls, ENDING) else 0)   # the entity no longer exists
     _MIRROR_KINDS[cls] = kind
     return kind
 
@@ -610,14 +608,18 @@ class Node:
 
     def _mirror(self, events) -> None:
         """Entity actors follow the events: created by the first, stopped by the last."""
+        kinds = _MIRROR_KINDS
         for e in events:
-            if e.TYPE.startswith(("tcp.", "config.")):
+            kind = kinds.get(type(e))
+            if kind is None:
+                kind = _mirror_kind(type(e))
+            if kind & _M_SKIP:
                 continue            # a connection's sequence adjustment, the configuration: no entity
-            if isinstance(e, PINHOLE_OPENED):
+            if kind & _M_OPENS:
                 self._entity(f"pinhole/{e.pinhole}")
-            elif isinstance(e, PINHOLE_CLOSED):
+            elif kind & _M_CLOSES:
                 self._end_entity(f"pinhole/{e.pinhole}")
-            if isinstance(e, _ENDING):
+            if kind & _M_ENDS:
                 self._end_entity(e.stream)
             else:
                 self._entity(e.stream)
@@ -637,7 +639,7 @@ class Node:
             if kind is None:
                 kind = _mirror_kind(type(e))
             if kind & _M_SKIP:
-                continue            # a connection's sequence adjustment: no entity, no timer
+                continue            # a connection's sequence adjustment, the configuration: no entity
             if kind & _M_OPENS:
                 last[f"pinhole/{e.pinhole}"] = True
             elif kind & _M_CLOSES:
