@@ -332,6 +332,7 @@ class Replicator:
         # Rejoin after retention (the section at the end of this class).
         self._snap_sends: dict[bytes, SnapshotSend] = {}
         self._snap_recv: SnapshotReceive | None = None
+        self._snap_chunk_at = 0.0       # when the last chunk of the snapshot being received came
         self._snap_fd: int | None = None
         self._snap_tmp: Path | None = None
         self.snapshots_sent = 0
@@ -545,11 +546,13 @@ class Replicator:
                                 "%.0f ms ago; last turns (ms: start+checks/poll/rest, s = standby): %s",
                                 (now - self._renewed_at) * 1000, self._turns.history(now))
                 self._trigger("lease_check", now)
-            if self._hello_asap and self.role == "standby" and not self._cutting.is_set():
+            if self._hello_asap and self.role == "standby" and not self._cutting.is_set() \
+                    and not self._receiving_snapshot(now):
                 self._hello_asap = False
                 self._helloed = self._send_dealer(dealer, self._hello())
             if now >= next_hb:
-                if self.role == "standby" and not self._helloed and not self._cutting.is_set():
+                if self.role == "standby" and not self._helloed and not self._cutting.is_set() \
+                        and not self._receiving_snapshot(now):
                     self._helloed = self._send_dealer(dealer, self._hello())
                 self._heartbeat(dealer, now)
                 next_hb = now + self.hb_interval
@@ -789,8 +792,12 @@ class Replicator:
             if isinstance(msg, Heartbeat):
                 self._seen_peer(msg)
                 router.send_multipart([ident, *encode(self._hb(now))])
-                if self.role == "active" and msg.role == "standby" and ident not in self.sender.peers:
+                if self.role == "active" and msg.role == "standby" and ident not in self.sender.peers \
+                        and ident not in self._snap_sends:
                     # A standby that lost its session (we restarted): ask it to re-HELLO.
+                    # Not one being sent our snapshot: it is out of the sender's
+                    # peers until it HELLOs from the snapshot's record, and a
+                    # HELLO now would start the transfer over.
                     router.send_multipart([ident, *encode(Refused("hello again"))])
             elif isinstance(msg, Hello):
                 self._hello_from(router, ident, msg, now)
@@ -905,7 +912,8 @@ class Replicator:
                 # "no snapshot to send": the active cannot serve this node
                 # yet (it has no snapshot); like "not active", ask again at
                 # the next beat rather than at once.
-                if msg.reason not in ("not active", "no snapshot to send") and self.role == "standby":
+                if msg.reason not in ("not active", "no snapshot to send") and self.role == "standby" \
+                        and not self._receiving_snapshot(self.clock()):
                     # Say HELLO again now (a "not active" peer waits for the
                     # next beat), or as soon as a cut in progress is done.
                     if self._cutting.is_set():
@@ -1060,6 +1068,7 @@ class Replicator:
             log.error("replication: cannot store the active's snapshot: %s", exc)
             self._snapshot_abort()
             return
+        self._snap_chunk_at = self.clock()
         self._send_dealer(dealer, SnapAck(recv.seq, recv.received))
         if recv.complete:
             os.close(self._snap_fd)
@@ -1068,6 +1077,19 @@ class Replicator:
             self._snap_recv = self._snap_tmp = None
             self._cutting.set()
             self.applier.submit(self._install_snapshot, path, frame)
+
+    def _receiving_snapshot(self, now: float) -> bool:
+        """Standby: a snapshot is arriving (a chunk within SNAPSHOT_STALL).
+        No HELLO meanwhile: the active would start the transfer over, and the
+        one under way would be installed and then sent again. A transfer
+        that stopped is given up here, so the next HELLO asks anew."""
+        if self._snap_recv is None:
+            return False
+        if now - self._snap_chunk_at <= SNAPSHOT_STALL:
+            return True
+        log.warning("replication: the active's snapshot stopped arriving; asking for it again")
+        self._snapshot_abort()
+        return False
 
     def _snapshot_abort(self) -> None:
         if self._snap_fd is not None:

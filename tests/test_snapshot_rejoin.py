@@ -93,6 +93,50 @@ def test_standby_behind_the_active_retention_takes_its_snapshot_then_the_tail(tm
         a.stop()
 
 
+def test_a_standby_receiving_the_snapshot_does_not_ask_for_it_again(tmp_path, monkeypatch, caplog):
+    # While the chunks arrive the standby says no HELLO, even where its
+    # state would say one is due (a role change or a refusal clears
+    # `_helloed`), and the active does not answer its heartbeats with "hello
+    # again" (it is out of the sender's peers until it HELLOs from the
+    # snapshot's record): a HELLO would start the transfer over, the standby
+    # install the first one and then be sent the snapshot again.
+    monkeypatch.setattr(proto, "SNAP_CHUNK", 1024)
+    monkeypatch.setattr(proto, "SNAP_WINDOW", 2048)
+    ports = {"a": free_port(), "b": free_port()}
+    a = node("a", tmp_path, ports, "b")
+    b = node("b", tmp_path, ports, "a")
+    a.start()
+    try:
+        assert wait_for(lambda: a.role.role == "active", timeout=5)
+        b.start()
+        submit(a, call_events(0, activity=2))
+        assert wait_for(lambda: b.applied == a.journal.head, timeout=10)
+        b.stop()
+        for i in range(1, 300):
+            submit(a, call_events(i, activity=2))
+        a.snapshots.take()
+        for i in range(300, 310):
+            submit(a, call_events(i, activity=2))
+        b = node("b", tmp_path, ports, "a")
+        b.start()
+        r = b.replicator
+        assert wait_for(lambda: r._snap_recv is not None, timeout=10)
+        for _ in range(40):                     # HELLO due at each heartbeat, while chunks arrive
+            if r._snap_recv is None:
+                break
+            r._helloed = False
+            r._wake()
+            threading.Event().wait(0.03)
+        assert wait_for(lambda: b.applied == a.journal.head, timeout=30)
+        assert wait_for(lambda: a.replicator.snapshots_sent == 1, timeout=5)
+        assert r.snapshots_received == 1
+        sends = [m for m in caplog.messages if "sending it our snapshot" in m]
+        assert len(sends) == 1, sends
+    finally:
+        b.stop()
+        a.stop()
+
+
 def test_with_no_snapshot_to_send_the_standby_is_told_so_once_per_heartbeat(tmp_path, caplog):
     """Its missed records deleted and the active's snapshots gone (an operator
     removed them): the standby is refused with the reason, keeps its journal,
