@@ -25,6 +25,7 @@ import time
 from typing import Callable
 
 from actors.thread_names import name_native_thread
+from gateway.events import expand, in_steps
 
 log = logging.getLogger("gateway.journal")
 
@@ -55,7 +56,8 @@ class JournalWriter:
         self._pending_cv = threading.Condition()
         self._stop = False
         self.batches = 0
-        self.events = 0
+        self.records = 0        # journaled records (a step's events on one entity: one record)
+        self.events = 0         # the events they hold
         self.ack_lapses = 0
         self.unreplicated_batches = 0
         # Only sync replication waits for acknowledgements, so only it needs
@@ -86,8 +88,11 @@ class JournalWriter:
         step submitted by an active node that is demoted before the writer
         reaches it completes with ``None`` (its packet is not forwarded)
         instead of entering the journal under the peer's newer epoch, where
-        only a divergence cut on rejoining would have removed it."""
-        self._q.put((events, callback, self.epoch()))
+        only a divergence cut on rejoining would have removed it.
+
+        Each run of the step's events on one entity is ONE record
+        (:func:`gateway.events.in_steps`); ``callback`` gets those records."""
+        self._q.put((in_steps(events), callback, self.epoch()))
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything submitted so far is complete (for handover)."""
@@ -134,7 +139,8 @@ class JournalWriter:
                     return
                 continue
             self.batches += 1
-            self.events += len(records)
+            self.records += len(records)
+            self.events += sum(len(expand(ev)) for ev, _t in flat)
             if self.on_appended and records:
                 self._safe(self.on_appended, records)
             if self.replicator is not None and records:

@@ -36,7 +36,7 @@ from actors.thread_priority import ordinary_thread_priority
 from actors.runtime import DispatcherPool, PooledActor
 from actors.timers import TimerFired, TimerService
 from gateway import domain, ha
-from gateway.events import decode as decode_event
+from gateway.events import StepEvents, decode as decode_event
 from gateway.config.model import Config
 from gateway.datapath.pinholes import TAKEOVER_PINHOLE, sip_media_pinholes
 from gateway.datapath.session_filter import FilterError, media_by_pinhole, parse_filter, session_row
@@ -519,8 +519,14 @@ class Node:
         the batch is folded again event by event, which stops at that
         event with the state before it, exactly as the per-event fold
         always did (the replicator logs the failure)."""
-        decode = decode_event       # Record.event() without its call per record
-        events = [decode(r.type, r.schema, r.payload) for r in records]
+        decode = decode_event       # Record.events() without its call per record
+        events = []
+        for r in records:
+            ev = decode(r.type, r.schema, r.payload)
+            if type(ev) is StepEvents:      # one record per step (gateway/events.py)
+                events += ev.events
+            else:
+                events.append(ev)
         with self.state_lock:
             fold = BatchFold(self.state)
             try:
@@ -975,7 +981,8 @@ class Node:
                "actors": self.pool.live_count(), "counters": dict(self.counters),
                "drops": dict(self.drop_reasons), "drop_codes": dict(self.drop_codes),
                "last_failover": self.last_failover,
-               "journal": {"batches": self.writer.batches, "events": self.writer.events,
+               "journal": {"batches": self.writer.batches, "records": self.writer.records,
+                           "events": self.writer.events,
                            "ack_lapses": self.writer.ack_lapses,
                            "unreplicated_batches": self.writer.unreplicated_batches,
                            "first": self.journal.first_seq, "recovery": self.recovery},
@@ -1100,8 +1107,8 @@ class Node:
             # SIP: call/<Call-ID>;<tag>; MGCP: mgcp-call/<gateway>/<CallId>
             if (rec.stream == prefix or rec.stream.startswith(prefix + ";")
                     or (rec.stream.startswith("mgcp-call/") and rec.stream.endswith("/" + call_id))):
-                out.append({"seq": rec.seq, "epoch": rec.epoch, "at": rec.timestamp, "stream": rec.stream,
-                            "type": rec.type, "event": rec.payload})
+                out += [{"seq": rec.seq, "epoch": rec.epoch, "at": rec.timestamp, "stream": rec.stream,
+                         "type": t, "event": p} for t, p in rec.entries()]
         return out
 
     def failover(self, timeout: float = 3.0) -> dict:

@@ -19,8 +19,8 @@ and the kernel helper) in a fresh namespace lab built from one example:
   and the whole machine's busy time (/proc/stat, which includes the kernel's
   forwarding and helper work but also anything else running on the machine);
 * journal: the active's journal head and segment bytes before the step and
-  once its calls have ended (the ALG's BYE teardown included): events and
-  bytes per call.
+  once its calls have ended (the ALG's BYE teardown included): records
+  (a step's events on one entity are one record), events and bytes per call.
 
 Every lab is torn down however the run ends.
 """
@@ -202,14 +202,16 @@ def journal_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.glob("*.seg"))
 
 
-def journal_mark(state) -> dict[str, tuple[int, int, int]]:
-    """role -> (journal head, segment bytes, the journal writer's batches)."""
+def journal_mark(state) -> dict[str, tuple[int, int, int, int]]:
+    """role -> (journal head, segment bytes, the journal writer's batches, the
+    events its records hold: a step's events on one entity are one record)."""
     plan = state.get_plan()
     out = {}
     for role, p in gs.node_paths(state, plan).items():
         st = gs.try_status(p.socket) or {}
+        j = st.get("journal") or {}
         out[role] = (int(st.get("journal_head") or 0), journal_bytes(p.journal),
-                     int((st.get("journal") or {}).get("batches") or 0))
+                     int(j.get("batches") or 0), int(j.get("events") or 0))
     return out
 
 
@@ -271,7 +273,8 @@ def measure(example: Path, starter: str, *, rate: float, seconds: float, hold_ms
         if pair:
             bc.wait_idle(state, timeout=15.0)
             j1 = journal_mark(state)
-            out["journal"] = {role: {"events": j1[role][0] - j0[role][0],
+            out["journal"] = {role: {"records": j1[role][0] - j0[role][0],
+                                     "events": j1[role][3] - j0[role][3],
                                      "bytes": j1[role][1] - j0[role][1],
                                      "batches": j1[role][2] - j0[role][2]} for role in j0}
             out.update(bc.pair_report(state))
@@ -332,7 +335,8 @@ def summary(r: dict) -> str:
                 f"{name} {c / idle['seconds']:.1f}" for name, c in sorted(sw.items(), key=lambda x: -x[1])))
     for role, j in (r.get("journal") or {}).items():
         calls = r["calls"]
-        lines.append(f"  journal {role}: {j['events'] / calls:.1f} events/call, "
+        lines.append(f"  journal {role}: {j.get('records', j['events']) / calls:.1f} records/call "
+                     f"({j['events'] / calls:.1f} events), "
                      f"{j['bytes'] / calls:.0f} B/call, {j['batches'] / calls:.1f} writer batches/call")
     if r.get("failovers", 1) and r.get("failovers", 1) > 1:
         lines.append(f"  the pair changed roles during the run (epoch {r['failovers']})")
@@ -343,7 +347,7 @@ def table(results: dict[str, dict]) -> str:
     """One line per gateway: the per-call figures and ratios to SIPp's own CPU."""
     rows = ["| gateway | step | machine us/call | softirq us/call | SIPp uac+uas us/call | active us/call | "
             "standby us/call | active / SIPp | idle active % | idle standby % | "
-            "events/call | journal B/call |", "|" + "---|" * 12]
+            "records/call | journal B/call |", "|" + "---|" * 12]
     for name, r in results.items():
         st = r.get("step") or {}
         n = st.get("calls") or 0
@@ -362,7 +366,7 @@ def table(results: dict[str, dict]) -> str:
             f"{act / sip:.2f}" if act is not None and sip else "-",
             f"{ip['gw-a'] / isec * 100:.2f}" if "gw-a" in ip else "-",
             f"{ip['gw-b'] / isec * 100:.2f}" if "gw-b" in ip else "-",
-            f"{j['events'] / r['calls']:.1f}" if j else "-",
+            f"{j.get('records', j['events']) / r['calls']:.1f}" if j else "-",
             f"{j['bytes'] / r['calls']:.0f}" if j else "-"]) + " |")
     return "\n".join(rows)
 

@@ -65,32 +65,42 @@ from journal.store import Journal  # noqa: E402
 
 # ------------------------------------------------------------ one real call
 
-def template_call() -> tuple[list, list, list]:
-    """(setup, media, teardown) events of one call through the real SIP ALG."""
+def template_steps() -> list[tuple[int, list]]:
+    """``(part, events)`` of each step of one call through the real SIP ALG:
+    the five messages of the setup (part 0), two media refreshes (part 1),
+    BYE, its 200 OK and the teardown timer (part 2)."""
     from test_sip_alg import IN, OUT, PH2, invite, request_out, response, sdp
     s = SipSettings()
     st, t = SIP_EMPTY, 100.0
-    setup, media, teardown = [], [], []
+    steps = []
     for ctx, msg in [(OUT, invite()), (IN, response(100, "Trying")), (IN, response(180, "Ringing")),
                      (IN, response(200, "OK", body=sdp(PH2, 62002))),
                      (OUT, request_out("ACK", 1, "z9hG4bKack"))]:
         r = step(st, ctx, msg, t, s)
         st, t = r.state, t + 0.2
-        setup += r.events
+        steps.append((0, list(r.events)))
     for g in sorted(st.group_index)[:2]:
         r = media_activity(st, g, t + 30, s)
         st = r.state
-        media += r.events
+        steps.append((1, list(r.events)))
     for ctx, msg in [(OUT, request_out("BYE", 2, "z9hG4bKbye")),
                      (IN, response(200, "OK", method="BYE", cseq=2, branch="z9hG4bKbye"))]:
         r = step(st, ctx, msg, t + 60, s)
         st = r.state
-        teardown += r.events
+        steps.append((2, list(r.events)))
     (key,) = st.calls
     r = on_timer(st, f"call/{key}", t + 600, s)
-    teardown += r.events
+    steps.append((2, list(r.events)))
     assert not r.state.calls, "the template call did not end"
-    return setup, media, teardown
+    return steps
+
+
+def template_call() -> tuple[list, list, list]:
+    """(setup, media, teardown) events of one call through the real SIP ALG."""
+    parts: tuple[list, list, list] = ([], [], [])
+    for part, events in template_steps():
+        parts[part].extend(events)
+    return parts
 
 
 class CallFactory:
@@ -163,7 +173,8 @@ def measure_full_restart(path: Path) -> tuple[float, int]:
         # Not at a snapshot: every frame checked, then every record folded.
         st, n = domain.EMPTY, 0
         for rec in j.read(1):
-            st = domain.apply(st, rec.event())
+            for ev in rec.events():
+                st = domain.apply(st, ev)
             n += 1
     return time.perf_counter() - t0, n
 

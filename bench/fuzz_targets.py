@@ -344,7 +344,8 @@ JRN_RUNS = [b"\x00", b"\x90", b"\x91", b"\xc0", b"\xa1", b"\x81\xa1x\xc0"]
 def _journal_frames() -> list[bytes]:
     from journal.record import Record, encode_record
     from test_replication_harness import call_events
-    evs = call_events(7, activity=3) + call_events(8, activity=1)
+    from gateway.events import in_steps
+    evs = call_events(7, activity=3) + call_events(8, activity=1) + in_steps(call_events(9, activity=2))
     return [encode_record(Record.of(ev, seq=i + 1, epoch=1, timestamp=1000.0 + i, version=i + 1))
             for i, ev in enumerate(evs)]
 
@@ -371,8 +372,9 @@ def _read_events(records) -> list:
     from gateway.events import UnknownEvent
     out = []
     for rec in records:
+        out.append(rec.entries())           # the raw view never raises either
         try:
-            out.append(rec.event())
+            out.append(rec.events())
         except UnknownEvent as exc:
             out.append(exc)
     return out

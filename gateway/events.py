@@ -19,6 +19,8 @@ import dataclasses
 from ipaddress import IPv4Address
 from typing import Any, Callable, ClassVar, TypeVar
 
+from gateway import event_wire
+
 _REGISTRY: dict[str, type["Event"]] = {}
 # (type name, from schema) -> function(payload) -> payload of schema + 1
 _UPCASTERS: dict[tuple[str, int], Callable[[dict], dict]] = {}
@@ -187,6 +189,137 @@ def decode(type_name: str, schema: int, payload: dict[str, Any]) -> Event:
 
 def registered() -> dict[str, type[Event]]:
     return dict(_REGISTRY)
+
+
+# --- one record per step: the events one step made for one entity ----------
+
+STEP_TYPE = "step"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StepEvents(Event):
+    """The events one step (a message, a timer, a media refresh) made for one
+    entity, journaled as ONE record: a call costs a record per message, not
+    per state change (a SIP call was 28-33 records, ~6.6 KB; the record's
+    seq, epoch, time, stream and version, the field names, and the ``key``
+    every event of a call repeats, were most of it). The events inside are
+    folded, mirrored and shown one by one, exactly as if each had its own
+    record: readers take them out with :func:`expand`. Payload::
+
+        {"e": [[code, schema, [value, ...]] or [type, schema, {field: value}], ...],
+         "k": key}
+
+    An event whose type and schema are in gateway/event_wire.py is written by
+    its code with its values in that entry's field order; any other in the
+    named form. ``k`` (present when every event has the same ``key`` field)
+    is left out of each event and put back on decode."""
+
+    events: tuple[Event, ...]
+
+    @property
+    def stream(self) -> str:
+        return self.events[0].stream
+
+    def to_payload(self) -> dict[str, Any]:
+        payloads = [ev.to_payload() for ev in self.events]
+        keys = {p.get("key", _NO_KEY) for p in payloads}
+        key = next(iter(keys)) if len(keys) == 1 else None
+        if type(key) is not str:
+            key = None
+        inner = []
+        for ev, p in zip(self.events, payloads):
+            if key is not None:
+                del p["key"]
+            wire = _wire_of(type(ev))
+            if wire is None:
+                inner.append([ev.TYPE, ev.SCHEMA, p])
+            else:
+                # to_payload's dict is in the class's field order, which
+                # _wire_of checked is the table's.
+                inner.append([wire, ev.SCHEMA, list(p.values())])
+        return {"e": inner, "k": key} if key is not None else {"e": inner}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> "StepEvents":
+        inner = payload["e"]
+        key = payload.get("k")
+        if not isinstance(inner, list) or not inner or (key is not None and type(key) is not str):
+            raise ValueError("a step record holds a non-empty list of events")
+        events = []
+        for item in inner:
+            if not isinstance(item, list) or len(item) != 3 or type(item[1]) is not int:
+                raise ValueError("a step record's event is [type, schema, payload]")
+            t, schema, p = item
+            if type(t) is int and isinstance(p, list):
+                t, p = _named(t, schema, p, key is not None)
+            elif type(t) is str and t != STEP_TYPE and isinstance(p, dict):
+                pass
+            else:
+                raise ValueError("a step record's event is [code, schema, values] or [type, schema, payload]")
+            if key is not None:
+                p = {**p, "key": key}
+            events.append(decode(t, schema, p))
+        return cls(tuple(events))
+
+
+_NO_KEY = object()
+_WIRE: dict[type, int | None] = {}
+
+
+def _wire_of(cls: type) -> int | None:
+    """The class's code when its fields are the table's entry for its
+    schema (gateway/event_wire.py), else None: the named form."""
+    try:
+        return _WIRE[cls]
+    except KeyError:
+        code = event_wire.CODES.get(cls.TYPE)
+        names = event_wire.FIELDS.get((cls.TYPE, cls.SCHEMA))
+        plan = _PLANS.get(cls) or _plan(cls)
+        _WIRE[cls] = code if code is not None and names == plan.names else None
+        return _WIRE[cls]
+
+
+def _named(code: int, schema: int, values: list, keyless: bool) -> tuple[str, dict[str, Any]]:
+    """``(type, payload)`` of an event written in the compact form."""
+    t = event_wire.TYPES.get(code)
+    if t is None:
+        raise UnknownEvent(f"unknown event code {code} in a step record")
+    names = event_wire.FIELDS.get((t, schema))
+    if names is None:
+        raise UnknownEvent(f"{t} schema {schema} has no field order in this build")
+    if keyless:
+        names = tuple(n for n in names if n != "key")
+    if len(values) != len(names):
+        raise ValueError(f"{t}: {len(values)} values for {len(names)} fields")
+    return t, dict(zip(names, values))
+StepEvents.TYPE = STEP_TYPE
+_REGISTRY[STEP_TYPE] = StepEvents
+
+
+def expand(ev: Event) -> tuple[Event, ...] | list[Event]:
+    """The events a decoded record holds: a step record's, or the event itself."""
+    return ev.events if type(ev) is StepEvents else (ev,)
+
+
+def in_steps(events: list[Event]) -> list[Event]:
+    """``events`` of one step as they are journaled: each run of consecutive
+    events of one stream becomes one :class:`StepEvents` record (a single event
+    stays itself). Order is kept, so :func:`expand` over the result gives
+    ``events`` back."""
+    if len(events) < 2:
+        return events
+    out: list[Event] = []
+    run: list[Event] = []
+    stream = None
+    for ev in events:
+        s = ev.stream
+        if run and s != stream:
+            out.append(run[0] if len(run) == 1 else StepEvents(tuple(run)))
+            run = []
+        stream = s
+        run.append(ev)
+    out.append(run[0] if len(run) == 1 else StepEvents(tuple(run)))
+    return out
 
 
 # --- payload encoding: keep the journal format plain and language-neutral ---

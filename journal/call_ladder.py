@@ -56,13 +56,17 @@ def _ladder(source: str | os.PathLike | Journal, call_id: str, window: int | Non
     f = CallFilter(call_id)
     picked = []
     for rec in _records(source, window):
-        if f.wants(rec.stream, rec.type, rec.payload):
-            try:
-                picked.append((rec.seq, rec.timestamp, rec.event()))
-            except UnknownEvent:
-                # A record this build cannot read (a newer schema): the
-                # ladder shows what it can; `gwctl replay` reports such records.
-                continue
+        entries = rec.entries()         # a step record holds several events
+        wanted = [i for i, (t, p) in enumerate(entries) if f.wants(rec.stream, t, p)]
+        if not wanted:
+            continue
+        try:
+            events = rec.events()
+        except UnknownEvent:
+            # A record this build cannot read (a newer schema): the
+            # ladder shows what it can; `gwctl replay` reports such records.
+            continue
+        picked += [(rec.seq, rec.timestamp, events[i]) for i in wanted if i < len(events)]
     return build(picked)
 
 
@@ -74,7 +78,8 @@ def calls(source: str | os.PathLike | Journal, *, limit: int | None = None,
     recent calls need not read hours of journal)."""
     lister = CallLister()
     for rec in _records(source, window):
-        if rec.type.endswith(("call_started", "call_ended")):
-            lister.see(rec.stream, rec.type, rec.payload, rec.timestamp)
+        for t, p in rec.entries():
+            if t.endswith(("call_started", "call_ended")):
+                lister.see(rec.stream, t, p, rec.timestamp)
     out = lister.calls()
     return out[-limit:] if limit else out

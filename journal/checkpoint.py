@@ -169,9 +169,13 @@ class _Folder:
             self.gap = True
             return
         if self.batch is not None:
-            self.batch.add(rec.event())
+            for ev in rec.events():
+                self.batch.add(ev)
         else:
-            self.state = self.apply(self.state, rec.event())
+            state = self.state
+            for ev in rec.events():
+                state = self.apply(state, ev)
+            self.state = state
         self.seq, self.epoch, self.ts = rec.seq, rec.epoch, rec.timestamp
         self.n += 1
 

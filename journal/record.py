@@ -70,8 +70,38 @@ class Record:
     payload: dict[str, Any]
 
     def event(self) -> _events.Event:
-        """The domain event, upcast to this build's schema."""
+        """The domain event, upcast to this build's schema (a step record's
+        :class:`gateway.events.StepEvents`: see :meth:`events`)."""
         return _events.decode(self.type, self.schema, self.payload)
+
+    def events(self) -> tuple[_events.Event, ...] | list[_events.Event]:
+        """The domain events this record holds, in order: one, or a step's."""
+        return _events.expand(_events.decode(self.type, self.schema, self.payload))
+
+    def entries(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(type, payload)`` of each event this record holds, as journaled,
+        without decoding them (views of the raw history): a step record's
+        events with their ``key`` put back."""
+        if self.type != _events.STEP_TYPE:
+            return [(self.type, self.payload)]
+        p = self.payload
+        key = p.get("k") if isinstance(p, dict) else None
+        inner = p.get("e") if isinstance(p, dict) else None
+        keyless = type(key) is str
+        out = []
+        for item in inner if isinstance(inner, list) else ():
+            if not isinstance(item, list) or len(item) != 3:
+                continue
+            t, schema, p = item
+            if type(t) is int and type(schema) is int and isinstance(p, list):
+                try:
+                    t, p = _events._named(t, schema, p, keyless)
+                except (_events.UnknownEvent, ValueError):
+                    continue
+            elif not isinstance(p, dict):
+                continue
+            out.append((str(t), {**p, "key": key} if keyless else p))
+        return out or [(self.type, self.payload)]
 
     @classmethod
     def of(cls, ev: _events.Event, *, seq: int, epoch: int, timestamp: float, version: int) -> "Record":

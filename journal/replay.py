@@ -188,12 +188,16 @@ def _replay(path, apply, initial, *, until_seq, until_time, stream, decode_snaps
             last_seq = rec.seq
             continue
         try:
-            ev = rec.event()
+            evs = rec.events()
         except UnknownEvent as exc:
             problem = Problem(rec.seq, rec.type, f"cannot be decoded: {exc}")
         else:
             try:
-                state = apply(state, ev)
+                # A step record's events are applied whole or not at all.
+                after = state
+                for ev in evs:
+                    after = apply(after, ev)
+                state = after
                 last_seq = rec.seq
                 continue
             except Exception as exc:  # noqa: BLE001 - any failure of apply is reported, with the record
@@ -225,7 +229,8 @@ def _replay_batched(records, state, last_seq: int, *, until_seq, until_time, str
             last_seq = rec.seq
             continue
         try:
-            fold.add(rec.event())
+            for ev in rec.events():
+                fold.add(ev)
         except Exception:  # noqa: BLE001 - reported by the event-by-event replay
             raise _Unfoldable(rec.seq) from None
         last_seq = rec.seq

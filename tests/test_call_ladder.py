@@ -212,8 +212,8 @@ def test_a_call_whose_first_records_retention_deleted_never_breaks_the_builder(j
         if name not in journals:
             continue
         f = CallFilter(call_id)
-        recs = [(r.seq, r.timestamp, r.event()) for r in iter_records(journals[name])
-                if f.wants(r.stream, r.type, r.payload)]
+        recs = [(r.seq, r.timestamp, ev) for r in iter_records(journals[name])
+                for (t, p), ev in zip(r.entries(), r.events()) if f.wants(r.stream, t, p)]
         assert recs
         for k in range(len(recs) + 1):
             lad = build(recs[k:])

@@ -179,10 +179,18 @@ def test_source_ports_kept_so_the_derived_replies_match(run):
             assert p.sport in (32803, 32804, 56837, 2034, 1719), p.sport
 
 
+def journaled_events(records) -> list:
+    """Each journaled event with its record's seq and stream (a step's
+    events share one record: gateway/events.py StepEvents)."""
+    from types import SimpleNamespace
+    return [SimpleNamespace(seq=r.seq, stream=r.stream, type=t, payload=p)
+            for r in records for t, p in r.entries()]
+
+
 def test_journal_replays_the_h323_calls(run, capsys):
     from journal.segment import iter_records
     _n, _s, _out, journal = run
-    recs = list(iter_records(str(journal)))
+    recs = journaled_events(iter_records(str(journal)))
     started = [r for r in recs if r.type == "h323.call_started"]
     ended = [r for r in recs if r.type == "h323.call_ended"]
     assert started and len(ended) == len({r.stream for r in started})
@@ -206,7 +214,7 @@ def test_replay_prints_the_h323_state_as_tables(run, capsys):
     """The text form: the call, its media and its pinholes as table rows."""
     from journal.segment import iter_records
     _n, _s, _out, journal = run
-    recs = list(iter_records(str(journal)))
+    recs = journaled_events(iter_records(str(journal)))
     stream = next(r.stream for r in recs if r.type == "h323.call_started")
     key = stream.split("/", 1)[1]
     before_end = min(r.seq for r in recs if r.stream == stream and r.type in

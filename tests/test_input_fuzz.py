@@ -24,7 +24,7 @@ from actors.link_layer import SUPPORTED, ipv4
 from gateway.config import ConfigError, parse_text
 from gateway.datapath.integrity import signalling_damage
 from gateway.errors import RemoteProtocolError
-from gateway.events import UnknownEvent
+from gateway.events import UnknownEvent, in_steps
 from gateway.packet import build_tcp, build_udp, parse, sack_option
 from journal.record import FrameError, Record, decode_record, encode_record
 from test_replication_harness import call_events
@@ -191,7 +191,7 @@ def test_capture_reader(capture_path, data):
 # -- journal frames -------------------------------------------------------------------
 
 FRAMES = [encode_record(Record.of(ev, seq=i + 1, epoch=1, timestamp=1000.0 + i, version=i + 1))
-          for i, ev in enumerate(call_events(7, activity=2))]
+          for i, ev in enumerate(call_events(7, activity=2) + in_steps(call_events(8, activity=2)))]
 
 
 def _crc_valid(frame: bytes, body_edits) -> bytes:
@@ -203,8 +203,9 @@ def _crc_valid(frame: bytes, body_edits) -> bytes:
 
 def _record(data: bytes):
     rec, _end = decode_record(data)
+    entries = rec.entries()             # the raw view never raises either
     try:
-        return rec.event()
+        return rec.events(), entries
     except UnknownEvent as exc:
         return exc
 

@@ -181,7 +181,7 @@ def test_a_call_the_new_policy_denies_is_ended_on_both_nodes(pair):
     assert a.directory.get(("entity", f"call/{key}")) is None
     replicate(a, b)
     assert key not in b.state.sip.calls and b.state == a.state
-    types = [r.type for r in a.journal.read(1)]
+    types = [t for r in a.journal.read(1) for t, _p in r.entries()]
     i = types.index("config.applied")
     assert types[i + 1:] and types[-1] == "sip.call_ended"
 

@@ -106,14 +106,16 @@ class HarnessNode:
     def _recover(self) -> None:
         self.state = sip_state.EMPTY
         for rec in self.journal.read(1):
-            self.state = sip_state.apply(self.state, rec.event())
+            for ev in rec.events():
+                self.state = sip_state.apply(self.state, ev)
         self.applied = self.journal.head
 
     def _fold_live(self, records) -> None:
         # The active's live state: what its ALG step folded (same apply).
         with self.lock:
             for r in records:
-                self.state = sip_state.apply(self.state, r.event())
+                for ev in r.events():
+                    self.state = sip_state.apply(self.state, ev)
             self.applied = records[-1].seq
 
     def on_records(self, records) -> None:
@@ -122,7 +124,8 @@ class HarnessNode:
         self.received += [r.seq for r in records]
         with self.lock:
             for r in records:
-                self.state = sip_state.apply(self.state, r.event())
+                for ev in r.events():
+                    self.state = sip_state.apply(self.state, ev)
             self.applied = records[-1].seq
 
     def on_trigger(self, trigger: str, *args) -> None:
@@ -174,11 +177,19 @@ class HarnessNode:
 
     # -- helpers
     def submit_sync(self, events, timeout: float = 3.0):
+        """Journal ``events``, each as a step of its own: one record per
+        event, which is how these tests count positions (a step of several
+        events of one call is one record: tests/test_step_records.py)."""
+        events = list(events)
         done = threading.Event()
         out = []
-        self.writer.submit(list(events), lambda recs: (out.append(recs), done.set()))
+        for i, ev in enumerate(events):
+            last = i == len(events) - 1
+            self.writer.submit([ev], lambda recs, last=last: (out.append(recs), last and done.set()))
+        if not events:
+            self.writer.submit([], lambda recs: (out.append(recs), done.set()))
         assert done.wait(timeout), "submit did not complete"
-        return out[0]
+        return None if any(r is None for r in out) else [r for recs in out for r in recs]
 
     def replayed(self):
         return replay(self.journal, sip_state.apply, sip_state.EMPTY)

@@ -37,7 +37,8 @@ NAT_CFG = ROOT / "tests" / "data" / "pcap-ua-behind-nat.cfg"
 def fold(records) -> object:
     s = domain.EMPTY
     for r in records:
-        s = domain.apply(s, r.event())
+        for ev in r.events():
+            s = domain.apply(s, ev)
     return s
 
 

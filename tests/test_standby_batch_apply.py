@@ -33,7 +33,7 @@ _dirs = itertools.count()
 def per_event_on_records(node: Node, records: list) -> None:
     """The standby's apply as it was before batches were folded in runs: each
     event folded under the state lock, each mirrored in turn."""
-    events = [r.event() for r in records]
+    events = [e for r in records for e in r.events()]
     with node.state_lock:
         for e in events:
             node._fold(e)

@@ -161,8 +161,8 @@ def run(args) -> int:
                 break
             if rec.stream in streams or rec.stream.startswith(prefix) or rec.stream == f"h323-call/{args.call}" \
                     or (rec.stream.startswith("mgcp-call/") and rec.stream.endswith(f"/{args.call}")):
-                evs.append({"seq": rec.seq, "at": rec.timestamp, "stream": rec.stream, "type": rec.type,
-                            "event": rec.payload})
+                evs += [{"seq": rec.seq, "at": rec.timestamp, "stream": rec.stream, "type": t,
+                         "event": p} for t, p in rec.entries()]
         out["events"] = evs
     if problems is not None:
         out["skipped"] = [p._asdict() for p in problems]
