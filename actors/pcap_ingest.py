@@ -156,7 +156,8 @@ def run_capture(config, pcap_in: str, pcap_out: str, *, journal: str | None = No
         "dropped": results["dropped"], "not_ipv4": results["not_ipv4"],
         "empty_records": results["empty_records"], "written": written,
         "paths": dict(paths), "alg_messages": dict(algs), "drop_reasons": dict(reasons.most_common()),
-        "events": status["journal"]["events"], "calls_open_at_end": status["calls"],
+        "events": status["journal"]["events"], "records": status["journal"]["records"],
+        "calls_open_at_end": status["calls"],
         "duration_s": 0.0 if first is None else round(last - first, 6),
     }
 

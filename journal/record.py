@@ -16,6 +16,9 @@ Body of format 0xA1 is one msgpack array::
 
 ``payload`` is the event's plain-data payload (:meth:`gateway.events.Event.to_payload`),
 nested in the same msgpack document so a record costs one unpack to read.
+A record of type ``step`` holds the events one step made for one entity
+(:class:`gateway.events.StepEvents`): :meth:`Record.events` gives them, in
+order, for a record of either kind.
 Nothing here reads a clock: the timestamp is the caller's.
 """
 

@@ -283,6 +283,8 @@ class NodeCollector:
         j = s.get("journal") or {}
         yield _counter("voipgw_journal_written_events", "Events written by this node's journal writer",
                        j.get("events", 0))
+        yield _counter("voipgw_journal_written_records", "Records written by this node's journal writer "
+                       "(a step's events on one entity are one record)", j.get("records", 0))
         snaps = s.get("snapshots")
         size = GaugeMetricFamily("voipgw_journal_disk_bytes", "Journal and snapshots on disk")
         first = GaugeMetricFamily("voipgw_journal_first_record", "Oldest record retention kept")
