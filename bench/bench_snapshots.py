@@ -22,7 +22,7 @@ The baseline restart (the whole journal folded, as before snapshots) is
 measured on the generated part before retention removed any of it, and
 scaled to the day's event count (it is linear in the records).
 
-Figures printed: events per call and bytes per event; the restart at the end
+Figures printed: records (and events) per call and bytes per record; the restart at the end
 of the day (worst case: the tail after the newest snapshot one event short of
 ``snapshot_every``), split into opening at the snapshot, loading it, folding
 the tail, and the node's own start (entity actors) in a fresh process; the
@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from gateway import domain  # noqa: E402
 from gateway.config.model import SipSettings  # noqa: E402
+from gateway.events import in_steps  # noqa: E402
 from gateway.nodefile import RetentionSettings, _duration, _size  # noqa: E402
 from gateway.sip.alg import EMPTY as SIP_EMPTY, media_activity, on_timer, step  # noqa: E402
 from journal.checkpoint import (SnapshotTaker, decode_state, disk_usage, open_at_snapshot,  # noqa: E402
@@ -106,21 +107,24 @@ def template_call() -> tuple[list, list, list]:
 class CallFactory:
     """The template's records with a call's own Call-ID (hence its own streams,
     pinhole and group ids). Built as records, not events: the generator
-    must run many times faster than the day it writes."""
+    must run many times faster than the day it writes. A record per step, as
+    the journal writer writes them (``in_steps``), or with ``per_event`` a
+    record per event (journals written before step records)."""
 
-    def __init__(self) -> None:
+    def __init__(self, per_event: bool = False) -> None:
+        steps = template_steps()
         self.parts = template_call()
         self.setup, self.media, self.teardown = self.parts
         self.call_id = self.setup[0].call_id.split("@")[0]
-        # (type, schema, stream, payload, version) per event, per part
+        # (type, schema, stream, payload, version) per record, per part
         versions: dict[str, int] = {}
-        self.templates = []
-        for part in self.parts:
-            rows = []
-            for e in part:
+        self.templates = [[], [], []]
+        for part, events in steps:
+            for e in (events if per_event else in_steps(events)):
                 versions[e.stream] = versions.get(e.stream, 0) + 1
-                rows.append((e.TYPE, e.SCHEMA, e.stream, e.to_payload(), versions[e.stream]))
-            self.templates.append(rows)
+                self.templates[part].append((e.TYPE, e.SCHEMA, e.stream, e.to_payload(), versions[e.stream]))
+        self.records_per_call = sum(len(t) for t in self.templates)
+        self.events_per_call = sum(len(p) for p in self.parts)
 
     def _rewrite(self, value, new: str):
         if type(value) is str:
@@ -145,12 +149,12 @@ def append_rows(j: Journal, rows: list[tuple], ts: float) -> None:
     j.append_records(records)
 
 
-def append_overlapping_calls(j: Journal, calls: int) -> None:
+def append_overlapping_calls(j: Journal, calls: int, per_event: bool = False) -> None:
     """``calls`` overlapping calls, one a second: each second a call starts,
     the one started 2 s earlier gets its middle part (answer, media) and the
     one from 4 s earlier ends; the calls of the last 4 s are still live at
-    the end."""
-    f = CallFactory()
+    the end. A record per step (``per_event``: per event)."""
+    f = CallFactory(per_event)
     pending: dict[int, list] = {}
     for sec in range(calls):
         rows = pending.pop(sec, []) + f.rows(0, sec + 1)
@@ -324,7 +328,7 @@ def main() -> int:
     path = base / "journal"
     shutil.rmtree(path, ignore_errors=True)
     factory = CallFactory()
-    per_call = len(factory.setup) + len(factory.media) + len(factory.teardown)
+    per_call = factory.records_per_call
     day = args.hours * 3600
     every_s = settings.snapshot_every / (args.rate * per_call)
     if interval is not None:
@@ -335,8 +339,9 @@ def main() -> int:
     last_snap_sec = 0
     span = min(day, keep_for + args.hold + 4 * every_s)
     t_start = day - span
-    print(f"rate {args.rate:.0f} calls/s, hold {args.hold:.0f} s, {per_call} events per call; "
-          f"day {args.hours:.0f} h = {day * args.rate * per_call / 1e6:,.0f}M events; generating the "
+    print(f"rate {args.rate:.0f} calls/s, hold {args.hold:.0f} s, {per_call} records per call "
+          f"({factory.events_per_call} events); "
+          f"day {args.hours:.0f} h = {day * args.rate * per_call / 1e6:,.0f}M records; generating the "
           f"last {span / 60:.0f} min; settings {settings}")
 
     # Events keyed by the simulated second they happen in.
@@ -424,7 +429,7 @@ def main() -> int:
     print()
     print(f"journal at the end of the day: records {first:,}-{head:,} kept, {final_disk / 2**30:.2f} GiB on "
           f"disk (segments + snapshots), peak {peak / 2**30:.2f} GiB; bound max_disk "
-          f"{max_disk / 2**30:.2f} GiB; {bytes_written / max(1, head - first + 1):.0f} bytes/event")
+          f"{max_disk / 2**30:.2f} GiB; {bytes_written / max(1, head - first + 1):.0f} bytes/record")
     print(f"live calls at the end: {calls_now:,}; snapshot {restart['snapshot_bytes'] / 2**20:.1f} MiB")
     print(f"restart (worst case, tail {restart['tail_events']:,} events): open+load+fold "
           f"{restart['total_s']:.2f} s (load the snapshot {restart['load_snapshot_s']:.2f} s); node start in a "

@@ -1,7 +1,7 @@
 """The standby's apply and the journal's replay, in events/s, on real SIP calls.
 
     .venv/bin/python bench/bench_standby_apply.py [--calls 3000] [--batch 64]
-        [--rounds 3] [--compare-with TREE] [--profile FILE]
+        [--rounds 3] [--compare-with TREE | --compare-forms] [--profile FILE]
 
 The journal is overlapping calls of the real SIP ALG's events (INVITE with
 SDP, 100, 180, 200 with SDP, ACK, media reports, BYE, 200, the teardown
@@ -20,7 +20,10 @@ the whole journal with the domain's ``apply``, in CPU time too.
 With ``--compare-with TREE`` (another checkout, e.g. the code before a
 change) each figure is measured by each tree's code in fresh processes, the
 trees alternating round by round so both see the same machine load; the
-ratios are this tree's over TREE's. The load average is printed with them.
+ratios are this tree's over TREE's (the journal then a record per event,
+which both can read). With ``--compare-forms`` this tree's code is measured
+on the same calls journaled a record per step and a record per event. The
+load average is printed with them.
 """
 
 from __future__ import annotations
@@ -84,22 +87,23 @@ state, last = replay(src, domain.apply, domain.EMPTY)
 replay_s = time.thread_time() - t0
 assert last == head, (last, head)
 assert state == node.state, (len(state.sip.calls), calls)
-print(json.dumps({"events": head, "apply_s": spent, "replay_s": replay_s, "live_calls": calls,
+print(json.dumps({"records": head, "apply_s": spent, "replay_s": replay_s, "live_calls": calls,
                   "entities": entities, "shown": shown}))
 """
 
 
-def write_journal(path: Path, calls: int) -> int:
+def write_journal(path: Path, calls: int, per_event: bool = False) -> tuple[int, int]:
     """A journal of ``calls`` overlapping real SIP calls
-    (bench_snapshots.append_overlapping_calls); its head."""
+    (bench_snapshots.append_overlapping_calls), a record per step (or per
+    event); its (records, events)."""
     sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(HERE / "bench"))
     sys.path.insert(0, str(HERE / "tests"))
     from bench_snapshots import append_overlapping_calls
     from journal.store import Journal
     with Journal.open(path, fsync=False) as j:
-        append_overlapping_calls(j, calls)
-        return j.head
+        append_overlapping_calls(j, calls, per_event=per_event)
+        return j.head, sum(len(r.events()) for r in j.read(1))
 
 
 def measure(tree: Path, src: Path, batch: int, profile: str = "") -> dict:
@@ -121,17 +125,28 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64, help="records per on_records (a replication batch)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--compare-with", type=Path, default=None, help="another tree: the baseline")
+    ap.add_argument("--compare-forms", action="store_true",
+                    help="this tree's code on the same calls journaled a record per event (the "
+                         "baseline, as before step records) and a record per step")
     ap.add_argument("--profile", default="", help="cProfile of this tree's on_records, written here")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="standby-apply-src-"))
     try:
-        n = write_journal(tmp / "j", a.calls)
-        print(f"journal: {a.calls} calls, {n} events; batches of {a.batch}; load average {os.getloadavg()}")
-        trees = [("this", HERE)] + ([("base", a.compare_with.resolve())] if a.compare_with else [])
+        n, events = write_journal(tmp / "j", a.calls, per_event=a.compare_with is not None)
+        print(f"journal: {a.calls} calls, {n} records, {events} events; batches of {a.batch} records; "
+              f"load average {os.getloadavg()}")
+        trees = [("this", HERE, tmp / "j")]
+        if a.compare_with:
+            trees.append(("base", a.compare_with.resolve(), tmp / "j"))
+        if a.compare_forms:
+            n_ev, _ = write_journal(tmp / "jev", a.calls, per_event=True)
+            print(f"baseline journal: a record per event, {n_ev} records")
+            trees.append(("base", HERE, tmp / "jev"))
         best: dict[str, dict] = {}
         for r in range(a.rounds):
-            for name, tree in (trees if r % 2 == 0 else trees[::-1]):
-                m = measure(tree, tmp / "j", a.batch, a.profile if (name == "this" and r == 0) else "")
+            for name, tree, src in (trees if r % 2 == 0 else trees[::-1]):
+                m = measure(tree, src, a.batch, a.profile if (name == "this" and r == 0) else "")
+                m["events"] = events
                 print(f"round {r} {name:4}: apply {m['events'] / m['apply_s']:>9,.0f} ev/s  "
                       f"replay {m['events'] / m['replay_s']:>9,.0f} ev/s  live calls {m['live_calls']} "
                       f"entities {m['entities']} shown {m['shown']}", flush=True)

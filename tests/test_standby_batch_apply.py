@@ -77,7 +77,7 @@ def real_calls(draw) -> list:
     while any(parts.values()):
         i = draw(st.sampled_from(sorted(i for i, p in parts.items() if p)))
         part = parts[i].pop(0)
-        out += [gev.decode(t, sc, pl) for t, sc, _st, pl, _v in _factory.rows(part, i + 1)]
+        out += [e for t, sc, _st, pl, _v in _factory.rows(part, i + 1) for e in gev.expand(gev.decode(t, sc, pl))]
     return out
 
 
