@@ -246,11 +246,21 @@ class StepEvents(Event):
         if not isinstance(inner, list) or not inner or (key is not None and type(key) is not str):
             raise ValueError("a step record holds a non-empty list of events")
         events = []
+        fast = _FAST_KEYLESS if key is not None else _FAST
         for item in inner:
             if not isinstance(item, list) or len(item) != 3 or type(item[1]) is not int:
                 raise ValueError("a step record's event is [type, schema, payload]")
             t, schema, p = item
             if type(t) is int and isinstance(p, list):
+                plan = fast.get((t, schema)) or _fast_plan(t, schema, key is not None)
+                if plan is not _SLOW and len(p) == plan[2]:
+                    # This build's schema, every field plain: the values are
+                    # the constructor's arguments (the key put in its place).
+                    made, at, _n = plan
+                    if at is not None:
+                        p = p[:at] + [key] + p[at:]
+                    events.append(made(*p))
+                    continue
                 t, p = _named(t, schema, p, key is not None)
             elif type(t) is str and t != STEP_TYPE and isinstance(p, dict):
                 pass
@@ -277,6 +287,30 @@ def _wire_of(cls: type) -> int | None:
         plan = _PLANS.get(cls) or _plan(cls)
         _WIRE[cls] = code if code is not None and names == plan.names else None
         return _WIRE[cls]
+
+
+_SLOW = ()
+# (code, schema) -> (class, where the key goes or None, values expected), or
+# _SLOW where the values must be named first (an older schema, a field that
+# needs a decoder, an unknown code): with and without the call key written once.
+_FAST: dict[tuple[int, int], tuple] = {}
+_FAST_KEYLESS: dict[tuple[int, int], tuple] = {}
+
+
+def _fast_plan(code: int, schema: int, keyless: bool) -> tuple:
+    table = _FAST_KEYLESS if keyless else _FAST
+    t = event_wire.TYPES.get(code)
+    cls = _REGISTRY.get(t) if t is not None else None
+    plan = _SLOW
+    if cls is not None and cls.SCHEMA == schema and event_wire.FIELDS.get((t, schema)) is not None:
+        p = _PLANS.get(cls) or _plan(cls)
+        if p.plain is not None and p.names == event_wire.FIELDS[(t, schema)]:
+            if not keyless:
+                plan = (cls, None, len(p.names))
+            elif "key" in p.names:
+                plan = (cls, p.names.index("key"), len(p.names) - 1)
+    table[(code, schema)] = plan
+    return plan
 
 
 def _named(code: int, schema: int, values: list, keyless: bool) -> tuple[str, dict[str, Any]]:
