@@ -257,9 +257,10 @@ class StepEvents(Event):
                     # This build's schema, every field plain: the values are
                     # the constructor's arguments (the key put in its place).
                     made, at, _n = plan
-                    if at is not None:
-                        p = p[:at] + [key] + p[at:]
-                    events.append(made(*p))
+                    if at == 0:                 # the ALGs' events: the key first
+                        events.append(made(key, *p))
+                    else:
+                        events.append(made(*p) if at is None else made(*p[:at], key, *p[at:]))
                     continue
                 t, p = _named(t, schema, p, key is not None)
             elif type(t) is str and t != STEP_TYPE and isinstance(p, dict):
