@@ -196,6 +196,7 @@ def registered() -> dict[str, type[Event]]:
 STEP_TYPE = "step"
 
 
+@event(STEP_TYPE)
 @dataclasses.dataclass(frozen=True, slots=True)
 class StepEvents(Event):
     """The events one step (a message, a timer, a media refresh) made for one
@@ -290,9 +291,9 @@ def _wire_of(cls: type) -> int | None:
         return _WIRE[cls]
 
 
-_SLOW = ()
+_SLOW = (None, None, -1)
 # (code, schema) -> (class, where the key goes or None, values expected), or
-# _SLOW where the values must be named first (an older schema, a field that
+# _SLOW (no count of values matches it) where the values must be named first (an older schema, a field that
 # needs a decoder, an unknown code): with and without the call key written once.
 _FAST: dict[tuple[int, int], tuple] = {}
 _FAST_KEYLESS: dict[tuple[int, int], tuple] = {}
@@ -327,8 +328,6 @@ def _named(code: int, schema: int, values: list, keyless: bool) -> tuple[str, di
     if len(values) != len(names):
         raise ValueError(f"{t}: {len(values)} values for {len(names)} fields")
     return t, dict(zip(names, values))
-StepEvents.TYPE = STEP_TYPE
-_REGISTRY[STEP_TYPE] = StepEvents
 
 
 def expand(ev: Event) -> tuple[Event, ...] | list[Event]:
