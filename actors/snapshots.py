@@ -1,5 +1,6 @@
-"""The node's snapshot thread: a snapshot every ``snapshot_every`` journaled
-events (and, with ``snapshot_interval``, every so many seconds), the oldest beyond ``snapshots_kept`` deleted, then the retention pass
+"""The node's snapshot thread: a snapshot every ``snapshot_every`` journal
+records (and, with ``snapshot_interval``, every so many seconds), the oldest
+beyond ``snapshots_kept`` deleted, then the retention pass
 (ARCHITECTURE.md, "Journal"; journal/checkpoint.py).
 
 The thread folds the journal on its own (``SnapshotTaker``): it takes no lock
@@ -68,7 +69,7 @@ class SnapshotService:
             self.take()
 
     def due(self) -> bool:
-        """A snapshot is due every ``snapshot_every`` events, and with
+        """A snapshot is due every ``snapshot_every`` records, and with
         ``snapshot_interval`` also once that long has passed since the last
         with any event after it: the tail a restart folds is bounded by
         time as well as by count (gateway/nodefile.py)."""
