@@ -202,3 +202,33 @@ def test_replay_applies_a_step_whole_or_reports_it(tmp_path):
     state, last = replay(tmp_path / "j", sip_state.apply, sip_state.EMPTY, problems=problems)
     assert last == 2 and [p.seq for p in problems] == [2]
     assert set(state.calls) == {"call-1@10.0.0.1;tag-1"}          # nothing of the bad step applied
+
+
+def test_a_journal_written_before_step_records_then_after_replays_whole(tmp_path):
+    """An upgraded node appends step records to a journal of per-event
+    records: replay, the snapshot fold and the ladder read both forms."""
+    from journal.call_ladder import ladder
+    from journal.checkpoint import open_at_snapshot
+    from journal.replay import replay
+    from journal.store import Journal
+    steps = _real_steps()
+    half = len(steps) // 2
+    with Journal.open(tmp_path / "j", fsync=False) as j:
+        for s in steps[:half]:
+            j.append_batch([(e, 1.0) for e in s], 1)             # a record per event
+        for s in steps[half:]:
+            j.append_batch([(e, 2.0) for e in in_steps(s)], 1)   # a record per step
+        head = j.head
+    events = [e for s in steps for e in s]
+    expected = domain.EMPTY
+    for e in events:
+        expected = domain.apply(expected, e)
+    assert replay(tmp_path / "j", domain.apply, domain.EMPTY) == (expected, head)
+    rec = open_at_snapshot(tmp_path / "j", domain.apply, domain.EMPTY, fsync=False)
+    try:
+        assert rec.state == expected
+    finally:
+        rec.journal.close()
+    lad = ladder(tmp_path / "j", events[0].call_id)
+    assert lad is not None and any(s.label == "call ended" for s in lad.steps)
+    assert {s.seq for s in lad.steps} >= {1, head}          # from the first record to the last
