@@ -431,7 +431,7 @@ def main() -> int:
           f"disk (segments + snapshots), peak {peak / 2**30:.2f} GiB; bound max_disk "
           f"{max_disk / 2**30:.2f} GiB; {bytes_written / max(1, head - first + 1):.0f} bytes/record")
     print(f"live calls at the end: {calls_now:,}; snapshot {restart['snapshot_bytes'] / 2**20:.1f} MiB")
-    print(f"restart (worst case, tail {restart['tail_events']:,} events): open+load+fold "
+    print(f"restart (worst case, tail {restart['tail_events']:,} records): open+load+fold "
           f"{restart['total_s']:.2f} s (load the snapshot {restart['load_snapshot_s']:.2f} s); node start in a "
           f"fresh process {float(node_s):.2f} s + imports {fresh['imports_s']:.2f} s (recovery "
           f"{float(recovery_ms) / 1000:.2f} s, "
