@@ -18,6 +18,9 @@ What runs where (ARCHITECTURE.md, "The node"):
 - The standby folds the records it receives with the same ``apply`` and mirrors
   the entity actors, so ``show`` answers the same on both; on promotion it arms
   the timers and installs the pinholes from that state.
+- The role machine's steps and the work of each role change (takeover,
+  stand-down, handover, a diverged journal's cut, a received snapshot) are
+  the role controller's, ``actors/node_roles.py``.
 """
 
 from __future__ import annotations
@@ -26,13 +29,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, replace
+from operator import attrgetter
 from typing import Any, Callable
 
 from actors.directory import Directory
 from actors.journal_writer import JournalWriter
 from actors.lazy_entity import LazyEntityRef
-from actors.role_work import RoleWork
-from actors.thread_priority import ordinary_thread_priority
+from actors.node_roles import RoleController
 from actors.runtime import DispatcherPool, PooledActor
 from actors.timers import TimerFired, TimerService
 from gateway import domain, ha
@@ -43,14 +46,11 @@ from gateway.datapath.session_filter import FilterError, media_by_pinhole, parse
 from gateway.drops import code_of, count, count_reason
 from actors.algs import (ADAPTERS, ENDING, PINHOLE_CLOSED, PINHOLE_OPENED, MgcpAdapter, SipAdapter,
                          adapter_for_stream, all_calls, all_pinholes, all_registrations, all_streams,
-                         entity_summary, next_deadline)
+                         entity_summary)
 from gateway.sip import is_keepalive
 from journal.fold import BatchFold
 from journal.gc_pause import collections_paused
-from journal.checkpoint import SnapshotTaker, decode_state, open_at_snapshot, state_at
-from journal.record import HEADER, decode_record
-from journal.replay import JournalGap, snapshot_dir
-from journal.snapshot import read_snapshot, remove_snapshots, write_snapshot
+from journal.checkpoint import SnapshotTaker, open_at_snapshot
 
 log = logging.getLogger("gateway.node")
 
@@ -137,9 +137,25 @@ class EntityActor(PooledActor):
         return None
 
 
+def _kept_by_roles(name: str, doc: str) -> property:
+    """A node attribute its role controller keeps (actors/node_roles.py),
+    read and set on the node as before."""
+    return property(attrgetter(f"roles.{name}"), lambda node, value: setattr(node.roles, name, value),
+                    doc=doc)
+
+
 class Node:
     """A node of the pair. ``start()``/``stop()``; ingest workers call
     :meth:`handle_alg`; the HA transport calls :meth:`on_trigger`."""
+
+    role = _kept_by_roles("role", "gateway.ha.RoleState: this node's role, epoch and lease.")
+    last_failover = _kept_by_roles("last_failover", "The last takeover: when, epoch, reason, takeover_ms.")
+    on_takeover = _kept_by_roles(
+        "on_takeover", "Called at the end of every takeover (gatewayd: the traffic-shaping trees "
+        "and marks, actors/shaping.py, installed again by the new active).")
+    before_announce = _kept_by_roles(
+        "before_announce", "Run at a takeover after the datapath's pinholes are rebuilt and before "
+        "the addresses are acquired (announced).")
 
     def __init__(self, node_id: str, config: Config, journal_dir: str, *,
                  datapath=None, replicator_factory: Callable[["Node"], Any] | None = None,
@@ -174,11 +190,11 @@ class Node:
         self.state_lock = threading.RLock()
         self.state = recovered.state
         self.applied = recovered.seq
-        self.ha_lock = threading.RLock()
         # lease: gateway.ha's fencing lease length L (None: not fenced, a lone node).
-        self.role = ha.RoleState(node_id, priority=prio, epoch=self.journal.epoch, lease=lease)
-        self.role_changed = threading.Condition(self.ha_lock)
-        self.last_failover: dict | None = None
+        self.roles = RoleController(self, ha.RoleState(node_id, priority=prio, epoch=self.journal.epoch,
+                                                       lease=lease))
+        self.ha_lock = self.roles.ha_lock
+        self.role_changed = self.roles.role_changed
         self.counters = {"sip_forwarded": 0, "sip_dropped": 0, "events": 0}
         self.drop_reasons: dict[str, int] = {}       # reason text (capped) -> count
         self.drop_codes: dict[str, int] = {}         # gateway.drops code -> count
@@ -191,14 +207,7 @@ class Node:
                                     replicator=self.replicator, mode=self.mode, clock=clock,
                                     on_failed=self._journal_failed)
         self._journal_handover_asked = False
-        self.role_work = RoleWork(name="roles")
-        # Called at the end of every takeover (gatewayd: the traffic-shaping
-        # trees and marks, actors/shaping.py, installed again by the new
-        # active).
-        self.on_takeover: list[Callable[[], None]] = []
-        # Run at a takeover after the datapath's pinholes are rebuilt and
-        # before the addresses are acquired (announced).
-        self.before_announce: list[Callable[[], None]] = []
+        self.role_work = self.roles.role_work
         # actors/live_config.py: the running configuration (gwctl config apply).
         self.live_config = None
         self.snapshots = None
@@ -274,238 +283,28 @@ class Node:
         self.pool.shutdown()
         self.journal.close()
 
-    @property
-    def forwarding(self) -> bool:
-        # Per packet: forwarding, and (fenced nodes) within the lease, one
-        # monotonic-time compare. An expired lease is acted on (demotion) by
-        # the replication thread's lease check, not by the packet threads.
-        return ha.may_forward(self.role, time.monotonic())
-
     # ------------------------------------------------------------------ HA
+    # The role and the work of its changes are the role controller's
+    # (actors/node_roles.py); the node keeps its entries for the transport,
+    # the control channel and its own callers.
+    # Read per packet: the controller's property through a C attrgetter, so
+    # the node adds no Python call of its own to the check.
+    forwarding = property(attrgetter("roles.forwarding"), doc="Forwarding, and within the lease.")
+
     def on_trigger(self, trigger: str, *args) -> None:
         """Step the role machine and return once the role change's work (a
         takeover, a stand-down) is done: for the node's own callers."""
-        self._on_trigger(trigger, args, wait=True)
+        self.roles.on_trigger(trigger, *args)
 
     def on_transport_trigger(self, trigger: str, *args) -> None:
-        """The HA transport's entry: the role machine steps at once, the
-        role change's work runs on the role thread (actors.role_work), so
-        the transport goes back to its heartbeats, which renew the lease,
-        while a takeover is still under way."""
-        self._on_trigger(trigger, args, wait=False)
-
-    def _on_trigger(self, trigger: str, args: tuple, *, wait: bool) -> None:
-        if trigger == "diverged":
-            # Not under the HA lock: the rebuild may take seconds, and the
-            # replication thread takes that lock for every heartbeat heard.
-            self._diverged(*args)
-            return
-        if trigger == "snapshot_received":
-            # Likewise: the active's snapshot replaces this standby's journal.
-            self.install_snapshot(*args)
-            return
-        with self.ha_lock:
-            before = self.role
-            self.role, actions = ha.step(self.role, trigger, *args)
-            if self.role.lease_until != before.lease_until and self.addresses is not None \
-                    and hasattr(self.addresses, "lease"):
-                # Before any address is added: the supervisor must know the
-                # lease that covers them (actors/fence.py).
-                self.addresses.lease(self.role.lease_until if self.role.lease is not None else None)
-            queued = False
-            for a in actions:
-                work = self._act(a, before)
-                if work is not None:
-                    # Queued under the HA lock: the role thread runs the works
-                    # in the order the role machine decided them.
-                    self.role_work.run(work, a.kind, wait=False)
-                    queued = True
-            if self.replicator is not None \
-                    and getattr(self.replicator, "epoch", None) != self.role.epoch \
-                    and getattr(self.replicator, "role", None) == self.role.role:
-                # An epoch the transport does not know, without a role change
-                # (a standby adopting its active's epoch, gateway/ha.py
-                # on_peer_epoch, or a restarted standby's epoch from its
-                # journal): its heartbeats and HELLO carry the epoch, so it
-                # is told; otherwise the peer shows this node's epoch as 0.
-                self.replicator.set_role(self.role.role, self.role.epoch)
-            if self.role != before:
-                self.role_changed.notify_all()
-        if wait and queued:
-            self.role_work.drain()
-
-    def _act(self, a: ha.Action, before: ha.RoleState) -> Callable[[], None] | None:
-        """Do the quick part of an action (tell the transport the role) and
-        return the rest, for the role thread, or None."""
-        log.info("node %s: %s (epoch %d): %s", self.node_id, a.kind, a.epoch, a.reason)
-        if a.kind == "promote":
-            if self.replicator is not None:
-                self.replicator.set_role("active", self.role.epoch)
-            return lambda: self._promoted(a)
-        if a.kind == "demote":
-            if self.replicator is not None:
-                self.replicator.set_role("standby", self.role.epoch)
-            return self._stand_down
-        if a.kind == "start_forwarding" and before.role == "active":
-            # A handover that found no standby: the addresses were given up
-            # before it (_handover); take them back.
-            if self.addresses is not None:
-                return self.addresses.acquire
-        elif a.kind == "handover":
-            # Everything submitted reaches the journal (and, in sync mode, the
-            # standby) before the standby is told to take over.
-            threading.Thread(target=self._handover, daemon=True, name="handover").start()
-        return None
-
-    def _promoted(self, a: ha.Action) -> None:
-        t0 = time.monotonic()
-        # Read without the HA lock: a caller holding it may be waiting for
-        # this thread (failover, on_trigger's drain). The role is one value.
-        current = self.role
-        if current.role != "active" or current.epoch != a.epoch:
-            # Demoted again before the takeover began (its stand-down is
-            # queued behind this): nothing to take over.
-            log.info("node %s: takeover of epoch %d skipped: now %s in epoch %d",
-                     self.node_id, a.epoch, current.role, current.epoch)
-            return
-        self._take_over()
-        self.last_failover = {"at": self.clock(), "epoch": a.epoch, "reason": a.reason,
-                              "takeover_ms": round((time.monotonic() - t0) * 1000, 1)}
-
-    def _handover(self) -> None:
-        ordinary_thread_priority()       # started by the real-time transport thread
-        self.writer.flush()
-        # The addresses go before the standby is told to take over, so the
-        # two nodes never hold them at once (the old active forwards nothing
-        # from failover_requested on anyway).
-        if self.addresses is not None:
-            self.addresses.release()
-        if self.replicator is not None:
-            self.replicator.handover()
-        else:
-            self.on_trigger("handover_aborted")
-
-    def _diverged(self, head: int) -> None:
-        """Rejoining as standby, this node's journal has records the active
-        never had (written after the last acknowledgement before a crash): cut
-        them and rebuild the state from what remains."""
-        with self._snapshots_paused():
-            self._cut_and_rebuild(head)
-
-    def _snapshots_paused(self):
-        """No snapshot is taken while the journal is cut or started again (a
-        snapshot being read from segments that go away would fail)."""
-        import contextlib
-        return self.snapshots.lock if self.snapshots is not None else contextlib.nullcontext()
-
-    def _cut_and_rebuild(self, head: int) -> None:
-        cut = self.journal.truncate_after(head)
-        log.warning("node %s: journal diverged from the active; dropped %d unreplicated records "
-                    "after seq %d", self.node_id, cut, head)
-        # Snapshots of records that are gone describe a history that never was.
-        remove_snapshots(snapshot_dir(self.journal), after=self.journal.head)
-        try:
-            state, seq, epoch, ts, n = state_at(self.journal, domain.apply, domain.EMPTY)
-        except JournalGap as exc:
-            # The cut went below every snapshot and retention removed the
-            # first records: no state can be rebuilt from what is left.
-            log.error("node %s: after the cut no state can be rebuilt (%s); the node keeps its "
-                      "previous state and must be restarted with an empty journal directory "
-                      "(it then takes the active's snapshot)", self.node_id, exc)
-            raise
-        self._restate(state, seq, epoch, ts, n)
-
-    def _restate(self, state, seq: int, epoch: int, ts, folded: int) -> None:
-        """The state was rebuilt (a cut, a received snapshot): swap it in and
-        let the entity actors and the snapshot thread follow."""
-        with self.state_lock:
-            self.state = state
-            self.applied = seq
-            self.counters["events"] += folded
-        # Entities of the cut records are gone: the actors follow the state again.
-        for key in self.directory.keys("entity"):
-            self._end_entity(key[1])
-        self._mirror_all()
-        if self.live_config is not None:
-            self.live_config.follow(())        # the rebuilt state's configuration
-        if self.snapshots is not None:
-            self.snapshots.reset(state, seq, epoch, ts)
+        """The HA transport's entry: the role change's work runs on the role
+        thread, while the transport goes back to its heartbeats."""
+        self.roles.on_transport_trigger(trigger, *args)
 
     def install_snapshot(self, path, frame: bytes) -> None:
-        """Standby: the active's snapshot (received whole at ``path``, CRC
-        checked) and the frame of its record replace this node's journal and
-        state, so it can follow an active whose journal no longer holds what
-        this node missed. The snapshot is made this node's own first (its
-        record's position here: the start of a new segment), then the
-        journal starts again at the record: a crash between the two leaves a
-        snapshot that does not match the journal, skipped at restart."""
-        snap = read_snapshot(path)
-        state = decode_state(snap.state)
-        rec, _ = decode_record(frame)
-        crc = HEADER.unpack_from(frame, 0)[2]
-        if snap.journal is None or (rec.seq, rec.epoch, crc) != (snap.seq, snap.epoch, snap.journal["crc"]):
-            raise ValueError(f"snapshot {path} does not go with the record it came with")
-        directory = snapshot_dir(self.journal)
-        mark = {"segment": snap.seq, "offset": 0, "crc": crc, "versions": snap.journal["versions"]}
-        with self._snapshots_paused():
-            write_snapshot(directory, snap.seq, snap.state, snap.epoch, timestamp=snap.timestamp,
-                           journal=mark)
-            self.journal.restart_at(frame, snap.journal["versions"])
-            remove_snapshots(directory, keep=1)
-            log.warning("node %s: took the active's snapshot of record %d (epoch %d)", self.node_id,
-                        snap.seq, snap.epoch)
-            self._restate(state, snap.seq, snap.epoch, snap.timestamp, 0)
-
-    def _take_over(self) -> None:
-        """Active from now on: own the addresses, arm timers, install pinholes."""
-        with self.state_lock:
-            st = self.state
-        if self.datapath is not None and self.before_announce:
-            # The pinholes first, and what is made from them before any packet
-            # (the kernel's media flows, actors/kernel_media.py): media goes
-            # on at the kernel's rate from the first packet to the new active.
-            self._rebuild_datapath(st)
-            for hook in self.before_announce:
-                try:
-                    hook()
-                except Exception:
-                    log.exception("node %s: takeover hook %r failed", self.node_id, hook)
-        if self.addresses is not None:
-            self.addresses.acquire()
-        specs = []
-        for stream in self._streams(st):
-            # Each ALG's state knows its own entities' deadlines.
-            deadline = next_deadline(st, stream)
-            if deadline is not None:
-                specs.append((stream, deadline, self._entity(stream)))
-        self.timers.rebuild(specs)
-        if self.datapath is not None and not self.before_announce:
-            self._rebuild_datapath(st)
-        for hook in self.on_takeover:
-            try:
-                hook()
-            except Exception:
-                log.exception("node %s: takeover hook %r failed", self.node_id, hook)
-
-    def _rebuild_datapath(self, st) -> None:
-        with self.dp_lock:
-            # Sessions left from this node's earlier term as active are
-            # stale (the calls moved on without it); flows start again
-            # from policy and the pinholes below.
-            for sess in list(self.datapath.sessions):
-                self.datapath.remove_session(sess)
-            self.datapath.rebuild(self._open_pinholes(st) + sip_media_pinholes(st.sip))
-            restore = getattr(self.datapath, "restore_tcp", None)
-            if restore is not None:
-                # SIP connections whose rewrites changed lengths go on
-                # with the same sequence adjustment (gateway.datapath.seqadj).
-                restore(st.tcp)
-
-    def _stand_down(self) -> None:
-        for key in list(self.timers.specs()):
-            self.timers.cancel(key.key)
-        if self.addresses is not None:
-            self.addresses.release()
+        """Standby: the active's snapshot and its record replace this node's
+        journal and state."""
+        self.roles.install_snapshot(path, frame)
 
     # ------------------------------------------------------------ replication
     def on_records(self, records: list) -> None:
@@ -1113,27 +912,7 @@ class Node:
 
     def failover(self, timeout: float = 3.0) -> dict:
         """Graceful switch-over from the active (``gwctl failover``)."""
-        with self.ha_lock:
-            if self.role.role != "active":
-                raise RuntimeError(f"this node is {self.role.role}; run failover on the active node")
-            epoch = self.role.epoch
-        t0 = time.monotonic()
-        # Not under the HA lock: on_trigger may wait for the role thread, and
-        # the transport thread takes that lock for every heartbeat it sends.
-        self.on_trigger("failover_requested")
-        with self.ha_lock:
-            deadline = t0 + timeout
-            while self.role.role == "active":
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self.role_changed.wait(left)
-            ms = round((time.monotonic() - t0) * 1000, 1)
-        if self.role.role == "active":
-            return {"ok": False, "role": self.role.role, "epoch": self.role.epoch, "ms": ms,
-                    "reason": "no standby took over; still active" if self.role.forwarding
-                    else "handover not confirmed"}
-        return {"ok": True, "role": self.role.role, "from_epoch": epoch, "epoch": self.role.epoch, "ms": ms}
+        return self.roles.failover(timeout)
 
 
 def _start_on(pool: DispatcherPool, cls, *args):

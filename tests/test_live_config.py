@@ -297,7 +297,7 @@ def test_a_cut_that_removes_the_applied_configuration_brings_the_file_back(pair)
     la.apply(MORE, "more.cfg", "t")
     replicate(a, b)
     assert lb.current_hash == config_hash(cfg(MORE))
-    b._cut_and_rebuild(head)           # as a rejoining node whose active never had it
+    b.roles._cut_and_rebuild(head)     # as a rejoining node whose active never had it
     assert b.state.config is None and lb.current_hash == config_hash(cfg(BASE))
     assert b.config == cfg(BASE)
 
