@@ -321,7 +321,7 @@ class Node:
         decode = decode_event       # Record.events() without its call per record
         events = []
         for r in records:
-            ev = decode(r.type, r.schema, r.payload)
+            ev = decode(r.type, r.schema, r.payload, r.stream)
             if type(ev) is StepEvents:      # one record per step (gateway/events.py)
                 events += ev.events
             else:

@@ -54,11 +54,11 @@ def measure(per_event: bool, calls: int, steps: list[list], work: Path) -> dict:
                     j.append_batch([(e, 1000.0) for e in evs], 1)
         append_s = time.thread_time() - t0
         records = j.head
-        rows = [(r.type, r.schema, r.payload) for r in j.read(1)]
+        rows = [(r.type, r.schema, r.payload, r.stream) for r in j.read(1)]
     size = sum(p.stat().st_size for p in path.glob("*.seg"))
     t0 = time.thread_time()
-    for t, sc, p in rows:
-        decode(t, sc, p)
+    for t, sc, p, s in rows:
+        decode(t, sc, p, s)
     decode_s = time.thread_time() - t0
     t0 = time.thread_time()
     _state, last = replay(path, domain.apply, domain.EMPTY)

@@ -164,8 +164,9 @@ def upcaster(type_name: str, from_schema: int) -> Callable[[Callable[[dict], dic
     return wrap
 
 
-def decode(type_name: str, schema: int, payload: dict[str, Any]) -> Event:
-    """Rebuild an event from its journal form, upcasting older schemas."""
+def decode(type_name: str, schema: int, payload: dict[str, Any], stream: str | None = None) -> Event:
+    """Rebuild an event from its journal form, upcasting older schemas.
+    ``stream``: the record's, which a step record may name its key by."""
     cls = _REGISTRY.get(type_name)
     if cls is None:
         raise UnknownEvent(f"unknown event type {type_name!r}")
@@ -180,7 +181,7 @@ def decode(type_name: str, schema: int, payload: dict[str, Any]) -> Event:
                 raise UnknownEvent(f"no upcaster for {type_name} schema {schema}")
             payload = step(dict(payload))
             schema += 1
-        return cls.from_payload(payload)
+        return cls.from_payload(payload) if cls is not StepEvents else StepEvents.from_payload(payload, stream)
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         # A missing field is a TypeError of __init__, a bad address a
         # ValueError of IPv4Address, a missing key an upcaster's KeyError.
@@ -213,7 +214,9 @@ class StepEvents(Event):
     An event whose type and schema are in gateway/event_wire.py is written by
     its code with its values in that entry's field order; any other in the
     named form. ``k`` (present when every event has the same ``key`` field)
-    is left out of each event and put back on decode."""
+    is left out of each event and put back on decode; where the record's
+    stream ends with that key (``call/<key>``) ``k`` is the number of
+    characters before it in the stream, and decoding needs the stream."""
 
     events: tuple[Event, ...]
 
@@ -231,6 +234,12 @@ class StepEvents(Event):
         for ev, p in zip(self.events, payloads):
             if key is not None:
                 del p["key"]
+        k: str | int | None = key
+        if key is not None:
+            stream = self.stream
+            if len(stream) > len(key) and stream.endswith(key):
+                k = len(stream) - len(key)          # the key is the stream's tail
+        for ev, p in zip(self.events, payloads):
             wire = _wire_of(type(ev))
             if wire is None:
                 inner.append([ev.TYPE, ev.SCHEMA, p])
@@ -238,13 +247,13 @@ class StepEvents(Event):
                 # to_payload's dict is in the class's field order, which
                 # _wire_of checked is the table's.
                 inner.append([wire, ev.SCHEMA, list(p.values())])
-        return {"e": inner, "k": key} if key is not None else {"e": inner}
+        return {"e": inner, "k": k} if k is not None else {"e": inner}
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> "StepEvents":
+    def from_payload(cls, payload: dict[str, Any], stream: str | None = None) -> "StepEvents":
         inner = payload["e"]
-        key = payload.get("k")
-        if not isinstance(inner, list) or not inner or (key is not None and type(key) is not str):
+        key = step_key(payload, stream)
+        if not isinstance(inner, list) or not inner:
             raise ValueError("a step record holds a non-empty list of events")
         events = []
         fast = _FAST_KEYLESS if key is not None else _FAST
@@ -272,6 +281,16 @@ class StepEvents(Event):
                 p = {**p, "key": key}
             events.append(decode(t, schema, p))
         return cls(tuple(events))
+
+
+def step_key(payload: dict[str, Any], stream: str | None) -> str | None:
+    """The key a step record's events share (``k``), or None."""
+    k = payload.get("k")
+    if k is None or type(k) is str:
+        return k
+    if type(k) is int and stream is not None and 0 < k < len(stream):
+        return stream[k:]
+    raise ValueError("a step record's key is a text, or where it starts in the record's stream")
 
 
 _NO_KEY = object()
@@ -337,23 +356,30 @@ def expand(ev: Event) -> tuple[Event, ...] | list[Event]:
 
 def in_steps(events: list[Event]) -> list[Event]:
     """``events`` of one step as they are journaled: each run of consecutive
-    events of one stream becomes one :class:`StepEvents` record (a single event
-    stays itself). Order is kept, so :func:`expand` over the result gives
-    ``events`` back."""
-    if len(events) < 2:
-        return events
+    events of one stream becomes one :class:`StepEvents` record (a single
+    event outside gateway/event_wire.py stays itself). Order is kept, so
+    :func:`expand` over the result gives ``events`` back."""
     out: list[Event] = []
     run: list[Event] = []
     stream = None
     for ev in events:
         s = ev.stream
         if run and s != stream:
-            out.append(run[0] if len(run) == 1 else StepEvents(tuple(run)))
+            out.append(_record_of(run))
             run = []
         stream = s
         run.append(ev)
-    out.append(run[0] if len(run) == 1 else StepEvents(tuple(run)))
+    if run:
+        out.append(_record_of(run))
     return out
+
+
+def _record_of(run: list[Event]) -> Event:
+    # A lone event is a step record too where the compact form has it (its
+    # field names and type name cost more than the wrapping).
+    if len(run) == 1 and _wire_of(type(run[0])) is None:
+        return run[0]
+    return StepEvents(tuple(run))
 
 
 # --- payload encoding: keep the journal format plain and language-neutral ---

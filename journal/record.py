@@ -75,11 +75,11 @@ class Record:
     def event(self) -> _events.Event:
         """The domain event, upcast to this build's schema (a step record's
         :class:`gateway.events.StepEvents`: see :meth:`events`)."""
-        return _events.decode(self.type, self.schema, self.payload)
+        return _events.decode(self.type, self.schema, self.payload, self.stream)
 
     def events(self) -> tuple[_events.Event, ...] | list[_events.Event]:
         """The domain events this record holds, in order: one, or a step's."""
-        return _events.expand(_events.decode(self.type, self.schema, self.payload))
+        return _events.expand(_events.decode(self.type, self.schema, self.payload, self.stream))
 
     def entries(self) -> list[tuple[str, dict[str, Any]]]:
         """``(type, payload)`` of each event this record holds, as journaled,
@@ -88,7 +88,10 @@ class Record:
         if self.type != _events.STEP_TYPE:
             return [(self.type, self.payload)]
         p = self.payload
-        key = p.get("k") if isinstance(p, dict) else None
+        try:
+            key = _events.step_key(p, self.stream) if isinstance(p, dict) else None
+        except ValueError:
+            key = None
         inner = p.get("e") if isinstance(p, dict) else None
         keyless = type(key) is str
         out = []

@@ -77,7 +77,7 @@ def real_calls(draw) -> list:
     while any(parts.values()):
         i = draw(st.sampled_from(sorted(i for i, p in parts.items() if p)))
         part = parts[i].pop(0)
-        out += [e for t, sc, _st, pl, _v in _factory.rows(part, i + 1) for e in gev.expand(gev.decode(t, sc, pl))]
+        out += [e for t, sc, st_, pl, _v in _factory.rows(part, i + 1) for e in gev.expand(gev.decode(t, sc, pl, st_))]
     return out
 
 
@@ -167,8 +167,8 @@ def test_a_call_ended_and_its_entities_reentered_in_one_batch_leave_the_per_even
     """An entity ended and entered again in the same batch (a stream reused
     after its end) is a fresh entry, as event by event."""
     f = _factory
-    call = [gev.decode(t, sc, pl) for part in (0, 1, 2) for t, sc, _s, pl, _v in f.rows(part, 7)]
-    again = [gev.decode(t, sc, pl) for t, sc, _s, pl, _v in f.rows(0, 7)]
+    call = [gev.decode(t, sc, pl, s) for part in (0, 1, 2) for t, sc, s, pl, _v in f.rows(part, 7)]
+    again = [gev.decode(t, sc, pl, s) for t, sc, s, pl, _v in f.rows(0, 7)]
     records = as_records(call + again, 1)
     batched, reference = _pair(tmp_path)
     try:

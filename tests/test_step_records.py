@@ -32,14 +32,17 @@ def test_in_steps_keeps_the_events_and_their_order_one_record_per_run_of_a_strea
     assert [e for s in steps for e in expand(s)] == events
     for s in steps:
         assert len({e.stream for e in expand(s)}) == 1
-        assert (type(s) is StepEvents) == (len(expand(s)) > 1)
+        assert type(s) is StepEvents            # every SIP event has a code (gateway/event_wire.py)
     # Maximal runs: two neighbouring records never share a stream.
     assert all(a.stream != b.stream for a, b in zip(steps, steps[1:]))
 
 
-def test_a_single_event_stays_its_own_record():
+def test_a_single_event_is_a_step_record_unless_it_has_no_code():
+    from test_journal_record import Hangup
     (ev,) = call_events(1, activity=0)
-    assert in_steps([ev]) == [ev]
+    assert in_steps([ev]) == [StepEvents((ev,))]
+    other = Hangup("c1", "alice", 16)                       # a type without a code: named form
+    assert in_steps([other]) == [other]
     assert in_steps([]) == []
 
 
@@ -57,7 +60,8 @@ def test_a_step_record_round_trips_and_carries_the_call_key_once():
         assert back.type == STEP_TYPE and back.stream == step[0].stream
         assert list(back.events()) == step
         key = step[0].key
-        assert back.payload["k"] == key
+        # The key is the stream's tail: the payload says where it starts.
+        assert back.payload["k"] == len("call/") and back.stream == f"call/{key}"
         assert all("key" not in p for _t, _s, p in back.payload["e"])
         # The raw view (history, ladder filters) puts the key back.
         assert back.entries() == [(e.TYPE, e.to_payload()) for e in step]
@@ -232,3 +236,18 @@ def test_a_journal_written_before_step_records_then_after_replays_whole(tmp_path
     lad = ladder(tmp_path / "j", events[0].call_id)
     assert lad is not None and any(s.label == "call ended" for s in lad.steps)
     assert {s.seq for s in lad.steps} >= {1, head}          # from the first record to the last
+
+
+def test_a_key_named_by_its_place_in_the_stream_needs_that_stream():
+    step = in_steps(call_events(3, activity=1))[0]
+    p = step.to_payload()
+    assert p["k"] == len("call/")
+    assert decode(STEP_TYPE, 1, p, step.stream) == step
+    for stream in (None, "call/", "x"):                     # no stream, or none the key fits
+        with pytest.raises(UnknownEvent):
+            decode(STEP_TYPE, 1, p, stream)
+    for k in (0, -1, 10_000, 1.5):
+        with pytest.raises(UnknownEvent):
+            decode(STEP_TYPE, 1, {**p, "k": k}, step.stream)
+    rec = Record(1, 1, 1.0, step.stream, 1, STEP_TYPE, 1, p)
+    assert rec.entries() == [(e.TYPE, e.to_payload()) for e in step.events]
