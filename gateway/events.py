@@ -303,6 +303,8 @@ def _wire_of(cls: type) -> int | None:
     try:
         return _WIRE[cls]
     except KeyError:
+        if not (isinstance(cls, type) and issubclass(cls, Event)):
+            return None                     # not an event: nothing to write compactly
         code = event_wire.CODES.get(cls.TYPE)
         names = event_wire.FIELDS.get((cls.TYPE, cls.SCHEMA))
         plan = _PLANS.get(cls) or _plan(cls)
@@ -359,6 +361,8 @@ def in_steps(events: list[Event]) -> list[Event]:
     events of one stream becomes one :class:`StepEvents` record (a single
     event outside gateway/event_wire.py stays itself). Order is kept, so
     :func:`expand` over the result gives ``events`` back."""
+    if len(events) == 1:
+        return [_record_of(events)]
     out: list[Event] = []
     run: list[Event] = []
     stream = None

@@ -81,6 +81,12 @@ class Record:
         """The domain events this record holds, in order: one, or a step's."""
         return _events.expand(_events.decode(self.type, self.schema, self.payload, self.stream))
 
+    def label(self) -> str:
+        """The record's type, or a step record's event types (reports)."""
+        if self.type != _events.STEP_TYPE:
+            return self.type
+        return f"{self.type}: {', '.join(t for t, _p in self.entries())}"
+
     def entries(self) -> list[tuple[str, dict[str, Any]]]:
         """``(type, payload)`` of each event this record holds, as journaled,
         without decoding them (views of the raw history): a step record's

@@ -190,7 +190,7 @@ def _replay(path, apply, initial, *, until_seq, until_time, stream, decode_snaps
         try:
             evs = rec.events()
         except UnknownEvent as exc:
-            problem = Problem(rec.seq, rec.type, f"cannot be decoded: {exc}")
+            problem = Problem(rec.seq, rec.label(), f"cannot be decoded: {exc}")
         else:
             try:
                 # A step record's events are applied whole or not at all.
@@ -201,7 +201,7 @@ def _replay(path, apply, initial, *, until_seq, until_time, stream, decode_snaps
                 last_seq = rec.seq
                 continue
             except Exception as exc:  # noqa: BLE001 - any failure of apply is reported, with the record
-                problem = Problem(rec.seq, rec.type,
+                problem = Problem(rec.seq, rec.label(),
                                   f"the state cannot take it: {type(exc).__name__}: {exc}")
         if problems is None:
             raise UnusableRecord(problem, state, last_seq)

@@ -341,8 +341,8 @@ def test_gwctl_config_diff_apply_and_show_running(served, tmp_path, capsys):
     out = capsys.readouterr().out
     assert config_hash(cfg(MORE)) in out and "from the journal" in out and normal_text(cfg(MORE)) in out
     # the journal's record names who asked: the process's uid and what gwctl said
-    rec = next(r for r in a.journal.read(1) if r.type == "config.applied")
-    assert rec.payload["by"].startswith("uid ") and "gwctl config apply" in rec.payload["by"]
+    applied = next(p for r in a.journal.read(1) for t, p in r.entries() if t == "config.applied")
+    assert applied["by"].startswith("uid ") and "gwctl config apply" in applied["by"]
 
 
 def test_gwctl_config_apply_of_an_invalid_file_prints_where_and_applies_nothing(served, tmp_path, capsys):
