@@ -154,7 +154,12 @@ class NfqueueWorker:
     ``on_expired(items)``, ``on_alarm(text)``: housekeeping results, called on
     the worker thread every ``housekeeping_interval`` seconds (``on_activity``
     at every one, with an empty batch when no media was seen). ``lock``: the
-    lock guarding the datapath, when others share it (default: the worker's own)."""
+    lock guarding the datapath, when others share it (default: the worker's own).
+    ``turns``: the node's actors, run on the worker's thread (an object with
+    ``drive(wake)``, ``run_turns()``, ``has_turns()`` and ``undrive()``, see
+    ``Node``): after each drain of the queue the dialogs' turns for the
+    messages it held run here, with their journal steps handed over together
+    (one unit of work per drain, no thread hand-off to reach the ALG)."""
 
     def __init__(self, queue_num: int, linux_ifaces: dict[str, str], datapath: Datapath, *,
                  on_alg: Callable[[Alg, Callable[[Forward | Drop], None]], None] | None = None,
@@ -166,8 +171,9 @@ class NfqueueWorker:
                  housekeeping_interval: float = 0.2, install: bool = True,
                  clock: Callable[[], float] = time.time, lock=None,
                  proc_sys: str = PROC_SYS, batch_verdicts: bool = True,
-                 overload: NewDialogBudget | None | str = "config") -> None:
+                 overload: NewDialogBudget | None | str = "config", turns=None) -> None:
         self.queue_num = queue_num
+        self.turns = turns
         self.linux_ifaces = dict(linux_ifaces)
         self.datapath = datapath          # also sets the fast path (property below)
         self.on_alg = on_alg
@@ -399,16 +405,24 @@ class NfqueueWorker:
         nfq = self._nfq
         fd = nfq.get_fd()
         next_house = self.clock() + self.housekeeping_interval
+        turns = self.turns
+        if turns is not None:
+            turns.drive(self._wake)
         self._ready.set()
         try:
             while not self._stop.is_set():
                 now = self.clock()
-                wait = max(0.0, min(next_house - now, 0.5))
+                wait = 0.0 if turns is not None and turns.has_turns() else \
+                    max(0.0, min(next_house - now, 0.5))
                 r, _w, _x = select.select([fd, self._wake_r], [], [], wait)
                 if fd in r:
                     t0 = time.perf_counter()
                     nfq.run(block=False)
                     self.verdicts.flush()
+                    if turns is not None:
+                        # The turns of what this drain held (the ALG steps)
+                        # belong to the drain's cost: the overload signal.
+                        turns.run_turns()
                     dt = time.perf_counter() - t0
                     if dt > self._max_batch:
                         self._max_batch = dt
@@ -418,18 +432,21 @@ class NfqueueWorker:
                             pass
                     except BlockingIOError:
                         pass
-                if self._verdicts:
-                    self._apply_verdicts()
-                    self.verdicts.flush()
                 now = self.clock()
                 if now >= next_house:
                     next_house = now + self.housekeeping_interval
                     self._housekeeping(now)
-                    self.verdicts.flush()          # held packets timed out
+                if turns is not None:
+                    turns.run_turns()              # timers, media reports, operators' asks
+                if self._verdicts:
+                    self._apply_verdicts()
+                self.verdicts.flush()              # answers, held packets timed out
         except BaseException as e:           # the loop must say why it ended
             self._error = e
             log.exception("NFQUEUE %d worker stopped", self.queue_num)
         finally:
+            if turns is not None:
+                turns.undrive()            # the pool's own threads take the actors back
             # Held packets must not stay queued for ever.
             self._apply_verdicts()
             for token in list(self._held):

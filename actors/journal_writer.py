@@ -55,6 +55,9 @@ class JournalWriter:
         self._pending: collections.deque = collections.deque()
         self._pending_cv = threading.Condition()
         self._stop = False
+        # gather / hand_over: the steps one thread submits during a drain.
+        self._gathered: list | None = None
+        self._gather_ident: int | None = None
         self.batches = 0
         self.records = 0        # journaled records (a step's events on one entity: one record)
         self.events = 0         # the events they hold
@@ -92,7 +95,25 @@ class JournalWriter:
 
         Each run of the step's events on one entity is ONE record
         (:func:`gateway.events.in_steps`); ``callback`` gets those records."""
-        self._q.put((in_steps(events), callback, self.epoch()))
+        item = (in_steps(events), callback, self.epoch())
+        if self._gather_ident is not None and self._gather_ident == threading.get_ident():
+            self._gathered.append(item)           # type: ignore[union-attr]
+        else:
+            self._q.put(item)
+
+    def gather(self) -> None:
+        """Until :meth:`hand_over`, the steps the calling thread submits are
+        kept and then reach the writer thread together: the packet loop
+        gathers the steps of one drain, so the writer wakes once per drain,
+        not once per step. The order of submission is kept."""
+        self._gathered = []
+        self._gather_ident = threading.get_ident()
+
+    def hand_over(self) -> None:
+        """End :meth:`gather` (on the same thread): hand what it kept to the writer."""
+        items, self._gathered, self._gather_ident = self._gathered, None, None
+        if items:
+            self._q.put(items)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything submitted so far is complete (for handover)."""
@@ -108,7 +129,8 @@ class JournalWriter:
             if item is None:
                 self._finish()
                 return
-            items = [item]
+            # An item is one step, or a drain's steps (hand_over) as a list.
+            items = item if type(item) is list else [item]
             stop = False
             while len(items) < self.max_batch:
                 try:
@@ -118,7 +140,10 @@ class JournalWriter:
                 if nxt is None:
                     stop = True
                     break
-                items.append(nxt)
+                if type(nxt) is list:
+                    items.extend(nxt)
+                else:
+                    items.append(nxt)
             epoch = self.epoch()
             if any(evs and e != epoch for evs, _cb, e in items):
                 items = self._drop_stale(items, epoch)

@@ -476,6 +476,31 @@ class Node:
             start = self._start_entity_actor
             self.directory.start_absent(keys, lambda key: LazyEntityRef(start, key[1]))
 
+    # ------------------------------------------------ the packet loop's turns
+    # NfqueueWorker(turns=node): the worker's thread drives the node's actor
+    # pool (actors/runtime.py, DispatcherPool.drive). A held message's dialog
+    # turn runs after the drain that held it, on that thread, and the steps of
+    # a drain reach the journal writer together: one unit of work per drain,
+    # no hand-off between the packet and its ALG step. One thread runs every
+    # step, so the journal's order is the order the state changed in.
+    def drive(self, wake: Callable[[], None]) -> None:
+        self.pool.drive(wake)
+
+    def has_turns(self) -> bool:
+        return self.pool.has_ready()
+
+    def run_turns(self) -> None:
+        if not self.pool.has_ready():
+            return
+        self.writer.gather()
+        try:
+            self.pool.run_ready()
+        finally:
+            self.writer.hand_over()
+
+    def undrive(self) -> None:
+        self.pool.release()
+
     # ------------------------------------------------------------------ ALGs
     def handle_alg(self, outcome, done: Callable[[Any], None], ctx: Any = None,
                    data: bytes | None = None, now: float | None = None) -> None:

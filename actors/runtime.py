@@ -213,7 +213,7 @@ class Mailbox:
         self._queue.append(envelope)
         # Test-and-set: only the thread that takes the latch schedules.
         if self._scheduled.acquire(False):
-            self.pool._run_queue.put(self)  # type: ignore[union-attr]
+            self.pool._schedule(self)  # type: ignore[union-attr]
 
     def get(self) -> Any:
         return self._queue.popleft()
@@ -231,7 +231,15 @@ _START = object()
 
 
 class DispatcherPool:
-    """A run queue of mailboxes and the threads that drain it."""
+    """A run queue of mailboxes and the threads that drain it.
+
+    A pool can be *driven* (:meth:`drive`): while a driver is attached, the
+    mailboxes that become ready wait in a queue of their own that the
+    driver's thread runs with :meth:`run_ready`, and the pool's threads get
+    none of them. The node's packet loop drives its pool, so a dialog's turn
+    runs right after the drain that queued its message, on the same thread,
+    with no hand-off (DESIGN.md: a mailbox per actor, a batch of messages
+    per turn; the turn need not be a thread switch)."""
 
     def __init__(
         self,
@@ -248,6 +256,12 @@ class DispatcherPool:
         self._live_lock = _allocate_lock()
         self._threads: list[threading.Thread] = []
         self._closed = False
+        # Driven mode (drive / run_ready / release): the driver's ready
+        # mailboxes, its thread, and how to wake it from other threads.
+        self._driven: deque[Mailbox] | None = None
+        self._driver_ident: int | None = None
+        self._driver_wake: Callable[[], None] | None = None
+        self._driven_lock = _allocate_lock()
         for n in range(threads):
             thread = threading.Thread(target=self._run, name=f"{name}-{n}", daemon=True)
             self._threads.append(thread)
@@ -290,7 +304,66 @@ class DispatcherPool:
         mailbox = actor.actor_inbox
         mailbox._queue.appendleft(_START)
         if mailbox._scheduled.acquire(False):
-            self._run_queue.put(mailbox)
+            self._schedule(mailbox)
+
+    # -- scheduling: the pool's threads, or the driver's -------------------
+    def _schedule(self, mailbox: Mailbox) -> None:
+        """A mailbox holding the latch is ready: to the driver, if one is
+        attached (woken unless it is the caller), else to the run queue."""
+        if self._driven is not None:
+            with self._driven_lock:
+                driven = self._driven
+                if driven is not None:
+                    driven.append(mailbox)
+                    if threading.get_ident() != self._driver_ident:
+                        self._driver_wake()  # type: ignore[misc]
+                    return
+        self._run_queue.put(mailbox)
+
+    def drive(self, wake: Callable[[], None]) -> None:
+        """The calling thread drives the pool from now on: it runs ready
+        mailboxes with :meth:`run_ready`; ``wake()`` is called (from any
+        other thread) when a mailbox becomes ready. Until :meth:`release`."""
+        with self._driven_lock:
+            self._driver_wake = wake
+            self._driver_ident = threading.get_ident()
+            self._driven = deque()
+        _dispatcher_idents.add(self._driver_ident)
+
+    def release(self) -> None:
+        """The driver (on its own thread) stops driving: what it had not run
+        goes back to the pool's threads. Safe to call twice."""
+        with self._driven_lock:
+            driven, self._driven = self._driven, None
+            ident, self._driver_ident = self._driver_ident, None
+            self._driver_wake = None
+            # Under the lock: a _schedule that saw the driver has appended.
+            for mailbox in driven or ():
+                self._run_queue.put(mailbox)
+        if ident is not None:
+            _dispatcher_idents.discard(ident)
+
+    def has_ready(self) -> bool:
+        """The driver has mailboxes to run (its loop should not sleep)."""
+        return bool(self._driven)
+
+    def run_ready(self, max_turns: int = 100_000) -> int:
+        """On the driver's thread: run the ready mailboxes, each for a turn
+        (up to ``batch`` messages), until none is ready or ``max_turns``
+        turns ran (the rest wait for the next call). Returns the turns run."""
+        driven = self._driven
+        turns = 0
+        while driven and turns < max_turns:
+            mailbox = driven.popleft()
+            turns += 1
+            try:
+                self._turn(mailbox)
+            except BaseException:  # noqa: BLE001 -- the driver never dies of an actor
+                logger.exception("pool %s: driven turn failed", self.name)
+            driven = self._driven
+            if driven is None:
+                break
+        return turns
 
     # -- the dispatcher threads ----------------------------------------
     def _run(self) -> None:
@@ -325,13 +398,13 @@ class DispatcherPool:
         if not was_stopped and stopped._flag:
             self._retire(mailbox)
         if q:
-            self._run_queue.put(mailbox)  # still holding the latch
+            self._schedule(mailbox)  # still holding the latch
             return
         mailbox._scheduled.release()
         # A put() between our last look and the release saw the latch held
         # and did not schedule: look again.
         if q and mailbox._scheduled.acquire(False):
-            self._run_queue.put(mailbox)
+            self._schedule(mailbox)
 
     def _retire(self, mailbox: Mailbox) -> None:
         actor = mailbox.actor

@@ -354,7 +354,7 @@ def _run_node(args, fence, started: StartupClock | None = None) -> int:
     # the pinholes' actors); the node and the worker share one datapath lock.
     worker = NfqueueWorker(settings.queue, linux_to_cfg, datapath, on_alg=node.handle_alg,
                            forwarding=lambda: node.forwarding, bypass=cfg.flow.queue_bypass,
-                           on_activity=node.report_media)
+                           on_activity=node.report_media, turns=node)
     worker.lock = node.dp_lock
     if node.snapshots is not None and worker.overload is not None:
         overload = worker.overload
