@@ -229,6 +229,7 @@ class NfqueueWorker:
         self._saved_sysctls: dict[str, str] = {}
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._loop_ident: int | None = None     # the loop's thread (no wake-up needed from it)
 
     # -- the datapath, shared with the node ---------------------------------------
 
@@ -406,6 +407,7 @@ class NfqueueWorker:
         fd = nfq.get_fd()
         next_house = self.clock() + self.housekeeping_interval
         turns = self.turns
+        self._loop_ident = threading.get_ident()
         if turns is not None:
             turns.drive(self._wake)
         self._ready.set()
@@ -603,7 +605,8 @@ class NfqueueWorker:
 
         def done(result: Forward | Drop, _token=token) -> None:
             self._verdicts.append((_token, result))
-            self._wake()
+            if threading.get_ident() != self._loop_ident:
+                self._wake()          # the loop gives queued verdicts before it sleeps
 
         try:
             self.on_alg(out, done)

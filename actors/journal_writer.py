@@ -9,6 +9,11 @@ completes the callbacks:
 - ``sync`` replication (the default): once the standby acknowledged the batch,
   so no event a peer has seen can be lost in a failover. A completion thread
   waits for acknowledgements so the writer can go on with the next batch.
+  When a thread drives the completions (:meth:`drive_completions`: the
+  ingest worker's loop), that thread completes them instead
+  (:meth:`complete_ready`), woken when the standby's acknowledgement
+  arrives: the verdicts are then given by the thread that completed them,
+  with no hop through the completion thread.
 If no standby is connected, sync mode completes after the fsync and the node
 reports itself as running without a standby (``degraded``); if a connected
 standby does not acknowledge within ``ack_timeout`` the batch completes anyway
@@ -58,6 +63,8 @@ class JournalWriter:
         # gather / hand_over: the steps one thread submits during a drain.
         self._gathered: list | None = None
         self._gather_ident: int | None = None
+        # drive_completions: the driving thread's wake-up (None: the completion thread).
+        self._completion_wake: Callable[[], None] | None = None
         self.batches = 0
         self.records = 0        # journaled records (a step's events on one entity: one record)
         self.events = 0         # the events they hold
@@ -121,6 +128,59 @@ class JournalWriter:
         self.submit([], lambda _r: done.set())
         return done.wait(timeout)
 
+    # ------------------------------------------------- driven completions
+    def drive_completions(self, wake: Callable[[], None]) -> None:
+        """From now on the calling thread completes acknowledged batches
+        (:meth:`complete_ready`); ``wake()`` tells it one may be ready: after
+        each append, and when the standby's acknowledgement advances."""
+        if not self._waits_for_acks:
+            return                 # completed on the writer thread after the fsync
+        with self._pending_cv:
+            self._completion_wake = wake
+        self.replicator.on_acked = self._acked
+
+    def undrive_completions(self) -> None:
+        """The completion thread takes the pending batches back."""
+        if not self._waits_for_acks:
+            return
+        self.replicator.on_acked = None
+        with self._pending_cv:
+            self._completion_wake = None
+            self._pending_cv.notify_all()
+
+    def _acked(self) -> None:
+        wake = self._completion_wake
+        if wake is not None and self._pending:
+            wake()
+
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
+    def complete_ready(self, now: float | None = None) -> int:
+        """On the driving thread: complete, in order, the batches the standby
+        acknowledged, those with no standby to wait for, and those it did not
+        acknowledge within ``ack_timeout`` (counted and logged, as the
+        completion thread does). Returns the batches completed."""
+        pending, rep = self._pending, self.replicator
+        done = 0
+        while pending:
+            seq, out, since = pending[0]
+            if seq and rep.has_standby():
+                if rep.acked_seq() < seq:
+                    now = time.monotonic() if now is None else now
+                    if now - since <= self.ack_timeout:
+                        break               # its acknowledgement will wake the driver
+                    self.ack_lapses += 1
+                    log.warning("journal: standby did not acknowledge seq %d within %.0f ms",
+                                seq, self.ack_timeout * 1000)
+            elif seq:
+                self.unreplicated_batches += 1
+            with self._pending_cv:
+                pending.popleft()
+            self._complete(out)
+            done += 1
+        return done
+
     # --------------------------------------------------------------- loops
     def _write_loop(self) -> None:
         name_native_thread()
@@ -177,8 +237,12 @@ class JournalWriter:
                 i += len(evs)
             if self._waits_for_acks:
                 with self._pending_cv:
-                    self._pending.append((self.journal.head, out))
-                    self._pending_cv.notify_all()
+                    self._pending.append((self.journal.head, out, time.monotonic()))
+                    wake = self._completion_wake
+                    if wake is None:
+                        self._pending_cv.notify_all()
+                if wake is not None:
+                    wake()
             else:
                 # Nothing to wait for after the fsync: complete here. Handing
                 # the batch to the completion thread cost a thread switch
@@ -212,11 +276,12 @@ class JournalWriter:
         name_native_thread()
         while True:
             with self._pending_cv:
-                while not self._pending and not self._stop:
+                # While a thread drives the completions this one waits aside.
+                while (not self._pending or self._completion_wake is not None) and not self._stop:
                     self._pending_cv.wait()
                 if not self._pending:
                     return
-                seq, out = self._pending.popleft()
+                seq, out, _since = self._pending.popleft()
             if self.mode == "sync" and self.replicator is not None and seq:
                 if self.replicator.has_standby():
                     if not self.replicator.wait_acked(seq, self.ack_timeout):

@@ -482,23 +482,29 @@ class Node:
     # turn runs after the drain that held it, on that thread, and the steps of
     # a drain reach the journal writer together: one unit of work per drain,
     # no hand-off between the packet and its ALG step. One thread runs every
-    # step, so the journal's order is the order the state changed in.
+    # step, so the journal's order is the order the state changed in. In
+    # sync replication the same thread completes the batches the standby
+    # acknowledged (JournalWriter.drive_completions), so the packets are
+    # released and their verdicts given where they were held.
     def drive(self, wake: Callable[[], None]) -> None:
         self.pool.drive(wake)
+        self.writer.drive_completions(wake)
 
     def has_turns(self) -> bool:
         return self.pool.has_ready()
 
     def run_turns(self) -> None:
-        if not self.pool.has_ready():
-            return
-        self.writer.gather()
-        try:
-            self.pool.run_ready()
-        finally:
-            self.writer.hand_over()
+        if self.pool.has_ready():
+            self.writer.gather()
+            try:
+                self.pool.run_ready()
+            finally:
+                self.writer.hand_over()
+        if self.writer.has_pending():
+            self.writer.complete_ready()
 
     def undrive(self) -> None:
+        self.writer.undrive_completions()
         self.pool.release()
 
     # ------------------------------------------------------------------ ALGs

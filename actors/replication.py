@@ -289,6 +289,9 @@ class Replicator:
         # Sync-mode waiters: producers wait until the standby acknowledged a seq.
         self._acked = 0
         self._acked_cv = threading.Condition()
+        # Called on the replication thread when the acknowledged sequence may
+        # have advanced (JournalWriter.drive_completions: wakes its driver).
+        self.on_acked: Callable[[], None] | None = None
         self._peer_last: float | None = None
         self._active_seen = 0.0
         self._turns = SlowTurns(hb_interval)
@@ -457,6 +460,13 @@ class Replicator:
         with self._acked_cv:
             self._acked = self.sender.min_acked() or 0
             self._acked_cv.notify_all()
+        on_acked = self.on_acked
+        if on_acked is not None:
+            on_acked()
+
+    def acked_seq(self) -> int:
+        """The sequence the standby acknowledged (sync mode's wait without waiting)."""
+        return self._acked
 
     def _trigger(self, *args) -> None:
         # The controller's errors must not kill the transport (and with it the heartbeats).

@@ -240,3 +240,94 @@ def test_the_workers_thread_runs_the_dialog_turns_and_releases_the_packets(tmp_p
     assert not w._thread.is_alive()
     # The worker gave the pool back when its loop ended.
     assert node.pool._driven is None
+
+
+# -- sync replication: the driving thread completes acknowledged batches ------------
+
+class FakeReplicator:
+    def __init__(self) -> None:
+        self.acked = 0
+        self.on_acked = None
+        self.standby = True
+
+    def notify_appended(self) -> None:
+        pass
+
+    def has_standby(self) -> bool:
+        return self.standby
+
+    def acked_seq(self) -> int:
+        return self.acked
+
+    def wait_acked(self, seq: int, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while self.acked < seq and time.monotonic() < end:
+            time.sleep(0.005)
+        return self.acked >= seq
+
+    def ack(self, seq: int) -> None:
+        self.acked = seq
+        if self.on_acked is not None:
+            self.on_acked()
+
+
+def test_the_driver_completes_what_the_standby_acknowledged_in_order(tmp_path):
+    from gateway.sip.events import CallEnded
+    j = Journal.open(tmp_path / "j", fsync=False)
+    rep = FakeReplicator()
+    w = JournalWriter(j, epoch=lambda: 1, mode="sync", replicator=rep, ack_timeout=30)
+    w.start()
+    wakes = threading.Semaphore(0)
+    w.drive_completions(wakes.release)
+    done: list = []
+    for i in range(3):
+        w.submit([CallEnded(key=f"c{i}", reason="bye")],
+                 lambda recs, i=i: done.append((i, threading.current_thread().name)))
+    _wait(lambda: j.head == 3 and sum(len(out) for _s, out, _t in list(w._pending)) == 3)
+    assert wakes.acquire(timeout=5)                  # woken after the append
+    assert w.complete_ready() == 0 and done == []    # not acknowledged yet
+    first = w._pending[0][0]
+    rep.ack(first)                                   # the replication thread's turn
+    assert wakes.acquire(timeout=5)
+    w.complete_ready()
+    assert done and done[0] == (0, threading.current_thread().name)
+    rep.ack(3)
+    w.complete_ready()
+    assert [i for i, _t in done] == [0, 1, 2]
+    assert {t for _i, t in done} == {threading.current_thread().name}
+    assert w.ack_lapses == 0
+    w.undrive_completions()
+    w.stop()
+    j.close()
+
+
+def test_an_unacknowledged_batch_lapses_and_undriven_batches_go_to_the_completion_thread(tmp_path):
+    from gateway.sip.events import CallEnded
+    j = Journal.open(tmp_path / "j", fsync=False)
+    rep = FakeReplicator()
+    w = JournalWriter(j, epoch=lambda: 1, mode="sync", replicator=rep, ack_timeout=0.2)
+    w.start()
+    w.drive_completions(lambda: None)
+    done: list = []
+    w.submit([CallEnded(key="a", reason="bye")], lambda recs: done.append(("a", threading.current_thread().name)))
+    _wait(lambda: w._pending)
+    since = w._pending[0][2]
+    assert w.complete_ready(now=since + 0.1) == 0
+    assert w.complete_ready(now=since + 0.3) == 1 and w.ack_lapses == 1
+    assert done == [("a", threading.current_thread().name)]
+    # No standby: completed as unreplicated, without waiting.
+    rep.standby = False
+    w.submit([CallEnded(key="b", reason="bye")], lambda recs: done.append(("b", None)))
+    _wait(lambda: w._pending)
+    assert w.complete_ready() == 1 and w.unreplicated_batches == 1
+    # Given back: the completion thread waits for the acknowledgement itself.
+    rep.standby = True
+    w.undrive_completions()
+    assert rep.on_acked is None
+    w.submit([CallEnded(key="c", reason="bye")], lambda recs: done.append(("c", threading.current_thread().name)))
+    time.sleep(0.05)
+    rep.ack(j.head)
+    _wait(lambda: len(done) == 3)
+    assert done[-1] == ("c", "journal-acks")
+    w.stop()
+    j.close()
