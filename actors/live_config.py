@@ -215,6 +215,7 @@ class LiveConfig:
             for e in events:
                 st = domain.apply(st, e)
             node.state = st
+            node._state_is_fold = False
             node.counters["events"] += len(events)
             was = self.current_hash
             removed = self._switch(cfg, new_hash, st.config, engine=engine, persist=False)

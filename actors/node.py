@@ -190,6 +190,10 @@ class Node:
         self.state_lock = threading.RLock()
         self.state = recovered.state
         self.applied = recovered.seq
+        # The state is the fold of the journal up to `applied` (recovered,
+        # rebuilt, or folded from the active's records), until a step of
+        # this node changes it (see _folded_state).
+        self._state_is_fold = True
         # lease: gateway.ha's fencing lease length L (None: not fenced, a lone node).
         self.roles = RoleController(self, ha.RoleState(node_id, priority=prio, epoch=self.journal.epoch,
                                                        lease=lease))
@@ -216,7 +220,7 @@ class Node:
             taker = SnapshotTaker(self.journal, domain.apply, recovered.state, recovered.seq,
                                   recovered.epoch, recovered.timestamp, self.journal.versions_table())
             self.snapshots = SnapshotService(taker, retention, clock=clock, floor=self._standby_floor,
-                                             name=f"snapshots-{node_id}")
+                                             name=f"snapshots-{node_id}", folded=self._folded_state)
         self._recover(recovered.folded)
 
     # ------------------------------------------------------------ lifecycle
@@ -344,6 +348,18 @@ class Node:
         if self.live_config is not None:
             self.live_config.follow(events)   # a journaled configuration change
 
+    def _folded_state(self):
+        """``(state, applied)`` while the state is the fold of this node's
+        journal up to ``applied`` (a standby, which writes only what it
+        folds, that has not stepped since its state was recovered or
+        rebuilt from the journal), else None: the
+        snapshot thread then writes this state instead of folding the
+        journal a second time (journal/checkpoint.py, SnapshotTaker)."""
+        with self.state_lock:
+            if self._state_is_fold and self.role.role == "standby":
+                return self.state, self.applied
+        return None
+
     def _datapath_follow(self, events) -> None:
         """Media sessions go with the voice channel or call that owned them."""
         if self.datapath is None:
@@ -380,6 +396,7 @@ class Node:
     @sip.setter
     def sip(self, value) -> None:
         self.state = replace(self.state, sip=value)
+        self._state_is_fold = False
 
     def _fold(self, e) -> None:
         self.state = domain.apply(self.state, e)
@@ -564,6 +581,7 @@ class Node:
 
     def _put(self, adapter, st) -> None:
         self.state = replace(self.state, **{adapter.name: st})
+        self._state_is_fold = False             # a step of this node: ahead of its journal
 
     def _alg_message(self, w: SipWork) -> None:
         adapter = ADAPTERS[getattr(w.outcome, "alg", "sip")]

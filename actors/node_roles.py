@@ -236,6 +236,7 @@ class RoleController:
         with node.state_lock:
             node.state = state
             node.applied = seq
+            node._state_is_fold = True
             node.counters["events"] += folded
         # Entities of the cut records are gone: the actors follow the state again.
         for key in node.directory.keys("entity"):

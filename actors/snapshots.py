@@ -30,8 +30,12 @@ class SnapshotService:
                  clock: Callable[[], float] = time.time,
                  floor: Callable[[], int | None] = lambda: None,
                  check_every: float = 1.0, name: str = "snapshots",
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 folded: Callable[[], tuple[Any, int] | None] | None = None) -> None:
         self.taker = taker
+        # The node's own fold of the journal when it has one (a standby):
+        # SnapshotTaker.catch_up takes it instead of folding again.
+        self.folded = folded
         self.journal = taker.journal
         self.settings = settings
         self.clock = clock
@@ -95,7 +99,7 @@ class SnapshotService:
                 # whole interval at once (200,000 events folded in 4-5 s
                 # during an INVITE flood made the pair fail legitimate calls).
                 with self.lock:
-                    self.taker.catch_up()
+                    self.taker.catch_up(folded=self.folded)
 
     def overdue(self) -> bool:
         return self.journal.head - self.taker.written >= 2 * self.settings.snapshot_every
@@ -105,7 +109,7 @@ class SnapshotService:
         with self.lock:
             t0 = time.monotonic()
             try:
-                n = self.taker.catch_up()
+                n = self.taker.catch_up(folded=self.folded)
                 t1 = time.monotonic()
                 path = self.taker.write()
             except Exception as exc:  # noqa: BLE001 - a snapshot that fails must not kill the node

@@ -235,10 +235,24 @@ class SnapshotTaker:
         self._versions = {str(v[0]): (int(v[1]), int(v[2])) for v in (versions or [])}
         self.written = max([s for s, _ in list_snapshots(self.directory)] + [0])
 
-    def catch_up(self, to_seq: int | None = None, *, pause_every: int = 2000) -> int:
+    def catch_up(self, to_seq: int | None = None, *, pause_every: int = 2000,
+                 folded: Callable[[], tuple[Any, int] | None] | None = None) -> int:
         """Fold the records after the last folded one, up to ``to_seq`` (the
         head by default); returns how many. Lets other threads run every
-        ``pause_every`` records."""
+        ``pause_every`` records.
+
+        ``folded()``: the owner's own fold of this journal, ``(state, seq)``,
+        or None when it has none (a standby's state is the fold of what it
+        stored; an active's runs ahead of its journal). When given and
+        within reach, it is taken as it is (states are immutable) and the
+        records up to ``seq`` are only read for their epoch, time and
+        versions: the journal is not folded twice."""
+        if folded is not None and to_seq is None:
+            got = folded()
+            if got is not None and self.seq <= got[1] <= self.journal.head:
+                n = self._adopt(*got)
+                if n is not None:
+                    return n
         to_seq = self.journal.head if to_seq is None else to_seq
         n = 0
         versions = self._versions
@@ -255,6 +269,25 @@ class SnapshotTaker:
                 self._took(folder, seen)
                 time.sleep(0)
         self._took(folder, seen)
+        return n
+
+    def _adopt(self, state: Any, seq: int) -> int | None:
+        """Take ``state`` as the fold up to ``seq``; the records after ours up
+        to it give the rest. None (nothing changed) if they are not all there."""
+        versions: dict = {}
+        last = None
+        n = 0
+        for rec in self.journal.read(self.seq + 1, seq):
+            if rec.seq != self.seq + n + 1:
+                return None                   # a gap: fold as usual (it reports it)
+            versions[rec.stream] = (rec.version, rec.seq)
+            last = rec
+            n += 1
+        if seq != self.seq and (last is None or last.seq != seq):
+            return None
+        if last is not None:
+            self._versions.update(versions)
+            self.state, self.seq, self.epoch, self.timestamp = state, seq, last.epoch, last.timestamp
         return n
 
     def _took(self, folder: "_Folder", seen: list) -> None:
