@@ -16,6 +16,7 @@ all use.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from ipaddress import IPv4Address
 from typing import Any, Callable, ClassVar, TypeVar
 
@@ -225,29 +226,35 @@ class StepEvents(Event):
         return self.events[0].stream
 
     def to_payload(self) -> dict[str, Any]:
-        payloads = [ev.to_payload() for ev in self.events]
-        keys = {p.get("key", _NO_KEY) for p in payloads}
-        key = next(iter(keys)) if len(keys) == 1 else None
+        # Each event's values in its class's field order (to_payload's order,
+        # which _wire_of checked is the table's), read by one attrgetter per
+        # class: the journal writer encodes every step of every call.
+        rows = []
+        key: Any = _UNSET
+        for ev in self.events:
+            wire, names, get, at = _ENCODERS.get(type(ev)) or _encoder(type(ev))
+            values = get(ev)
+            if type(values) is not tuple:
+                values = (values,)
+            vals = [v if type(v) in _PLAIN else _encode(v) for v in values]
+            k = vals[at] if at is not None else _NO_KEY
+            key = k if key is _UNSET or key == k else None
+            rows.append((ev, wire, names, vals, at))
         if type(key) is not str:
-            key = None
+            key = None                       # not every event has it, or they differ
         inner = []
-        for ev, p in zip(self.events, payloads):
+        for ev, wire, names, vals, at in rows:
             if key is not None:
-                del p["key"]
-        k: str | int | None = key
-        if key is not None:
-            stream = self.stream
-            if len(stream) > len(key) and stream.endswith(key):
-                k = len(stream) - len(key)          # the key is the stream's tail
-        for ev, p in zip(self.events, payloads):
-            wire = _wire_of(type(ev))
-            if wire is None:
-                inner.append([ev.TYPE, ev.SCHEMA, p])
-            else:
-                # to_payload's dict is in the class's field order, which
-                # _wire_of checked is the table's.
-                inner.append([wire, ev.SCHEMA, list(p.values())])
-        return {"e": inner, "k": k} if k is not None else {"e": inner}
+                del vals[at]
+                names = names[:at] + names[at + 1:]
+            inner.append([ev.TYPE, ev.SCHEMA, dict(zip(names, vals))] if wire is None
+                         else [wire, ev.SCHEMA, vals])
+        if key is None:
+            return {"e": inner}
+        stream = self.stream
+        if len(stream) > len(key) and stream.endswith(key):
+            return {"e": inner, "k": len(stream) - len(key)}     # the key is the stream's tail
+        return {"e": inner, "k": key}
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any], stream: str | None = None) -> "StepEvents":
@@ -294,7 +301,19 @@ def step_key(payload: dict[str, Any], stream: str | None) -> str | None:
 
 
 _NO_KEY = object()
+_UNSET = object()
 _WIRE: dict[type, int | None] = {}
+# class -> (wire code or None, field names, their attrgetter, where "key" is or None)
+_ENCODERS: dict[type, tuple] = {}
+
+
+def _encoder(cls: type) -> tuple:
+    plan = _PLANS.get(cls) or _plan(cls)
+    names = tuple(plan.names)
+    enc = (_wire_of(cls), names, operator.attrgetter(*names) if names else (lambda _ev: ()),
+           names.index("key") if "key" in names else None)
+    _ENCODERS[cls] = enc
+    return enc
 
 
 def _wire_of(cls: type) -> int | None:
