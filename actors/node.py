@@ -34,39 +34,23 @@ from typing import Any, Callable
 
 from actors.directory import Directory
 from actors.journal_writer import JournalWriter
-from actors.lazy_entity import LazyEntityRef
+from actors.node_entities import EntityMirror
+from actors.node_media import MediaReport, MediaReports
 from actors.node_roles import RoleController
+from actors.node_views import NodeViews
 from actors.runtime import DispatcherPool, PooledActor
 from actors.timers import TimerFired, TimerService
 from gateway import domain, ha
 from gateway.events import StepEvents, decode as decode_event
 from gateway.config.model import Config
-from gateway.datapath.pinholes import TAKEOVER_PINHOLE, sip_media_pinholes
-from gateway.datapath.session_filter import FilterError, media_by_pinhole, parse_filter, session_row
 from gateway.drops import code_of, count, count_reason
-from actors.algs import (ADAPTERS, ENDING, PINHOLE_CLOSED, PINHOLE_OPENED, MgcpAdapter, SipAdapter,
-                         adapter_for_stream, all_calls, all_pinholes, all_registrations, all_streams,
-                         entity_summary)
+from actors.algs import (ADAPTERS, MgcpAdapter, SipAdapter, adapter_for_stream, all_pinholes,
+                         all_streams)
 from gateway.sip import is_keepalive
 from journal.fold import BatchFold
-from journal.gc_pause import collections_paused
 from journal.checkpoint import SnapshotTaker, open_at_snapshot
 
 log = logging.getLogger("gateway.node")
-
-# What an event class does to the entities, worked out once per class for
-# Node._mirror (live) and Node._mirror_batch (standby): one classification.
-_M_SKIP, _M_OPENS, _M_CLOSES, _M_ENDS = 1, 2, 4, 8
-_MIRROR_KINDS: dict[type, int] = {}
-
-
-def _mirror_kind(cls: type) -> int:
-    kind = (_M_SKIP if cls.TYPE.startswith(("tcp.", "config.")) else 0) | \
-        (_M_OPENS if issubclass(cls, PINHOLE_OPENED) else _M_CLOSES if issubclass(cls, PINHOLE_CLOSED) else 0) | \
-        (_M_ENDS if issubclass(cls, ENDING) else 0)   # the entity no longer exists
-    _MIRROR_KINDS[cls] = kind
-    return kind
-
 
 @dataclass(frozen=True, slots=True)
 class _Unchanged:
@@ -93,14 +77,6 @@ class SipWork:
     data: bytes
     now: float
     done: Callable[[Any], None]
-
-
-@dataclass(frozen=True, slots=True)
-class MediaReport:
-    alg: str
-    group: str
-    pinhole: str | None
-    at: float
 
 
 class DialogActor(PooledActor):
@@ -144,7 +120,7 @@ def _kept_by_roles(name: str, doc: str) -> property:
                     doc=doc)
 
 
-class Node:
+class Node(EntityMirror, NodeViews, MediaReports):
     """A node of the pair. ``start()``/``stop()``; ingest workers call
     :meth:`handle_alg`; the HA transport calls :meth:`on_trigger`."""
 
@@ -412,86 +388,9 @@ class Node:
         """Every ALG's open pinholes, as the datapath's table takes them."""
         return all_pinholes(st)
 
-    def _entity(self, stream: str):
-        # The entity's directory entry; its actor starts at its first message
-        # (actors/lazy_entity.py): most entities never get one.
-        return self.directory.get_or_start(("entity", stream),
-                                           lambda: LazyEntityRef(self._start_entity_actor, stream))
-
     def _start_entity_actor(self, stream: str):
         return (EntityActor.start(self, stream) if EntityActor.pool is self.pool else
                 _start_on(self.pool, EntityActor, self, stream))
-
-    def _end_entity(self, stream: str) -> None:
-        ref = self.directory.remove(("entity", stream))
-        self.timers.cancel(stream)
-        if ref is not None:
-            ref.stop(block=False)
-
-    def _mirror(self, events) -> None:
-        """Entity actors follow the events: created by the first, stopped by the last."""
-        kinds = _MIRROR_KINDS
-        for e in events:
-            kind = kinds.get(type(e))
-            if kind is None:
-                kind = _mirror_kind(type(e))
-            if kind & _M_SKIP:
-                continue            # a connection's sequence adjustment, the configuration: no entity
-            if kind & _M_OPENS:
-                self._entity(f"pinhole/{e.pinhole}")
-            elif kind & _M_CLOSES:
-                self._end_entity(f"pinhole/{e.pinhole}")
-            if kind & _M_ENDS:
-                self._end_entity(e.stream)
-            else:
-                self._entity(e.stream)
-
-    def _mirror_batch(self, events) -> None:
-        """:meth:`_mirror` of a batch, by its net effect on each entity: an
-        entity ended anywhere in the batch is ended (its actor stopped, its
-        timer cancelled) once, and one whose last event does not end it is
-        then entered; the entities are independent of one another, so this
-        is what mirroring event by event leaves, with one directory
-        operation per entity instead of one per event."""
-        last: dict[str, bool] = {}          # stream -> entered (True) or ended (False) by its last event
-        ended: list[str] = []
-        kinds = _MIRROR_KINDS
-        for e in events:
-            kind = kinds.get(type(e))
-            if kind is None:
-                kind = _mirror_kind(type(e))
-            if kind & _M_SKIP:
-                continue            # a connection's sequence adjustment, the configuration: no entity
-            if kind & _M_OPENS:
-                last[f"pinhole/{e.pinhole}"] = True
-            elif kind & _M_CLOSES:
-                key = f"pinhole/{e.pinhole}"
-                last[key] = False
-                ended.append(key)
-            stream = e.stream
-            if kind & _M_ENDS:
-                last[stream] = False
-                ended.append(stream)
-            else:
-                last[stream] = True
-        if ended:
-            # _end_entity of each, with one hold of each lock.
-            ended = list(dict.fromkeys(ended))
-            self.timers.cancel_many(ended)
-            for ref in self.directory.remove_many(("entity", stream) for stream in ended):
-                ref.stop(block=False)
-        for stream, entered in last.items():
-            if entered:
-                self._entity(stream)
-
-    def _mirror_all(self) -> None:
-        st = self.state
-        with collections_paused():              # hundreds of thousands of entries, none cyclic
-            keys = [("entity", stream) for stream in self._streams(st)]
-            keys += [("entity", f"pinhole/{p.id}") for p in self._open_pinholes(st)
-                     if p.kind != "registration"]   # an H.323 registration's own entity stands for it
-            start = self._start_entity_actor
-            self.directory.start_absent(keys, lambda key: LazyEntityRef(start, key[1]))
 
     # ------------------------------------------------ the packet loop's turns
     # NfqueueWorker(turns=node): the worker's thread drives the node's actor
@@ -705,75 +604,6 @@ class Node:
                 if r.pinholes_open:
                     self.datapath.install_pinholes(adapter.for_datapath(r.pinholes_open))
 
-    @staticmethod
-    def media_refresh_for(config: Config) -> float:
-        """How often a voice channel with steady traffic is reported to its
-        ALG: a quarter of the shortest media inactivity timeout (SIP ``set
-        alg sip media-inactivity-timeout``, MGCP ``inactive-media-timeout``),
-        at most 30 s, so the ALG's media deadline never passes while media
-        flows."""
-        timeouts = [float(config.sip.media_inactivity_timeout)]
-        mgcp = getattr(config, "mgcp", None)
-        if mgcp is not None:
-            timeouts.append(float(mgcp.inactive_media_timeout))
-        return max(0.0, min(30.0, min(timeouts) / 4))
-
-    def coalesce_media(self, activity) -> list:
-        """Fewer media reports, same deadlines. The datapath drains activity
-        every housekeeping interval (0.2 s); each report is a journaled,
-        replicated ``media_seen`` event, which for steady RTP was five events
-        a second per voice channel, most of a call's events. A report that
-        used a pinhole is passed at once (the ALG closes the pinhole), as is
-        the first traffic of a channel; steady traffic is passed again only
-        ``media_refresh`` seconds after the last report; and when a channel
-        falls quiet its held-back last time is passed on the next drain, so
-        the ALG's inactivity deadline is exact once media stops and at most
-        ``media_refresh`` (+ one drain) early while it flows. Called by one
-        thread (the ingest worker's housekeeping)."""
-        refresh = self.media_refresh
-        if refresh <= 0:
-            return list(activity)
-        reported, pending = self._media_reported, self._media_pending
-        out, now_reported = [], {}
-        for group, pinhole, at in activity:
-            last = reported.get(group)
-            if pinhole is not None or last is None or at - last >= refresh:
-                out.append((group, pinhole, at))
-                now_reported[group] = at
-                pending.pop(group, None)
-            else:
-                pending[group] = at
-                now_reported.setdefault(group, last)
-        for group in [g for g in pending if g not in now_reported]:
-            out.append((group, None, pending.pop(group)))
-        # Only channels with traffic in this drain stay: a quiet one's next
-        # packet is reported at once.
-        self._media_reported = now_reported
-        return out
-
-    def report_media(self, activity) -> None:
-        """From the datapath's drain: (group, pinhole id or None, last seen) tuples."""
-        if self.media_refresh > 0:
-            activity = self.coalesce_media(activity)
-        used = [p for _g, p, _a in activity if p and TAKEOVER_PINHOLE in p]
-        if used and self.datapath is not None:
-            # A takeover pinhole did its job: the media session exists again.
-            with self.dp_lock:
-                self.datapath.remove_pinholes(used)
-        st = self.state
-        for group, pinhole, at in activity:
-            for adapter in ADAPTERS.values():
-                call = adapter.call_of_group(self._get_from(st, adapter), group)
-                if call is not None:
-                    break
-            else:
-                continue                       # the channel ended meanwhile
-            target = self.directory.get(("entity", f"pinhole/{pinhole}")) if pinhole else None
-            if target is None:
-                target = self.directory.get(("entity", call))
-            if target is not None:
-                target.tell(MediaReport(adapter.name, group, pinhole, at))
-
     def _drop(self, outcome, reason: str):
         alg = getattr(outcome, "alg", None)
         count(self.drop_codes, code_of("alg", reason, alg))
@@ -782,182 +612,6 @@ class Node:
             return self.datapath.drop(reason, alg=alg)
         from gateway.datapath import Drop
         return Drop(reason)
-
-    # --------------------------------------------------------------- ops
-    def entity_summary(self, stream: str) -> dict | None:
-        return entity_summary(self.state, stream)
-
-    def show(self, what: str) -> list[dict]:
-        with self.state_lock:
-            st = self.state
-        if what == "calls":
-            return all_calls(st)
-        if what == "registrations":
-            return all_registrations(st)
-        if what == "pinholes":
-            media = {}
-            if self.datapath is not None and hasattr(self.datapath, "sessions"):
-                with self.dp_lock:
-                    media = media_by_pinhole(self.datapath.sessions)
-            return [{"id": p.id, "call": p.call, "group": p.group, "kind": p.kind, "proto": p.proto,
-                     "direction": p.direction, "dst": f"{p.dst[0]}:{p.dst[1]}",
-                     "to": f"{p.to[0]}:{p.to[1]}" if p.to else None, "expires_at": p.expires_at,
-                     **({"traffic": media[p.id]} if p.id in media else {})}
-                    for p in self._open_pinholes(st)]
-        if what == "endpoints":
-            now = self.clock()
-            return [{"gateway": e.gateway, "endpoint": e.name,
-                     "state": "in service" if e.in_service(now) else f"out of service ({e.restart_method})",
-                     "notified_entity": e.notified_entity or e.notified_source}
-                    for e in st.mgcp.endpoints.values()]
-        raise ValueError(f"show what? expected calls, registrations, endpoints or pinholes, got {what!r}")
-
-    def status(self) -> dict:
-        r = self.role
-        now = time.monotonic()
-        out = {"node": self.node_id, "role": r.role, "epoch": r.epoch,
-               "forwarding": ha.may_forward(r, now),
-               # What is left of the fencing lease (None: not fenced or not active).
-               "lease_left_ms": round((r.lease_until - now) * 1000) if r.lease is not None
-               and r.role == "active" else None,
-               "replication": self.mode, "journal_head": self.journal.head,
-               "applied": self.journal.head if r.role == "active" else self.applied,
-               "calls": len(self.sip.calls) + len(self.state.mgcp.calls) + len(self.state.h323.calls),
-               "registrations": len(self.sip.registrations) + len(self.state.h323.registrations),
-               "endpoints": len(self.state.mgcp.endpoints),
-               "pinholes": len(self._open_pinholes(self.state)),
-               "actors": self.pool.live_count(), "counters": dict(self.counters),
-               "drops": dict(self.drop_reasons), "drop_codes": dict(self.drop_codes),
-               "last_failover": self.last_failover,
-               "journal": {"batches": self.writer.batches, "records": self.writer.records,
-                           "events": self.writer.events,
-                           "ack_lapses": self.writer.ack_lapses,
-                           "unreplicated_batches": self.writer.unreplicated_batches,
-                           "first": self.journal.first_seq, "recovery": self.recovery},
-               "snapshots": self.snapshots.status() if self.snapshots is not None else None}
-        if self.replicator is not None:
-            rs = self.replicator.status()
-            lag = None if rs.peer_head is None else max(0, self.journal.head - (rs.peer_applied or 0))
-            out["peer"] = {"role": rs.peer_role, "epoch": rs.peer_epoch, "seen_ago_ms":
-                           None if rs.peer_seen_ago is None else round(rs.peer_seen_ago * 1000, 1),
-                           "head": rs.peer_head, "applied": rs.peer_applied,
-                           "lag_events": lag if r.role == "active" else None,
-                           "standby_connected": self.replicator.has_standby()}
-        if self.datapath is not None and hasattr(self.datapath, "stats"):
-            with self.dp_lock:
-                out["datapath"] = self.datapath.stats()
-        return out
-
-    def control(self, cmd: str, args: dict):
-        """The control channel's commands (``gwctl``)."""
-        from actors.control import ControlError
-        if cmd == "status":
-            return self.status()
-        if cmd == "show":
-            try:
-                return self.show(str(args.get("what", "")))
-            except ValueError as exc:
-                raise ControlError(str(exc)) from None
-        if cmd == "failover":
-            try:
-                return self.failover(float(args.get("timeout", 3.0)))
-            except RuntimeError as exc:
-                raise ControlError(str(exc)) from None
-        if cmd == "history":
-            return self.history(str(args.get("call", "")))
-        if cmd == "ladder":
-            # The ladder of one call (gateway/ladder.py) from this node's journal.
-            from journal.call_ladder import ladder
-            call = str(args.get("call", ""))
-            if not call:
-                raise ControlError("ladder needs a call id (gwctl call list shows them)")
-            found = ladder(self.journal, call)
-            return None if found is None else found.to_dict()
-        if cmd == "call-list":
-            from journal.call_ladder import calls
-            limit, window = args.get("limit"), args.get("window")
-            return [c.to_dict() for c in calls(self.journal, limit=int(limit) if limit else None,
-                                               window=int(window) if window else None)]
-        if cmd.startswith("config-"):
-            if self.live_config is None:
-                raise ControlError("this node does not take configuration commands")
-            return self.live_config.control(cmd, args)
-        if cmd in ("get-session", "clear-session"):
-            words = args.get("filter") or []
-            if not isinstance(words, list):
-                raise ControlError("session filter: want a list of words, e.g. "
-                                   '["src-ip", "1.1.1.9", "protocol", "udp"]')
-            try:
-                if cmd == "get-session":
-                    return self.get_sessions(words)
-                return self.clear_sessions(words, all_=bool(args.get("all")))
-            except (FilterError, RuntimeError) as exc:
-                raise ControlError(str(exc)) from None
-        raise ControlError(f"unknown command {cmd!r}; expected status, show, failover, history, "
-                           "ladder, call-list, get-session, clear-session, config-running or config-apply")
-
-    # Sessions live in this node's datapath only: they are not journaled or
-    # replicated (the standby holds none of the active's; a node taking over
-    # clears what it had and rebuilds from the ALGs' replicated state: the
-    # open pinholes and, for established voice channels, takeover pinholes).
-    # So `get session` shows, and `clear session` removes, this node's own.
-
-    def get_sessions(self, words) -> list[dict]:
-        """``gwctl get session [src-ip A] [dst-ip A] [src-port N] [dst-port N]
-        [protocol P] [id N]``: this node's sessions matching every word."""
-        f = parse_filter(words)
-        if self.datapath is None:
-            return []
-        now = self.clock()
-        with self.dp_lock:
-            return [session_row(s, now) for s in self.datapath.sessions if f.matches(s)]
-
-    def clear_sessions(self, words, *, all_: bool = False) -> dict:
-        """``gwctl clear session [filters]``: remove the matching sessions of
-        this node's datapath; the flows' next packets start again (policy,
-        the ALG, a pinhole). A cleared media session of a call still in
-        progress gets the call's takeover pinholes back (as after a
-        failover), so the call's media finds its way again. Without a filter
-        nothing is cleared unless ``all_`` (``clear session all``)."""
-        f = parse_filter(words)
-        if f.is_empty() and not all_:
-            raise RuntimeError("clear session needs a filter (src-ip, dst-ip, src-port, dst-port, "
-                               "protocol, id) or `all`")
-        if self.datapath is None:
-            return {"cleared": 0, "sessions": [], "pinholes_reopened": 0}
-        now = self.clock()
-        with self.state_lock:
-            st = self.state
-        with self.dp_lock:
-            gone = [s for s in self.datapath.sessions if f.matches(s)]
-            rows = [session_row(s, now) for s in gone]
-            for s in gone:
-                self.datapath.remove_session(s)
-            groups = {g for s in gone if s.kind == "media" for g in (s.group, s.rev_group) if g}
-            reopen = []
-            if groups and self.role.role == "active":
-                reopen = [p for p in sip_media_pinholes(st.sip)
-                          if p.group in groups and p.id not in self.datapath.pinholes]
-                self.datapath.install_pinholes(reopen)
-        for r in rows:
-            log.warning("node %s: session %d cleared by the operator: %s %s -> %s", self.node_id,
-                        r["id"], r["protocol"], r["src"], r["dst"])
-        return {"cleared": len(rows), "sessions": rows, "pinholes_reopened": len(reopen)}
-
-    def history(self, call_id: str) -> list[dict]:
-        """The journaled events of a call, by Call-ID (or a call key)."""
-        if not call_id:
-            raise ValueError("history needs a Call-ID")
-        prefix = f"call/{call_id}"
-        out = []
-        # From the oldest record retention kept (older calls' events are gone).
-        for rec in self.journal.read(self.journal.first_seq):
-            # SIP: call/<Call-ID>;<tag>; MGCP: mgcp-call/<gateway>/<CallId>
-            if (rec.stream == prefix or rec.stream.startswith(prefix + ";")
-                    or (rec.stream.startswith("mgcp-call/") and rec.stream.endswith("/" + call_id))):
-                out += [{"seq": rec.seq, "epoch": rec.epoch, "at": rec.timestamp, "stream": rec.stream,
-                         "type": t, "event": p} for t, p in rec.entries()]
-        return out
 
     def failover(self, timeout: float = 3.0) -> dict:
         """Graceful switch-over from the active (``gwctl failover``)."""

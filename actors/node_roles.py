@@ -283,11 +283,7 @@ class RoleController:
             # (the kernel's media flows, actors/kernel_media.py): media goes
             # on at the kernel's rate from the first packet to the new active.
             self._rebuild_datapath(st)
-            for hook in self.before_announce:
-                try:
-                    hook()
-                except Exception:
-                    log.exception("node %s: takeover hook %r failed", node.node_id, hook)
+            self._run_hooks(self.before_announce)
         if node.addresses is not None:
             node.addresses.acquire()
         specs = []
@@ -299,11 +295,16 @@ class RoleController:
         node.timers.rebuild(specs)
         if node.datapath is not None and not self.before_announce:
             self._rebuild_datapath(st)
-        for hook in self.on_takeover:
+        self._run_hooks(self.on_takeover)
+
+    def _run_hooks(self, hooks: list[Callable[[], None]]) -> None:
+        """A takeover's hooks, each on its own: one that fails is logged and
+        the takeover goes on (the addresses, the timers, the other hooks)."""
+        for hook in hooks:
             try:
                 hook()
             except Exception:
-                log.exception("node %s: takeover hook %r failed", node.node_id, hook)
+                log.exception("node %s: takeover hook %r failed", self.node.node_id, hook)
 
     def _rebuild_datapath(self, st) -> None:
         node = self.node

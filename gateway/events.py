@@ -290,6 +290,35 @@ class StepEvents(Event):
         return cls(tuple(events))
 
 
+def step_entries(payload: Any, stream: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """``(type, payload)`` of each event a step record's payload holds, named
+    and with the shared ``key`` put back, without building the events (the
+    raw history's views: ``Record.entries``). Never raises: an item that is
+    not an event of this build is left out (decoding the record reports it)."""
+    if not isinstance(payload, dict):
+        return []
+    try:
+        key = step_key(payload, stream)
+    except ValueError:
+        key = None
+    inner = payload.get("e")
+    keyless = type(key) is str
+    out = []
+    for item in inner if isinstance(inner, list) else ():
+        if not isinstance(item, list) or len(item) != 3:
+            continue
+        t, schema, p = item
+        if type(t) is int and type(schema) is int and isinstance(p, list):
+            try:
+                t, p = _named(t, schema, p, keyless)
+            except (UnknownEvent, ValueError):
+                continue
+        elif not isinstance(p, dict):
+            continue
+        out.append((str(t), {**p, "key": key} if keyless else p))
+    return out
+
+
 def step_key(payload: dict[str, Any], stream: str | None) -> str | None:
     """The key a step record's events share (``k``), or None."""
     k = payload.get("k")

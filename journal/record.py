@@ -90,30 +90,10 @@ class Record:
     def entries(self) -> list[tuple[str, dict[str, Any]]]:
         """``(type, payload)`` of each event this record holds, as journaled,
         without decoding them (views of the raw history): a step record's
-        events with their ``key`` put back."""
+        events with their ``key`` put back (:func:`gateway.events.step_entries`)."""
         if self.type != _events.STEP_TYPE:
             return [(self.type, self.payload)]
-        p = self.payload
-        try:
-            key = _events.step_key(p, self.stream) if isinstance(p, dict) else None
-        except ValueError:
-            key = None
-        inner = p.get("e") if isinstance(p, dict) else None
-        keyless = type(key) is str
-        out = []
-        for item in inner if isinstance(inner, list) else ():
-            if not isinstance(item, list) or len(item) != 3:
-                continue
-            t, schema, p = item
-            if type(t) is int and type(schema) is int and isinstance(p, list):
-                try:
-                    t, p = _events._named(t, schema, p, keyless)
-                except (_events.UnknownEvent, ValueError):
-                    continue
-            elif not isinstance(p, dict):
-                continue
-            out.append((str(t), {**p, "key": key} if keyless else p))
-        return out or [(self.type, self.payload)]
+        return _events.step_entries(self.payload, self.stream) or [(self.type, self.payload)]
 
     @classmethod
     def of(cls, ev: _events.Event, *, seq: int, epoch: int, timestamp: float, version: int) -> "Record":

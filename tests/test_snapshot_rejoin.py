@@ -39,22 +39,33 @@ def submit(n: Node, events) -> None:
     assert done.wait(5)
 
 
-def test_standby_behind_the_active_retention_takes_its_snapshot_then_the_tail(tmp_path, monkeypatch):
-    # Small chunks and window, so the transfer takes many round trips.
-    monkeypatch.setattr(proto, "SNAP_CHUNK", 2048)
-    monkeypatch.setattr(proto, "SNAP_WINDOW", 8192)
-    ports = {"a": free_port(), "b": free_port()}
+def standby_left_behind(tmp_path, ports, calls: int) -> tuple[Node, Node, int]:
+    """Node a active with b as its standby through ``calls`` calls, then b
+    stopped: ``(a, b, the record b left off at)``; a is still running."""
     a = node("a", tmp_path, ports, "b")
     b = node("b", tmp_path, ports, "a")
     a.start()
     try:
         assert wait_for(lambda: a.role.role == "active", timeout=5)
         b.start()
-        for i in range(20):
+        for i in range(calls):
             submit(a, call_events(i, activity=2))
         assert wait_for(lambda: b.applied == a.journal.head, timeout=10)
-        left_at = b.journal.head
+        return a, b, b.journal.head
+    except BaseException:
+        a.stop()
+        raise
+    finally:
         b.stop()
+
+
+def test_standby_behind_the_active_retention_takes_its_snapshot_then_the_tail(tmp_path, monkeypatch):
+    # Small chunks and window, so the transfer takes many round trips.
+    monkeypatch.setattr(proto, "SNAP_CHUNK", 2048)
+    monkeypatch.setattr(proto, "SNAP_WINDOW", 8192)
+    ports = {"a": free_port(), "b": free_port()}
+    a, b, left_at = standby_left_behind(tmp_path, ports, 20)
+    try:
         # What b misses: many calls, snapshots, and retention deleting the segments.
         for i in range(20, 400):
             submit(a, call_events(i, activity=2))
@@ -103,15 +114,8 @@ def test_a_standby_receiving_the_snapshot_does_not_ask_for_it_again(tmp_path, mo
     monkeypatch.setattr(proto, "SNAP_CHUNK", 1024)
     monkeypatch.setattr(proto, "SNAP_WINDOW", 2048)
     ports = {"a": free_port(), "b": free_port()}
-    a = node("a", tmp_path, ports, "b")
-    b = node("b", tmp_path, ports, "a")
-    a.start()
+    a, b, _left_at = standby_left_behind(tmp_path, ports, 1)
     try:
-        assert wait_for(lambda: a.role.role == "active", timeout=5)
-        b.start()
-        submit(a, call_events(0, activity=2))
-        assert wait_for(lambda: b.applied == a.journal.head, timeout=10)
-        b.stop()
         for i in range(1, 300):
             submit(a, call_events(i, activity=2))
         a.snapshots.take()
@@ -144,16 +148,8 @@ def test_with_no_snapshot_to_send_the_standby_is_told_so_once_per_heartbeat(tmp_
     import logging
     import time
     ports = {"a": free_port(), "b": free_port()}
-    a = node("a", tmp_path, ports, "b")
-    b = node("b", tmp_path, ports, "a")
-    a.start()
+    a, b, left_at = standby_left_behind(tmp_path, ports, 1)
     try:
-        assert wait_for(lambda: a.role.role == "active", timeout=5)
-        b.start()
-        submit(a, call_events(0, activity=2))
-        assert wait_for(lambda: b.applied == a.journal.head, timeout=10)
-        left_at = b.journal.head
-        b.stop()
         for i in range(1, 300):
             submit(a, call_events(i, activity=2))
         a.snapshots.take()

@@ -192,13 +192,11 @@ def test_replay_applies_a_step_whole_or_reports_it(tmp_path):
     from journal.replay import replay
     from journal.store import Journal
     good = call_events(1, activity=1)
+    # Call 2 starts, then activity of a call that never started: the second
+    # event cannot be folded (activity of call 2 itself would be).
     bad = StepEvents((call_events(2, activity=0)[0],
-                      sip_ev.CallActivity(key="call-2@10.0.0.1;tag-2", at=1.0, signalling_deadline=2.0,
+                      sip_ev.CallActivity(key="call-2@10.0.0.1;tag-2x", at=1.0, signalling_deadline=2.0,
                                           session_expires=None)))
-    # The CallActivity of a call the state has (call 2 started in the same
-    # step) is fine; make it unfoldable by naming a call that never started.
-    bad = StepEvents((bad.events[0], sip_ev.CallActivity(key="call-2@10.0.0.1;tag-2x", at=1.0,
-                                                         signalling_deadline=2.0, session_expires=None)))
     with Journal.open(tmp_path / "j", fsync=False) as j:
         j.append_batch([(e, 1.0) for e in in_steps(good)], 1)
         j.append_records([Record(2, 1, 2.0, "call/call-2@10.0.0.1;tag-2", 1, STEP_TYPE, 1, bad.to_payload())])
