@@ -1,16 +1,18 @@
-"""The entity actors follow the events: a call's, registration's, endpoint's
-or pinhole's actor is entered by its first event and stopped (its timer
-cancelled) by its last, on the active as it steps and on the standby as it
-folds what it receives.
+"""What follows the events, on the active as it steps and on the standby as
+it folds what it receives: the entity actors (a call's, registration's,
+endpoint's or pinhole's actor is entered by its first event and stopped, its
+timer cancelled, by its last) and the datapath's media sessions (they go with
+the voice channel or call that owned them).
 
 ``EntityMirror`` is a part of :class:`actors.node.Node` (a base class): it
-changes only the node's directory of entity actors and its timers; the actor
+changes only the node's directory of entity actors, its timers and (under
+``dp_lock``) its datapath's media sessions; the actor
 itself is made by ``Node._start_entity_actor`` (lazily, at its first
 message: actors/lazy_entity.py)."""
 
 from __future__ import annotations
 
-from actors.algs import ENDING, PINHOLE_CLOSED, PINHOLE_OPENED
+from actors.algs import ADAPTERS, ENDING, PINHOLE_CLOSED, PINHOLE_OPENED
 from actors.lazy_entity import LazyEntityRef
 from journal.gc_pause import collections_paused
 
@@ -105,3 +107,19 @@ class EntityMirror:
                      if p.kind != "registration"]   # an H.323 registration's own entity stands for it
             start = self._start_entity_actor
             self.directory.start_absent(keys, lambda key: LazyEntityRef(start, key[1]))
+
+    def _datapath_follow(self, events) -> None:
+        """Media sessions go with the voice channel or call that owned them."""
+        if self.datapath is None:
+            return
+        ended, released = [], []
+        for a in ADAPTERS.values():
+            e, r = a.released(events)
+            ended += e
+            released += r
+        if ended or released:
+            with self.dp_lock:
+                for key in ended:
+                    self.datapath.release_call(key)
+                if released:
+                    self.datapath.release_groups(released)
