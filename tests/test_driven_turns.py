@@ -271,14 +271,20 @@ class FakeReplicator:
             self.on_acked()
 
 
-def test_the_driver_completes_what_the_standby_acknowledged_in_order(tmp_path):
-    from gateway.sip.events import CallEnded
+def _sync_writer(tmp_path, ack_timeout: float, wake) -> tuple[Journal, FakeReplicator, JournalWriter]:
+    """A sync-mode writer whose completions this thread drives."""
     j = Journal.open(tmp_path / "j", fsync=False)
     rep = FakeReplicator()
-    w = JournalWriter(j, epoch=lambda: 1, mode="sync", replicator=rep, ack_timeout=30)
+    w = JournalWriter(j, epoch=lambda: 1, mode="sync", replicator=rep, ack_timeout=ack_timeout)
     w.start()
+    w.drive_completions(wake)
+    return j, rep, w
+
+
+def test_the_driver_completes_what_the_standby_acknowledged_in_order(tmp_path):
+    from gateway.sip.events import CallEnded
     wakes = threading.Semaphore(0)
-    w.drive_completions(wakes.release)
+    j, rep, w = _sync_writer(tmp_path, 30, wakes.release)
     done: list = []
     for i in range(3):
         w.submit([CallEnded(key=f"c{i}", reason="bye")],
@@ -303,11 +309,7 @@ def test_the_driver_completes_what_the_standby_acknowledged_in_order(tmp_path):
 
 def test_an_unacknowledged_batch_lapses_and_undriven_batches_go_to_the_completion_thread(tmp_path):
     from gateway.sip.events import CallEnded
-    j = Journal.open(tmp_path / "j", fsync=False)
-    rep = FakeReplicator()
-    w = JournalWriter(j, epoch=lambda: 1, mode="sync", replicator=rep, ack_timeout=0.2)
-    w.start()
-    w.drive_completions(lambda: None)
+    j, rep, w = _sync_writer(tmp_path, 0.2, lambda: None)
     done: list = []
     w.submit([CallEnded(key="a", reason="bye")], lambda recs: done.append(("a", threading.current_thread().name)))
     _wait(lambda: w._pending)
