@@ -1,8 +1,8 @@
 """Error types shared by every parser of the gateway.
 
-The rule (ARCHITECTURE.md, "Errors"): input from the wire that breaks a protocol's
-rules raises :class:`RemoteProtocolError`; the caller drops the message and logs
-the reason. Any other exception escaping a parser is a bug of ours."""
+The rule (ARCHITECTURE.md, "Errors, events and spans"): input from the wire
+that breaks a protocol's rules raises :class:`RemoteProtocolError`; the caller
+drops the message and logs the reason. Any other exception escaping a parser is a bug of ours."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ endpoint (ops/metrics.py) and systemd's notifications (ops/systemd_notify.py).
     ...
     service.stop()        # STOPPING=1, the endpoint closed
 
-The watchdog pings only while (ARCHITECTURE.md "systemd"): the packet
+The watchdog pings only while (ARCHITECTURE.md, "gatewayd and the service"): the packet
 worker's housekeeping ran lately (its thread loops), an actor of the node's
 dispatcher pool answers (the ALG steps run there), and the status answer
 comes back (it takes the node's state and datapath locks)."""

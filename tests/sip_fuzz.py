@@ -1,8 +1,8 @@
 """Inputs and checks shared by the SIP/SDP fuzz tests (tests/test_sip_fuzz_bounds.py)
 and the longer campaign (tests/fuzz/sip_campaign.py).
 
-The rule checked (ARCHITECTURE.md "Errors"): every parser returns a result or
-raises RemoteProtocolError, within bounded time and memory, whatever the
+The rule checked (ARCHITECTURE.md, "Errors, events and spans"): every parser
+returns a result or raises RemoteProtocolError, within bounded time and memory, whatever the
 octets. The mutations are those that found the parsers' defects: bytes
 flipped, inserted, repeated or removed, and long runs (up to 64 KiB) of
 spaces, tabs, digits, separators, folds and SDP lines, with the

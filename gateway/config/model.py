@@ -288,7 +288,7 @@ class FlowSettings:
     the pair passed 320 calls/s signalling-only from one caller; 200/s is
     ~0.6 of that, leaving room for retransmissions, in-dialog responses and
     media. 300 held messages is ~45 ms of actor work at ~146 us each
-    (ARCHITECTURE.md, "Call rate through the gateway pair"); a mean
+    (docs/decisions/call-rate.md); a mean
     completion of 100 ms is queueing, well inside SIP's T1 (500 ms) before
     UACs retransmit."""
 
