@@ -25,6 +25,7 @@ import subprocess
 import threading
 import time
 
+from actors.thread_names import name_native_thread
 from gateway.datapath.fastpath import FastPath
 from gateway.datapath.media_prime import prime
 from gateway.datapath.offload import (UNTRACKED, OffloadTable, flush_script,
@@ -133,6 +134,7 @@ class KernelMedia:
             self._thread = None
 
     def _loop(self) -> None:
+        name_native_thread()
         next_count = time.monotonic() + self.count_interval
         while not self._stop.wait(self.interval):
             try:

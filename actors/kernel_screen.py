@@ -46,6 +46,7 @@ import re
 import subprocess
 import threading
 
+from actors.thread_names import name_native_thread
 from gateway.datapath.pipeline import H323_RAS_PORTS, H323_TCP_PORT, MGCP_PORTS, SIP_PORT
 from gateway.overload import RAS_ARQ_INDEX
 
@@ -163,6 +164,7 @@ class SourceRateScreen:
     def watch(self, on_drops) -> None:
         """Every ``interval`` seconds, ``on_drops(new drops)`` when there are any."""
         def loop() -> None:
+            name_native_thread()
             while not self._stop.wait(self.interval):
                 try:
                     n = self.read()

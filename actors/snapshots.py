@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from actors.thread_names import name_native_thread
 from gateway.nodefile import RetentionSettings
 from journal.checkpoint import SnapshotTaker, disk_usage, retention_pass
 from journal.snapshot import remove_snapshots
@@ -84,6 +85,7 @@ class SnapshotService:
         return interval is not None and tail > 0 and self.monotonic() - self.last_taken_at >= interval
 
     def _run(self) -> None:
+        name_native_thread()
         while not self._stop.wait(self.check_every):
             if self.failed is not None:
                 continue

@@ -22,6 +22,8 @@ import threading
 import time
 from typing import Callable, Mapping
 
+from actors.thread_names import name_native_thread
+
 log = logging.getLogger("gatewayd.systemd")
 
 Check = Callable[[], str | None]     # None when fine, else why not
@@ -133,6 +135,7 @@ class ProgressWatchdog:
         self._thread.start()
 
     def _run(self) -> None:
+        name_native_thread()
         while not self._stop.wait(self.period):
             self.tick()
 

@@ -58,3 +58,35 @@ def test_the_dispatcher_threads_of_a_pool_are_named():
             assert _comm(native_id) == name
     finally:
         pool.shutdown()
+
+
+def _wait_named(thread: threading.Thread) -> None:
+    # The thread names itself first thing; give it the moment to run.
+    for _ in range(200):
+        if _comm(thread.native_id) == thread.name[:TASK_COMM_LEN - 1]:
+            break
+        threading.Event().wait(0.005)
+    assert _comm(thread.native_id) == thread.name[:TASK_COMM_LEN - 1]
+
+
+def test_the_snapshot_and_watchdog_threads_are_named(tmp_path):
+    """Their CPU shows under their own names, not the process's (a snapshot
+    thread folding the journal was counted as "gatewayd")."""
+    from actors.snapshots import SnapshotService
+    from gateway.nodefile import RetentionSettings
+    from journal.store import Journal
+    from ops.systemd_notify import Notifier, ProgressWatchdog
+    from tests.test_snapshot_retention import taker_for
+    with Journal.open(tmp_path / "j", fsync=False) as j:
+        svc = SnapshotService(taker_for(j), RetentionSettings(), name="snapshots-tn", check_every=0.01)
+        svc.start()
+        try:
+            _wait_named(svc._thread)
+        finally:
+            svc.stop(final=False)
+    dog = ProgressWatchdog(Notifier({}), 10.0, {})
+    dog.start()
+    try:
+        _wait_named(dog._thread)
+    finally:
+        dog.stop()
