@@ -170,9 +170,7 @@ class JournalWriter:
                     now = time.monotonic() if now is None else now
                     if now - since <= self.ack_timeout:
                         break               # its acknowledgement will wake the driver
-                    self.ack_lapses += 1
-                    log.warning("journal: standby did not acknowledge seq %d within %.0f ms",
-                                seq, self.ack_timeout * 1000)
+                    self._lapsed(seq)
             elif seq:
                 self.unreplicated_batches += 1
             with self._pending_cv:
@@ -285,12 +283,17 @@ class JournalWriter:
             if self.mode == "sync" and self.replicator is not None and seq:
                 if self.replicator.has_standby():
                     if not self.replicator.wait_acked(seq, self.ack_timeout):
-                        self.ack_lapses += 1
-                        log.warning("journal: standby did not acknowledge seq %d within %.0f ms",
-                                    seq, self.ack_timeout * 1000)
+                        self._lapsed(seq)
                 else:
                     self.unreplicated_batches += 1
             self._complete(out)
+
+    def _lapsed(self, seq: int) -> None:
+        """A connected standby did not acknowledge ``seq`` in time: the batch
+        completes anyway (a wedged standby must not stall calls), counted."""
+        self.ack_lapses += 1
+        log.warning("journal: standby did not acknowledge seq %d within %.0f ms",
+                    seq, self.ack_timeout * 1000)
 
     def _complete(self, out: list) -> None:
         for cb, recs in out:

@@ -48,7 +48,7 @@ from actors.directory import Directory
 from actors.journal_writer import JournalWriter
 from actors.node_algs import AlgHost, _start_on
 # Kept importable from here (callers and tests name them through the node).
-from actors.node_algs import JOURNAL_FAILED_DROP, SipWork, _releasing  # noqa: F401
+from actors.node_algs import JOURNAL_FAILED_DROP, _releasing  # noqa: F401
 from actors.node_entities import EntityMirror
 from actors.node_media import MediaReport, MediaReports
 from actors.node_roles import RoleController

@@ -233,10 +233,7 @@ class StepEvents(Event):
         key: Any = _UNSET
         for ev in self.events:
             wire, names, get, at = _ENCODERS.get(type(ev)) or _encoder(type(ev))
-            values = get(ev)
-            if type(values) is not tuple:
-                values = (values,)
-            vals = [v if type(v) in _PLAIN else _encode(v) for v in values]
+            vals = [v if type(v) in _PLAIN else _encode(v) for v in get(ev)]
             k = vals[at] if at is not None else _NO_KEY
             key = k if key is _UNSET or key == k else None
             rows.append((ev, wire, names, vals, at))
@@ -332,15 +329,21 @@ def step_key(payload: dict[str, Any], stream: str | None) -> str | None:
 _NO_KEY = object()
 _UNSET = object()
 _WIRE: dict[type, int | None] = {}
-# class -> (wire code or None, field names, their attrgetter, where "key" is or None)
+# class -> (wire code or None, field names, a getter of their values as a
+# tuple, where "key" is or None)
 _ENCODERS: dict[type, tuple] = {}
 
 
 def _encoder(cls: type) -> tuple:
     plan = _PLANS.get(cls) or _plan(cls)
     names = tuple(plan.names)
-    enc = (_wire_of(cls), names, operator.attrgetter(*names) if names else (lambda _ev: ()),
-           names.index("key") if "key" in names else None)
+    if len(names) > 1:
+        get = operator.attrgetter(*names)
+    else:
+        # attrgetter of one name gives the value itself, not a 1-tuple (a
+        # one-field event holding a tuple would be read as its fields).
+        get = (lambda ev, name=names[0]: (getattr(ev, name),)) if names else (lambda _ev: ())
+    enc = (_wire_of(cls), names, get, names.index("key") if "key" in names else None)
     _ENCODERS[cls] = enc
     return enc
 

@@ -255,7 +255,6 @@ class SnapshotTaker:
                     return n
         to_seq = self.journal.head if to_seq is None else to_seq
         n = 0
-        versions = self._versions
         folder = _Folder(self.apply, self.state, self.seq, self.epoch, self.timestamp)
         # The fold's state, record and versions move together, every
         # pause_every records (a record that cannot be folded leaves them

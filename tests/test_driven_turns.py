@@ -117,10 +117,6 @@ def test_run_ready_stops_after_max_turns(pool):
 
 # -- the writer: a drain's steps in one hand-over ------------------------------
 
-class _Ev:
-    pass
-
-
 def test_gathered_steps_reach_the_writer_as_one_batch_in_order(tmp_path):
     from gateway.sip.events import CallEnded
     j = Journal.open(tmp_path / "j", fsync=False)

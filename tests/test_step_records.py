@@ -283,3 +283,13 @@ def test_the_compact_payload_is_the_one_its_definition_gives(data):
     p = step.to_payload()
     assert p == _payload_by_definition(step)
     assert decode(STEP_TYPE, 1, p, step.stream).events == step.events
+
+
+def test_the_encoder_reads_a_one_field_event_as_one_value_even_when_it_is_a_tuple():
+    # StepEvents is such a class: one field, a tuple. The getter gives the
+    # field's value as one element (attrgetter of one name would give the
+    # tuple itself, read as that many fields).
+    from gateway.events import _encoder
+    step = StepEvents(tuple(_real_steps()[0]))
+    _wire, names, get, _at = _encoder(StepEvents)
+    assert names == ("events",) and get(step) == (step.events,)
