@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from itertools import repeat
 from typing import Any, Callable, Hashable, Iterable
 
 from pykka import ActorRef
@@ -22,6 +23,17 @@ from pykka import ActorRef
 from actors.runtime import Mailbox, watch_stop
 
 __all__ = ["Directory", "kind_of"]
+
+
+class _Deferred:
+    """The entry of keys entered by :meth:`Directory.enter_deferred`: one
+    object shared by all of them; a key's own ref is made by ``make(key)``
+    when the key is first asked for."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[Hashable], ActorRef[Any]]) -> None:
+        self.make = make
 
 
 def kind_of(key: Hashable) -> Hashable:
@@ -51,6 +63,10 @@ class Directory:
         ref = self._refs.get(key)
         if ref is None:
             return None
+        if type(ref) is _Deferred:
+            ref = self._made(key, ref)
+            if ref is None:
+                return None
         if ref.is_alive():
             return ref
         self._forget(key, ref)
@@ -70,6 +86,8 @@ class Directory:
             return ref
         with self._lock:
             ref = self._refs.get(key)
+            if type(ref) is _Deferred:
+                ref = self._made(key, ref)
             if ref is not None and ref.is_alive():
                 return ref
             if ref is not None:
@@ -88,7 +106,7 @@ class Directory:
             for key in keys:
                 ref = refs.get(key)
                 if ref is not None:
-                    if ref.is_alive():
+                    if type(ref) is _Deferred or ref.is_alive():
                         continue
                     self._forget(key, ref)
                 ref = factory(key)
@@ -100,10 +118,34 @@ class Directory:
                 n += 1
         return n
 
+    def enter_deferred(self, kind: Hashable, names: Iterable[Hashable],
+                       factory: Callable[[Hashable], ActorRef[Any]]) -> int:
+        """:meth:`start_absent` of the keys ``(kind, name)`` for each name,
+        where ``factory(key)`` runs only when the key is first asked for (a
+        restarted node enters each of the hundreds of thousands of entities
+        of its state; most are never asked for before they end). Returns
+        how many were entered."""
+        deferred = _Deferred(factory)
+        refs = self._refs
+        with self._lock:
+            fresh = dict.fromkeys(zip(repeat(kind), names), deferred)
+            if refs:
+                for key in fresh.keys() & refs.keys():
+                    ref = refs[key]
+                    if type(ref) is _Deferred or ref.is_alive():
+                        del fresh[key]
+                    else:
+                        self._forget(key, ref)
+            refs.update(fresh)
+            self._kinds[kind] += len(fresh)
+        return len(fresh)
+
     def register(self, key: Hashable, ref: ActorRef[Any]) -> None:
         """Record an actor started elsewhere; a live actor under `key` is an error."""
         with self._lock:
             old = self._refs.get(key)
+            if type(old) is _Deferred:
+                old = self._made(key, old)
             if old is not None and old.is_alive():
                 raise KeyError(f"{key!r} already has a live actor {old}")
             if old is not None:
@@ -114,6 +156,8 @@ class Directory:
         """Forget `key` (the actor keeps running); returns what was there."""
         with self._lock:
             ref = self._refs.get(key)
+            if type(ref) is _Deferred:
+                ref = self._made(key, ref)
             if ref is not None:
                 self._forget(key, ref)
             return ref
@@ -126,6 +170,8 @@ class Directory:
         with self._lock:
             for key in keys:
                 ref = refs.get(key)
+                if type(ref) is _Deferred:
+                    ref = self._made(key, ref)
                 if ref is not None:
                     self._forget(key, ref)
                     out.append(ref)
@@ -147,7 +193,19 @@ class Directory:
 
     def items(self) -> list[tuple[Hashable, ActorRef[Any]]]:
         with self._lock:
-            return list(self._refs.items())
+            return [(key, self._made(key, ref) if type(ref) is _Deferred else ref)
+                    for key, ref in list(self._refs.items())]
+
+    def _made(self, key: Hashable, deferred: _Deferred) -> ActorRef[Any] | None:
+        """The ref of a deferred entry, made now and put in its place (the
+        entry as it is now if another thread got there first)."""
+        with self._lock:
+            ref = self._refs.get(key)
+            if ref is deferred:
+                ref = self._refs[key] = deferred.make(key)
+                if isinstance(ref.actor_inbox, Mailbox):
+                    watch_stop(ref, lambda stopped, key=key: self._forget(key, stopped))
+            return ref
 
     def _add(self, key: Hashable, ref: ActorRef[Any]) -> None:
         self._refs[key] = ref

@@ -102,11 +102,13 @@ class EntityMirror:
     def _mirror_all(self) -> None:
         st = self.state
         with collections_paused():              # hundreds of thousands of entries, none cyclic
-            keys = [("entity", stream) for stream in self._streams(st)]
-            keys += [("entity", f"pinhole/{p.id}") for p in self._open_pinholes(st)
-                     if p.kind != "registration"]   # an H.323 registration's own entity stands for it
+            names = self._streams(st)
+            names += ["pinhole/" + p.id for p in self._open_pinholes(st)
+                      if p.kind != "registration"]   # an H.323 registration's own entity stands for it
             start = self._start_entity_actor
-            self.directory.start_absent(keys, lambda key: LazyEntityRef(start, key[1]))
+            # Each entry's LazyEntityRef is made when the entry is first asked
+            # for: most of a restarted node's entities end before that.
+            self.directory.enter_deferred("entity", names, lambda key: LazyEntityRef(start, key[1]))
 
     def _datapath_follow(self, events) -> None:
         """Media sessions go with the voice channel or call that owned them."""

@@ -69,6 +69,50 @@ def test_directory_forgets_an_entry_whose_started_actor_died():
     assert d.get(("entity", "a")) is None and d.count("entity") == 1
 
 
+def test_deferred_entries_make_their_ref_only_when_first_asked_for():
+    d = Directory()
+    made: list = []
+
+    def factory(key):
+        made.append(key)
+        return LazyEntityRef(lambda _k: FakeRef(), key[1])
+
+    assert d.enter_deferred("entity", ["a", "b", "c"], factory) == 3
+    assert made == [] and d.count("entity") == 3 and len(d) == 3
+    assert sorted(d.keys("entity")) == [("entity", "a"), ("entity", "b"), ("entity", "c")]
+    assert ("entity", "a") in d and made == [("entity", "a")]
+    first = d.get(("entity", "a"))
+    assert d.get(("entity", "a")) is first and made == [("entity", "a")]     # made once
+    # Entered again: present entries (deferred or made) are left as they are.
+    assert d.enter_deferred("entity", ["a", "b", "d"], factory) == 1
+    assert d.count("entity") == 4 and d.get(("entity", "a")) is first
+    assert ("entity", "b") not in made
+    # Removing a deferred entry gives its ref (the caller stops it), made now.
+    gone = d.remove(("entity", "b"))
+    assert isinstance(gone, LazyEntityRef) and ("entity", "b") in made
+    assert gone.stop(block=False) is True and d.get(("entity", "b")) is None
+    assert [r for r in d.remove_many([("entity", "c"), ("entity", "x")])] != []
+    assert d.count("entity") == 2
+    # get_or_start and start_absent see a deferred entry as a live one.
+    assert d.get_or_start(("entity", "d"), lambda: pytest.fail("restarted")).is_alive()
+    assert d.start_absent([("entity", "a"), ("entity", "e")],
+                          lambda key: LazyEntityRef(lambda _k: FakeRef(), key[1])) == 1
+    assert all(isinstance(ref, LazyEntityRef) and ref.is_alive() for _k, ref in d.items())
+    assert d.count("entity") == 3
+
+
+def test_deferred_entries_replace_only_dead_ones():
+    d = Directory()
+    backing = FakeRef()
+    d.start_absent([("entity", "a")], lambda key: LazyEntityRef(lambda _k: backing, key[1]))
+    d.get(("entity", "a")).tell("m")                       # its actor started
+    backing.alive = False                                  # and died
+    assert d.enter_deferred("entity", ["a"], lambda key: LazyEntityRef(lambda _k: FakeRef(), key[1])) == 1
+    assert d.count("entity") == 1
+    ref = d.get(("entity", "a"))
+    assert ref is not None and ref.is_alive()
+
+
 def test_restarted_node_starts_no_entity_actor_until_a_timer_needs_one(tmp_path):
     clock = Clock()
     a = Node("gw-a", CFG, str(tmp_path / "j"), clock=clock, fsync=False, timer_thread=False)
