@@ -6,8 +6,9 @@ beyond ``snapshots_kept`` deleted, then the retention pass
 The thread folds the journal on its own (``SnapshotTaker``): it takes no lock
 the datapath or the actors take, except the journal's own for a moment per
 read. What it costs the datapath is the interpreter it shares: the fold
-yields every few thousand records and the state is pickled in chunks of a
-few hundred entries, so no single step holds the GIL for long. ``status()``
+yields every few thousand records, and the state is pickled and written by
+a forked child process (journal/snapshot_child.py), outside the node's
+interpreter; the snapshot at a clean stop is written in-process. ``status()``
 reports the last snapshot's figures; bench/bench_snapshots.py measures how
 long the datapath's threads wait meanwhile."""
 
@@ -71,7 +72,7 @@ class SnapshotService:
         if self._thread is not None:
             self._thread.join(60)
         if final and self.failed is None and self.journal.head > self.taker.written:
-            self.take()
+            self.take(in_child=False)        # the node is stopping: nothing waits for the interpreter
 
     def due(self) -> bool:
         """A snapshot is due every ``snapshot_every`` records, and with
@@ -106,14 +107,16 @@ class SnapshotService:
     def overdue(self) -> bool:
         return self.journal.head - self.taker.written >= 2 * self.settings.snapshot_every
 
-    def take(self) -> dict | None:
-        """Fold up to the head, write the snapshot, prune, retention. Returns its figures."""
+    def take(self, *, in_child: bool = True) -> dict | None:
+        """Fold up to the head, write the snapshot (by a child process unless
+        ``in_child`` is false: journal/snapshot_child.py), prune, retention.
+        Returns its figures."""
         with self.lock:
             t0 = time.monotonic()
             try:
                 n = self.taker.catch_up(folded=self.folded)
                 t1 = time.monotonic()
-                path = self.taker.write()
+                path = self.taker.write(in_child=in_child)
             except Exception as exc:  # noqa: BLE001 - a snapshot that fails must not kill the node
                 self.failed = f"{type(exc).__name__}: {exc}"
                 log.error("snapshot at record %d failed, no more snapshots until restart: %s",

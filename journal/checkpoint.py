@@ -9,8 +9,9 @@ records after it).
   after the step), so only a fold of records is the state *of a record*. The
   fold is ordinary Python (the interpreter switches threads every few
   milliseconds) and the state is encoded in small chunks
-  (``journal.state_codec``), so taking a snapshot never stops the datapath
-  for long.
+  (``journal.state_codec``), by a forked child when asked
+  (``journal.snapshot_child``), so taking a snapshot never stops the
+  datapath for long.
 - :func:`open_at_snapshot` opens the journal at the newest usable snapshot and
   folds the records after it; a damaged snapshot, or one whose record is not
   this journal's, is logged and an older one (or the whole journal) used.
@@ -37,6 +38,7 @@ from .fold import BatchFold
 from .gc_pause import collections_paused
 from .replay import JournalGap, snapshot_dir
 from .snapshot import SnapshotError, list_snapshots, read_snapshot, remove_snapshots, write_snapshot
+from .snapshot_child import FORK_AVAILABLE, write_in_child
 from .state_codec import StateDecodeError, decode_tree, encode_tree, tree_parts
 from .store import VERSION_HORIZON, Journal, StartMismatch
 
@@ -311,14 +313,27 @@ class SnapshotTaker:
             self._versions = {k: (v, last) for k, v, last in table}
         return table
 
-    def write(self) -> Path | None:
-        """Write the fold as the snapshot of its record (None: nothing new)."""
+    def write(self, *, in_child: bool = False) -> Path | None:
+        """Write the fold as the snapshot of its record (None: nothing new);
+        ``in_child``: encoded and written by a forked child process
+        (journal/snapshot_child.py), or here when no child can be made."""
         if self.seq == 0 or self.seq <= self.written:
             return None
         mark = dict(self.journal.position(self.seq), versions=self.versions_table())
-        out = write_snapshot(self.directory, self.seq, encode_state_parts(self.state), self.epoch,
-                             timestamp=self.timestamp, journal=mark)
-        self.written = self.seq
+        directory, seq, state, epoch, ts = self.directory, self.seq, self.state, self.epoch, self.timestamp
+
+        def write() -> Path:
+            return write_snapshot(directory, seq, encode_state_parts(state), epoch, timestamp=ts, journal=mark)
+
+        out = None
+        if in_child and FORK_AVAILABLE:
+            try:
+                out = write_in_child(write)
+            except OSError as exc:
+                log.warning("snapshot at record %d: no writer process (%s); writing it here", seq, exc)
+        if out is None:
+            out = write()
+        self.written = seq
         return out
 
 
