@@ -23,7 +23,7 @@ socket, NFQUEUE number, and the HA endpoints and CURVE keys. It is TOML::
     # curve = false                    # only for a lab on one host; default true
 
     [journal_retention]                # optional; these are the defaults
-    snapshot_every = 60000             # journaled records between two snapshots
+    snapshot_every = 30000             # journaled records between two snapshots
     snapshots_kept = 2
     keep_for = "30m"                   # journal kept at least this long (s, m, h, d)...
     max_disk = "8GiB"                  # ...unless journal + snapshots exceed this (KiB, MiB, GiB)
@@ -45,14 +45,16 @@ socket, NFQUEUE number, and the HA endpoints and CURVE keys. It is TOML::
 
 A restart folds at most ``snapshot_every`` records after the newest snapshot
 (a record holds the events one step made for one entity: a SIP call is ~9
-records and ~31 events, so 60,000 records are ~6,700 calls, the ~200,000
-events of the default before records were per step); the journal of the
-last ``keep_for`` serves a standby catching up and ``gwctl replay``/``history``.
+records and ~31 events, so 30,000 records are ~3,300 calls: with 32k live
+calls a restart takes ~1.7 s, bench/bench_snapshots.py; a child process
+writes the snapshots, so taking them often costs the datapath little); the
+journal of the last ``keep_for`` serves a standby catching up and ``gwctl
+replay``/``history``.
 At 400 calls/s (~2.3-4 KiB per call) 30 minutes is ~2-3 GiB: a day at that
 rate stays under 8 GiB. ``snapshot_interval`` (off unless set) takes a
 snapshot also once that long has passed since the last one with any new
 record, so the tail a restart folds is at most the records of that interval:
-at 400 calls/s (~3,600 records/s) "8s" bounds it to ~29,000 records instead
+at 400 calls/s (~3,600 records/s) "4s" bounds it to ~14,000 records instead
 of ``snapshot_every``.
 
 Relative paths are relative to the node file's directory."""
@@ -84,7 +86,7 @@ class HaSettings:
 class RetentionSettings:
     """Snapshots and journal retention (``[journal_retention]``)."""
 
-    snapshot_every: int = 60_000        # journaled records between two snapshots (module docstring)
+    snapshot_every: int = 30_000        # journaled records between two snapshots (module docstring)
     snapshots_kept: int = 2
     keep_for: float = 30 * 60.0         # seconds of journal kept at least...
     max_disk: int = 8 * 1024 ** 3       # ...unless journal + snapshots exceed this many bytes
@@ -196,7 +198,7 @@ def _retention(path: str, r) -> RetentionSettings:
     every = r.get("snapshot_every", d.snapshot_every)
     if type(every) is not int or every < 1000:
         raise NodeFileError(f"{path}: [journal_retention] 'snapshot_every' is a number of journal "
-                            "records, at least 1000 (e.g. 60000)")
+                            "records, at least 1000 (e.g. 30000)")
     kept = r.get("snapshots_kept", d.snapshots_kept)
     if type(kept) is not int or not 1 <= kept <= 100:
         raise NodeFileError(f"{path}: [journal_retention] 'snapshots_kept' is 1..100 (e.g. 2)")

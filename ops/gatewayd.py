@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                "keys. See README.md.\n\n"
                "Snapshots and journal retention (node file, optional; the defaults shown):\n"
                "  [journal_retention]\n"
-               "  snapshot_every = 60000    # journal records between two snapshots: a restart\n"
+               "  snapshot_every = 30000    # journal records between two snapshots: a restart\n"
                "                            # folds at most this many after the newest one\n"
                "                            # (a record: one step's events on one entity;\n"
                "                            # a SIP call is ~9 records)\n"
