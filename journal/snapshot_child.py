@@ -88,7 +88,10 @@ def write_in_child(write: Callable[[], Path]) -> Path:
             chunks.append(chunk)
     finally:
         os.close(r)
-        _, status = os.waitpid(pid, 0)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:              # reaped elsewhere: its report says how it went
+            status = 0
     report = b"".join(chunks).decode("utf-8", "replace")
     if os.WIFSIGNALED(status):
         raise SnapshotChildError(f"the snapshot writer process died of signal {os.WTERMSIG(status)}")
