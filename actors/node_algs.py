@@ -71,7 +71,7 @@ class DialogActor(PooledActor):
 class AlgHost:
     # ------------------------------------------------ the packet loop's turns
     # NfqueueWorker(turns=node): the worker's thread drives the node's actor
-    # pool (actors/runtime.py, DispatcherPool.drive). A held message's dialog
+    # pool (actors/runtime_pool.py, DispatcherPool.drive). A held message's dialog
     # turn runs after the drain that held it, on that thread, and the steps of
     # a drain reach the journal writer together: one unit of work per drain,
     # no hand-off between the packet and its ALG step. One thread runs every

@@ -1,6 +1,6 @@
 """The packet loop drives the node's actors: a held message's dialog turn runs
 on the ingest worker's thread after the drain that held it, and the steps of
-one drain reach the journal writer together (actors/runtime.py
+one drain reach the journal writer together (actors/runtime_pool.py
 ``DispatcherPool.drive``, actors/journal_writer.py ``gather``, actors/ingest.py
 ``turns``, actors/node.py)."""
 

@@ -162,7 +162,7 @@ class SimPair:
         if t < n.start or t < n.stalled_until:
             return
         # A node observes silence only while awake: after standing still it
-        # starts the detection time again (actors/replication.py ``stalled``).
+        # starts the detection time again (actors/replication_loop.py ``stalled``).
         stood_still = t - n.last_turn > STALL_GAP
         if stood_still:
             n.active_seen = max(n.active_seen, t)

@@ -1,7 +1,7 @@
 """A standby rejoining with a long diverged tail (it was active alone and
 wrote records nobody acknowledged) is in sync again within seconds, and its
 heartbeats never stop meanwhile: the cut and the rebuild of its state, and
-the fold of the backlog, run off the replication thread (actors/replication.py,
+the fold of the backlog, run off the replication thread (actors/replication_applier.py,
 the applier), and the backlog is stored in bounded chunks.
 
 Before: the rebuild and the folds ran on the replication thread; a standby

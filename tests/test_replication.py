@@ -33,7 +33,7 @@ def seqs_gapless(journal) -> bool:
 
 def assert_same(active, standby) -> None:
     # A standby acknowledges frames as soon as they are stored and folds them
-    # after sending the ack (actors/replication.py): a sync submit returns
+    # after sending the ack (actors/replication_standby.py): a sync submit returns
     # before the standby's state has the records. Wait for its fold to reach
     # the head (the condition, not a time), then compare.
     assert wait_for(lambda: standby.applied == active.journal.head, timeout=10)

@@ -1,4 +1,4 @@
-"""The transport's slow-turn report (actors/replication.py SlowTurns): a turn
+"""The transport's slow-turn report (actors/replication_reports.py SlowTurns): a turn
 whose poll returned late or whose work took longer than a heartbeat interval
 is counted and logged with its parts, at most once per period."""
 

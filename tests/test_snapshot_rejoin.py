@@ -1,5 +1,5 @@
 """A standby rejoins after its active's retention deleted the records it
-missed (actors/replication.py, "rejoin after retention"; journal/replication.py
+missed (actors/replication_snapshots.py, "rejoin after retention"; journal/replication.py
 SNAP/SNAPACK): two real nodes over loopback TCP; the standby receives the
 active's snapshot in bounded chunks, starts its journal at the snapshot's
 record, is streamed the rest, and ends with the active's state and bytes."""

@@ -237,7 +237,7 @@ class SipSettings:
     max_setup_calls_per_source: int = 1000
     # ``set sip tcp-max-message N``: the longest SIP message over TCP, in
     # octets, reassembled from its segments for the ALG; a longer one is
-    # dropped (gateway/datapath/tcp_stream.py SipStream). A 64 KiB SDP fits.
+    # dropped (gateway/datapath/sip_stream.py SipStream). A 64 KiB SDP fits.
     tcp_max_message: int = 131072
 
 

@@ -1,0 +1,82 @@
+"""What an ALG is told of a packet the datapath hands it: the NAT direction,
+the public source and private destination of the flow, an H.323
+connection's name, and the one integrity guard every way into an ALG takes
+(:func:`_alg_entry`; :mod:`gateway.datapath.integrity` says why)."""
+
+from __future__ import annotations
+
+from functools import wraps
+from ipaddress import IPv4Address
+
+from gateway.datapath.integrity import signalling_damage
+from gateway.datapath.sessions import Rewrite
+from gateway.packet import Packet
+from gateway.policy import Decision
+
+
+def _direction(d: Decision) -> str:
+    """outbound (private to public: source translated), inbound (destination
+    translated), or none: what the ALGs call the NAT direction."""
+    nat = d.nat
+    if nat.dst is not None:
+        return "inbound"
+    if nat.src is not None:
+        return "outbound"
+    return "none"
+
+
+_FLIP = {"outbound": "inbound", "inbound": "outbound"}
+
+
+def _ip(n: int) -> str:
+    return str(IPv4Address(n))
+
+
+def _conn_name(a: tuple[str, int], b: tuple[str, int]) -> str:
+    """An H.323 connection's name, the same in both directions: its two real
+    endpoints (the sender, and the receiver after NAT), in sorted order. A
+    node that takes over mid-call names it the same, whichever direction it
+    sees first (Q.931 call references are per connection)."""
+    x, y = f"{a[0]}:{a[1]}", f"{b[0]}:{b[1]}"
+    return f"{x}-{y}" if x <= y else f"{y}-{x}"
+
+
+def _nat_of(rw: Rewrite | None, s: int, sp: int, d: int, dp: int,
+            port_translates: bool = True) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
+    """What an ALG is told of the packet's NAT: ``nat_src``, the public
+    source (outbound), and ``nat_dst``, the private destination (inbound to a
+    MIP), each None where NAT leaves it as it is. ``port_translates``: a
+    changed source port alone counts as a source translation (not for a
+    flow decided by policy, whose source NAT is an address change)."""
+    if rw is None:
+        return None, None
+    changed = (rw[0], rw[1]) != (s, sp) if port_translates else rw[0] != s
+    nat_src = (_ip(rw[0]), rw[1]) if changed else None
+    nat_dst = (_ip(rw[2]), rw[3]) if (rw[2], rw[3]) != (d, dp) else None
+    return nat_src, nat_dst
+
+
+def _rw_direction(key, rw: Rewrite | None) -> str:
+    if rw is None:
+        return "none"
+    if rw[2] != key[3]:
+        return "inbound"
+    if rw[0] != key[1]:
+        return "outbound"
+    return "none"
+
+
+def _alg_entry(handoff):
+    """Marks a way into an ALG: before it, the one integrity guard. A
+    signalling packet reaches an ALG only whole and undamaged (checksums
+    right, not a fragment; :mod:`gateway.datapath.integrity` says why);
+    otherwise it is dropped with the reason. Every path that hands a packet
+    to an ALG goes through a method so marked, after the policy (whose
+    refusal is the drop reason when both apply) and before any session."""
+    @wraps(handoff)
+    def guarded(self, pkt: Packet, *args, **kwargs):
+        damage = signalling_damage(pkt, self.offloaded_checksums_ok)
+        if damage is not None:
+            return self._drop(*damage)
+        return handoff(self, pkt, *args, **kwargs)
+    return guarded
