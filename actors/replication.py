@@ -153,7 +153,7 @@ class Replicator(TransportLoop, PeerMessages, StandbyReceive, SnapshotRejoin):
         self._hello_asap = False
         self._ready = threading.Event()
         self.start_error: BaseException | None = None
-        # Rejoin after retention (the section at the end of this class).
+        # Rejoin after retention (actors/replication_snapshots.py).
         self._snap_sends: dict[bytes, SnapshotSend] = {}
         self._snap_recv: SnapshotReceive | None = None
         self._snap_chunk_at = 0.0       # when the last chunk of the snapshot being received came
