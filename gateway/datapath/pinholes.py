@@ -247,7 +247,7 @@ def sip_media_pinholes(state) -> list:
     active's datapath (the ALG removes a pinhole once a packet went through
     it, ch. 2 "Pinhole Creation"), so the new active reopens, for every voice
     channel still bound, the openings the ALG made when it bound it
-    (``bind_media`` in :mod:`gateway.sip.alg`): to the channel's public pair
+    (``bind_media`` in :mod:`gateway.sip.alg_pinholes`): to the channel's public pair
     translated to the private party, or toward the party from the private
     side's public pair. Their ids carry ``TAKEOVER_PINHOLE``; the node removes
     each on first use, like the ALG's own (the ALG does not know the ids)."""

@@ -3,7 +3,7 @@
 A message is reduced to a *trigger* (its method, or for a response its class
 and the CSeq method) and looked up with the phase of the call it belongs to
 (NONE when it belongs to no call). The table gives the next phase and the
-actions the ALG runs; :mod:`gateway.sip.alg` implements the actions and looks
+actions the ALG runs; :mod:`gateway.sip.alg_actions` implements the actions and looks
 nothing up anywhere else. The table is total over PHASES x TRIGGERS
 (tests/test_sip_alg_replay.py::test_transition_table_is_total), so no message
 falls through unhandled, and the phase a forwarded message leaves its call in
