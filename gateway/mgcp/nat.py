@@ -8,7 +8,7 @@ outbound packet's private source becomes ``nat_src``; an inbound packet's
 public destination becomes ``nat_dst``. The same translation applies to the
 sender's own address inside the message (endpoint names in ``[IP]`` form,
 the NotifiedEntity host and port, SDP o= and c=). Media ports are the ALG's
-(:mod:`gateway.mgcp.alg`, even/odd pairs from :mod:`gateway.ports`)."""
+(:mod:`gateway.mgcp.alg_media`, even/odd pairs from :mod:`gateway.ports`)."""
 
 from __future__ import annotations
 
