@@ -170,3 +170,32 @@ def _state(pid: int) -> str:
         return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return "Z"
+
+
+def test_the_snapshot_thread_itself_forks_the_writer(tmp_path, monkeypatch):
+    # The node's snapshots are taken on the service's own thread, not the
+    # main one: the child must work when forked from there.
+    children = []
+    real = checkpoint.write_in_child
+
+    def counted(write):
+        children.append(threading.current_thread().name)
+        return real(write)
+
+    monkeypatch.setattr(checkpoint, "write_in_child", counted)
+    with _filled(tmp_path / "j", 260) as j:
+        assert j.head >= 1000
+        svc = SnapshotService(SnapshotTaker(j, domain.apply, domain.EMPTY, 0, 0, None, []),
+                              RetentionSettings(snapshot_every=1000, snapshots_kept=2, keep_for=1e9,
+                                                max_disk=1 << 40),
+                              clock=lambda: 1e9, check_every=0.01, name="snapshots-fork")
+        svc.start()
+        try:
+            deadline = time.monotonic() + 30
+            while svc.taken == 0:
+                assert time.monotonic() < deadline and svc.failed is None, svc.failed
+                time.sleep(0.01)
+        finally:
+            svc.stop(final=False)
+        assert children == ["snapshots-fork"] and svc.failed is None
+        assert list_snapshots(snapshot_dir(j))[-1][0] == j.head
