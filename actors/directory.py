@@ -85,9 +85,7 @@ class Directory:
         if ref is not None:
             return ref
         with self._lock:
-            ref = self._refs.get(key)
-            if type(ref) is _Deferred:
-                ref = self._made(key, ref)
+            ref = self._entry(key)
             if ref is not None and ref.is_alive():
                 return ref
             if ref is not None:
@@ -143,9 +141,7 @@ class Directory:
     def register(self, key: Hashable, ref: ActorRef[Any]) -> None:
         """Record an actor started elsewhere; a live actor under `key` is an error."""
         with self._lock:
-            old = self._refs.get(key)
-            if type(old) is _Deferred:
-                old = self._made(key, old)
+            old = self._entry(key)
             if old is not None and old.is_alive():
                 raise KeyError(f"{key!r} already has a live actor {old}")
             if old is not None:
@@ -155,9 +151,7 @@ class Directory:
     def remove(self, key: Hashable) -> ActorRef[Any] | None:
         """Forget `key` (the actor keeps running); returns what was there."""
         with self._lock:
-            ref = self._refs.get(key)
-            if type(ref) is _Deferred:
-                ref = self._made(key, ref)
+            ref = self._entry(key)
             if ref is not None:
                 self._forget(key, ref)
             return ref
@@ -165,13 +159,10 @@ class Directory:
     def remove_many(self, keys: Iterable[Hashable]) -> list[ActorRef[Any]]:
         """:meth:`remove` of each key under one hold of the lock; returns
         the entries that were there."""
-        refs = self._refs
         out = []
         with self._lock:
             for key in keys:
-                ref = refs.get(key)
-                if type(ref) is _Deferred:
-                    ref = self._made(key, ref)
+                ref = self._entry(key)
                 if ref is not None:
                     self._forget(key, ref)
                     out.append(ref)
@@ -196,6 +187,11 @@ class Directory:
             return [(key, self._made(key, ref) if type(ref) is _Deferred else ref)
                     for key, ref in list(self._refs.items())]
 
+    def _entry(self, key: Hashable) -> ActorRef[Any] | None:
+        """What is under ``key`` (None: nothing), a deferred entry's ref made now."""
+        ref = self._refs.get(key)
+        return self._made(key, ref) if type(ref) is _Deferred else ref
+
     def _made(self, key: Hashable, deferred: _Deferred) -> ActorRef[Any] | None:
         """The ref of a deferred entry, made now and put in its place (the
         entry as it is now if another thread got there first)."""
@@ -203,13 +199,15 @@ class Directory:
             ref = self._refs.get(key)
             if ref is deferred:
                 ref = self._refs[key] = deferred.make(key)
-                if isinstance(ref.actor_inbox, Mailbox):
-                    watch_stop(ref, lambda stopped, key=key: self._forget(key, stopped))
+                self._watch(key, ref)
             return ref
 
     def _add(self, key: Hashable, ref: ActorRef[Any]) -> None:
         self._refs[key] = ref
         self._kinds[kind_of(key)] += 1
+        self._watch(key, ref)
+
+    def _watch(self, key: Hashable, ref: ActorRef[Any]) -> None:
         if isinstance(ref.actor_inbox, Mailbox):
             # May call back at once (actor already stopped): RLock.
             watch_stop(ref, lambda stopped, key=key: self._forget(key, stopped))

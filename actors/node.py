@@ -59,7 +59,7 @@ from actors.runtime import DispatcherPool, PooledActor
 from actors.timers import TimerFired, TimerService
 from gateway import domain, ha
 from gateway.config.model import Config
-from journal.checkpoint import FREEZE_ABOVE, SnapshotTaker, open_at_snapshot
+from journal.checkpoint import SnapshotTaker, is_large_recovery, open_at_snapshot
 from journal.gc_pause import collections_paused
 
 log = logging.getLogger("gateway.node")
@@ -182,7 +182,7 @@ class Node(AlgHost, StandbyFold, EntityMirror, MediaReports, NodeViews):
                      self.journal.head, self.journal.epoch, self.recovery["ms"])
         with collections_paused():
             self._mirror_all()
-            if self.recovery["snapshot"] is not None or folded >= FREEZE_ABOVE:
+            if is_large_recovery(self.recovery["snapshot"], folded):
                 # The directory's entries (one per entity: hundreds of
                 # thousands) join the recovered state, which open_at_snapshot
                 # froze, out of the collector's sight: the first collection

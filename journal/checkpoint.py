@@ -90,6 +90,13 @@ class Recovered:
 FREEZE_ABOVE = 10_000
 
 
+def is_large_recovery(snapshot: Any, folded: int) -> bool:
+    """Whether a recovery (from ``snapshot``, None: none, and ``folded``
+    records after it) built a state large enough to keep out of the
+    collector's sight (``gc.freeze``)."""
+    return snapshot is not None or folded >= FREEZE_ABOVE
+
+
 def open_at_snapshot(path: str | os.PathLike, apply: Callable[[Any, Any], Any], initial: Any, *,
                      fsync: bool = True, snapshots: str | os.PathLike | None = None,
                      freeze: bool = False, **journal_options) -> Recovered:
@@ -104,7 +111,7 @@ def open_at_snapshot(path: str | os.PathLike, apply: Callable[[Any, Any], Any], 
     otherwise walk the whole state once more, ~1 s for 32.6k live calls."""
     with collections_paused():
         rec = _open_at_snapshot(path, apply, initial, fsync=fsync, snapshots=snapshots, **journal_options)
-        if freeze and (rec.snapshot is not None or rec.folded >= FREEZE_ABOVE):
+        if freeze and is_large_recovery(rec.snapshot, rec.folded):
             gc.freeze()
         return rec
 
