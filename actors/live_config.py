@@ -18,9 +18,11 @@ Every apply is logged with the new and old hashes, the file and who asked
 
 What the new policy no longer permits (gateway/rematch.py, ScreenOS's
 session rematch): policy sessions of the datapath are looked up again and
-removed when denied; SIP calls whose caller's INVITE would now be denied are
-ended (their pinholes closed, ``CallEnded``), in the same journal batch as
-the configuration event, right after it; everything else carries on.
+removed when denied; the calls each ALG judges denied (a SIP call by its
+caller's INVITE, an H.323 or MGCP call by the denied session that carries
+its signalling) are ended as the ALG ends a call (their pinholes closed,
+``CallEnded``), in the same journal batch as the configuration event, right
+after it; everything else carries on.
 
 Persistence: the journal (and its snapshots) is the record; a copy of the
 normal form is written atomically to ``running.cfg`` in the node's journal
@@ -45,8 +47,8 @@ from gateway.config.diff import (
 )
 from gateway.config.model import Config
 from gateway.policy import Engine
-from gateway.rematch import session_denied, sip_calls_denied
-from gateway.sip import events as sip_ev
+from gateway.algs import ADAPTERS
+from gateway.rematch import session_denied, sessions_denied
 
 log = logging.getLogger("gateway.config")
 
@@ -206,10 +208,13 @@ class LiveConfig:
             done.set()
 
         with node.dp_lock, node.state_lock:
-            denied = sip_calls_denied(engine, node.state.sip)
+            dp = node.datapath
+            sessions = sessions_denied(engine, dp.sessions) if dp is not None and hasattr(dp, "sessions") else []
+            denied = [(a, key, reason) for a in ADAPTERS.values()
+                      for key, reason in a.calls_denied(getattr(node.state, a.name), engine, sessions)]
             event = running_config.ConfigApplied(rendered, new_hash, self.current_hash, filename, by,
-                                                 self.clock(), tuple(sip_ev.call_stream(k) for k, _ in denied))
-            events = [event] + self._ending(node.state.sip, denied)
+                                                 self.clock(), tuple(f"{a.call_prefix}/{k}" for a, k, _ in denied))
+            events = [event] + self._ending(node.state, denied, cfg)
             st = node.state
             from gateway import domain
             for e in events:
@@ -231,23 +236,22 @@ class LiveConfig:
                     node.node_id, short(new_hash), short(was), filename, by, len(d.removed),
                     len(d.added), len(denied), removed,
                     "" if ok else "; THE EVENT WAS NOT CONFIRMED WRITTEN (journal or standby)")
-        for key, reason in denied:
-            log.warning("config: call %s ended (config-denied): %s", key, reason)
+        for a, key, reason in denied:
+            log.warning("config: %s call %s ended (config-denied): %s", a.name, key, reason)
         return {"applied": True, "hash": new_hash, "previous": was, "diff": list(d.unified),
-                "calls_ended": [{"call": k, "reason": r} for k, r in denied],
+                "calls_ended": [{"alg": a.name, "call": k, "reason": r} for a, k, r in denied],
                 "sessions_removed": removed, "journaled": bool(ok),
                 "replication": node.mode, "node": node.node_id}
 
-    @staticmethod
-    def _ending(sip_state, denied) -> list:
-        """The ALG events that end the SIP calls the new policy denies, as
-        the SIP ALG ends a call (its pinholes closed, then CallEnded)."""
+    def _ending(self, state, denied, cfg: Config) -> list:
+        """The ALG events that end the calls the new policy denies, each ALG's
+        as it ends a call (its pinholes closed, then CallEnded)."""
         out: list = []
-        for key, reason in denied:
-            why = f"the configuration applied no longer permits the call: {reason}"
-            for p in sip_state.calls[key].pinholes:
-                out.append(sip_ev.PinholeClosed(key, p.id, why))
-            out.append(sip_ev.CallEnded(key, why))
+        for a in ADAPTERS.values():
+            mine = [(key, f"the configuration applied no longer permits the call: {reason}")
+                    for b, key, reason in denied if b is a]
+            if mine:
+                out += a.end_calls(getattr(state, a.name), mine, self.clock(), a.settings(cfg)).events
         return out
 
     # ----------------------------------------------------------- switch

@@ -82,6 +82,16 @@ class Alg(Protocol):
     @staticmethod
     def call_of_group(state: Any, group: str) -> str | None: ...
 
+    # rematch (a configuration applied to a running pair): (call key, reason)
+    # of each call the new configuration no longer permits, judged from the
+    # state and the policy sessions it denies (gateway/rematch.py), and the
+    # step that ends such calls as the ALG ends a call.
+    @staticmethod
+    def calls_denied(state: Any, engine: Any, denied: Any) -> list[tuple[str, str]]: ...
+
+    @staticmethod
+    def end_calls(state: Any, calls: Any, now: float, settings: Any = ...) -> Result: ...
+
     # views: the entity streams of a state (actors to start, timers), and
     # what ``show calls`` / ``show registrations`` print of it.
     @staticmethod

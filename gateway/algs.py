@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
+from gateway import rematch
 from gateway.alg_contract import Alg, owner_of
 from gateway.datapath import sip_segment
 from gateway.h323 import alg as h323_alg
@@ -104,6 +105,7 @@ class SipAdapter:
     media_activity = staticmethod(sip_alg.media_activity)
     ending = (sip_ev.CallEnded, sip_ev.RegistrationRemoved, sip_ev.ProtectDenyExpired)
     pinhole_opened, pinhole_closed = sip_ev.PinholeOpened, sip_ev.PinholeClosed
+    calls_denied, end_calls = staticmethod(rematch.sip_calls_denied), staticmethod(sip_alg.end_calls)
 
     @staticmethod
     def settings(config):
@@ -174,6 +176,7 @@ class MgcpAdapter:
     on_timer = staticmethod(mgcp_alg.on_timer)
     ending = (mgcp_ev.CallEnded,)
     pinhole_opened, pinhole_closed = mgcp_ev.PinholeOpened, mgcp_ev.PinholeClosed
+    calls_denied, end_calls = staticmethod(rematch.mgcp_calls_denied), staticmethod(mgcp_alg.end_calls)
 
     @staticmethod
     def media_activity(state, group, now, settings, pinhole=None):
@@ -264,6 +267,7 @@ class H323Adapter:
     step = staticmethod(h323_segment.step_packet)
     ending = (h323_ev.CallEnded, h323_ev.Unregistered, h323_ev.RasEnded)
     pinhole_opened, pinhole_closed = h323_ev.PinholeOpened, h323_ev.PinholeClosed
+    calls_denied, end_calls = staticmethod(rematch.h323_calls_denied), staticmethod(h323_alg.end_calls)
 
     @staticmethod
     def on_timer(state, key, now, settings=h323_alg.DEFAULT_SETTINGS):

@@ -76,13 +76,14 @@ GATEWAY_TIERS = (
     ("errors", "construct", "span", "event_wire", "events", "drops", "fold", "ports",
      "pinhole", "packet", "ha", "overload", "ladder", "nodefile"),
     # configuration, addresses, policy and NAT
-    ("config", "routing", "nat", "policy", "rematch", "shaping", "running_config"),
+    ("config", "routing", "nat", "policy", "shaping", "running_config"),
     # the protocols: SDP, the ALG contract, then each ALG on its own
     ("sdp", "alg_result", "alg_contract", "sip", "mgcp", "h323"),
     # the per-packet datapath, which hands signalling to the ALGs
     ("datapath",),
-    # what composes them: the ALG adapters and the domain state every node folds
-    ("algs", "domain"),
+    # what composes them: what a new configuration no longer permits, the ALG
+    # adapters and the domain state every node folds
+    ("rematch", "algs", "domain"),
 )
 # The ALGs know nothing of one another: adding or changing one touches no other.
 ALG_PACKAGES = {"sip", "mgcp", "h323"}

@@ -41,6 +41,21 @@ def _conn_name(a: tuple[str, int], b: tuple[str, int]) -> str:
     return f"{x}-{y}" if x <= y else f"{y}-{x}"
 
 
+def session_ends(sess) -> tuple[tuple[str, int], tuple[str, int]]:
+    """A session's two real ends: its first packet's source as it arrived,
+    and its destination after NAT (the private host of a MIP or VIP), the
+    ends :func:`_conn_name` names a connection by."""
+    _p, s, sp, d, dp = sess.fwd_key
+    frw = sess.fwd_rewrite
+    return (_ip(s), sp), ((_ip(frw[2]), frw[3]) if frw is not None else (_ip(d), dp))
+
+
+def session_connection(sess) -> str:
+    """The name of the connection a TCP session carries, as the ALG it
+    hands the connection's messages to knows it (an H.323 call's ``conn``)."""
+    return _conn_name(*session_ends(sess))
+
+
 def _nat_of(rw: Rewrite | None, s: int, sp: int, d: int, dp: int,
             port_translates: bool = True) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
     """What an ALG is told of the packet's NAT: ``nat_src``, the public

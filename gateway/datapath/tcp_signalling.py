@@ -10,7 +10,7 @@ from ipaddress import IPv4Address
 
 from gateway.datapath import resegment, seqadj
 from gateway.datapath.alg_handoff import (
-    _FLIP, _alg_entry, _conn_name, _direction, _ip, _rw_direction,
+    _FLIP, _alg_entry, _conn_name, _direction, _rw_direction, session_ends,
 )
 from gateway.datapath.dispatch_constants import H323_SIGNALLING_TIMEOUT, _SYN
 from gateway.datapath.outcomes import Alg, Drop, Forward, Outcome
@@ -45,13 +45,10 @@ class TcpSignalling:
         adjustments the journaled state has for it (takeover)."""
         stream = self._new_sip_stream()
         if self._tcp_restore:
-            _p, s, sp, dd, dp = sess.fwd_key
-            frw = sess.fwd_rewrite
-            dst = (_ip(frw[2]), frw[3]) if frw is not None else (_ip(dd), dp)
-            conn = _conn_name((_ip(s), sp), dst)
-            sides = self._tcp_restore.get(conn)
+            src, dst = session_ends(sess)
+            sides = self._tcp_restore.get(_conn_name(src, dst))
             if sides:
-                stream.restore(True, sides.get(f"{_ip(s)}:{sp}", seqadj.NONE))
+                stream.restore(True, sides.get(f"{src[0]}:{src[1]}", seqadj.NONE))
                 stream.restore(False, sides.get(f"{dst[0]}:{dst[1]}", seqadj.NONE))
         return stream
 

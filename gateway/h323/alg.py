@@ -477,3 +477,15 @@ def media_activity(state: H323State, pinhole_id: str, now: float,
     if p is not None and p.group in call.media:
         run.emit(ev.MediaSeen(key, p.group, now + settings.media_inactivity_timeout))
     return run.result()
+
+
+def end_calls(state: H323State, calls, now: float, settings: H323Settings = DEFAULT_SETTINGS) -> Result:
+    """End the calls ``calls`` names ((call key, reason) each: those a new
+    configuration no longer permits, gateway/rematch.py), each as the ALG
+    ends a call (its pinholes closed, then ``CallEnded``); a key no longer
+    known is skipped."""
+    run = _Run(state, H323Context("ras", "none", ("0.0.0.0", 0), ("0.0.0.0", 0)), now, settings)
+    for key, reason in calls:
+        if key in run.st.calls:
+            run.end_call(key, reason)
+    return run.result()

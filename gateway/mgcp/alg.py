@@ -143,6 +143,19 @@ def media_activity(state: MgcpState, group: str, now: float,
     return run.result()
 
 
+def end_calls(state: MgcpState, calls, now: float, settings: MgcpSettings = DEFAULT_SETTINGS) -> Result:
+    """End the calls ``calls`` names ((``<gateway>/<call id>``, reason) each:
+    those a new configuration no longer permits, gateway/rematch.py), each
+    as the ALG ends a call (its pinholes closed, then ``CallEnded``); a call
+    no longer known is skipped."""
+    run = _Run(state, now, settings)
+    for key, reason in calls:
+        gw, _, cid = key.partition("/")
+        if (gw, cid) in run.st.calls:
+            run.end_call(gw, cid, reason)
+    return run.result()
+
+
 # --------------------------------------------------------------------------
 # one message
 
@@ -252,7 +265,7 @@ class _Message(_Commands, _Media):
         return self.msg.connection_id or t.conn_id
 
 
-__all__ = ["MgcpContext", "Result", "Timer", "step", "on_timer", "media_activity", "EMPTY",
+__all__ = ["MgcpContext", "Result", "Timer", "step", "on_timer", "media_activity", "end_calls", "EMPTY",
            "MgcpState", "DEFAULT_SETTINGS", "CA_PORT", "GW_PORT"]
 
 # Names other modules and the tests read here.

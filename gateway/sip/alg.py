@@ -132,7 +132,19 @@ def media_activity(state: SipState, group: str, now: float,
     return run.result()
 
 
-__all__ = ["SipContext", "Result", "Timer", "step", "on_timer", "media_activity", "EMPTY",
+def end_calls(state: SipState, calls, now: float, settings: SipSettings = DEFAULT_SETTINGS) -> Result:
+    """End the calls ``calls`` names ((call key, reason) each: those a new
+    configuration no longer permits, gateway/rematch.py), each as a call
+    ends (its pinholes closed, then ``CallEnded``); a key no longer known is
+    skipped."""
+    run = _Run(state, now, settings)
+    for key, reason in calls:
+        if key in run.st.calls:
+            run.end_call(key, reason)
+    return run.result()
+
+
+__all__ = ["SipContext", "Result", "Timer", "step", "on_timer", "media_activity", "end_calls", "EMPTY",
            "SipState", "TEARDOWN_DELAY", "MAX_CHANNELS_PER_DIRECTION", "MAX_BINDINGS_PER_CALL"]
 
 # Names other modules and the tests read here.

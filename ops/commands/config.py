@@ -228,7 +228,7 @@ def run_apply(args: argparse.Namespace) -> int:
               f"{result['node']}, {result['replication']} replication"
               + ("" if result["journaled"] else "; NOT CONFIRMED in the journal: check gwctl status"))
         for c in result["calls_ended"]:
-            print(f"call ended: {c['call']}: {c['reason']}")
+            print(f"call ended: {c.get('alg', 'sip')} {c['call']}: {c['reason']}")
         print(f"{len(result['calls_ended'])} call(s) ended, {result['sessions_removed']} "
               "session(s) removed that the new policy does not permit; the rest carry on")
     return 0 if result["journaled"] else 1
