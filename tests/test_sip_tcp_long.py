@@ -385,6 +385,9 @@ def test_a_duplicate_of_a_later_held_part_does_not_end_the_holding():
     got = gate.received()
     assert got == gate.alg_out[0] and PHONE.encode() not in got
     assert gate.dp.stats()["sip_tcp"]["retained_octets"] == 0
+    # Counted once each: the duplicate, and every segment of the connection's data.
+    counts = gate.dp.stats()["sip_tcp"]
+    assert counts["held_retransmissions"] == 1 and counts["segments"] == len(segs) + 1
 
 
 @settings(max_examples=40, deadline=None)

@@ -141,12 +141,7 @@ class AlgDispatch:
                                      alg=outcome.alg, direction=outcome.direction,
                                      call=outcome.key or None, pinhole=outcome.pinhole,
                                      policy_id=origin)
-            if isinstance(sess, Drop):
-                return sess
-            sess.fwd_packets += 1
-            sess.fwd_bytes += pkt.total_length
-            return Forward(self._apply(pkt, sess.fwd_rewrite, payload), "fast-pinhole", outcome.alg,
-                           sess.mark)
+            return self._first_packet(sess, pkt, payload, "fast-pinhole", outcome.alg)
         if d is None:
             if route_to is None:
                 return self._drop(f"{outcome.dst[0]}:{outcome.dst[1]} is an incoming DIP address "
@@ -167,12 +162,17 @@ class AlgDispatch:
                                  timeout=self.alg_timeouts.get(outcome.alg), alg=outcome.alg,
                                  direction=outcome.direction if outcome.decision is not None
                                  else "inbound", call=outcome.key or None)
+        return self._first_packet(sess, pkt, payload, "policy", outcome.alg)
+
+    def _first_packet(self, sess: Session | Drop, pkt: Packet, payload: bytes, path: str,
+                      alg: str) -> Outcome:
+        """The signalling packet that made ``sess``, counted and forwarded with
+        its rewrite (or the Drop that refused the session)."""
         if isinstance(sess, Drop):
             return sess
         sess.fwd_packets += 1
         sess.fwd_bytes += pkt.total_length
-        return Forward(self._apply(pkt, sess.fwd_rewrite, payload), "policy", outcome.alg,
-                       sess.mark)
+        return Forward(self._apply(pkt, sess.fwd_rewrite, payload), path, alg, sess.mark)
 
     def _origin_policy(self, outcome: Alg) -> int | None:
         """The policy that let this signalling message through: its

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from gateway.datapath import seqadj
 from gateway.datapath.framed_stream import FramedStream, Retained, SegmentWork, _Side
+from gateway.datapath.stream_entry import HELD_DUPLICATE
 from gateway.datapath.stream_limits import (
     CACHE_ENTRIES, MAX_OUT_OF_ORDER, SIP_HOLD_LIMIT, SIP_MAX_MESSAGE, SIP_MAX_PARTS,
     SIP_RETAINED_TOTAL, SIP_RETAIN_SECONDS, StreamStats, _Cached, _MOD, seq_diff,
@@ -129,16 +130,9 @@ class SipStream(FramedStream):
             side.out_of_order.clear()
         if not side.synced or side.passing or side.next is None:
             return super().segment(forward, seq, payload)
-        if side.held and seq_diff(seq, side.held_start) > 0 and seq_diff(seq, side.next) < 0:
-            # A copy of a held part other than the first: a sender
-            # retransmits from its oldest unacknowledged octet (RFC 9293
-            # 3.8.1), the first held one, so this is a duplicate the network
-            # made. Dropped; the holding goes on (ending it here would
-            # discard the held octets with no retransmission of the first
-            # ones to come and refill them).
+        if self._held_duplicate(side, seq):
             self.stats.segments += 1
-            self.stats.held_retransmissions += 1
-            return "drop", "duplicate of octets held until the rest of their SIP message arrives"
+            return "drop", HELD_DUPLICATE
         if side.held and seq_diff((seq + len(payload)) % _MOD, side.held_start) > 0 \
                 and seq_diff(seq, side.next) < 0:
             # The sender retransmits octets held to leave coalesced: it waits

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from gateway.datapath.stream_limits import _MOD, seq_diff
 
+HELD_DUPLICATE = "duplicate of octets held until the rest of their SIP message arrives"
+
 
 class SegmentEntry:
     """The per-packet entry points of :class:`gateway.datapath.framed_stream.FramedStream`
@@ -33,16 +35,8 @@ class SegmentEntry:
         st = self.stats
         st.segments += 1
         side = self.sides[0 if forward else 1]
-        if side.held and seq_diff(seq, side.held_start) > 0 and seq_diff(seq, side.next) < 0:
-            # A copy of a held part other than the first: a sender
-            # retransmits from its oldest unacknowledged octet (RFC 9293
-            # 3.8.1), the first held one, so this is a duplicate the network
-            # made. Dropped; the holding goes on (ending it here would
-            # discard the held octets with no retransmission of the first
-            # ones to come and refill them).
-            self.stats.segments += 1
-            self.stats.held_retransmissions += 1
-            return "drop", "duplicate of octets held until the rest of their SIP message arrives"
+        if self._held_duplicate(side, seq):
+            return "drop", HELD_DUPLICATE
         if side.held and seq_diff((seq + len(payload)) % _MOD, side.held_start) > 0 \
                 and seq_diff(seq, side.next) < 0:
             # The sender retransmits octets the gateway holds back: it waits
@@ -55,6 +49,18 @@ class SegmentEntry:
             side.held = b""
             side.passing = True
         return self._segment(side, forward, seq, payload)
+
+    def _held_duplicate(self, side, seq: int) -> bool:
+        """A copy of a held part other than the first (counted): a sender
+        retransmits from its oldest unacknowledged octet (RFC 9293 3.8.1),
+        the first held one, so this is a duplicate the network made. It is
+        dropped and the holding goes on (ending it here would discard the
+        held octets with no retransmission of the first ones to come and
+        refill them)."""
+        if side.held and seq_diff(seq, side.held_start) > 0 and seq_diff(seq, side.next) < 0:
+            self.stats.held_retransmissions += 1
+            return True
+        return False
 
     def empty(self, forward: bool, seq: int):
         """A segment without data (an acknowledgement, FIN or RST; not a

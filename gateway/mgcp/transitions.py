@@ -36,6 +36,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.mgcp.message_types import response_class
+
 CA = "call-agent"
 GW = "gateway"
 
@@ -80,14 +82,12 @@ RESPONSES: dict[tuple[str, str], tuple[str, ...]] = {
 
 def response_kind(code: int) -> str:
     """RFC 3435 2.4: 000-099 acknowledgement, 1xx provisional, 2xx success,
-    everything else a final error."""
-    if code < 100:
-        return "ack"
-    if code < 200:
-        return "provisional"
-    if code < 300:
-        return "success"
-    return "error"
+    every other class of :func:`response_class` a final error."""
+    cls = response_class(code)
+    return cls if cls in _NOT_ERRORS else "error"
+
+
+_NOT_ERRORS = frozenset({"ack", "provisional", "success"})
 
 
 def command_rule(role: str, verb: str) -> CommandRule | None:
