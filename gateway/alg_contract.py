@@ -13,7 +13,7 @@ and its dispatch (ports, channel) in ``gateway.datapath.pipeline``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, Callable, ClassVar, Protocol
 
 from gateway.alg_result import Result
 
@@ -105,6 +105,12 @@ class Alg(Protocol):
 
     @staticmethod
     def registrations(state: Any) -> list[dict]: ...
+
+    # ``gwctl replay``: the ALG's tables of a state (``call``: only that
+    # call), and which journal streams tell that call's history
+    # (gateway/alg_replay.py).
+    @staticmethod
+    def replay(state: Any, call: str | None) -> tuple[dict, Callable[[str], bool]]: ...
 
     # pinholes: those a state holds, and as the datapath's table takes them.
     @staticmethod

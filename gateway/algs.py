@@ -9,10 +9,9 @@ decision, and which events end an entity or free media."""
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
-
-from gateway import rematch
+from gateway import alg_replay, rematch
 from gateway.alg_contract import Alg, owner_of
+from gateway.alg_nat import far_side_of, media_nat_of
 from gateway.datapath import sip_segment
 from gateway.h323 import alg as h323_alg
 from gateway.h323 import events as h323_ev
@@ -21,7 +20,6 @@ from gateway.mgcp import alg as mgcp_alg
 from gateway.mgcp import events as mgcp_ev
 from gateway.mgcp import roles as mgcp_roles
 from gateway.pinhole import Pinhole
-from gateway.policy import Flow
 from gateway.sip import alg as sip_alg
 from gateway.sip import events as sip_ev
 
@@ -29,63 +27,6 @@ from gateway.sip import events as sip_ev
 def _media_view(g) -> dict:
     return {"group": g.group, "dst": f"{g.dst_ip}:{g.dst_port}",
             "public": f"{g.public_ip}:{g.public_port}" if g.public_ip else None}
-
-
-def far_side_of(engine, o):
-    """The SIP ALG's ``far_side`` test for a message leaving by ``o.egress``:
-    True for an address that routes into the egress interface's zone.
-
-    A pinhole exists so that media (or requests) from the far side can reach a
-    party on the sender's side. An SDP ``c=`` or a Contact naming an address in
-    the zone the message is going to describes traffic that stays inside that
-    zone (intra-zone policy governs it), or a third party the sender has no
-    business opening a path to: an outside caller writing ``c=`` with an
-    inside server's address would otherwise get UDP to that server from
-    anywhere for the pinhole's lifetime."""
-    if engine is None or not getattr(o, "egress", ""):
-        return None
-    zone = engine.zone_of(o.egress)
-    if zone is None:
-        return None
-
-    def far(addr: str) -> bool:
-        try:
-            where = engine.route(IPv4Address(addr))
-        except ValueError:
-            return False
-        return where is not None and where[1] == zone
-
-    return far
-
-
-def media_nat_of(engine, o):
-    """The public address NAT gives the media of a private gateway named in
-    an outbound message's SDP, toward the message's destination gateway, or
-    None (the ALG's ``MgcpContext.media_nat``).
-
-    Manual ch. 3 "ISP-Hosted Service": the call agent (behind a MIP) relays
-    sf_gw's descriptor (2.2.2.201) to asia_gw, and sf_gw's traffic to asia_gw
-    leaves by "set policy from trust to untrust sf_gw asia_gw mgcp-ua nat
-    src" ("a single policy is sufficient to allow bidirectional communication
-    between gateways"). The policy between two gateways is written for their
-    MGCP, so the flow asked about is sf_gw's MGCP-UA datagram to asia_gw; its
-    source NAT is where asia_gw must send the media, and the ALG binds a
-    public pair there. Without this the private address left in the SDP."""
-    dst = IPv4Address(str((o.nat_dst or o.dst)[0]))
-
-    def nat(addr: str) -> str | None:
-        try:
-            host = IPv4Address(addr)
-        except ValueError:
-            return None
-        where = engine.route(host)
-        if where is None:
-            return None
-        d = engine.decide(Flow(where[0], host, dst, "udp", mgcp_alg.GW_PORT, mgcp_alg.GW_PORT))
-        if d.action != "permit" or d.nat is None or d.nat.src is None:
-            return None
-        return str(d.nat.src)
-    return nat
 
 
 def sip_step(state, ctx, data, now, settings=sip_alg.DEFAULT_SETTINGS):
@@ -106,6 +47,7 @@ class SipAdapter:
     ending = (sip_ev.CallEnded, sip_ev.RegistrationRemoved, sip_ev.ProtectDenyExpired)
     pinhole_opened, pinhole_closed = sip_ev.PinholeOpened, sip_ev.PinholeClosed
     calls_denied, end_calls = staticmethod(rematch.sip_calls_denied), staticmethod(sip_alg.end_calls)
+    replay = staticmethod(alg_replay.sip_replay)
 
     @staticmethod
     def settings(config):
@@ -177,6 +119,7 @@ class MgcpAdapter:
     ending = (mgcp_ev.CallEnded,)
     pinhole_opened, pinhole_closed = mgcp_ev.PinholeOpened, mgcp_ev.PinholeClosed
     calls_denied, end_calls = staticmethod(rematch.mgcp_calls_denied), staticmethod(mgcp_alg.end_calls)
+    replay = staticmethod(alg_replay.mgcp_replay)
 
     @staticmethod
     def media_activity(state, group, now, settings, pinhole=None):
@@ -344,7 +287,12 @@ def _h323_calls(st) -> list[dict]:
     return [H323Adapter.summary(st, k) for k in st.calls]
 
 
+def _h323_replay(st, call: str | None):
+    return alg_replay.h323_replay(st, call, H323Adapter.summary)
+
+
 H323Adapter.calls = staticmethod(_h323_calls)
+H323Adapter.replay = staticmethod(_h323_replay)
 ADAPTERS: dict[str, Alg] = {"sip": SipAdapter, "mgcp": MgcpAdapter, "h323": H323Adapter}
 
 

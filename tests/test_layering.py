@@ -83,7 +83,7 @@ GATEWAY_TIERS = (
     ("datapath",),
     # what composes them: what a new configuration no longer permits, the ALG
     # adapters and the domain state every node folds
-    ("rematch", "algs", "domain"),
+    ("rematch", "alg_nat", "alg_replay", "algs", "domain"),
 )
 # The ALGs know nothing of one another: adding or changing one touches no other.
 ALG_PACKAGES = {"sip", "mgcp", "h323"}

@@ -63,6 +63,7 @@ def run(args) -> int:
     import os
 
     from gateway import domain
+    from gateway.algs import ADAPTERS
     from journal.checkpoint import decode_state
     from journal.replay import JournalGap, Problem, UnusableRecord, replay
     from journal.segment import JournalCorrupt, iter_records
@@ -104,63 +105,22 @@ def run(args) -> int:
     except UnusableRecord as exc:
         # The state just before the record: a state that existed.
         state, last, stopped = exc.state, exc.last_seq, exc.problem
-    sip = state.sip
-    calls = sorted((c for c in sip.calls.values()
-                    if args.call is None or args.call in (c.call_id, c.public_call_id, c.key)),
-                   key=lambda c: c.key)
-    out: dict = {
-        "last_seq": last,
-        "calls": [{"call": c.key, "call_id": c.call_id, "public_call_id": c.public_call_id,
-                   "phase": c.phase, "mode": c.mode, "private": c.private_ip, "alg": c.alg_ip,
-                   "started_at": c.started_at,
-                   "media": [{"group": g.group, "dst": f"{g.dst_ip}:{g.dst_port}",
-                              "public": f"{g.public_ip}:{g.public_port}" if g.public_ip else None}
-                             for g in c.groups],
-                   "pinholes": [{"id": p.id, "kind": p.kind, "dst": f"{p.dst[0]}:{p.dst[1]}",
-                                 "to": f"{p.to[0]}:{p.to[1]}" if p.to else None} for p in c.pinholes]}
-                  for c in calls],
-    }
-    # H.323 calls (manual ch. 1), keyed by their H.225.0 callIdentifier.
-    from actors.algs import H323Adapter
-    h323 = state.h323
-    out["h323_calls"] = [H323Adapter.summary(h323, k) | {
-        "pinhole_list": [{"id": p.id, "kind": p.kind, "group": p.group, "dst": f"{p.dst[0]}:{p.dst[1]}",
-                          "to": f"{p.to[0]}:{p.to[1]}" if p.to else None}
-                         for p in sorted(h323.calls[k].pinholes.values(), key=lambda p: p.id)]}
-        for k in sorted(h323.calls) if args.call is None or args.call == k]
-    mgcp = state.mgcp
-    mgcp_calls = sorted((c for c in mgcp.calls.values() if args.call in (None, c.call_id)),
-                        key=lambda c: (c.gateway, c.call_id))
-    out["mgcp_calls"] = [_mgcp_call(c) for c in mgcp_calls]
-    if args.call is None:
-        out["h323_registrations"] = sorted(
-            ({"public": f"{r.public[0]}:{r.public[1]}", "private": f"{r.private[0]}:{r.private[1]}",
-              "expires_at": r.expires_at} for r in h323.registrations.values()),
-            key=lambda r: (r["public"], r["private"]))
-        out["registrations"] = sorted(
-            ({"public": f"{r.public_ip}:{r.public_port}", "private": f"{r.private_ip}:{r.private_port}",
-              "expires_at": r.expires_at} for r in sip.registrations.values()),
-            key=lambda r: (r["public"], r["private"]))
-        out["mgcp_endpoints"] = [
-            {"gateway": e.gateway, "endpoint": e.name,
-             "in_service": e.out_of_service_at is None,
-             "out_of_service_at": e.out_of_service_at, "restart_method": e.restart_method,
-             "notified_entity": e.notified_entity}
-            for e in sorted(mgcp.endpoints.values(), key=lambda e: (e.gateway, e.name))]
-        out["mgcp_transactions"] = len(mgcp.txns)
-    else:
-        # The call may have ended before the target: its events still tell its story,
-        # so they are found by stream (call/<Call-ID>;<tag>) rather than from the state.
-        streams = {f"call/{c.key}" for c in calls} | {c.stream for c in mgcp_calls}
-        prefix = f"call/{args.call};"
+    out: dict = {"last_seq": last}
+    histories = []
+    for adapter in ADAPTERS.values():
+        tables, history = adapter.replay(getattr(state, adapter.name), args.call)
+        out.update(tables)
+        histories.append(history)
+    if args.call is not None:
+        # The call may have ended before the target: its events still tell
+        # its story, so they are found by stream rather than from the state.
         evs = []
         for rec in iter_records(args.journal):
             if until_seq is not None and rec.seq > until_seq:
                 break
             if until_time is not None and rec.timestamp > until_time:
                 break
-            if rec.stream in streams or rec.stream.startswith(prefix) or rec.stream == f"h323-call/{args.call}" \
-                    or (rec.stream.startswith("mgcp-call/") and rec.stream.endswith(f"/{args.call}")):
+            if any(h(rec.stream) for h in histories):
                 evs += [{"seq": rec.seq, "at": rec.timestamp, "stream": rec.stream, "type": t,
                          "event": p} for t, p in rec.entries()]
         out["events"] = evs
@@ -199,17 +159,6 @@ def _record_time(journal: str, seq: int) -> float | None:
     except (JournalCorrupt, OSError, ValueError):
         return None
     return rec.timestamp if rec is not None and rec.seq == seq else None
-
-
-def _mgcp_call(c) -> dict:
-    return {"gateway": c.gateway, "call_id": c.call_id, "started_at": c.started_at,
-            "connections": sorted(c.connections),
-            "media": [{"group": g.group, "connection": g.conn_id, "dst": f"{g.dst_ip}:{g.dst_port}",
-                       "public": f"{g.public_ip}:{g.public_port}" if g.public_ip else None}
-                      for g in sorted(c.groups.values(), key=lambda g: g.group)],
-            "pinholes": [{"id": p.id, "direction": p.direction, "dst": f"{p.dst[0]}:{p.dst[1]}",
-                          "to": f"{p.to[0]}:{p.to[1]}" if p.to else None}
-                         for p in sorted(c.pinholes.values(), key=lambda p: p.id)]}
 
 
 def _report(journal: str, problems, stopped, last: int) -> None:
