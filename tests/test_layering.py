@@ -75,7 +75,8 @@ GATEWAY_TIERS = (
     # the vocabulary: errors, events and their wire form, text spans, packets, ports
     ("errors", "construct", "span", "event_wire", "events", "drops", "fold", "ports",
      "pinhole", "packet_layout", "packet_checksum", "packet_types", "packet_rewrite", "packet_build",
-     "packet", "ha", "overload", "ladder", "nodefile"),
+     "packet", "ha", "overload", "ladder_types", "ladder_filter", "ladder_protocols", "ladder_text", "ladder",
+     "nodefile"),
     # configuration, addresses, policy and NAT
     ("config", "routing", "nat", "policy", "shaping", "running_config"),
     # the protocols: SDP, the ALG contract, then each ALG on its own
