@@ -78,7 +78,7 @@ GATEWAY_TIERS = (
      "packet_build", "packet", "ha", "overload", "ladder_types", "ladder_filter", "ladder_protocols",
      "ladder_text", "ladder", "nodefile"),
     # configuration, addresses, policy and NAT
-    ("config", "routing", "nat", "policy", "shaping", "running_config"),
+    ("config", "routing", "nat", "policy_rules", "policy_addresses", "policy", "shaping", "running_config"),
     # the protocols: SDP, the ALG contract, then each ALG on its own
     ("sdp", "alg_result", "alg_contract", "sip", "mgcp", "h323"),
     # the per-packet datapath, which hands signalling to the ALGs
