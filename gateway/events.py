@@ -17,23 +17,20 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-from ipaddress import IPv4Address
 from typing import Any, Callable, ClassVar, TypeVar
 
 from gateway import event_wire
+from gateway.event_payload import _PLAIN, _PLANS, UndecodableEvent, UnknownEvent, _encode, _plan
+from gateway.event_steps import _named, step_entries, step_key
+
+# The payload's plans and errors and the step records' readers stay importable from here.
+__all__ = ["E", "STEP_TYPE", "Event", "StepEvents", "UndecodableEvent", "UnknownEvent", "decode", "domain_event",
+           "event", "expand", "in_steps", "registered", "step_entries", "step_key", "upcaster",
+           "_PLAIN", "_PLANS", "_encode", "_encoder", "_named", "_plan", "_wire_of"]
 
 _REGISTRY: dict[str, type["Event"]] = {}
 # (type name, from schema) -> function(payload) -> payload of schema + 1
 _UPCASTERS: dict[tuple[str, int], Callable[[dict], dict]] = {}
-
-
-class UnknownEvent(Exception):
-    """A journal record names an event type or schema this build does not know."""
-
-
-class UndecodableEvent(UnknownEvent):
-    """A journal record of a known type whose payload does not make that
-    event (a field missing, unknown or of the wrong kind)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -70,53 +67,6 @@ class Event:
                 v = payload[name]
                 kwargs[name] = v if kind is None or v is None else kind(v)
         return cls(**kwargs)
-
-
-_PLAIN = frozenset({str, int, float, bool, type(None), bytes})
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Plan:
-    names: tuple[str, ...]
-    # (field name, decoder or None for plain values)
-    decoders: tuple[tuple[str, Callable[[Any], Any] | None], ...]
-    # The field names when no field needs a decoder, else None.
-    plain: frozenset[str] | None = None
-
-
-_PLANS: dict[type, _Plan] = {}
-
-
-def _plan(cls: type) -> _Plan:
-    fields = dataclasses.fields(cls)
-    decoders = []
-    for f in fields:
-        ann = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
-        if ann.startswith("IPv4Address"):
-            dec = IPv4Address
-        elif ann.startswith("tuple"):
-            dec = _as_tuple
-        elif ann.startswith("frozenset"):
-            dec = _as_frozenset
-        else:
-            dec = None
-        decoders.append((f.name, dec))
-    plan = _Plan(tuple(f.name for f in fields), tuple(decoders),
-                 None if any(dec for _, dec in decoders) else frozenset(f.name for f in fields))
-    _PLANS[cls] = plan
-    return plan
-
-
-def _as_tuple(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(tuple(v) if isinstance(v, list) else v for v in value)
-    return value
-
-
-def _as_frozenset(value: Any) -> Any:
-    if isinstance(value, list):
-        return frozenset(tuple(v) if isinstance(v, list) else v for v in value)
-    return value
 
 
 E = TypeVar("E", bound=type[Event])
@@ -287,45 +237,6 @@ class StepEvents(Event):
         return cls(tuple(events))
 
 
-def step_entries(payload: Any, stream: str | None) -> list[tuple[str, dict[str, Any]]]:
-    """``(type, payload)`` of each event a step record's payload holds, named
-    and with the shared ``key`` put back, without building the events (the
-    raw history's views: ``Record.entries``). Never raises: an item that is
-    not an event of this build is left out (decoding the record reports it)."""
-    if not isinstance(payload, dict):
-        return []
-    try:
-        key = step_key(payload, stream)
-    except ValueError:
-        key = None
-    inner = payload.get("e")
-    keyless = type(key) is str
-    out = []
-    for item in inner if isinstance(inner, list) else ():
-        if not isinstance(item, list) or len(item) != 3:
-            continue
-        t, schema, p = item
-        if type(t) is int and type(schema) is int and isinstance(p, list):
-            try:
-                t, p = _named(t, schema, p, keyless)
-            except (UnknownEvent, ValueError):
-                continue
-        elif not isinstance(p, dict):
-            continue
-        out.append((str(t), {**p, "key": key} if keyless else p))
-    return out
-
-
-def step_key(payload: dict[str, Any], stream: str | None) -> str | None:
-    """The key a step record's events share (``k``), or None."""
-    k = payload.get("k")
-    if k is None or type(k) is str:
-        return k
-    if type(k) is int and stream is not None and 0 < k < len(stream):
-        return stream[k:]
-    raise ValueError("a step record's key is a text, or where it starts in the record's stream")
-
-
 _NO_KEY = object()
 _UNSET = object()
 _WIRE: dict[type, int | None] = {}
@@ -387,21 +298,6 @@ def _fast_plan(code: int, schema: int, keyless: bool) -> tuple:
     return plan
 
 
-def _named(code: int, schema: int, values: list, keyless: bool) -> tuple[str, dict[str, Any]]:
-    """``(type, payload)`` of an event written in the compact form."""
-    t = event_wire.TYPES.get(code)
-    if t is None:
-        raise UnknownEvent(f"unknown event code {code} in a step record")
-    names = event_wire.FIELDS.get((t, schema))
-    if names is None:
-        raise UnknownEvent(f"{t} schema {schema} has no field order in this build")
-    if keyless:
-        names = tuple(n for n in names if n != "key")
-    if len(values) != len(names):
-        raise ValueError(f"{t}: {len(values)} values for {len(names)} fields")
-    return t, dict(zip(names, values))
-
-
 def expand(ev: Event) -> tuple[Event, ...] | list[Event]:
     """The events a decoded record holds: a step record's, or the event itself."""
     return ev.events if type(ev) is StepEvents else (ev,)
@@ -435,17 +331,3 @@ def _record_of(run: list[Event]) -> Event:
     if len(run) == 1 and _wire_of(type(run[0])) is None:
         return run[0]
     return StepEvents(tuple(run))
-
-
-# --- payload encoding: keep the journal format plain and language-neutral ---
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, IPv4Address):
-        return str(value)
-    if isinstance(value, tuple):
-        return [_encode(v) for v in value]
-    if isinstance(value, frozenset):
-        return sorted(_encode(v) for v in value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    return value

@@ -29,10 +29,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import Literal, Mapping
+from typing import Literal
 
 from gateway.config.model import SERVICES, AddressRef, Config, Policy
 from gateway.nat import NO_TRANSLATION, DipTable, MipTable, Translation, pool_address
+from gateway.policy_addresses import EngineAddresses
+from gateway.policy_rules import _in, _port_ok, _Ports, _Ranges, _Rule
 from gateway.routing import Routing
 
 _ALL = 0xFFFFFFFF
@@ -66,41 +68,7 @@ class Decision:
         return self.action == "permit"
 
 
-# A compiled address: None matches anything; otherwise a tuple of inclusive
-# (low, high) integer ranges (empty: never matches, e.g. an unknown name).
-_Ranges = tuple[tuple[int, int], ...] | None
-_Ports = tuple[tuple[str, int, int], ...] | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Rule:
-    policy: Policy
-    src: _Ranges
-    dst: _Ranges
-    ports: _Ports
-    service: str
-    global_dst_only: bool           # ``from Z to global``: only global-zone destinations
-
-
-def _in(ranges: _Ranges, v: int) -> bool:
-    if ranges is None:
-        return True
-    for lo, hi in ranges:
-        if lo <= v <= hi:
-            return True
-    return False
-
-
-def _port_ok(ports: _Ports, proto: str, dport: int) -> bool:
-    if ports is None:
-        return True
-    for p, lo, hi in ports:
-        if (p == "any" or p == proto) and lo <= dport <= hi:
-            return True
-    return False
-
-
-class Engine:
+class Engine(EngineAddresses):
     """Decides flows for one frozen configuration (build a new Engine when the
     configuration is replaced). Lookup structures are built here once."""
 
@@ -333,87 +301,3 @@ class Engine:
     @staticmethod
     def _deny(reason: str, from_zone: str) -> Decision:
         return Decision("deny", reason, None, from_zone, None, None)
-
-    # -- helpers for the ALGs and the node ---------------------------------------
-
-    def zone_of(self, ifname: str) -> str | None:
-        return self.routing.zone_of(ifname)
-
-    def route(self, dst: IPv4Address, *, ingress: str | None = None) -> tuple[str, str | None] | None:
-        """``(egress interface, zone)`` for ``dst`` (None: no route)."""
-        return self.routing.egress(dst, ingress=ingress)
-
-    def mip_host(self, public: IPv4Address) -> IPv4Address | None:
-        """The internal host a MIP address maps to (None: not a MIP)."""
-        b = self.mips.by_public(public)
-        return b.to_host(public) if b is not None else None
-
-    def mip_for(self, host: IPv4Address, egress: str | None = None) -> IPv4Address | None:
-        """The MIP address of ``host`` (when leaving by ``egress``, if given)."""
-        for b in self.mips.by_host(host):
-            if egress is None or b.interface in self.routing.reaches(egress):
-                return b.to_public(host)
-        return None
-
-    def public_address_for(self, private: IPv4Address, egress: str) -> IPv4Address | None:
-        """What a private host appears as when leaving by ``egress`` without a
-        DIP pool: its MIP there, else the interface's address (None: neither)."""
-        mip = self.mip_for(private, egress)
-        if mip is not None:
-            return mip
-        addr = self.routing.interface_ip(egress)
-        return addr.ip if addr is not None else None
-
-    def dip_address_for(self, pool_id: int, host: IPv4Address,
-                        session: tuple[int, ...] = ()) -> IPv4Address | None:
-        """The address of pool ``pool_id`` that ``host`` leaves with."""
-        b = self.dips.pools.get(pool_id)
-        if b is None:
-            return None
-        return pool_address(b.pool, host, sticky=self.config.dip_sticky, session=session)
-
-    def is_incoming_dip(self, ip: IPv4Address) -> bool:
-        """True for an address that accepts incoming calls by DIP."""
-        return self.dips.incoming_owner(ip) is not None
-
-    def is_local(self, ip: IPv4Address) -> bool:
-        """True for the gateway's own addresses: interface IPs, MIPs, DIP pools."""
-        return (int(ip) in self._iface_by_ip or self.mips.by_public(ip) is not None
-                or self.dips.pool_owning(ip) is not None)
-
-    def owned_addresses_by_interface(self) -> Mapping[str, tuple[IPv4Address, ...]]:
-        """Addresses to take over and announce, per interface: interface IPs,
-        MIPs and DIP pool addresses. A loopback's addresses are announced on
-        every member of its group (the loopback itself has no link)."""
-        out: dict[str, list[IPv4Address]] = {}
-
-        def add(ifname: str, ip: IPv4Address) -> None:
-            iface = self.routing.interface(ifname)
-            targets = (self.routing.members(ifname)
-                       if iface is not None and iface.kind == "loopback" else (ifname,))
-            for t in targets:
-                lst = out.setdefault(t, [])
-                if ip not in lst:
-                    lst.append(ip)
-
-        for iface in self.config.interfaces.values():
-            if iface.ip is not None:
-                add(iface.name, iface.ip.ip)
-        for b in self.mips.bindings:
-            for ip in (b.mip.public if b.mip.public.num_addresses <= 4096 else (b.mip.ip,)):
-                add(b.interface, ip)
-        for b in self.dips.pools.values():
-            if b.size <= 4096:
-                for n in range(int(b.pool.first), int(b.pool.last) + 1):
-                    add(b.interface, IPv4Address(n))
-        return {k: tuple(v) for k, v in out.items()}
-
-    def owned_addresses(self) -> tuple[IPv4Address, ...]:
-        """Every address the active node owns (sorted, unique)."""
-        seen: set[IPv4Address] = set()
-        for iface in self.config.interfaces.values():
-            if iface.ip is not None:
-                seen.add(iface.ip.ip)
-        for addrs in self.owned_addresses_by_interface().values():
-            seen.update(addrs)
-        return tuple(sorted(seen))

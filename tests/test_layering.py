@@ -73,10 +73,12 @@ def test_console_scripts_are_declared():
 # on purpose (the test names any unit it does not know).
 GATEWAY_TIERS = (
     # the vocabulary: errors, events and their wire form, text spans, packets, ports
-    ("errors", "construct", "span", "event_wire", "events", "drops", "fold", "ports",
-     "pinhole", "packet", "ha", "overload", "ladder", "nodefile"),
+    ("errors", "construct", "span", "event_wire", "event_payload", "event_steps", "events", "drops",
+     "fold", "ports", "pinhole", "packet_layout", "packet_checksum", "packet_types", "packet_rewrite",
+     "packet_build", "packet", "ha", "overload", "ladder_types", "ladder_filter", "ladder_protocols",
+     "ladder_text", "ladder", "nodefile"),
     # configuration, addresses, policy and NAT
-    ("config", "routing", "nat", "policy", "shaping", "running_config"),
+    ("config", "routing", "nat", "policy_rules", "policy_addresses", "policy", "shaping", "running_config"),
     # the protocols: SDP, the ALG contract, then each ALG on its own
     ("sdp", "alg_result", "alg_contract", "sip", "mgcp", "h323"),
     # the per-packet datapath, which hands signalling to the ALGs
