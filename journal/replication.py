@@ -48,105 +48,32 @@ makes replication fast; one event in flight at a time is ~50x slower).
 A message that is not this protocol raises :class:`ProtocolViolation` (a
 :class:`gateway.errors.RemoteProtocolError`) from :func:`decode`, and nothing
 else: the transport logs it and drops it.
+
+The messages are in ``replication_messages``, the HELLO's record marks and
+verdict in ``replication_marks``, the journal stream's bookkeeping in
+``replication_stream``; this module is the codec and the snapshot transfer.
 """
 
 from __future__ import annotations
 
-import struct
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
 
 import msgpack
 
-from gateway.errors import RemoteProtocolError
+from .record import unpack_complete
+from .replication_marks import frame_mark, hello_verdict
+from .replication_messages import (
+    Ack, Batch, Handover, Heartbeat, Hello, Message, ProtocolViolation, Refused, SnapAck, SnapChunk, Taken,
+)
+from .replication_stream import PeerProgress, Receiver, Sender
 
-from .record import HEADER_SIZE, FrameError, decode_record, unpack_complete
+# What the transport, the tests and the fuzz targets import from here.
+__all__ = ["Ack", "Batch", "Handover", "Heartbeat", "Hello", "MAX_FRAMES", "Message", "PeerProgress",
+           "ProtocolViolation", "ROLES", "Receiver", "Refused", "SNAP_CHUNK", "SNAP_WINDOW", "Sender",
+           "SnapAck", "SnapChunk", "SnapshotReceive", "SnapshotSend", "TYPES", "Taken", "decode", "encode",
+           "frame_mark", "hello_verdict"]
 
 ROLES = frozenset({"active", "standby", "stopped"})
-
-
-class ProtocolViolation(RemoteProtocolError):
-    """A peer sent something that is not this protocol: logged and dropped."""
-
-
-# ------------------------------------------------------------------ messages
-
-
-@dataclass(frozen=True, slots=True)
-class Hello:
-    node: str
-    last_seq: int
-    last_epoch: int
-    last_crc: int
-    epoch: int
-    KIND = b"HELLO"
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    first: int
-    frames: list
-    head: int
-    epoch: int
-    KIND = b"BATCH"
-
-
-@dataclass(frozen=True, slots=True)
-class Ack:
-    seq: int
-    epoch: int
-    KIND = b"ACK"
-
-
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
-    node: str
-    role: str
-    epoch: int
-    head: int
-    prio: int
-    applied: int
-    ts: float
-    KIND = b"HB"
-
-
-@dataclass(frozen=True, slots=True)
-class Handover:
-    epoch: int
-    head: int
-    KIND = b"HANDOVER"
-
-
-@dataclass(frozen=True, slots=True)
-class Taken:
-    epoch: int
-    KIND = b"TAKEN"
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    reason: str
-    head: int = 0
-    KIND = b"REFUSED"
-
-
-@dataclass(frozen=True, slots=True)
-class SnapChunk:
-    seq: int
-    offset: int
-    total: int
-    data: bytes
-    frame: bytes
-
-    KIND = b"SNAP"
-
-
-@dataclass(frozen=True, slots=True)
-class SnapAck:
-    seq: int
-    offset: int
-
-    KIND = b"SNAPACK"
 
 
 # A snapshot travels in chunks of at most SNAP_CHUNK bytes, at most
@@ -154,8 +81,6 @@ class SnapAck:
 # thread, and neither side holds more than a few chunks in its queues.
 SNAP_CHUNK = 1 << 20
 SNAP_WINDOW = 4 << 20
-
-Message = Hello | Batch | Ack | Heartbeat | Handover | Taken | Refused | SnapChunk | SnapAck
 
 _CLASSES = {c.KIND: c for c in (Hello, Batch, Ack, Heartbeat, Handover, Taken, Refused, SnapChunk, SnapAck)}
 TYPES = frozenset(_CLASSES)
@@ -223,154 +148,6 @@ def decode(frames: list) -> Message:
     if kind == b"SNAP" and (msg.seq == 0 or msg.offset + len(msg.data) > msg.total):
         raise ProtocolViolation("SNAP chunk outside its snapshot")
     return msg
-
-
-# ------------------------------------------------------------ record marks
-
-_CRC = struct.Struct(">I")
-
-
-def frame_mark(frame: bytes) -> tuple[int, int]:
-    """(epoch, crc) of one journal frame: what HELLO says about the last record."""
-    try:
-        rec, _ = decode_record(frame)
-    except FrameError as exc:
-        raise ValueError(f"not a journal frame: {exc}") from None
-    return rec.epoch, _CRC.unpack_from(frame, HEADER_SIZE - 4)[0]
-
-
-def hello_verdict(last_seq: int, last_epoch: int, last_crc: int, head: int,
-                  mark_at: Callable[[int], tuple[int, int]]) -> int | None:
-    """Whether the active can stream to a standby whose last record is
-    (``last_seq``, ``last_epoch``, ``last_crc``): None when the standby's
-    journal is a prefix of ours, else the sequence it must truncate after
-    before saying HELLO again. ``mark_at(seq)`` is our (epoch, crc) at seq.
-
-    Epochs never decrease along a journal, and only the active of an epoch
-    writes records of that epoch, so when the two records at ``last_seq``
-    differ, our whole term at that point is suspect: the cut goes to our last
-    record of an older epoch (Raft's log matching, skipping a term per round
-    trip; cutting too much only costs a resend). Each answer is strictly below
-    ``last_seq``, so the exchange ends, at worst at 0 (an empty journal)."""
-    if last_seq == 0:
-        return None
-    if last_seq > head:
-        # Records we never had: cut them; the record at our head is then checked.
-        return head
-    epoch, crc = mark_at(last_seq)
-    if (epoch, crc) == (last_epoch, last_crc):
-        return None
-    bound = epoch
-    lo, hi = 0, last_seq - 1          # find the last seq in [1, hi] with epoch < bound
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if mark_at(mid)[0] < bound:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-# ------------------------------------------------------------- active side
-
-
-@dataclass(slots=True)
-class PeerProgress:
-    """What the active knows of one standby: where it is, what is in flight."""
-
-    identity: bytes
-    node: str
-    acked: int            # highest sequence the peer has durably applied
-    sent: int             # highest sequence sent to it
-    last_seen: float = 0.0
-
-
-@dataclass(slots=True)
-class Sender:
-    """Active side: which frames to send to which peer next (pure bookkeeping).
-
-    ``read_frames(first_seq, max_count) -> list[bytes]`` is the journal's."""
-
-    read_frames: Callable[[int, int], list[bytes]]
-    window: int = 20000
-    batch: int = 500
-    peers: dict[bytes, PeerProgress] = field(default_factory=dict)
-
-    def hello(self, identity: bytes, node: str, last_seq: int, head: int, now: float) -> PeerProgress:
-        """A standby (re)joined at ``last_seq``: whatever was in flight to it is
-        gone with its old connection, so streaming restarts from there."""
-        p = PeerProgress(identity, node, acked=min(last_seq, head), sent=min(last_seq, head), last_seen=now)
-        self.peers[identity] = p
-        return p
-
-    def ack(self, identity: bytes, seq: int, now: float) -> PeerProgress | None:
-        p = self.peers.get(identity)
-        if p is None:
-            return None
-        if seq > p.acked:
-            p.acked = min(seq, p.sent)
-        p.last_seen = now
-        return p
-
-    def seen(self, identity: bytes, now: float) -> None:
-        p = self.peers.get(identity)
-        if p is not None:
-            p.last_seen = now
-
-    def expire(self, older_than: float) -> list[PeerProgress]:
-        """Forget peers not heard from since ``older_than`` (dead standbys must
-        not hold sync-mode completions)."""
-        gone = [p for p in self.peers.values() if p.last_seen < older_than]
-        for p in gone:
-            del self.peers[p.identity]
-        return gone
-
-    def batches(self, head: int, epoch: int) -> list[tuple[bytes, Batch]]:
-        """Messages to send now: for every peer, frames past ``sent`` within its window."""
-        out = []
-        for p in self.peers.values():
-            while p.sent < head and p.sent - p.acked < self.window:
-                room = min(self.batch, head - p.sent, self.window - (p.sent - p.acked))
-                frames = self.read_frames(p.sent + 1, room)
-                if not frames:
-                    break
-                first = p.sent + 1
-                p.sent += len(frames)
-                out.append((p.identity, Batch(first, frames, head, epoch)))
-        return out
-
-    def min_acked(self) -> int | None:
-        """The lowest acknowledged sequence over connected peers (sync mode waits on it)."""
-        return min((p.acked for p in self.peers.values()), default=None)
-
-    def forget(self, identity: bytes) -> None:
-        self.peers.pop(identity, None)
-
-
-# ------------------------------------------------------------ standby side
-
-
-@dataclass(slots=True)
-class Receiver:
-    """Standby side: which part of a BATCH is new (pure bookkeeping).
-
-    After a gap (frames lost with an old connection) the standby says HELLO
-    again once, then ignores further out-of-order batches until the resent
-    stream arrives or ``resync_after`` has passed."""
-
-    resync_after: float
-    resync_at: float | None = None
-
-    def admit(self, msg: Batch, head: int, now: float) -> tuple[list, bool]:
-        """(frames to append, whether to say HELLO again)."""
-        if msg.first > head + 1:
-            if self.resync_at is None or now - self.resync_at >= self.resync_after:
-                self.resync_at = now
-                return [], True
-            return [], False
-        self.resync_at = None
-        skip = head + 1 - msg.first               # duplicates after a re-HELLO
-        return (msg.frames[skip:] if skip else msg.frames), False
 
 
 # ------------------------------------------------------ snapshot transfer

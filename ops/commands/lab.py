@@ -1,14 +1,21 @@
 """gwctl lab: build a network-namespace test network from a configuration,
-place real SIP calls through it with SIPp, show it, take it down."""
+place real SIP calls through it with SIPp, show it, take it down.
+
+The calls (``call``, ``mgcp-call``, ``h323-call``) are run by
+:mod:`ops.lab_calls`, the example configurations are found by
+:mod:`ops.lab.examples`; this module is the parser, ``up`` and the pair's
+status, takeover, failover and ``down``."""
 
 from __future__ import annotations
 
 import json
 import sys
-from ipaddress import IPv4Address
 from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+from ops.lab.examples import hosts_lacking, resolve_config
+from ops.lab_calls import run_call, run_h323_call, run_mgcp_call
+from ops.lab_cli import _fail, _lab
+
 DEFAULT_LAB = "vg0"
 
 
@@ -117,23 +124,6 @@ def register(sub) -> None:
                             help=f"lab name, prefix of its namespaces (default {DEFAULT_LAB})")
 
 
-def resolve_config(name: str) -> Path:
-    """An example name (``ch2-incoming-call-with-mip``) or a path."""
-    path = Path(name)
-    if path.is_file():
-        return path.resolve()
-    for candidate in (EXAMPLES / name, EXAMPLES / f"{name}.cfg"):
-        if candidate.is_file():
-            return candidate
-    known = ", ".join(sorted(p.stem for p in EXAMPLES.glob("*.cfg"))) or "none"
-    raise SystemExit(f"gwctl lab: no configuration {name!r} (examples: {known})")
-
-
-def _fail(msg: str) -> int:
-    print(f"gwctl lab: {msg}", file=sys.stderr)
-    return 1
-
-
 def run_up(args) -> int:
     from gateway.config import load_file
     from ops.lab import gateway_starter, netns  # noqa: F401 (registers the gatewayd starter)
@@ -194,218 +184,6 @@ def _newest_kept(lab: str) -> Path | None:
     root = netns.kept_root()
     runs = sorted(root.glob(f"{lab}-2*"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
     return runs[-1] if runs else None
-
-
-def hosts_lacking(config, plan, path: Path) -> str | None:
-    """What a lab of ``config`` cannot do for want of hosts, and what to do
-    about it; None when it has the two hosts a call needs.
-
-    The manual prints some examples as one command (chapter 2's "UDP Flooding
-    Protection" and "SIP Connection Maximum" are a ``set zone ... screen``
-    line): no interface, no address book, so the lab has nothing to place in
-    it. For a screen, the examples whose lab has a host or an address of the
-    gateway where the screen applies are named: the screen's line added to
-    one of them makes a lab that exercises it."""
-    from ops.lab.plan import PlanError, build_plan
-    if len(plan.hosts) >= 2:
-        return None
-    have = (f"only one host ({plan.hosts[0].label})" if plan.hosts else "no hosts")
-    why = ("it configures no interface and no address book host" if not plan.segments
-           and not config.addresses else
-           "its address book names fewer than two hosts on its segments")
-    out = (f"{path.stem}: the lab has {have}: {why}, so there is nothing to place a call "
-           f"between. The lab holds the gateway pair"
-           + (" and its segments" if plan.segments else " alone (no segment)")
-           + ": `gwctl lab status` and `gwctl lab failover` work; `gwctl lab call`, "
-             "`mgcp-call` and `h323-call` need two hosts.")
-    screens = [(z.name, "udp-flood", s.dst_ip) for z in config.zones.values() for s in z.udp_flood] + \
-              [(z.name, "limit-session", None) for z in config.zones.values()
-               if z.limit_session_per_source]
-    if not screens:
-        return out
-    from gateway.config import load_file
-    bases = []
-    # Examples of the same chapter first (a chapter 2 screen beside SIP calls).
-    chapter = path.stem.split("-")[0]
-    for cand in sorted(EXAMPLES.glob("*.cfg"), key=lambda c: (not c.stem.startswith(chapter), c.stem)):
-        if cand.resolve() == path.resolve():
-            continue
-        try:
-            cfg = load_file(cand)
-            cplan = build_plan(cfg, lab="x")
-        except (PlanError, ValueError, OSError):
-            continue
-        if len(cplan.hosts) < 2:
-            continue
-        held = {a.address.ip for a in cplan.owned} | {h.address.ip for h in cplan.hosts}
-        if all(any(h.zone == zone for h in cplan.hosts) and (ip is None or ip in held)
-               for zone, _kind, ip in screens):
-            bases.append(cand.stem)
-    what = ", ".join(f"{kind} screen on zone {z}" + (f" (dst-ip {ip})" if ip else "")
-                     for z, kind, ip in screens)
-    if bases:
-        out += (f" Its {what} applies to a network it does not describe; the screen's lines "
-                f"added to an example with hosts there make a lab that exercises it, e.g. "
-                f"`cat examples/{bases[0]}.cfg {path} > /tmp/{path.stem}-lab.cfg; "
-                f"gwctl lab up /tmp/{path.stem}-lab.cfg`"
-                + (f" (also: {', '.join(bases[1:4])})" if len(bases) > 1 else "") + ".")
-    else:
-        out += f" Its {what} applies to a network no example describes."
-    return out
-
-
-def _lab(args):
-    from ops.lab import netns
-    state = netns.load_state(args.name)
-    if state is None or state.plan is None or not state.complete:
-        raise SystemExit(f"gwctl lab: no lab {args.name!r} is up (gwctl lab up EXAMPLE)")
-    return state, state.get_plan()
-
-
-def run_call(args) -> int:
-    from gateway.config import load_file
-    from ops.lab import netns, sipp
-    from ops.lab.plan import PlanError, suggest_call
-
-    why = netns.available()
-    if why:
-        return _fail(why)
-    state, plan = _lab(args)
-    config = None
-    if state.config:
-        try:
-            config = load_file(state.config)
-        except Exception:  # the file may have changed or gone: the plan still stands
-            config = None
-    try:
-        suggested = suggest_call(plan, config)
-        caller = plan.host(args.caller) if args.caller else suggested.caller
-        callee = plan.host(args.callee) if args.callee else suggested.callee
-    except KeyError as exc:
-        return _fail(f"no host {exc.args[0]!r} (hosts: {', '.join(h.label for h in plan.hosts)})")
-    except PlanError as exc:
-        lacking = hosts_lacking(config, plan, Path(state.config)) if config and state.config else None
-        return _fail(f"{exc}" + (f"\n{lacking}" if lacking else ""))
-    if args.dial:
-        dial = IPv4Address(args.dial)
-    elif args.callee or args.caller:
-        dial = suggested.dial if callee is suggested.callee else callee.address.ip
-    else:
-        dial = suggested.dial
-    try:
-        result = sipp.run_calls(caller, callee, dial=dial, calls=args.calls, rate=args.rate,
-                                duration_ms=int(args.duration * 1000), per_call_media_port=True,
-                                transport=args.transport)
-    except (netns.LabError, ValueError) as exc:
-        return _fail(str(exc))
-    ok = (result.calls_completed == result.calls_attempted == args.calls
-          and result.rtp_received > 0 and result.callee_rtp_received > 0)
-    if args.json:
-        print(json.dumps(result.to_json()))
-    else:
-        print(f"{result.caller} -> {result.callee} dialling {result.dial} over "
-              f"{result.transport.upper()}: "
-              f"{result.calls_attempted} attempted, {result.calls_completed} completed, "
-              f"{result.calls_failed} failed in {result.seconds:.1f}s")
-        print(f"  RTP caller->callee: sent {result.rtp_sent}, received {result.callee_rtp_received}")
-        print(f"  RTP callee->caller: sent {result.callee_rtp_sent}, received {result.rtp_received}")
-        if result.errors:
-            print("  SIPp errors:\n" + result.errors)
-    return 0 if ok else 1
-
-
-def run_mgcp_call(args) -> int:
-    from ops.lab import mgcp, netns
-
-    why = netns.available()
-    if why:
-        return _fail(why)
-    _lab(args)
-    try:
-        rep = mgcp.run_call(args.name, failover=args.failover, packets=args.packets,
-                            capture=not args.no_capture)
-    except netns.LabError as exc:
-        return _fail(str(exc))
-    if args.json:
-        print(json.dumps(rep.__dict__ | {"ok": rep.ok}))
-        return 0 if rep.ok else 1
-    p = rep.parties
-    print(f"call agent {p['ca']['ip']} -> osmo-mgw on {p['mgw']['ip']}, far RTP end {p['far']['ip']}")
-    for n in rep.notes:
-        print(f"  note: {n}")
-    for s in rep.steps:
-        print(f"  {s['name']}: {s['code']}" + (f" ({s['tries']} sends)" if s["tries"] > 1 else ""))
-    print(f"  pinholes of the call on the active node: {rep.pinholes}"
-          + (f"; far end's public pair {rep.far_public}" if rep.far_public else ""))
-
-    def rtp(label, r):
-        if r is not None:
-            print(f"  RTP {label}: far->mgw {r['local_received']}/{r['far_sent']}, "
-                  f"mgw->far {r['far_received']}/{r['local_sent']}")
-    rtp("in the call", rep.rtp)
-    if rep.failover:
-        fo = rep.failover
-        print(f"  failover ({'SIGKILL' if fo['crash'] else 'graceful'}) {fo['from_role']} -> "
-              f"{fo['to_role']} in {fo['seconds'] * 1000:.0f} ms; pinholes there: "
-              f"{rep.pinholes_after_failover}")
-        rtp("after failover", rep.rtp_after_failover)
-        rtp("after MDCX on the new active", rep.rtp_after_mdcx)
-    print(f"  pinholes after DLCX: {rep.pinholes_after_delete}")
-    rtp("after DLCX (must be 0)", rep.rtp_after_delete)
-    if rep.capture_segment:
-        print(f"  capture on {rep.capture_segment}: {rep.mgcp_frames} MGCP frames; private "
-              f"addresses seen: {rep.leaks}")
-    if rep.error:
-        print(f"  error: {rep.error}")
-    print("ok" if rep.ok else "FAILED")
-    return 0 if rep.ok else 1
-
-
-def run_h323_call(args) -> int:
-    from dataclasses import asdict
-
-    from gateway.config import load_file
-    from ops.lab import gateway_starter, h323, netns
-
-    why = netns.available()
-    if why:
-        return _fail(why)
-    state, _plan = _lab(args)
-    if state.starter != gateway_starter.NAME:
-        return _fail(f"lab {args.name} runs {state.starter}, not the gatewayd pair")
-    modes = h323.MODES if args.mode == "all" else (args.mode,)
-    if args.calls is not None and args.calls < 1:
-        return _fail(f"--calls {args.calls}: at least one call")
-    rep = h323.run_calls(state, load_file(state.config), modes=modes, calls=args.calls,
-                         seconds=args.duration, failover=args.failover)
-    ok = rep.ok(0.6 if args.failover == "crash" else 0.9)
-    if args.json:
-        print(json.dumps({k: v for k, v in rep.__dict__.items() if k != "calls"}
-                         | {"calls": [asdict(c) for c in rep.calls], "ok": ok}))
-        return 0 if ok else 1
-    p = rep.parties
-    print(f"gatekeeper {p['gatekeeper']['ip']}; {p['caller']} calls {p['callee']}")
-    for n in rep.notes:
-        print(f"  note: {n}")
-    for alias, addrs in rep.registrations.items():
-        print(f"  registered {alias} at {', '.join(addrs)}")
-    if rep.failover:
-        fo = rep.failover
-        print(f"  failover ({'SIGKILL' if fo['crash'] else 'graceful'}) {fo['from_role']} -> "
-              f"{fo['to_role']} in {fo['seconds'] * 1000:.0f} ms")
-    for i, c in enumerate(rep.calls, 1):
-        a, b = c.caller, c.callee or {}
-        print(f"  call {i} ({c.mode}): connected {a['connected'] and b.get('connected', False)}, "
-              f"RTP caller->callee {b.get('rtp_received', 0)}/{a['rtp_sent']}, "
-              f"callee->caller {a['rtp_received']}/{b.get('rtp_sent', 0)}, "
-              f"released {a['released'] and b.get('released', False)}")
-        for side, leg in (("caller", a), ("callee", b)):
-            if leg.get("error"):
-                print(f"    {side}: {leg['error']} after {leg['steps']}")
-    if rep.error:
-        print(f"  error: {rep.error}")
-    print("ok" if ok else "FAILED")
-    return 0 if ok else 1
 
 
 def run_status(args) -> int:

@@ -32,128 +32,35 @@ Who holds what (decided here, see ARCHITECTURE.md "Gateway pair in the lab"):
 
 ``gw-a`` starts first and must report ``active`` on its control socket before
 ``gw-b`` starts and reports ``standby``.
+
+The nodes' files are written by ``lab_node_files``, their control sockets
+watched by ``lab_node_control``, what a failover measured is in
+``failover_results``; this module launches the nodes (``gatewayd_command``,
+which benchmarks replace, is read here), fails the pair over and runs calls
+across a failover.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from ops.lab import netns
+from ops.lab.failover_results import FailoverResult, FailoverRun, RtpSplit
+from ops.lab.lab_node_control import (
+    POLL, _alive, active_role, node_call, node_status, try_status, wait_role, wait_standby_joined,
+)
+from ops.lab.lab_node_files import (
+    NodePaths, interface_map, lab_dir, node_file_text, node_paths, route_commands, run_dir, write_node_files,
+)
 from ops.lab.netns import LabError, LabState, ns_cmd, register_gateway_starter, run
-from ops.lab.plan import HA_DEVICE, Plan
+from ops.lab.plan import Plan
 
 NAME = "gatewayd"
-HA_PORT = 7800
-QUEUE = 0
-START_TIMEOUT = 20.0
-POLL = 0.02
-
-
-@dataclass(frozen=True, slots=True)
-class NodePaths:
-    role: str
-    netns: str
-    node_file: Path
-    socket: Path
-    log: Path
-    journal: Path
-
-
-def lab_dir(state: LabState) -> Path:
-    """Where the node files, keys, journals, sockets and logs of a lab live."""
-    return netns.lab_files(state.lab, Path(state.state_dir) if state.state_dir else None)
-
-
-def run_dir(state: LabState) -> Path:
-    """The control sockets' directory (``GWCTL_RUN_DIR`` for gwctl)."""
-    return lab_dir(state) / "run"
-
-
-def node_paths(state: LabState, plan: Plan) -> dict[str, NodePaths]:
-    d = lab_dir(state)
-    return {g.role: NodePaths(g.role, g.netns, d / f"{g.role}.toml", d / "run" / f"{g.role}.sock",
-                              d / f"{g.role}.log", d / "journal" / g.role)
-            for g in plan.gateways}
-
-
-def interface_map(plan: Plan, config) -> dict[str, str]:
-    """Configuration interface -> device in a gateway namespace: the leg on
-    the interface's segment. Loopback interfaces are not mapped: the node
-    puts a loopback's addresses (and its MIPs) on the members of its group
-    (gateway/policy.py ``owned_addresses_by_interface``), and no packet
-    arrives on a loopback for the queue to take."""
-    out: dict[str, str] = {}
-    gw = plan.gateways[0]
-    leg_of_bridge = {p.segment: p.ifname for p in gw.legs}
-    for seg in plan.segments:
-        if seg.gateway_ip is not None and seg.bridge in leg_of_bridge:
-            out[seg.label] = leg_of_bridge[seg.bridge]
-    return out
-
-
-def _toml_str(s: str) -> str:
-    return json.dumps(s)        # a JSON string is a valid TOML basic string
-
-
-def node_file_text(*, node: str, config: str, journal: str, interfaces: dict[str, str],
-                   control_socket: str, bind: str, peer: str, key: str, peer_key: str,
-                   queue: int = QUEUE) -> str:
-    """A node file for one lab node (pure)."""
-    lines = [f"node = {_toml_str(node)}", f"config = {_toml_str(config)}",
-             f"journal = {_toml_str(journal)}", f"queue = {queue}",
-             f"control_socket = {_toml_str(control_socket)}", "", "[interfaces]"]
-    lines += [f"{_toml_str(k)} = {_toml_str(v)}" for k, v in interfaces.items()]
-    lines += ["", "[ha]", f"bind = {_toml_str(bind)}", f"peer = {_toml_str(peer)}",
-              f"key = {_toml_str(key)}", f"peer_key = {_toml_str(peer_key)}", ""]
-    return "\n".join(lines)
-
-
-def write_node_files(plan: Plan, state: LabState, config_path: str) -> dict[str, NodePaths]:
-    from gateway.config import load_file
-    import zmq.auth
-
-    config = load_file(config_path)
-    d = lab_dir(state)
-    keys = d / "keys"
-    keys.mkdir(parents=True, exist_ok=True, mode=0o700)
-    (d / "run").mkdir(exist_ok=True)
-    paths = node_paths(state, plan)
-    for role in paths:
-        _pub, sec = zmq.auth.create_certificates(str(keys), role)
-        os.chmod(sec, 0o600)
-    ifaces = interface_map(plan, config)
-    ha = {g.role: g.ha_address.ip for g in plan.gateways}
-    for g in plan.gateways:
-        other = next(o for o in plan.gateways if o.role != g.role)
-        p = paths[g.role]
-        p.journal.mkdir(parents=True, exist_ok=True)
-        p.node_file.write_text(node_file_text(
-            node=g.role, config=str(config_path), journal=str(p.journal), interfaces=ifaces,
-            control_socket=str(p.socket), bind=f"tcp://{ha[g.role]}:{HA_PORT}",
-            peer=f"tcp://{ha[other.role]}:{HA_PORT}",
-            key=str(keys / f"{g.role}.key_secret"), peer_key=str(keys / f"{other.role}.key")))
-    return paths
-
-
-def route_commands(plan: Plan, gw_netns: str) -> list[list[str]]:
-    """The configuration's static routes for one gateway namespace, next hops
-    on-link (see the module's docstring)."""
-    cmds = []
-    for rt in plan.routes:
-        cmd = ["ip", "-n", gw_netns, "route", "replace", str(rt.prefix)]
-        if rt.via is not None:
-            cmd += ["via", str(rt.via), "dev", rt.device, "onlink"]
-        else:
-            cmd += ["dev", rt.device]
-        cmds.append(cmd)
-    return cmds
 
 
 def gatewayd_command() -> list[str]:
@@ -168,72 +75,6 @@ def _launch(p: NodePaths, log_level: str = "INFO") -> int:
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True)
     return proc.pid
-
-
-def node_call(sock: Path | str, cmd: str, args: dict | None = None, timeout: float = 5.0):
-    from ops.control_client import call
-    return call(cmd, args or {}, node=str(sock), timeout=timeout)
-
-
-def try_status(sock: Path | str, timeout: float = 2.0) -> dict | None:
-    try:
-        return node_call(sock, "status", timeout=timeout)
-    except (ConnectionError, RuntimeError, OSError, ValueError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:   # a zombie of ours counts as gone
-        return os.waitpid(pid, os.WNOHANG) == (0, 0)
-    except ChildProcessError:
-        return True
-
-
-def _log_tail(path: Path, n: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
-
-
-def wait_role(p: NodePaths, role: str, *, timeout: float = START_TIMEOUT, pid: int | None = None,
-              forwarding: bool | None = None) -> dict:
-    """Poll the node's control socket until it reports ``role`` (and, if asked,
-    forwarding); raise :class:`LabError` with the log's tail otherwise."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        st = try_status(p.socket)
-        if st is not None:
-            last = st
-            if st.get("role") == role and (forwarding is None or st.get("forwarding") == forwarding):
-                return st
-        if pid is not None and not _alive(pid):
-            raise LabError(f"gatewayd in {p.netns} exited; its log ends:\n{_log_tail(p.log)}")
-        time.sleep(POLL)
-    seen = f"last status: role {last.get('role')}" if last else "control socket never answered"
-    raise LabError(f"gatewayd {p.role} in {p.netns} did not become {role} within {timeout:.0f}s "
-                   f"({seen}); its log ends:\n{_log_tail(p.log)}")
-
-
-def wait_standby_joined(active: NodePaths, *, timeout: float = START_TIMEOUT) -> dict:
-    """Poll the active node until its replicator has a standby connected (a
-    node reports ``standby`` as soon as it starts; only the active knows when
-    the standby's HELLO arrived and it can take over)."""
-    deadline = time.monotonic() + timeout
-    st = None
-    while time.monotonic() < deadline:
-        st = try_status(active.socket)
-        peer = (st or {}).get("peer") or {}
-        if st and st.get("role") == "active" and peer.get("standby_connected"):
-            return st
-        time.sleep(POLL)
-    raise LabError(f"no standby joined {active.role} within {timeout:.0f}s (last status: "
-                   f"{json.dumps((st or {}).get('peer'))}); its log ends:\n{_log_tail(active.log)}")
 
 
 def start_gatewayd(plan: Plan, state: LabState) -> None:
@@ -256,39 +97,6 @@ def start_gatewayd(plan: Plan, state: LabState) -> None:
 
 
 # --- operations on a running pair --------------------------------------------------------
-
-def node_status(state: LabState) -> dict[str, dict]:
-    """Each node's status from its control socket, or why it has none."""
-    plan = state.get_plan()
-    assert plan is not None
-    out: dict[str, dict] = {}
-    for role, p in node_paths(state, plan).items():
-        pid = (state.daemons or {}).get(role)
-        st = try_status(p.socket)
-        if st is None:
-            out[role] = {"reachable": False, "pid": pid,
-                         "running": bool(pid and _alive(pid)), "log": str(p.log)}
-        else:
-            out[role] = {"reachable": True, "pid": pid, **st}
-    return out
-
-
-def active_role(state: LabState) -> str | None:
-    for role, st in node_status(state).items():
-        if st.get("reachable") and st.get("role") == "active":
-            return role
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class FailoverResult:
-    from_role: str
-    to_role: str
-    crash: bool
-    seconds: float                # until the other node reported active and forwarding
-    epoch: int
-    node_reply: dict | None       # the active's answer to ``failover`` (graceful only)
-    restarted: bool               # a crashed node was started again (as standby)
 
 
 def failover(state: LabState, *, crash: bool = False, timeout: float = 15.0,
@@ -358,44 +166,6 @@ __all__ = ["NAME", "NodePaths", "FailoverResult", "lab_dir", "run_dir", "node_pa
 
 
 # --- calls with a failover in the middle ----------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class RtpSplit:
-    """Media packets counted by the hosts' nft counters (see ops/lab/sipp.py),
-    split at the moment the failover was started."""
-
-    caller_sent: int
-    callee_received: int
-    callee_sent: int
-    caller_received: int
-
-    def both_ways(self, min_ratio: float = 0.6) -> bool:
-        """Media flowed both ways: something was sent each way and at least
-        ``min_ratio`` of it arrived (the callee echoes what it receives, so a
-        stream cut at the gateway shows as a low ratio, not as zero sent)."""
-        return (self.caller_sent > 0 and self.callee_sent > 0
-                and self.callee_received >= min_ratio * self.caller_sent
-                and self.caller_received >= min_ratio * self.callee_sent)
-
-
-@dataclass(frozen=True, slots=True)
-class FailoverRun:
-    calls: object                  # ops.lab.sipp.CallResult
-    failover: FailoverResult | None
-    failover_error: str | None
-    rtp_before: RtpSplit           # from the start to the failover's start
-    # From the moment the other node reports active and forwarding to the
-    # end: what the new active carries. The takeover's own gap is in
-    # ``failover.seconds`` and ``rtp_during`` (a loaded box may take the
-    # failover command late, near the calls' end: a window that began
-    # before the takeover was then mostly gap).
-    rtp_after: RtpSplit
-    failover_at: float             # seconds after the first INVITE was due
-    # What the new active showed right after taking over: the calls in
-    # progress (with their next deadline: the timers it rebuilt) and pinholes.
-    calls_after_failover: list | None = None
-    pinholes_after_failover: list | None = None
-    rtp_during: RtpSplit | None = None   # from the failover's start to the takeover
 
 
 def calls_with_failover(state: LabState, caller, callee, dial, *, calls: int, rate: float,

@@ -15,6 +15,11 @@ on takeover.
 What the gateway namespaces run is a pluggable *starter*. ``plain-routing`` is
 Linux forwarding with nothing else: the real baseline the benchmarks compare
 against, not a stand-in for the gateway.
+
+The lab's records are in ``lab_records``, what its hosts count as media in
+``media_counters`` and how its processes are stopped in ``process_stop``; this
+module runs the commands (tests replace its ``run``, ``NETNS_DIR``,
+``STATE_DIR`` and ``_pids_in``, so whatever reads them is here).
 """
 
 from __future__ import annotations
@@ -23,42 +28,21 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from ops.lab.plan import HA_DEVICE, OwnedAddress, Plan, plan_from_data, to_data
+from ops.lab.lab_records import DownReport, LabState
+from ops.lab.media_counters import COUNTER_TABLE, NOT_MEDIA_PORTS, counter_rules, is_counted_media  # noqa: F401
+from ops.lab.plan import HA_DEVICE, OwnedAddress, Plan, to_data
+from ops.lab.process_stop import TERM_GRACE, _cmdline, process_alive, stop_all
 
 STATE_DIR = Path(os.environ.get("VOIP_ALG_LAB_STATE", "/run/voip-alg-lab"))
 NETNS_DIR = Path("/run/netns")
 COMMAND_TIMEOUT = 15.0
-# nft table in every host namespace counting RTP in and out: how a call's
-# media is measured without trusting either peer. A packet counts when it looks
-# like RTP (RFC 3550 s. 5.1: a 12-octet fixed header, version 2) and not like
-# RTCP (RFC 5761 s. 4: a second octet of 192-223 is an RTCP packet type, which
-# RTP payload types avoid), and is not to or from a signalling port of the
-# ALGs (SIP 5060, H.323 RAS 1719, MGCP 2427/2727) or DNS. Any other UDP a lab
-# host sends or receives (a probe, a stray datagram) is not media.
-COUNTER_TABLE = "voiplab"
-SIP_PORT = 5060
-NOT_MEDIA_PORTS = (53, 1719, 2427, 2727, SIP_PORT)
-RTP_HEADER = 12
-RTP_VERSION = 2
-RTCP_SECOND_OCTET = (192, 223)
-
-
-def is_counted_media(sport: int, dport: int, payload: bytes) -> bool:
-    """What the counters count, for one UDP datagram (the nft rule of
-    :func:`counter_rules` says the same)."""
-    lo, hi = RTCP_SECOND_OCTET
-    return (sport not in NOT_MEDIA_PORTS and dport not in NOT_MEDIA_PORTS
-            and len(payload) >= RTP_HEADER and payload[0] >> 6 == RTP_VERSION
-            and not lo <= payload[1] <= hi)
 
 
 class LabError(RuntimeError):
@@ -100,24 +84,6 @@ def available() -> str | None:
 
 
 # --- state -------------------------------------------------------------------
-
-@dataclass
-class LabState:
-    """What a lab has made; written before each step so ``down`` finds it."""
-
-    lab: str
-    plan: dict | None = None
-    config: str | None = None
-    namespaces: list[str] = field(default_factory=list)
-    active: str = "gw-a"
-    extra: list[list[str]] = field(default_factory=list)   # [address, device, announce]
-    starter: str | None = None
-    complete: bool = False
-    state_dir: str | None = None      # where this state file (and <lab>.d/) lives
-    daemons: dict = field(default_factory=dict)   # role -> pid of a starter's daemon
-
-    def get_plan(self) -> Plan | None:
-        return plan_from_data(self.plan) if self.plan is not None else None
 
 
 def state_path(lab: str, state_dir: Path | None = None) -> Path:
@@ -210,20 +176,6 @@ def _veth_to_switch(plan: Plan, netns: str, switch_end: str, ifname: str, bridge
     run(["ip", "-n", plan.switch, "link", "set", switch_end, "master", bridge, "up"])
     run(["ip", "-n", netns, "link", "set", ifname, "up"])
     _sysctl(netns, f"net.ipv4.conf.{ifname}.rp_filter=0")
-
-
-def counter_rules() -> dict[str, str]:
-    """The nft rules of a host's counters, by name: ``rtp`` counts media
-    (:func:`is_counted_media`; ``@th`` is the UDP header, the payload starts
-    64 bits in), ``udp`` every UDP datagram off the SIP port (bulk traffic
-    that is not media, e.g. the bandwidth tests' competing flow)."""
-    ports = "{ " + ", ".join(map(str, NOT_MEDIA_PORTS)) + " }"
-    lo, hi = RTCP_SECOND_OCTET
-    return {
-        "rtp": (f"udp sport != {ports} udp dport != {ports} udp length >= {8 + RTP_HEADER} "
-                f"@th,64,2 {RTP_VERSION} @th,72,8 != {lo}-{hi} counter comment \"rtp\""),
-        "udp": f"udp sport != {SIP_PORT} udp dport != {SIP_PORT} counter comment \"udp\"",
-    }
 
 
 def _install_counters(netns: str) -> None:
@@ -376,13 +328,6 @@ def up(plan: Plan, *, starter: str = "plain-routing", config: str | None = None,
 
 # --- down ----------------------------------------------------------------------
 
-# ``down`` asks every process of the lab to stop (SIGTERM: gatewayd stops its
-# node, flushes its journal and removes its queue rules; its fence supervisor
-# removes the addresses once gatewayd has gone), waits up to TERM_GRACE for all
-# of them, SIGKILLs the rest and waits up to KILL_GRACE again: it returns when
-# every process has exited, or says which did not.
-TERM_GRACE = float(os.environ.get("VOIP_ALG_LAB_TERM_GRACE", "10"))
-KILL_GRACE = 5.0
 # The lab's directory (node files, logs, journals, captures) is moved under
 # ``<state dir>/kept/<lab>-<UTC time>/`` by ``down``, not deleted: the logs
 # ``up`` pointed at stay readable. The newest KEEP_RUNS of each lab are kept.
@@ -395,73 +340,6 @@ NOT_KEPT = ("keys", "run")
 def _pids_in(netns: str) -> list[int]:
     proc = run(["ip", "netns", "pids", netns], check=False, timeout=5)
     return [int(p) for p in proc.stdout.split() if p.isdigit()]
-
-
-def process_alive(pid: int) -> bool:
-    """Whether ``pid`` still runs. A zombie has exited: whoever started it
-    (perhaps an init that does not reap) only has its exit status left. It
-    is not reaped here: the exit status belongs to its parent (a
-    ``subprocess.Popen`` of this process waits for it itself)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    except OSError:
-        return True
-    # "pid (comm) S ...": the state follows the last ')' (comm may hold one).
-    state = stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3]
-    return state not in (b"Z", b"X")
-
-
-def _signal(pids: Iterable[int], sig: int) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def _wait_exit(pids: set[int], grace: float) -> set[int]:
-    """Wait up to ``grace`` seconds for ``pids`` to exit; the ones still alive."""
-    deadline = time.monotonic() + grace
-    alive = {p for p in pids if process_alive(p)}
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.05)
-        alive = {p for p in alive if process_alive(p)}
-    return alive
-
-
-@dataclass
-class StopReport:
-    """What stopping a set of processes took."""
-
-    stopped: list[int] = field(default_factory=list)   # exited after SIGTERM
-    killed: list[int] = field(default_factory=list)    # needed SIGKILL
-    left: list[int] = field(default_factory=list)      # still alive at the end (bounded wait)
-
-
-def stop_all(find: Callable[[], Iterable[int]], *, grace: float = TERM_GRACE,
-             kill_grace: float = KILL_GRACE, rounds: int = 3) -> StopReport:
-    """Stop the processes ``find()`` names (TERM, wait, KILL, wait), again
-    while it names new ones (a process may start another as it stops, e.g.
-    gatewayd's fence supervisor), at most ``rounds`` times."""
-    rep = StopReport()
-    seen: set[int] = set()
-    for _ in range(rounds):
-        pids = {p for p in find() if p != os.getpid() and p not in seen and process_alive(p)}
-        if not pids:
-            break
-        seen |= pids
-        _signal(pids, signal.SIGTERM)
-        stubborn = _wait_exit(pids, grace)
-        rep.stopped += sorted(pids - stubborn)
-        if stubborn:
-            _signal(stubborn, signal.SIGKILL)
-            left = _wait_exit(stubborn, kill_grace)
-            rep.killed += sorted(stubborn - left)
-            rep.left += sorted(left)
-    return rep
 
 
 def stop_processes(netns: str, grace: float = TERM_GRACE) -> list[int]:
@@ -506,29 +384,6 @@ def keep_files(lab: str, state_dir: Path | None = None, *, keep: int = KEEP_RUNS
         if old != dst:
             shutil.rmtree(old, ignore_errors=True)
     return dst
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-@dataclass
-class DownReport:
-    """What :func:`take_down` did."""
-
-    lab: str
-    namespaces: list[str] = field(default_factory=list)     # deleted
-    processes: StopReport = field(default_factory=StopReport)
-    kept: Path | None = None                                # where the lab's files went
-
-    @property
-    def clean(self) -> bool:
-        """Every process the lab ran has exited."""
-        return not self.processes.left
 
 
 def _lab_namespaces(lab: str, state: LabState | None, extra: Iterable[str]) -> list[str]:

@@ -30,22 +30,25 @@ Decisions (see ARCHITECTURE.md, "Network-namespace lab"):
   the active namespace holds them. An address book entry that equals one of
   them (the manual's MIP example names the proxy 1.1.1.3 and maps the MIP
   1.1.1.3 too) is not made into a host: the gateway answers for it.
+
+The plan's parts are in ``plan_model``, its JSON form in ``plan_json`` and the
+call it suggests in ``plan_call``; this module builds the plan.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields, is_dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
-from types import NoneType, UnionType
-from typing import Literal, Union, get_args, get_origin, get_type_hints
 
 from gateway.config.model import Config
+from ops.lab.plan_call import CallPlan, suggest_call
+from ops.lab.plan_json import plan_from_data, to_data
+from ops.lab.plan_model import (
+    HA_DEVICE, HA_NETWORK, GatewayNs, GatewayRoute, HostNs, OwnedAddress, Plan, PlanError, Port, RouterNs,
+    Segment,
+)
 
 GATEWAY_ROLES = ("gw-a", "gw-b")
-# The HA link between the pair: link-local, never routed (RFC 3927).
-HA_NETWORK = IPv4Network("169.254.100.0/30")
-HA_DEVICE = "ha0"
 # Far segments behind a route's next hop: link-local too; the far hosts keep
 # their configured address as a /32 and reach the router on-link.
 FAR_NETWORK_BASE = 200
@@ -54,133 +57,6 @@ FAR_NETWORK_BASE = 200
 MAX_ADDRESSES_PER_ITEM = 256
 LAB_NAME = re.compile(r"^[a-z][a-z0-9]{0,5}$")
 LINUX_IFNAMSIZ = 15
-
-
-@dataclass(frozen=True, slots=True)
-class Port:
-    """A veth pair: ``switch_end`` on bridge ``segment`` in the switch
-    namespace, ``ifname`` inside its node's namespace."""
-
-    segment: str
-    switch_end: str
-    ifname: str
-
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    bridge: str                       # bridge name in the switch namespace
-    label: str                        # config interface name, or "behind <next hop>"
-    network: IPv4Network
-    zone: str | None
-    gateway_ip: IPv4Interface | None  # the gateway's address here (None: far segment)
-
-
-@dataclass(frozen=True, slots=True)
-class HostNs:
-    netns: str
-    label: str                        # address book name
-    zone: str
-    address: IPv4Interface            # as configured inside the namespace
-    port: Port
-    gateway: IPv4Address              # default route
-    onlink: bool = False              # default gateway outside the address's prefix
-
-
-@dataclass(frozen=True, slots=True)
-class RouterNs:
-    """The next hop of a configured route (e.g. ``gateway 1.1.1.250``)."""
-
-    netns: str
-    address: IPv4Interface            # on the route's segment
-    near: Port
-    upstream: IPv4Address             # the gateway interface address: default route
-    far: Port | None = None
-    far_address: IPv4Interface | None = None
-    far_hosts: tuple[IPv4Address, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayNs:
-    netns: str
-    role: str                         # "gw-a" or "gw-b"
-    legs: tuple[Port, ...]
-    dummies: tuple[str, ...]          # loopback interfaces
-    ha_address: IPv4Interface
-
-
-@dataclass(frozen=True, slots=True)
-class OwnedAddress:
-    """An address the active gateway holds and a takeover moves."""
-
-    address: IPv4Interface
-    device: str                       # device inside the gateway namespace
-    kind: Literal["interface", "loopback", "mip", "dip"]
-    announce: bool                    # on a segment: gratuitous ARP on takeover
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayRoute:
-    prefix: IPv4Network
-    device: str
-    via: IPv4Address | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    lab: str
-    switch: str                       # namespace holding the bridges
-    segments: tuple[Segment, ...]
-    hosts: tuple[HostNs, ...]
-    routers: tuple[RouterNs, ...]
-    gateways: tuple[GatewayNs, ...]
-    owned: tuple[OwnedAddress, ...]
-    routes: tuple[GatewayRoute, ...]
-    notes: tuple[str, ...] = ()
-
-    def namespaces(self) -> tuple[str, ...]:
-        """Every namespace of the lab, the switch first."""
-        return ((self.switch,) + tuple(g.netns for g in self.gateways)
-                + tuple(r.netns for r in self.routers) + tuple(h.netns for h in self.hosts))
-
-    def gateway(self, role: str) -> GatewayNs:
-        for g in self.gateways:
-            if g.role == role:
-                return g
-        raise KeyError(role)
-
-    def host(self, key: str) -> HostNs:
-        """A host by address book name, namespace name or address."""
-        for h in self.hosts:
-            if key in (h.label, h.netns, str(h.address.ip), f"{h.zone}/{h.label}"):
-                return h
-        raise KeyError(key)
-
-    def describe(self) -> str:
-        out = [f"lab {self.lab}: switch namespace {self.switch}"]
-        for s in self.segments:
-            gw = f", gateway {s.gateway_ip}" if s.gateway_ip else ""
-            out.append(f"  segment {s.bridge}: {s.label} {s.network} zone {s.zone or '-'}{gw}")
-        for g in self.gateways:
-            legs = " ".join(f"{p.ifname}@{p.segment}" for p in g.legs)
-            out.append(f"  gateway {g.role} = {g.netns}: {legs} {HA_DEVICE} {g.ha_address}"
-                       + (f" dummies {' '.join(g.dummies)}" if g.dummies else ""))
-        for r in self.routers:
-            far = f", far {r.far_address}@{r.far.segment}" if r.far and r.far_address else ""
-            out.append(f"  router {r.netns}: {r.address}@{r.near.segment} "
-                       f"default via {r.upstream}{far}")
-        for h in self.hosts:
-            out.append(f"  host {h.netns}: {h.zone}/{h.label} {h.address}@{h.port.segment} "
-                       f"default via {h.gateway}{' onlink' if h.onlink else ''}")
-        for a in self.owned:
-            out.append(f"  owned {a.kind} {a.address} dev {a.device}")
-        for rt in self.routes:
-            out.append(f"  route {rt.prefix} dev {rt.device}" + (f" via {rt.via}" if rt.via else ""))
-        out.extend(f"  note: {n}" for n in self.notes)
-        return "\n".join(out)
-
-
-class PlanError(ValueError):
-    """The configuration cannot be made into a lab."""
 
 
 def device_name(ifname: str, index: int) -> str:
@@ -401,83 +277,6 @@ def build_plan(config: Config, lab: str = "vg0") -> Plan:
 
     return Plan(lab, switch, tuple(segments), tuple(hosts), tuple(routers), gateways,
                 tuple(owned), tuple(routes), tuple(notes))
-
-
-@dataclass(frozen=True, slots=True)
-class CallPlan:
-    caller: HostNs
-    callee: HostNs
-    dial: IPv4Address
-
-
-def suggest_call(plan: Plan, config: Config | None = None) -> CallPlan:
-    """The call the configuration is written for.
-
-    A MIP to a lab host that a policy lets some zone reach (``... mip(IP) sip
-    permit``, manual ch. 2 "Example: Incoming Call with MIP") is dialled from a
-    host of that zone; otherwise a host in a non-untrust zone calls an untrust
-    host at its own address (outgoing calls: the policy's NAT handles them)."""
-    if len(plan.hosts) < 2:
-        raise PlanError("the lab needs at least two hosts to place a call")
-    by_ip = {h.address.ip: h for h in plan.hosts}
-    mips = {m.ip: m for i in config.interfaces.values() for m in i.mips} if config else {}
-    for pol in config.policies if config else ():
-        if pol.action != "permit" or pol.dst.kind != "mip":
-            continue
-        try:
-            mip = mips.get(IPv4Address(pol.dst.value))
-        except ValueError:
-            continue
-        if mip is None or mip.host not in by_ip:
-            continue
-        callee = by_ip[mip.host]
-        callers = [h for h in plan.hosts if h.zone == pol.from_zone and h is not callee]
-        if callers:
-            return CallPlan(callers[0], callee, mip.ip)
-    callers = [h for h in plan.hosts if h.zone != "untrust"]
-    callees = [h for h in plan.hosts if h.zone == "untrust"]
-    if callers and callees:
-        return CallPlan(callers[0], callees[0], callees[0].address.ip)
-    return CallPlan(plan.hosts[0], plan.hosts[1], plan.hosts[1].address.ip)
-
-
-# --- JSON form, for the state file -------------------------------------------
-
-def to_data(obj: object) -> object:
-    """Plain JSON data for a plan (or any part of it)."""
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_data(getattr(obj, f.name)) for f in fields(obj)}
-    if isinstance(obj, tuple):
-        return [to_data(x) for x in obj]
-    if isinstance(obj, (IPv4Address, IPv4Interface, IPv4Network)):
-        return str(obj)
-    return obj
-
-
-def _from(tp: object, value: object) -> object:
-    origin = get_origin(tp)
-    if origin in (Union, UnionType):
-        args = [a for a in get_args(tp) if a is not NoneType]
-        return None if value is None else _from(args[0], value)
-    if origin is tuple:
-        (item, _) = get_args(tp)
-        assert isinstance(value, list)
-        return tuple(_from(item, v) for v in value)
-    if origin is Literal:
-        return value
-    if isinstance(tp, type) and is_dataclass(tp):
-        assert isinstance(value, dict)
-        hints = get_type_hints(tp)
-        return tp(**{f.name: _from(hints[f.name], value[f.name]) for f in fields(tp)})
-    if tp in (IPv4Address, IPv4Interface, IPv4Network):
-        return tp(value)  # type: ignore[operator]
-    return value
-
-
-def plan_from_data(data: object) -> Plan:
-    plan = _from(Plan, data)
-    assert isinstance(plan, Plan)
-    return plan
 
 
 __all__ = ["Plan", "Segment", "HostNs", "RouterNs", "GatewayNs", "Port", "OwnedAddress",
