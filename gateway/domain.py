@@ -16,6 +16,7 @@ from gateway.events import Event
 from gateway.h323 import state as h323_state
 from gateway.mgcp import state as mgcp_state
 from gateway.sip import state as sip_state
+from gateway.sip import state_fold as sip_fold
 from gateway import running_config
 
 
@@ -33,7 +34,7 @@ EMPTY = DomainState()
 
 # Event type prefix -> (its slot of DomainState, that domain's apply).
 FOLDS = {
-    "sip": ("sip", sip_state.apply),
+    "sip": ("sip", sip_fold.apply),
     "mgcp": ("mgcp", mgcp_state.apply),
     "h323": ("h323", h323_state.apply),
     "tcp": ("tcp", tcp_state.apply),

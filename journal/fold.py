@@ -8,7 +8,7 @@ state per message). A restart folding a tail of 200,000 records does not:
 freezes it once, when an event of another domain comes or the result is
 wanted. The SIP state's own contract is that a run folded into a draft and
 frozen once equals the same events applied one by one
-(``gateway.sip.state.apply_to``; tests/test_sip_alg_replay.py and
+(``gateway.sip.state_fold.apply_to``; tests/test_sip_alg_replay.py and
 tests/test_batch_fold.py check it); events of the other domains go through
 ``domain.apply`` as they are.
 """
@@ -19,13 +19,14 @@ from dataclasses import replace
 from typing import Any
 
 from gateway import domain
-from gateway.sip import state as sip_state
+from gateway.sip import state_draft as sip_draft
+from gateway.sip import state_fold as sip_fold
 
-_apply_to = sip_state.apply_to
-# sip_state.apply_to's own table (HANDLERS): the handler of each SIP event class, looked
+_apply_to = sip_fold.apply_to
+# sip_fold.apply_to's own table (HANDLERS): the handler of each SIP event class, looked
 # up here once per event instead of through two calls (a standby and a
 # replay fold every record through add()).
-_SIP_HANDLERS = sip_state.HANDLERS
+_SIP_HANDLERS = sip_fold.HANDLERS
 
 
 class BatchFold:
@@ -36,20 +37,20 @@ class BatchFold:
 
     def __init__(self, state: domain.DomainState) -> None:
         self._state = state
-        self._draft: sip_state.SipDraft | None = None
+        self._draft: sip_draft.SipDraft | None = None
 
     def add(self, event: Any) -> None:
         handler = _SIP_HANDLERS.get(type(event))
         if handler is not None:
             draft = self._draft
             if draft is None:
-                draft = self._draft = sip_state.SipDraft(self._state.sip)
+                draft = self._draft = sip_draft.SipDraft(self._state.sip)
             handler(draft, event)
         elif event.TYPE.startswith("sip."):
             # A SIP type without a handler: apply_to raises what it always did.
             draft = self._draft
             if draft is None:
-                draft = self._draft = sip_state.SipDraft(self._state.sip)
+                draft = self._draft = sip_draft.SipDraft(self._state.sip)
             _apply_to(draft, event)
         else:
             if self._draft is not None:

@@ -1,5 +1,5 @@
 """The SIP ALG's own events through the journal: for random, well-formed
-sequences of them, the live fold (gateway.sip.state.apply as each event is
+sequences of them, the live fold (gateway.sip.state_fold.apply as each event is
 emitted) equals the replay of the journal, whatever the group-commit batching,
 and every event reads back equal."""
 
@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.sip import events as ev
-from gateway.sip.state import EMPTY, apply
+from gateway.sip.state import EMPTY
+from gateway.sip.state_fold import apply
 from journal.replay import history, replay
 from journal.store import Journal
 

@@ -13,6 +13,7 @@ import pytest
 from actors.node import Node
 from gateway.config.model import Config, SipSettings
 from gateway.sip import state as sip_state
+from gateway.sip import state_fold as sip_fold
 from journal.replay import replay
 from tests.test_sip_alg import IN, OUT, invite, request_out, response, sdp, PH2
 
@@ -63,7 +64,7 @@ def test_call_through_node_is_journaled_then_released(lone, tmp_path):
     assert call["phase"] == "confirmed" and call["private"] == "5.5.5.1"
     assert node.show("pinholes")
     # replaying the journal gives exactly the live state
-    state, last = replay(node.journal, sip_state.apply, sip_state.EMPTY)
+    state, last = replay(node.journal, sip_fold.apply, sip_state.EMPTY)
     assert state == node.sip and last == node.journal.head
 
 

@@ -2,7 +2,7 @@
 per node a Journal in a temporary directory, a gateway.ha.RoleState, a
 Replicator whose on_trigger runs ha.step under a lock and calls set_role on
 promote/demote (and truncates on "diverged"), and an on_records that folds the
-SIP ALG's events with gateway.sip.state.apply into a mirrored state.
+SIP ALG's events with gateway.sip.state_fold.apply into a mirrored state.
 
 The tests of this file check the harness itself: teardown leaves no thread and
 no ZeroMQ context behind."""
@@ -23,6 +23,7 @@ from actors.replication import CurveKeys, Replicator
 from gateway import ha
 from gateway.sip import events as sip_ev
 from gateway.sip import state as sip_state
+from gateway.sip import state_fold as sip_fold
 from journal.replay import replay
 from journal.store import Journal
 
@@ -107,7 +108,7 @@ class HarnessNode:
         self.state = sip_state.EMPTY
         for rec in self.journal.read(1):
             for ev in rec.events():
-                self.state = sip_state.apply(self.state, ev)
+                self.state = sip_fold.apply(self.state, ev)
         self.applied = self.journal.head
 
     def _fold_live(self, records) -> None:
@@ -115,7 +116,7 @@ class HarnessNode:
         with self.lock:
             for r in records:
                 for ev in r.events():
-                    self.state = sip_state.apply(self.state, ev)
+                    self.state = sip_fold.apply(self.state, ev)
             self.applied = records[-1].seq
 
     def on_records(self, records) -> None:
@@ -125,7 +126,7 @@ class HarnessNode:
         with self.lock:
             for r in records:
                 for ev in r.events():
-                    self.state = sip_state.apply(self.state, ev)
+                    self.state = sip_fold.apply(self.state, ev)
             self.applied = records[-1].seq
 
     def on_trigger(self, trigger: str, *args) -> None:
@@ -192,7 +193,7 @@ class HarnessNode:
         return None if any(r is None for r in out) else [r for recs in out for r in recs]
 
     def replayed(self):
-        return replay(self.journal, sip_state.apply, sip_state.EMPTY)
+        return replay(self.journal, sip_fold.apply, sip_state.EMPTY)
 
     def frames(self) -> list[bytes]:
         return self.journal.read_frames(1, self.journal.head) if self.journal.head else []

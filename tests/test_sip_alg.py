@@ -16,7 +16,7 @@ from gateway.sip import events as ev
 from gateway.sip.alg import (EMPTY, MAX_BINDINGS_PER_CALL, SipContext, media_activity,
                              on_timer, step)
 from gateway.sip import portmap
-from gateway.sip.state import fold
+from gateway.sip.state_fold import fold
 
 PH1, ALG, PH2 = "5.5.5.1", "6.6.6.1", "6.6.6.2"
 

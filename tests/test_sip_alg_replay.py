@@ -10,7 +10,7 @@ from gateway.config.model import SipSettings
 from gateway.events import decode
 from gateway.sip import transitions
 from gateway.sip.alg import EMPTY, media_activity, on_timer, step
-from gateway.sip.state import fold
+from gateway.sip.state_fold import fold
 
 from test_sip_alg import (IN, OUT, PH1, PH2, REG_IN, REG_OUT, invite, register, register_ok,
                           request_out, response, sdp)

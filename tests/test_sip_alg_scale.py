@@ -16,7 +16,7 @@ from gateway import ports as reference
 from gateway.sip import events as ev
 from gateway.sip import portmap
 from gateway.sip.alg import EMPTY, on_timer, step
-from gateway.sip.state import apply, fold
+from gateway.sip.state_fold import apply, fold
 
 from test_sip_alg import ALG, IN, OUT, PH1, PH2, invite, request_out, response, sdp
 

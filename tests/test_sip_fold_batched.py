@@ -1,5 +1,5 @@
 """The SIP ALG folds the events of one evaluation through one draft
-(gateway.sip.state.SipDraft) and freezes it once; the journal is replayed
+(gateway.sip.state_draft.SipDraft) and freezes it once; the journal is replayed
 event by event (state.apply). Both must give the same state, and a draft
 must never change the state it started from (a dropped message returns that
 state; the standby and replay share it)."""
@@ -13,7 +13,9 @@ from hypothesis import given, settings, strategies as st
 from gateway.config.model import SipSettings
 from gateway.sip import events as ev
 from gateway.sip.alg import EMPTY, step
-from gateway.sip.state import Call, SipDraft, SipState, apply, apply_to, fold
+from gateway.sip.state import Call, SipState
+from gateway.sip.state_draft import SipDraft
+from gateway.sip.state_fold import apply, apply_to, fold
 
 from test_sip_alg_replay import MESSAGES, PROTECT, evaluations, ops
 
@@ -67,7 +69,7 @@ def test_call_events_are_exactly_those_streamed_by_their_call():
     import dataclasses
 
     from gateway.sip import alg
-    from gateway.sip.state import _HANDLERS
+    from gateway.sip.state_fold import _HANDLERS
     for cls in _HANDLERS:
         names = [f.name for f in dataclasses.fields(cls)]
         e = cls(*[f"v{i}" for i in range(len(names))])
@@ -81,7 +83,7 @@ def test_fast_event_constructors_build_the_same_events():
     import dataclasses
 
     from gateway.events import decode
-    from gateway.sip.state import _HANDLERS
+    from gateway.sip.state_fold import _HANDLERS
     assert set(vars(ev.new)) == {cls.__name__ for cls in _HANDLERS}
     for cls in _HANDLERS:
         args = [f"v{i}" for i in range(len(dataclasses.fields(cls)))]

@@ -24,7 +24,7 @@ from gateway.config.model import SipSettings
 from gateway.datapath.pinholes import PinholeTable
 from gateway.sip.alg import EMPTY, step
 from gateway.sip.headers import unfold
-from gateway.sip.state import fold
+from gateway.sip.state_fold import fold
 
 from sip_fuzz import PARSERS, SCALING, cpu_time, fix_length, mutate, peak_memory, run, seeds
 from test_sip_alg_replay import MESSAGES, evaluations, ops

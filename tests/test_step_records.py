@@ -189,6 +189,7 @@ def test_replay_applies_a_step_whole_or_reports_it(tmp_path):
     one record, and none of its events is applied (--partial)."""
     from gateway.sip import events as sip_ev
     from gateway.sip import state as sip_state
+    from gateway.sip import state_fold as sip_fold
     from journal.replay import replay
     from journal.store import Journal
     good = call_events(1, activity=1)
@@ -201,7 +202,7 @@ def test_replay_applies_a_step_whole_or_reports_it(tmp_path):
         j.append_batch([(e, 1.0) for e in in_steps(good)], 1)
         j.append_records([Record(2, 1, 2.0, "call/call-2@10.0.0.1;tag-2", 1, STEP_TYPE, 1, bad.to_payload())])
     problems = []
-    state, last = replay(tmp_path / "j", sip_state.apply, sip_state.EMPTY, problems=problems)
+    state, last = replay(tmp_path / "j", sip_fold.apply, sip_state.EMPTY, problems=problems)
     assert last == 2 and [p.seq for p in problems] == [2]
     assert set(state.calls) == {"call-1@10.0.0.1;tag-1"}          # nothing of the bad step applied
 

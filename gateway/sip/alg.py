@@ -4,7 +4,7 @@ The datapath has already decided policy and NAT for the signalling packet and
 describes it in a :class:`SipContext`. :func:`step` parses the message, finds
 its call, looks the transition up in :mod:`gateway.sip.transitions`, and runs
 its actions. Every change is an event (:mod:`gateway.sip.events`), folded
-into the state as it is emitted with :func:`gateway.sip.state.apply`: the
+into the state as it is emitted with :func:`gateway.sip.state_fold.apply`: the
 state returned is exactly the fold of the events returned. A message that is
 dropped changes nothing: its events are discarded with it.
 

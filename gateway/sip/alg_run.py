@@ -1,13 +1,15 @@
 """One evaluation of the SIP ALG (a message, a timer, a media report): the
 running state, folded event by event into one draft as they are emitted
-(:func:`gateway.sip.state.apply`), and how a call ends (its pinholes closed,
+(:func:`gateway.sip.state_fold.apply`), and how a call ends (its pinholes closed,
 its media released; manual chapter 2, "Call Termination")."""
 
 from __future__ import annotations
 
 from gateway.config.model import SipSettings
 from gateway.sip import events as ev
-from gateway.sip.state import HANDLERS, Call, SipDraft, SipState, apply
+from gateway.sip.state import Call, SipState
+from gateway.sip.state_draft import SipDraft
+from gateway.sip.state_fold import HANDLERS, apply
 from gateway.alg_result import Result, Run, close_hole
 
 # The events whose stream is their call's (``call/<key>``).

@@ -2,7 +2,7 @@
 
 Every change of the SIP ALG's state (calls, address bindings, media groups,
 pinholes, the Incoming DIP table, the ``sip protect deny`` table) is one of
-these events; :func:`gateway.sip.state.apply` folds them into the state, so the
+these events; :func:`gateway.sip.state_fold.apply` folds them into the state, so the
 live node, a replay of the journal and the standby all hold the same calls.
 
 Payloads are flat plain data (str, int, float, None and tuples of them):

@@ -16,7 +16,7 @@ limit hold until the final answer, RFC 3261 §16.6), CONFIRMED (2xx seen),
 REJECTED (final non-2xx to the initial INVITE: ends in 5 s unless the caller
 retries, e.g. with credentials), TERMINATING (BYE or CANCEL seen: ends 5 s
 later, manual ch. 2 "Call Termination", "Call Cancellation"); ``forwarded``
-is a flag, not a phase. The fold (gateway.sip.state) enters a phase by the
+is a flag, not a phase. The fold (gateway.sip.state_fold) enters a phase by the
 event the row's actions emit: CallStarted and CallRetried (start, retry)
 CALLING, CallAnswered (answer) CONFIRMED, CallRejected (reject) REJECTED,
 CallTerminating (teardown) TERMINATING.
