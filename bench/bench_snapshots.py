@@ -37,14 +37,10 @@ processes, the trees alternating so that both see the same machine load.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -52,252 +48,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from gateway import domain  # noqa: E402
-from gateway.config.model import SipSettings  # noqa: E402
-from gateway.events import in_steps  # noqa: E402
 from gateway.nodefile import RetentionSettings, _duration, _size  # noqa: E402
-from gateway.sip.alg import EMPTY as SIP_EMPTY, media_activity, on_timer, step  # noqa: E402
-from journal.checkpoint import (SnapshotTaker, decode_state, disk_usage, open_at_snapshot,  # noqa: E402
-                                retention_pass)
+from journal.checkpoint import SnapshotTaker, disk_usage, retention_pass  # noqa: E402
 from journal.replay import snapshot_dir  # noqa: E402
-from journal.snapshot import list_snapshots, read_snapshot, remove_snapshots  # noqa: E402
-from journal.record import Record  # noqa: E402
+from journal.snapshot import list_snapshots, remove_snapshots  # noqa: E402
 from journal.store import Journal  # noqa: E402
 
-
-# ------------------------------------------------------------ one real call
-
-def template_steps() -> list[tuple[int, list]]:
-    """``(part, events)`` of each step of one call through the real SIP ALG:
-    the five messages of the setup (part 0), two media refreshes (part 1),
-    BYE, its 200 OK and the teardown timer (part 2)."""
-    from test_sip_alg import IN, OUT, PH2, invite, request_out, response, sdp
-    s = SipSettings()
-    st, t = SIP_EMPTY, 100.0
-    steps = []
-    for ctx, msg in [(OUT, invite()), (IN, response(100, "Trying")), (IN, response(180, "Ringing")),
-                     (IN, response(200, "OK", body=sdp(PH2, 62002))),
-                     (OUT, request_out("ACK", 1, "z9hG4bKack"))]:
-        r = step(st, ctx, msg, t, s)
-        st, t = r.state, t + 0.2
-        steps.append((0, list(r.events)))
-    for g in sorted(st.group_index)[:2]:
-        r = media_activity(st, g, t + 30, s)
-        st = r.state
-        steps.append((1, list(r.events)))
-    for ctx, msg in [(OUT, request_out("BYE", 2, "z9hG4bKbye")),
-                     (IN, response(200, "OK", method="BYE", cseq=2, branch="z9hG4bKbye"))]:
-        r = step(st, ctx, msg, t + 60, s)
-        st = r.state
-        steps.append((2, list(r.events)))
-    (key,) = st.calls
-    r = on_timer(st, f"call/{key}", t + 600, s)
-    steps.append((2, list(r.events)))
-    assert not r.state.calls, "the template call did not end"
-    return steps
-
-
-def template_call() -> tuple[list, list, list]:
-    """(setup, media, teardown) events of one call through the real SIP ALG."""
-    parts: tuple[list, list, list] = ([], [], [])
-    for part, events in template_steps():
-        parts[part].extend(events)
-    return parts
-
-
-class CallFactory:
-    """The template's records with a call's own Call-ID (hence its own streams,
-    pinhole and group ids). Built as records, not events: the generator
-    must run many times faster than the day it writes. A record per step, as
-    the journal writer writes them (``in_steps``), or with ``per_event`` a
-    record per event (journals written before step records)."""
-
-    def __init__(self, per_event: bool = False) -> None:
-        steps = template_steps()
-        self.parts = template_call()
-        self.setup, self.media, self.teardown = self.parts
-        self.call_id = self.setup[0].call_id.split("@")[0]
-        # (type, schema, stream, payload, version) per record, per part
-        versions: dict[str, int] = {}
-        self.templates = [[], [], []]
-        for part, events in steps:
-            for e in (events if per_event else in_steps(events)):
-                versions[e.stream] = versions.get(e.stream, 0) + 1
-                self.templates[part].append((e.TYPE, e.SCHEMA, e.stream, e.to_payload(), versions[e.stream]))
-        self.records_per_call = sum(len(t) for t in self.templates)
-        self.events_per_call = sum(len(p) for p in self.parts)
-
-    def _rewrite(self, value, new: str):
-        if type(value) is str:
-            return value.replace(self.call_id, new) if self.call_id in value else value
-        if type(value) in (list, tuple):
-            return type(value)(self._rewrite(v, new) for v in value)
-        return value
-
-    def rows(self, part: int, i: int) -> list[tuple]:
-        new = f"{i:x}-{self.call_id}"
-        return [(t, sc, st.replace(self.call_id, new), {k: self._rewrite(v, new) for k, v in pl.items()}, ver)
-                for t, sc, st, pl, ver in self.templates[part]]
-
-
-def append_rows(j: Journal, rows: list[tuple], ts: float) -> None:
-    """Append generated rows as one batch, through the journal's own checks."""
-    seq = j.head
-    records = []
-    for t, sc, st, pl, ver in rows:
-        seq += 1
-        records.append(Record(seq, 1, ts, st, ver, t, sc, pl))
-    j.append_records(records)
-
-
-def append_overlapping_calls(j: Journal, calls: int, per_event: bool = False) -> None:
-    """``calls`` overlapping calls, one a second: each second a call starts,
-    the one started 2 s earlier gets its middle part (answer, media) and the
-    one from 4 s earlier ends; the calls of the last 4 s are still live at
-    the end. A record per step (``per_event``: per event)."""
-    f = CallFactory(per_event)
-    pending: dict[int, list] = {}
-    for sec in range(calls):
-        rows = pending.pop(sec, []) + f.rows(0, sec + 1)
-        pending.setdefault(sec + 2, []).extend(f.rows(1, sec + 1))
-        pending.setdefault(sec + 4, []).extend(f.rows(2, sec + 1))
-        append_rows(j, rows, 1000.0 + sec)
-
-
-# ------------------------------------------------------------- generation
-
-def disk_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-def measure_full_restart(path: Path) -> tuple[float, int]:
-    """The baseline: open with a full scan and fold every record (the code
-    path before snapshots). Returns (seconds, records)."""
-    t0 = time.perf_counter()
-    with Journal.open(path, fsync=False) as j:
-        # Not at a snapshot: every frame checked, then every record folded.
-        st, n = domain.EMPTY, 0
-        for rec in j.read(1):
-            for ev in rec.events():
-                st = domain.apply(st, ev)
-            n += 1
-    return time.perf_counter() - t0, n
-
-
-def measure_snapshot_restart(path: Path) -> dict:
-    t0 = time.perf_counter()
-    rec = open_at_snapshot(path, domain.apply, domain.EMPTY, fsync=False, freeze=True)   # as a node does
-    total = time.perf_counter() - t0
-    try:
-        snap = read_snapshot(rec.snapshot)
-        t1 = time.perf_counter()
-        decode_state(snap.state)
-        load = time.perf_counter() - t1
-        return {"total_s": total, "load_snapshot_s": load, "tail_events": rec.folded,
-                "snapshot_bytes": rec.snapshot.stat().st_size, "calls": len(rec.state.sip.calls)}
-    finally:
-        rec.journal.close()
-
-
-# Run with PYTHONPATH at a tree: (1) open + load + fold alone, (2) a node's
-# start (the same, then its entities), each in its own fresh process.
-_OPEN = """
-import json, sys, time
-t = time.perf_counter()
-from gateway import domain
-from journal.checkpoint import open_at_snapshot
-t1 = time.perf_counter()
-try:   # as a node opens it: what was loaded frozen, not collected once more (where the code can)
-    r = open_at_snapshot(sys.argv[1], domain.apply, domain.EMPTY, fsync=False, freeze=True)
-except TypeError:
-    r = open_at_snapshot(sys.argv[1], domain.apply, domain.EMPTY, fsync=False)
-t2 = time.perf_counter()
-print(json.dumps({"imports_s": t1 - t, "open_s": t2 - t1, "tail": r.folded, "calls": len(r.state.sip.calls)}))
-"""
-_NODE = """
-import json, sys, time
-t = time.perf_counter()
-from actors.node import Node
-from gateway.config.model import Config
-t1 = time.perf_counter()
-n = Node('gw-a', Config(zones={}, interfaces={}, addresses={}, policies=(), routes=()), sys.argv[1],
-         fsync=False, timer_thread=False)
-t2 = time.perf_counter()
-print(json.dumps({"imports_s": t1 - t, "node_s": t2 - t1, "recovery_s": n.recovery["ms"] / 1000,
-                  "started": n.pool.live_count(), "entities": n.directory.count("entity")}))
-n.stop()
-"""
-
-
-def fresh_restart(tree: Path, path: Path) -> dict:
-    """Restart figures of the code in ``tree`` on the journal at ``path``."""
-    import json
-    out: dict = {"tree": str(tree)}
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    for code in (_OPEN, _NODE):
-        r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env,
-                           timeout=900, cwd=tree)
-        if r.returncode != 0:
-            raise RuntimeError(f"restart with {tree} failed: {r.stderr[-2000:]}")
-        out.update(json.loads(r.stdout.strip().splitlines()[-1]))
-    return out
-
-
-def compare_restarts(trees: list[Path], path: Path, rounds: int) -> list[list[dict]]:
-    """``rounds`` restarts per tree, the trees alternating (same machine load)."""
-    runs: list[list[dict]] = [[] for _ in trees]
-    for _ in range(rounds):
-        for i, tree in enumerate(trees):
-            runs[i].append(fresh_restart(tree, path))
-    return runs
-
-
-def print_comparison(runs: list[list[dict]]) -> None:
-    med = [{k: statistics.median(r[k] for r in rs) for k in ("open_s", "node_s", "recovery_s")} for rs in runs]
-    print(f"restart compared on the same journal, {len(runs[0])} rounds alternating, medians:")
-    for rs, m in zip(runs, med):
-        r = rs[0]
-        print(f"  {r['tree']}: open+load+fold {m['open_s']:.2f} s (tail {r['tail']:,}, {r['calls']:,} calls); "
-              f"node start {m['node_s']:.2f} s (recovery {m['recovery_s']:.2f} s; {r['started']:,} actors "
-              f"started, {r['entities']:,} entities); each: "
-              + ", ".join(f"{x['node_s']:.2f}" for x in rs))
-    for rs, m in list(zip(runs, med))[1:]:
-        print(f"  {rs[0]['tree']} / {runs[0][0]['tree']}: open+load+fold x{m['open_s'] / med[0]['open_s']:.1f}, "
-              f"node start x{m['node_s'] / med[0]['node_s']:.1f}")
-
-
-def gil_lateness(seconds: float, during=None) -> tuple[list[float], list[float]]:
-    """Lateness (ms) of a thread that sleeps 1 ms at a time, while ``during``
-    runs beside it, and the garbage collections (ms) meanwhile (a collection
-    stops every thread; the node tunes and logs them, ops/gatewayd.py)."""
-    import gc
-    late: list[float] = []
-    collections: list[float] = []
-    stop = threading.Event()
-    started = [0.0]
-
-    def on_gc(phase: str, _info: dict) -> None:
-        if phase == "start":
-            started[0] = time.perf_counter()
-        else:
-            collections.append((time.perf_counter() - started[0]) * 1000)
-    gc.callbacks.append(on_gc)
-
-    def probe() -> None:
-        while not stop.is_set():
-            t = time.perf_counter()
-            time.sleep(0.001)
-            late.append((time.perf_counter() - t - 0.001) * 1000)
-    th = threading.Thread(target=probe)
-    th.start()
-    t0 = time.perf_counter()
-    if during is not None:
-        during()
-    while time.perf_counter() - t0 < seconds:
-        time.sleep(0.01)
-    stop.set()
-    th.join()
-    gc.callbacks.remove(on_gc)
-    return late, collections
+from bench_snapshots_calls import (CallFactory, append_overlapping_calls, append_rows,  # noqa: E402,F401
+                                   template_call, template_steps)
+from bench_snapshots_measures import (compare_restarts, disk_bytes, fresh_restart, gil_lateness,  # noqa: E402
+                                      measure_full_restart, measure_snapshot_restart, print_comparison)
 
 
 def main() -> int:

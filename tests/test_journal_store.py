@@ -179,7 +179,7 @@ def test_read_frames_are_the_stored_bytes(jdir):
 def test_live_tail_is_read_without_the_segment_files(jdir, monkeypatch):
     """Replication reads the frames just written: they come from memory, not
     from a walk of the segment from its nearest indexed offset."""
-    import journal.store as store
+    import journal.store_reads as store_reads
 
     with Journal.open(jdir) as j:
         written = j.append_batch(notes(300), epoch=1)
@@ -188,7 +188,7 @@ def test_live_tail_is_read_without_the_segment_files(jdir, monkeypatch):
         def no_disk(*_a, **_k):
             raise AssertionError("the live tail was read from the segment file")
 
-        monkeypatch.setattr(store, "iter_spans", no_disk)
+        monkeypatch.setattr(store_reads, "iter_spans", no_disk)
         assert j.read_frames(299, 10) == [encode_record(r) for r in written[298:]]
         assert j.read_frames(302, 5) == [encode_record(written[-1])]
 
@@ -310,13 +310,13 @@ def test_truncate_after_drops_the_tail_and_rewinds_versions(jdir):
 def test_truncate_after_makes_removed_segments_durable_before_cutting_the_kept_one(jdir, monkeypatch):
     # If a crash left the removed (later) segments in the directory while the
     # kept one was already cut, the journal would have a gap and not open again.
-    import journal.store as store
+    import journal.store_retention as store_retention
     with Journal.open(jdir, segment_bytes=1500) as j:
         for epoch in (1, 2, 3):
             j.append_batch(notes(100), epoch=epoch)
         assert len(list_segments(jdir)) == 3
         ops = []
-        real_unlink, real_fsync, real_fsync_dir = os.unlink, os.fsync, store.fsync_dir
+        real_unlink, real_fsync, real_fsync_dir = os.unlink, os.fsync, store_retention.fsync_dir
         monkeypatch.setattr(os, "unlink", lambda p, *a, **kw: (ops.append("unlink"), real_unlink(p, *a, **kw)))
         import stat
 
@@ -325,7 +325,7 @@ def test_truncate_after_makes_removed_segments_durable_before_cutting_the_kept_o
                 ops.append("fsync")
             return real_fsync(fd)
         monkeypatch.setattr(os, "fsync", file_fsync)
-        monkeypatch.setattr(store, "fsync_dir", lambda d: (ops.append("fsync_dir"), real_fsync_dir(d)))
+        monkeypatch.setattr(store_retention, "fsync_dir", lambda d: (ops.append("fsync_dir"), real_fsync_dir(d)))
         assert j.truncate_after(50) == 250
     assert ops.count("unlink") == 2
     last_unlink = len(ops) - 1 - ops[::-1].index("unlink")

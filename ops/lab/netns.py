@@ -17,9 +17,11 @@ Linux forwarding with nothing else: the real baseline the benchmarks compare
 against, not a stand-in for the gateway.
 
 The lab's records are in ``lab_records``, what its hosts count as media in
-``media_counters`` and how its processes are stopped in ``process_stop``; this
-module runs the commands (tests replace its ``run``, ``NETNS_DIR``,
-``STATE_DIR`` and ``_pids_in``, so whatever reads them is here).
+``media_counters``, how its processes are stopped in ``process_stop``, the
+order of ``up``'s steps in ``netns_up`` and the takeover's address move in
+``netns_takeover``; this module runs the commands (tests replace its ``run``,
+``NETNS_DIR``, ``STATE_DIR`` and ``_pids_in``, so whatever reads them is here
+or reads them from here when called).
 """
 
 from __future__ import annotations
@@ -29,15 +31,15 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
-from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from ops.lab.lab_records import DownReport, LabState
 from ops.lab.media_counters import COUNTER_TABLE, NOT_MEDIA_PORTS, counter_rules, is_counted_media  # noqa: F401
-from ops.lab.plan import HA_DEVICE, OwnedAddress, Plan, to_data
+from ops.lab.netns_takeover import _GARP_SCRIPT, gratuitous_arp, held_by, move_addresses  # noqa: F401
+from ops.lab.netns_up import running, up  # noqa: F401
+from ops.lab.plan import OwnedAddress, Plan, to_data  # noqa: F401
 from ops.lab.process_stop import TERM_GRACE, _cmdline, process_alive, stop_all
 
 STATE_DIR = Path(os.environ.get("VOIP_ALG_LAB_STATE", "/run/voip-alg-lab"))
@@ -233,99 +235,6 @@ class LabRunning(LabError):
     """``up`` over a lab that is up: its calls would be cut."""
 
 
-def running(lab: str, state_dir: Path | None = None) -> LabState | None:
-    """The lab's state when it is up: a state file that says the lab was
-    built completely, and at least one of its namespaces still there. A
-    half-made lab (a crash in the middle of ``up``) or a state file whose
-    namespaces are all gone (a reboot) is not running: ``up`` clears it."""
-    state = load_state(lab, state_dir)
-    if state is None or not state.complete:
-        return None
-    try:
-        plan = state.get_plan()
-    except (KeyError, TypeError, ValueError):
-        plan = None
-    spaces = list(state.namespaces) + (list(plan.namespaces()) if plan is not None else [])
-    return state if any(ns_exists(ns) for ns in spaces) else None
-
-
-def up(plan: Plan, *, starter: str = "plain-routing", config: str | None = None,
-       state_dir: Path | None = None, log: Callable[[str], None] | None = None,
-       replace: bool = False) -> LabState:
-    """Build the lab. A lab of the same name that is up (:func:`running`) is
-    an error (:class:`LabRunning`) unless ``replace``: taking it down stops
-    its gateways and ends the calls going through them. What a half-made or
-    crashed lab of that name left is removed first either way; if building
-    fails, what was made is removed again."""
-    if starter not in STARTERS:
-        raise LabError(f"no gateway starter {starter!r} (known: {', '.join(sorted(STARTERS))})")
-    say = log or (lambda _m: None)
-    if not replace:
-        other = running(plan.lab, state_dir)
-        if other is not None:
-            raise LabRunning(f"lab {plan.lab} is up (configuration {other.config or '-'}, gateway "
-                             f"{other.starter}): replacing it stops its gateways and ends its calls; "
-                             f"take it down first (gwctl lab down --name {plan.lab}) or ask for "
-                             f"--replace")
-    down(plan.lab, state_dir=state_dir, extra_namespaces=plan.namespaces())
-    state = LabState(plan.lab, plan=to_data(plan), config=config, starter=starter,  # type: ignore[arg-type]
-                     state_dir=str(state_dir) if state_dir is not None else None)
-    save_state(state, state_dir)
-    try:
-        for netns in plan.namespaces():
-            state.namespaces.append(netns)
-            save_state(state, state_dir)
-            _new_netns(netns)
-        for s in plan.segments:
-            run(["ip", "-n", plan.switch, "link", "add", s.bridge, "type", "bridge"])
-            run(["ip", "-n", plan.switch, "link", "set", s.bridge, "up"])
-            say(f"segment {s.bridge} ({s.label} {s.network})")
-        a, b = plan.gateways
-        for g in plan.gateways:
-            _sysctl(g.netns, "net.ipv4.ip_forward=1")
-            for leg in g.legs:
-                _veth_to_switch(plan, g.netns, leg.switch_end, leg.ifname, leg.segment)
-            for dummy in g.dummies:
-                _add_dummy(g.netns, dummy)
-                run(["ip", "-n", g.netns, "link", "set", dummy, "up"])
-        run(["ip", "-n", a.netns, "link", "add", HA_DEVICE, "type", "veth",
-             "peer", "name", HA_DEVICE, "netns", b.netns])
-        for g in plan.gateways:
-            run(["ip", "-n", g.netns, "addr", "add", str(g.ha_address), "dev", HA_DEVICE])
-            run(["ip", "-n", g.netns, "link", "set", HA_DEVICE, "up"])
-            say(f"gateway {g.role} in {g.netns}")
-        if starter not in SELF_ADDRESSED:
-            active = plan.gateway(state.active)
-            _hold(active.netns, plan.owned)
-            _install_routes(plan, active.netns)
-        for r in plan.routers:
-            _sysctl(r.netns, "net.ipv4.ip_forward=1")
-            _veth_to_switch(plan, r.netns, r.near.switch_end, r.near.ifname, r.near.segment)
-            run(["ip", "-n", r.netns, "addr", "add", str(r.address), "dev", r.near.ifname])
-            run(["ip", "-n", r.netns, "route", "add", "default", "via", str(r.upstream)])
-            if r.far is not None and r.far_address is not None:
-                _veth_to_switch(plan, r.netns, r.far.switch_end, r.far.ifname, r.far.segment)
-                run(["ip", "-n", r.netns, "addr", "add", str(r.far_address), "dev", r.far.ifname])
-                for host in r.far_hosts:
-                    run(["ip", "-n", r.netns, "route", "add", f"{host}/32", "dev", r.far.ifname])
-            say(f"router {r.netns} at {r.address.ip}")
-        for h in plan.hosts:
-            _veth_to_switch(plan, h.netns, h.port.switch_end, h.port.ifname, h.port.segment)
-            run(["ip", "-n", h.netns, "addr", "add", str(h.address), "dev", h.port.ifname])
-            route = ["ip", "-n", h.netns, "route", "add", "default", "via", str(h.gateway),
-                     "dev", h.port.ifname]
-            run(route + (["onlink"] if h.onlink else []))
-            _install_counters(h.netns)
-            say(f"host {h.netns} {h.address}")
-        STARTERS[starter](plan, state)
-        state.complete = True
-        save_state(state, state_dir)
-        return state
-    except BaseException:
-        down(plan.lab, state_dir=state_dir)
-        raise
-
-
 # --- down ----------------------------------------------------------------------
 
 # The lab's directory (node files, logs, journals, captures) is moved under
@@ -436,79 +345,6 @@ def down(lab: str, *, state_dir: Path | None = None,
          extra_namespaces: Iterable[str] = ()) -> list[str]:
     """:func:`take_down`; the namespaces it deleted."""
     return take_down(lab, state_dir=state_dir, extra_namespaces=extra_namespaces).namespaces
-
-
-# --- takeover --------------------------------------------------------------------
-
-def held_by(plan: Plan) -> str | None:
-    """The gateway role whose namespace holds the first owned address."""
-    if not plan.owned:
-        return None
-    probe = plan.owned[0]
-    for g in plan.gateways:
-        if not ns_exists(g.netns):
-            continue
-        out = run(["ip", "-n", g.netns, "-o", "addr", "show", "dev", probe.device],
-                  check=False).stdout
-        if f" {probe.address} " in out or f" {probe.address.ip}/" in out:
-            return g.role
-    return None
-
-
-_GARP_SCRIPT = """
-import sys
-from scapy.layers.l2 import ARP, Ether
-from scapy.arch import get_if_hwaddr
-from scapy.sendrecv import sendp
-for item in sys.argv[1:]:
-    dev, ip = item.split("=")
-    mac = get_if_hwaddr(dev)
-    bcast = "ff:ff:ff:ff:ff:ff"
-    # RFC 5227 s. 3 announcement (request, sender = target = own address) and
-    # the reply form older stacks expect; Linux updates its neighbour entries
-    # from either.
-    frames = [Ether(src=mac, dst=bcast) / ARP(op=1, hwsrc=mac, psrc=ip, hwdst="00:00:00:00:00:00", pdst=ip),
-              Ether(src=mac, dst=bcast) / ARP(op=2, hwsrc=mac, psrc=ip, hwdst=bcast, pdst=ip)]
-    sendp(frames, iface=dev, verbose=False)
-"""
-
-
-def gratuitous_arp(netns: str, announcements: Sequence[tuple[str, str]]) -> None:
-    """Announce (device, address) pairs from inside ``netns`` (scapy)."""
-    if not announcements:
-        return
-    args = [f"{dev}={ip}" for dev, ip in announcements]
-    run(ns_cmd(netns, sys.executable, "-c", _GARP_SCRIPT, *args), timeout=30)
-
-
-def move_addresses(lab: str, to_role: str, *, extra: Iterable[OwnedAddress] = (),
-                   state_dir: Path | None = None) -> list[OwnedAddress]:
-    """Move the owned addresses (and ``extra`` ones, e.g. MIPs or DIP pool
-    addresses learned at run time; they are remembered) to gateway ``to_role``,
-    install the configured routes there and announce the addresses."""
-    state = load_state(lab, state_dir)
-    if state is None or state.plan is None:
-        raise LabError(f"no lab {lab!r}")
-    plan = state.get_plan()
-    assert plan is not None
-    target = plan.gateway(to_role)
-    others = [g for g in plan.gateways if g.role != to_role]
-    known = {(str(a.address), a.device) for a in plan.owned}
-    for a in extra:
-        if (str(a.address), a.device) not in known:
-            state.extra.append([str(a.address), a.device, "1" if a.announce else ""])
-            known.add((str(a.address), a.device))
-    moving = list(plan.owned) + [OwnedAddress(IPv4Interface(addr), dev, "mip", bool(ann))
-                                 for addr, dev, ann in state.extra]
-    for g in others:
-        for a in moving:
-            run(["ip", "-n", g.netns, "addr", "del", str(a.address), "dev", a.device], check=False)
-    _hold(target.netns, moving)
-    _install_routes(plan, target.netns)
-    gratuitous_arp(target.netns, [(a.device, str(a.address.ip)) for a in moving if a.announce])
-    state.active = to_role
-    save_state(state, state_dir)
-    return moving
 
 
 # --- status ----------------------------------------------------------------------
