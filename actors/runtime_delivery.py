@@ -30,7 +30,7 @@ class _Tombstone:
     reference cycle per stopped actor, which only the cyclic collector could
     free. Under call load (~7 entity actors per call) those cycles filled the
     young generations, and a collection walking them held every thread for
-    ~0.6 s, the heartbeat loss time of the pair (ops/gatewayd.py GcPauses)."""
+    ~0.6 s, the heartbeat loss time of the pair (ops/node_gc.py GcPauses)."""
 
     __slots__ = ("actor_stopped", "actor_ref", "_name")
 

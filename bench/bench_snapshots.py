@@ -167,7 +167,7 @@ def main() -> int:
     # The pause: a snapshot of the end-of-day state taken beside a 1 ms probe.
     taker.catch_up()
     calls_now = len(taker.state.sip.calls)
-    # As gatewayd runs (ops/gatewayd.py tune_gc: thresholds, what exists frozen).
+    # As gatewayd runs (ops/node_gc.py tune_gc: thresholds, what exists frozen).
     pending.clear()
     from ops.gatewayd import tune_gc
     tune_gc()

@@ -106,7 +106,7 @@ def open_at_snapshot(path: str | os.PathLike, apply: Callable[[Any, Any], Any], 
 
     No cyclic collection runs meanwhile (journal.gc_pause). With ``freeze``
     (a node starting), a large recovered state is then moved out of the
-    collector's sight (``gc.freeze``, as ops/gatewayd.py's ``tune_gc`` does
+    collector's sight (``gc.freeze``, as ops/node_gc.py's ``tune_gc`` does
     with what exists at start): the first collection afterwards would
     otherwise walk the whole state once more, ~1 s for 32.6k live calls."""
     with collections_paused():

@@ -6,7 +6,7 @@ CPython's default thresholds every 700 allocations start a young collection
 and every hundred of those a full one, which walks the whole state built so
 far: a restarted node with 32.6k live calls spent two thirds of its start in
 collections (11 s of 16.5 s, bench/bench_snapshots.py). The state holds no
-reference cycles to reclaim (ops/gatewayd.py, ``tune_gc``), so collection
+reference cycles to reclaim (ops/node_gc.py, ``tune_gc``), so collection
 waits until the bulk work is done; the node's own GC settings then apply.
 """
 

@@ -414,7 +414,7 @@ def test_late_message_racing_the_stop_is_answered(pool):
 def test_a_stopped_actor_leaves_no_reference_cycle(pool):
     """Once stopped and its refs dropped, an actor is freed by reference
     counting alone: nothing is left for the cyclic collector, whose pauses
-    hold every thread of a node (ops/gatewayd.py GcPauses)."""
+    hold every thread of a node (ops/node_gc.py GcPauses)."""
     import gc
 
     Recorder = make_recorder(pool)

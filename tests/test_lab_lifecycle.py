@@ -92,7 +92,7 @@ def test_a_half_made_or_vanished_lab_is_not_running(fake_ns):
 def test_status_lists_namespaces_added_after_up(fake_ns):
     ns_dir, state_dir, _ran = fake_ns
     state = _running_lab(ns_dir, state_dir)
-    # What ops/lab/mgcp.py add_host records and makes.
+    # What ops/lab/extra_hosts.py add_host records and makes.
     state.namespaces.append(f"{LAB}-iad1")
     netns.save_state(state, state_dir)
     (ns_dir / f"{LAB}-iad1").touch()
