@@ -21,6 +21,12 @@ def _to(p) -> str | None:
     return _addr(p.to) if p.to else None
 
 
+def media_view(g) -> dict:
+    """A SIP or MGCP media group as ``show calls`` and ``gwctl replay`` print it."""
+    return {"group": g.group, "dst": f"{g.dst_ip}:{g.dst_port}",
+            "public": f"{g.public_ip}:{g.public_port}" if g.public_ip else None}
+
+
 def sip_replay(st, call: str | None) -> tuple[dict, Callable[[str], bool]]:
     """SIP calls (by the Call-ID as either side sees it, or the call key) and
     the Incoming DIP registrations."""
@@ -31,9 +37,7 @@ def sip_replay(st, call: str | None) -> tuple[dict, Callable[[str], bool]]:
         "calls": [{"call": c.key, "call_id": c.call_id, "public_call_id": c.public_call_id,
                    "phase": c.phase, "mode": c.mode, "private": c.private_ip, "alg": c.alg_ip,
                    "started_at": c.started_at,
-                   "media": [{"group": g.group, "dst": f"{g.dst_ip}:{g.dst_port}",
-                              "public": f"{g.public_ip}:{g.public_port}" if g.public_ip else None}
-                             for g in c.groups],
+                   "media": [media_view(g) for g in c.groups],
                    "pinholes": [{"id": p.id, "kind": p.kind, "dst": _addr(p.dst), "to": _to(p)}
                                 for p in c.pinholes]}
                   for c in calls]}
@@ -72,8 +76,7 @@ def mgcp_replay(st, call: str | None) -> tuple[dict, Callable[[str], bool]]:
 def _mgcp_call(c) -> dict:
     return {"gateway": c.gateway, "call_id": c.call_id, "started_at": c.started_at,
             "connections": sorted(c.connections),
-            "media": [{"group": g.group, "connection": g.conn_id, "dst": f"{g.dst_ip}:{g.dst_port}",
-                       "public": f"{g.public_ip}:{g.public_port}" if g.public_ip else None}
+            "media": [{**media_view(g), "connection": g.conn_id}
                       for g in sorted(c.groups.values(), key=lambda g: g.group)],
             "pinholes": [{"id": p.id, "direction": p.direction, "dst": _addr(p.dst), "to": _to(p)}
                          for p in sorted(c.pinholes.values(), key=lambda p: p.id)]}

@@ -12,6 +12,7 @@ from __future__ import annotations
 from gateway import alg_replay, rematch
 from gateway.alg_contract import Alg, owner_of
 from gateway.alg_nat import far_side_of, media_nat_of
+from gateway.alg_replay import media_view
 from gateway.datapath import sip_segment
 from gateway.h323 import alg as h323_alg
 from gateway.h323 import events as h323_ev
@@ -22,11 +23,6 @@ from gateway.mgcp import roles as mgcp_roles
 from gateway.pinhole import Pinhole
 from gateway.sip import alg as sip_alg
 from gateway.sip import events as sip_ev
-
-
-def _media_view(g) -> dict:
-    return {"group": g.group, "dst": f"{g.dst_ip}:{g.dst_port}",
-            "public": f"{g.public_ip}:{g.public_port}" if g.public_ip else None}
 
 
 def sip_step(state, ctx, data, now, settings=sip_alg.DEFAULT_SETTINGS):
@@ -96,7 +92,7 @@ class SipAdapter:
             return None
         return {"alg": "sip", "call": c.key, "call_id": c.call_id, "phase": c.phase, "mode": c.mode,
                 "private": c.private_ip, "alg_address": c.alg_ip, "since": c.started_at,
-                "media": [_media_view(g) for g in c.groups],
+                "media": [media_view(g) for g in c.groups],
                 "pinholes": len(c.pinholes), "deadline": c.next_deadline()}
 
     @staticmethod
@@ -188,7 +184,7 @@ class MgcpAdapter:
             return None
         return {"alg": "mgcp", "call": c.stream, "call_id": c.call_id, "gateway": c.gateway,
                 "since": c.started_at, "connections": sorted(c.connections),
-                "media": [_media_view(g) for g in c.groups.values()],
+                "media": [media_view(g) for g in c.groups.values()],
                 "pinholes": len(c.pinholes), "deadline": c.next_deadline()}
 
     @staticmethod
