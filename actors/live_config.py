@@ -48,7 +48,7 @@ from gateway.config.diff import (
 from gateway.config.model import Config
 from gateway.policy import Engine
 from gateway.algs import ADAPTERS
-from gateway.rematch import session_denied, sessions_denied
+from gateway.rematch import sessions_denied
 
 log = logging.getLogger("gateway.config")
 
@@ -223,7 +223,7 @@ class LiveConfig:
             node._state_is_fold = False
             node.counters["events"] += len(events)
             was = self.current_hash
-            removed = self._switch(cfg, new_hash, st.config, engine=engine, persist=False)
+            removed = self._switch(cfg, new_hash, st.config, engine=engine, denied=sessions, persist=False)
             node._mirror(events[1:])
             node._datapath_follow(events[1:])
             # In the journal right where the switch is: the packets before it
@@ -256,9 +256,10 @@ class LiveConfig:
 
     # ----------------------------------------------------------- switch
     def _switch(self, cfg: Config, h: str, rc, *, engine: Engine | None = None,
-                persist: bool = True) -> int:
+                denied: list | None = None, persist: bool = True) -> int:
         """Run ``cfg`` from now on; the policy sessions it denies are removed
-        (gateway/rematch.py). Returns how many were."""
+        (gateway/rematch.py; ``denied``: those already judged, under the
+        datapath lock held since). Returns how many were."""
         node = self.node
         engine = engine if engine is not None else Engine(cfg)
         removed = 0
@@ -269,9 +270,10 @@ class LiveConfig:
             dp = node.datapath
             if dp is not None and hasattr(dp, "reconfigure"):
                 dp.reconfigure(cfg, engine)
-                for sess in list(dp.sessions):
-                    why = session_denied(engine, sess)
-                    if why is not None and dp.remove_session(sess):
+                if denied is None:
+                    denied = sessions_denied(engine, list(dp.sessions))
+                for sess, why in denied:
+                    if dp.remove_session(sess):
                         removed += 1
                         log.warning("config: session %d removed (config-denied): %s %s -> %s: %s",
                                     sess.id, sess.kind, _addr(sess.fwd_key, 1), _addr(sess.fwd_key, 3),
