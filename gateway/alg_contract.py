@@ -13,9 +13,19 @@ and its dispatch (ports, channel) in ``gateway.datapath.pipeline``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Callable, ClassVar, Protocol
 
 from gateway.alg_result import Result
+
+
+class Direction(StrEnum):
+    """A signalling packet's NAT direction, as the datapath tells every ALG
+    (``gateway.datapath.alg_handoff._direction``). A ``str`` equal to its
+    value: the ALGs' tables and journaled pinholes carry the text."""
+    OUTBOUND = "outbound"       # private to public: the source is translated
+    INBOUND = "inbound"         # public to private: the destination is translated
+    NONE = "none"               # no NAT between the two sides
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +42,7 @@ class PacketContext:
     host only the ALG knows (Incoming DIP table: ``Result.route_to``).
     ``ingress``/``egress``: the interfaces it comes in and leaves by."""
 
-    direction: str
+    direction: Direction
     src: tuple[str, int]
     dst: tuple[str, int]
     nat_src: tuple[str, int] | None = None

@@ -28,8 +28,8 @@ Every deny carries a one-line reason; :meth:`Engine.decide` never raises."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from ipaddress import IPv4Address
-from typing import Literal
 
 from gateway.config.model import SERVICES, AddressRef, Config, Policy
 from gateway.nat import NO_TRANSLATION, DipTable, MipTable, Translation, pool_address
@@ -53,9 +53,16 @@ class Flow:
     dport: int = 0
 
 
+class Verdict(StrEnum):
+    """A policy's answer to a flow (manual "Policies": permit or deny). A
+    ``str`` equal to its value, as the configuration spells it."""
+    PERMIT = "permit"
+    DENY = "deny"
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
-    action: Literal["permit", "deny"]
+    action: Verdict
     reason: str
     policy: Policy | None
     from_zone: str | None
@@ -65,7 +72,7 @@ class Decision:
 
     @property
     def permitted(self) -> bool:
-        return self.action == "permit"
+        return self.action == Verdict.PERMIT
 
 
 class Engine(EngineAddresses):
@@ -175,7 +182,7 @@ class Engine(EngineAddresses):
         if from_zone is None:
             why = ("unknown ingress interface" if routing.interface(flow.ingress) is None
                    else "ingress interface bound to no zone")
-            return Decision("deny", f"{why} {flow.ingress}", None, None, None, None)
+            return Decision(Verdict.DENY, f"{why} {flow.ingress}", None, None, None, None)
 
         # 1. destination NAT.
         dst = flow.dst
@@ -221,7 +228,7 @@ class Engine(EngineAddresses):
         egress = entry.interface
         to_zone = routing.zone_of(egress)
         if to_zone is None:
-            return Decision("deny", f"egress interface {egress} for {target} is bound to no zone",
+            return Decision(Verdict.DENY, f"egress interface {egress} for {target} is bound to no zone",
                             None, from_zone, None, egress)
 
         # 3. policy lookup: addresses match the destination as it arrived.
@@ -245,16 +252,16 @@ class Engine(EngineAddresses):
         pair_name = f"{from_zone}->{to_zone}"
         if policy is not None:
             if policy.action != "permit":
-                return Decision("deny", f"denied by policy {policy.id} ({pair_name})",
+                return Decision(Verdict.DENY, f"denied by policy {policy.id} ({pair_name})",
                                 policy, from_zone, to_zone, egress)
             reason = f"permitted by policy {policy.id} ({pair_name})"
         elif from_zone == to_zone:
             if routing.zone(from_zone).block:
-                return Decision("deny", f"intra-zone traffic blocked in {from_zone} and no "
+                return Decision(Verdict.DENY, f"intra-zone traffic blocked in {from_zone} and no "
                                 f"policy matches", None, from_zone, to_zone, egress)
             reason = f"intra-zone traffic in {from_zone} (blocking off)"
         else:
-            return Decision("deny", f"no policy matches {pair_name} for "
+            return Decision(Verdict.DENY, f"no policy matches {pair_name} for "
                             f"{flow.src}->{dst} {proto}/{dport}", None, from_zone, to_zone, egress)
 
         # 4. source NAT.
@@ -269,7 +276,7 @@ class Engine(EngineAddresses):
             if policy.nat_dip is not None:
                 b = self.dips.pools.get(policy.nat_dip)
                 if b is None:
-                    return Decision("deny", f"policy {policy.id}: nat src dip {policy.nat_dip}: "
+                    return Decision(Verdict.DENY, f"policy {policy.id}: nat src dip {policy.nat_dip}: "
                                     f"no such DIP pool", policy, from_zone, to_zone, egress)
                 new_src = pool_address(b.pool, flow.src, sticky=self.config.dip_sticky,
                                        session=(flow.sport, d, dport))
@@ -277,7 +284,7 @@ class Engine(EngineAddresses):
             else:
                 addr = routing.interface_ip(egress)
                 if addr is None:
-                    return Decision("deny", f"policy {policy.id}: nat src: egress {egress} has "
+                    return Decision(Verdict.DENY, f"policy {policy.id}: nat src: egress {egress} has "
                                     f"no address", policy, from_zone, to_zone, egress)
                 new_src = addr.ip
                 snat_kind = "nat-src-interface"
@@ -296,8 +303,8 @@ class Engine(EngineAddresses):
         kind = "+".join(k for k in (dnat_kind, snat_kind) if k) or "none"
         nat = NO_TRANSLATION if kind == "none" else Translation(
             src=new_src, sport=None, dst=new_dst, dport=new_dport, kind=kind)
-        return Decision("permit", reason, policy, from_zone, to_zone, egress, nat)
+        return Decision(Verdict.PERMIT, reason, policy, from_zone, to_zone, egress, nat)
 
     @staticmethod
     def _deny(reason: str, from_zone: str) -> Decision:
-        return Decision("deny", reason, None, from_zone, None, None)
+        return Decision(Verdict.DENY, reason, None, from_zone, None, None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from typing import Iterable
 
+from gateway.alg_contract import Direction
 from gateway.datapath.alg_handoff import _FLIP, _alg_entry, _conn_name, _direction, _ip, _nat_of
 from gateway.datapath.dispatch_constants import H323_RAS_PORTS, H323_SERVICE, SIP_PORT, _PROTO_NAMES
 from gateway.datapath.outcomes import Alg, Drop, Forward, Outcome
@@ -61,7 +62,7 @@ class AlgDispatch:
         """SIP over UDP to an incoming DIP address (manual ch. 2, "Incoming
         DIP"): only the SIP ALG knows which registered host it is for."""
         return self._to_alg("sip", sip_call_id(payload), pkt, (pkt.src_int, pkt.sport, pkt.dst_int, pkt.dport),
-                            None, direction="inbound", ingress=ingress, egress="", payload=payload)
+                            None, direction=Direction.INBOUND, ingress=ingress, egress="", payload=payload)
 
     @_alg_entry
     def _alg_of_decision(self, pkt: Packet, key, d: Decision, rw: Rewrite | None,
@@ -151,7 +152,7 @@ class AlgDispatch:
             d = self.engine.decide(Flow(outcome.ingress, IPv4Address(s), IPv4Address(pkt.dst_int),
                                         "udp", sp, pkt.dport), incoming_dip=host,
                                    service=outcome.alg)
-            if d.action != "permit":
+            if not d.permitted:
                 return self._drop(d.reason, "policy")
             rw = self._rewrite_of(key, d)
             for hole in opened:
@@ -161,7 +162,7 @@ class AlgDispatch:
         sess = self._new_session(key, rw, now, outcome.ingress, d, kind="signalling",
                                  timeout=self.alg_timeouts.get(outcome.alg), alg=outcome.alg,
                                  direction=outcome.direction if outcome.decision is not None
-                                 else "inbound", call=outcome.key or None)
+                                 else Direction.INBOUND, call=outcome.key or None)
         return self._first_packet(sess, pkt, payload, "policy", outcome.alg)
 
     def _first_packet(self, sess: Session | Drop, pkt: Packet, payload: bytes, path: str,
@@ -210,12 +211,12 @@ class AlgDispatch:
         dst, dport = hole.to if hole.to is not None else (d, dp)
         src, dst = IPv4Address(s), IPv4Address(dst)
         dec = self.engine.decide(Flow(ingress, src, dst, proto, sp, dport), service=service)
-        if dec.action != "permit" or dec.policy is None:
+        if not dec.permitted or dec.policy is None:
             # The other party's packets arrive by the interface facing it.
             back = self.engine.route(dst)
             if back is not None:
                 dec = self.engine.decide(Flow(back[0], dst, src, proto, dport, sp),
                                          service=service)
-        if dec.action == "permit" and dec.policy is not None:
+        if dec.permitted and dec.policy is not None:
             hole.policy_id = dec.policy.id
         return hole.policy_id

@@ -8,24 +8,26 @@ from __future__ import annotations
 from functools import wraps
 from ipaddress import IPv4Address
 
+from gateway.alg_contract import Direction
 from gateway.datapath.integrity import signalling_damage
 from gateway.datapath.sessions import Rewrite
 from gateway.packet import Packet
 from gateway.policy import Decision
 
 
-def _direction(d: Decision) -> str:
+def _direction(d: Decision) -> Direction:
     """outbound (private to public: source translated), inbound (destination
     translated), or none: what the ALGs call the NAT direction."""
     nat = d.nat
     if nat.dst is not None:
-        return "inbound"
+        return Direction.INBOUND
     if nat.src is not None:
-        return "outbound"
-    return "none"
+        return Direction.OUTBOUND
+    return Direction.NONE
 
 
-_FLIP = {"outbound": "inbound", "inbound": "outbound"}
+# A reply's direction (a session's text from the journal maps as its member does).
+_FLIP = {"outbound": Direction.INBOUND, "inbound": Direction.OUTBOUND}
 
 
 def _ip(n: int) -> str:
@@ -71,14 +73,14 @@ def _nat_of(rw: Rewrite | None, s: int, sp: int, d: int, dp: int,
     return nat_src, nat_dst
 
 
-def _rw_direction(key, rw: Rewrite | None) -> str:
+def _rw_direction(key, rw: Rewrite | None) -> Direction:
     if rw is None:
-        return "none"
+        return Direction.NONE
     if rw[2] != key[3]:
-        return "inbound"
+        return Direction.INBOUND
     if rw[0] != key[1]:
-        return "outbound"
-    return "none"
+        return Direction.OUTBOUND
+    return Direction.NONE
 
 
 def _alg_entry(handoff):

@@ -249,11 +249,11 @@ class Datapath(PinholePath, AlgDispatch, TcpSignalling, DatapathTables):
             # registrar table does for its INVITE, ch. 2).
             host = (IPv4Address(registered.pinhole.to[0]), int(registered.pinhole.to[1]))
             d = self.engine.decide(flow, incoming_dip=host, service=H323_SERVICE)
-            if d.action != "permit":
+            if not d.permitted:
                 return self._drop(d.reason, "policy")
             return self._h323_connection(pkt, key, self._rewrite_of(key, d), now, ingress, d, "q931")
         d = self.engine.decide(flow)
-        if d.action != "permit":
+        if not d.permitted:
             return self._drop(d.reason, "policy")
         rw = self._rewrite_of(key, d)
 

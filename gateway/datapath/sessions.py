@@ -27,6 +27,7 @@ import heapq
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
+from gateway.alg_contract import Direction
 from gateway.datapath.fastpath import FastEntry, key_bytes, make_entry
 from gateway.ports import allocate_port
 
@@ -63,7 +64,7 @@ class Session:
     deadline: float
     created: float
     alg: str | None = None               # "sip"/"mgcp": packets go to the ALG, not the fast path
-    direction: str = "none"              # of the forward packet: outbound/inbound/none
+    direction: Direction = Direction.NONE    # the forward packet's NAT direction
     call: str | None = None              # ALG call (or endpoint) owning the flow
     group: str | None = None             # media group (voice channel)
     pinhole: str | None = None           # pinhole that opened it
@@ -188,7 +189,7 @@ class SessionTable:
     def create(self, key: Key, rewrite: Rewrite | None, now: float, *, ingress: str = "",
                egress: str = "", from_zone: str | None = None, to_zone: str | None = None,
                policy_id: int | None = None, kind: str = "policy", timeout: float | None = None,
-               alg: str | None = None, direction: str = "none", call: str | None = None,
+               alg: str | None = None, direction: Direction = Direction.NONE, call: str | None = None,
                group: str | None = None, pinhole: str | None = None,
                rev_group: str | None = None, rev_pinhole: str | None = None,
                translate_port: bool = True,

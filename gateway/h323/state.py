@@ -11,7 +11,7 @@ from immutables import Map
 
 from gateway.fold import Fold
 from gateway.h323 import events as ev
-from gateway.h323.transitions import EARLY, SETUP
+from gateway.h323.transitions import EARLY, SETUP, Phase
 
 _EMPTY: Map = Map()
 
@@ -68,7 +68,7 @@ class Call:
     conn: str
     call_reference: int
     started_at: float
-    phase: str
+    phase: Phase
     signalling_deadline: float
     max_deadline: float
     pinholes: Map = _EMPTY          # id -> Pinhole
@@ -178,7 +178,10 @@ def _call_progressed(s, e):
     counts = s.setups_by_source
     if c.origin and c.in_setup and e.phase not in EARLY:
         counts = _count(counts, c.origin, -1)
-    return _call(s, replace(c, phase=e.phase, signalling_deadline=e.signalling_deadline),
+    # The event carries the phase as text (a replayed one decodes as str): the
+    # state holds the member either way, so live and replayed states are equal
+    # to the byte.
+    return _call(s, replace(c, phase=Phase(e.phase), signalling_deadline=e.signalling_deadline),
                  setups_by_source=counts)
 
 

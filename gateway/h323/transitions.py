@@ -34,19 +34,31 @@ forwarded), except the ReleaseComplete of a call its DCF already ended
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 ANY = "*"
-# Call phases (Q.931): the Setup starts a call in SETUP; a rule's ``to`` is the
-# phase its message leads to (the ALG's "progress" action records it).
-SETUP, PROCEEDING, ALERTING, CONNECTED = "setup", "proceeding", "alerting", "connected"
+
+
+class Phase(StrEnum):
+    """A call's phase (Q.931): the Setup starts a call in SETUP; a rule's
+    ``to`` is the phase its message leads to (the ALG's "progress" action
+    records it). A ``str`` equal to its value: views, logs and the journal
+    carry the text, and the fold turns the journal's text back into the member."""
+    SETUP = "setup"
+    PROCEEDING = "proceeding"
+    ALERTING = "alerting"
+    CONNECTED = "connected"
+
+
+SETUP, PROCEEDING, ALERTING, CONNECTED = Phase.SETUP, Phase.PROCEEDING, Phase.ALERTING, Phase.CONNECTED
 EARLY = (SETUP, PROCEEDING, ALERTING)
 PHASES = EARLY + (CONNECTED,)
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    phases: tuple[str, ...] | None
-    to: str | None
+    phases: tuple[str, ...] | None     # Phase members, or (ANY,)
+    to: Phase | None
     actions: tuple[str, ...]
 
 

@@ -30,7 +30,7 @@ from gateway.pinhole import Pinhole
 from gateway.sip import events as ev
 from gateway.sip import portmap
 from gateway.sip.portmap import EMPTY_PORTS, PortMap
-from gateway.sip.transitions import CALLING
+from gateway.sip.transitions import CALLING, Phase
 
 _EMPTY_MAP: Map = Map()
 
@@ -133,7 +133,7 @@ class Call(_CallQueries):
     started_at: float
     max_deadline: float
     signalling_deadline: float
-    phase: str = CALLING
+    phase: Phase = CALLING
     to_tag: str | None = None
     session_expires: int | None = None
     teardown_at: float | None = None

@@ -43,9 +43,22 @@ Actions:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
-NONE, CALLING, CONFIRMED, REJECTED, TERMINATING = "none", "calling", "confirmed", "rejected", "terminating"
-PHASES = (NONE, CALLING, CONFIRMED, REJECTED, TERMINATING)
+
+class Phase(StrEnum):
+    """A call's phase: the rows of the table. A ``str`` (equal to its value):
+    views, logs and the journal carry the text; snapshots name the member."""
+    NONE = "none"
+    CALLING = "calling"
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
+    TERMINATING = "terminating"
+
+
+NONE, CALLING, CONFIRMED, REJECTED, TERMINATING = (Phase.NONE, Phase.CALLING, Phase.CONFIRMED,
+                                                   Phase.REJECTED, Phase.TERMINATING)
+PHASES = tuple(Phase)
 
 METHODS = ("INVITE", "ACK", "OPTIONS", "BYE", "CANCEL", "REGISTER", "INFO",
            "SUBSCRIBE", "NOTIFY", "REFER", "UPDATE", "PRACK", "MESSAGE", "PUBLISH")
@@ -63,7 +76,7 @@ TRIGGERS = REQUEST_TRIGGERS + RESPONSE_TRIGGERS
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    next: str
+    next: Phase
     actions: tuple[str, ...]
     why: str = ""
 
@@ -76,8 +89,8 @@ _MIDCALL = ("ACK", "UPDATE", "PRACK", "INFO", "OPTIONS", "NOTIFY", "SUBSCRIBE",
             "MESSAGE", "PUBLISH", "OTHER")
 
 
-def _build() -> dict[tuple[str, str], Transition]:
-    t: dict[tuple[str, str], Transition] = {}
+def _build() -> dict[tuple[Phase, str], Transition]:
+    t: dict[tuple[Phase, str], Transition] = {}
     S = Transition
 
     # --- no call -------------------------------------------------------
@@ -151,10 +164,10 @@ def _build() -> dict[tuple[str, str], Transition]:
     return t
 
 
-TABLE: dict[tuple[str, str], Transition] = _build()
+TABLE: dict[tuple[Phase, str], Transition] = _build()
 
 
-def lookup(phase: str, trigger: str) -> Transition:
+def lookup(phase: Phase, trigger: str) -> Transition:
     """The transition for ``trigger`` in ``phase``; KeyError is a bug (the
     table is total, see tests/test_sip_alg_replay.py::test_transition_table_is_total)."""
     return TABLE[phase, trigger]
