@@ -7,8 +7,10 @@ Adding an ALG: its package under ``gateway/`` (events declared with
 ``gateway.events.domain_event``, a state folded by ``gateway.fold.Fold``, a
 ``gateway.alg_result.Run`` subclass whose ``result`` builds the step's
 ``Result``), an adapter implementing :class:`Alg` registered in
-``gateway.algs.ADAPTERS`` (the node and its views loop over it), its state slot and fold in ``gateway.domain``,
-and its dispatch (ports, channel) in ``gateway.datapath.pipeline``."""
+``gateway.algs.ADAPTERS`` (the node and its views loop over it), its state
+slot and fold in ``gateway.domain``, and, over UDP, its row of
+``gateway.datapath.dispatch_constants.UDP_ALGS`` (ports, dialog key, idle
+lifetime); ARCHITECTURE.md "Adding an ALG" is the checklist."""
 
 from __future__ import annotations
 

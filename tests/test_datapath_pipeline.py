@@ -513,3 +513,27 @@ def test_private_media_through_an_any_pinhole_leaves_from_its_public_pair():
                 else:
                     assert (p.src, p[UDP].sport, p.dst, p[UDP].dport) == ("3.3.3.110", 16002,
                                                                           "2.2.2.201", 4000)
+
+
+def test_a_udp_alg_is_one_row_of_the_dispatch_table(monkeypatch):
+    # gateway/datapath/dispatch_constants.py: a new UDP ALG's port, dialog key
+    # and idle lifetime are one UdpAlg row; the datapath hands its datagrams
+    # (first packet and the session's later ones, both ways) by that row alone.
+    from gateway.datapath import dispatch_constants as dc
+    row = dc.UdpAlg("echo-alg", (7777,), lambda payload: "k:" + payload[:3].decode(), lambda c: 42.0)
+    monkeypatch.setitem(dc.UDP_ALG_BY_PORT, 7777, row)
+    monkeypatch.setitem(dc.UDP_ALG_BY_NAME, "echo-alg", row)
+    monkeypatch.setattr(dc, "UDP_ALGS", dc.UDP_ALGS + (row,))
+    import gateway.datapath.pipeline as pipeline
+    monkeypatch.setattr(pipeline, "UDP_ALGS", dc.UDP_ALGS)
+    dp = Datapath(parse_text(NAT_CFG))
+    out = dp.process(build_udp("10.1.1.3", "1.1.1.9", 7000, 7777, b"abcdef"), "ethernet1", 0)
+    assert isinstance(out, Alg) and out.alg == "echo-alg" and out.key == "k:abc"
+    assert out.direction == "outbound" and out.nat_src == ("1.1.1.1", 7000)
+    fwd = dp.finish_alg(out, "forward", out.payload, now=0.0)
+    assert isinstance(fwd, Forward)
+    (sess,) = [s for s in dp.sessions if s.alg == "echo-alg"]
+    assert sess.timeout == 42.0
+    back = dp.process(build_udp("1.1.1.9", "1.1.1.1", 7777, 7000, b"xyz"), "ethernet3", 1)
+    assert isinstance(back, Alg) and back.alg == "echo-alg" and back.key == "k:xyz"
+    assert back.direction == "inbound" and back.session == sess.id

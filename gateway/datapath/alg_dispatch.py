@@ -12,11 +12,11 @@ from typing import Iterable
 
 from gateway.alg_contract import Direction
 from gateway.datapath.alg_handoff import _FLIP, _alg_entry, _conn_name, _direction, _ip, _nat_of
-from gateway.datapath.dispatch_constants import H323_RAS_PORTS, H323_SERVICE, SIP_PORT, _PROTO_NAMES
+from gateway.datapath.dispatch_constants import H323_SERVICE, UDP_ALG_BY_NAME, UDP_ALG_BY_PORT, _PROTO_NAMES
 from gateway.datapath.outcomes import Alg, Drop, Forward, Outcome
 from gateway.datapath.pinholes import Hole, PinholeLike
 from gateway.datapath.sessions import PROTO_TCP, Rewrite, Session
-from gateway.datapath.signalling_scan import mgcp_key, sip_call_id
+from gateway.datapath.signalling_scan import sip_call_id
 from gateway.datapath.tcp_stream import SegmentWork
 from gateway.packet import Packet
 from gateway.policy import Decision, Flow
@@ -77,11 +77,9 @@ class AlgDispatch:
         payload = pkt.payload_bytes
         common = dict(direction=_direction(d), ingress=ingress, egress=d.egress or "", payload=payload,
                       decision=d, port_translates=False)
-        if dp in H323_RAS_PORTS:
-            return self._to_alg("h323", "", pkt, (s, sp, dd, dp), rw, channel="ras", conn_key="ras", **common)
-        alg = "sip" if dp == SIP_PORT else "mgcp"
-        akey = sip_call_id(payload) if alg == "sip" else mgcp_key(payload)
-        return self._to_alg(alg, akey, pkt, (s, sp, dd, dp), rw, **common)
+        u = UDP_ALG_BY_PORT[dp]
+        akey = u.dialog_key(payload) if u.dialog_key is not None else ""
+        return self._to_alg(u.alg, akey, pkt, (s, sp, dd, dp), rw, **u.handoff, **common)
 
     def _alg_of_session(self, pkt: Packet, sess: Session, rw: Rewrite | None, fwd: bool,
                         ingress: str) -> Alg:
@@ -90,10 +88,9 @@ class AlgDispatch:
         common = dict(direction=sess.direction if fwd else _FLIP.get(sess.direction, sess.direction),
                       ingress=ingress, egress=sess.egress if fwd else sess.ingress, payload=payload,
                       session=sess.id)
-        if sess.alg == "h323":
-            return self._to_alg("h323", "", pkt, (s, sp, dd, dp), rw, channel="ras", conn_key="ras", **common)
-        akey = sip_call_id(payload) if sess.alg == "sip" else mgcp_key(payload)
-        return self._to_alg(sess.alg, akey, pkt, (s, sp, dd, dp), rw, **common)
+        u = UDP_ALG_BY_NAME[sess.alg]
+        akey = u.dialog_key(payload) if u.dialog_key is not None else ""
+        return self._to_alg(u.alg, akey, pkt, (s, sp, dd, dp), rw, **u.handoff, **common)
 
     def finish_alg(self, outcome: Alg, verdict: str, data: bytes, route_to=None,
                    pinholes_open: Iterable[PinholeLike] = (), pinholes_close: Iterable[str] = (),

@@ -56,7 +56,8 @@ from gateway.datapath.datapath_tables import DatapathTables
 from gateway.datapath.dispatch_constants import (
     FRAGMENT_DROP, FRAGMENT_LIFETIME, H323_RAS_PORTS, H323_RAS_TIMEOUT, H323_SERVICE,
     H323_SIGNALLING_TIMEOUT, H323_TCP_PORT, MAX_FRAGMENT_FLOWS, MGCP_PORTS, MGCP_SESSION_TIMEOUT,
-    SIP_PORT, TCP_CLOSING_TIMEOUT, TCP_SIGNALLING_NOTE, _FIN_RST, _ICMP_ECHO, _PROTO_NAMES,
+    SIP_PORT, TCP_CLOSING_TIMEOUT, TCP_SIGNALLING_NOTE, UDP_ALG_BY_PORT, UDP_ALGS, _FIN_RST, _ICMP_ECHO,
+    _PROTO_NAMES,
 )
 from gateway.datapath.outcomes import Alg, Drop, Forward, Outcome
 from gateway.datapath.pinhole_path import PinholePath
@@ -110,8 +111,7 @@ class Datapath(PinholePath, AlgDispatch, TcpSignalling, DatapathTables):
         self._flood = bool(self.screens.flood_thresholds)
         self._limits = bool(self.screens.session_limits)
         self.media_timeout = float(config.sip.media_inactivity_timeout)
-        self.alg_timeouts = {"sip": float(config.sip.signaling_inactivity_timeout),
-                             "mgcp": MGCP_SESSION_TIMEOUT, "h323": H323_RAS_TIMEOUT}
+        self.alg_timeouts = {u.alg: u.idle_timeout(config) for u in UDP_ALGS}
         # H.323 and SIP TCP sessions (by session id): their framed streams.
         self._tpkt: dict[int, FramedStream] = {}
         self._sip_holding: set[SipStream] = set()     # with segments retained (expire sweeps)
@@ -149,7 +149,7 @@ class Datapath(PinholePath, AlgDispatch, TcpSignalling, DatapathTables):
         self._flood = bool(screens.flood_thresholds)
         self._limits = bool(screens.session_limits)
         self.media_timeout = float(config.sip.media_inactivity_timeout)
-        self.alg_timeouts["sip"] = float(config.sip.signaling_inactivity_timeout)
+        self.alg_timeouts = {u.alg: u.idle_timeout(config) for u in UDP_ALGS}
 
     # -- outcomes -----------------------------------------------------------------
 
@@ -257,7 +257,7 @@ class Datapath(PinholePath, AlgDispatch, TcpSignalling, DatapathTables):
             return self._drop(d.reason, "policy")
         rw = self._rewrite_of(key, d)
 
-        if proto == PROTO_UDP and (dport == SIP_PORT or dport in MGCP_PORTS or dport in H323_RAS_PORTS):
+        if proto == PROTO_UDP and dport in UDP_ALG_BY_PORT:
             return self._alg_of_decision(pkt, key, d, rw, ingress)
         if proto == PROTO_TCP and dport == H323_TCP_PORT:
             return self._h323_connection(pkt, key, rw, now, ingress, d, "q931")
