@@ -163,7 +163,7 @@ class MgcpAdapter:
 
     @staticmethod
     def for_datapath(pinholes):
-        return [Pinhole.of(p) for p in pinholes]
+        return pinholes                    # already the datapath's type (media_pinhole)
 
     @staticmethod
     def released(events) -> tuple[list[str], list[str]]:

@@ -1,9 +1,9 @@
 """The one pinhole type the datapath's pinhole table takes from every ALG.
 
-The SIP ALG's state holds these (``gateway.sip.state.Pinhole`` is this
-class). MGCP and H.323 keep smaller records in their states (MGCP: a media
-opening; H.323: its channel kind and the other logical channels sharing an
-address) and hand the datapath :meth:`Pinhole.of` them. A snapshot names a
+The SIP and MGCP ALGs' states hold these (``gateway.sip.state.Pinhole`` is
+this class; ``gateway.mgcp.state.media_pinhole`` builds MGCP's). H.323 keeps
+its own record (its channel kind and the other logical channels sharing an
+address) and hands the datapath :meth:`Pinhole.of` it. A snapshot names a
 state record's class and its field values in order (``journal.state_codec``):
 a SIP pinhole written before ``channel`` and ``alg`` existed loads with
 their defaults."""
@@ -40,13 +40,11 @@ class Pinhole:
 
     @classmethod
     def of(cls, p) -> "Pinhole":
-        """The datapath's pinhole for an ALG state's record: an MGCP one
-        (``gateway.mgcp.state.Pinhole``) or an H.323 one
-        (``gateway.h323.state.Pinhole``, which names its ``transport``)."""
-        if hasattr(p, "transport"):
-            return _of_h323(cls, p)
-        # MGCP media pinholes stay for the connection's life (closed by DLCX).
-        return cls(p.id, p.call, p.group, "media", "udp", p.direction, p.dst, p.to)
+        """The datapath's pinhole for an ALG state's record: one already
+        (SIP, MGCP) or an H.323 one (``gateway.h323.state.Pinhole``)."""
+        if isinstance(p, cls):
+            return p
+        return _of_h323(cls, p)
 
 
 def _of_h323(cls: type[Pinhole], p) -> Pinhole:

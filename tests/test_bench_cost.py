@@ -63,8 +63,11 @@ def test_cpu_and_wake_ups_are_charged_to_the_named_thread():
     # The process total holds every thread's time (exited ones included);
     # a sample reads the process before its threads, and the spinning thread
     # runs on meanwhile (longer on a loaded box): a process figure reading only one
-    # thread would hold next to nothing of the spinning one's time.
-    assert d["procs"]["me"] >= 0.5 * d["threads"]["me"]["cost-spin"]
+    # thread would hold next to nothing of the spinning one's time. The kernel
+    # scales the process's and each thread's tick samples separately
+    # (cputime_adjust), so on a busy box the two differ by more than the reads'
+    # gap (0.20 s against 0.48 s seen beside a test run): the bound is loose.
+    assert d["procs"]["me"] >= 0.2 * d["threads"]["me"]["cost-spin"]
     # /proc/stat counts the machine in ticks, the process's own figure
     # differently: on this kind of VM they part by tens of ms either way;
     # the machine's figure must still hold most of the process's.

@@ -489,7 +489,7 @@ def test_private_media_through_an_any_pinhole_leaves_from_its_public_pair():
     # given the public pair 3.3.3.10:45190 (an inbound pinhole). sf_gw's RTP
     # to asia_gw must leave from that pair (the address asia_gw was told and
     # checks), not from its private address, whichever side sends first.
-    from gateway.mgcp.state import Pinhole as MgcpHole
+    from gateway.mgcp.state import media_pinhole as MgcpHole
     from actors.algs import MediaHole
 
     for first in ("sf", "asia"):

@@ -21,6 +21,7 @@ from immutables import Map
 
 from gateway.fold import Fold
 from gateway.mgcp import events as ev
+from gateway.pinhole import Pinhole
 
 _EMPTY_MAP: Map = Map()
 _FIELDS: dict[type, tuple[str, ...]] = {}
@@ -115,17 +116,12 @@ class MediaGroup:
     media_deadline: float
 
 
-@dataclass(frozen=True, slots=True)
-class Pinhole:
-    """An opening for UDP from any source to ``dst``; ``to`` is the
-    destination it is translated to (None: unchanged)."""
-
-    id: str
-    call: str
-    group: str
-    direction: str
-    dst: tuple[str, int]
-    to: tuple[str, int] | None
+def media_pinhole(pid: str, call: str, group: str, direction: str, dst: tuple[str, int],
+                  to: tuple[str, int] | None) -> Pinhole:
+    """An MGCP media opening as the datapath's one pinhole type: UDP from any
+    source to ``dst``, translated to ``to`` (None: unchanged), for as long as
+    its connection lives (DLCX or the call's end closes it)."""
+    return Pinhole(pid, call, group, "media", "udp", direction, dst, to)
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,8 +351,8 @@ def _media_seen(s: MgcpState, e: ev.MediaSeen) -> MgcpState:
 
 def _pinhole_opened(s: MgcpState, e: ev.PinholeOpened) -> MgcpState:
     c = s.calls[(e.gateway, e.call_id)]
-    p = Pinhole(e.pinhole, c.stream, e.group, e.direction, (e.dst_ip, e.dst_port),
-                (e.to_ip, e.to_port) if e.to_ip is not None and e.to_port is not None else None)
+    p = media_pinhole(e.pinhole, c.stream, e.group, e.direction, (e.dst_ip, e.dst_port),
+                      (e.to_ip, e.to_port) if e.to_ip is not None and e.to_port is not None else None)
     return _with_call(s, replace(c, pinholes=c.pinholes.set(e.pinhole, p), seq=c.seq + 1))
 
 
