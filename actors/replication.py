@@ -45,7 +45,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from actors.replication_applier import Applier
 from actors.replication_keys import CurveKeys, _KeyCheck
 from actors.replication_limits import (
-    APPEND_CHUNK, EXIT_GRACE, FOLD_BACKLOG, MAX_MESSAGE_BYTES, SNAPSHOT_STALL,
+    APPEND_CHUNK, EXIT_GRACE, FOLD_BACKLOG, FOLD_DELAY, MAX_MESSAGE_BYTES, SNAPSHOT_STALL,
 )
 from actors.replication_loop import TransportLoop
 from actors.replication_peer import PeerMessages
@@ -141,6 +141,10 @@ class Replicator(TransportLoop, PeerMessages, StandbyReceive, SnapshotRejoin):
         self._handover_deadline: float | None = None
         self._handover_sent = False
         self.applier = Applier(f"replication-apply-{node_id}")
+        # Stored and acknowledged records the applier has not folded yet, and
+        # how long they may wait (FOLD_DELAY; 0: each batch at once).
+        self._unfolded: list = []
+        self.fold_delay = FOLD_DELAY
         # Frames handed to the applier and not yet stored, and the journal's
         # head as the applier last stored it: together, where the active's
         # next batch must start (_received_head).

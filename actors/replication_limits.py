@@ -25,3 +25,7 @@ APPEND_CHUNK = 2000
 # the margin for that, as the lease's margin is for a stalled one.
 EXIT_GRACE = 0.15
 FOLD_BACKLOG = 20000
+# Standby: acknowledged records wait at most FOLD_DELAY seconds (or until
+# FOLD_COALESCE of them) to be folded together (actors/replication_standby.py).
+FOLD_DELAY = 0.05
+FOLD_COALESCE = 2000

@@ -120,7 +120,7 @@ class SnapshotRejoin:
             path, frame = self._snap_tmp, recv.frame
             self._snap_recv = self._snap_tmp = None
             self._cutting.set()
-            self.applier.submit(self._install_snapshot, path, frame)
+            self.applier.submit(self._install_snapshot, path, frame, after_deferred=True)
 
     def _receiving_snapshot(self, now: float) -> bool:
         """Standby: a snapshot is arriving (a chunk within SNAPSHOT_STALL).

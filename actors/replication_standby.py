@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from actors.replication_limits import APPEND_CHUNK, FOLD_BACKLOG
+from actors.replication_limits import APPEND_CHUNK, FOLD_BACKLOG, FOLD_COALESCE
 from actors.replication_sockets import _readable
 from journal.replication import (
     Batch, Handover, Heartbeat, ProtocolViolation, Refused, SnapChunk, Taken, decode,
@@ -84,7 +84,7 @@ class StandbyReceive:
                     if not self._cutting.is_set():
                         # Cut and rebuild on the applier; HELLO once it is done.
                         self._cutting.set()
-                        self.applier.submit(self._cut, msg.head)
+                        self.applier.submit(self._cut, msg.head, after_deferred=True)
                     continue
                 # "no snapshot to send": the active cannot serve this node
                 # yet (it has no snapshot); like "not active", ask again at
@@ -138,7 +138,21 @@ class StandbyReceive:
         # waits for: no acknowledged event is lost in a failover), before the
         # fold: the active's held packets wait for this message.
         self._cmd(("ack", self.journal.head))
-        self._fold(records)
+        self._unfolded += records
+        if len(self._unfolded) >= FOLD_COALESCE or self.fold_delay <= 0:
+            self._fold_unfolded()
+        else:
+            self.applier.defer(self._fold_unfolded, self.fold_delay)
+
+    def _fold_unfolded(self) -> None:
+        """Applier: fold the stored, acknowledged records not folded yet, in
+        one batch. Folding each small batch as it came cost the standby a
+        cold run of the fold machinery per batch (bench/bench_cold_step.py);
+        a promotion waits for the applier to be idle, which folds them at
+        once, so a takeover still starts from every acknowledged record."""
+        records, self._unfolded = self._unfolded, []
+        if records:
+            self._fold(records)
 
     def _fold(self, records: list) -> None:
         try:

@@ -47,3 +47,16 @@ def test_a_record_short_of_a_field_without_default_is_refused():
 def test_a_current_record_round_trips():
     p = Pinhole(*TEN, channel="q931", alg="h323")
     assert _build(Pinhole, tuple(getattr(p, f) for f in Pinhole.__dataclass_fields__)) == p
+
+
+def test_an_mgcp_pinhole_of_the_older_six_field_record_is_refused_not_misread():
+    # MGCP's state held its own six-field record (gateway.mgcp.state.Pinhole)
+    # before it held the datapath's type: that name now resolves to
+    # gateway.pinhole.Pinhole, and six values must not fill its first six
+    # fields (direction as kind...). The snapshot is refused, and the journal's
+    # events, which carry every field, rebuild the state.
+    six = ("c#p1", "mgcp-call/gw/c1", "c#g1", "inbound", ("1.1.1.1", 20000), ("10.1.1.3", 4000))
+    data = pickle.dumps([_Written(six)], 2).replace(b"cgateway.pinhole\nPinhole\n",
+                                                    b"cgateway.mgcp.state\nPinhole\n")
+    with pytest.raises(StateDecodeError):
+        decode_tree(["p", data])
