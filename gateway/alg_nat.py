@@ -62,7 +62,7 @@ def media_nat_of(engine, o):
         if where is None:
             return None
         d = engine.decide(Flow(where[0], host, dst, "udp", mgcp_alg.GW_PORT, mgcp_alg.GW_PORT))
-        if d.action != "permit" or d.nat is None or d.nat.src is None:
+        if not d.permitted or d.nat is None or d.nat.src is None:
             return None
         return str(d.nat.src)
     return nat

@@ -56,9 +56,9 @@ class PinholePath:
                                              _PROTO_NAMES[p], sp, dp),
                                         service=H323_SERVICE if getattr(hole.pinhole, "alg", "") == "h323"
                                         else None)
-                if d0.action == "permit" and d0.nat.src is not None:
+                if d0.permitted and d0.nat.src is not None:
                     nsrc = int(d0.nat.src)
-                elif d0.action != "permit" and getattr(hole.pinhole, "alg", "") == "h323" \
+                elif not d0.permitted and getattr(hole.pinhole, "alg", "") == "h323" \
                         and hole.pinhole.kind == "media":
                     # No NAT can be known for it (e.g. "no route" to a party the
                     # configuration does not route, as IP_Phone2 of "Incoming

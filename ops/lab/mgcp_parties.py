@@ -105,4 +105,4 @@ def translated_toward(config, host: str, peer: str) -> str | None:
     if where is None:
         return None
     d = eng.decide(Flow(where[0], IPv4Address(host), IPv4Address(peer), "udp", GW_PORT, GW_PORT))
-    return str(d.nat.src) if d.action == "permit" and d.nat.src is not None else None
+    return str(d.nat.src) if d.permitted and d.nat.src is not None else None
