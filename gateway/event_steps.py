@@ -1,9 +1,10 @@
 """A step record's events read without building them (the raw history's
-views): the key they share, and the names of a compact event's values
-(gateway/event_wire.py)."""
+views): the key they share, the names of a compact event's values
+(gateway/event_wire.py), and the ids written relative to the record's stream."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from gateway import event_wire
@@ -30,6 +31,8 @@ def step_entries(payload: Any, stream: str | None) -> list[tuple[str, dict[str, 
         t, schema, p = item
         if type(t) is int and type(schema) is int and isinstance(p, list):
             try:
+                if LocalId in map(type, p):
+                    p = local_ids(p, stream)
                 t, p = _named(t, schema, p, keyless)
             except (UnknownEvent, ValueError):
                 continue
@@ -62,3 +65,59 @@ def _named(code: int, schema: int, values: list, keyless: bool) -> tuple[str, di
     if len(values) != len(names):
         raise ValueError(f"{t}: {len(values)} values for {len(names)} fields")
     return t, dict(zip(names, values))
+
+
+
+# An id a call's ALG made for its pinholes and media groups is the call's
+# name, "#", and a serial ("<key>#p6", "<mgcp stream>#g2"): the name is the
+# record's stream or its tail, so a step record writes only what follows the
+# "#" with where the name starts in the stream (0: the whole stream; SIP:
+# len("call/")). The ids were a quarter of a SIP call's journal bytes. The
+# journal writes a LocalId as msgpack's ext type of that code
+# (journal/record.py).
+LOCAL_ID_MAX_SKIP = 127            # msgpack's highest application ext code
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LocalId:
+    """An id written relative to its record's stream: ``stream[code:] + "#"
+    + rest`` (``rest`` UTF-8, as read from the journal)."""
+
+    code: int
+    rest: bytes
+
+
+def local_marks(stream: str, key: str | None) -> tuple[tuple[str, int], ...]:
+    """``(prefix, code)`` of the ids a step record of ``stream`` writes
+    relative to it: the key where it is the stream's tail, and the stream's
+    own name."""
+    marks = [(stream + "#", 0)]
+    if key is not None and len(stream) > len(key) and stream.endswith(key):
+        skip = len(stream) - len(key)
+        if skip <= LOCAL_ID_MAX_SKIP:
+            marks.insert(0, (key + "#", skip))
+    return tuple(marks)
+
+
+def relative_ids(values: list, marks: tuple[tuple[str, int], ...]) -> None:
+    """Write, in place, each of ``values`` that is an id local to the record
+    (it starts with one of ``marks``' prefixes) in its relative form."""
+    for i, v in enumerate(values):
+        if type(v) is str and "#" in v:
+            for prefix, code in marks:
+                if v.startswith(prefix):
+                    values[i] = LocalId(code, v[len(prefix):].encode())
+                    break
+
+
+def local_ids(values: list, stream: str | None) -> list:
+    """``values`` with each relative id written out in full against the
+    record's ``stream``. Raises ValueError for one that names no place in it."""
+    out = []
+    for v in values:
+        if type(v) is LocalId:
+            if stream is None or not 0 <= v.code < len(stream) or type(v.rest) is not bytes:
+                raise ValueError("a step record's relative id names no place in the record's stream")
+            v = stream[v.code:] + "#" + v.rest.decode()      # UnicodeDecodeError is a ValueError
+        out.append(v)
+    return out

@@ -21,7 +21,7 @@ from typing import Any, Callable, ClassVar, TypeVar
 
 from gateway import event_wire
 from gateway.event_payload import _PLAIN, _PLANS, UndecodableEvent, UnknownEvent, _encode, _plan
-from gateway.event_steps import _named, step_entries, step_key
+from gateway.event_steps import LocalId, _named, local_ids, local_marks, relative_ids, step_entries, step_key
 
 # The payload's plans and errors and the step records' readers stay importable from here.
 __all__ = ["E", "STEP_TYPE", "Event", "StepEvents", "UndecodableEvent", "UnknownEvent", "decode", "domain_event",
@@ -148,7 +148,7 @@ def registered() -> dict[str, type[Event]]:
 STEP_TYPE = "step"
 
 
-@event(STEP_TYPE)
+@event(STEP_TYPE, schema=2)
 @dataclasses.dataclass(frozen=True, slots=True)
 class StepEvents(Event):
     """The events one step (a message, a timer, a media refresh) made for one
@@ -167,7 +167,10 @@ class StepEvents(Event):
     named form. ``k`` (present when every event has the same ``key`` field)
     is left out of each event and put back on decode; where the record's
     stream ends with that key (``call/<key>``) ``k`` is the number of
-    characters before it in the stream, and decoding needs the stream."""
+    characters before it in the stream, and decoding needs the stream.
+    Schema 2: a coded event's value that is an id local to the record's
+    entity (``<key>#p6``, ``<stream>#g2``) is written relative to the stream
+    (gateway/event_steps.py ``relative_ids``); schema 1 records hold none."""
 
     events: tuple[Event, ...]
 
@@ -189,16 +192,20 @@ class StepEvents(Event):
             rows.append((ev, wire, names, vals, at))
         if type(key) is not str:
             key = None                       # not every event has it, or they differ
+        stream = self.stream
+        marks = local_marks(stream, key)
         inner = []
         for ev, wire, names, vals, at in rows:
             if key is not None:
                 del vals[at]
                 names = names[:at] + names[at + 1:]
-            inner.append([ev.TYPE, ev.SCHEMA, dict(zip(names, vals))] if wire is None
-                         else [wire, ev.SCHEMA, vals])
+            if wire is None:
+                inner.append([ev.TYPE, ev.SCHEMA, dict(zip(names, vals))])
+            else:
+                relative_ids(vals, marks)
+                inner.append([wire, ev.SCHEMA, vals])
         if key is None:
             return {"e": inner}
-        stream = self.stream
         if len(stream) > len(key) and stream.endswith(key):
             return {"e": inner, "k": len(stream) - len(key)}     # the key is the stream's tail
         return {"e": inner, "k": key}
@@ -216,6 +223,8 @@ class StepEvents(Event):
                 raise ValueError("a step record's event is [type, schema, payload]")
             t, schema, p = item
             if type(t) is int and isinstance(p, list):
+                if LocalId in map(type, p):
+                    p = local_ids(p, stream)
                 plan = fast.get((t, schema)) or _fast_plan(t, schema, key is not None)
                 if plan is not _SLOW and len(p) == plan[2]:
                     # This build's schema, every field plain: the values are
@@ -235,6 +244,12 @@ class StepEvents(Event):
                 p = {**p, "key": key}
             events.append(decode(t, schema, p))
         return cls(tuple(events))
+
+
+@upcaster(STEP_TYPE, 1)
+def _step_from_schema_1(payload: dict[str, Any]) -> dict[str, Any]:
+    # Schema 1 wrote every id in full: its values read as they are.
+    return payload
 
 
 _NO_KEY = object()

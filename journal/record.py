@@ -18,7 +18,9 @@ Body of format 0xA1 is one msgpack array::
 nested in the same msgpack document so a record costs one unpack to read.
 A record of type ``step`` holds the events one step made for one entity
 (:class:`gateway.events.StepEvents`): :meth:`Record.events` gives them, in
-order, for a record of either kind.
+order, for a record of either kind; an id such a record writes relative to
+its stream (``gateway.event_steps.LocalId``) is msgpack's ext type, its code
+where the id's name starts in the stream.
 Nothing here reads a clock: the timestamp is the caller's.
 """
 
@@ -32,6 +34,7 @@ from typing import Any
 import msgpack
 
 from gateway import events as _events
+from gateway.event_steps import LocalId
 
 FORMAT_V1 = 0xA1
 # Every format this build can read. A new layout gets a new byte and keeps the old decoders.
@@ -107,7 +110,7 @@ def encode_record(record: Record, fmt: int = FORMAT_V1) -> bytes:
     body = msgpack.packb(
         [record.seq, record.epoch, record.timestamp, record.stream, record.version,
          record.type, record.schema, record.payload],
-        use_bin_type=True,
+        use_bin_type=True, default=_pack_local_id,
     )
     if len(body) > MAX_BODY:
         raise ValueError(f"record body of {len(body)} bytes exceeds {MAX_BODY}")
@@ -184,7 +187,16 @@ def unpack_complete(data) -> Any:
         walker.skip()
         if walker.tell() != len(data):
             raise msgpack.ExtraData(None, bytes(data[walker.tell():]))
-    return _unpackb(data, strict_map_key=False)
+    return _unpackb(data, strict_map_key=False, ext_hook=LocalId)
+
+
+def _pack_local_id(value: Any) -> msgpack.ExtType:
+    # A step record's id relative to its stream (gateway/event_steps.py) is
+    # msgpack's ext type: its code where the name starts in the stream, its
+    # data what follows the "#". Reading gives it back as a LocalId.
+    if type(value) is LocalId:
+        return msgpack.ExtType(value.code, value.rest)
+    raise TypeError(f"cannot journal a {type(value).__name__}")
 
 
 def _record_v1(fields: Any) -> Record:
