@@ -51,7 +51,7 @@ from actors.node_algs import AlgHost, _start_on
 # Kept importable from here (callers and tests name them through the node).
 from actors.node_algs import JOURNAL_FAILED_DROP, _releasing  # noqa: F401
 from actors.node_entities import EntityMirror
-from actors.node_media import MediaReport, MediaReports
+from actors.node_media import MediaBatch, MediaReport, MediaReports
 from actors.node_roles import RoleController
 from actors.node_standby import StandbyFold
 from actors.node_views import NodeViews
@@ -67,7 +67,7 @@ log = logging.getLogger("gateway.node")
 
 class EntityActor(PooledActor):
     """A call, registration, protect-deny entry or pinhole: owns its timer and
-    its summary; media reports for a pinhole come here."""
+    its summary; a call's media reports of one drain come here together."""
 
     def __init__(self, node: "Node", stream: str) -> None:
         super().__init__()
@@ -80,6 +80,8 @@ class EntityActor(PooledActor):
                 self.node._timer(self.stream)
         elif isinstance(message, MediaReport):
             self.node._media(message)
+        elif isinstance(message, MediaBatch):
+            self.node._media(*message.reports)
         elif message == "summary":
             return self.node.entity_summary(self.stream)
         return None

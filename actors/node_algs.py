@@ -262,15 +262,25 @@ class AlgHost:
             log.info("%s: %s", adapter.name, line)
         self._commit(r, lambda _recs: self._close_pinholes(r, adapter))
 
-    def _media(self, m: MediaReport) -> None:
+    def _media(self, *reports: MediaReport) -> None:
+        """One entity's media reports of a drain (one ALG), as ONE step: each
+        report's ``media_activity`` on the state the one before left, their
+        events journaled together (one record), the datapath's pinholes
+        changed after, report by report."""
         if self.role.role != "active":
             return
-        adapter = ADAPTERS[m.alg]
+        adapter = ADAPTERS[reports[0].alg]
+        settings = self._settings(adapter)
+        done = []
         with self.state_lock:
-            r = adapter.media_activity(self._get(adapter), m.group, m.at, self._settings(adapter),
-                                       pinhole=m.pinhole)
-            self._put(adapter, r.state)
-        self._commit(r, lambda _recs: self._close_pinholes(r, adapter))
+            for m in reports:
+                r = adapter.media_activity(self._get(adapter), m.group, m.at, settings, pinhole=m.pinhole)
+                self._put(adapter, r.state)
+                done.append(r)
+        if len(done) > 1:
+            r = replace(r, events=tuple(e for x in done for e in x.events),
+                        timers=tuple(t for x in done for t in x.timers))
+        self._commit(r, lambda _recs: [self._close_pinholes(x, adapter) for x in done])
 
     def _close_pinholes(self, r, adapter=SipAdapter) -> None:
         if self.datapath is not None and (r.pinholes_close or r.pinholes_open):

@@ -5,8 +5,9 @@ worker's housekeeping).
 ``MediaReports`` is a part of :class:`actors.node.Node` (a base class): its
 only state is the coalescing of reports (``_media_reported``,
 ``_media_pending``, made by the node); each report becomes a
-:class:`MediaReport` to the pinhole's or the call's entity actor, whose turn
-runs the ALG's ``media_activity`` step (``Node._media``)."""
+:class:`MediaReport`, and a drain's reports for one call go to the call's
+entity actor as one message, whose turn runs the ALG's ``media_activity``
+step for each (``Node._media``) and journals them as one record."""
 
 from __future__ import annotations
 
@@ -23,6 +24,15 @@ class MediaReport:
     group: str
     pinhole: str | None
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MediaBatch:
+    """The reports of one drain for one entity, taken in one turn (both
+    voice channels of a call, or both directions of one, report together:
+    one journal record, not one each)."""
+
+    reports: tuple[MediaReport, ...]
 
 
 class MediaReports:
@@ -82,6 +92,7 @@ class MediaReports:
             with self.dp_lock:
                 self.datapath.remove_pinholes(used)
         st = self.state
+        batches: dict[tuple, tuple] = {}       # entity -> (its actor, its reports in order)
         for group, pinhole, at in activity:
             for adapter in ADAPTERS.values():
                 call = adapter.call_of_group(self._get_from(st, adapter), group)
@@ -89,8 +100,21 @@ class MediaReports:
                     break
             else:
                 continue                       # the channel ended meanwhile
-            target = self.directory.get(("entity", f"pinhole/{pinhole}")) if pinhole else None
+            # The call owns its channels and their pinholes (the ALG's state
+            # holds them under the call); a pinhole's own actor takes the
+            # report only where the call has none.
+            entity = ("entity", call)
+            target = self.directory.get(entity)
+            if target is None and pinhole:
+                entity = ("entity", f"pinhole/{pinhole}")
+                target = self.directory.get(entity)
             if target is None:
-                target = self.directory.get(("entity", call))
-            if target is not None:
-                target.tell(MediaReport(adapter.name, group, pinhole, at))
+                continue
+            report = MediaReport(adapter.name, group, pinhole, at)
+            held = batches.get(entity)
+            if held is None:
+                batches[entity] = (target, [report])
+            else:
+                held[1].append(report)
+        for target, reports in batches.values():
+            target.tell(reports[0] if len(reports) == 1 else MediaBatch(tuple(reports)))

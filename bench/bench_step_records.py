@@ -33,12 +33,20 @@ from journal.store import Journal  # noqa: E402
 
 
 def call_steps(i: int, steps: list[list]) -> list[list]:
-    """The template's steps with a call's own key (its own streams)."""
+    """The template's steps with a call's own key (its own streams), and its
+    own pinhole and group ids (the ALG names them after the call's key)."""
     import dataclasses
     key = steps[0][0].key
     new = f"{i:x}-{key}"
-    return [[dataclasses.replace(e, key=new) if getattr(e, "key", None) == key else e for e in s]
-            for s in steps]
+    mark = key + "#"
+
+    def own(e):
+        if getattr(e, "key", None) != key:
+            return e
+        ids = {f.name: new + v[len(key):] for f in dataclasses.fields(e)
+               for v in (getattr(e, f.name),) if type(v) is str and v.startswith(mark)}
+        return dataclasses.replace(e, key=new, **ids)
+    return [[own(e) for e in s] for s in steps]
 
 
 def measure(per_event: bool, calls: int, steps: list[list], work: Path) -> dict:

@@ -152,6 +152,51 @@ def test_steady_media_is_reported_once_per_refresh_and_its_last_time_when_quiet(
         node.stop()
 
 
+def _answered_call(node: Node) -> tuple[list[str], dict[str, str]]:
+    """A call with a voice channel each way: its groups, and a media pinhole of each."""
+    send(node, OUT, invite())
+    send(node, IN, response(200, "OK", body=sdp(PH2, 62002)))
+    (call,) = node.sip.calls.values()
+    groups = [g.group for g in call.groups]
+    used = {g: next(p.id for p in call.pinholes if p.group == g) for g in groups}
+    return groups, used
+
+
+def test_a_call_s_media_reports_of_one_drain_are_one_step_and_one_record(lone, tmp_path):
+    """Both voice channels' first traffic in one drain: one turn of the
+    call's actor, one journal record (each channel's MediaSeen and its used
+    pinhole's close, in report order), the pinholes gone from the datapath's
+    view, and the state that the same reports in two drains leave."""
+    node, clock = lone
+    groups, used = _answered_call(node)
+    assert len(groups) == 2
+    head = node.journal.head
+    clock.t += 1
+    node.report_media([(g, used[g], clock.t) for g in groups])
+    wait_for(lambda: node.journal.head > head)
+    assert node.quiesce(5)
+    (rec,) = node.journal.read(head + 1, node.journal.head)
+    evs = rec.events()
+    assert [e.TYPE for e in evs] == ["sip.media_seen", "sip.pinhole_closed"] * 2
+    assert [e.group for e in evs[::2]] == groups and [e.pinhole for e in evs[1::2]] == [used[g] for g in groups]
+    assert not {p["id"] for p in node.show("pinholes")} & set(used.values())
+
+    other_clock = Clock()
+    other = Node("gw-a", CFG, str(tmp_path / "other"), clock=other_clock, fsync=False, timer_thread=False)
+    other.start()
+    try:
+        assert _answered_call(other) == (groups, used)
+        base = other.journal.head
+        other_clock.t += 1
+        for g in groups:                        # a drain each
+            other.report_media([(g, used[g], other_clock.t)])
+            assert other.quiesce(5)
+        assert other.journal.head == base + 2
+        assert other.state == node.state and other.show("calls") == node.show("calls")
+    finally:
+        other.stop()
+
+
 def test_without_a_refresh_every_media_report_passes(lone):
     node, _clock = lone
     batch = [("g1", None, 1.0), ("g1", None, 1.1)]
