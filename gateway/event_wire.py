@@ -127,5 +127,10 @@ FIELDS: dict[tuple[str, int], tuple[str, ...]] = {
     ("tcp.seq_adjusted", 1): ("conn", "sender", "position", "change",),
 }
 
+# The fields that hold an id an entity made of its own name ("<key>#p6"): a
+# step record writes such a value relative to its stream where it is one
+# (gateway/event_steps.py LocalId), and reads these positions only.
+LOCAL_ID_FIELDS = frozenset({"pinhole", "group"})
+
 # code -> type name (decoding)
 TYPES: dict[int, str] = {code: name for name, code in CODES.items()}

@@ -21,7 +21,7 @@ from typing import Any, Callable, ClassVar, TypeVar
 
 from gateway import event_wire
 from gateway.event_payload import _PLAIN, _PLANS, UndecodableEvent, UnknownEvent, _encode, _plan
-from gateway.event_steps import LocalId, _named, local_ids, local_marks, relative_ids, step_entries, step_key
+from gateway.event_steps import _named, id_prefix, local_ids, local_marks, relative_ids, step_entries, step_key
 
 # The payload's plans and errors and the step records' readers stay importable from here.
 __all__ = ["E", "STEP_TYPE", "Event", "StepEvents", "UndecodableEvent", "UnknownEvent", "decode", "domain_event",
@@ -168,9 +168,10 @@ class StepEvents(Event):
     is left out of each event and put back on decode; where the record's
     stream ends with that key (``call/<key>``) ``k`` is the number of
     characters before it in the stream, and decoding needs the stream.
-    Schema 2: a coded event's value that is an id local to the record's
-    entity (``<key>#p6``, ``<stream>#g2``) is written relative to the stream
-    (gateway/event_steps.py ``relative_ids``); schema 1 records hold none."""
+    Schema 2: a coded event's id field (gateway/event_wire.py
+    ``LOCAL_ID_FIELDS``) holding an id local to the record's entity
+    (``<key>#p6``, ``<stream>#g2``) is written relative to the stream
+    (gateway/event_steps.py ``LocalId``); schema 1 records hold none."""
 
     events: tuple[Event, ...]
 
@@ -185,24 +186,25 @@ class StepEvents(Event):
         rows = []
         key: Any = _UNSET
         for ev in self.events:
-            wire, names, get, at = _ENCODERS.get(type(ev)) or _encoder(type(ev))
+            wire, names, get, at, ids = _ENCODERS.get(type(ev)) or _encoder(type(ev))
             vals = [v if type(v) in _PLAIN else _encode(v) for v in get(ev)]
             k = vals[at] if at is not None else _NO_KEY
             key = k if key is _UNSET or key == k else None
-            rows.append((ev, wire, names, vals, at))
+            rows.append((ev, wire, names, vals, at, ids))
         if type(key) is not str:
             key = None                       # not every event has it, or they differ
         stream = self.stream
         marks = local_marks(stream, key)
         inner = []
-        for ev, wire, names, vals, at in rows:
+        for ev, wire, names, vals, at, ids in rows:
             if key is not None:
                 del vals[at]
                 names = names[:at] + names[at + 1:]
             if wire is None:
                 inner.append([ev.TYPE, ev.SCHEMA, dict(zip(names, vals))])
             else:
-                relative_ids(vals, marks)
+                if ids:
+                    relative_ids(vals, [i - (key is not None and i > at) for i in ids], marks)
                 inner.append([wire, ev.SCHEMA, vals])
         if key is None:
             return {"e": inner}
@@ -218,23 +220,36 @@ class StepEvents(Event):
             raise ValueError("a step record holds a non-empty list of events")
         events = []
         fast = _FAST_KEYLESS if key is not None else _FAST
+        start = prefix = None                   # the relative ids' name in the stream
         for item in inner:
             if not isinstance(item, list) or len(item) != 3 or type(item[1]) is not int:
                 raise ValueError("a step record's event is [type, schema, payload]")
             t, schema, p = item
             if type(t) is int and isinstance(p, list):
-                if LocalId in map(type, p):
-                    p = local_ids(p, stream)
                 plan = fast.get((t, schema)) or _fast_plan(t, schema, key is not None)
                 if plan is not _SLOW and len(p) == plan[2]:
                     # This build's schema, every field plain: the values are
-                    # the constructor's arguments (the key put in its place).
-                    made, at, _n = plan
+                    # the constructor's arguments (the key put in its place),
+                    # the ids among them written out (event_steps.LocalId).
+                    made, at, _n, ids = plan
+                    for i in ids:
+                        v = p[i]
+                        if type(v) is slice:
+                            if p is item[2]:
+                                p = p.copy()            # the record's payload stays as read
+                            if v.start != start:        # one name per record, mostly
+                                start, prefix = v.start, id_prefix(v.start, stream)
+                            rest = v.stop
+                            if type(rest) is not bytes or v.step is not None:
+                                raise ValueError("a step record's relative id is [place, bytes]")
+                            p[i] = prefix + rest.decode()   # UnicodeDecodeError is a ValueError
                     if at == 0:                 # the ALGs' events: the key first
                         events.append(made(key, *p))
                     else:
                         events.append(made(*p) if at is None else made(*p[:at], key, *p[at:]))
                     continue
+                if slice in map(type, p):
+                    p = local_ids(p, stream)
                 t, p = _named(t, schema, p, key is not None)
             elif type(t) is str and t != STEP_TYPE and isinstance(p, dict):
                 pass
@@ -269,7 +284,7 @@ def _encoder(cls: type) -> tuple:
         # attrgetter of one name gives the value itself, not a 1-tuple (a
         # one-field event holding a tuple would be read as its fields).
         get = (lambda ev, name=names[0]: (getattr(ev, name),)) if names else (lambda _ev: ())
-    enc = (_wire_of(cls), names, get, names.index("key") if "key" in names else None)
+    enc = (_wire_of(cls), names, get, names.index("key") if "key" in names else None, _id_places(names))
     _ENCODERS[cls] = enc
     return enc
 
@@ -289,7 +304,12 @@ def _wire_of(cls: type) -> int | None:
         return _WIRE[cls]
 
 
-_SLOW = (None, None, -1)
+def _id_places(names) -> tuple[int, ...]:
+    """Where among ``names`` the ids local to a record are (gateway/event_wire.py LOCAL_ID_FIELDS)."""
+    return tuple(i for i, n in enumerate(names) if n in event_wire.LOCAL_ID_FIELDS)
+
+
+_SLOW = (None, None, -1, ())
 # (code, schema) -> (class, where the key goes or None, values expected), or
 # _SLOW (no count of values matches it) where the values must be named first (an older schema, a field that
 # needs a decoder, an unknown code): with and without the call key written once.
@@ -306,9 +326,10 @@ def _fast_plan(code: int, schema: int, keyless: bool) -> tuple:
         p = _PLANS.get(cls) or _plan(cls)
         if p.plain is not None and p.names == event_wire.FIELDS[(t, schema)]:
             if not keyless:
-                plan = (cls, None, len(p.names))
+                plan = (cls, None, len(p.names), _id_places(p.names))
             elif "key" in p.names:
-                plan = (cls, p.names.index("key"), len(p.names) - 1)
+                plan = (cls, p.names.index("key"), len(p.names) - 1,
+                        _id_places([n for n in p.names if n != "key"]))
     table[(code, schema)] = plan
     return plan
 

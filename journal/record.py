@@ -34,7 +34,6 @@ from typing import Any
 import msgpack
 
 from gateway import events as _events
-from gateway.event_steps import LocalId
 
 FORMAT_V1 = 0xA1
 # Every format this build can read. A new layout gets a new byte and keeps the old decoders.
@@ -187,15 +186,16 @@ def unpack_complete(data) -> Any:
         walker.skip()
         if walker.tell() != len(data):
             raise msgpack.ExtraData(None, bytes(data[walker.tell():]))
-    return _unpackb(data, strict_map_key=False, ext_hook=LocalId)
+    return _unpackb(data, strict_map_key=False, ext_hook=slice)
 
 
 def _pack_local_id(value: Any) -> msgpack.ExtType:
-    # A step record's id relative to its stream (gateway/event_steps.py) is
-    # msgpack's ext type: its code where the name starts in the stream, its
-    # data what follows the "#". Reading gives it back as a LocalId.
-    if type(value) is LocalId:
-        return msgpack.ExtType(value.code, value.rest)
+    # A step record's id relative to its stream (gateway/event_steps.py
+    # LocalId, a slice) is msgpack's ext type: its code where the name starts
+    # in the stream, its data what follows the "#". Reading makes the slice
+    # again (``ext_hook=slice``: no Python code runs per id).
+    if type(value) is slice:
+        return msgpack.ExtType(value.start, value.stop)
     raise TypeError(f"cannot journal a {type(value).__name__}")
 
 

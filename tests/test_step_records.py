@@ -10,6 +10,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gateway import domain
 from gateway.event_steps import LocalId
+from gateway import event_wire
+from gateway.event_wire import LOCAL_ID_FIELDS
 from gateway.events import STEP_TYPE, StepEvents, UnknownEvent, decode, expand, in_steps
 from journal.record import Record, decode_record, encode_record
 from test_replication_harness import call_events
@@ -257,7 +259,7 @@ def _payload_by_definition(step: StepEvents) -> dict:
     """The step payload built from each event's own payload, as the class
     docstring defines it: the shared ``key`` written once (where it starts in
     the stream when it is the stream's tail), a coded event's values in its
-    field order with the call's own ids relative to the stream, any other
+    field order with the call's own ids (its id fields) relative to the stream, any other
     event named."""
     from gateway.events import _wire_of
     payloads = [ev.to_payload() for ev in step.events]
@@ -267,8 +269,8 @@ def _payload_by_definition(step: StepEvents) -> dict:
     stream = step.stream
 
     def relative(v):
-        # An id of the call's own (its name, "#", a serial) is written as what
-        # follows the "#" with where the name starts in the stream.
+        # An id field's value of the call's own (its name, "#", a serial) is
+        # written as what follows the "#" with where the name starts in the stream.
         if type(v) is str:
             if key is not None and len(stream) > len(key) and stream.endswith(key) and v.startswith(key + "#"):
                 return LocalId(len(stream) - len(key), v[len(key) + 1:].encode())
@@ -282,7 +284,7 @@ def _payload_by_definition(step: StepEvents) -> dict:
             p = {n: v for n, v in p.items() if n != "key"}
         wire = _wire_of(type(ev))
         inner.append([ev.TYPE, ev.SCHEMA, p] if wire is None
-                     else [wire, ev.SCHEMA, [relative(v) for v in p.values()]])
+                     else [wire, ev.SCHEMA, [relative(v) if n in LOCAL_ID_FIELDS else v for n, v in p.items()]])
     if key is None:
         return {"e": inner}
     return {"e": inner, "k": len(stream) - len(key) if len(stream) > len(key) and stream.endswith(key)
@@ -306,7 +308,7 @@ def test_the_encoder_reads_a_one_field_event_as_one_value_even_when_it_is_a_tupl
     # tuple itself, read as that many fields).
     from gateway.events import _encoder
     step = StepEvents(tuple(_real_steps()[0]))
-    _wire, names, get, _at = _encoder(StepEvents)
+    _wire, names, get, _at, _ids = _encoder(StepEvents)
     assert names == ("events",) and get(step) == (step.events,)
 
 
@@ -315,7 +317,7 @@ def test_the_encoder_reads_a_one_field_event_as_one_value_even_when_it_is_a_tupl
 def _full_ids_payload(step: StepEvents) -> dict:
     """The payload as schema 1 wrote it: every id in full."""
     def full(v):
-        return v.rest.decode().join((step.stream[v.code:] + "#", "")) if type(v) is LocalId else v
+        return v.stop.decode().join((step.stream[v.start:] + "#", "")) if type(v) is LocalId else v
     p = step.to_payload()
     return {**p, "e": [[t, s, [full(v) for v in vals] if isinstance(vals, list) else vals]
                        for t, s, vals in p["e"]]}
@@ -334,7 +336,7 @@ def test_a_sip_call_s_pinhole_and_group_ids_are_written_after_the_hash_only():
         assert back.schema == 2 and list(back.events()) == list(step.events)
         assert back.entries() == [(e.TYPE, e.to_payload()) for e in step.events]
         # Each relative id starts where the key does in the stream ("call/").
-        codes = {v.code for _t, _s, vals in back.payload["e"] for v in vals if type(v) is LocalId}
+        codes = {v.start for _t, _s, vals in back.payload["e"] for v in vals if type(v) is LocalId}
         assert codes == {len("call/")}
 
 
@@ -385,14 +387,19 @@ def _with_code(frame: bytes, code: int, signed: int) -> bytes:
 @pytest.mark.parametrize("bad", [LocalId(40, b"p1"), LocalId(99, b"p1"), LocalId(5, b"\xff\xfe"),
                                  LocalId(127, b"")])
 def test_a_relative_id_that_names_no_place_in_the_stream_is_an_undecodable_event(bad):
-    step = in_steps(call_events(3, activity=1))[0]
+    step = next(in_steps(s)[0] for s in _real_steps() if any(e.TYPE == "sip.pinhole_closed" for e in s))
     p = step.to_payload()
-    p = {**p, "e": [[t, s, vals[:-1] + [bad]] for t, s, vals in p["e"]]}
+    # Each id field's value made ``bad`` (the key is written once: the
+    # fields after it are one place earlier).
+    places = {w: [i - 1 for i, n in enumerate(names) if n in LOCAL_ID_FIELDS]
+              for (t, _s), names in event_wire.FIELDS.items() for w in (event_wire.CODES[t],)}
+    p = {**p, "e": [[t, s, [bad if i in places[t] else v for i, v in enumerate(vals)]] for t, s, vals in p["e"]]}
+    assert any(bad in vals for _t, _s, vals in p["e"])
     frame = encode_record(Record(1, 1, 1.0, "call/short", 1, STEP_TYPE, 2, p))
-    if bad.code == 99:
+    if bad.start == 99:
         frame = _with_code(frame, 99, -3)
     rec, _end = decode_record(frame)
-    assert bad.code != 99 or any(LocalId(-3, b"p1") in vals for _t, _s, vals in rec.payload["e"])
+    assert bad.start != 99 or any(LocalId(-3, b"p1") in vals for _t, _s, vals in rec.payload["e"])
     with pytest.raises(UnknownEvent):
         rec.events()
     rec.entries()                         # the raw view shows what it can, never raises
