@@ -20,6 +20,7 @@ import operator
 from typing import Any, Callable, ClassVar, TypeVar
 
 from gateway import event_wire
+from gateway.construct import frozen_constructor
 from gateway.event_payload import _PLAIN, _PLANS, UndecodableEvent, UnknownEvent, _encode, _plan
 from gateway.event_steps import _named, id_prefix, local_ids, local_marks, relative_ids, step_entries, step_key
 
@@ -325,13 +326,25 @@ def _fast_plan(code: int, schema: int, keyless: bool) -> tuple:
     if cls is not None and cls.SCHEMA == schema and event_wire.FIELDS.get((t, schema)) is not None:
         p = _PLANS.get(cls) or _plan(cls)
         if p.plain is not None and p.names == event_wire.FIELDS[(t, schema)]:
+            made = _maker(cls)
             if not keyless:
-                plan = (cls, None, len(p.names), _id_places(p.names))
+                plan = (made, None, len(p.names), _id_places(p.names))
             elif "key" in p.names:
-                plan = (cls, p.names.index("key"), len(p.names) - 1,
+                plan = (made, p.names.index("key"), len(p.names) - 1,
                         _id_places([n for n in p.names if n != "key"]))
     table[(code, schema)] = plan
     return plan
+
+
+def _maker(cls: type) -> Callable[..., Event]:
+    """What builds ``cls`` from its values in field order: its slots set
+    through their descriptors (gateway/construct.py: a frozen dataclass's
+    ``__init__`` pays ``object.__setattr__`` per field, and a standby and a
+    replay build every event), or the class itself where that cannot be used."""
+    try:
+        return frozen_constructor(cls)
+    except TypeError:
+        return cls
 
 
 def expand(ev: Event) -> tuple[Event, ...] | list[Event]:
