@@ -95,23 +95,11 @@ class Datapath(PinholePath, AlgDispatch, TcpSignalling, DatapathTables):
 
     def __init__(self, config: Config, engine: Engine | None = None, *,
                  timeouts: dict[int, float] | None = None) -> None:
-        self.config = config
-        self.engine = engine if engine is not None else Engine(config)
         self.sessions = SessionTable(timeouts)
-        # Policy id -> firewall mark, for the policies with traffic settings
-        # (manual ch. 2 "Bandwidth Management for VoIP Services").
-        self.marks: dict[int, int] = {p.id: policy_mark(p.id) for p in config.policies
-                                      if p.action == "permit" and p.traffic is not None}
         self._smap = self.sessions._map       # the fast path's one probe
         self.pinholes = PinholeTable()
         self.activity = MediaActivity()
-        self.screens = Screens(config)
-        self._zones: dict[str, str | None] = {
-            name: self.engine.zone_of(name) for name in config.interfaces}
-        self._flood = bool(self.screens.flood_thresholds)
-        self._limits = bool(self.screens.session_limits)
-        self.media_timeout = float(config.sip.media_inactivity_timeout)
-        self.alg_timeouts = {u.alg: u.idle_timeout(config) for u in UDP_ALGS}
+        self._follow(config, engine, Screens(config))
         # H.323 and SIP TCP sessions (by session id): their framed streams.
         self._tpkt: dict[int, FramedStream] = {}
         self._sip_holding: set[SipStream] = set()     # with segments retained (expire sweeps)
@@ -136,16 +124,25 @@ class Datapath(PinholePath, AlgDispatch, TcpSignalling, DatapathTables):
         screens keep their counters and count the sessions that exist. Which
         sessions the new policy no longer permits is gateway/rematch.py's
         question, answered by the caller."""
-        self.config = config
-        self.engine = engine if engine is not None else Engine(config)
-        self.marks = {p.id: policy_mark(p.id) for p in config.policies
-                      if p.action == "permit" and p.traffic is not None}
         screens = Screens(config)
         screens.counters = self.screens.counters
         for sess in self.sessions:
             screens.opened(sess.from_zone, sess.fwd_key[1])
+        self._follow(config, engine, screens)
+
+    def _follow(self, config: Config, engine: Engine | None, screens: Screens) -> None:
+        """What the datapath reads from ``config`` (at start and at each
+        ``reconfigure``): its policy engine, marks, zones, screens and the
+        timeouts of media and of each UDP ALG's signalling."""
+        self.config = config
+        self.engine = engine if engine is not None else Engine(config)
+        # Policy id -> firewall mark, for the policies with traffic settings
+        # (manual ch. 2 "Bandwidth Management for VoIP Services").
+        self.marks: dict[int, int] = {p.id: policy_mark(p.id) for p in config.policies
+                                      if p.action == "permit" and p.traffic is not None}
         self.screens = screens
-        self._zones = {name: self.engine.zone_of(name) for name in config.interfaces}
+        self._zones: dict[str, str | None] = {
+            name: self.engine.zone_of(name) for name in config.interfaces}
         self._flood = bool(screens.flood_thresholds)
         self._limits = bool(screens.session_limits)
         self.media_timeout = float(config.sip.media_inactivity_timeout)
