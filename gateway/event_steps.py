@@ -66,8 +66,6 @@ def _named(code: int, schema: int, values: list, keyless: bool) -> tuple[str, di
     return t, dict(zip(names, values))
 
 
-
-
 # An id a call's ALG made for its pinholes and media groups is the call's
 # name, "#", and a serial ("<key>#p6", "<mgcp stream>#g2"): the name is the
 # record's stream or its tail, so a step record writes only what follows the
@@ -76,18 +74,13 @@ def _named(code: int, schema: int, values: list, keyless: bool) -> tuple[str, di
 # journal writes one as msgpack's ext type of that code (journal/record.py).
 #
 # Here, written and read, a relative id is a ``slice``: ``start`` where the
-# name starts in the stream, ``stop`` the UTF-8 bytes after the "#"
-# (:func:`local_id`). A builtin, because msgpack's unpacker then makes one per
-# id without running Python code (the journal passes ``slice`` as its ext
-# hook): a dataclass of ours cost ~1 us per id there, and a standby and a
-# replay decode every record.
+# name starts in the stream, ``stop`` the UTF-8 bytes after the "#", so it
+# stands for ``stream[start:] + "#" + stop.decode()``. A builtin, because
+# msgpack's unpacker then makes one per id without running Python code (the
+# journal passes ``slice`` as its ext hook): a dataclass of ours cost ~1 us
+# per id there, and a standby and a replay decode every record.
 LocalId = slice
 LOCAL_ID_MAX_SKIP = 127            # msgpack's highest application ext code
-
-
-def local_id(code: int, rest: bytes) -> slice:
-    """A relative id: ``stream[code:] + "#" + rest.decode()`` in its record."""
-    return slice(code, rest)
 
 
 def local_marks(stream: str, key: str | None) -> tuple[tuple[str, int], ...]:

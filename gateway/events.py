@@ -205,6 +205,7 @@ class StepEvents(Event):
                 inner.append([ev.TYPE, ev.SCHEMA, dict(zip(names, vals))])
             else:
                 if ids:
+                    # With the key left out, the places after it are one less.
                     relative_ids(vals, [i - (key is not None and i > at) for i in ids], marks)
                 inner.append([wire, ev.SCHEMA, vals])
         if key is None:
@@ -311,9 +312,11 @@ def _id_places(names) -> tuple[int, ...]:
 
 
 _SLOW = (None, None, -1, ())
-# (code, schema) -> (class, where the key goes or None, values expected), or
-# _SLOW (no count of values matches it) where the values must be named first (an older schema, a field that
-# needs a decoder, an unknown code): with and without the call key written once.
+# (code, schema) -> (what builds the class from its values, where the key goes
+# or None, values expected, where the id fields are), or _SLOW (no count of
+# values matches it) where the values must be named first (an older schema, a
+# field that needs a decoder, an unknown code): with and without the call key
+# written once.
 _FAST: dict[tuple[int, int], tuple] = {}
 _FAST_KEYLESS: dict[tuple[int, int], tuple] = {}
 
