@@ -38,6 +38,30 @@ def far_side_of(engine, o):
     return far
 
 
+def dedicated_of(engine):
+    """The SIP ALG's ``dedicated`` test: True for a MIP's mapped address.
+
+    A MIP is a one-to-one mapping of one private address to one public
+    address (manual ch. 2 "Incoming SIP Call Support Using a MIP"; NAT
+    "Mapped IP Addresses": every port of the public address is the host's),
+    so the host's media port is free on it whatever other hosts do, and
+    keeping it is what a phone that reuses its RTP port for every call needs:
+    translating each call's media to a port of its own made every call after
+    the first meet the first call's flow on the inside."""
+    if engine is None:
+        return None
+    mips = engine.mips
+
+    def dedicated(addr: str) -> bool:
+        try:
+            ip = IPv4Address(addr)
+        except ValueError:
+            return False
+        return mips.by_public(ip) is not None
+
+    return dedicated
+
+
 def media_nat_of(engine, o):
     """The public address NAT gives the media of a private gateway named in
     an outbound message's SDP, toward the message's destination gateway, or

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from gateway import alg_replay, rematch
 from gateway.alg_contract import Alg, owner_of
-from gateway.alg_nat import far_side_of, media_nat_of
+from gateway.alg_nat import dedicated_of, far_side_of, media_nat_of
 from gateway.alg_replay import media_view
 from gateway.datapath import sip_segment
 from gateway.h323 import alg as h323_alg
@@ -52,7 +52,8 @@ class SipAdapter:
     @staticmethod
     def context(o, engine=None):
         ctx = sip_alg.SipContext(o.direction, o.src, o.dst, o.nat_src, o.nat_dst, o.ingress, o.egress,
-                                 getattr(o, "transport", "udp"), far_side_of(engine, o))
+                                 getattr(o, "transport", "udp"), far_side_of(engine, o),
+                                 dedicated_of(engine))
         seg = getattr(o, "segment", None)
         if seg is None:
             return ctx

@@ -69,10 +69,17 @@ def _ip_port(v) -> tuple[int, int] | None:
     return int(IPv4Address(str(v[0]))), int(v[1])
 
 
+def _opened_order(p: PinholeLike) -> float:
+    """Sort key: pinholes without a deadline first, then by deadline."""
+    return -1.0 if p.expires_at is None else p.expires_at
+
+
 class PinholeTable:
     def __init__(self) -> None:
         # Several pinholes may share a destination (two calls to one media
-        # address); the first live one answers.
+        # address: a phone that announces one RTP port for every call, behind
+        # a MIP that keeps it); the newest live one answers, as the newest
+        # negotiation is the one the phone sends for (media_takeover.py).
         self._by_key: dict[tuple[int, int, int], list[Hole]] = {}
         self._by_id: dict[str, Hole] = {}
         # (proto, to ip, to port) -> pinholes translating to that private
@@ -150,19 +157,21 @@ class PinholeTable:
         return gone
 
     def match(self, proto: int, dst: int, dport: int, now: float) -> Hole | None:
-        """The live pinhole for a packet to ``dst:dport`` (any source)."""
+        """The live pinhole for a packet to ``dst:dport`` (any source): of
+        several, the newest."""
         lst = self._by_key.get((proto, dst, dport))
         if not lst:
             return None
-        for hole in lst:
+        for hole in reversed(lst):
             if hole.expires_at is None or hole.expires_at > now:
                 return hole
         return None
 
     def translating_to(self, proto: int, ip: int, port: int, now: float) -> Hole | None:
         """A live pinhole whose packets are translated to ``ip:port``: that
-        private media address has a public pair (the pinhole's destination)."""
-        for hole in self._by_to.get((proto, ip, port), ()):
+        private media address has a public pair (the pinhole's destination);
+        of several, the newest."""
+        for hole in reversed(self._by_to.get((proto, ip, port), ())):
             if hole.expires_at is None or hole.expires_at > now:
                 return hole
         return None
@@ -177,12 +186,17 @@ class PinholeTable:
         return gone
 
     def rebuild(self, pinholes: Iterable[PinholeLike]) -> None:
-        """Replace the whole table (after failover or replay, from state)."""
+        """Replace the whole table (after failover or replay, from state).
+
+        The state holds calls in no order, so pinholes that share a
+        destination are installed oldest first by their deadline (a pinhole
+        opened later, with the same lifetime, ends later): the newest still
+        answers :meth:`match` after a takeover."""
         self._by_key.clear()
         self._by_id.clear()
         self._by_to.clear()
         self._by_call.clear()
-        for p in pinholes:
+        for p in sorted(pinholes, key=_opened_order):
             self.install(p)
 
     def stats(self) -> dict[str, int]:

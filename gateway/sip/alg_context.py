@@ -17,7 +17,14 @@ class SipContext(PacketContext):
     to it would not cross the gateway from the side the message came from,
     so no pinhole is opened to it (an SDP or Contact naming a third party
     behind the gateway must not open a path to it from anywhere). None: not
-    checked (no routing known)."""
+    checked (no routing known). ``dedicated``: optional, True for a public
+    address that is one host's alone (see the field)."""
 
     transport: str = "udp"
     far_side: Callable[[str], bool] | None = None
+    # True for a public address that is one host's alone (a MIP's mapped
+    # address): a one-to-one translation, whose ports are the host's own, so
+    # a voice channel keeps its port there (a phone that announces one RTP
+    # port for every call is reached on that port: each call's media is the
+    # same flow, which the newest call takes over). None: not known.
+    dedicated: Callable[[str], bool] | None = None

@@ -47,7 +47,14 @@ class _MediaPinholes(_MessageDialog):
         call = self.call
         key = call.key
         pub = None
-        if nat_side:
+        dedicated = self.ctx.dedicated
+        if nat_side and dedicated is not None and 0 < port < 65535 and dedicated(call.alg_ip):
+            # A one-to-one translation (a MIP): the host's port is its own on
+            # the public address, kept as it is (SipContext.dedicated); its
+            # RTCP on the next port, as for an allocated pair.
+            pub = port
+            ports[i] = pub
+        elif nat_side:
             # "the ALG provides consecutive even-odd ports. If it is unable
             # to find a pair of ports it discards the SIP message."
             pub = allocate_pair(self.run.st.ports, call.alg_ip, hint=port)

@@ -13,7 +13,9 @@ by the nft counters every lab host carries (datagrams with an RTP header, off
 the signalling ports, in and out: ops/lab/netns.py ``counter_rules``), read
 before and after, so neither peer's own report is trusted for media.
 
-Signalling goes over UDP (SIPp's default ``-t u1``) or, with
+Signalling goes over UDP (SIPp's default ``-t u1``; ``transport="udp-per-call"``:
+the caller sends each call from a socket, and so a source port, of its own,
+``-t un``, as a set of distinct phones would) or, with
 ``transport="tcp"``, over TCP: the caller opens one connection per call
 (``-t tn``), so each call's INVITE, ACK and BYE travel one connection of its
 own, and the callee listens on TCP (``-t t1``: one listening socket, the
@@ -40,9 +42,9 @@ SIPP = "/usr/bin/sipp"
 G711A_PCAP = Path("/usr/share/sip-tester/g711a.pcap")
 SIP_PORT = 5060
 MEDIA_PORT = 6000
-TRANSPORTS = ("udp", "tcp")
+TRANSPORTS = ("udp", "udp-per-call", "tcp")
 # SIPp's -t for (caller, callee) per transport (see the module's docstring).
-_SIPP_TRANSPORT = {"udp": ("u1", "u1"), "tcp": ("tn", "t1")}
+_SIPP_TRANSPORT = {"udp": ("u1", "u1"), "udp-per-call": ("un", "u1"), "tcp": ("tn", "t1")}
 # SIPp refuses TCP when its socket limit (default 50,000) exceeds the open
 # files limit (``ulimit -n``); the lab's calls need far fewer.
 MAX_SOCKETS = 1024
@@ -203,7 +205,7 @@ def run_calls(caller: HostNs, callee: HostNs, *, dial: IPv4Address | None = None
     if transport not in TRANSPORTS:
         raise ValueError(f"transport is one of {TRANSPORTS}, not {transport!r}")
     uac_t, uas_t = _SIPP_TRANSPORT[transport]
-    t_opts = ["-max_socket", str(MAX_SOCKETS)] if transport == "tcp" else []
+    t_opts = ["-max_socket", str(MAX_SOCKETS)] if transport != "udp" else []
     if calls < 1 or rate <= 0 or duration_ms < 0:
         raise ValueError("calls >= 1, rate > 0, duration >= 0")
     target = dial or callee.address.ip
