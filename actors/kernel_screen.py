@@ -89,6 +89,13 @@ SCREENS: tuple[tuple[str, str], ...] = (
 )
 
 
+# (protocol, port) of every screen's packets: what the entry rule sends on.
+_SCREENED_PORTS = ", ".join(
+    f"{proto} . {port}" for proto, port in sorted(
+        {("udp", SIP_PORT), ("tcp", SIP_PORT), ("tcp", H323_TCP_PORT),
+         *(("udp", p) for p in MGCP_PORTS), *(("udp", p) for p in H323_RAS_PORTS)}))
+
+
 def table_name(queue_num: int) -> str:
     return f"{TABLE_PREFIX}{queue_num}"
 
@@ -103,13 +110,20 @@ def nft_script(table: str, ifaces: list[str], rate: int) -> str:
     for name, _ in SCREENS:
         lines.append(f"  set {name} {{ type ipv4_addr; size {MAX_SOURCES}; "
                      f"flags dynamic,timeout; timeout {SOURCE_TIMEOUT}s; }}")
-    # Before the raw table's NFQUEUE rules (priority raw = -300).
+    lines.append("  chain screen {")
+    for name, match in SCREENS:
+        lines.append(f"    {match} update @{name} {{ ip saddr limit rate over {rate}/second "
+                     f"burst {burst} packets }} counter drop")
+    lines.append("  }")
+    # Before the raw table's NFQUEUE rules (priority raw = -300). Every
+    # packet through the node meets this chain, media above all: one set
+    # lookup on (protocol, port) sends only the ALGs' ports on to the
+    # screens. Eight rules each testing the interface name cost an RTP
+    # packet eight string-set lookups, a fifth of the kernel's forwarding
+    # rate with the media offload (BENCHMARKS.md, "Media offload").
     lines.append("  chain pre {")
     lines.append("    type filter hook prerouting priority raw - 10; policy accept;")
-    for name, match in SCREENS:
-        lines.append(f"    iifname {{ {names} }} {match} "
-                     f"update @{name} {{ ip saddr limit rate over {rate}/second "
-                     f"burst {burst} packets }} counter drop")
+    lines.append(f"    meta l4proto . th dport {{ {_SCREENED_PORTS} }} iifname {{ {names} }} jump screen")
     lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -53,7 +53,15 @@ def test_the_script_matches_each_new_dialog_method_per_source():
     assert text.count("limit rate over 100/second burst 50 packets") == 8   # 4 SIP methods, 4 more kinds
     assert '@ih,0,56 0x' + b"INVITE ".hex() in text
     assert '@ih,0,72 0x' + b"REGISTER ".hex() in text
-    assert 'iifname { "eth1", "eth3" } udp dport 5060' in text
+    # One entry rule sends the configured interfaces' packets to the ALGs'
+    # ports on to the screens; every other packet (media) meets one lookup.
+    (entry,) = [ln for ln in text.splitlines() if "jump screen" in ln]
+    assert 'iifname { "eth1", "eth3" }' in entry and entry.count("iifname") == 1
+    for proto, port in (("udp", 5060), ("tcp", 5060), ("udp", 2427), ("udp", 2727), ("tcp", 1720),
+                        ("udp", 1718), ("udp", 1719)):
+        assert f"{proto} . {port}" in entry
+    screens = text.split("chain screen {", 1)[1].split("}\n", 1)[0]
+    assert "iifname" not in screens and "  udp dport 5060 @ih,0,56 0x" in screens
     with pytest.raises(ValueError):
         kernel_screen.nft_script("t", [], 100)
     with pytest.raises(ValueError):
