@@ -364,3 +364,48 @@ def test_the_chains_layout_passes_nfts_check_and_writes_only_what_changes():
     counts = parse_chain_counters(listing)
     assert counts == {fid: (5, 1000)}
     assert table.by_key(counts) == {plan.adds[0].key: (5, 1000)}
+
+
+def _as_text(flows):
+    return sorted(((str(IPv4Address(s)), sp), (str(IPv4Address(d)), dp_)) for (s, sp), (d, dp_) in flows)
+
+
+def test_priming_pairs_a_one_channel_call_s_rtp_and_rtcp_pinholes():
+    # A SIP call through NAT as the ALG leaves it (test_sip_alg.established):
+    # each party's media is a group of two pinholes, RTP and RTCP. Each
+    # pinhole expects the other party's media address of the same kind.
+    from gateway.datapath.media_prime import expected_flows
+    from gateway.datapath.pinholes import PinholeTable
+    from test_sip_alg import established
+    (call,) = established().state.calls.values()
+    table = PinholeTable()
+    table.rebuild([p for p in call.pinholes if p.kind == "media"])
+    assert len(table) == 4
+    assert _as_text(expected_flows(table.holes())) == [
+        (("5.5.5.1", 52002), ("6.6.6.2", 62002)), (("5.5.5.1", 52003), ("6.6.6.2", 62003)),
+        (("6.6.6.2", 62002), ("6.6.6.1", 52002)), (("6.6.6.2", 62003), ("6.6.6.1", 52003))]
+
+
+def test_a_one_channel_call_s_rtp_and_rtcp_are_primed_into_the_kernel():
+    from gateway.datapath.media_prime import prime
+    from gateway.sip.state import Pinhole
+    dp = datapath(ROUTED)
+    dp.install_pinholes([
+        Pinhole("c#p3", "c", "c#g1", "media", "udp", "inbound", ("1.1.1.1", 20001), ("10.1.1.3", 4001),
+                None, None),
+        Pinhole("c#p4", "c", "c#g2", "media", "udp", "outbound", ("2.2.2.2", 6001), None,
+                ("1.1.1.1", 20001), None)])
+    assert prime(dp, 0.0) == 4
+    assert sorted(s.pinhole for s in dp.sessions if s.kind == "media") == ["c#p1", "c#p3"]
+    table, kernel = OffloadTable(), Kernel()
+    kernel.apply(table.plan(dp.sessions.fast).script(TABLE))
+    ref = datapath(ROUTED)
+    ref.install_pinholes([
+        Pinhole("c#p3", "c", "c#g1", "media", "udp", "inbound", ("1.1.1.1", 20001), ("10.1.1.3", 4001),
+                None, None),
+        Pinhole("c#p4", "c", "c#g2", "media", "udp", "outbound", ("2.2.2.2", 6001), None,
+                ("1.1.1.1", 20001), None)])
+    rtcp_in, rtcp_rev = ("2.2.2.2", "1.1.1.1", 6001, 20001), ("10.1.1.3", "2.2.2.2", 4001, 6001)
+    for flow, ingress in ((MEDIA_IN, "ethernet3"), (MEDIA_REV, "ethernet1"),
+                          (rtcp_in, "ethernet3"), (rtcp_rev, "ethernet1")):
+        assert kernel.forward(pkt(flow))[0] == ref.process(pkt(flow), ingress, 1.0).data[12:24]

@@ -12,12 +12,16 @@ rate from the first packet on.
 Where a packet through a pinhole comes from: the other party's media
 address, the one its SDP announced (RFC 4961, symmetric RTP: an endpoint
 sends from the port it receives on, which is what phones do and what the
-ALG's own source translation assumes). For a call with exactly two media
-pinholes (one voice channel, one pinhole per direction) that is the other
-pinhole's private target (``to``) when it has one, else its destination.
-Calls with more channels are left to their first packets (which pinhole
-answers which is not decidable from the pinholes alone). A source that
-turns out wrong costs nothing: its packets meet the pinhole as before.
+ALG's own source translation assumes): the private target (``to``) of the
+pinhole toward the other party, else its destination. A call of one voice
+channel has a group of pinholes per party (the ALG binds each party's media
+as a group: RTP, and RTCP on the next port or its ``a=rtcp`` port), so the
+pinholes of its two groups pair in port order: RTP with RTP, RTCP with RTCP
+(RFC 3550 11: RTCP on the next higher port, or as RFC 3605 announces).
+Calls of several voice channels (audio and video: four groups) are left to
+their first packets: which group answers which is not in the pinholes. A
+source that turns out wrong costs nothing: its packets meet the pinhole as
+before.
 
 A made session is the one the datapath itself makes from such a packet
 (``Datapath.process`` on a synthetic datagram: same NAT, ports, policy,
@@ -42,18 +46,21 @@ def _target(hole) -> tuple[int, int]:
 def expected_flows(holes) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """``((src, sport), (dst, dport))`` of the first packet each media
     pinhole of a one-channel call expects."""
-    by_call: dict[str, list] = {}
+    by_call: dict[str, dict[str, list]] = {}
     for h in holes:
         p = h.pinhole
         if p.kind == "media" and h.key[0] == PROTO_UDP:
-            by_call.setdefault(p.call, []).append(h)
+            by_call.setdefault(p.call, {}).setdefault(p.group, []).append(h)
     out = []
-    for hs in by_call.values():
-        if len(hs) != 2:
+    for groups in by_call.values():
+        if len(groups) != 2:
             continue
-        a, b = hs
-        for hole, other in ((a, b), (b, a)):
-            out.append((_target(other), (hole.key[1], hole.key[2])))
+        a, b = (sorted(hs, key=lambda h: h.key[2]) for hs in groups.values())
+        if len(a) != len(b):
+            continue                     # one party's RTCP still open, the other's used
+        for x, y in zip(a, b):
+            for hole, other in ((x, y), (y, x)):
+                out.append((_target(other), (hole.key[1], hole.key[2])))
     return out
 
 
