@@ -75,6 +75,10 @@ def test_a_mip_keeps_the_phone_s_media_port_for_every_call():
     for sd, opened in zip(answers, holes):
         assert sd.session_conn.addr.text == MIP and sd.media[0].port == 6000
         assert opened == [((MIP, 6000), (HOST, 6000)), ((MIP, 6001), (HOST, 6001))]
+    # Nothing is allocated on the MIP's address: the phone's Contact keeps
+    # its port too (each call's binding, the same public pair).
+    for call in st.calls.values():
+        assert [(b.private_port, b.public_ip, b.public_port) for b in call.bindings] == [(5060, MIP, 5060)]
     # The journal's events give the same state (a standby or a replay).
     assert fold(events) == st
 
@@ -142,3 +146,17 @@ def test_media_of_calls_sharing_one_flow_through_a_mip_passes_both_ways():
 
 def parse_src(data: bytes) -> tuple[str, int]:
     return ".".join(str(b) for b in data[12:16]), int.from_bytes(data[20:22], "big")
+
+
+def test_a_registration_through_a_mip_keeps_the_contact_port():
+    dedicated = dedicated_of(Datapath(load_file(EXAMPLES / "ch2-incoming-call-with-mip.cfg")).engine)
+    reg = (f"REGISTER sip:{CALLER} SIP/2.0\r\nVia: SIP/2.0/UDP {HOST}:5060;branch=z9hG4bKr\r\n"
+           f"From: <sip:phone1@{CALLER}>;tag=r\r\nTo: <sip:phone1@{CALLER}>\r\nCall-ID: r@{HOST}\r\n"
+           f"CSeq: 1 REGISTER\r\nContact: <sip:phone1@{HOST}:5070>\r\nExpires: 600\r\n"
+           "Content-Length: 0\r\n\r\n").encode()
+    for ded, port in ((dedicated, 5070), (None, 20000)):
+        ctx = SipContext("outbound", (HOST, 5060), (CALLER, 5060), nat_src=(MIP, 5060), dedicated=ded)
+        r = step(EMPTY, ctx, reg, 1.0)
+        assert r.verdict == "forward", r.logs
+        assert parse_message(r.data).get("contact") == f"<sip:phone1@{MIP}:{port}>"
+        assert fold(r.events) == r.state

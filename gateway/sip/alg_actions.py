@@ -208,6 +208,8 @@ class _Message(_HeaderNat):
                 continue
             if (c.host.text, port) == (self.src_ip, _port(ctx.src[1])):
                 pub, owned = _port(ctx.nat_src[1]), False
+            elif self.keeps_ports(alg):
+                pub, owned = port, True       # a MIP: the host's own port
             else:
                 got = allocate_port(st.ports, alg, hint=port, low=MEDIA_PORT_LOW)
                 if got is None:

@@ -71,6 +71,8 @@ class _HeaderNat(_MediaPinholes):
             reg = self.run.st.registration_for_private(ip, port)
             if reg is not None and reg.public_ip == call.alg_ip:
                 pub, owned = reg.public_port, False
+            elif self.keeps_ports(call.alg_ip):
+                pub, owned = port, True       # a MIP: the host's own port
             else:
                 got = allocate_port(self.run.st.ports, call.alg_ip, hint=port, low=MEDIA_PORT_LOW)
                 if got is None:

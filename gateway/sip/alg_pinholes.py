@@ -42,13 +42,21 @@ class _MediaPinholes(_MessageDialog):
             to[0] if to else None, to[1] if to else None,
             src_to[0] if src_to else None, src_to[1] if src_to else None, expires))
 
+    def keeps_ports(self, public_ip: str | None) -> bool:
+        """True when ``public_ip`` is one host's alone (a MIP's address,
+        ``SipContext.dedicated``): its ports are that host's own, so what
+        the host announces keeps its port there and nothing is allocated on
+        it (an allocation would meet ports that several of the host's calls
+        share, as a phone that announces one RTP port for every call does)."""
+        dedicated = self.ctx.dedicated
+        return public_ip is not None and dedicated is not None and dedicated(public_ip)
+
     def bind_media(self, i: int, side: str, addr: str, port: int, rtcp_ip: str, rtcp_port: int,
                    nat_side: bool, ports: dict[int, int]) -> None:
         call = self.call
         key = call.key
         pub = None
-        dedicated = self.ctx.dedicated
-        if nat_side and dedicated is not None and 0 < port < 65535 and dedicated(call.alg_ip):
+        if nat_side and 0 < port < 65535 and self.keeps_ports(call.alg_ip):
             # A one-to-one translation (a MIP): the host's port is its own on
             # the public address, kept as it is (SipContext.dedicated); its
             # RTCP on the next port, as for an allocated pair.
