@@ -44,8 +44,8 @@ def dedicated_of(engine):
     A MIP is a one-to-one mapping of one private address to one public
     address (manual ch. 2 "Incoming SIP Call Support Using a MIP"; NAT
     "Mapped IP Addresses": every port of the public address is the host's),
-    so the host's media port is free on it whatever other hosts do, and
-    keeping it is what a phone that reuses its RTP port for every call needs:
+    so the host's ports are free on it whatever other hosts do, and keeping
+    them is what a phone that reuses its RTP port for every call needs:
     translating each call's media to a port of its own made every call after
     the first meet the first call's flow on the inside."""
     if engine is None:

@@ -24,7 +24,8 @@ class SipContext(PacketContext):
     far_side: Callable[[str], bool] | None = None
     # True for a public address that is one host's alone (a MIP's mapped
     # address): a one-to-one translation, whose ports are the host's own, so
-    # a voice channel keeps its port there (a phone that announces one RTP
-    # port for every call is reached on that port: each call's media is the
-    # same flow, which the newest call takes over). None: not known.
+    # what the host announces keeps its port there, media and bindings (a
+    # phone that announces one RTP port for every call is reached on that
+    # port: each call's media is the same flow, which the newest call's
+    # pinhole answers). None: not known.
     dedicated: Callable[[str], bool] | None = None
