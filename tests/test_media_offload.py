@@ -386,8 +386,9 @@ def test_priming_pairs_a_one_channel_call_s_rtp_and_rtcp_pinholes():
         (("6.6.6.2", 62002), ("6.6.6.1", 52002)), (("6.6.6.2", 62003), ("6.6.6.1", 52003))]
 
 
-def test_a_one_channel_call_s_rtp_and_rtcp_are_primed_into_the_kernel():
-    from gateway.datapath.media_prime import prime
+def _with_rtcp_pinholes():
+    """The datapath of the tests above, its call's RTCP pinholes added to
+    each party's group (RTP on 20000 / 6000, RTCP on the next ports)."""
     from gateway.sip.state import Pinhole
     dp = datapath(ROUTED)
     dp.install_pinholes([
@@ -395,16 +396,17 @@ def test_a_one_channel_call_s_rtp_and_rtcp_are_primed_into_the_kernel():
                 None, None),
         Pinhole("c#p4", "c", "c#g2", "media", "udp", "outbound", ("2.2.2.2", 6001), None,
                 ("1.1.1.1", 20001), None)])
+    return dp
+
+
+def test_a_one_channel_call_s_rtp_and_rtcp_are_primed_into_the_kernel():
+    from gateway.datapath.media_prime import prime
+    dp = _with_rtcp_pinholes()
     assert prime(dp, 0.0) == 4
     assert sorted(s.pinhole for s in dp.sessions if s.kind == "media") == ["c#p1", "c#p3"]
     table, kernel = OffloadTable(), Kernel()
     kernel.apply(table.plan(dp.sessions.fast).script(TABLE))
-    ref = datapath(ROUTED)
-    ref.install_pinholes([
-        Pinhole("c#p3", "c", "c#g1", "media", "udp", "inbound", ("1.1.1.1", 20001), ("10.1.1.3", 4001),
-                None, None),
-        Pinhole("c#p4", "c", "c#g2", "media", "udp", "outbound", ("2.2.2.2", 6001), None,
-                ("1.1.1.1", 20001), None)])
+    ref = _with_rtcp_pinholes()
     rtcp_in, rtcp_rev = ("2.2.2.2", "1.1.1.1", 6001, 20001), ("10.1.1.3", "2.2.2.2", 4001, 6001)
     for flow, ingress in ((MEDIA_IN, "ethernet3"), (MEDIA_REV, "ethernet1"),
                           (rtcp_in, "ethernet3"), (rtcp_rev, "ethernet1")):

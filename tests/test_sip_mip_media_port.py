@@ -31,20 +31,23 @@ def _sdp(addr: str, port: int) -> bytes:
             f"m=audio {port} RTP/AVP 8\r\n").encode()
 
 
+def _message(first: str, n: int, to: str, contact: str, sdp_addr: str) -> bytes:
+    """Call ``n``'s INVITE or its answer: the same dialog, an SDP for port 6000."""
+    body = _sdp(sdp_addr, 6000)
+    head = [first, f"Via: SIP/2.0/UDP {CALLER}:5060;branch=z9hG4bK{n}",
+            f"From: <sip:phone2@{CALLER}>;tag=f{n}", f"To: {to}", f"Call-ID: c{n}@{CALLER}",
+            "CSeq: 1 INVITE", f"Contact: {contact}", "Content-Type: application/sdp",
+            f"Content-Length: {len(body)}", "", ""]
+    return "\r\n".join(head).encode() + body
+
+
 def _invite(n: int) -> bytes:
-    body = _sdp(CALLER, 6000)
-    return (f"INVITE sip:phone1@{MIP} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER}:5060;branch=z9hG4bK{n}\r\n"
-            f"From: <sip:phone2@{CALLER}>;tag=f{n}\r\nTo: <sip:phone1@{MIP}>\r\nCall-ID: c{n}@{CALLER}\r\n"
-            f"CSeq: 1 INVITE\r\nContact: <sip:phone2@{CALLER}:5060>\r\nContent-Type: application/sdp\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return _message(f"INVITE sip:phone1@{MIP} SIP/2.0", n, f"<sip:phone1@{MIP}>",
+                    f"<sip:phone2@{CALLER}:5060>", CALLER)
 
 
 def _ok(n: int) -> bytes:
-    body = _sdp(HOST, 6000)
-    return (f"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP {CALLER}:5060;branch=z9hG4bK{n}\r\n"
-            f"From: <sip:phone2@{CALLER}>;tag=f{n}\r\nTo: <sip:phone1@{HOST}>;tag=t{n}\r\n"
-            f"Call-ID: c{n}@{CALLER}\r\nCSeq: 1 INVITE\r\nContact: <sip:phone1@{HOST}:5060>\r\n"
-            f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    return _message("SIP/2.0 200 OK", n, f"<sip:phone1@{HOST}>;tag=t{n}", f"<sip:phone1@{HOST}:5060>", HOST)
 
 
 def _calls(dedicated, n: int = 2):
