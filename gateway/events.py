@@ -195,7 +195,7 @@ class StepEvents(Event):
         if type(key) is not str:
             key = None                       # not every event has it, or they differ
         stream = self.stream
-        marks = local_marks(stream, key)
+        marks = None                         # the relative ids' prefixes, once a row has ids
         inner = []
         for ev, wire, names, vals, at, ids in rows:
             if key is not None:
@@ -205,6 +205,8 @@ class StepEvents(Event):
                 inner.append([ev.TYPE, ev.SCHEMA, dict(zip(names, vals))])
             else:
                 if ids:
+                    if marks is None:
+                        marks = local_marks(stream, key)
                     # With the key left out, the places after it are one less.
                     relative_ids(vals, [i - (key is not None and i > at) for i in ids], marks)
                 inner.append([wire, ev.SCHEMA, vals])

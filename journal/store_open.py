@@ -27,6 +27,21 @@ log = logging.getLogger("journal.store")
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 
 
+def _cut_damaged_tail(path: Path, scan, damage: list[TailDamage]) -> None:
+    """A scan that found a damaged tail (only the newest segment may have
+    one: a write cut short): cut the file where the last whole frame ends,
+    durably, and report it."""
+    if scan.damage is None:
+        return
+    damage.append(scan.damage)
+    with open(path, "r+b") as f:
+        f.truncate(scan.valid_end)
+        f.flush()
+        os.fsync(f.fileno())
+    log.warning("journal: truncated %s to %d bytes (dropped %d bytes: %s)",
+                path, scan.valid_end, scan.damage.dropped_bytes, scan.damage.reason)
+
+
 class JournalOpening:
     @classmethod
     def open(cls, path: str | os.PathLike, *, fsync: bool = True,
@@ -91,14 +106,7 @@ class JournalOpening:
             scan = scan_segment(seg_path, first, is_last=is_last, visit=visit)
             if scan.count == 0 and not is_last:
                 raise JournalCorrupt(seg_path, 0, "empty segment before the newest one")
-            if scan.damage is not None:
-                damage.append(scan.damage)
-                with open(seg_path, "r+b") as f:
-                    f.truncate(scan.valid_end)
-                    f.flush()
-                    os.fsync(f.fileno())
-                log.warning("journal: truncated %s to %d bytes (dropped %d bytes: %s)",
-                            seg_path, scan.valid_end, scan.damage.dropped_bytes, scan.damage.reason)
+            _cut_damaged_tail(seg_path, scan, damage)
             segments.append(_Segment(first, seg_path, scan.count, scan.valid_end, scan.index))
         head = segments[-1].last_seq if segments else 0
         report = OpenReport(len(segments), sum(s.count for s in segments), head, tuple(damage))
@@ -156,14 +164,7 @@ class JournalOpening:
             scan = scan_segment(p, first_here, is_last=is_last, visit=visit, start=begin)
             if i > at and scan.count == 0 and not is_last:
                 raise JournalCorrupt(p, 0, "empty segment before the newest one")
-            if scan.damage is not None:
-                damage.append(scan.damage)
-                with open(p, "r+b") as f:
-                    f.truncate(scan.valid_end)
-                    f.flush()
-                    os.fsync(f.fileno())
-                log.warning("journal: truncated %s to %d bytes (dropped %d bytes: %s)",
-                            p, scan.valid_end, scan.damage.dropped_bytes, scan.damage.reason)
+            _cut_damaged_tail(p, scan, damage)
             if i == at:
                 # The frames before the record are walked by their headers
                 # only (no CRC, no decode): this builds the segment's index.
