@@ -45,6 +45,7 @@ import logging
 import re
 import subprocess
 import threading
+from typing import NamedTuple
 
 from actors.thread_names import name_native_thread
 from gateway.datapath.pipeline import H323_RAS_PORTS, H323_TCP_PORT, MGCP_PORTS, SIP_PORT
@@ -78,22 +79,33 @@ def _prefix_match(method: str) -> str:
     return f"@ih,0,{len(raw) * 8} 0x{raw.hex()}"
 
 
-# (set name, what a packet of new work of that kind looks like), in the order
-# of the rules.
-SCREENS: tuple[tuple[str, str], ...] = (
-    *((m.lower(), f"udp dport {SIP_PORT} {_prefix_match(m)}") for m in METHODS),
-    ("sip_tcp", f"tcp dport {SIP_PORT} {_TCP_SYN}"),
-    ("mgcp_crcx", f"udp dport {_ports(MGCP_PORTS)} {_MGCP_CRCX}"),
-    ("h323_tcp", f"tcp dport {H323_TCP_PORT} {_TCP_SYN}"),
-    ("ras_arq", f"udp dport {_ports(H323_RAS_PORTS)} {_RAS_ARQ}"),
+class Screen(NamedTuple):
+    """One kind of new work: its set's name, where its packets go (protocol
+    and destination ports) and what their first octets look like."""
+    name: str
+    proto: str
+    ports: tuple[int, ...]
+    payload: str
+
+    @property
+    def match(self) -> str:
+        return f"{self.proto} dport {_ports(self.ports)} {self.payload}"
+
+
+# In the order of the rules.
+SCREENS: tuple[Screen, ...] = (
+    *(Screen(m.lower(), "udp", (SIP_PORT,), _prefix_match(m)) for m in METHODS),
+    Screen("sip_tcp", "tcp", (SIP_PORT,), _TCP_SYN),
+    Screen("mgcp_crcx", "udp", tuple(MGCP_PORTS), _MGCP_CRCX),
+    Screen("h323_tcp", "tcp", (H323_TCP_PORT,), _TCP_SYN),
+    Screen("ras_arq", "udp", tuple(H323_RAS_PORTS), _RAS_ARQ),
 )
 
 
 # (protocol, port) of every screen's packets: what the entry rule sends on.
 _SCREENED_PORTS = ", ".join(
-    f"{proto} . {port}" for proto, port in sorted(
-        {("udp", SIP_PORT), ("tcp", SIP_PORT), ("tcp", H323_TCP_PORT),
-         *(("udp", p) for p in MGCP_PORTS), *(("udp", p) for p in H323_RAS_PORTS)}))
+    f"{proto} . {port}"
+    for proto, port in sorted({(sc.proto, p) for sc in SCREENS for p in sc.ports}))
 
 
 def table_name(queue_num: int) -> str:
@@ -107,12 +119,12 @@ def nft_script(table: str, ifaces: list[str], rate: int) -> str:
     burst = max(1, rate // 2)
     names = ", ".join(f'"{i}"' for i in ifaces)
     lines = [f"table inet {table} {{}}", f"delete table inet {table}", f"table inet {table} {{"]
-    for name, _ in SCREENS:
+    for name, *_ in SCREENS:
         lines.append(f"  set {name} {{ type ipv4_addr; size {MAX_SOURCES}; "
                      f"flags dynamic,timeout; timeout {SOURCE_TIMEOUT}s; }}")
     lines.append("  chain screen {")
-    for name, match in SCREENS:
-        lines.append(f"    {match} update @{name} {{ ip saddr limit rate over {rate}/second "
+    for sc in SCREENS:
+        lines.append(f"    {sc.match} update @{sc.name} {{ ip saddr limit rate over {rate}/second "
                      f"burst {burst} packets }} counter drop")
     lines.append("  }")
     # Before the raw table's NFQUEUE rules (priority raw = -300). Every

@@ -48,18 +48,7 @@ def dedicated_of(engine):
     them is what a phone that reuses its RTP port for every call needs:
     translating each call's media to a port of its own made every call after
     the first meet the first call's flow on the inside."""
-    if engine is None:
-        return None
-    mips = engine.mips
-
-    def dedicated(addr: str) -> bool:
-        try:
-            ip = IPv4Address(addr)
-        except ValueError:
-            return False
-        return mips.by_public(ip) is not None
-
-    return dedicated
+    return None if engine is None else engine.is_mip_address
 
 
 def media_nat_of(engine, o):

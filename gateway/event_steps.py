@@ -117,16 +117,31 @@ def id_prefix(start: Any, stream: str | None) -> str:
     return stream[start:] + "#"
 
 
-def full_id(v: slice, stream: str | None) -> str:
-    """The id a relative one stands for in a record of ``stream``. Raises
-    ValueError for one that names no place in it."""
-    rest = v.stop
-    if type(rest) is not bytes or v.step is not None:
-        raise ValueError("a step record's relative id is [place, bytes]")
-    return id_prefix(v.start, stream) + rest.decode()       # UnicodeDecodeError is a ValueError
+class FullIds:
+    """The relative ids of one record of ``stream`` written out in full: the
+    name a place stands for is looked up once per place (a record's ids
+    mostly share one). A call raises ValueError for an id that names no
+    place in the stream or is not [place, bytes]."""
+
+    __slots__ = ("stream", "_start", "_prefix")
+
+    def __init__(self, stream: str | None) -> None:
+        self.stream = stream
+        self._start: Any = None
+        self._prefix = ""
+
+    def __call__(self, v: slice) -> str:
+        rest = v.stop
+        if type(rest) is not bytes or v.step is not None:
+            raise ValueError("a step record's relative id is [place, bytes]")
+        if v.start != self._start or self._start is None:
+            self._prefix = id_prefix(v.start, self.stream)
+            self._start = v.start
+        return self._prefix + rest.decode()         # UnicodeDecodeError is a ValueError
 
 
 def local_ids(values: list, stream: str | None) -> list:
     """``values`` with each relative id written out in full against the
     record's ``stream``. Raises ValueError for one that names no place in it."""
-    return [full_id(v, stream) if type(v) is slice else v for v in values]
+    full = FullIds(stream)
+    return [full(v) if type(v) is slice else v for v in values]

@@ -22,7 +22,7 @@ from typing import Any, Callable, ClassVar, TypeVar
 from gateway import event_wire
 from gateway.construct import frozen_constructor
 from gateway.event_payload import _PLAIN, _PLANS, UndecodableEvent, UnknownEvent, _encode, _plan
-from gateway.event_steps import _named, id_prefix, local_ids, local_marks, relative_ids, step_entries, step_key
+from gateway.event_steps import FullIds, _named, local_marks, relative_ids, step_entries, step_key
 
 # The payload's plans and errors and the step records' readers stay importable from here.
 __all__ = ["E", "STEP_TYPE", "Event", "StepEvents", "UndecodableEvent", "UnknownEvent", "decode", "domain_event",
@@ -187,28 +187,28 @@ class StepEvents(Event):
         rows = []
         key: Any = _UNSET
         for ev in self.events:
-            wire, names, get, at, ids = _ENCODERS.get(type(ev)) or _encoder(type(ev))
+            wire, names, get, at, ids, keyless_ids = _ENCODERS.get(type(ev)) or _encoder(type(ev))
             vals = [v if type(v) in _PLAIN else _encode(v) for v in get(ev)]
             k = vals[at] if at is not None else _NO_KEY
             key = k if key is _UNSET or key == k else None
-            rows.append((ev, wire, names, vals, at, ids))
+            rows.append((ev, wire, names, vals, at, ids, keyless_ids))
         if type(key) is not str:
             key = None                       # not every event has it, or they differ
         stream = self.stream
         marks = None                         # the relative ids' prefixes, once a row has ids
         inner = []
-        for ev, wire, names, vals, at, ids in rows:
+        for ev, wire, names, vals, at, ids, keyless_ids in rows:
             if key is not None:
                 del vals[at]
                 names = names[:at] + names[at + 1:]
+                ids = keyless_ids
             if wire is None:
                 inner.append([ev.TYPE, ev.SCHEMA, dict(zip(names, vals))])
             else:
                 if ids:
                     if marks is None:
                         marks = local_marks(stream, key)
-                    # With the key left out, the places after it are one less.
-                    relative_ids(vals, [i - (key is not None and i > at) for i in ids], marks)
+                    relative_ids(vals, ids, marks)
                 inner.append([wire, ev.SCHEMA, vals])
         if key is None:
             return {"e": inner}
@@ -224,7 +224,7 @@ class StepEvents(Event):
             raise ValueError("a step record holds a non-empty list of events")
         events = []
         fast = _FAST_KEYLESS if key is not None else _FAST
-        start = prefix = None                   # the relative ids' name in the stream
+        full = None                             # the relative ids written out (one name per record)
         for item in inner:
             if not isinstance(item, list) or len(item) != 3 or type(item[1]) is not int:
                 raise ValueError("a step record's event is [type, schema, payload]")
@@ -241,19 +241,18 @@ class StepEvents(Event):
                         if type(v) is slice:
                             if p is item[2]:
                                 p = p.copy()            # the record's payload stays as read
-                            if v.start != start:        # one name per record, mostly
-                                start, prefix = v.start, id_prefix(v.start, stream)
-                            rest = v.stop
-                            if type(rest) is not bytes or v.step is not None:
-                                raise ValueError("a step record's relative id is [place, bytes]")
-                            p[i] = prefix + rest.decode()   # UnicodeDecodeError is a ValueError
+                            if full is None:
+                                full = FullIds(stream)
+                            p[i] = full(v)
                     if at == 0:                 # the ALGs' events: the key first
                         events.append(made(key, *p))
                     else:
                         events.append(made(*p) if at is None else made(*p[:at], key, *p[at:]))
                     continue
                 if slice in map(type, p):
-                    p = local_ids(p, stream)
+                    if full is None:
+                        full = FullIds(stream)
+                    p = [full(v) if type(v) is slice else v for v in p]
                 t, p = _named(t, schema, p, key is not None)
             elif type(t) is str and t != STEP_TYPE and isinstance(p, dict):
                 pass
@@ -288,7 +287,8 @@ def _encoder(cls: type) -> tuple:
         # attrgetter of one name gives the value itself, not a 1-tuple (a
         # one-field event holding a tuple would be read as its fields).
         get = (lambda ev, name=names[0]: (getattr(ev, name),)) if names else (lambda _ev: ())
-    enc = (_wire_of(cls), names, get, names.index("key") if "key" in names else None, _id_places(names))
+    enc = (_wire_of(cls), names, get, names.index("key") if "key" in names else None,
+           _id_places(names, False), _id_places(names, True))
     _ENCODERS[cls] = enc
     return enc
 
@@ -308,8 +308,12 @@ def _wire_of(cls: type) -> int | None:
         return _WIRE[cls]
 
 
-def _id_places(names) -> tuple[int, ...]:
-    """Where among ``names`` the ids local to a record are (gateway/event_wire.py LOCAL_ID_FIELDS)."""
+def _id_places(names, keyless: bool) -> tuple[int, ...]:
+    """Where among ``names`` the ids local to a record are (gateway/event_wire.py
+    LOCAL_ID_FIELDS), with the ``key`` field left out when ``keyless`` (a step
+    record whose events share it writes it once)."""
+    if keyless:
+        names = [n for n in names if n != "key"]
     return tuple(i for i, n in enumerate(names) if n in event_wire.LOCAL_ID_FIELDS)
 
 
@@ -333,10 +337,9 @@ def _fast_plan(code: int, schema: int, keyless: bool) -> tuple:
         if p.plain is not None and p.names == event_wire.FIELDS[(t, schema)]:
             made = _maker(cls)
             if not keyless:
-                plan = (made, None, len(p.names), _id_places(p.names))
+                plan = (made, None, len(p.names), _id_places(p.names, False))
             elif "key" in p.names:
-                plan = (made, p.names.index("key"), len(p.names) - 1,
-                        _id_places([n for n in p.names if n != "key"]))
+                plan = (made, p.names.index("key"), len(p.names) - 1, _id_places(p.names, True))
     table[(code, schema)] = plan
     return plan
 

@@ -27,6 +27,15 @@ class EngineAddresses:
         b = self.mips.by_public(public)
         return b.to_host(public) if b is not None else None
 
+    def is_mip_address(self, addr: str) -> bool:
+        """Whether the address text ``addr`` is a MIP's public address (the
+        SIP ALG's ``dedicated`` test; text that is no address: False)."""
+        try:
+            public = IPv4Address(addr)
+        except ValueError:
+            return False
+        return self.mips.by_public(public) is not None
+
     def mip_for(self, host: IPv4Address, egress: str | None = None) -> IPv4Address | None:
         """The MIP address of ``host`` (when leaving by ``egress``, if given)."""
         for b in self.mips.by_host(host):

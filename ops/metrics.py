@@ -18,7 +18,6 @@ Metric names start with ``voipgw_``; ops/grafana/voip-gateway.json uses them."""
 from __future__ import annotations
 
 import bisect
-import gc
 import logging
 import threading
 import time
@@ -28,6 +27,8 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily, InfoMetricFamily)
 from prometheus_client.exposition import start_http_server
+
+from ops.node_gc import TimedCollections
 
 log = logging.getLogger("gatewayd.metrics")
 
@@ -39,37 +40,25 @@ REPLICATION_MODES = ("sync", "async")
 GC_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 1.0, 2.5)
 
 
-class GcPauseHistogram:
-    """``gc.callbacks`` hook: every collection's pause, per generation, into
-    fixed buckets. It takes no lock: the callback runs with the interpreter
-    lock held, a collection never starts inside another, and a lock here
-    could be held by the very thread whose allocation started the
-    collection (a scrape in progress), which would then wait for itself."""
+class GcPauseHistogram(TimedCollections):
+    """Every collection's pause, per generation, into fixed buckets. It
+    takes no lock: the callback runs with the interpreter lock held, a
+    collection never starts inside another, and a lock here could be held
+    by the very thread whose allocation started the collection (a scrape in
+    progress), which would then wait for itself."""
 
     def __init__(self, buckets: tuple[float, ...] = GC_BUCKETS, clock=time.perf_counter) -> None:
+        super().__init__(clock)
         self.buckets = tuple(buckets)
-        self.clock = clock
         # per generation: counts per bucket (+Inf last), sum of seconds
         self.counts = [[0] * (len(self.buckets) + 1) for _ in range(3)]
         self.sums = [0.0, 0.0, 0.0]
-        self._started = 0.0
 
-    def __call__(self, phase: str, info: dict) -> None:
-        if phase == "start":
-            self._started = self.clock()
-            return
-        took = self.clock() - self._started
+    def record(self, took: float, info: dict) -> None:
         gen = info.get("generation", 2)
         gen = gen if 0 <= gen <= 2 else 2
         self.counts[gen][bisect.bisect_left(self.buckets, took)] += 1
         self.sums[gen] += took
-
-    def install(self) -> "GcPauseHistogram":
-        for cb in list(gc.callbacks):
-            if isinstance(cb, GcPauseHistogram):
-                gc.callbacks.remove(cb)
-        gc.callbacks.append(self)
-        return self
 
     def family(self) -> HistogramMetricFamily:
         h = HistogramMetricFamily("voipgw_gc_pause_seconds",

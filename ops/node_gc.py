@@ -34,24 +34,46 @@ def tune_gc(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None:
 GC_PAUSE_WARN = 0.05
 
 
-class GcPauses:
-    """gc.callbacks hook: collections longer than ``warn_after`` seconds are
-    logged at WARNING (generation, pause, objects collected) and counted."""
+class TimedCollections:
+    """A ``gc.callbacks`` hook that times each collection and hands its pause
+    (seconds) and the collector's info to :meth:`record`. :meth:`install`
+    keeps one hook of each kind: a node started again in one process (tests,
+    a restart) does not count every pause twice."""
 
-    def __init__(self, logger: logging.Logger, warn_after: float = GC_PAUSE_WARN,
-                 clock=time.perf_counter) -> None:
-        self.log = logger
-        self.warn_after = warn_after
+    def __init__(self, clock=time.perf_counter) -> None:
         self.clock = clock
-        self.long_pauses = 0
-        self.longest = 0.0
         self._started = 0.0
 
     def __call__(self, phase: str, info: dict) -> None:
         if phase == "start":
             self._started = self.clock()
             return
-        took = self.clock() - self._started
+        self.record(self.clock() - self._started, info)
+
+    def record(self, took: float, info: dict) -> None:
+        raise NotImplementedError
+
+    def install(self):
+        for cb in list(gc.callbacks):
+            if type(cb) is type(self):
+                gc.callbacks.remove(cb)
+        gc.callbacks.append(self)
+        return self
+
+
+class GcPauses(TimedCollections):
+    """Collections longer than ``warn_after`` seconds are logged at WARNING
+    (generation, pause, objects collected) and counted."""
+
+    def __init__(self, logger: logging.Logger, warn_after: float = GC_PAUSE_WARN,
+                 clock=time.perf_counter) -> None:
+        super().__init__(clock)
+        self.log = logger
+        self.warn_after = warn_after
+        self.long_pauses = 0
+        self.longest = 0.0
+
+    def record(self, took: float, info: dict) -> None:
         self.longest = max(self.longest, took)
         if took >= self.warn_after:
             self.long_pauses += 1
@@ -61,9 +83,4 @@ class GcPauses:
 
 
 def watch_gc_pauses(warn_after: float = GC_PAUSE_WARN) -> GcPauses:
-    for cb in list(gc.callbacks):
-        if isinstance(cb, GcPauses):
-            gc.callbacks.remove(cb)
-    watcher = GcPauses(log, warn_after)
-    gc.callbacks.append(watcher)
-    return watcher
+    return GcPauses(log, warn_after).install()

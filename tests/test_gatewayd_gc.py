@@ -44,3 +44,20 @@ def test_installed_once_however_often_it_is_asked():
     finally:
         for cb in [cb for cb in gc.callbacks if isinstance(cb, GcPauses)]:
             gc.callbacks.remove(cb)
+
+
+def test_the_pause_log_and_the_metrics_histogram_are_hooks_of_their_own():
+    # One of each kind: installing the metrics' histogram keeps the pause
+    # log's hook (and the other way round); both see the same collection.
+    from ops.metrics import GcPauseHistogram
+    try:
+        watch = watch_gc_pauses(10.0)
+        hist = GcPauseHistogram().install()
+        again = watch_gc_pauses(10.0)
+        hooks = [cb for cb in gc.callbacks if isinstance(cb, (GcPauses, GcPauseHistogram))]
+        assert hooks == [hist, again] and watch not in gc.callbacks
+        gc.collect()
+        assert again.longest > 0.0 and sum(hist.counts[2]) == 1 and hist.sums[2] > 0.0
+    finally:
+        for cb in [cb for cb in gc.callbacks if isinstance(cb, (GcPauses, GcPauseHistogram))]:
+            gc.callbacks.remove(cb)

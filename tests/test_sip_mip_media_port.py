@@ -9,6 +9,8 @@ their own per call."""
 
 from __future__ import annotations
 
+from functools import cache
+from ipaddress import IPv4Address
 from pathlib import Path
 
 from actors.algs import SipAdapter
@@ -24,6 +26,17 @@ from gateway.sip.state_fold import fold
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 MIP, HOST, CALLER, IFACE = "1.1.1.5", "10.1.1.3", "1.1.1.4", "1.1.1.1"
+
+
+@cache
+def _mip_example_engine():
+    """The engine of the manual's "Incoming Call with MIP" example (read-only
+    here: each test that processes packets builds a datapath of its own)."""
+    return _mip_datapath().engine
+
+
+def _mip_datapath() -> Datapath:
+    return Datapath(load_file(EXAMPLES / "ch2-incoming-call-with-mip.cfg"))
 
 
 def _sdp(addr: str, port: int) -> bytes:
@@ -73,7 +86,7 @@ def _calls(dedicated, n: int = 2):
 
 
 def test_a_mip_keeps_the_phone_s_media_port_for_every_call():
-    dedicated = dedicated_of(Datapath(load_file(EXAMPLES / "ch2-incoming-call-with-mip.cfg")).engine)
+    dedicated = dedicated_of(_mip_example_engine())
     st, answers, holes, events = _calls(dedicated)
     for sd, opened in zip(answers, holes):
         assert sd.session_conn.addr.text == MIP and sd.media[0].port == 6000
@@ -97,7 +110,7 @@ def test_an_address_shared_by_hosts_still_gets_a_pair_per_call():
 
 
 def test_the_sip_context_knows_which_public_addresses_are_a_mip():
-    dp = Datapath(load_file(EXAMPLES / "ch2-incoming-call-with-mip.cfg"))
+    dp = _mip_datapath()
     out = dp.process(build_udp(CALLER, MIP, 5060, 5060, _invite(7)), "ethernet3", 0.0)
     assert isinstance(out, Alg)
     dedicated = SipAdapter.context(out, dp.engine).dedicated
@@ -117,10 +130,9 @@ def test_of_pinholes_sharing_a_destination_the_newest_live_one_answers():
     t = PinholeTable()
     t.install(_hole("a#p1", "a", 100.0))
     t.install(_hole("b#p1", "b", 130.0))
-    key = (17, int.from_bytes(bytes(map(int, MIP.split("."))), "big"), 6000)
+    key = (17, int(IPv4Address(MIP)), 6000)
     assert t.match(*key, 10.0).call == "b"
-    assert t.translating_to(17, int.from_bytes(bytes(map(int, HOST.split("."))), "big"), 6000,
-                            10.0).call == "b"
+    assert t.translating_to(17, int(IPv4Address(HOST)), 6000, 10.0).call == "b"
     # Only live ones answer.
     assert t.match(*key, 100.0).call == "b" and t.match(*key, 130.0) is None
     t.remove("b#p1")
@@ -136,7 +148,7 @@ def test_media_of_calls_sharing_one_flow_through_a_mip_passes_both_ways():
     # Two calls' pinholes to MIP:6000 (as the ALG now opens them); the
     # caller's media (one flow: SIPp with one RTP port for every call) and
     # the phone's answer pass, translated to the MIP's own port.
-    dp = Datapath(load_file(EXAMPLES / "ch2-incoming-call-with-mip.cfg"))
+    dp = _mip_datapath()
     dp.install_pinholes([_hole("a#p1", "a", 100.0), _hole("b#p1", "b", 130.0)])
     fwd = dp.process(build_udp(CALLER, MIP, 6000, 6000, b"\x80" + b"r" * 171), "ethernet3", 1.0)
     assert isinstance(fwd, Forward) and fwd.path == "fast-pinhole", fwd
@@ -148,11 +160,11 @@ def test_media_of_calls_sharing_one_flow_through_a_mip_passes_both_ways():
 
 
 def parse_src(data: bytes) -> tuple[str, int]:
-    return ".".join(str(b) for b in data[12:16]), int.from_bytes(data[20:22], "big")
+    return str(IPv4Address(data[12:16])), int.from_bytes(data[20:22], "big")
 
 
 def test_a_registration_through_a_mip_keeps_the_contact_port():
-    dedicated = dedicated_of(Datapath(load_file(EXAMPLES / "ch2-incoming-call-with-mip.cfg")).engine)
+    dedicated = dedicated_of(_mip_example_engine())
     reg = (f"REGISTER sip:{CALLER} SIP/2.0\r\nVia: SIP/2.0/UDP {HOST}:5060;branch=z9hG4bKr\r\n"
            f"From: <sip:phone1@{CALLER}>;tag=r\r\nTo: <sip:phone1@{CALLER}>\r\nCall-ID: r@{HOST}\r\n"
            f"CSeq: 1 REGISTER\r\nContact: <sip:phone1@{HOST}:5070>\r\nExpires: 600\r\n"

@@ -308,7 +308,7 @@ def test_the_encoder_reads_a_one_field_event_as_one_value_even_when_it_is_a_tupl
     # tuple itself, read as that many fields).
     from gateway.events import _encoder
     step = StepEvents(tuple(_real_steps()[0]))
-    _wire, names, get, _at, _ids = _encoder(StepEvents)
+    _wire, names, get, _at, _ids, _keyless_ids = _encoder(StepEvents)
     assert names == ("events",) and get(step) == (step.events,)
 
 
