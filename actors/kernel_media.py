@@ -25,6 +25,7 @@ import subprocess
 import threading
 import time
 
+from actors.nft_lib import runner as nft_runner
 from actors.thread_names import name_native_thread
 from gateway.datapath.fastpath import FastPath
 from gateway.datapath.media_prime import prime
@@ -52,7 +53,7 @@ class KernelMedia:
     ``active()``: whether the node may forward now."""
 
     def __init__(self, queue_num: int, ifaces, worker, active=lambda: True, *,
-                 run=subprocess.run, interval: float = 0.25, count_interval: float = 1.0,
+                 run=None, interval: float = 0.25, count_interval: float = 1.0,
                  mode: str = "maps") -> None:
         self.mode = mode
         self.queue_num = queue_num
@@ -60,7 +61,9 @@ class KernelMedia:
         self.ifaces = list(ifaces)
         self.worker = worker
         self.active = active
-        self.run = run
+        # nft in this process through libnftables where it loads (a batch
+        # costs ~125 us, a process ~3-6 ms: actors/nft_lib.py).
+        self.run = run if run is not None else nft_runner()
         self.interval = interval
         self.count_interval = count_interval
         self.flows = OffloadTable()
@@ -69,6 +72,7 @@ class KernelMedia:
         self.errors = 0
         self._rules: list[list[str]] = []
         self._stop = threading.Event()
+        self._wake = threading.Event()      # sessions ended now: take their flows out
         self._thread: threading.Thread | None = None
         # One sync at a time (the loop's, a takeover's): a plan and the batch
         # that applies it must not interleave with another's.
@@ -124,20 +128,43 @@ class KernelMedia:
 
     def start(self) -> None:
         self._stop.clear()
+        self._wake.clear()
+        with self.worker.lock:
+            self.worker.datapath.offload_wake = self.wake
         self._thread = threading.Thread(target=self._loop, name="kernel-media", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
+        with self.worker.lock:
+            dp = self.worker.datapath
+            if getattr(dp, "offload_wake", None) == self.wake:
+                dp.offload_wake = None
+
+    def wake(self) -> None:
+        """The datapath ended sessions the kernel forwards (called under the
+        worker's lock: it only sets an event)."""
+        self._wake.set()
 
     def _loop(self) -> None:
         name_native_thread()
         next_count = time.monotonic() + self.count_interval
-        while not self._stop.wait(self.interval):
+        next_turn = time.monotonic() + self.interval
+        while True:
+            self._wake.wait(max(0.0, next_turn - time.monotonic()))
+            if self._stop.is_set():
+                return
             try:
+                if self._wake.is_set():
+                    self._wake.clear()
+                    self.take_out_ended()
+                if time.monotonic() < next_turn:
+                    continue
+                next_turn = time.monotonic() + self.interval
                 self.sync()
                 if time.monotonic() >= next_count:
                     t0 = time.monotonic()
@@ -160,10 +187,30 @@ class KernelMedia:
         with self._sync_lock:
             return self._sync(force)
 
+    def take_out_ended(self) -> int:
+        """The flows of the sessions the datapath ended since (a call's or a
+        voice channel's release, ``clear session``), out of the kernel now:
+        by their keys, one batch. The number of flows taken out."""
+        with self._sync_lock:
+            worker = self.worker
+            with worker.lock:
+                dp = worker.datapath
+                gone, dp.offload_gone = dp.offload_gone, []
+                plan = self.flows.forget(gone)
+            if not plan.deletes:
+                return 0
+            self._apply(plan)
+            return len(plan.deletes)
+
     def _sync(self, force: bool) -> int:
         worker = self.worker
         with worker.lock:
             dp = worker.datapath
+            # The periodic plan sees every ended session (its entries are
+            # gone from the fast path's table); a datapath made since (a
+            # reload) is told where to wake the offload.
+            dp.offload_gone = []
+            dp.offload_wake = self.wake
             why = self._unable(dp)
             if force and why.startswith("not forwarding"):
                 why = ""                 # a takeover, before the role says so
@@ -181,6 +228,12 @@ class KernelMedia:
             self.reason = why
         if not plan.adds and not plan.deletes:
             return 0
+        self._apply(plan)
+        return len(plan.adds) + len(plan.deletes)
+
+    def _apply(self, plan) -> None:
+        """One batch; one the kernel refuses flushes the maps (the table is
+        then known to be empty) and the next turn installs again."""
         r = self._nft("\n".join(plan.script(self.table, self.mode)) + "\n")
         if r.returncode != 0:
             self.errors += 1
@@ -188,9 +241,8 @@ class KernelMedia:
                         len(plan.adds) + len(plan.deletes), r.stderr.strip()[:300])
             self._nft("\n".join(flush_script(self.table)) + "\n" if self.mode == "maps"
                       else table_script(self.table, self.ifaces, self.mode))
-            with worker.lock:
+            with self.worker.lock:
                 self.flows.reset()
-        return len(plan.adds) + len(plan.deletes)
 
     def max_count_interval(self) -> float:
         """A third of the shortest media timeout among the flows (10 s when none)."""

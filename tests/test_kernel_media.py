@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+import time
 
 from actors.kernel_media import KernelMedia, rule_specs
 from gateway.packet import build_udp
@@ -119,3 +120,41 @@ def test_userspace_when_the_kernel_cannot():
     km = media(dp, host)
     established(dp)
     assert km.sync() == 0 and "flood" in km.status()["reason"]
+
+
+def test_flows_of_a_released_call_leave_the_kernel_at_once_not_at_the_next_turn():
+    # A DLCX (or a call's end) releases its media sessions: the datapath
+    # wakes the offload, which takes exactly their flows out in one batch;
+    # the periodic turn (30 s here) is not waited for.
+    host, dp = Host(), datapath()
+    km = KernelMedia(3, ["gwa", "gwb"], Worker(dp), run=host, interval=30.0, count_interval=60.0)
+    assert km.install()
+    established(dp)
+    assert km.sync() == 2
+    km.start()
+    try:
+        before = len(host.batches())
+        with km.worker.lock:
+            gone = dp.release_call("c")
+        assert len(gone) == 1 and dp.offload_gone == gone
+        deadline = time.monotonic() + 5.0
+        while len(host.batches()) == before and time.monotonic() < deadline:
+            time.sleep(0.005)
+        (batch,) = host.batches()[before:]
+        assert batch.count("delete element inet voipgw_media_q3 flows") == 1
+        assert "2.2.2.2 . 1.1.1.1 . 6000 . 20000" in batch and "10.1.1.3 . 2.2.2.2 . 4000 . 6000" in batch
+        assert len(km.flows) == 0 and dp.offload_gone == [] and gone[0].offloaded == 0
+        assert km.flows.stats()["removed"] == 2
+    finally:
+        km.remove()
+    # Stopped: the datapath no longer wakes it.
+    assert dp.offload_wake is None
+
+
+def test_sessions_that_were_never_in_the_kernel_wake_nothing():
+    dp = datapath()
+    woken = []
+    dp.offload_wake = lambda: woken.append(1)
+    established(dp)                          # the offload never took them
+    dp.release_call("c")
+    assert woken == [] and dp.offload_gone == []

@@ -76,6 +76,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from gateway.datapath.fastpath import key_bytes
 from gateway.datapath.offload_counters import parse_chain_counters, parse_counters
 from gateway.datapath.offload_nft import (AUX_MAPS, MAX_FLOWS, MODES, TABLE_PREFIX, UNTRACKED, Flow, add_chains_script,
                                           add_script, delete_chains_script, delete_script, flush_script, table_name,
@@ -178,6 +179,24 @@ class OffloadTable:
         for f in adds:
             f.entry.session.offloaded += 1
         return Plan(adds, deletes)
+
+    def forget(self, sessions) -> Plan:
+        """The deletions of these sessions' flows (sessions ended now, ahead
+        of the next plan): by their keys, so that the cost is theirs, not
+        that of every flow installed."""
+        deletes: list[Flow] = []
+        inst = self.installed
+        for sess in sessions:
+            for k in (sess.fwd_key, sess.rev_key):
+                kb = key_bytes(k)
+                have = inst.get(kb)
+                if have is not None and have.flow.entry.session is sess:
+                    deletes.append(have.flow)
+                    sess.offloaded -= 1
+                    del inst[kb]
+        self.removed += len(deletes)
+        self._free.extend(f.fid for f in deletes)
+        return Plan([], deletes)
 
     def clear(self) -> Plan:
         """Everything out (a node that stops forwarding)."""

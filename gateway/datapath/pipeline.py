@@ -47,6 +47,7 @@ sessions and pinholes are in :meth:`stats`.
 from __future__ import annotations
 
 from ipaddress import IPv4Address
+from typing import Callable
 
 from gateway.config.model import Config
 from gateway.datapath import seqadj
@@ -112,6 +113,11 @@ class Datapath(PinholePath, AlgDispatch, TcpSignalling, DatapathTables):
         # (new src, new dst, deadline)
         self._frags: dict[tuple[int, int, int, int], tuple[int, int, float]] = {}
         self.paths = {"fast-session": 0, "fast-pinhole": 0, "policy": 0, "alg": 0}
+        # Media offload (actors/kernel_media.py): sessions the kernel forwards
+        # that were ended now (a call or voice channel released, a session
+        # cleared), and what wakes the offload to take them out at once.
+        self.offload_gone: list[Session] = []
+        self.offload_wake: Callable[[], None] | None = None
         self.drops: dict[str, int] = {}
         # Per code (gateway.drops: a closed set, so no cap is needed); the
         # reason texts below are capped and kept for the pcap summary.
