@@ -209,7 +209,7 @@ def _run_node(args, fence, started: StartupClock | None = None) -> int:
             result["ingest"] = worker.status()
             result["media_offload"] = media.status() if media is not None else {
                 "media_path": "userspace",
-                "reason": "off (set flow media-offload)" if worker.install else "no kernel rules"}
+                "reason": "off (unset flow media-offload)" if worker.install else "no kernel rules"}
             if shaper is not None and shaper.trees:
                 result["shaping"] = shaper.status()
         return result

@@ -314,3 +314,10 @@ def test_all_errors_of_a_file_are_reported_at_once():
                    "set policy from trust to untrust a b sip permit\n"
                    "set zone dmz blok\n")
     assert [d.line for d in found] == [2, 4, 5, 6, 7]
+
+
+def test_media_offload_is_on_by_default_and_unset_keeps_media_in_userspace():
+    assert parse_text("").flow.media_offload is True
+    cfg = parse_text("unset flow media-offload\n")
+    assert cfg.flow.media_offload is False
+    assert parse_text("unset flow media-offload\nset flow media-offload\n").flow.media_offload is True

@@ -61,12 +61,14 @@ def test_cleanup_removes_what_the_node_file_names(tmp_path, host, capsys):
     # Interface addresses with their prefix, the MIP as /32 (actors/addresses.py).
     assert sorted(script.splitlines()) == ["addr del 1.1.1.1/24 dev cx3", "addr del 1.1.1.5/32 dev cx3",
                                            "addr del 10.1.1.1/24 dev cx1"]
-    rules = [a for a in host["iptables"] if "-D" in a]
+    rules = [a for a in host["iptables"] if "-D" in a and "NFQUEUE" in a]
     assert {a[a.index("-i") + 1] for a in rules} == {"cx1", "cx3"}
     assert all(f"voip-alg-q{QUEUE}" in a and str(QUEUE) in a for a in rules)
     assert sorted(host["forwarding_off"]) == ["cx1", "cx3"]
-    # The per-source screen's table (actors/kernel_screen.py).
-    assert host["nft"] == [["nft", "delete", "table", "inet", f"voipgw_screen_q{QUEUE}"]]
+    # The per-source screen's table (actors/kernel_screen.py), then the media
+    # offload's (on by default: actors/kernel_media.py).
+    assert host["nft"][0] == ["nft", "delete", "table", "inet", f"voipgw_screen_q{QUEUE}"]
+    assert ["nft", "delete", "table", "inet", f"voipgw_media_q{QUEUE}"] in host["nft"]
     err = capsys.readouterr().err
     assert "node gw-a: removed 3 of 3 address(es), 2 NFQUEUE rule(s); forwarding off on" in err
 
@@ -77,7 +79,7 @@ def test_cleanup_leaves_forwarding_on_when_the_rules_fail_open(tmp_path, host):
     cfg.write_text(cfg.read_text().replace("save", "set flow queue-bypass\nsave"))
     assert gatewayd(["--cleanup", "--node-file", path]) == 0
     assert host["forwarding_off"] == []
-    assert all("--queue-bypass" in a for a in host["iptables"])
+    assert all("--queue-bypass" in a for a in host["iptables"] if "NFQUEUE" in a)
 
 
 def test_cleanup_mistakes_are_messages(tmp_path, capsys):
@@ -138,12 +140,21 @@ def test_cleanup_in_a_namespace_twice(netns, tmp_path):
 
 
 def test_cleanup_removes_the_media_offload_when_configured(tmp_path, host, capsys):
+    # On by default: the example's configuration has no line for it.
     path = node_file(tmp_path)
-    cfg = Path(tmp_path / "gw.cfg")
-    cfg.write_text(cfg.read_text().replace("save", "set flow media-offload\nsave"))
+    assert "media-offload" not in Path(tmp_path / "gw.cfg").read_text()
     assert gatewayd(["--cleanup", "--node-file", path]) == 0
     accepts = [a for a in host["iptables"] if "-D" in a and "ACCEPT" in a]
     assert {a[a.index("-i") + 1] for a in accepts} == {"cx1", "cx3"}
     assert all("UNTRACKED" in a for a in accepts)
     assert ["nft", "delete", "table", "inet", f"voipgw_media_q{QUEUE}"] in host["nft"]
     assert "media offload removed" in capsys.readouterr().err
+
+
+def test_cleanup_leaves_the_media_offload_alone_when_it_is_unset(tmp_path, host):
+    path = node_file(tmp_path)
+    cfg = Path(tmp_path / "gw.cfg")
+    cfg.write_text(cfg.read_text().replace("save", "unset flow media-offload\nsave"))
+    assert gatewayd(["--cleanup", "--node-file", path]) == 0
+    assert not any("UNTRACKED" in a for a in host["iptables"])
+    assert all("voipgw_media" not in " ".join(a) for a in host["nft"])
