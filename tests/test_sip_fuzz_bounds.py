@@ -31,6 +31,13 @@ from test_sip_alg_replay import MESSAGES, evaluations, ops
 
 SEEDS = seeds()
 TIME_BOUND = 0.050
+# A pathological input of 64 KiB: the general parser reads "many lines" in
+# 21-26 ms of CPU on a quiet box and took 54 ms once beside two CPU-bound
+# processes and the lab (a run's CPU time grows with cache contention).
+# Twice the bound still tells linear from quadratic: a quadratic reading of
+# 32k spaces before a fold took 11 s (the defects below), and
+# the scaling itself is asserted as a ratio.
+LARGE_INPUT_TIME_BOUND = 2 * TIME_BOUND
 # Linear memory with a generous constant: the worst seen is ~140 bytes per
 # input byte (a Via of 64 KiB of commas, one list entry per comma); a
 # quadratic reading of 64 KiB would need gigabytes.
@@ -38,13 +45,13 @@ def _memory_bound(n: int) -> int:
     return 256 * n + 4 * 1024 * 1024
 
 
-def _check_parsers(data: bytes, memory: bool) -> None:
+def _check_parsers(data: bytes, memory: bool, bound: float = TIME_BOUND) -> None:
     for name, fn in PARSERS.items():
         run(fn, data)              # a result or RemoteProtocolError, nothing else
         spent = cpu_time(fn, data)
-        if spent > TIME_BOUND:
+        if spent > bound:
             spent = cpu_time(fn, data, tries=3)
-        assert spent <= TIME_BOUND, (name, len(data), spent, data[:200])
+        assert spent <= bound, (name, len(data), spent, data[:200])
         if memory:
             peak = peak_memory(fn, data)
             assert peak <= _memory_bound(len(data)), (name, len(data), peak, data[:200])
@@ -69,7 +76,7 @@ def test_pathological_inputs_scale_linearly(name):
             t1, t2 = cpu_time(fn, small, tries=5), cpu_time(fn, large, tries=5)
         # 2 ms of slack: below that, timer resolution and noise dominate.
         assert t2 <= 3 * t1 + 0.002, (name, parser, t1, t2)
-    _check_parsers(build(64 * 1024), memory=True)
+    _check_parsers(build(64 * 1024), memory=True, bound=LARGE_INPUT_TIME_BOUND)
 
 
 def test_the_defects_inputs_are_fast():
