@@ -119,8 +119,8 @@ def nft_script(table: str, ifaces: list[str], rate: int) -> str:
     burst = max(1, rate // 2)
     names = ", ".join(f'"{i}"' for i in ifaces)
     lines = [f"table inet {table} {{}}", f"delete table inet {table}", f"table inet {table} {{"]
-    for name, *_ in SCREENS:
-        lines.append(f"  set {name} {{ type ipv4_addr; size {MAX_SOURCES}; "
+    for sc in SCREENS:
+        lines.append(f"  set {sc.name} {{ type ipv4_addr; size {MAX_SOURCES}; "
                      f"flags dynamic,timeout; timeout {SOURCE_TIMEOUT}s; }}")
     lines.append("  chain screen {")
     for sc in SCREENS:

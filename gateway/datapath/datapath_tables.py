@@ -51,22 +51,16 @@ class DatapathTables:
 
     def remove_session(self, sess: Session) -> bool:
         self._close_stream(sess.id)
-        offloaded = sess.offloaded
-        if self.sessions.remove(sess):
-            self.screens.closed(sess.from_zone, sess.fwd_key[1])
-            if offloaded:
-                self._gone_from_kernel([sess])
-            return True
-        return False
+        return bool(self._remove([sess]))
 
     def _remove(self, sessions: list[Session]) -> list[Session]:
-        offloaded = {s.id for s in sessions if s.offloaded}
         gone = self.sessions.remove_all(sessions)
         for s in gone:
             self.screens.closed(s.from_zone, s.fwd_key[1])
             self._close_stream(s.id)
-        if offloaded:
-            self._gone_from_kernel([s for s in gone if s.id in offloaded])
+        # A removed session keeps its count of kernel flows until the
+        # offload takes them out.
+        self._gone_from_kernel([s for s in gone if s.offloaded])
         return gone
 
     def _gone_from_kernel(self, sessions: list[Session]) -> None:
