@@ -132,7 +132,7 @@ class MgcpAdapter:
         role = MgcpAdapter.role(o)
         media_nat = media_nat_of(engine, o) if engine is not None and o.direction == "outbound" else None
         return mgcp_alg.MgcpContext(o.direction, o.src, o.dst, o.nat_src, o.nat_dst, o.ingress, o.egress,
-                                    role, media_nat, far_side_of(engine, o))
+                                    role, media_nat, far_side_of(engine, o), dedicated_of(engine))
 
     @staticmethod
     def role(o) -> str:
@@ -231,8 +231,10 @@ class H323Adapter:
     @staticmethod
     def context(o, engine=None):
         seg = getattr(o, "segment", None)
+        dedicated = dedicated_of(engine)
         ctx = h323_alg.H323Context(o.channel or "ras", o.direction, o.src, o.dst, o.nat_src, o.nat_dst,
-                                   o.conn)
+                                   o.conn, dedicated is not None and o.nat_src is not None
+                                   and dedicated(str(o.nat_src[0])))
         return h323_segment.PacketContext(ctx, seg.messages if seg is not None else ())
 
     @staticmethod

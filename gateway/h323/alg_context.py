@@ -26,6 +26,12 @@ class H323Context:
     nat_src: tuple[str, int] | None = None
     nat_dst: tuple[str, int] | None = None
     conn: str = ""
+    # True when ``nat_src`` is a MIP's address (gateway.alg_nat.dedicated_of):
+    # a one-to-one translation, every port of it the host's, so an embedded
+    # media port another call of the host holds is kept, not moved (a phone
+    # that announces one RTP port for every call; the newest pinhole to it
+    # answers, gateway.datapath.pinholes).
+    dedicated: bool = False
 
     def connection(self) -> str:
         if self.conn:

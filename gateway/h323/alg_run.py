@@ -79,9 +79,12 @@ class _Run(Run):
             return (pub_ip, int(ctx.nat_src[1]))
         port = orig[1]
         owner = self.st.ports_in_use.get((pub_ip, port))
-        if key is not None and owner is not None and owner != key:
+        if key is not None and owner is not None and owner != key and not ctx.dedicated:
             # Another call holds this public port (interface or DIP NAT
-            # shares one address among hosts): take a free one.
+            # shares one address among hosts): take a free one. On a MIP
+            # (``dedicated``) the port is the host's own: a port another of
+            # its calls holds is the one it announces again, kept (the
+            # newest pinhole to it answers; the newest call owns it here).
             used = {(IPv4Address(i), p) for (i, p) in self.st.ports_in_use}
             got = allocate_port(used, IPv4Address(pub_ip), hint=port)
             if got is None:

@@ -32,6 +32,11 @@ class MgcpContext(PacketContext):
     # As gateway.sip.alg.SipContext.far_side: True for an address in the zone
     # the message goes to (no pinhole is opened to it). None: not checked.
     far_side: Callable[[str], bool] | None = None
+    # As gateway.sip.alg.SipContext.dedicated: True for a public address
+    # that is one host's alone (a MIP's), whose ports are the host's own, so
+    # media translated to it keeps its port (gateway/mgcp/alg_media.py
+    # ``kept_port``). None: not known (a pair is allocated).
+    dedicated: Callable[[str], bool] | None = None
 
     @property
     def gateway(self) -> str:

@@ -138,11 +138,27 @@ class _Media:
                 run.release_group(run.st.calls[key], g.group, "media stream removed")
         self.sdp_addresses(mapped)
 
+    def kept_port(self, public_ip: str, addr: str, port: int, rtcp_ip: str, rtcp_port: int) -> int | None:
+        """The private RTP port itself when ``public_ip`` is one host's alone
+        (``MgcpContext.dedicated``: a MIP translates the address only, every
+        port of it is the host's) and RTCP follows on the next port of the
+        same host (RFC 3550 11), else None: the ALG allocates a pair.
+
+        Another connection's voice channel may hold the same pair (a gateway
+        that reuses its RTP port while an older connection is still known):
+        both keep it, the newest pinhole to it answers
+        (gateway/datapath/pinholes.py) and the newest group owns the pair in
+        ``ports_in_use``."""
+        dedicated = self.ctx.dedicated
+        if dedicated is None or rtcp_ip != addr or rtcp_port != port + 1 or not 0 < port < 65535:
+            return None
+        return port if dedicated(public_ip) else None
+
     def bind(self, key, side, conn_id, tid, index, addr, port, rtcp_ip, rtcp_port, public_ip) -> int | None:
         run = self.run
         call = run.st.calls[key]
-        pub = None
-        if public_ip is not None:
+        pub = None if public_ip is None else self.kept_port(public_ip, addr, port, rtcp_ip, rtcp_port)
+        if public_ip is not None and pub is None:
             # RTP on an even port and RTCP on the next odd one (gateway.ports).
             pub = allocate_pair(run.st.ports_in_use, IPv4Address(public_ip),
                                 hint=_port_hint(run.st.ports_in_use, public_ip, port, f"{call.stream}#{call.seq}"))

@@ -327,10 +327,13 @@ def _media_bound(s: MgcpState, e: ev.MediaBound) -> MgcpState:
 
 
 def _release_ports(used: Map, g: MediaGroup) -> Map:
+    """The group's public pair freed, where the group still owns it: a pair
+    kept on a MIP may be shared by several connections' groups, the newest
+    owning it (gateway/mgcp/alg_media.py ``kept_port``)."""
     if g.public_ip is not None and g.public_port is not None:
         a = IPv4Address(g.public_ip)
         for p in (g.public_port, g.public_port + 1):
-            if (a, p) in used:
+            if used.get((a, p)) == g.group:
                 used = used.delete((a, p))
     return used
 
