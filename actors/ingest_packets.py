@@ -155,6 +155,10 @@ class PacketPath:
             if type(result) is Forward:
                 self.verdicts.accept(pkt, result.data, result.mark)
                 self.counters["accepted"] += 1
+                if result.note:
+                    # What the ALG's answer changed beyond the packet (a media
+                    # flow taken over by the newest negotiation).
+                    log.info("%s ALG: %s", held[2], result.note)
             elif type(result) is Drop:
                 self._drop(pkt, result.reason, now, code_of(result.category, result.reason, held[2]))
             else:

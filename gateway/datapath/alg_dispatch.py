@@ -11,6 +11,7 @@ from ipaddress import IPv4Address
 from typing import Iterable
 
 from gateway.alg_contract import Direction
+from gateway.datapath import media_takeover
 from gateway.datapath.alg_handoff import _FLIP, _alg_entry, _conn_name, _direction, _ip, _nat_of
 from gateway.datapath.dispatch_constants import H323_SERVICE, UDP_ALG_BY_NAME, UDP_ALG_BY_PORT, _PROTO_NAMES
 from gateway.datapath.outcomes import Alg, Drop, Forward, Outcome
@@ -111,6 +112,21 @@ class AlgDispatch:
         opened = [self.pinholes.install(p) for p in pinholes_open]
         for hole in opened:
             hole.policy_id = origin
+        claimed = media_takeover.claimed(self.sessions, self.pinholes, opened) if opened else ()
+        if claimed:
+            # The newest negotiation takes its flows from older calls' media
+            # sessions (gateway/datapath/media_takeover.py); the reason goes
+            # with this packet's verdict, which the worker logs.
+            notes = "; ".join(media_takeover.claim_note(old, call) for old, call in claimed)
+            self._remove([old for old, _call in claimed])
+            out = self._finish_packet(outcome, verdict, data, route_to, now, reason, opened)
+            return out._replace(note=notes) if type(out) is Forward else out
+        return self._finish_packet(outcome, verdict, data, route_to, now, reason, opened)
+
+    def _finish_packet(self, outcome: Alg, verdict: str, data: bytes, route_to, now: float,
+                       reason: str, opened: list) -> Forward | Drop:
+        """:meth:`finish_alg` after the pinholes: the packet's verdict and
+        its signalling session."""
         if outcome.segment is not None:
             return self._segment_done(outcome, verdict, data, reason)
         if verdict != "forward":
@@ -125,7 +141,7 @@ class AlgDispatch:
         if outcome.session is not None:
             if route_to is not None:
                 rw = self._route_to(pkt, rw, route_to)
-            return Forward(self._apply(pkt, rw, payload), "fast-session", outcome.alg,
+            return Forward(self._apply(pkt, rw, payload), "fast-session", "",
                            self._mark_of_session(outcome.session))
         p, s, sp = pkt.proto, pkt.src_int, pkt.sport
         key = (p, s, sp, pkt.dst_int, pkt.dport)
@@ -139,7 +155,7 @@ class AlgDispatch:
                                      alg=outcome.alg, direction=outcome.direction,
                                      call=outcome.key or None, pinhole=outcome.pinhole,
                                      policy_id=origin)
-            return self._first_packet(sess, pkt, payload, "fast-pinhole", outcome.alg)
+            return self._first_packet(sess, pkt, payload, "fast-pinhole")
         if d is None:
             if route_to is None:
                 return self._drop(f"{outcome.dst[0]}:{outcome.dst[1]} is an incoming DIP address "
@@ -160,17 +176,16 @@ class AlgDispatch:
                                  timeout=self.alg_timeouts.get(outcome.alg), alg=outcome.alg,
                                  direction=outcome.direction if outcome.decision is not None
                                  else Direction.INBOUND, call=outcome.key or None)
-        return self._first_packet(sess, pkt, payload, "policy", outcome.alg)
+        return self._first_packet(sess, pkt, payload, "policy")
 
-    def _first_packet(self, sess: Session | Drop, pkt: Packet, payload: bytes, path: str,
-                      alg: str) -> Outcome:
+    def _first_packet(self, sess: Session | Drop, pkt: Packet, payload: bytes, path: str) -> Outcome:
         """The signalling packet that made ``sess``, counted and forwarded with
         its rewrite (or the Drop that refused the session)."""
         if isinstance(sess, Drop):
             return sess
         sess.fwd_packets += 1
         sess.fwd_bytes += pkt.total_length
-        return Forward(self._apply(pkt, sess.fwd_rewrite, payload), path, alg, sess.mark)
+        return Forward(self._apply(pkt, sess.fwd_rewrite, payload), path, "", sess.mark)
 
     def _origin_policy(self, outcome: Alg) -> int | None:
         """The policy that let this signalling message through: its

@@ -149,6 +149,10 @@ class PinholeTable:
         self.removed += 1
         return hole
 
+    def of_call(self, call: str) -> list[Hole]:
+        """The pinholes of ``call``."""
+        return list(self._by_call.get(call, {}).values())
+
     def remove_call(self, call: str) -> list[Hole]:
         """Remove and return every pinhole of ``call``."""
         gone = list(self._by_call.get(call, {}).values())

@@ -154,7 +154,7 @@ class TcpSignalling:
         if payload == pkt.payload_bytes and work.emit_seq == pkt.tcp_seq:
             payload = None
         return Forward(self._apply_tcp(pkt, outcome.rewrite, stream, work.forward, payload,
-                                       work.emit_seq), "fast-session", outcome.alg,
+                                       work.emit_seq), "fast-session", "",
                        self._mark_of_session(outcome.session))
 
     def _release_retained(self, outcome: Alg, work: SegmentWork, data: bytes) -> Forward:
@@ -188,7 +188,7 @@ class TcpSignalling:
                 emit = (start - len(seg.prefix)) % (1 << 32)
                 same = payload == pkt.payload_bytes and emit == pkt.tcp_seq
                 v = Forward(self._apply_tcp(pkt, o.rewrite, stream, work.forward,
-                                            None if same else payload, emit), "fast-session", "sip",
+                                            None if same else payload, emit), "fast-session", "",
                             mark)
             if w is None:
                 own = v
@@ -206,7 +206,7 @@ class TcpSignalling:
             pkt = o.packet
             verdicts[id(w)] = Forward(self._apply_tcp(pkt, o.rewrite, stream, w.forward,
                                                       None if w.data == pkt.payload_bytes else w.data,
-                                                      pkt.tcp_seq), "fast-session", "sip", mark)
+                                                      pkt.tcp_seq), "fast-session", "", mark)
         r.verdicts = verdicts
         return own if own is not None else self._drop("SIP segment emptied by the rewrite of its "
                                                       "message", "alg", "sip")
