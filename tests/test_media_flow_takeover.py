@@ -131,3 +131,19 @@ def test_the_worker_logs_the_takeover_with_the_held_packet_s_verdict(caplog):
         handler._give(7, Forward(b"x", "policy", "media flow taken over by call b: session 3 of call a ended"))
     assert handler.verdicts.accepted == ["pkt"]
     assert "sip ALG: media flow taken over by call b: session 3 of call a ended" in caplog.text
+
+
+def test_signalling_through_a_via_pinhole_keeps_the_pinhole_s_policy():
+    # finish_alg's part after the pinholes (its own method since the
+    # takeover): a SIP message through a Via/Contact pinhole (manual ch. 2,
+    # Figure 9) makes its session under the policy that opened the pinhole.
+    from gateway.sip.state import Pinhole
+    dp = _mip_datapath()
+    dp.install_pinholes([Pinhole("s#p1", "s", "", "signalling", "udp", "inbound", (MIP, 5062), (HOST, 5060))])
+    dp.pinholes.get("s#p1").policy_id = 2
+    out = dp.process(build_udp(CALLER, MIP, 5060, 5062, _invite(9)), IN, 1.0)
+    assert isinstance(out, Alg) and out.pinhole == "s#p1"
+    final = dp.finish_alg(out, "forward", out.payload, None, (), (), 1.0)
+    assert isinstance(final, Forward) and final.path == "fast-pinhole" and final.note == ""
+    sess = dp.sessions.lookup(_key((CALLER, 5060), (MIP, 5062)))[0]
+    assert sess.kind == "signalling" and sess.policy_id == 2 and sess.pinhole == "s#p1"

@@ -119,14 +119,15 @@ class AlgDispatch:
             # with this packet's verdict, which the worker logs.
             notes = "; ".join(media_takeover.claim_note(old, call) for old, call in claimed)
             self._remove([old for old, _call in claimed])
-            out = self._finish_packet(outcome, verdict, data, route_to, now, reason, opened)
+            out = self._finish_packet(outcome, verdict, data, route_to, now, reason, opened, origin)
             return out._replace(note=notes) if type(out) is Forward else out
-        return self._finish_packet(outcome, verdict, data, route_to, now, reason, opened)
+        return self._finish_packet(outcome, verdict, data, route_to, now, reason, opened, origin)
 
     def _finish_packet(self, outcome: Alg, verdict: str, data: bytes, route_to, now: float,
-                       reason: str, opened: list) -> Forward | Drop:
+                       reason: str, opened: list, origin: int | None) -> Forward | Drop:
         """:meth:`finish_alg` after the pinholes: the packet's verdict and
-        its signalling session."""
+        its signalling session (``origin``: the policy that permitted the
+        signalling, :meth:`_origin_policy`)."""
         if outcome.segment is not None:
             return self._segment_done(outcome, verdict, data, reason)
         if verdict != "forward":
