@@ -21,6 +21,12 @@ callee's media address as fast as it can; the callee counts what arrives
 * ``offload-chains``: the "chains" layout (a verdict map to a chain per flow
   writing constants).
 
+With ``--perf DIR`` the sends are recorded machine-wide (``perf record -a
+-g``, DIR/<gateway>-<flows>.data) and each run also reports the CPU per
+delivered packet of the whole machine and of netfilter's functions (kernel
+symbols ``nft_*``, ``nf_*``, ``ipt_*``, ``xt_*``, ``*conntrack*``) from the
+samples: where the forwarding path's time goes.
+
 Reported: delivered packets/s (all flows; the senders' wall time), the
 ratio to plain forwarding, and the worker's CPU time (user + system, from
 /proc, its whole process: the ALG, the offload's nft calls are children and
@@ -34,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -183,7 +190,7 @@ class Lab:
                 subprocess.run(["kill", pid], capture_output=True)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
-    def run(self, gateway: str, flows: int, packets: int) -> dict:
+    def run(self, gateway: str, flows: int, packets: int, perf_dir: Path | None = None) -> dict:
         worker = None
         extra_cleanup = []
         if gateway == "kernel-sip-helper":
@@ -218,10 +225,19 @@ class Lab:
             time.sleep(1.5)                  # the offload installs its flows meanwhile
             before = _delivered(self.b)
             cpu0 = _cpu_seconds(worker.pid) if worker is not None else 0.0
+            recording = None
+            if perf_dir is not None:
+                recording = perf_dir / f"{gateway}-{flows}.data"
+                perf = subprocess.Popen(["perf", "record", "-a", "-g", "-q", "-o", str(recording)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(0.5)
             for p in senders:
                 p.stdin.write("go\n")
                 p.stdin.flush()
             took = max(float(p.stdout.readline()) for p in senders)
+            if recording is not None:
+                perf.send_signal(signal.SIGINT)
+                perf.wait()
             time.sleep(0.5)
             got = _delivered(self.b) - before
             cpu = _cpu_seconds(worker.pid) - cpu0 if worker is not None else None
@@ -239,11 +255,36 @@ class Lab:
             sh("ip", "netns", "exec", self.gw, "conntrack", "-F", check=False)
         result = {"gateway": gateway, "flows": flows, "sent": packets * flows, "delivered": got,
                   "rate": got / took, "cpu_us": None if cpu is None else cpu / max(got, 1) * 1e6}
+        if recording is not None:
+            result.update(perf_shares(recording, took + 0.5, got))
         if stats is not None:
             result["queued"] = stats["worker"]["packets"]
             if "media_offload" in stats:
                 result["path"] = stats["media_offload"]["media_path"]
         return result
+
+
+_NETFILTER = ("nft_", "nf_", "ipt_", "xt_", "__nf_", "__nft_")
+
+
+def perf_shares(recording: Path, seconds: float, delivered: int) -> dict:
+    """CPU per delivered packet (us) from a machine-wide recording of
+    ``seconds``: all busy CPU, and netfilter's functions among it."""
+    out = sh("perf", "report", "-i", str(recording), "--no-children", "--sort", "symbol",
+             "-g", "none", "-q", "--stdio", check=False)
+    idle = netfilter = 0.0
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) < 3 or not parts[0].endswith("%"):
+            continue
+        share, name = float(parts[0][:-1]) / 100, parts[2]
+        if name in ("pv_native_safe_halt", "default_idle", "native_safe_halt", "acpi_safe_halt"):
+            idle += share
+        elif name.startswith(_NETFILTER) or "conntrack" in name:
+            netfilter += share
+    cpu_s = seconds * (os.cpu_count() or 1)
+    per = cpu_s / max(delivered, 1) * 1e6
+    return {"busy_us": round(per * (1 - idle), 2), "netfilter_us": round(per * netfilter, 2)}
 
 
 SCALE = """
@@ -313,12 +354,17 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=0, metavar="CALLS",
                     help="also install CALLS calls' media (two directions each) in the kernel "
                          "at once: install and removal rate, counter read time, kernel memory")
+    ap.add_argument("--perf", type=Path, metavar="DIR",
+                    help="record the sends with perf (machine-wide) into DIR and report the CPU "
+                         "per packet, all and netfilter's")
     ap.add_argument("--gateways", nargs="+",
                     default=["plain", "kernel-sip-helper", "userspace", "offload",
                              "offload-chains"])
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces)")
+    if args.perf is not None:
+        args.perf.mkdir(parents=True, exist_ok=True)
     lab = Lab()
     rows: dict[tuple[str, int], list[dict]] = {}
     try:
@@ -328,14 +374,15 @@ def main() -> None:
         for _ in range(args.repeat):
             for flows in args.flows:
                 for gw in args.gateways:
-                    r = lab.run(gw, flows, args.packets)
+                    r = lab.run(gw, flows, args.packets, args.perf)
                     rows.setdefault((gw, flows), []).append(r)
                     print(json.dumps(r), flush=True)
     finally:
         lab.down()
     print(f"\n| gateway | flows | delivered/s (median of {args.repeat}) | ratio to plain | "
-          "delivered | gateway CPU per media packet | packets through the queue |")
-    print("|---|---|---|---|---|---|---|")
+          "delivered | gateway CPU per media packet | packets through the queue |"
+          + (" machine CPU per packet (perf) |" if args.perf is not None else ""))
+    print("|---|---|---|---|---|---|---|" + ("---|" if args.perf is not None else ""))
     for flows in args.flows:
         plain = statistics.median(r["rate"] for r in rows.get(("plain", flows), [{"rate": 0}]))
         for gw in args.gateways:
@@ -346,7 +393,9 @@ def main() -> None:
                   f"{min(r['delivered'] for r in rs):,} of {rs[0]['sent']:,} | "
                   + (f"{statistics.median(cpu):.2f} us" if cpu else "-") + " | "
                   + (f"{max(r.get('queued', 0) for r in rs):,}" if "queued" in rs[0] else "-")
-                  + " |")
+                  + " |" + (f" {statistics.median(r['busy_us'] for r in rs):.2f} us busy, "
+                            f"{statistics.median(r['netfilter_us'] for r in rs):.2f} us netfilter |"
+                            if "busy_us" in rs[0] else ""))
 
 
 if __name__ == "__main__":
