@@ -64,13 +64,12 @@ def _party(hole) -> tuple[int, int]:
 
 def claimed(sessions, pinholes, opened) -> list[tuple]:
     """``(session, call)``: the media sessions of other calls on exactly the
-    flows that the UDP
-    media pinholes ``opened`` negotiate with their call's other voice
-    channel: a packet from one party's media address to the other's pinhole
-    (either way round). Such a session was the older call's; the newest
-    negotiation takes the flow, so it ends and the next packet meets the new
-    pinhole (gateway.datapath.pinholes: of pinholes sharing a destination,
-    the newest answers); ``call`` is the call that takes it."""
+    flows that the UDP media pinholes ``opened`` negotiate with their call's
+    other voice channel: a packet from one party's media address to the
+    other's pinhole (either way round). Such a session was an older call's;
+    the newest negotiation takes the flow, so it ends and the next packet
+    meets the new pinhole (gateway.datapath.pinholes: of pinholes sharing a
+    destination, the newest answers); ``call`` is the call that takes it."""
     out: list[tuple] = []
     seen: set[int] = set()
     for hole in opened:
@@ -94,4 +93,5 @@ def claimed(sessions, pinholes, opened) -> list[tuple]:
 
 def claim_note(old, call: str) -> str:
     """The log line's reason for a session :func:`claimed` ended."""
-    return f"media flow taken over by call {call}: session {old.id} of call {old.call} ended ({old.describe()})"
+    return (f"media flow taken over by call {call}: session {old.id} of call {old.call} ended "
+            f"({old.describe()})")
