@@ -20,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
 from actors.algs import SipAdapter  # noqa: E402
 from gateway.datapath import Alg, Forward  # noqa: E402
 from gateway.packet import build_udp  # noqa: E402
@@ -147,3 +149,70 @@ def test_signalling_through_a_via_pinhole_keeps_the_pinhole_s_policy():
     assert isinstance(final, Forward) and final.path == "fast-pinhole" and final.note == ""
     sess = dp.sessions.lookup(_key((CALLER, 5060), (MIP, 5062)))[0]
     assert sess.kind == "signalling" and sess.policy_id == 2 and sess.pinhole == "s#p1"
+
+
+# -- a property: the newest negotiation's media is its own ----------------------
+
+FLOWS = ((6000, 6000), (6002, 6002))          # (phone2's port, phone1's port)
+
+
+def _ports(data: bytes, port: int) -> bytes:
+    return data.replace(b"m=audio 6000", b"m=audio %d" % port)
+
+
+def _bye(n: int) -> tuple[bytes, bytes]:
+    """Phone2's BYE of call ``n`` and phone1's 200 OK to it."""
+    def msg(first: str) -> bytes:
+        head = [first, f"Via: SIP/2.0/UDP {CALLER}:5060;branch=z9hG4bKbye{n}",
+                f"From: <sip:phone2@{CALLER}>;tag=f{n}", f"To: <sip:phone1@{MIP}>;tag=t{n}",
+                f"Call-ID: c{n}@{CALLER}", "CSeq: 2 BYE", "Content-Length: 0", "", ""]
+        return "\r\n".join(head).encode()
+    return msg(f"BYE sip:phone1@{MIP}:5060 SIP/2.0"), msg("SIP/2.0 200 OK")
+
+
+_OPS = st.lists(st.one_of(
+    st.tuples(st.just("call"), st.integers(0, len(FLOWS) - 1)),
+    st.tuples(st.just("rtp"), st.integers(0, 7), st.booleans()),
+    st.tuples(st.just("bye"), st.integers(0, 7))), min_size=1, max_size=30)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_OPS)
+def test_the_newest_live_call_on_a_flow_carries_its_media(ops):
+    """Calls between the same two phones on a few port pairs, media either
+    way, BYEs in any order (an ended call's sessions linger: no timer runs
+    here): a packet on a flow whose newest answered call is live is
+    forwarded on that call's own session."""
+    dp, st_ = _mip_datapath(), EMPTY
+    calls: list[tuple[int, bool]] = []            # (flow index, live) per call, in order
+    now = 1.0
+    for op in ops:
+        now += 0.05
+        if op[0] == "call":
+            n = len(calls) + 1
+            far, phone = FLOWS[op[1]]
+            st_, _ = _sip(dp, st_, CALLER, MIP, _ports(_invite(n), far), IN, now)
+            st_, answer = _sip(dp, st_, HOST, CALLER, _ports(_ok(n), phone), OUT, now)
+            assert isinstance(answer, Forward)
+            calls.append((op[1], True))
+        elif op[0] == "bye" and calls:
+            i = op[1] % len(calls)
+            if calls[i][1]:
+                bye, ok = _bye(i + 1)
+                st_, out = _sip(dp, st_, CALLER, MIP, bye, IN, now)
+                assert isinstance(out, Forward), out
+                st_, out = _sip(dp, st_, HOST, CALLER, ok, OUT, now)
+                calls[i] = (calls[i][0], False)
+        elif op[0] == "rtp" and calls:
+            flow, _live = calls[op[1] % len(calls)]
+            far, phone = FLOWS[flow]
+            if op[2]:
+                src, dst, ingress = (CALLER, far), (MIP, phone), IN
+            else:
+                src, dst, ingress = (HOST, phone), (CALLER, far), OUT
+            out = _rtp(dp, src, dst, ingress, now)
+            newest = max(i for i, (f, _l) in enumerate(calls) if f == flow)
+            if calls[newest][1]:
+                assert isinstance(out, Forward), out
+                sess = dp.sessions.lookup(_key(src, dst))[0]
+                assert sess.call == f"c{newest + 1}@{CALLER};f{newest + 1}", (sess.call, calls)
