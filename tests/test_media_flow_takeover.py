@@ -1,6 +1,6 @@
 """The newest negotiation takes its exact media flow from an older call
-(gateway/datapath/media_takeover.py ``claimed``; issue: media flows that
-phones actually reuse).
+(gateway/datapath/media_takeover.py ``claimed``): media flows as phones reuse
+them.
 
 The manual's "Incoming Call with MIP" example: phone2 1.1.1.4 calls phone1
 10.1.1.3 behind MIP 1.1.1.5 twice, both parties announcing RTP port 6000
