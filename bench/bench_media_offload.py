@@ -19,7 +19,11 @@ callee's media address as fast as it can; the callee counts what arrives
 * ``offload``: the same with ``set flow media-offload`` (the "maps" layout
   of gateway/datapath/offload.py: one rule, the rewrite looked up by flow id);
 * ``offload-chains``: the "chains" layout (a verdict map to a chain per flow
-  writing constants).
+  writing constants);
+* ``tc-bpf``: not the gateway: an experiment for the offload's next layout
+  (bench/tc_bpf_forward.py), a tc ingress BPF program forwarding each flow
+  with the gateway's source NAT (the caller's address becomes 1.1.1.1), the
+  calls' signalling forwarded plainly. Not in the default list.
 
 With ``--perf DIR`` the sends are recorded machine-wide (``perf record -a
 -g``, DIR/<gateway>-<flows>.data) and each run also reports the CPU per
@@ -50,6 +54,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 CONFIG = """
 set interface ethernet1 zone trust
@@ -190,9 +195,49 @@ class Lab:
                 subprocess.run(["kill", pid], capture_output=True)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
+    def _link(self, ns: str, dev: str) -> tuple[int, str]:
+        """(ifindex, MAC) of ``dev`` in ``ns``."""
+        words = sh("ip", "-n", ns, "-o", "link", "show", "dev", dev).split()
+        return int(words[0].rstrip(":")), words[words.index("link/ether") + 1]
+
+    def _tc_bpf(self, flows: int):
+        """Load, pin and attach the experiment's program; its flows' entries
+        (the caller's media to the callee's, leaving as 1.1.1.1)."""
+        import tc_bpf_forward as tb
+        pins = Path(f"/tmp/bench-bpffs-{self.tag}")
+        pins.mkdir(exist_ok=True)
+        if subprocess.run(["mountpoint", "-q", str(pins)]).returncode != 0:
+            sh("mount", "-t", "bpf", "bpf", str(pins))
+        map_fd = tb.create_map()
+        prog_fd = tb.load(map_fd)
+        pinned = str(pins / "media_fwd")
+        if os.path.exists(pinned):
+            os.unlink(pinned)
+        tb.pin(prog_fd, pinned)
+        tb.attach(self.gw, ("gwa", "gwb"), pinned)
+        out_index, out_mac = self._link(self.gw, "gwb")
+        _i, callee_mac = self._link(self.b, f"vb{self.tag}")
+        keys = []
+        for i in range(flows):
+            key = tb.flow_key("10.1.1.3", "1.1.1.9", 4000 + 2 * i, MEDIA_BASE + 2 * i)
+            tb.put(map_fd, key, tb.flow_value("1.1.1.1", "1.1.1.9", 4000 + 2 * i, MEDIA_BASE + 2 * i,
+                                              out_index, callee_mac, out_mac))
+            keys.append(key)
+
+        def done() -> str:
+            n = sum(tb.VALUE.unpack(tb.get(map_fd, k))[7] for k in keys)
+            tb.detach(self.gw, ("gwa", "gwb"))
+            os.unlink(pinned)
+            os.close(prog_fd)
+            os.close(map_fd)
+            sh("umount", str(pins), check=False)
+            return f"{n} packets by the program"
+        return done
+
     def run(self, gateway: str, flows: int, packets: int, perf_dir: Path | None = None) -> dict:
         worker = None
         extra_cleanup = []
+        tc_bpf_done = self._tc_bpf(flows) if gateway == "tc-bpf" else None
         if gateway == "kernel-sip-helper":
             sh("ip", "netns", "exec", self.gw, "nft", "-f", "-", input=HELPER)
             extra_cleanup.append(["nft", "delete", "table", "ip", "bench_helper"])
@@ -255,6 +300,8 @@ class Lab:
             sh("ip", "netns", "exec", self.gw, "conntrack", "-F", check=False)
         result = {"gateway": gateway, "flows": flows, "sent": packets * flows, "delivered": got,
                   "rate": got / took, "cpu_us": None if cpu is None else cpu / max(got, 1) * 1e6}
+        if tc_bpf_done is not None:
+            result["path"] = tc_bpf_done()
         if recording is not None:
             result.update(perf_shares(recording, took + 0.5, got))
         if stats is not None:
