@@ -78,8 +78,9 @@ def jmp(op: str, d: int, imm: int, off: int) -> bytes:
 def jgt_reg(d, s, off): return _insn(0x2d, d, s, off)
 
 
-def ld_map_fd(d: int, fd: int) -> bytes:
-    return _insn(0x18, d, 1, 0, fd) + _insn(0, 0, 0, 0, 0)
+def ld_map_fd(d: int, fd: int) -> list[bytes]:
+    """The map's fd into ``d``: one instruction in two slots (BPF_PSEUDO_MAP_FD)."""
+    return [_insn(0x18, d, 1, 0, fd), _insn(0, 0, 0, 0, 0)]
 
 
 def program(map_fd: int) -> bytes:
@@ -100,7 +101,7 @@ def program(map_fd: int) -> bytes:
         ldx_w(R5, R2, 30), stx_w(FP, R5, -12),              #      daddr
         ldx_w(R5, R2, 34), stx_w(FP, R5, -8),               #      ports
         ldx_h(R5, R2, 22), stx_w(FP, R5, -20),              # TTL and protocol, as they are
-        *ld_map_fd_parts(map_fd),
+        *ld_map_fd(R1, map_fd),
         mov(R2, FP), add_imm(R2, -16), call(MAP_LOOKUP_ELEM),
         ("jmp", "==", R0, 0, "pass"),
         mov(R7, R0),
@@ -138,11 +139,6 @@ def program(map_fd: int) -> bytes:
         ("label", "pass"), mov_imm(R0, 0), exit_(),         # TC_ACT_OK
     ]
     return _resolve(body)
-
-
-def ld_map_fd_parts(fd: int) -> list[bytes]:
-    both = ld_map_fd(1, fd)
-    return [both[:8], both[8:]]
 
 
 def _resolve(body: list) -> bytes:

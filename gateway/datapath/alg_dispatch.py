@@ -112,16 +112,16 @@ class AlgDispatch:
         opened = [self.pinholes.install(p) for p in pinholes_open]
         for hole in opened:
             hole.policy_id = origin
+        # The newest negotiation takes its flows from older calls' media
+        # sessions (gateway/datapath/media_takeover.py); the reason goes with
+        # this packet's verdict, which the worker logs.
         claimed = media_takeover.claimed(self.sessions, self.pinholes, opened) if opened else ()
         if claimed:
-            # The newest negotiation takes its flows from older calls' media
-            # sessions (gateway/datapath/media_takeover.py); the reason goes
-            # with this packet's verdict, which the worker logs.
-            notes = "; ".join(media_takeover.claim_note(old, call) for old, call in claimed)
             self._remove([old for old, _call in claimed])
-            out = self._finish_packet(outcome, verdict, data, route_to, now, reason, opened, origin)
-            return out._replace(note=notes) if type(out) is Forward else out
-        return self._finish_packet(outcome, verdict, data, route_to, now, reason, opened, origin)
+        out = self._finish_packet(outcome, verdict, data, route_to, now, reason, opened, origin)
+        if claimed and type(out) is Forward:
+            out = out._replace(note="; ".join(media_takeover.claim_note(old, call) for old, call in claimed))
+        return out
 
     def _finish_packet(self, outcome: Alg, verdict: str, data: bytes, route_to, now: float,
                        reason: str, opened: list, origin: int | None) -> Forward | Drop:

@@ -36,13 +36,6 @@ from gateway.packet import build_udp
 PROTO_UDP = 17
 
 
-def _target(hole) -> tuple[int, int]:
-    """Where the party behind ``hole`` really is (its media address)."""
-    if hole.to is not None:
-        return hole.to
-    return hole.key[1], hole.key[2]
-
-
 def expected_flows(holes) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """``((src, sport), (dst, dport))`` of the first packet each media
     pinhole of a one-channel call expects."""
@@ -60,7 +53,7 @@ def expected_flows(holes) -> list[tuple[tuple[int, int], tuple[int, int]]]:
             continue                     # one party's RTCP still open, the other's used
         for x, y in zip(a, b):
             for hole, other in ((x, y), (y, x)):
-                out.append((_target(other), (hole.key[1], hole.key[2])))
+                out.append((other.party, (hole.key[1], hole.key[2])))
     return out
 
 

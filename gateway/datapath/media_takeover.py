@@ -55,13 +55,6 @@ def note(old, hole) -> str:
             f"session {old.id} of call {old.call} ended")
 
 
-def _party(hole) -> tuple[int, int]:
-    """Where the party behind a media pinhole sends from (symmetric RTP, RFC
-    4961): its private address when the pinhole translates, else the
-    pinhole's destination."""
-    return hole.to if hole.to is not None else (hole.key[1], hole.key[2])
-
-
 def claimed(sessions, pinholes, opened) -> list[tuple]:
     """``(session, call)``: the media sessions of other calls on exactly the
     flows that the UDP media pinholes ``opened`` negotiate with their call's
@@ -80,7 +73,7 @@ def claimed(sessions, pinholes, opened) -> list[tuple]:
             q = other.pinhole
             if q.kind != "media" or q.group == p.group or other.key[0] != PROTO_UDP:
                 continue
-            for src, dst in ((_party(other), hole.key[1:]), (_party(hole), other.key[1:])):
+            for src, dst in ((other.party, hole.key[1:]), (hole.party, other.key[1:])):
                 have = sessions.lookup((PROTO_UDP, src[0], src[1], dst[0], dst[1]))
                 if have is None:
                     continue

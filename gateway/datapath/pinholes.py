@@ -62,6 +62,13 @@ class Hole:
     def call(self) -> str:
         return self.pinhole.call
 
+    @property
+    def party(self) -> tuple[int, int]:
+        """Where the party behind this media pinhole is, and sends from
+        (symmetric RTP, RFC 4961): its private address when the pinhole
+        translates, else the pinhole's destination."""
+        return self.to if self.to is not None else (self.key[1], self.key[2])
+
 
 def _ip_port(v) -> tuple[int, int] | None:
     if v is None:
