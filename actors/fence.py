@@ -10,6 +10,9 @@ node tells it, one JSON object a line:
   {"rules": [[iptables args], ...]}      the raw-table rules it installed
   {"nft": ["inet TABLE", ...]}           the nftables tables it installed (the
                                          per-source screen, actors/kernel_screen.py)
+  {"tc": [[tc filter args], ...],        the tc filters it attached and the BPF
+   "pins": [path, ...]}                  objects it pinned (the media offload's
+                                         program, actors/kernel_media_bpf.py)
   {"lease": until}                       the monotonic time (CLOCK_MONOTONIC,
                                          the same clock in every process of
                                          the host) its lease ends; null: no lease
@@ -103,6 +106,22 @@ def remove_nft_tables(tables: list[str]) -> int:
     return n
 
 
+def remove_tc_filters(specs: list[list[str]], pins: list[str], run=subprocess.run) -> int:
+    """``tc filter del ARGS`` for each, then the pinned objects; returns how
+    many filters were there. A filter outlives its process: without this a
+    dead node's program would go on forwarding media."""
+    n = 0
+    for spec in specs:
+        r = run(["tc", "filter", "del", *spec], capture_output=True, text=True, timeout=10)
+        n += r.returncode == 0
+    for path in pins:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return n
+
+
 def rule_devices(rules: list[list[str]]) -> list[str]:
     """The input devices (``-i DEV``) of the queue rules."""
     out = []
@@ -139,6 +158,8 @@ class Supervisor:
         self.addrs: list[list[str]] = []
         self.rules: list[list[str]] = []
         self.nft: list[str] = []
+        self.tc: list[list[str]] = []
+        self.pins: list[str] = []
         self.lease_until: float | None = None
         self._buf = b""
 
@@ -156,6 +177,10 @@ class Supervisor:
             self.rules = [[str(a) for a in spec] for spec in msg["rules"]]
         if "nft" in msg:
             self.nft = [str(t) for t in msg["nft"]]
+        if "tc" in msg:
+            self.tc = [[str(a) for a in spec] for spec in msg["tc"]]
+        if "pins" in msg:
+            self.pins = [str(p) for p in msg["pins"]]
         if "lease" in msg:
             v = msg["lease"]
             self.lease_until = None if v is None else float(v)
@@ -196,6 +221,10 @@ class Supervisor:
     def cleanup(self) -> None:
         if self.addrs:
             self.fence_addresses("gatewayd exited")
+        if self.tc or self.pins:
+            n = remove_tc_filters(self.tc, self.pins)
+            _say(f"gatewayd exited: removed {n} tc filter(s) (media offload program)")
+            self.tc, self.pins = [], []
         if self.nft:
             n = remove_nft_tables(self.nft)
             _say(f"gatewayd exited: removed {n} nftables table(s)")
@@ -274,6 +303,11 @@ class Fence:
     def nft_tables(self, tables) -> None:
         """The nftables tables ("inet NAME") to delete when this process dies."""
         self._send({"nft": list(tables)})
+
+    def tc_filters(self, specs, pins) -> None:
+        """The tc filters (``tc filter del`` arguments) and pinned BPF
+        objects to remove when this process dies."""
+        self._send({"tc": [list(s) for s in specs], "pins": list(pins)})
 
     def lease(self, until: float | None) -> None:
         self._send({"lease": until})

@@ -314,9 +314,10 @@ def main(argv: Iterable[str] | None = None) -> int:
     ap.add_argument("--sip-inline", action="store_true",
                     help="run the SIP ALG on one thread of this process (no actors, journal or "
                          "HA): to try the held-packet path without the node")
-    ap.add_argument("--media-offload", nargs="?", const="maps", choices=("maps", "chains"),
-                    help="established media forwarded by the kernel (actors/kernel_media.py); "
-                         "the table's layout (default maps)")
+    ap.add_argument("--media-offload", nargs="?", const="maps", choices=("maps", "chains", "bpf", "auto"),
+                    help="established media forwarded by the kernel (actors/kernel_media.py): "
+                         "the layout, an nftables table (maps, chains), a tc ingress program (bpf), "
+                         "or the program where it loads and else maps (auto); default maps")
     ap.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds")
     args = ap.parse_args(list(argv) if argv is not None else None)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,

@@ -16,7 +16,13 @@ remove the table and the rules with the rest of the node's kernel state.
 Where the kernel cannot (no nft, a table that does not load, a UDP flood
 screen configured: that screen counts every packet in userspace), the
 userspace fast path carries the media as before, and ``status()`` says
-which path is in use and why."""
+which path is in use and why.
+
+The "bpf" layout (actors/kernel_media_bpf.py) puts the flows in a tc
+ingress program's map instead of the table: same plans, same counters
+into the sessions, no raw-table rule (a redirected packet never reaches
+netfilter). Mode "auto" takes it where the program loads and the "maps"
+table where it does not (``status()`` says which)."""
 
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ import subprocess
 import threading
 import time
 
+from actors.kernel_media_bpf import BpfFlows
 from actors.nft_lib import runner as nft_runner
 from actors.thread_names import name_native_thread
 from gateway.datapath.fastpath import FastPath
@@ -54,7 +61,9 @@ class KernelMedia:
 
     def __init__(self, queue_num: int, ifaces, worker, active=lambda: True, *,
                  run=None, interval: float = 0.25, count_interval: float = 1.0,
-                 mode: str = "maps") -> None:
+                 mode: str = "maps", dscp=None) -> None:
+        if mode not in ("maps", "chains", "bpf", "auto"):
+            raise ValueError(f"media offload mode is maps, chains, bpf or auto, not {mode!r}")
         self.mode = mode
         self.queue_num = queue_num
         self.table = table_name(queue_num)
@@ -77,11 +86,35 @@ class KernelMedia:
         # One sync at a time (the loop's, a takeover's): a plan and the batch
         # that applies it must not interleave with another's.
         self._sync_lock = threading.Lock()
+        # The "bpf" layout's program and map (None: an nftables layout).
+        self.bpf: BpfFlows | None = None
+        self._dscp = dict(dscp or {})
+        self.fallback = ""               # mode "auto": why the program is not in use
 
     # -- kernel state ------------------------------------------------------------
 
     def rule_specs(self) -> list[list[str]]:
+        if self.bpf is not None:
+            return []
         return rule_specs(self.queue_num, self.ifaces)
+
+    def _install_bpf(self) -> bool:
+        bpf = BpfFlows(self.queue_num, self.ifaces, self.run,
+                       self._dscp, self.flows.max_flows)
+        why = bpf.install()
+        if why:
+            if self.mode == "bpf":
+                self.reason = why
+                return False
+            self.fallback = why
+            log.warning("media offload: the tc program is not in use (%s); the nftables table is", why)
+            self.mode = "maps"
+            return False
+        self.bpf = bpf
+        self.mode = "bpf"
+        self.installed = True
+        self.reason = ""
+        return True
 
     def _nft(self, script: str) -> subprocess.CompletedProcess:
         return self.run(["nft", "-f", "-"], input=script, capture_output=True, text=True, timeout=30)
@@ -89,6 +122,9 @@ class KernelMedia:
     def install(self) -> bool:
         """The table and the rules; False (and ``reason``) when the kernel
         cannot: the media then stays on the userspace path."""
+        if self.mode in ("bpf", "auto") and self.bpf is None:
+            if self._install_bpf() or self.mode == "bpf":
+                return self.installed
         try:
             r = self._nft(table_script(self.table, self.ifaces, self.mode))
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
@@ -118,6 +154,10 @@ class KernelMedia:
                 if r.returncode != 0:
                     break
         self._rules.clear()
+        if self.bpf is not None:
+            self.bpf.remove()
+            self.bpf = None
+            self.installed = False
         if self.installed:
             self.run(["nft", "delete", "table", "inet", self.table], capture_output=True, text=True,
                      timeout=30)
@@ -234,6 +274,17 @@ class KernelMedia:
     def _apply(self, plan) -> None:
         """One batch; one the kernel refuses flushes the maps (the table is
         then known to be empty) and the next turn installs again."""
+        if self.bpf is not None:
+            try:
+                self.bpf.apply(plan.adds, plan.deletes)
+            except OSError as exc:
+                self.errors += 1
+                log.warning("media offload: the flow map refused %d change(s): %s; flushed, reinstalling",
+                            len(plan.adds) + len(plan.deletes), exc)
+                self.bpf.flush()
+                with self.worker.lock:
+                    self.flows.reset()
+            return
         r = self._nft("\n".join(plan.script(self.table, self.mode)) + "\n")
         if r.returncode != 0:
             self.errors += 1
@@ -282,6 +333,15 @@ class KernelMedia:
         if not self.installed or not self.flows.installed:
             return 0
         with self._sync_lock:             # the listing and what it is applied to agree
+            if self.bpf is not None:
+                try:
+                    counts = self.bpf.counts()
+                except OSError:
+                    return None
+                worker = self.worker
+                with worker.lock:
+                    dp = worker.datapath
+                    return self.flows.counted(counts, worker.clock(), dp.activity, dp.paths)
             what = ["map", "inet", self.table, "flows"] if self.mode == "maps" else \
                 ["table", "inet", self.table]
             r = self.run(["nft", "-j", "list", *what], capture_output=True, text=True, timeout=30)
@@ -301,8 +361,15 @@ class KernelMedia:
     def status(self) -> dict:
         """What ``gwctl status`` shows: the path media takes, and why."""
         path = "kernel" if self.installed and not self.reason else "userspace"
-        out = {"media_path": path, "table": self.table if self.installed else None,
+        out = {"media_path": path, "layout": self.mode,
+               "table": self.table if self.installed and self.bpf is None else None,
                **self.flows.stats(), "errors": self.errors}
+        if self.bpf is not None:
+            out["program"] = self.bpf.pin
+            out["map_id"] = self.bpf.map_id
+            out["attached"] = [spec[1] for spec in self.bpf.attached]
+        if self.fallback:
+            out["bpf_unavailable"] = self.fallback
         if self.reason:
             out["reason"] = self.reason
         return out

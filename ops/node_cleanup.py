@@ -16,7 +16,8 @@ addresses and rules on the same devices are left alone):
   as the supervisor does (fail closed; gatewayd turns it on at start);
 - the traffic-shaping trees and DSCP table (actors/shaping.py);
 - the per-source screen's nftables table (actors/kernel_screen.py);
-- the media offload's nftables table and raw-table rules (actors/kernel_media.py).
+- the media offload's nftables table and raw-table rules (actors/kernel_media.py), or its
+  tc filters and pinned program (actors/kernel_media_bpf.py).
 
 Every step tolerates what is already gone: running it twice, or after the
 supervisor, changes nothing more."""
@@ -28,7 +29,8 @@ import sys
 
 def cleanup(settings, cfg, *, shaping: bool = True) -> dict:
     from actors.addresses import AddressManager
-    from actors.fence import remove_addresses, remove_nft_tables, remove_rules, rule_devices, set_forwarding
+    from actors.fence import (remove_addresses, remove_nft_tables, remove_rules, remove_tc_filters, rule_devices,
+                              set_forwarding)
     from actors import kernel_media
     from actors.kernel_screen import table_name
     from actors.ingest import NfqueueWorker
@@ -48,8 +50,10 @@ def cleanup(settings, cfg, *, shaping: bool = True) -> dict:
     if cfg.flow.media_offload:
         # The media offload's rules and table (its rules first: they accept
         # what the table marks).
+        from actors.kernel_media_bpf import filter_specs, pin_path
         report["media"] = (remove_rules(kernel_media.rule_specs(settings.queue, linux_to_cfg))
-                           + remove_nft_tables([f"inet {kernel_media.table_name(settings.queue)}"]))
+                           + remove_nft_tables([f"inet {kernel_media.table_name(settings.queue)}"])
+                           + remove_tc_filters(filter_specs(linux_to_cfg), [pin_path(settings.queue)]))
     if specs and not cfg.flow.queue_bypass:
         devs = rule_devices(specs)
         failed = set_forwarding(devs, False)

@@ -198,7 +198,11 @@ def _run_node(args, fence, started: StartupClock | None = None) -> int:
     media = None
     if cfg.flow.media_offload and worker.install:
         from actors.kernel_media import KernelMedia
-        media = KernelMedia(settings.queue, linux_to_cfg, worker, lambda: node.forwarding)
+        # The tc program where it loads, else the nftables table
+        # (actors/kernel_media.py); the program writes the policy's DSCP.
+        dscp = shaper.plan.dscp if shaper is not None else {}
+        media = KernelMedia(settings.queue, linux_to_cfg, worker, lambda: node.forwarding,
+                            mode="auto", dscp=dscp)
         node.before_announce.append(media.prime)
 
     def control_handler(cmd: str, args: dict):
@@ -235,7 +239,10 @@ def _run_node(args, fence, started: StartupClock | None = None) -> int:
             if media is not None:
                 if media.install():
                     specs = specs + media.rule_specs()
-                    tables.append(f"inet {media.table}")
+                    if media.bpf is not None:
+                        fence.tc_filters(media.bpf.attached, [media.bpf.pin])
+                    else:
+                        tables.append(f"inet {media.table}")
                     media.start()
                 else:
                     log.warning("media offload: media on the userspace path: %s", media.reason)

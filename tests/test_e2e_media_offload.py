@@ -30,8 +30,14 @@ def offload_config(tmp_path):
     return out
 
 
-def kernel_flows(ns: str, table: str) -> int:
-    r = subprocess.run(netns.ns_cmd(ns, "nft", "-j", "list", "map", "inet", table, "flows"),
+def kernel_flows(ns: str, mo: dict) -> int:
+    """The flows the kernel holds for a node (its ``media_offload`` status):
+    read from the kernel itself, the tc program's map by its id or the
+    nftables table's map."""
+    if mo.get("layout") == "bpf":
+        from actors.kernel_media_bpf import flows_of_map
+        return len(flows_of_map(mo["map_id"]))
+    r = subprocess.run(netns.ns_cmd(ns, "nft", "-j", "list", "map", "inet", mo["table"], "flows"),
                        capture_output=True, text=True, timeout=10)
     assert r.returncode == 0, r.stderr
     maps = [x["map"] for x in json.loads(r.stdout)["nftables"] if "map" in x]
@@ -51,6 +57,8 @@ def test_sipp_calls_with_media_in_the_kernel(tmp_path) -> None:
         mo = st["media_offload"]
         rtp = r.rtp_sent + r.callee_rtp_sent
         assert mo["media_path"] == "kernel", mo
+        # The tc program wherever it loads (the nftables table otherwise, and why).
+        assert mo["layout"] == "bpf" or "bpf_unavailable" in mo, mo
         # Most of the RTP never reached the node: the kernel forwarded it.
         assert mo["packets"] >= 0.8 * rtp, (mo, rtp)
         assert st["ingest"]["packets"] < 0.2 * rtp, (st["ingest"], rtp)
@@ -58,14 +66,16 @@ def test_sipp_calls_with_media_in_the_kernel(tmp_path) -> None:
         assert _wait_no_pinholes(state) == []
         ns = gs.node_paths(state, plan)[role].netns
         deadline = time.monotonic() + 3.0
-        while kernel_flows(ns, mo["table"]) and time.monotonic() < deadline:
+        while kernel_flows(ns, mo) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert kernel_flows(ns, mo["table"]) == 0
+        assert kernel_flows(ns, mo) == 0
 
 
 def flows_or_none(ns: str, table: str) -> int:
     """The kernel flows in ``table`` of namespace ``ns``; 0 when the table is
     not there (a node that is not forwarding holds none)."""
+    if table is None:
+        return 0
     r = subprocess.run(netns.ns_cmd(ns, "nft", "-j", "list", "map", "inet", table, "flows"),
                        capture_output=True, text=True, timeout=10)
     if r.returncode != 0:
@@ -80,6 +90,7 @@ def test_media_keeps_flowing_through_a_failover_with_offload(tmp_path, crash) ->
         cfg, plan, state = make(offload_config(tmp_path))
         call = suggest_call(plan, cfg)
         calls, rate, hold_ms = 4, 2.0, 5000
+        first = gs.node_status(state)
         run = gs.calls_with_failover(state, call.caller, call.callee, call.dial, calls=calls,
                                      rate=rate, duration_ms=hold_ms,
                                      failover_at=(calls / rate + hold_ms / 1000) / 2, crash=crash)
@@ -104,4 +115,13 @@ def test_media_keeps_flowing_through_a_failover_with_offload(tmp_path, crash) ->
             assert old["role"] == "standby", old
             ns_old = gs.node_paths(state, plan)[run.failover.from_role].netns
             assert flows_or_none(ns_old, st["media_offload"]["table"]) == 0
+            assert old["media_offload"]["flows"] == 0, old["media_offload"]
+            if st["media_offload"]["layout"] == "bpf":
+                # The dead process's program and map left with it (its fence
+                # detached the filters and unpinned the program).
+                from actors.kernel_media_bpf import flows_of_map
+                died = first[run.failover.from_role]["media_offload"]["map_id"]
+                assert old["media_offload"]["map_id"] != died, old["media_offload"]
+                with pytest.raises(FileNotFoundError):
+                    flows_of_map(died)
         assert _wait_no_pinholes(state) == []
