@@ -129,25 +129,22 @@ def dump(map_fd: int, key_size: int, value_size: int, room: int) -> dict[bytes, 
         first = False
 
 
-def test_run(prog_fd: int, frame: bytes, ingress_ifindex: int = 0) -> tuple[int, bytes]:
+def test_run(prog_fd: int, frame: bytes, ingress_ifindex: int = 0) -> tuple[int, bytes, int]:
     """Run a tc program once on an Ethernet frame in the kernel: its return
-    code and the frame as it left it. ``ingress_ifindex``: the interface the
-    frame is to have come in on (``__sk_buff`` given as the context)."""
+    code, the frame as it left it and the packet's mark then.
+    ``ingress_ifindex``: the interface the frame is to have come in on."""
     data_in = ctypes.create_string_buffer(frame, len(frame))
     data_out = ctypes.create_string_buffer(len(frame) + 256)
-    ctx = None
-    ctx_size = 0
-    if ingress_ifindex:
-        # struct __sk_buff up to its cb[] (the fields test runs accept).
-        raw = bytearray(184)
-        struct.pack_into("=I", raw, 36, ingress_ifindex)      # ingress_ifindex
-        struct.pack_into("=I", raw, 40, ingress_ifindex)      # ifindex: the device it runs on
-        ctx = ctypes.create_string_buffer(bytes(raw), len(raw))
-        ctx_size = len(raw)
+    # struct __sk_buff up to its cb[] (the fields a test run accepts), in and out.
+    raw = bytearray(184)
+    struct.pack_into("=I", raw, 36, ingress_ifindex)          # ingress_ifindex
+    struct.pack_into("=I", raw, 40, ingress_ifindex)          # ifindex: the device it runs on
+    ctx_in = ctypes.create_string_buffer(bytes(raw), len(raw))
+    ctx_out = ctypes.create_string_buffer(256)             # the whole __sk_buff comes back
     attr = ctypes.create_string_buffer(struct.pack(
         "=IIIIQQIIIIQQ", prog_fd, 0, len(frame), len(data_out), ctypes.addressof(data_in),
-        ctypes.addressof(data_out), 1, 0, ctx_size, 0,
-        ctypes.addressof(ctx) if ctx is not None else 0, 0).ljust(_ATTR, b"\0"), _ATTR)
+        ctypes.addressof(data_out), 1, 0, len(raw), len(ctx_out), ctypes.addressof(ctx_in),
+        ctypes.addressof(ctx_out)).ljust(_ATTR, b"\0"), _ATTR)
     bpf(PROG_TEST_RUN, attr, "prog test run")
     _fd, retval, _size_in, size_out = struct.unpack_from("=IIII", attr.raw)
-    return retval, data_out.raw[:size_out]
+    return retval, data_out.raw[:size_out], struct.unpack_from("=I", ctx_out.raw, 8)[0]

@@ -106,10 +106,11 @@ def remove_nft_tables(tables: list[str]) -> int:
     return n
 
 
-def remove_tc_filters(specs: list[list[str]], pins: list[str], run=subprocess.run) -> int:
+def remove_tc_filters(specs: list[list[str]], pins: list[str], run=None) -> int:
     """``tc filter del ARGS`` for each, then the pinned objects; returns how
     many filters were there. A filter outlives its process: without this a
     dead node's program would go on forwarding media."""
+    run = run or subprocess.run
     n = 0
     for spec in specs:
         r = run(["tc", "filter", "del", *spec], capture_output=True, text=True, timeout=10)

@@ -24,8 +24,8 @@ BPF_FS = "/sys/fs/bpf"
 _READ_ROOM = 4096                      # elements per batch read
 
 
-def pin_path(queue_num: int, fs: str = BPF_FS) -> str:
-    return f"{fs}/{PIN_PREFIX}{queue_num}"
+def pin_path(queue_num: int, fs: str | None = None) -> str:
+    return f"{fs or BPF_FS}/{PIN_PREFIX}{queue_num}"
 
 
 def filter_specs(ifaces) -> list[list[str]]:

@@ -196,3 +196,32 @@ def test_after_a_death_the_screens_nftables_table_goes_too(monkeypatch):
     assert s.nft == ["inet voipgw_screen_q0"]
     s.cleanup()
     assert ["nft", "delete", "table", "inet", "voipgw_screen_q0"] in calls and s.nft == []
+
+
+def test_after_a_death_the_media_programs_filters_and_pin_go_too(monkeypatch, tmp_path):
+    """The media offload's tc filters and pinned program
+    (actors/kernel_media_bpf.py) outlive the node's process: without the
+    supervisor a dead node would go on forwarding media."""
+    calls = []
+
+    def run(args, **kw):
+        calls.append(args)
+        return subprocess.CompletedProcess(args, 0, "", "")
+    monkeypatch.setattr(fence.subprocess, "run", run)
+    pin = tmp_path / "voipgw_media_q0"
+    pin.write_text("")
+    specs = [["dev", "gwa", "ingress", "pref", "7"], ["dev", "gwb", "ingress", "pref", "7"]]
+    s = fence.Supervisor(fd=-1)
+    s.handle(json.dumps({"tc": specs, "pins": [str(pin)]}).encode())
+    assert s.tc == specs and s.pins == [str(pin)]
+    s.cleanup()
+    assert [["tc", "filter", "del", *spec] for spec in specs] == calls
+    assert not pin.exists() and s.tc == [] and s.pins == []
+
+
+def test_the_node_reports_its_media_filters_in_one_line():
+    lines = []
+    f = fence.Fence(None, write=lines.append)
+    f.tc_filters([["dev", "gwa", "ingress", "pref", "7"]], ["/sys/fs/bpf/voipgw_media_q0"])
+    assert json.loads(lines[0]) == {"tc": [["dev", "gwa", "ingress", "pref", "7"]],
+                                    "pins": ["/sys/fs/bpf/voipgw_media_q0"]}

@@ -158,3 +158,36 @@ def test_sessions_that_were_never_in_the_kernel_wake_nothing():
     established(dp)                          # the offload never took them
     dp.release_call("c")
     assert woken == [] and dp.offload_gone == []
+
+
+def _no_program(monkeypatch):
+    from actors.kernel_media_bpf import BpfFlows
+    monkeypatch.setattr(BpfFlows, "install", lambda self: "the BPF program could not be loaded: refused")
+
+
+def test_auto_takes_the_table_where_the_program_cannot_load(monkeypatch):
+    _no_program(monkeypatch)
+    host, dp = Host(), datapath()
+    km = KernelMedia(3, ["gwa", "gwb"], Worker(dp), run=host, mode="auto")
+    assert km.install()
+    st = km.status()
+    assert st["media_path"] == "kernel" and st["layout"] == "maps" and st["table"] == "voipgw_media_q3"
+    assert st["bpf_unavailable"] == "the BPF program could not be loaded: refused"
+    assert len(km.rule_specs()) == 2 and km.bpf is None
+    km.remove()
+
+
+def test_the_bpf_layout_alone_leaves_media_in_userspace_when_it_cannot_load(monkeypatch):
+    _no_program(monkeypatch)
+    host, dp = Host(), datapath()
+    km = KernelMedia(3, ["gwa", "gwb"], Worker(dp), run=host, mode="bpf")
+    assert not km.install()
+    st = km.status()
+    assert st["media_path"] == "userspace" and st["reason"].startswith("the BPF program could not")
+    assert host.calls == []                  # no table, no rule
+
+
+def test_an_unknown_layout_is_refused():
+    import pytest
+    with pytest.raises(ValueError, match="maps, chains, bpf or auto"):
+        KernelMedia(3, ["gwa"], Worker(datapath()), run=Host(), mode="flowtable")

@@ -29,12 +29,17 @@ def node_file(tmp_path: Path, extra: str = "") -> str:
 
 
 @pytest.fixture
-def host(monkeypatch):
+def host(monkeypatch, tmp_path):
     """The commands cleanup runs, recorded instead of run."""
     import actors.fence as fence
-    seen = {"ip": [], "iptables": [], "forwarding_off": [], "nft": []}
+    import actors.kernel_media_bpf as kernel_media_bpf
+    seen = {"ip": [], "iptables": [], "forwarding_off": [], "nft": [], "tc": []}
+    monkeypatch.setattr(kernel_media_bpf, "BPF_FS", str(tmp_path))
 
     def run(args, input=None, **kw):
+        if args[0] == "tc":
+            seen["tc"].append(args)
+            return subprocess.CompletedProcess(args, 0, "", "")
         if args[0] == "ip":
             seen["ip"].append(input)
             return subprocess.CompletedProcess(args, 0, "", "")
@@ -143,11 +148,15 @@ def test_cleanup_removes_the_media_offload_when_configured(tmp_path, host, capsy
     # On by default: the example's configuration has no line for it.
     path = node_file(tmp_path)
     assert "media-offload" not in Path(tmp_path / "gw.cfg").read_text()
+    (tmp_path / f"voipgw_media_q{QUEUE}").write_text("")        # the program's pin
     assert gatewayd(["--cleanup", "--node-file", path]) == 0
     accepts = [a for a in host["iptables"] if "-D" in a and "ACCEPT" in a]
     assert {a[a.index("-i") + 1] for a in accepts} == {"cx1", "cx3"}
     assert all("UNTRACKED" in a for a in accepts)
     assert ["nft", "delete", "table", "inet", f"voipgw_media_q{QUEUE}"] in host["nft"]
+    # Or, where the node ran the tc program: its filters, and its pin.
+    assert host["tc"] == [["tc", "filter", "del", "dev", dev, "ingress", "pref", "7"] for dev in ("cx1", "cx3")]
+    assert not (tmp_path / f"voipgw_media_q{QUEUE}").exists()
     assert "media offload removed" in capsys.readouterr().err
 
 
@@ -158,3 +167,4 @@ def test_cleanup_leaves_the_media_offload_alone_when_it_is_unset(tmp_path, host)
     assert gatewayd(["--cleanup", "--node-file", path]) == 0
     assert not any("UNTRACKED" in a for a in host["iptables"])
     assert all("voipgw_media" not in " ".join(a) for a in host["nft"])
+    assert host["tc"] == []
