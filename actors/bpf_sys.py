@@ -13,6 +13,7 @@ import ctypes
 import os
 import platform
 import struct
+from typing import NamedTuple
 
 SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine())
 
@@ -129,9 +130,15 @@ def dump(map_fd: int, key_size: int, value_size: int, room: int) -> dict[bytes, 
         first = False
 
 
-def test_run(prog_fd: int, frame: bytes, ingress_ifindex: int = 0) -> tuple[int, bytes, int]:
-    """Run a tc program once on an Ethernet frame in the kernel: its return
-    code, the frame as it left it and the packet's mark then.
+class TestRun(NamedTuple):
+    rc: int              # the program's return code
+    frame: bytes         # the frame as the program left it
+    mark: int            # the packet's mark then
+    priority: int        # and its priority (the qdisc class)
+
+
+def test_run(prog_fd: int, frame: bytes, ingress_ifindex: int = 0) -> TestRun:
+    """Run a tc program once on an Ethernet frame in the kernel.
     ``ingress_ifindex``: the interface the frame is to have come in on."""
     data_in = ctypes.create_string_buffer(frame, len(frame))
     data_out = ctypes.create_string_buffer(len(frame) + 256)
@@ -147,4 +154,5 @@ def test_run(prog_fd: int, frame: bytes, ingress_ifindex: int = 0) -> tuple[int,
         ctypes.addressof(ctx_out)).ljust(_ATTR, b"\0"), _ATTR)
     bpf(PROG_TEST_RUN, attr, "prog test run")
     _fd, retval, _size_in, size_out = struct.unpack_from("=IIII", attr.raw)
-    return retval, data_out.raw[:size_out], struct.unpack_from("=I", ctx_out.raw, 8)[0]
+    return TestRun(retval, data_out.raw[:size_out], struct.unpack_from("=I", ctx_out.raw, 8)[0],
+                   struct.unpack_from("=I", ctx_out.raw, 32)[0])

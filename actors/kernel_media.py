@@ -61,7 +61,7 @@ class KernelMedia:
 
     def __init__(self, queue_num: int, ifaces, worker, active=lambda: True, *,
                  run=None, interval: float = 0.25, count_interval: float = 1.0,
-                 mode: str = "maps", dscp=None) -> None:
+                 mode: str = "maps", dscp=None, priority=None) -> None:
         if mode not in ("maps", "chains", "bpf", "auto"):
             raise ValueError(f"media offload mode is maps, chains, bpf or auto, not {mode!r}")
         self.mode = mode
@@ -88,7 +88,10 @@ class KernelMedia:
         self._sync_lock = threading.Lock()
         # The "bpf" layout's program and map (None: an nftables layout).
         self.bpf: BpfFlows | None = None
+        # Traffic shaping's DSCP and HTB class by policy mark, which the
+        # program writes (a redirected packet skips postrouting).
         self._dscp = dict(dscp or {})
+        self._priority = dict(priority or {})
         self.fallback = ""               # mode "auto": why the program is not in use
 
     # -- kernel state ------------------------------------------------------------
@@ -99,8 +102,8 @@ class KernelMedia:
         return rule_specs(self.queue_num, self.ifaces)
 
     def _install_bpf(self) -> bool:
-        bpf = BpfFlows(self.queue_num, self.ifaces, self.run,
-                       self._dscp, self.flows.max_flows)
+        bpf = BpfFlows(self.queue_num, self.ifaces, self.run, self._dscp, self._priority,
+                       self.flows.max_flows)
         why = bpf.install()
         if why:
             if self.mode == "bpf":

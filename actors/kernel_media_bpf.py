@@ -50,14 +50,17 @@ def flows_of_map(map_id: int) -> dict[bytes, tuple[int, int]]:
 
 
 class BpfFlows:
-    """One node's program and flow map. ``dscp``: the policy mark -> DSCP
-    that traffic shaping writes (gateway.shaping's plan), written by the
-    program since a redirected packet skips postrouting."""
+    """One node's program and flow map. ``dscp``, ``priority``: policy mark
+    -> the DSCP and the packet priority (HTB class id) that traffic
+    shaping's postrouting rule gives (gateway.shaping's plan), written by
+    the program since a redirected packet skips postrouting."""
 
-    def __init__(self, queue_num: int, ifaces, run, dscp=None, max_flows: int = 262_144) -> None:
+    def __init__(self, queue_num: int, ifaces, run, dscp=None, priority=None,
+                 max_flows: int = 262_144) -> None:
         self.ifaces = list(ifaces)
         self.run = run
         self.dscp = dict(dscp or {})
+        self.priority = dict(priority or {})
         self.max_flows = max_flows
         self.pin = pin_path(queue_num)
         self.map_fd = -1
@@ -119,7 +122,8 @@ class BpfFlows:
         for f in deletes:
             bpf_sys.delete(self.map_fd, f.key)
         for f in adds:
-            bpf_sys.update(self.map_fd, f.key, flow_value(f.head, f.mark, self.dscp.get(f.mark)))
+            bpf_sys.update(self.map_fd, f.key, flow_value(f.head, f.mark, self.dscp.get(f.mark),
+                                                          self.priority.get(f.mark, 0)))
 
     def counts(self) -> dict[bytes, tuple[int, int]]:
         """(packets, bytes) of every flow in the map, by key."""

@@ -20,6 +20,9 @@ callee's media address as fast as it can; the callee counts what arrives
   of gateway/datapath/offload.py: one rule, the rewrite looked up by flow id);
 * ``offload-chains``: the "chains" layout (a verdict map to a chain per flow
   writing constants);
+* ``offload-bpf``: the "bpf" layout, the gateway's tc ingress program
+  (gateway/datapath/offload_bpf.py: next hop from the kernel's routes,
+  counters, redirect), what a node runs wherever the program loads;
 * ``tc-bpf``: not the gateway: an experiment for the offload's next layout
   (bench/tc_bpf_forward.py), a tc ingress BPF program forwarding each flow
   with the gateway's source NAT (the caller's address becomes 1.1.1.1), the
@@ -241,7 +244,7 @@ class Lab:
         if gateway == "kernel-sip-helper":
             sh("ip", "netns", "exec", self.gw, "nft", "-f", "-", input=HELPER)
             extra_cleanup.append(["nft", "delete", "table", "ip", "bench_helper"])
-        elif gateway in ("userspace", "offload", "offload-chains"):
+        elif gateway in ("userspace", "offload", "offload-chains", "offload-bpf"):
             cfg = self.tmp / f"{gateway}.cfg"
             cfg.write_text(CONFIG + ("set flow media-offload\n" if gateway != "userspace" else ""))
             cmd = ["ip", "netns", "exec", self.gw, self.py, "-m", "actors.ingest", "--config",
@@ -251,6 +254,8 @@ class Lab:
                 cmd += ["--media-offload", "maps"]
             elif gateway == "offload-chains":
                 cmd += ["--media-offload", "chains"]
+            elif gateway == "offload-bpf":
+                cmd += ["--media-offload", "bpf"]
             worker = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE,
                                       stderr=open(self.tmp / f"{gateway}.log", "w"), text=True)
             assert worker.stdout.readline().strip() == "ready"
@@ -406,7 +411,7 @@ def main() -> None:
                          "per packet, all and netfilter's")
     ap.add_argument("--gateways", nargs="+",
                     default=["plain", "kernel-sip-helper", "userspace", "offload",
-                             "offload-chains"])
+                             "offload-chains", "offload-bpf"])
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces)")

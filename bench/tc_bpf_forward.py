@@ -149,5 +149,5 @@ def detach(netns: str, devices) -> None:
 def test_run(prog_fd: int, frame: bytes) -> tuple[int, bytes]:
     """Run the program once on an Ethernet frame in the kernel (no device):
     its return code and the frame as it left it."""
-    rc, out, _mark = bpf_sys.test_run(prog_fd, frame)
-    return rc, out
+    run = bpf_sys.test_run(prog_fd, frame)
+    return run.rc, run.frame

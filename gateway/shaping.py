@@ -217,6 +217,15 @@ def tc_remove(dev: str) -> list[str]:
     return ["qdisc", "del", "dev", dev, "root"]
 
 
+def priorities(p: ShapingPlan) -> dict[int, int]:
+    """Firewall mark -> the packet priority (HTB class id, major << 16 |
+    minor) that ``nft_ruleset``'s ``meta priority set`` gives: what the
+    media offload's tc program writes for a packet that skips postrouting
+    (gateway/datapath/offload_bpf.py)."""
+    major = int(HTB_HANDLE.rstrip(":"), 16)
+    return {mark: (major << 16) | minor for mark, minor in p.classes.items()}
+
+
 def nft_ruleset(p: ShapingPlan) -> str:
     """The ``nft -f`` script of the marks' HTB class (packet priority),
     DSCP and conntrack copy: one table the gateway owns, replaced whole in

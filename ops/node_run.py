@@ -199,10 +199,13 @@ def _run_node(args, fence, started: StartupClock | None = None) -> int:
     if cfg.flow.media_offload and worker.install:
         from actors.kernel_media import KernelMedia
         # The tc program where it loads, else the nftables table
-        # (actors/kernel_media.py); the program writes the policy's DSCP.
-        dscp = shaper.plan.dscp if shaper is not None else {}
-        media = KernelMedia(settings.queue, linux_to_cfg, worker, lambda: node.forwarding,
-                            mode="auto", dscp=dscp)
+        # (actors/kernel_media.py); the program writes the policy's DSCP
+        # and traffic class, which postrouting gives other packets.
+        from gateway.shaping import priorities
+        shaping_plan = shaper.plan if shaper is not None else None
+        media = KernelMedia(settings.queue, linux_to_cfg, worker, lambda: node.forwarding, mode="auto",
+                            dscp=shaping_plan.dscp if shaping_plan else {},
+                            priority=priorities(shaping_plan) if shaping_plan else {})
         node.before_announce.append(media.prime)
 
     def control_handler(cmd: str, args: dict):

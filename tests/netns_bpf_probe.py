@@ -2,10 +2,10 @@
 frames in the kernel, inside the network namespace it is started in (the
 program asks that namespace's routes and neighbours for the next hop).
 
-stdin: one JSON object, ``{"flows": [[key_hex, head_hex, mark, dscp], ...],
-"frames": [[frame_hex, ingress_device], ...]}``; stdout: ``{"runs":
-[[return_code, frame_hex, mark], ...], "counters": {key_hex: [packets,
-bytes]}}``. Used by tests/test_offload_bpf_program.py."""
+stdin: one JSON object, ``{"flows": [[key_hex, head_hex, mark, dscp,
+priority], ...], "frames": [[frame_hex, ingress_device], ...]}``; stdout:
+``{"runs": [[return_code, frame_hex, mark, priority], ...], "counters":
+{key_hex: [packets, bytes]}}``. Used by tests/test_offload_bpf_program.py."""
 
 from __future__ import annotations
 
@@ -26,12 +26,12 @@ def main() -> int:
     job = json.load(sys.stdin)
     map_fd = bpf_sys.create_hash_map(KEY.size, VALUE.size, 64, b"probe")
     prog_fd = bpf_sys.load_program(program(map_fd), b"probe")
-    for key, head, mark, dscp in job["flows"]:
-        bpf_sys.update(map_fd, bytes.fromhex(key), flow_value(bytes.fromhex(head), mark, dscp))
+    for key, head, mark, dscp, priority in job["flows"]:
+        bpf_sys.update(map_fd, bytes.fromhex(key), flow_value(bytes.fromhex(head), mark, dscp, priority))
     runs = []
     for frame, dev in job["frames"]:
-        rc, out, mark = bpf_sys.test_run(prog_fd, bytes.fromhex(frame), socket.if_nametoindex(dev))
-        runs.append([rc, out.hex(), mark])
+        run = bpf_sys.test_run(prog_fd, bytes.fromhex(frame), socket.if_nametoindex(dev))
+        runs.append([run.rc, run.frame.hex(), run.mark, run.priority])
     counts = {k.hex(): list(v) for k, v in read_counts(map_fd).items()}
     os.close(prog_fd)
     os.close(map_fd)

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = str(ROOT / "tests" / "netns_bpf_probe.py")
 TC_ACT_OK, TC_ACT_REDIRECT = 0, 7
 NEXT_MAC, SMALL_MTU_MAC = "02:00:00:00:00:02", "02:00:00:00:00:03"
-MARK, DSCP = 0x5000_0002, 46
+MARK, DSCP, CLASS = 0x5000_0002, 46, 0x1_0011
 
 
 def sh(*args: str) -> None:
@@ -103,8 +103,8 @@ def _checksums_right(p) -> bool:
 
 def test_a_flow_leaves_translated_marked_and_redirected_to_the_next_hop(ns):
     name, out_mac = ns
-    out = probe(name, [[FLOW, HEAD, MARK, DSCP]], [[frame(), "in0"]])
-    (rc, data, mark), = out["runs"]
+    out = probe(name, [[FLOW, HEAD, MARK, DSCP, CLASS]], [[frame(), "in0"]])
+    (rc, data, mark, priority), = out["runs"]
     assert rc == TC_ACT_REDIRECT
     p = Ether(bytes.fromhex(data))
     assert (p[IP].src, p[UDP].sport, p[IP].dst, p[UDP].dport) == ("1.1.1.5", 4000, "1.1.1.9", 7000)
@@ -112,20 +112,20 @@ def test_a_flow_leaves_translated_marked_and_redirected_to_the_next_hop(ns):
     assert p[IP].tos == (DSCP << 2) | 0x01                  # the policy's DSCP, the ECN bits kept
     assert (p.dst, p.src) == (NEXT_MAC, out_mac)             # the kernel's neighbour and interface
     assert _checksums_right(p)
-    assert mark == MARK
+    assert mark == MARK and priority == CLASS              # the egress qdisc's class
     assert out["counters"] == {FLOW: [1, len(bytes.fromhex(frame()))]}
 
 
 def test_without_a_policy_the_tos_and_the_mark_stay(ns):
     name, _ = ns
-    (rc, data, mark), = probe(name, [[FLOW, HEAD, 0, None]], [[frame(tos=0xb8), "in0"]])["runs"]
+    (rc, data, mark, priority), = probe(name, [[FLOW, HEAD, 0, None, 0]], [[frame(tos=0xb8), "in0"]])["runs"]
     p = Ether(bytes.fromhex(data))
-    assert rc == TC_ACT_REDIRECT and p[IP].tos == 0xb8 and mark == 0 and _checksums_right(p)
+    assert rc == TC_ACT_REDIRECT and p[IP].tos == 0xb8 and (mark, priority) == (0, 0) and _checksums_right(p)
 
 
 def test_a_zero_udp_checksum_stays_zero(ns):
     name, _ = ns
-    (rc, data, _m), = probe(name, [[FLOW, HEAD, MARK, DSCP]], [[frame(chksum=0), "in0"]])["runs"]
+    (rc, data, _m, _p), = probe(name, [[FLOW, HEAD, MARK, DSCP, CLASS]], [[frame(chksum=0), "in0"]])["runs"]
     p = Ether(bytes.fromhex(data))
     assert rc == TC_ACT_REDIRECT and p[UDP].chksum == 0 and p[IP].src == "1.1.1.5"
 
@@ -134,10 +134,10 @@ def test_a_zero_udp_checksum_stays_zero(ns):
                                   "fragment", "options", "not udp"])
 def test_what_the_kernel_cannot_forward_goes_on_as_it_arrived(ns, case):
     name, _ = ns
-    flows = [[FLOW, HEAD, MARK, DSCP],
-             [key("10.1.1.3", "1.1.1.8", 4000, 7000), key("1.1.1.5", "1.1.1.8", 4000, 7000), 0, None],
-             [key("10.1.1.3", "2.2.2.9", 4000, 7000), key("1.1.1.5", "2.2.2.9", 4000, 7000), 0, None],
-             [key("10.2.2.3", "1.1.1.9", 4000, 7000), HEAD, 0, None]]
+    flows = [[FLOW, HEAD, MARK, DSCP, CLASS],
+             [key("10.1.1.3", "1.1.1.8", 4000, 7000), key("1.1.1.5", "1.1.1.8", 4000, 7000), 0, None, 0],
+             [key("10.1.1.3", "2.2.2.9", 4000, 7000), key("1.1.1.5", "2.2.2.9", 4000, 7000), 0, None, 0],
+             [key("10.2.2.3", "1.1.1.9", 4000, 7000), HEAD, 0, None, 0]]
     sent, dev = {
         "no neighbour": (frame(dst="1.1.1.8"), "in0"),
         "mtu": (frame(dst="2.2.2.9"), "in0"),             # 200 octets of IP, a 150-octet MTU
@@ -149,14 +149,14 @@ def test_what_the_kernel_cannot_forward_goes_on_as_it_arrived(ns, case):
         "not udp": (bytes(Ether() / IP(src="10.1.1.3", dst="1.1.1.9") / Raw(b"x" * 40)).hex(), "in0"),
     }[case]
     out = probe(name, flows, [[sent, dev]])
-    (rc, data, mark), = out["runs"]
-    assert (rc, data, mark) == (TC_ACT_OK, sent, 0)
+    (rc, data, mark, priority), = out["runs"]
+    assert (rc, data, mark, priority) == (TC_ACT_OK, sent, 0, 0)
     assert all(c == [0, 0] for c in out["counters"].values()), out["counters"]
 
 
 def test_the_mtu_case_fits_when_the_packet_does(ns):
     """The MTU case above is the MTU's doing: a packet that fits goes."""
     name, _ = ns
-    flow = [key("10.1.1.3", "2.2.2.9", 4000, 7000), key("1.1.1.5", "2.2.2.9", 4000, 7000), 0, None]
-    (rc, data, _m), = probe(name, [flow], [[frame(dst="2.2.2.9", size=40), "in0"]])["runs"]
+    flow = [key("10.1.1.3", "2.2.2.9", 4000, 7000), key("1.1.1.5", "2.2.2.9", 4000, 7000), 0, None, 0]
+    (rc, data, _m, _p), = probe(name, [flow], [[frame(dst="2.2.2.9", size=40), "in0"]])["runs"]
     assert rc == TC_ACT_REDIRECT and Ether(bytes.fromhex(data)).dst == SMALL_MTU_MAC

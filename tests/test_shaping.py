@@ -18,7 +18,7 @@ from gateway.datapath.fastpath import FastPath
 from gateway.packet import build_udp
 from gateway.shaping import (
     DEFAULT_MINOR, MARK_TAG, MIN_RATE_KBIT, class_report, is_policy_mark, nft_ruleset,
-    parse_class_stats, plan, policy_mark, tc_install,
+    parse_class_stats, plan, policy_mark, priorities, tc_install,
 )
 from gateway.sip.state import Pinhole
 
@@ -209,6 +209,9 @@ def test_figure20_plan_one_htb_tree_on_the_2mbps_interface():
     assert f"meta mark 0x{policy_mark(2):08x} meta priority set 1:101" in script
     assert f"meta mark 0x{policy_mark(1):08x} ip dscp set 46" in script
     assert "ct mark set meta mark" in script and "meta mark set ct mark" in script
+    # What the media offload's program writes for a redirected packet: the
+    # same class ids as the postrouting rule's (1:100 is 0x10100).
+    assert priorities(p) == {policy_mark(1): 0x1_0100, policy_mark(2): 0x1_0101}
 
 
 def test_modes_and_dscp_from_ip_precedence():

@@ -23,8 +23,9 @@ counters of the flow (atomic adds), TTL - 1, the policy's DSCP (a redirect
 skips postrouting, where actors/shaping.py writes it for other packets),
 the four translated fields with the kernel's incremental checksum helpers
 (RFC 1624; a zero UDP checksum stays zero, RFC 768), the MAC addresses of
-the lookup, and the policy's firewall mark on the packet so the egress
-qdisc's classes (traffic shaping) see it; then ``bpf_redirect`` to the
+the lookup, and the policy's firewall mark and its traffic class (the
+packet's priority: the HTB class that actors/shaping.py's postrouting rule
+would have chosen by the mark) so the egress qdisc shapes it; then ``bpf_redirect`` to the
 egress interface: the IP stack, netfilter and conntrack are skipped (no
 conntrack entry per media flow, as the nftables layouts' ``notrack``).
 """
@@ -46,15 +47,15 @@ TC_ACT_OK, TC_ACT_REDIRECT = 0, 7
 # As the packet arrives, network order: saddr daddr sport dport.
 KEY = struct.Struct("=4s4s2s2s")
 # What the flow becomes: the new saddr daddr sport dport (network order),
-# the policy's mark (0: none), whether a DSCP is written and its value
-# shifted into the TOS octet, then the kernel's packet and byte counters
-# (aligned for the atomic adds).
-VALUE = struct.Struct("=12sIBB6xQQ")
-_PACKETS, _BYTES = 24, 32
-assert VALUE.size == 40 and struct.calcsize("=12sIBB6x") == _PACKETS
+# the policy's mark and traffic class (0: none), whether a DSCP is written
+# and its value shifted into the TOS octet, then the kernel's packet and
+# byte counters (aligned for the atomic adds).
+VALUE = struct.Struct("=12sIIBB2xQQ")
+_MARK, _PRIORITY, _DSCP_ON, _DSCP, _PACKETS, _BYTES = 12, 16, 20, 21, 24, 32
+assert VALUE.size == 40 and struct.calcsize("=12sIIBB2x") == _PACKETS
 
 # struct __sk_buff offsets (include/uapi/linux/bpf.h).
-_SKB_LEN, _SKB_MARK, _SKB_INGRESS_IFINDEX, _SKB_DATA, _SKB_DATA_END = 0, 8, 36, 76, 80
+_SKB_LEN, _SKB_MARK, _SKB_PRIORITY, _SKB_INGRESS_IFINDEX, _SKB_DATA, _SKB_DATA_END = 0, 8, 32, 36, 76, 80
 # struct bpf_fib_lookup on the stack (64 octets) and its fields.
 _FIB = -96
 _FIB_FAMILY, _FIB_PROTO, _FIB_SPORT, _FIB_DPORT, _FIB_IFINDEX, _FIB_TOS = 0, 1, 2, 4, 8, 12
@@ -65,12 +66,13 @@ _ETH_TYPE, _IP_VER_TOS, _IP_FRAG, _IP_TTL, _IP_PROTO, _IP_CSUM, _IP_SRC = 12, 14
 _UDP_CSUM = 40
 
 
-def flow_value(head: bytes, mark: int, dscp: int | None) -> bytes:
+def flow_value(head: bytes, mark: int, dscp: int | None, priority: int = 0) -> bytes:
     """The value of a flow whose packets become ``head`` (the fast path's
-    rewritten ``buf[12:24]``), with the policy's mark and DSCP."""
+    rewritten ``buf[12:24]``), with the policy's mark, DSCP and traffic
+    class (``priority``: the qdisc class id, major << 16 | minor)."""
     if len(head) != 12:
         raise ValueError("a flow's head is 12 octets: saddr daddr sport dport")
-    return VALUE.pack(head, mark & 0xFFFFFFFF, 0 if dscp is None else 1,
+    return VALUE.pack(head, mark & 0xFFFFFFFF, priority & 0xFFFFFFFF, 0 if dscp is None else 1,
                       0 if dscp is None else (dscp & 0x3F) << 2, 0, 0)
 
 
@@ -123,9 +125,9 @@ def program(map_fd: int) -> bytes:
         mov(R1, R6), mov_imm(R2, _IP_TTL), mov(R3, FP), add_imm(R3, -24), mov_imm(R4, 2), mov_imm(R5, 0),
         call(SKB_STORE_BYTES),
         # The policy's DSCP in the TOS octet (the ECN bits kept).
-        ldx_b(R1, R7, 16), ("jmp", "==", R1, 0, "dscp_done"),
+        ldx_b(R1, R7, _DSCP_ON), ("jmp", "==", R1, 0, "dscp_done"),
         ldx_w(R8, FP, -28), mov(R9, R8), and_imm(R9, 0x03ff),
-        ldx_b(R1, R7, 17), lsh_imm(R1, 8), or_reg(R9, R1),
+        ldx_b(R1, R7, _DSCP), lsh_imm(R1, 8), or_reg(R9, R1),
         ("jreg", "==", R8, R9, "dscp_done"),
         stx_w(FP, R9, -32),
         mov(R1, R6), mov_imm(R2, _IP_CSUM), mov(R3, R8), mov(R4, R9), mov_imm(R5, 2), call(L3_CSUM_REPLACE),
@@ -158,8 +160,10 @@ def program(map_fd: int) -> bytes:
         mov_imm(R5, 0), call(SKB_STORE_BYTES),
         mov(R1, R6), mov_imm(R2, 6), mov(R3, FP), add_imm(R3, _FIB + _FIB_SMAC), mov_imm(R4, 6),
         mov_imm(R5, 0), call(SKB_STORE_BYTES),
-        ldx_w(R1, R7, 12), ("jmp", "==", R1, 0, "marked"), stx_w(R6, R1, _SKB_MARK),
+        ldx_w(R1, R7, _MARK), ("jmp", "==", R1, 0, "marked"), stx_w(R6, R1, _SKB_MARK),
         ("label", "marked"),
+        ldx_w(R1, R7, _PRIORITY), ("jmp", "==", R1, 0, "classed"), stx_w(R6, R1, _SKB_PRIORITY),
+        ("label", "classed"),
         ldx_w(R1, FP, _FIB + _FIB_IFINDEX), mov_imm(R2, 0), call(REDIRECT), exit_(),
         ("label", "pass"), mov_imm(R0, TC_ACT_OK), exit_(),
     ]
