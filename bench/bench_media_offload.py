@@ -366,24 +366,39 @@ def slab():
     for line in open("/proc/meminfo"):
         if line.startswith("Slab:"):
             return int(line.split()[1]) * 1024
-nft(table_script("scale", ["gwa", "gwb"], mode))
 t = OffloadTable()
+if mode == "bpf":
+    # The program attached, its map filled through bpf(2) as a node does.
+    from actors.kernel_media_bpf import BpfFlows
+    bpf = BpfFlows(99, ["gwa", "gwb"], subprocess.run)
+    why = bpf.install()
+    assert not why, why
+    apply = lambda plan: bpf.apply(plan.adds, plan.deletes)
+else:
+    nft(table_script("scale", ["gwa", "gwb"], mode))
+    apply = lambda plan: nft(chr(10).join(plan.script("scale", mode)) + chr(10))
 plan = t.plan(dp.sessions.fast)
 m0 = slab(); t0 = time.perf_counter()
-nft(chr(10).join(plan.script("scale", mode)) + chr(10))
+apply(plan)
 t_add = time.perf_counter() - t0; m1 = slab()
 t0 = time.perf_counter()
-what = ["map", "inet", "scale", "flows"] if mode == "maps" else ["table", "inet", "scale"]
-out = subprocess.run(["nft", "-j", "list", *what], capture_output=True, text=True).stdout
-n = len(parse_counters(out)) if mode == "maps" else len(parse_chain_counters(out))
+if mode == "bpf":
+    n = len(bpf.counts())
+else:
+    what = ["map", "inet", "scale", "flows"] if mode == "maps" else ["table", "inet", "scale"]
+    out = subprocess.run(["nft", "-j", "list", *what], capture_output=True, text=True).stdout
+    n = len(parse_counters(out)) if mode == "maps" else len(parse_chain_counters(out))
 t_read = time.perf_counter() - t0
 for s in list(dp.sessions):
     dp.sessions.remove(s)
 plan = t.plan(dp.sessions.fast)
 t0 = time.perf_counter()
-nft(chr(10).join(plan.script("scale", mode)) + chr(10))
+apply(plan)
 t_del = time.perf_counter() - t0
-subprocess.run(["nft", "delete", "table", "inet", "scale"])
+if mode == "bpf":
+    bpf.remove()
+else:
+    subprocess.run(["nft", "delete", "table", "inet", "scale"])
 print(json.dumps({"mode": mode, "calls": calls, "directions": n, "install_s": t_add,
                   "directions_per_s_in": n / t_add, "read_s": t_read, "remove_s": t_del,
                   "slab_bytes_per_call": (m1 - m0) / calls}))
@@ -393,7 +408,7 @@ print(json.dumps({"mode": mode, "calls": calls, "directions": n, "install_s": t_
 def scale(lab: Lab, calls: int) -> None:
     cfg = lab.tmp / "scale.cfg"
     cfg.write_text(CONFIG)
-    for mode in ("maps", "chains"):
+    for mode in ("maps", "chains", "bpf"):
         print(sh("ip", "netns", "exec", lab.gw, lab.py, "-c", SCALE, str(calls), mode, str(ROOT),
                  str(cfg)).strip(), flush=True)
 

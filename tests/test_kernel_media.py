@@ -191,3 +191,24 @@ def test_an_unknown_layout_is_refused():
     import pytest
     with pytest.raises(ValueError, match="maps, chains, bpf or auto"):
         KernelMedia(3, ["gwa"], Worker(datapath()), run=Host(), mode="flowtable")
+
+
+def test_gwctl_status_says_which_kernel_path_carries_the_media(monkeypatch, capsys):
+    from ops.commands import node as node_cmd
+    from ops.gwctl import build_parser
+    base = {"node": "gw-a", "role": "active", "epoch": 3, "forwarding": True, "replication": "sync",
+            "journal_head": 9, "applied": 9, "calls": 0, "registrations": 0, "pinholes": 0,
+            "actors": 1, "datapath": {"paths": {}}}
+    for mo, lines in (
+            ({"media_path": "kernel", "layout": "bpf", "flows": 4, "packets": 900, "map_id": 7},
+             ["media path: kernel (tc program); 4 flow direction(s) in the kernel, 900 packets forwarded there"]),
+            ({"media_path": "kernel", "layout": "maps", "flows": 2, "packets": 10,
+              "bpf_unavailable": "the BPF program could not be loaded: refused"},
+             ["media path: kernel (nftables); 2 flow direction(s)",
+              "media tc program not in use: the BPF program could not be loaded: refused"])):
+        monkeypatch.setattr(node_cmd, "_call", lambda args, cmd, payload=None: {**base, "media_offload": mo})
+        args = build_parser().parse_args(["status"])
+        assert args.func(args) == 0
+        out = capsys.readouterr().out
+        for line in lines:
+            assert line in out, out

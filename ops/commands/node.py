@@ -108,10 +108,15 @@ def run_status(args) -> int:
                 print(f"datapath {k}: {v}")
         mo = s.get("media_offload")
         if mo:
+            layout = {"bpf": "tc program", "maps": "nftables", "chains": "nftables chains"}.get(
+                mo.get("layout", ""), mo.get("layout"))
             print(f"media path: {mo['media_path']}"
+                  + (f" ({layout})" if layout and mo["media_path"] == "kernel" else "")
                   + (f" ({mo['reason']})" if mo.get("reason") else "")
                   + (f"; {mo['flows']} flow direction(s) in the kernel, {mo['packets']} packets "
                      f"forwarded there" if "flows" in mo else ""))
+            if mo.get("bpf_unavailable"):
+                print(f"media tc program not in use: {mo['bpf_unavailable']}")
         ingest = s.get("ingest") or {}
         ov = ingest.get("overload")
         if ov:
