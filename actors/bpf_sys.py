@@ -22,6 +22,7 @@ PROG_LOAD, OBJ_PIN, OBJ_GET, PROG_TEST_RUN = 5, 6, 7, 10
 MAP_GET_FD_BY_ID, OBJ_GET_INFO_BY_FD = 14, 15
 MAP_LOOKUP_BATCH = 24
 MAP_TYPE_HASH = 1
+F_NO_PREALLOC = 1
 PROG_TYPE_SCHED_CLS = 3
 _ATTR = 128                                  # larger than every command's part of the union
 
@@ -41,7 +42,10 @@ def bpf(cmd: int, attr: bytes | ctypes.Array, what: str = "") -> int:
 
 
 def create_hash_map(key_size: int, value_size: int, max_entries: int, name: bytes = b"") -> int:
-    attr = struct.pack("=IIIIIII16s", MAP_TYPE_HASH, key_size, value_size, max_entries, 0, 0, 0,
+    """A hash map whose elements are allocated as they are added
+    (BPF_F_NO_PREALLOC): kernel memory follows the flows installed, not
+    ``max_entries`` (only userspace adds elements, never the datapath)."""
+    attr = struct.pack("=IIIIIII16s", MAP_TYPE_HASH, key_size, value_size, max_entries, F_NO_PREALLOC, 0, 0,
                        name[:15])
     return bpf(MAP_CREATE, attr, "map create")
 
