@@ -21,6 +21,8 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
+from test_tc_bpf_forward import _checksums_right
+
 pytestmark = pytest.mark.netns
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,14 +95,6 @@ def probe(ns_name: str, flows, frames) -> dict:
     return json.loads(r.stdout)
 
 
-def _checksums_right(p) -> bool:
-    again = p.copy()
-    del again[IP].chksum
-    del again[UDP].chksum
-    again = Ether(bytes(again))
-    return p[IP].chksum == again[IP].chksum and p[UDP].chksum == again[UDP].chksum
-
-
 def test_a_flow_leaves_translated_marked_and_redirected_to_the_next_hop(ns):
     name, out_mac = ns
     out = probe(name, [[FLOW, HEAD, MARK, DSCP, CLASS]], [[frame(), "in0"]])
@@ -111,7 +105,7 @@ def test_a_flow_leaves_translated_marked_and_redirected_to_the_next_hop(ns):
     assert p[IP].ttl == 63
     assert p[IP].tos == (DSCP << 2) | 0x01                  # the policy's DSCP, the ECN bits kept
     assert (p.dst, p.src) == (NEXT_MAC, out_mac)             # the kernel's neighbour and interface
-    assert _checksums_right(p)
+    assert _checksums_right(bytes(p))
     assert mark == MARK and priority == CLASS              # the egress qdisc's class
     assert out["counters"] == {FLOW: [1, len(bytes.fromhex(frame()))]}
 
@@ -120,7 +114,7 @@ def test_without_a_policy_the_tos_and_the_mark_stay(ns):
     name, _ = ns
     (rc, data, mark, priority), = probe(name, [[FLOW, HEAD, 0, None, 0]], [[frame(tos=0xb8), "in0"]])["runs"]
     p = Ether(bytes.fromhex(data))
-    assert rc == TC_ACT_REDIRECT and p[IP].tos == 0xb8 and (mark, priority) == (0, 0) and _checksums_right(p)
+    assert rc == TC_ACT_REDIRECT and p[IP].tos == 0xb8 and (mark, priority) == (0, 0) and _checksums_right(bytes(p))
 
 
 def test_a_zero_udp_checksum_stays_zero(ns):
