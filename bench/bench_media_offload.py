@@ -351,14 +351,22 @@ from gateway.sip.state import Pinhole
 calls, mode = int(sys.argv[1]), sys.argv[2]
 cfg = open(sys.argv[4]).read()
 dp = Datapath(parse_text(cfg))
+# With the tc program, the first SAMPLE calls are between the lab's real
+# phones (the caller 10.1.1.3, the callee 1.1.1.9): their RTP is sent
+# while all the calls are installed.
+SAMPLE = min(int(sys.argv[5]), calls) if mode == "bpf" else 0
+def ends(i):
+    if i < SAMPLE:
+        return ("10.1.1.3", 5000 + 2 * i), ("1.1.1.9", 8000 + i)
+    return ("10.1.1.%d" % (3 + i // 20000), 4000), (str(IPv4Address("2.0.0.0") + i), 6000)
 holes = [Pinhole(f"c{i}#p", f"c{i}", f"c{i}#g", "media", "udp", "inbound",
-                 ("1.1.1.1", 20000 + 2 * (i % 20000)), ("10.1.1.%d" % (3 + i // 20000), 4000), None, None)
+                 ("1.1.1.1", 20000 + 2 * (i % 20000)), ends(i)[0], None, None)
          for i in range(calls)]
 dp.install_pinholes(holes)
 for i in range(calls):
-    far = str(IPv4Address("2.0.0.0") + i)
-    dp.process(build_udp(far, "1.1.1.1", 6000, 20000 + 2 * (i % 20000), b"x"), "ethernet3", 0.0)
-    dp.process(build_udp("10.1.1.%d" % (3 + i // 20000), far, 4000, 6000, b"x"), "ethernet1", 0.0)
+    (inside, iport), (far, fport) = ends(i)
+    dp.process(build_udp(far, "1.1.1.1", fport, 20000 + 2 * (i % 20000), b"x"), "ethernet3", 0.0)
+    dp.process(build_udp(inside, far, iport, fport, b"x"), "ethernet1", 0.0)
 def nft(text):
     r = subprocess.run(["nft", "-f", "-"], input=text, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[:500]
@@ -381,6 +389,12 @@ plan = t.plan(dp.sessions.fast)
 m0 = slab(); t0 = time.perf_counter()
 apply(plan)
 t_add = time.perf_counter() - t0; m1 = slab()
+sample = {}
+if SAMPLE:
+    print(json.dumps({"installed": len(plan.adds)}), flush=True)
+    sys.stdin.readline()                       # the sample's RTP was sent meanwhile
+    caller = bytes([10, 1, 1, 3])
+    sample = {k[8:10].hex(): v[0] for k, v in bpf.counts().items() if k[:4] == caller}
 t0 = time.perf_counter()
 if mode == "bpf":
     n = len(bpf.counts())
@@ -401,16 +415,71 @@ else:
     subprocess.run(["nft", "delete", "table", "inet", "scale"])
 print(json.dumps({"mode": mode, "calls": calls, "directions": n, "install_s": t_add,
                   "directions_per_s_in": n / t_add, "read_s": t_read, "remove_s": t_del,
-                  "slab_bytes_per_call": (m1 - m0) / calls}))
+                  "slab_bytes_per_call": (m1 - m0) / calls,
+                  **({"sample_counted": sum(sample.values()), "sample_flows": len(sample)} if SAMPLE else {})}))
 """
+
+# The sample's RTP (--scale with the tc program): a receiver in the callee's
+# namespace on ports 8000.. (past the range the callee drops unread), a
+# sender in the caller's from 10.1.1.3:5000+2i.
+SAMPLE_RX = """
+import json, selectors, socket, sys, time
+n, seconds = int(sys.argv[1]), float(sys.argv[2])
+sel = selectors.DefaultSelector(); got = {}
+for i in range(n):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("1.1.1.9", 8000 + i))
+    s.setblocking(False); sel.register(s, selectors.EVENT_READ, 8000 + i)
+print("listening", flush=True)
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    for key, _ in sel.select(0.1):
+        while True:
+            try:
+                key.fileobj.recv(2048)
+            except BlockingIOError:
+                break
+            got[key.data] = got.get(key.data, 0) + 1
+print(json.dumps(got), flush=True)
+"""
+SAMPLE_TX = """
+import socket, sys, time
+n, packets = int(sys.argv[1]), int(sys.argv[2])
+socks = []
+for i in range(n):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.1.1.3", 5000 + 2 * i))
+    socks.append((s, ("1.1.1.9", 8000 + i)))
+for _ in range(packets):
+    for s, to in socks:
+        s.sendto(bytes(172), to)
+    time.sleep(0.02)                            # 50 packets/s per flow, as G.711 at 20 ms
+"""
+SAMPLE_CALLS, SAMPLE_PACKETS = 20, 100
 
 
 def scale(lab: Lab, calls: int) -> None:
     cfg = lab.tmp / "scale.cfg"
     cfg.write_text(CONFIG)
-    for mode in ("maps", "chains", "bpf"):
+    for mode in ("maps", "chains"):
         print(sh("ip", "netns", "exec", lab.gw, lab.py, "-c", SCALE, str(calls), mode, str(ROOT),
-                 str(cfg)).strip(), flush=True)
+                 str(cfg), "0").strip(), flush=True)
+    # The tc program: the calls installed, then RTP on a sample of them.
+    p = subprocess.Popen(["ip", "netns", "exec", lab.gw, lab.py, "-c", SCALE, str(calls), "bpf", str(ROOT),
+                          str(cfg), str(SAMPLE_CALLS)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    installed = json.loads(p.stdout.readline())
+    seconds = SAMPLE_PACKETS * 0.02 + 3
+    rx = subprocess.Popen(["ip", "netns", "exec", lab.b, lab.py, "-c", SAMPLE_RX, str(SAMPLE_CALLS),
+                           str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert rx.stdout.readline().strip() == "listening"
+    sh("ip", "netns", "exec", lab.a, lab.py, "-c", SAMPLE_TX, str(SAMPLE_CALLS), str(SAMPLE_PACKETS))
+    got = json.loads(rx.stdout.readline())
+    rx.wait(10)
+    p.stdin.write("\n")
+    p.stdin.flush()
+    result = json.loads(p.stdout.readline())
+    p.wait(60)
+    result.update(installed_directions=installed["installed"], sample_sent=SAMPLE_CALLS * SAMPLE_PACKETS,
+                  sample_delivered=sum(got.values()), sample_flows_delivered=len(got))
+    print(json.dumps(result), flush=True)
 
 
 def main() -> None:
@@ -420,7 +489,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--scale", type=int, default=0, metavar="CALLS",
                     help="also install CALLS calls' media (two directions each) in the kernel "
-                         "at once: install and removal rate, counter read time, kernel memory")
+                         "at once: install and removal rate, counter read time, kernel memory; "
+                         "with the tc program, RTP on 20 of them meanwhile (delivered, counted)")
     ap.add_argument("--perf", type=Path, metavar="DIR",
                     help="record the sends with perf (machine-wide) into DIR and report the CPU "
                          "per packet, all and netfilter's")
