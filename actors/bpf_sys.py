@@ -3,8 +3,10 @@ it on the BPF filesystem, running it on a frame (BPF_PROG_TEST_RUN).
 
 No library for it is installed here (no libbpf Python binding, no
 pyroute2), and the handful of commands the media offload needs are plain
-structures (include/uapi/linux/bpf.h, ``union bpf_attr``). x86_64 only:
-the system call's number is the architecture's.
+structures (include/uapi/linux/bpf.h, ``union bpf_attr``). The system
+call's number is the architecture's: x86_64 and aarch64 are known; on
+another, every call raises OSError (ENOSYS) and the offload falls back to
+the nftables table.
 """
 
 from __future__ import annotations
