@@ -48,9 +48,9 @@ def program_on(gw: str) -> list[str]:
 
 
 def kernel_view(gw: str, layout: str) -> dict:
-    """The table's flows (maps); the program's interfaces (bpf: its map
-    lives in the worker's own mount namespace, its counters are read back
-    through the worker's statistics below)."""
+    """The table's flows (maps); the program's interfaces (bpf: the
+    stand-alone worker reports its map's counters only in its final
+    statistics, checked below; the pair's lab test reads the map itself)."""
     return kernel_flows(gw) if layout == "maps" else {"attached": program_on(gw)}
 
 
