@@ -336,30 +336,32 @@ class KernelMedia:
         if not self.installed or not self.flows.installed:
             return 0
         with self._sync_lock:             # the listing and what it is applied to agree
-            if self.bpf is not None:
-                try:
-                    counts = self.bpf.counts()
-                except OSError:
-                    return None
-                worker = self.worker
-                with worker.lock:
-                    dp = worker.datapath
-                    return self.flows.counted(counts, worker.clock(), dp.activity, dp.paths)
-            what = ["map", "inet", self.table, "flows"] if self.mode == "maps" else \
-                ["table", "inet", self.table]
-            r = self.run(["nft", "-j", "list", *what], capture_output=True, text=True, timeout=30)
-            if r.returncode != 0:
+            counts = self._read_counts()
+            if counts is None:
                 return None
             worker = self.worker
-            if self.mode == "maps":
-                counts = parse_counters(r.stdout)
-            else:
-                by_fid = parse_chain_counters(r.stdout)
-                with worker.lock:
-                    counts = self.flows.by_key(by_fid)
             with worker.lock:
                 dp = worker.datapath
                 return self.flows.counted(counts, worker.clock(), dp.activity, dp.paths)
+
+    def _read_counts(self) -> dict[bytes, tuple[int, int]] | None:
+        """Every installed flow's (packets, bytes) by key, from the program's
+        map or the table's listing; None when it could not be read."""
+        if self.bpf is not None:
+            try:
+                return self.bpf.counts()
+            except OSError:
+                return None
+        what = ["map", "inet", self.table, "flows"] if self.mode == "maps" else \
+            ["table", "inet", self.table]
+        r = self.run(["nft", "-j", "list", *what], capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            return None
+        if self.mode == "maps":
+            return parse_counters(r.stdout)
+        by_fid = parse_chain_counters(r.stdout)
+        with self.worker.lock:
+            return self.flows.by_key(by_fid)
 
     def status(self) -> dict:
         """What ``gwctl status`` shows: the path media takes, and why."""
