@@ -201,11 +201,10 @@ def _run_node(args, fence, started: StartupClock | None = None) -> int:
         # The tc program where it loads, else the nftables table
         # (actors/kernel_media.py); the program writes the policy's DSCP
         # and traffic class, which postrouting gives other packets.
+        # (The shaper exists whenever the worker installs rules.)
         from gateway.shaping import priorities
-        shaping_plan = shaper.plan if shaper is not None else None
         media = KernelMedia(settings.queue, linux_to_cfg, worker, lambda: node.forwarding, mode="auto",
-                            dscp=shaping_plan.dscp if shaping_plan else {},
-                            priority=priorities(shaping_plan) if shaping_plan else {})
+                            dscp=shaper.plan.dscp, priority=priorities(shaper.plan))
         node.before_announce.append(media.prime)
 
     def control_handler(cmd: str, args: dict):
