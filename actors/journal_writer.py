@@ -2,8 +2,9 @@
 
 Producers (entity actors) submit the events of one step with a callback; one
 writer thread takes everything queued (up to ``max_batch``), appends it with
-ONE write and ONE fsync (``Journal.append_batch``), tells the replicator, and
-completes the callbacks:
+ONE write and ONE fsync (``Journal.append_batch``), telling the replicator
+between the two (the standby stores the frames while this fsync runs), and
+completes the callbacks once the batch is durable here and:
 - ``async`` replication (or no replicator): right after the fsync, on the
   writer thread;
 - ``sync`` replication (the default): once the standby acknowledged the batch,
@@ -208,7 +209,7 @@ class JournalWriter:
             now = self.clock()
             flat = [(ev, now) for evs, _cb, _e in items for ev in evs]
             try:
-                records = self.journal.append_batch(flat, epoch) if flat else []
+                records = self.journal.append_batch(flat, epoch, written=self._written) if flat else []
             except Exception as exc:
                 log.exception("journal: append of %d events failed; their packets are dropped", len(flat))
                 self.failures += 1
@@ -226,8 +227,6 @@ class JournalWriter:
             self.events += sum(len(expand(ev)) for ev, _t in flat)
             if self.on_appended and records:
                 self._safe(self.on_appended, records)
-            if self.replicator is not None and records:
-                self.replicator.notify_appended()
             # Split the records back to their producers, in order.
             out, i = [], 0
             for evs, cb, _e in items:
@@ -249,6 +248,12 @@ class JournalWriter:
             if stop:
                 self._finish()
                 return
+
+    def _written(self) -> None:
+        # Between the batch's write and its fsync (Journal.append_batch): the
+        # replication thread streams the frames to the standby meanwhile.
+        if self.replicator is not None:
+            self.replicator.notify_appended()
 
     def _drop_stale(self, items: list, epoch: int) -> list:
         """Complete with None the steps computed in another epoch; the rest."""

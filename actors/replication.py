@@ -94,7 +94,9 @@ class Replicator(TransportLoop, PeerMessages, StandbyReceive, SnapshotRejoin):
         self.priority, self.mode = priority, mode
         self.handover_timeout = handover_timeout
         self.clock = clock
-        self.sender = Sender(journal.read_frames, window=window, batch=batch)
+        # The stream reads frames from the moment they are written: the
+        # standby stores them while the active's fsync runs (JournalWriter).
+        self.sender = Sender(journal.read_written, window=window, batch=batch)
         self.receiver = Receiver(resync_after=hb_interval)
         self.role = "standby"
         self.epoch = 0

@@ -224,7 +224,7 @@ class TransportLoop:
     def _stream(self, router) -> None:
         self._stream_snapshots(router)
         try:
-            batches = self.sender.batches(self.journal.head, self.epoch)
+            batches = self.sender.batches(self.journal.written_head, self.epoch)
         except (ValueError, JournalCorrupt, FileNotFoundError) as exc:
             batches = self._lost_backlog(router, exc)
         for ident, msg in batches:

@@ -81,7 +81,7 @@ class SnapshotRejoin:
             router.send_multipart([p.identity, *encode(Refused("hello again"))])
         self._update_acked()
         try:
-            return self.sender.batches(self.journal.head, self.epoch)
+            return self.sender.batches(self.journal.written_head, self.epoch)
         except (ValueError, JournalCorrupt, FileNotFoundError):
             return []
 

@@ -37,7 +37,7 @@ import logging
 import os
 from pathlib import Path
 from threading import Lock
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from gateway.events import Event
 
@@ -93,8 +93,13 @@ class Journal(JournalOpening, JournalReads, JournalRetention):
         # streaming to the standby, building HELLOs) must not wait for a
         # group commit (up to seconds on a loaded disk), which delayed the
         # heartbeats that thread also sends. A record becomes visible to
-        # readers once durable, when its append updates the table.
+        # readers once durable, when its append updates the table; the
+        # replication stream alone may read it from the moment it is written
+        # (read_written), so that the standby's round trip overlaps the fsync.
         self._append_lock = Lock()
+        # The last sequence written but not yet durable (0: none): set
+        # between an append's write and the end of its fsync.
+        self._written_ahead = 0
         self._pruned_at = self.head
         self._lock = Lock()
         self._cuts = 0                  # truncate_after calls: readers outside the lock check it
@@ -159,10 +164,17 @@ class Journal(JournalOpening, JournalReads, JournalRetention):
 
     # -------------------------------------------------------------- appends
 
-    def append_batch(self, items: Sequence[tuple[Event, float]], epoch: int) -> list[Record]:
+    def append_batch(self, items: Sequence[tuple[Event, float]], epoch: int, *,
+                     written: Callable[[], None] | None = None) -> list[Record]:
         """Append ``(event, timestamp)`` pairs as one group commit: one write,
         one fsync. Returns the records (with their sequence numbers and stream
-        versions) once they are durable."""
+        versions) once they are durable.
+
+        ``written()`` is called between the write and the fsync, when
+        :meth:`read_written` serves the new frames: the journal writer wakes
+        the replication thread there, so the frames travel to the standby
+        and are stored there while this fsync runs (sync replication then
+        waits for the longer of the two, not for their sum)."""
         if not items:
             return []
         with self._append_lock:
@@ -182,7 +194,7 @@ class Journal(JournalOpening, JournalReads, JournalRetention):
                 rec = Record(seq, epoch, float(ts), stream, version, ev.TYPE, ev.SCHEMA, ev.to_payload())
                 records.append(rec)
                 frames.append(encode_record(rec))
-            self._write(frames, records, pending)
+            self._write(frames, records, pending, written)
             return records
 
     def append_records(self, records: Iterable[Record]) -> None:
@@ -242,7 +254,8 @@ class Journal(JournalOpening, JournalReads, JournalRetention):
         if self._failed is not None:
             raise JournalFailed(f"an earlier write failed ({self._failed!r}); reopen the journal")
 
-    def _write(self, frames: list[bytes], records: list[Record], versions: dict[str, tuple[int, int]]) -> None:
+    def _write(self, frames: list[bytes], records: list[Record], versions: dict[str, tuple[int, int]],
+               written: Callable[[], None] | None = None) -> None:
         seg = self._writable_segment()
         data = b"".join(frames)
         before = seg.size
@@ -251,13 +264,22 @@ class Journal(JournalOpening, JournalReads, JournalRetention):
             while view:
                 n = os.write(self._fd, view)
                 view = view[n:]
+            if written is not None:
+                # Readable by the replication stream from here (read_written).
+                self._keep_tail(frames, records[0].seq)
+                self._written_ahead = records[-1].seq
+                written()
             if self._fsync:
                 os.fdatasync(self._fd)
         except BaseException as exc:
             # After a failed write or fsync the kernel's view of the file is
             # unknown (a failed fsync may have dropped dirty pages): take no
-            # more appends; reopening rescans and repairs the tail.
+            # more appends; reopening rescans and repairs the tail. Frames
+            # the stream may already have sent stay the standby's: the node
+            # hands its calls over to it when its journal fails.
             self._failed = exc
+            self._written_ahead = 0
+            self._drop_tail()
             try:
                 os.ftruncate(self._fd, before)
             except OSError:
@@ -281,7 +303,9 @@ class Journal(JournalOpening, JournalReads, JournalRetention):
                 for stream in [k for k, (_v, last) in self._versions.items() if last < floor]:
                     del self._versions[stream]
                 self._pruned_at = head
-        self._keep_tail(frames, records[0].seq)
+        if written is None:
+            self._keep_tail(frames, records[0].seq)
+        self._written_ahead = 0
 
     def _keep_tail(self, frames: list[bytes], first: int) -> None:
         with self._tail_lock:

@@ -24,9 +24,24 @@ class JournalReads:
                 raise JournalCorrupt(self.path, 0, f"record {seq}: {exc}") from None
 
     def read_frames(self, from_seq: int, max_count: int) -> list[bytes]:
-        """Up to ``max_count`` encoded frames from ``from_seq``, as stored (for replication)."""
-        if max_count <= 0 or from_seq > self.head:
+        """Up to ``max_count`` encoded frames from ``from_seq``, as stored: durable ones only."""
+        return self._frames(from_seq, max_count, self.head)
+
+    @property
+    def written_head(self) -> int:
+        """The last sequence written: the head, or past it while an append's
+        fsync runs (``Journal.append_batch``'s ``written``)."""
+        return max(self.head, self._written_ahead)
+
+    def read_written(self, from_seq: int, max_count: int) -> list[bytes]:
+        """Like :meth:`read_frames` up to :attr:`written_head`: the replication
+        stream's read, which may send a frame while its fsync still runs."""
+        return self._frames(from_seq, max_count, self.written_head)
+
+    def _frames(self, from_seq: int, max_count: int, last: int) -> list[bytes]:
+        if max_count <= 0 or from_seq > last:
             return []
+        max_count = min(max_count, last - from_seq + 1)
         with self._tail_lock:
             k = from_seq - self._tail_first
             if self._tail and 0 <= k < len(self._tail):

@@ -16,7 +16,7 @@ from tests.test_sip_alg import OUT, invite
 class RefusingJournal:
     head = 0
 
-    def append_batch(self, items, epoch):
+    def append_batch(self, items, epoch, *, written=None):
         raise JournalFailed("fsync failed: EIO")
 
 
@@ -102,7 +102,7 @@ class GatedJournal:
         self.entered = threading.Event()
         self.gate = threading.Event()
 
-    def append_batch(self, items, epoch):
+    def append_batch(self, items, epoch, *, written=None):
         self.entered.set()
         assert self.gate.wait(5)
         self.appended.append(([ev for ev, _t in items], epoch))

@@ -134,6 +134,54 @@ def test_failed_fsync_stops_appends(jdir, monkeypatch):
         assert j.head == 2 and [r.seq for r in j.read()] == [1, 2]
 
 
+def test_written_frames_reach_the_stream_before_their_fsync_and_no_one_else(jdir, monkeypatch):
+    # The replication stream may send a batch while its fsync runs (the
+    # standby stores it meanwhile); every other reader sees a record only
+    # once it is durable.
+    real_sync = os.fdatasync
+    order: list = []
+    seen: dict = {}
+    with Journal.open(jdir) as j:
+        j.append_batch(notes(2), epoch=1)
+
+        def during_write():
+            order.append("written")
+            seen.update(written_head=j.written_head, head=j.head, stream=j.read_written(3, 10),
+                        durable=j.read_frames(3, 10), read=[r.seq for r in j.read(1)],
+                        older=j.read_written(1, 2) == j.read_frames(1, 2))
+
+        def fdatasync(fd):
+            order.append("fsync")
+            return real_sync(fd)
+
+        monkeypatch.setattr(os, "fdatasync", fdatasync)
+        recs = j.append_batch(notes(3), epoch=1, written=during_write)
+        assert order == ["written", "fsync"]
+        assert seen == {"written_head": 5, "head": 2, "stream": [encode_record(r) for r in recs],
+                        "durable": [], "read": [1, 2], "older": True}
+        assert j.head == j.written_head == 5
+        assert j.read_frames(3, 10) == j.read_written(3, 10) == [encode_record(r) for r in recs]
+
+
+def test_a_failed_fsync_takes_back_what_the_stream_could_read(jdir, monkeypatch):
+    with Journal.open(jdir) as j:
+        j.append_batch(notes(2), epoch=1)
+        seen = []
+
+        def broken(fd):
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(os, "fdatasync", broken)
+        with pytest.raises(JournalFailed):
+            j.append_batch(notes(3), epoch=1, written=lambda: seen.append(len(j.read_written(3, 10))))
+        monkeypatch.undo()
+        assert seen == [3]                                  # readable while the fsync ran
+        assert j.head == j.written_head == 2
+        assert j.read_written(3, 10) == [] and len(j.read_written(1, 10)) == 2
+    with Journal.open(jdir) as j:
+        assert j.head == 2
+
+
 # ----------------------------------------------------- segments and reads
 
 def test_rolls_segments_and_reads_across_them(jdir):

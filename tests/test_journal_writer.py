@@ -6,6 +6,7 @@ right after the fsync. With a real pair over loopback CURVE."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -115,3 +116,31 @@ def test_group_commit_and_stop_completes_everything_submitted(pair):
     assert [e for recs in done for r in recs for e in r.events()] == \
         [e for i in range(300) for e in call_events(i)]
     assert a.writer.batches < 300                        # several submits per write and fsync
+
+
+def test_the_standby_stores_a_batch_while_the_actives_fsync_runs(pair, monkeypatch):
+    # Sync replication waits for the longer of the active's fsync and the
+    # standby's round trip, not for their sum: the frames leave between the
+    # write and the fsync. The batch still completes only once durable here.
+    a = pair.node("a", role="active", epoch=1, hb_threshold=20, fsync=True).start()
+    b = pair.node("b", hb_threshold=20).start()
+    assert wait_for(lambda: a.repl.has_standby())
+    real = os.fdatasync
+    seen: dict = {}
+
+    def slow(fd):
+        if fd == a.journal._fd and threading.current_thread().name == "journal-writer":
+            seen["stored_during_fsync"] = wait_for(lambda: b.journal.head > a.journal.head, timeout=2)
+            seen["standby_head"], seen["active_head"] = b.journal.head, a.journal.head
+            seen["fsync_end"] = time.monotonic()
+        return real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow)
+    done = threading.Event()
+    got: dict = {}
+    a.writer.submit(call_events(1), lambda recs: (got.update(t=time.monotonic(), recs=recs), done.set()))
+    assert done.wait(5)
+    seq = got["recs"][-1].seq
+    assert seen["stored_during_fsync"] and seen["standby_head"] == seq > seen["active_head"]
+    assert got["t"] >= seen["fsync_end"]
+    assert (a.writer.ack_lapses, a.writer.unreplicated_batches) == (0, 0)
