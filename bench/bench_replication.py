@@ -72,7 +72,6 @@ class Node:
         self.repl = Replicator(node_id=name, bind=bind, peer=peer, journal=self.journal,
                                on_records=self.on_records, on_trigger=self.on_trigger, keys=keys,
                                hb_interval=0.2, hb_threshold=10, mode=mode)
-        self.repl.set_role(role, epoch)
         self.writer = JournalWriter(self.journal, epoch=lambda: self.role.epoch, replicator=self.repl, mode=mode)
 
     def on_records(self, records):
@@ -93,6 +92,9 @@ class Node:
     def start(self):
         self.writer.start()
         self.repl.start()
+        # The role, and with it the active's lease, from the transport's start:
+        # given at construction it ran out while the standby's process started.
+        self.repl.set_role(self.role.role, self.role.epoch)
 
     def close(self):
         self.writer.stop()
